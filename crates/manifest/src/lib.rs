@@ -1,0 +1,420 @@
+//! Reads Kubernetes-style YAML manifests into `serde_json::Value` documents.
+//!
+//! Kubernetes (through `sigs.k8s.io/yaml` and go-yaml v2) resolves plain scalars by YAML 1.1
+//! rules: `yes`/`on`/`y` are booleans, `0x1F` and `017` are integers, `~` is null. We resolve the
+//! same way so that a manifest means here what it means to `kubectl`. Every value keeps the
+//! line and column where it started, keyed by its field path (`spec.templates[2].name`), so
+//! later stages can point at the exact place of a problem.
+
+use std::collections::HashMap;
+
+use saphyr_parser::{Event, Parser, ScalarStyle, Span};
+use serde_json::{Map, Number, Value};
+
+/// A position in a source file, 1-based line and column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Location {
+    pub line: usize,
+    pub column: usize,
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.line, self.column)
+    }
+}
+
+/// One YAML document converted to JSON, with where each field path started.
+#[derive(Debug, Clone, Default)]
+pub struct Document {
+    pub value: Value,
+    /// Where the document starts in its file.
+    pub start: Location,
+    locations: HashMap<String, Location>,
+}
+
+impl Document {
+    /// The location of a field path such as `spec.templates[0].name`, or of the nearest
+    /// enclosing field that has one.
+    pub fn location_of(&self, path: &str) -> Location {
+        let mut p = path.to_string();
+        loop {
+            if let Some(l) = self.locations.get(&p) {
+                return *l;
+            }
+            match p.rfind(['.', '[']) {
+                Some(i) => p.truncate(i),
+                None => return self.locations.get("").copied().unwrap_or(self.start),
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ManifestError {
+    #[error("{line}:{column}: malformed YAML: {message}")]
+    Syntax {
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{line}:{column}: {message}")]
+    Unsupported {
+        line: usize,
+        column: usize,
+        message: String,
+    },
+}
+
+impl ManifestError {
+    pub fn location(&self) -> Location {
+        match self {
+            ManifestError::Syntax { line, column, .. }
+            | ManifestError::Unsupported { line, column, .. } => Location {
+                line: *line,
+                column: *column,
+            },
+        }
+    }
+}
+
+/// Parse every document of a YAML stream. Empty documents (a lone `---`) are dropped, as
+/// `kubectl apply` drops them.
+pub fn parse_documents(text: &str) -> Result<Vec<Document>, ManifestError> {
+    let mut builder = Builder {
+        events: Parser::new_from_str(text).peekable(),
+        anchors: HashMap::new(),
+        locations: HashMap::new(),
+    };
+    let mut docs = Vec::new();
+    loop {
+        let (event, span) = match builder.next()? {
+            Some(e) => e,
+            None => break,
+        };
+        match event {
+            Event::StreamStart | Event::DocumentEnd | Event::Nothing => {}
+            Event::StreamEnd => break,
+            Event::DocumentStart(_) => {
+                let start = loc(&span);
+                let (event, span) = builder.next()?.ok_or_else(|| ManifestError::Syntax {
+                    line: start.line,
+                    column: start.column,
+                    message: "unexpected end of input".into(),
+                })?;
+                if matches!(event, Event::DocumentEnd) {
+                    continue;
+                }
+                builder.locations.clear();
+                let value = builder.value(event, span, String::new())?;
+                if value.is_null() {
+                    continue;
+                }
+                docs.push(Document {
+                    value,
+                    start,
+                    locations: std::mem::take(&mut builder.locations),
+                });
+            }
+            other => {
+                let l = loc(&span);
+                return Err(ManifestError::Syntax {
+                    line: l.line,
+                    column: l.column,
+                    message: format!("unexpected {other:?}"),
+                });
+            }
+        }
+    }
+    Ok(docs)
+}
+
+fn loc(span: &Span) -> Location {
+    Location {
+        line: span.start.line(),
+        column: span.start.col() + 1,
+    }
+}
+
+struct Builder<'a> {
+    events: std::iter::Peekable<Parser<'a, saphyr_parser::StrInput<'a>>>,
+    anchors: HashMap<usize, Value>,
+    locations: HashMap<String, Location>,
+}
+
+impl<'a> Builder<'a> {
+    fn next(&mut self) -> Result<Option<(Event<'a>, Span)>, ManifestError> {
+        match self.events.next() {
+            None => Ok(None),
+            Some(Ok(e)) => Ok(Some(e)),
+            Some(Err(e)) => Err(ManifestError::Syntax {
+                line: e.marker().line(),
+                column: e.marker().col() + 1,
+                message: e.info().to_string(),
+            }),
+        }
+    }
+
+    fn expect_next(&mut self, at: &Span) -> Result<(Event<'a>, Span), ManifestError> {
+        self.next()?.ok_or_else(|| {
+            let l = loc(at);
+            ManifestError::Syntax {
+                line: l.line,
+                column: l.column,
+                message: "unexpected end of input".into(),
+            }
+        })
+    }
+
+    fn value(&mut self, event: Event<'a>, span: Span, path: String) -> Result<Value, ManifestError> {
+        self.locations.insert(path.clone(), loc(&span));
+        let (value, anchor) = match event {
+            Event::Scalar(text, style, anchor, tag) => {
+                let tag = tag.map(|t| t.suffix.clone());
+                (resolve_scalar(&text, style, tag.as_deref()), anchor)
+            }
+            Event::Alias(id) => {
+                let v = self.anchors.get(&id).cloned().ok_or_else(|| {
+                    let l = loc(&span);
+                    ManifestError::Syntax {
+                        line: l.line,
+                        column: l.column,
+                        message: "alias to an unknown anchor".into(),
+                    }
+                })?;
+                (v, 0)
+            }
+            Event::SequenceStart(anchor, _) => {
+                let mut items = Vec::new();
+                loop {
+                    let (ev, sp) = self.expect_next(&span)?;
+                    if matches!(ev, Event::SequenceEnd) {
+                        break;
+                    }
+                    let child = format!("{path}[{}]", items.len());
+                    items.push(self.value(ev, sp, child)?);
+                }
+                (Value::Array(items), anchor)
+            }
+            Event::MappingStart(anchor, _) => {
+                let mut map = Map::new();
+                let mut merged = Map::new();
+                loop {
+                    let (ev, sp) = self.expect_next(&span)?;
+                    if matches!(ev, Event::MappingEnd) {
+                        break;
+                    }
+                    let key_loc = loc(&sp);
+                    let key = match self.value(ev, sp, format!("{path}\u{0}key"))? {
+                        Value::String(s) => s,
+                        Value::Null => "null".to_string(),
+                        Value::Bool(b) => b.to_string(),
+                        Value::Number(n) => n.to_string(),
+                        _ => {
+                            return Err(ManifestError::Unsupported {
+                                line: key_loc.line,
+                                column: key_loc.column,
+                                message: "a mapping key must be a scalar".into(),
+                            })
+                        }
+                    };
+                    let child = if path.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{path}.{key}")
+                    };
+                    let (ev, sp) = self.expect_next(&span)?;
+                    let is_merge = key == "<<";
+                    let v = self.value(ev, sp, child.clone())?;
+                    self.locations.insert(child, key_loc);
+                    if is_merge {
+                        let sources = match v {
+                            Value::Array(a) => a,
+                            other => vec![other],
+                        };
+                        for s in sources {
+                            if let Value::Object(o) = s {
+                                for (k, v) in o {
+                                    merged.entry(k).or_insert(v);
+                                }
+                            }
+                        }
+                    } else {
+                        map.insert(key, v);
+                    }
+                }
+                self.locations.remove(&format!("{path}\u{0}key"));
+                for (k, v) in merged {
+                    map.entry(k).or_insert(v);
+                }
+                (Value::Object(map), anchor)
+            }
+            other => {
+                let l = loc(&span);
+                return Err(ManifestError::Syntax {
+                    line: l.line,
+                    column: l.column,
+                    message: format!("unexpected {other:?}"),
+                });
+            }
+        };
+        if anchor > 0 {
+            self.anchors.insert(anchor, value.clone());
+        }
+        Ok(value)
+    }
+}
+
+/// Resolve one scalar the way go-yaml v2 (YAML 1.1) does. Quoted and block scalars are
+/// always strings; explicit `!!str`, `!!int`, ... tags win over the plain-scalar rules.
+pub fn resolve_scalar(text: &str, style: ScalarStyle, tag: Option<&str>) -> Value {
+    match tag {
+        Some("str") => return Value::String(text.to_string()),
+        Some("int") | Some("float") | Some("bool") | Some("null") => {
+            return resolve_plain(text);
+        }
+        _ => {}
+    }
+    if style != ScalarStyle::Plain {
+        return Value::String(text.to_string());
+    }
+    resolve_plain(text)
+}
+
+fn resolve_plain(text: &str) -> Value {
+    match text {
+        "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
+        "y" | "Y" | "yes" | "Yes" | "YES" | "true" | "True" | "TRUE" | "on" | "On" | "ON" => {
+            return Value::Bool(true)
+        }
+        "n" | "N" | "no" | "No" | "NO" | "false" | "False" | "FALSE" | "off" | "Off" | "OFF" => {
+            return Value::Bool(false)
+        }
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" | "-.inf" | "-.Inf" | "-.INF"
+        | ".nan" | ".NaN" | ".NAN" => {
+            // JSON has no infinities; Kubernetes would refuse such a manifest, keep the text.
+            return Value::String(text.to_string());
+        }
+        _ => {}
+    }
+    if let Some(i) = parse_yaml11_int(text) {
+        return Value::Number(i.into());
+    }
+    if looks_like_float(text) {
+        if let Ok(f) = text.replace('_', "").parse::<f64>() {
+            if let Some(n) = Number::from_f64(f) {
+                if f.fract() == 0.0 && f.abs() < 1e15 {
+                    return Value::Number((f as i64).into());
+                }
+                return Value::Number(n);
+            }
+        }
+    }
+    Value::String(text.to_string())
+}
+
+fn parse_yaml11_int(text: &str) -> Option<i64> {
+    let (neg, body) = match text.as_bytes().first()? {
+        b'-' => (true, &text[1..]),
+        b'+' => (false, &text[1..]),
+        _ => (false, text),
+    };
+    if body.is_empty() || body.starts_with('_') {
+        return None;
+    }
+    let clean: String = body.chars().filter(|c| *c != '_').collect();
+    let v = if let Some(h) = clean.strip_prefix("0x") {
+        i64::from_str_radix(h, 16).ok()?
+    } else if let Some(b) = clean.strip_prefix("0b") {
+        i64::from_str_radix(b, 2).ok()?
+    } else if let Some(o) = clean.strip_prefix("0o") {
+        i64::from_str_radix(o, 8).ok()?
+    } else if clean.len() > 1 && clean.starts_with('0') {
+        i64::from_str_radix(&clean[1..], 8).ok()?
+    } else if clean.bytes().all(|b| b.is_ascii_digit()) {
+        clean.parse::<i64>().ok()?
+    } else {
+        return None;
+    };
+    Some(if neg { -v } else { v })
+}
+
+fn looks_like_float(text: &str) -> bool {
+    let t = text.trim_start_matches(['-', '+']);
+    let mut digits = false;
+    for (i, c) in t.char_indices() {
+        match c {
+            '0'..='9' => digits = true,
+            '.' | '_' => {}
+            'e' | 'E' => {
+                let rest = &t[i + 1..];
+                let rest = rest.trim_start_matches(['-', '+']);
+                return digits && !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit());
+            }
+            _ => return false,
+        }
+    }
+    digits && t.contains('.')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn yaml11_scalars_resolve_as_kubernetes_reads_them() {
+        let docs = parse_documents(
+            "a: yes\nb: off\nc: 0x1F\nd: 017\ne: '017'\nf: ~\ng: 1.5\nh: 1_000\ni: \"yes\"\nj: 2.0\nk: 1e3\nl: v1.2\n",
+        )
+        .unwrap();
+        assert_eq!(
+            docs[0].value,
+            json!({"a": true, "b": false, "c": 31, "d": 15, "e": "017", "f": null,
+                   "g": 1.5, "h": 1000, "i": "yes", "j": 2, "k": 1000, "l": "v1.2"})
+        );
+    }
+
+    #[test]
+    fn multi_document_streams_skip_empty_documents_and_keep_locations() {
+        let text = "---\nkind: A\n---\n---\nkind: B\nspec:\n  templates:\n  - name: x\n    bad: 1\n";
+        let docs = parse_documents(text).unwrap();
+        assert_eq!(docs.len(), 2);
+        assert_eq!(docs[1].value["kind"], "B");
+        assert_eq!(
+            docs[1].location_of("spec.templates[0].bad"),
+            Location { line: 9, column: 5 }
+        );
+        assert_eq!(
+            docs[1].location_of("spec.templates[0].missing"),
+            Location { line: 8, column: 5 }
+        );
+    }
+
+    #[test]
+    fn anchors_aliases_and_merge_keys() {
+        let docs = parse_documents("base: &b {x: 1, z: 2}\nother:\n  <<: *b\n  z: 3\n").unwrap();
+        assert_eq!(docs[0].value["other"], json!({"z": 3, "x": 1}));
+    }
+
+    #[test]
+    fn malformed_yaml_reports_line_and_column() {
+        let err = parse_documents("a: [1, 2\nb: c\n").unwrap_err();
+        match err {
+            ManifestError::Syntax { line, .. } => assert!(line >= 1),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics_on_arbitrary_input(s in "\\PC{0,200}") {
+            let _ = parse_documents(&s);
+        }
+
+        #[test]
+        fn never_panics_on_yamlish_input(s in "[-:\\[\\]{}&*!|>'\" \n#a-z0-9,?]{0,120}") {
+            let _ = parse_documents(&s);
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! Argo's template language, evaluated without I/O.
+//!
+//! * [`substitute`] replaces `{{name}}` tags from a flat map of variables and evaluates
+//!   `{{=expr}}` tags with [`expr`], as Argo's `util/template` does.
+//! * [`expr`] is an interpreter for the subset of expr-lang Argo workflows use: literals,
+//!   member and index access, arithmetic, comparison, `in`, `contains`, `matches`, ternaries,
+//!   `??`, closures over `#`, `filter`/`map`/`all`/`any`, `asInt`, `asFloat`, `jsonpath`,
+//!   `toJson` and the `sprig` functions Argo exposes.
+//! * [`govaluate`] evaluates `when` conditions with govaluate's rules, where bare words are
+//!   strings.
+
+pub mod expr;
+pub mod govaluate;
+pub mod jsonpath;
+mod sprig;
+
+use std::collections::HashMap;
+
+use serde_json::{Map, Value};
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EvalError {
+    #[error("failed to resolve {{{{{0}}}}}")]
+    Unresolved(String),
+    #[error("invalid expression '{expr}': {message}")]
+    Syntax { expr: String, message: String },
+    #[error("failed to evaluate '{expr}': {message}")]
+    Runtime { expr: String, message: String },
+}
+
+/// Variables visible to templates: flat names as Argo writes them (`inputs.parameters.x`).
+pub type Vars = HashMap<String, String>;
+
+/// Replace every `{{...}}` tag in `text`.
+///
+/// With `allow_unresolved`, a tag whose variable is unknown (or whose expression cannot be
+/// evaluated yet) is written back unchanged, as Argo does while a template is only partly
+/// resolvable; without it, the first such tag is an error.
+pub fn substitute(text: &str, vars: &Vars, allow_unresolved: bool) -> Result<String, EvalError> {
+    if !text.contains("{{") {
+        return Ok(text.to_string());
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let mut env: Option<Value> = None;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else {
+            out.push_str(&rest[start..]);
+            return Ok(out);
+        };
+        let tag = &after[..end];
+        rest = &after[end + 2..];
+        if let Some(expression) = tag.strip_prefix('=') {
+            let env = env.get_or_insert_with(|| expand_vars(vars));
+            match eval_expression_tag(expression, env, vars) {
+                Ok(s) => out.push_str(&s),
+                Err(e) if allow_unresolved && !matches!(e, EvalError::Syntax { .. }) => {
+                    out.push_str("{{");
+                    out.push_str(tag);
+                    out.push_str("}}");
+                }
+                Err(e) => {
+                    if allow_unresolved {
+                        out.push_str("{{");
+                        out.push_str(tag);
+                        out.push_str("}}");
+                    } else {
+                        return Err(e);
+                    }
+                }
+            }
+        } else {
+            match vars.get(tag.trim()) {
+                Some(v) => out.push_str(v),
+                None if allow_unresolved => {
+                    out.push_str("{{");
+                    out.push_str(tag);
+                    out.push_str("}}");
+                }
+                None => return Err(EvalError::Unresolved(tag.trim().to_string())),
+            }
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn eval_expression_tag(expression: &str, env: &Value, vars: &Vars) -> Result<String, EvalError> {
+    // Argo leaves these unresolved until the values exist (exit handlers, retries).
+    for (word, var) in [
+        ("retries", "retries"),
+        ("workflow.status", "workflow.status"),
+        ("workflow.failures", "workflow.failures"),
+    ] {
+        if expression.contains(word) && !vars.contains_key(var) {
+            let mentions = expr::identifiers(expression)
+                .map(|ids| ids.iter().any(|i| i == word))
+                .unwrap_or(false);
+            if mentions {
+                return Err(EvalError::Unresolved(format!("={expression}")));
+            }
+        }
+    }
+    let v = expr::eval(expression, env)?;
+    if v.is_null() {
+        return Err(EvalError::Unresolved(format!("={expression}")));
+    }
+    Ok(go_format(&v))
+}
+
+/// Go's `fmt.Sprintf("%v", v)` for the values an expression can produce.
+pub fn go_format(v: &Value) -> String {
+    match v {
+        Value::Null => "<nil>".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => format_number(n),
+        Value::String(s) => s.clone(),
+        Value::Array(a) => {
+            let parts: Vec<String> = a.iter().map(go_format).collect();
+            format!("[{}]", parts.join(" "))
+        }
+        Value::Object(o) => {
+            let mut keys: Vec<&String> = o.keys().collect();
+            keys.sort();
+            let parts: Vec<String> = keys
+                .iter()
+                .map(|k| format!("{}:{}", k, go_format(&o[*k])))
+                .collect();
+            format!("map[{}]", parts.join(" "))
+        }
+    }
+}
+
+pub(crate) fn format_number(n: &serde_json::Number) -> String {
+    if let Some(i) = n.as_i64() {
+        return i.to_string();
+    }
+    let f = n.as_f64().unwrap_or(0.0);
+    if f.fract() == 0.0 && f.abs() < 1e21 {
+        format!("{}", f as i64)
+    } else {
+        let s = format!("{f}");
+        if f.abs() >= 1e21 {
+            format!("{f:e}")
+        } else {
+            s
+        }
+    }
+}
+
+/// Turn flat dotted names into nested maps, as Argo's `expand.Expand` does:
+/// `steps.a.outputs.result` becomes `{"steps": {"a": {"outputs": {"result": ...}}}}`.
+/// The flat name stays visible too, so `inputs.parameters['a.b']` style lookups keep working.
+pub fn expand_vars(vars: &Vars) -> Value {
+    let mut root = Map::new();
+    let mut names: Vec<&String> = vars.keys().collect();
+    // Shorter names first, so that a map built for `a.b.c` is not clobbered by a later `a.b`.
+    names.sort_by_key(|n| (n.matches('.').count(), n.len()));
+    for name in names {
+        let value = Value::String(vars[name].clone());
+        insert_path(&mut root, name, value);
+    }
+    Value::Object(root)
+}
+
+fn insert_path(root: &mut Map<String, Value>, name: &str, value: Value) {
+    let parts: Vec<&str> = name.split('.').collect();
+    let mut cur = root;
+    for (i, part) in parts.iter().enumerate() {
+        if i == parts.len() - 1 {
+            if !matches!(cur.get(*part), Some(Value::Object(_))) {
+                cur.insert(part.to_string(), value);
+            }
+            return;
+        }
+        let entry = cur
+            .entry(part.to_string())
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !entry.is_object() {
+            *entry = Value::Object(Map::new());
+        }
+        cur = entry.as_object_mut().expect("just made an object");
+    }
+}
+
+/// Substitute tags in every string of a JSON value (keys are left alone, as Argo's
+/// JSON-level replacement only touches string contents).
+pub fn substitute_json(value: &Value, vars: &Vars, allow_unresolved: bool) -> Result<Value, EvalError> {
+    Ok(match value {
+        Value::String(s) => Value::String(substitute(s, vars, allow_unresolved)?),
+        Value::Array(a) => Value::Array(
+            a.iter()
+                .map(|v| substitute_json(v, vars, allow_unresolved))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Object(o) => {
+            let mut m = Map::with_capacity(o.len());
+            for (k, v) in o {
+                m.insert(k.clone(), substitute_json(v, vars, allow_unresolved)?);
+            }
+            Value::Object(m)
+        }
+        other => other.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vars {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn simple_tags_are_trimmed_and_replaced() {
+        let v = vars(&[("inputs.parameters.message", "hi there")]);
+        assert_eq!(
+            substitute("say {{ inputs.parameters.message }}!", &v, false).unwrap(),
+            "say hi there!"
+        );
+    }
+
+    #[test]
+    fn unresolved_tags_stay_or_fail() {
+        let v = vars(&[]);
+        assert_eq!(substitute("{{steps.a.outputs.result}}", &v, true).unwrap(), "{{steps.a.outputs.result}}");
+        assert_eq!(
+            substitute("{{steps.a.outputs.result}}", &v, false).unwrap_err(),
+            EvalError::Unresolved("steps.a.outputs.result".into())
+        );
+    }
+
+    #[test]
+    fn expression_tags_format_like_go() {
+        let v = vars(&[("inputs.parameters.foo", "3"), ("inputs.parameters.week-temps", "{\"avg\": 35.8}")]);
+        assert_eq!(substitute("{{=asInt(inputs.parameters.foo) * 10}}", &v, false).unwrap(), "30");
+        assert_eq!(
+            substitute("{{=jsonpath(inputs.parameters['week-temps'], '$.avg')}}", &v, false).unwrap(),
+            "35.8"
+        );
+        assert_eq!(substitute("{{=toJson(filter([1, 3], {# > 1}))}}", &v, false).unwrap(), "[3]");
+    }
+
+    #[test]
+    fn workflow_status_stays_unresolved_until_known() {
+        let v = vars(&[]);
+        assert_eq!(
+            substitute("{{=workflow.status == 'Succeeded'}}", &v, true).unwrap(),
+            "{{=workflow.status == 'Succeeded'}}"
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn substitute_never_panics(s in "\\PC{0,80}") {
+            let v = vars(&[("a", "1"), ("b.c", "x")]);
+            let _ = substitute(&s, &v, true);
+            let _ = substitute(&s, &v, false);
+        }
+
+        #[test]
+        fn substitute_without_tags_is_identity(s in "[^{}]{0,80}") {
+            let v = vars(&[("a", "1")]);
+            proptest::prop_assert_eq!(substitute(&s, &v, false).unwrap(), s);
+        }
+    }
+}
