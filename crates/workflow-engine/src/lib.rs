@@ -1,14 +1,19 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! The ONYX workflow engine: Argo Workflows v3.5.6 semantics as a pure state machine.
+//!
+//! `Engine::new` builds the state of one workflow; `Engine::handle(event, now)` applies one
+//! event at time `now` and returns the [`Action`]s the shell must carry out (start a pod, kill
+//! one, make an HTTP call, act on a resource). The engine does no I/O and reads no clock, so
+//! the same inputs always give the same state and actions.
+//!
+//! Invariants:
+//! * Work is proportional to what changed: a node finishing notifies only its owner (the retry,
+//!   step group, DAG or task group that started it); DAG tasks keep counters of unfinished
+//!   dependencies. Nothing rescans the whole node tree per event.
+//! * A node's phase only moves forward: Pending → Running → a fulfilled phase, never back.
+//! * Every fulfilled node is reported to its owner exactly once (through the work queue).
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+mod engine;
+pub mod status;
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+pub use engine::*;
+pub use status::*;
