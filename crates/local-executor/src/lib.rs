@@ -1,14 +1,19 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! The local executor: each pod of a workflow is a process tree on this host.
+//!
+//! The controller side ([`PodLauncher`]) writes a [`PodSpec`] into the pod's directory and
+//! starts `onyx exec-pod DIR` in a new process group. That wrapper ([`run_pod`], ONYX's
+//! `argoexec`) gives the pod a private view of `/tmp`, `/mnt` and the other directories its
+//! paths use (a mount namespace, when running as root), stages input artifacts, runs init
+//! containers, sidecars and the main container(s), then collects output parameters, artifacts
+//! and stdout into `result.json`.
+//!
+//! Invariants: a pod directory is created once per pod name and `result.json` is written
+//! atomically (rename) as the wrapper's last act, so a controller restarted at any moment can
+//! tell a finished pod from a running one; killing the process group ends every process of the
+//! pod.
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+pub mod artifacts;
+pub mod images;
+mod pod;
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+pub use pod::*;

@@ -1,3 +1,237 @@
-fn main() {
-    println!("Hello, world!");
+//! `onyx`: the ONYX command line.
+
+mod conformance;
+mod inputs;
+mod render;
+mod resource;
+mod runner;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use workflow_model::{Object, Severity};
+
+use crate::inputs::Inputs;
+
+#[derive(Parser)]
+#[command(name = "onyx", version, about = "Argo-compatible workflows with GPU gang scheduling, in one binary")]
+struct Cli {
+    /// Where ONYX keeps its state, pod directories and artifacts.
+    #[arg(long, global = true, env = "ONYX_HOME", default_value = ".onyx")]
+    home: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum Output {
+    Wide,
+    Json,
+    Yaml,
+    Name,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one workflow to completion on this machine, printing its progress.
+    Run {
+        /// The workflow file; further files hold the WorkflowTemplates, ClusterWorkflowTemplates
+        /// and objects (ConfigMaps) it refers to.
+        files: Vec<PathBuf>,
+        /// Workflow argument, `name=value` (repeatable).
+        #[arg(short = 'p', long = "parameter")]
+        parameters: Vec<String>,
+        /// Output format: the final status as a tree (wide), JSON, YAML or the name.
+        #[arg(short, long, value_enum, default_value = "wide")]
+        output: Output,
+        /// Print each pod's log when it finishes.
+        #[arg(long)]
+        log: bool,
+        /// Resume manual suspend steps as soon as they are reached.
+        #[arg(long)]
+        auto_resume: bool,
+    },
+    /// Check workflow files: every problem with its file, line and field.
+    Lint {
+        files: Vec<PathBuf>,
+    },
+    /// Run Argo's example corpus (DIR/MANIFEST.tsv) and report the pass count.
+    Conformance {
+        dir: PathBuf,
+        /// How many rows run at once (most rows only sleep).
+        #[arg(long, default_value_t = 48)]
+        jobs: usize,
+        /// Give up on a workflow after this many seconds.
+        #[arg(long, default_value_t = 1500)]
+        timeout: u64,
+        /// Only rows whose file name contains this text.
+        #[arg(long)]
+        only: Option<String>,
+    },
+    /// Run a prepared pod (used by ONYX itself, like Argo's argoexec).
+    #[command(hide = true)]
+    ExecPod { dir: PathBuf },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let home = absolute(&cli.home);
+    match cli.command {
+        Command::ExecPod { dir } => match local_executor::run_pod(&dir) {
+            Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+            Err(e) => {
+                eprintln!("onyx exec-pod: {e}");
+                ExitCode::from(1)
+            }
+        },
+        Command::Lint { files } => lint(&files),
+        Command::Run { files, parameters, output, log, auto_resume } => run(&home, &files, &parameters, output, log, auto_resume),
+        Command::Conformance { dir, jobs, timeout, only } => {
+            let opts = conformance::Options { jobs, timeout: Duration::from_secs(timeout), home: home.join("conformance"), only };
+            match conformance::run(&dir, &opts) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => {
+                    eprintln!("conformance: below the bars (95% of host rows, 80% of shim rows, every lint row clean)");
+                    ExitCode::from(1)
+                }
+                Err(e) => {
+                    eprintln!("onyx conformance: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+    }
+}
+
+fn absolute(p: &std::path::Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf())
+    }
+}
+
+fn lint(files: &[PathBuf]) -> ExitCode {
+    if files.is_empty() {
+        eprintln!("onyx lint: give at least one file");
+        return ExitCode::from(2);
+    }
+    let mut inputs = Inputs::read(files);
+    inputs.lint();
+    for d in &inputs.diagnostics {
+        println!("{d}");
+    }
+    let errors = inputs.diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
+    let warnings = inputs.diagnostics.len() - errors;
+    if errors > 0 {
+        println!("{errors} error(s), {warnings} warning(s)");
+        ExitCode::from(1)
+    } else {
+        println!("{} object(s) linted clean{}", inputs.loaded.len(), if warnings > 0 { format!(", {warnings} warning(s)") } else { String::new() });
+        ExitCode::SUCCESS
+    }
+}
+
+fn run(home: &std::path::Path, files: &[PathBuf], parameters: &[String], output: Output, log: bool, auto_resume: bool) -> ExitCode {
+    if files.is_empty() {
+        eprintln!("onyx run: give the workflow file");
+        return ExitCode::from(2);
+    }
+    let mut params = Vec::new();
+    for p in parameters {
+        match p.split_once('=') {
+            Some((k, v)) => params.push((k.to_string(), v.to_string())),
+            None => {
+                eprintln!("onyx run: -p {p}: expected name=value");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let mut inputs = Inputs::read(files);
+    inputs.lint();
+    for d in &inputs.diagnostics {
+        eprintln!("{d}");
+    }
+    if inputs.has_errors() {
+        eprintln!("onyx run: the input was refused");
+        return ExitCode::from(2);
+    }
+    let first = files[0].display().to_string();
+    let workflows: Vec<_> = inputs
+        .loaded
+        .iter()
+        .filter(|l| l.file == first)
+        .filter_map(|l| match &l.object {
+            Object::Workflow(w) => Some(w.clone()),
+            _ => None,
+        })
+        .collect();
+    let Some(wf) = workflows.into_iter().next() else {
+        eprintln!("onyx run: {first} holds no Workflow");
+        return ExitCode::from(2);
+    };
+    let objects = resource::ObjectStore::new();
+    objects.load(&inputs.objects());
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("onyx run: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let shared = Arc::new(runner::Shared { store: inputs.store(), objects, exe });
+    let opts = runner::RunOptions { home: home.to_path_buf(), params, auto_resume, timeout: None };
+    let name = runner::workflow_name(&wf);
+    let outcome = if output == Output::Wide {
+        eprintln!("Name: {name}");
+        let mut w = render::LineWatcher::new(std::io::stderr());
+        runner::run(&wf, &name, &shared, &opts, &mut w)
+    } else {
+        runner::run(&wf, &name, &shared, &opts, &mut runner::NoWatch)
+    };
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("onyx run: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    if log {
+        print_logs(home, &outcome.workflow);
+    }
+    match output {
+        Output::Wide => print!("\n{}", render::summary(&outcome.workflow)),
+        Output::Json => println!("{}", serde_json::to_string_pretty(&outcome.workflow).unwrap_or_default()),
+        Output::Yaml => print!("{}", serde_yaml_ng::to_string(&outcome.workflow).unwrap_or_default()),
+        Output::Name => println!("{name}"),
+    }
+    if outcome.phase == workflow_engine::Phase::Succeeded {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn print_logs(home: &std::path::Path, wf: &serde_json::Value) {
+    let Some(nodes) = wf.pointer("/status/nodes").and_then(|n| n.as_object()) else { return };
+    let mut pods: Vec<(&str, String)> = nodes
+        .values()
+        .filter(|n| n["type"] == "Pod")
+        .map(|n| {
+            let tname = n["templateName"].as_str().or_else(|| n["templateRef"]["template"].as_str()).unwrap_or_default();
+            let wfname = wf["metadata"]["name"].as_str().unwrap_or_default();
+            (n["startedAt"].as_str().unwrap_or_default(), workflow_engine::pod_name(wfname, n["name"].as_str().unwrap_or_default(), tname))
+        })
+        .collect();
+    pods.sort();
+    for (_, pod) in pods {
+        if let Ok(text) = std::fs::read_to_string(home.join("pods").join(&pod).join("main.log")) {
+            for line in text.lines() {
+                println!("{pod}: {line}");
+            }
+        }
+    }
 }

@@ -1,0 +1,627 @@
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use workflow_model::{Artifact, Container, Template};
+
+use crate::artifacts;
+use crate::images;
+
+/// Largest stdout kept for `outputs.result`.
+const MAX_CAPTURE: usize = 256 * 1024 + 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("pod {pod}: {message}")]
+    Setup { pod: String, message: String },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContainerRun {
+    pub name: String,
+    pub image: String,
+    pub command: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub working_dir: Option<String>,
+    pub dependencies: Vec<String>,
+    pub mounts: Vec<Mount>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Mount {
+    pub source: PathBuf,
+    pub target: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum InputSource {
+    Raw(String),
+    Http { url: String, headers: Vec<(String, String)> },
+    Repository(String),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InputArtifact {
+    pub name: String,
+    pub path: String,
+    pub source: InputSource,
+    pub sub_path: Option<String>,
+    pub mode: Option<u32>,
+    pub optional: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OutputArtifact {
+    pub name: String,
+    pub path: String,
+    pub key: String,
+    pub archive: bool,
+    pub level: Option<u32>,
+    pub optional: bool,
+}
+
+/// Everything the wrapper needs, written to `DIR/pod.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PodSpec {
+    pub pod_name: String,
+    pub home: PathBuf,
+    pub init: Vec<ContainerRun>,
+    pub sidecars: Vec<ContainerRun>,
+    pub main: Vec<ContainerRun>,
+    pub script: Option<String>,
+    pub inputs: Vec<InputArtifact>,
+    pub output_parameters: Vec<(String, String)>,
+    pub output_artifacts: Vec<OutputArtifact>,
+    pub private_dirs: Vec<String>,
+    pub capture_result: bool,
+}
+
+/// What the wrapper leaves in `DIR/result.json`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PodOutcome {
+    pub exit_code: Option<i32>,
+    pub stdout: Option<String>,
+    pub parameters: Vec<(String, Option<String>)>,
+    /// (name, repository key) of each saved output artifact.
+    pub artifacts: Vec<(String, String)>,
+    pub message: Option<String>,
+}
+
+/// Paths of the host's system directories, never hidden from a pod.
+const SYSTEM_DIRS: &[&str] = &[
+    "", "bin", "boot", "dev", "etc", "home", "lib", "lib32", "lib64", "libx32", "opt", "proc", "root", "run", "sbin", "srv", "sys", "usr", "var", "nix",
+];
+
+pub struct Layout {
+    pub home: PathBuf,
+}
+
+impl Layout {
+    pub fn new(home: impl Into<PathBuf>) -> Layout {
+        Layout { home: home.into() }
+    }
+    pub fn pod_dir(&self, pod: &str) -> PathBuf {
+        self.home.join("pods").join(pod)
+    }
+    pub fn repository(&self) -> PathBuf {
+        self.home.join("artifacts")
+    }
+    pub fn argosay(&self) -> PathBuf {
+        self.home.join("bin").join("argosay")
+    }
+    /// Install the image stand-ins (once per home).
+    pub fn install_stand_ins(&self) -> std::io::Result<()> {
+        let p = self.argosay();
+        if fs::read_to_string(&p).ok().as_deref() != Some(images::ARGOSAY) {
+            fs::create_dir_all(p.parent().unwrap_or(Path::new(".")))?;
+            let tmp = p.with_extension("tmp");
+            fs::write(&tmp, images::ARGOSAY)?;
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755))?;
+            fs::rename(&tmp, &p)?;
+        }
+        Ok(())
+    }
+}
+
+fn container_run(c: &Container, default_name: &str, image_default: &str, pod: &str, script: Option<&Path>, argosay: &str, mounts: Vec<Mount>) -> ContainerRun {
+    let image = c.image.clone().unwrap_or_else(|| image_default.to_string());
+    let rule = images::rule(&image, argosay);
+    let mut command: Vec<String> = match &c.command {
+        Some(cmd) if !cmd.is_empty() => cmd.iter().map(|s| s.0.clone()).collect(),
+        _ => {
+            if c.args.as_ref().is_some_and(|a| !a.is_empty()) && images::repository(&image) != "argoproj/argosay" && images::repository(&image) != "docker/whalesay" {
+                // An image whose entrypoint runs its arguments (alpine, debian, ...).
+                Vec::new()
+            } else if script.is_some() {
+                vec!["sh".into()]
+            } else {
+                rule.default_command.clone()
+            }
+        }
+    };
+    if let Some(first) = command.first_mut() {
+        *first = images::host_command(first, &image, argosay);
+    }
+    command.extend(c.args.iter().flatten().map(|s| s.0.clone()));
+    if let Some(s) = script {
+        command.push(s.display().to_string());
+    }
+    let mut env: Vec<(String, String)> = Vec::new();
+    for e in &c.env {
+        let v = match (&e.value, &e.value_from) {
+            (Some(v), _) => v.0.clone(),
+            (None, Some(vf)) => match vf.pointer("/fieldRef/fieldPath").and_then(Value::as_str) {
+                Some("metadata.name") => pod.to_string(),
+                Some("metadata.namespace") => "default".into(),
+                Some("spec.nodeName") => hostname(),
+                _ => String::new(),
+            },
+            _ => String::new(),
+        };
+        env.push((e.name.clone(), v));
+    }
+    ContainerRun {
+        name: c.name.clone().unwrap_or_else(|| default_name.to_string()),
+        image,
+        command,
+        env,
+        working_dir: c.working_dir.clone(),
+        dependencies: c.dependencies.clone(),
+        mounts,
+    }
+}
+
+fn hostname() -> String {
+    fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "localhost".into())
+}
+
+/// Inputs to build a pod: the instantiated template and what the engine resolved.
+pub struct PodInput<'a> {
+    pub pod_name: &'a str,
+    pub workflow: &'a str,
+    pub template: &'a Template,
+    pub input_artifacts: &'a [Artifact],
+    pub output_artifacts: &'a [Artifact],
+    pub volumes: &'a [Value],
+    pub config_maps: &'a HashMap<String, BTreeMap<String, String>>,
+    pub capture_result: bool,
+}
+
+/// Translate a template into the wrapper's [`PodSpec`] and lay out the pod directory.
+pub fn prepare_pod(layout: &Layout, input: &PodInput) -> Result<PodSpec, ExecError> {
+    let pod = input.pod_name;
+    let dir = layout.pod_dir(pod);
+    fs::create_dir_all(dir.join("volumes"))?;
+    let argosay = layout.argosay().display().to_string();
+    let t = input.template;
+    let setup = |m: String| ExecError::Setup { pod: pod.to_string(), message: m };
+    // Volumes: emptyDir per pod, claims per workflow, configMaps written out.
+    let mut volume_paths: HashMap<String, PathBuf> = HashMap::new();
+    for v in input.volumes {
+        let Some(name) = v.get("name").and_then(Value::as_str) else { continue };
+        let path = if let Some(claim) = v.pointer("/persistentVolumeClaim/claimName").and_then(Value::as_str) {
+            layout.home.join("volumes").join(input.workflow).join(claim)
+        } else if let Some(host) = v.pointer("/hostPath/path").and_then(Value::as_str) {
+            PathBuf::from(host)
+        } else if let Some(cm) = v.pointer("/configMap/name").and_then(Value::as_str) {
+            let p = dir.join("volumes").join(name);
+            fs::create_dir_all(&p)?;
+            if let Some(data) = input.config_maps.get(cm) {
+                for (k, val) in data {
+                    fs::write(p.join(k), val)?;
+                }
+            }
+            p
+        } else {
+            dir.join("volumes").join(name)
+        };
+        fs::create_dir_all(&path)?;
+        volume_paths.insert(name.to_string(), path);
+    }
+    let mounts_for = |c: &Container, extra: &[workflow_model::VolumeMount]| -> Result<Vec<Mount>, ExecError> {
+        let mut out = Vec::new();
+        for m in c.volume_mounts.iter().chain(extra.iter()) {
+            let src = volume_paths.get(&m.name).ok_or_else(|| setup(format!("volumeMount '{}' refers to no volume of the pod", m.name)))?;
+            let src = match &m.sub_path {
+                Some(s) if !s.is_empty() => {
+                    let p = src.join(s);
+                    fs::create_dir_all(&p)?;
+                    p
+                }
+                _ => src.clone(),
+            };
+            out.push(Mount { source: src, target: m.mount_path.clone() });
+        }
+        Ok(out)
+    };
+    let script_path = t.script.as_ref().map(|s| {
+        let p = dir.join("script");
+        let _ = fs::write(&p, &s.source);
+        p
+    });
+    let mut main = Vec::new();
+    let mut main_mounts: Vec<Mount> = Vec::new();
+    if let Some(c) = &t.container {
+        let m = mounts_for(c, &[])?;
+        main_mounts.extend(m.iter().cloned());
+        main.push(container_run(c, "main", "", pod, None, &argosay, m));
+    } else if let Some(s) = &t.script {
+        let m = mounts_for(&s.container, &[])?;
+        main_mounts.extend(m.iter().cloned());
+        main.push(container_run(&s.container, "main", "", pod, script_path.as_deref(), &argosay, m));
+    } else if let Some(cs) = &t.container_set {
+        for c in &cs.containers {
+            let m = mounts_for(c, &cs.volume_mounts)?;
+            main_mounts.extend(m.iter().cloned());
+            main.push(container_run(c, "main", "", pod, None, &argosay, m));
+        }
+    } else {
+        return Err(setup("template has no container, script or containerSet".into()));
+    }
+    let mut init = Vec::new();
+    for (i, c) in t.init_containers.iter().enumerate() {
+        let mut m = mounts_for(c, &[])?;
+        if c.mirror_volume_mounts == Some(true) {
+            m.extend(main_mounts.iter().cloned());
+        }
+        init.push(container_run(c, &format!("init-{i}"), "", pod, None, &argosay, m));
+    }
+    let mut sidecars = Vec::new();
+    for (i, c) in t.sidecars.iter().enumerate() {
+        let mut m = mounts_for(c, &[])?;
+        if c.mirror_volume_mounts == Some(true) {
+            m.extend(main_mounts.iter().cloned());
+        }
+        sidecars.push(container_run(c, &format!("sidecar-{i}"), "", pod, None, &argosay, m));
+    }
+    let repo = layout.repository();
+    let mut inputs = Vec::new();
+    for a in input.input_artifacts {
+        let Some(path) = a.path.clone() else { continue };
+        let source = if let Some(raw) = &a.raw {
+            InputSource::Raw(raw.data.clone())
+        } else if let Some(h) = &a.http {
+            InputSource::Http { url: h.url.clone(), headers: h.headers.iter().map(|x| (x.name.clone(), x.value.clone())).collect() }
+        } else if let Some(l) = &a.local {
+            InputSource::Repository(l.key.clone())
+        } else if let Some(key) = a.s3.as_ref().and_then(|s| s.get("key")).and_then(Value::as_str) {
+            if a.s3.as_ref().and_then(|s| s.get("bucket")).is_some() || a.s3.as_ref().and_then(|s| s.get("endpoint")).is_some() {
+                return Err(setup(format!("input artifact '{}' is in an external S3 bucket; the local executor reads only its own repository", a.name)));
+            }
+            InputSource::Repository(key.to_string())
+        } else if a.optional {
+            continue;
+        } else {
+            return Err(setup(format!("input artifact '{}' has a source the local executor cannot read (git, gcs, oss, azure, hdfs, artifactory)", a.name)));
+        };
+        inputs.push(InputArtifact { name: a.name.clone(), path, source, sub_path: a.sub_path.clone(), mode: a.mode.map(|m| m as u32), optional: a.optional });
+    }
+    let _ = repo;
+    let output_parameters = t
+        .outputs
+        .parameters
+        .iter()
+        .filter_map(|p| p.value_from.as_ref().and_then(|v| v.path.clone()).map(|path| (p.name.clone(), path)))
+        .collect();
+    let output_artifacts = input
+        .output_artifacts
+        .iter()
+        .filter_map(|a| {
+            let path = a.path.clone()?;
+            let key = a.local.as_ref()?.key.clone();
+            let level = a.archive.as_ref().and_then(|x| x.pointer("/tar/compressionLevel")).and_then(Value::as_u64).map(|l| l as u32);
+            Some(OutputArtifact { name: a.name.clone(), path, key, archive: !a.archive_none(), level, optional: a.optional })
+        })
+        .collect::<Vec<_>>();
+    // Directories to make private to this pod: /tmp, /mnt and the top directories of every
+    // path it uses, except system directories and the one that holds ONYX's home.
+    let mut private: Vec<String> = vec!["tmp".into(), "mnt".into()];
+    let mut paths: Vec<String> = Vec::new();
+    paths.extend(inputs.iter().map(|i| i.path.clone()));
+    paths.extend(t.outputs.parameters.iter().filter_map(|p| p.value_from.as_ref().and_then(|v| v.path.clone())));
+    paths.extend(output_artifacts.iter().map(|o| o.path.clone()));
+    for c in main.iter().chain(init.iter()).chain(sidecars.iter()) {
+        paths.extend(c.mounts.iter().map(|m| m.target.clone()));
+        paths.extend(c.working_dir.iter().cloned());
+    }
+    for p in paths {
+        if let Some(top) = p.strip_prefix('/').and_then(|r| r.split('/').next()) {
+            if !top.is_empty() && !private.iter().any(|x| x == top) {
+                private.push(top.to_string());
+            }
+        }
+    }
+    let home_top = layout.home.components().nth(1).map(|c| c.as_os_str().to_string_lossy().into_owned()).unwrap_or_default();
+    private.retain(|d| !SYSTEM_DIRS.contains(&d.as_str()) && *d != home_top);
+    let spec = PodSpec {
+        pod_name: pod.to_string(),
+        home: layout.home.clone(),
+        init,
+        sidecars,
+        main,
+        script: t.script.as_ref().map(|s| s.source.clone()),
+        inputs,
+        output_parameters,
+        output_artifacts,
+        private_dirs: private,
+        capture_result: input.capture_result,
+    };
+    let text = serde_json::to_vec_pretty(&spec).map_err(|e| setup(e.to_string()))?;
+    fs::write(dir.join("pod.json"), text)?;
+    Ok(spec)
+}
+
+/// A started pod: its wrapper process.
+pub struct RunningPod {
+    pub child: Child,
+    pub dir: PathBuf,
+}
+
+/// Start `exe exec-pod DIR` in its own process group.
+pub fn launch(exe: &Path, dir: &Path) -> Result<RunningPod, ExecError> {
+    use std::os::unix::process::CommandExt;
+    let log = fs::File::create(dir.join("wrapper.log"))?;
+    let child = Command::new(exe)
+        .arg("exec-pod")
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()?;
+    Ok(RunningPod { child, dir: dir.to_path_buf() })
+}
+
+/// Kill every process of a pod (its process group).
+pub fn kill_group(pid: u32) {
+    use nix::sys::signal::{killpg, Signal};
+    use nix::unistd::Pid;
+    let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+}
+
+/// Read what a finished wrapper left; `None` if it did not finish.
+pub fn read_outcome(dir: &Path) -> Option<PodOutcome> {
+    let text = fs::read(dir.join("result.json")).ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
+// ----- the wrapper (runs inside `onyx exec-pod`) -----
+
+/// Run a prepared pod to completion and write `result.json`. Returns the main exit code.
+pub fn run_pod(dir: &Path) -> Result<i32, ExecError> {
+    let spec: PodSpec = serde_json::from_slice(&fs::read(dir.join("pod.json"))?).map_err(|e| ExecError::Setup { pod: dir.display().to_string(), message: e.to_string() })?;
+    let outcome = match execute(&spec, dir) {
+        Ok(o) => o,
+        Err(e) => PodOutcome { exit_code: None, message: Some(e.to_string()), ..Default::default() },
+    };
+    let tmp = dir.join("result.json.tmp");
+    fs::write(&tmp, serde_json::to_vec(&outcome).unwrap_or_default())?;
+    fs::rename(&tmp, dir.join("result.json"))?;
+    Ok(outcome.exit_code.unwrap_or(1))
+}
+
+fn isolate(spec: &PodSpec, dir: &Path) -> Result<bool, String> {
+    use nix::mount::{mount, MsFlags};
+    use nix::sched::{unshare, CloneFlags};
+    if !nix::unistd::Uid::effective().is_root() || std::env::var_os("ONYX_NO_SANDBOX").is_some() {
+        return Ok(false);
+    }
+    if unshare(CloneFlags::CLONE_NEWNS).is_err() {
+        return Ok(false);
+    }
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>).map_err(|e| format!("make / private: {e}"))?;
+    let fs_root = dir.join("fs");
+    for d in &spec.private_dirs {
+        let backing = fs_root.join(d);
+        fs::create_dir_all(&backing).map_err(|e| format!("{}: {e}", backing.display()))?;
+        let target = PathBuf::from("/").join(d);
+        if !target.exists() {
+            fs::create_dir_all(&target).map_err(|e| format!("{}: {e}", target.display()))?;
+        }
+        if d == "tmp" {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = fs::set_permissions(&backing, fs::Permissions::from_mode(0o1777));
+        }
+        mount(Some(&backing), &target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>).map_err(|e| format!("bind {}: {e}", target.display()))?;
+    }
+    Ok(true)
+}
+
+fn bind_mounts(mounts: &[Mount], isolated: bool) -> Result<(), String> {
+    use nix::mount::{mount, MsFlags};
+    if !isolated {
+        return Ok(());
+    }
+    for m in mounts {
+        fs::create_dir_all(&m.target).map_err(|e| format!("{}: {e}", m.target))?;
+        mount(Some(&m.source), m.target.as_str(), None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(|e| format!("mount {}: {e}", m.target))?;
+    }
+    Ok(())
+}
+
+fn execute(spec: &PodSpec, dir: &Path) -> Result<PodOutcome, String> {
+    let isolated = isolate(spec, dir)?;
+    let repo = spec.home.join("artifacts");
+    let scratch = dir.join("scratch");
+    fs::create_dir_all(&scratch).map_err(|e| e.to_string())?;
+    // Volume mounts of every container are visible to the whole pod (one mount namespace).
+    let mut all_mounts: Vec<Mount> = Vec::new();
+    for c in spec.init.iter().chain(spec.sidecars.iter()).chain(spec.main.iter()) {
+        for m in &c.mounts {
+            if !all_mounts.iter().any(|x| x.target == m.target) {
+                all_mounts.push(m.clone());
+            }
+        }
+    }
+    bind_mounts(&all_mounts, isolated)?;
+    // Inputs.
+    for a in &spec.inputs {
+        let dest = PathBuf::from(&a.path);
+        let r = match &a.source {
+            InputSource::Raw(data) => artifacts::write_raw(data, &dest),
+            InputSource::Http { url, headers } => artifacts::download(url, headers, &dest),
+            InputSource::Repository(key) => artifacts::load(&repo.join(key), &dest, a.sub_path.as_deref(), &scratch),
+        };
+        if let Err(e) = r {
+            if a.optional {
+                continue;
+            }
+            return Err(format!("failed to load input artifact '{}': {e}", a.name));
+        }
+        if let Some(mode) = a.mode {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = fs::set_permissions(&dest, fs::Permissions::from_mode(mode));
+        }
+    }
+    let log_path = dir.join("main.log");
+    let log = Arc::new(Mutex::new(fs::File::create(&log_path).map_err(|e| e.to_string())?));
+    let workdir = dir.join("work");
+    fs::create_dir_all(&workdir).map_err(|e| e.to_string())?;
+    for c in &spec.init {
+        let (code, _) = run_container(c, &workdir, &log, false)?;
+        if code != 0 {
+            return Ok(PodOutcome { exit_code: Some(code), message: Some(format!("init container {} failed with exit code {code}", c.name)), ..Default::default() });
+        }
+    }
+    let mut sidecars = Vec::new();
+    for c in &spec.sidecars {
+        if let Ok(child) = spawn(c, &workdir, Stdio::null(), Stdio::null()) {
+            sidecars.push(child);
+        }
+    }
+    // Main containers, in dependency order (containerSet), each waiting for its dependencies.
+    let mut exit = 0;
+    let mut stdout_text = String::new();
+    let mut done: Vec<String> = Vec::new();
+    let mut remaining: Vec<&ContainerRun> = spec.main.iter().collect();
+    let mut message = None;
+    while !remaining.is_empty() {
+        let Some(pos) = remaining.iter().position(|c| c.dependencies.iter().all(|d| done.contains(d))) else {
+            return Err("containerSet has a dependency cycle or an unknown dependency".into());
+        };
+        let c = remaining.remove(pos);
+        let (code, out) = run_container(c, &workdir, &log, spec.capture_result)?;
+        if spec.main.len() == 1 || c.name == "main" {
+            stdout_text = out;
+        }
+        if code != 0 && exit == 0 {
+            exit = code;
+            if code == 127 {
+                message = Some(format!("container {}: command '{}' not found", c.name, c.command.first().cloned().unwrap_or_default()));
+            }
+        }
+        done.push(c.name.clone());
+        if code != 0 {
+            break;
+        }
+    }
+    for mut s in sidecars {
+        let _ = s.kill();
+        let _ = s.wait();
+    }
+    // Outputs.
+    let mut outcome = PodOutcome { exit_code: Some(exit), message, ..Default::default() };
+    if spec.capture_result {
+        outcome.stdout = Some(stdout_text);
+    }
+    for (name, path) in &spec.output_parameters {
+        let v = fs::read(path).ok().map(|b| String::from_utf8_lossy(&b).into_owned());
+        outcome.parameters.push((name.clone(), v));
+    }
+    for a in &spec.output_artifacts {
+        let src = Path::new(&a.path);
+        if !src.exists() {
+            continue;
+        }
+        match artifacts::save(src, &repo.join(&a.key), a.archive, a.level) {
+            Ok(()) => outcome.artifacts.push((a.name.clone(), a.key.clone())),
+            Err(e) => {
+                if !a.optional && exit == 0 {
+                    outcome.message = Some(format!("failed to save output artifact '{}': {e}", a.name));
+                }
+            }
+        }
+    }
+    Ok(outcome)
+}
+
+fn spawn(c: &ContainerRun, workdir: &Path, out: Stdio, err: Stdio) -> std::io::Result<Child> {
+    let Some((prog, args)) = c.command.split_first() else {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "container has no command"));
+    };
+    let mut cmd = Command::new(prog);
+    cmd.args(args).stdin(Stdio::null()).stdout(out).stderr(err);
+    let path = std::env::var("PATH").unwrap_or_default();
+    cmd.env("PATH", format!("{path}:/usr/games"));
+    for (k, v) in &c.env {
+        cmd.env(k, v);
+    }
+    match &c.working_dir {
+        Some(wd) => {
+            let _ = fs::create_dir_all(wd);
+            cmd.current_dir(wd);
+        }
+        None => {
+            cmd.current_dir(workdir);
+        }
+    }
+    cmd.spawn()
+}
+
+/// Run one container, copying its output to the pod log; returns the exit code and stdout.
+fn run_container(c: &ContainerRun, workdir: &Path, log: &Arc<Mutex<fs::File>>, capture: bool) -> Result<(i32, String), String> {
+    let mut child = match spawn(c, workdir, Stdio::piped(), Stdio::piped()) {
+        Ok(ch) => ch,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound || e.kind() == std::io::ErrorKind::PermissionDenied => {
+            let msg = format!("exec: \"{}\": executable file not found in $PATH\n", c.command.first().cloned().unwrap_or_default());
+            if let Ok(mut l) = log.lock() {
+                let _ = l.write_all(msg.as_bytes());
+            }
+            return Ok((127, String::new()));
+        }
+        Err(e) => return Err(format!("container {}: {e}", c.name)),
+    };
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    let log2 = log.clone();
+    let err_thread = std::thread::spawn(move || {
+        if let Some(mut e) = stderr {
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = e.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                if let Ok(mut l) = log2.lock() {
+                    let _ = l.write_all(&buf[..n]);
+                }
+            }
+        }
+    });
+    let mut captured = Vec::new();
+    if let Some(o) = stdout {
+        let mut reader = BufReader::new(o);
+        let mut line = Vec::new();
+        while reader.read_until(b'\n', &mut line).map(|n| n > 0).unwrap_or(false) {
+            if let Ok(mut l) = log.lock() {
+                let _ = l.write_all(&line);
+            }
+            if capture && captured.len() < MAX_CAPTURE {
+                captured.extend_from_slice(&line[..line.len().min(MAX_CAPTURE - captured.len())]);
+            }
+            line.clear();
+        }
+    }
+    let _ = err_thread.join();
+    let status = child.wait().map_err(|e| e.to_string())?;
+    use std::os::unix::process::ExitStatusExt;
+    let code = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(9));
+    Ok((code, String::from_utf8_lossy(&captured).into_owned()))
+}

@@ -1,0 +1,355 @@
+//! Drives one workflow engine to completion on this machine: carries out its actions (pods
+//! as processes, HTTP calls, resource objects) and feeds the results back as events.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use local_executor::{Layout, PodInput};
+use rand::Rng;
+use serde_json::Value;
+use workflow_engine::{Action, Engine, EngineConfig, Event, NodeType, Phase, PodResult, TemplateStore, Time};
+use workflow_model::{Artifact, LocalArtifact, Template, WorkflowObject};
+
+use crate::resource::{ObjectStore, Spawner};
+
+pub fn random_suffix() -> String {
+    const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::thread_rng();
+    (0..5).map(|_| CHARS[rng.gen_range(0..CHARS.len())] as char).collect()
+}
+
+#[derive(Clone)]
+pub struct RunOptions {
+    pub home: PathBuf,
+    pub params: Vec<(String, String)>,
+    /// Resume manual suspend nodes as soon as they are reached, with the values the UI's
+    /// resume dialog proposes (the node's inputs of the same name).
+    pub auto_resume: bool,
+    /// Stop (terminate) the workflow after this long.
+    pub timeout: Option<Duration>,
+}
+
+pub struct Shared {
+    pub store: Arc<TemplateStore>,
+    pub objects: Arc<ObjectStore>,
+    pub exe: PathBuf,
+}
+
+/// Something to show while the workflow runs.
+pub trait Watcher {
+    fn update(&mut self, engine: &Engine);
+}
+
+pub struct NoWatch;
+impl Watcher for NoWatch {
+    fn update(&mut self, _: &Engine) {}
+}
+
+pub struct RunOutcome {
+    pub phase: Phase,
+    pub workflow: Value,
+    pub timed_out: bool,
+}
+
+pub fn workflow_name(wf: &WorkflowObject) -> String {
+    if !wf.metadata.name.is_empty() {
+        wf.metadata.name.clone()
+    } else {
+        format!("{}{}", wf.metadata.generate_name, random_suffix())
+    }
+}
+
+fn now() -> Time {
+    Utc::now()
+}
+
+fn local_config() -> EngineConfig {
+    let mut labels = BTreeMap::new();
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let host = std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "localhost".into());
+    for (k, v) in [
+        ("kubernetes.io/arch", arch),
+        ("beta.kubernetes.io/arch", arch),
+        ("kubernetes.io/os", "linux"),
+        ("beta.kubernetes.io/os", "linux"),
+        ("kubernetes.io/hostname", host.as_str()),
+    ] {
+        labels.insert(k.to_string(), v.to_string());
+    }
+    EngineConfig { node_labels: labels, node_name: host }
+}
+
+/// Run one workflow to its end.
+pub fn run(wf: &WorkflowObject, name: &str, shared: &Arc<Shared>, opts: &RunOptions, watcher: &mut dyn Watcher) -> anyhow::Result<RunOutcome> {
+    let layout = Layout::new(opts.home.clone());
+    layout.install_stand_ins()?;
+    // Config maps visible to the engine: those loaded plus those resources created.
+    let mut store = (*shared.store).clone();
+    store.config_maps.extend(shared.objects.config_maps());
+    let uid = format!("{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}", rand::random::<u32>(), rand::random::<u16>(), rand::random::<u16>() & 0xfff, rand::random::<u16>() & 0xfff, rand::random::<u64>() & 0xffff_ffff_ffff);
+    let mut engine = Engine::new(wf, name, &uid, &opts.params, Arc::new(store), local_config(), now()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    shared.objects.put(engine.to_json());
+    let (tx, rx) = mpsc::channel::<Event>();
+    let mut pids: HashMap<String, u32> = HashMap::new();
+    let started = Instant::now();
+    let mut timed_out = false;
+    let actions = engine.start(now());
+    let mut ctx = Dispatch { shared: shared.clone(), layout, tx: tx.clone(), opts: opts.clone(), workflow: name.to_string() };
+    ctx.dispatch(actions, &mut pids);
+    watcher.update(&engine);
+    let mut resumed: HashMap<String, Instant> = HashMap::new();
+    while !engine.is_finished() {
+        let wait = match engine.next_wakeup() {
+            Some(t) => (t - now()).to_std().unwrap_or(Duration::ZERO).min(Duration::from_millis(500)),
+            None => Duration::from_millis(500),
+        };
+        let event = match rx.recv_timeout(wait) {
+            Ok(ev) => ev,
+            Err(RecvTimeoutError::Timeout) => Event::Tick,
+            Err(RecvTimeoutError::Disconnected) => Event::Tick,
+        };
+        let actions = engine.handle(event, now());
+        ctx.dispatch(actions, &mut pids);
+        // Drain whatever else arrived, so bursts are handled together.
+        while let Ok(ev) = rx.try_recv() {
+            let actions = engine.handle(ev, now());
+            ctx.dispatch(actions, &mut pids);
+        }
+        if opts.auto_resume {
+            let waiting: Vec<(String, BTreeMap<String, String>)> = engine
+                .waiting_suspend_nodes()
+                .into_iter()
+                .map(|(n, t)| (n.id.clone(), supplied_defaults(n.inputs.as_ref(), t.as_deref())))
+                .collect();
+            for (id, supplied) in waiting {
+                let first = *resumed.entry(id.clone()).or_insert_with(Instant::now);
+                if first.elapsed() >= Duration::from_millis(200) {
+                    let actions = engine.handle(Event::Resume { node: Some(id), supplied }, now());
+                    ctx.dispatch(actions, &mut pids);
+                }
+            }
+        }
+        if let Some(limit) = opts.timeout {
+            if started.elapsed() > limit && !timed_out {
+                timed_out = true;
+                let actions = engine.handle(Event::Shutdown { terminate: true }, now());
+                ctx.dispatch(actions, &mut pids);
+            }
+        }
+        shared.objects.put(engine.to_json());
+        watcher.update(&engine);
+    }
+    // Daemons and anything still running end with the workflow.
+    for pid in pids.values() {
+        local_executor::kill_group(*pid);
+    }
+    let json = engine.to_json();
+    shared.objects.put(json.clone());
+    Ok(RunOutcome { phase: engine.phase(), workflow: json, timed_out })
+}
+
+/// The values a resume proposes for `supplied` outputs: the suspend node's input of the same
+/// name, else a marker value.
+fn supplied_defaults(inputs: Option<&workflow_model::Arguments>, t: Option<&Template>) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let Some(t) = t else { return out };
+    for p in &t.outputs.parameters {
+        if p.value_from.as_ref().is_some_and(|v| v.supplied.is_some()) {
+            let v = inputs
+                .and_then(|i| i.parameters.iter().find(|x| x.name == p.name))
+                .and_then(|x| x.value.clone().or(x.default.clone()))
+                .map(|v| v.0)
+                .or_else(|| p.value_from.as_ref().and_then(|v| v.default.clone()).map(|d| d.0))
+                .unwrap_or_else(|| "resumed by onyx".into());
+            out.insert(p.name.clone(), v);
+        }
+    }
+    out
+}
+
+struct Dispatch {
+    shared: Arc<Shared>,
+    layout: Layout,
+    tx: Sender<Event>,
+    opts: RunOptions,
+    workflow: String,
+}
+
+impl Dispatch {
+    fn dispatch(&mut self, actions: Vec<Action>, pids: &mut HashMap<String, u32>) {
+        for a in actions {
+            match a {
+                Action::StartPod(req) => {
+                    let config_maps = self.shared.objects.config_maps();
+                    let mut cms = self.shared.store.config_maps.clone();
+                    cms.extend(config_maps);
+                    let input = PodInput {
+                        pod_name: &req.pod_name,
+                        workflow: &self.workflow,
+                        template: &req.template,
+                        input_artifacts: &req.input_artifacts,
+                        output_artifacts: &req.output_artifacts,
+                        volumes: &req.volumes,
+                        config_maps: &cms,
+                        capture_result: req.capture_result,
+                    };
+                    let node_id = req.node_id.clone();
+                    let dir = self.layout.pod_dir(&req.pod_name);
+                    let _ = std::fs::remove_file(dir.join("result.json"));
+                    let launched = local_executor::prepare_pod(&self.layout, &input).map_err(|e| e.to_string()).and_then(|_| local_executor::launch(&self.shared.exe, &dir).map_err(|e| e.to_string()));
+                    match launched {
+                        Err(message) => {
+                            let _ = self.tx.send(Event::PodDone(PodResult { node_id, exit_code: None, message: Some(message), ..Default::default() }));
+                        }
+                        Ok(mut running) => {
+                            pids.insert(node_id.clone(), running.child.id());
+                            let _ = self.tx.send(Event::PodRunning { node_id: node_id.clone() });
+                            let tx = self.tx.clone();
+                            let outputs = req.output_artifacts.clone();
+                            std::thread::spawn(move || {
+                                let _ = running.child.wait();
+                                let result = match local_executor::read_outcome(&running.dir) {
+                                    Some(o) => PodResult {
+                                        node_id,
+                                        exit_code: o.exit_code,
+                                        stdout: o.stdout,
+                                        parameters: o.parameters,
+                                        artifacts: o
+                                            .artifacts
+                                            .iter()
+                                            .filter_map(|(name, key)| {
+                                                let mut a: Artifact = outputs.iter().find(|x| &x.name == name)?.clone();
+                                                a.local = Some(LocalArtifact { key: key.clone() });
+                                                a.path = None;
+                                                Some(a)
+                                            })
+                                            .collect(),
+                                        message: o.message,
+                                        deadline_exceeded: false,
+                                    },
+                                    None => PodResult { node_id, exit_code: None, message: Some("pod was killed".into()), ..Default::default() },
+                                };
+                                let _ = tx.send(Event::PodDone(result));
+                            });
+                        }
+                    }
+                }
+                Action::KillPod { node_id, .. } => {
+                    if let Some(pid) = pids.remove(&node_id) {
+                        local_executor::kill_group(pid);
+                    }
+                }
+                Action::Http { node_id, template } => {
+                    let tx = self.tx.clone();
+                    std::thread::spawn(move || {
+                        let _ = tx.send(http_call(node_id, &template));
+                    });
+                }
+                Action::Resource { node_id, template, .. } => {
+                    let tx = self.tx.clone();
+                    let shared = self.shared.clone();
+                    let opts = self.opts.clone();
+                    let workflow = self.workflow.clone();
+                    std::thread::spawn(move || {
+                        let spawner: Spawner = {
+                            let shared = shared.clone();
+                            let opts = opts.clone();
+                            Arc::new(move |obj: Value| spawn_child(&shared, &opts, obj))
+                        };
+                        let deadline = opts.timeout.map(|t| Instant::now() + t);
+                        let out = crate::resource::run_resource(&shared.objects, &template, &workflow, &spawner, deadline);
+                        let _ = tx.send(Event::ResourceDone { node_id, phase_ok: out.ok, message: out.message, outputs: out.outputs });
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Run a Workflow created by a resource template, in the background.
+fn spawn_child(shared: &Arc<Shared>, opts: &RunOptions, obj: Value) -> Result<String, String> {
+    let text = serde_json::to_string(&obj).map_err(|e| e.to_string())?;
+    let (loaded, diags) = workflow_model::load_str("resource manifest", &text);
+    if let Some(d) = diags.iter().find(|d| d.severity == workflow_model::Severity::Error) {
+        return Err(d.to_string());
+    }
+    let Some(workflow_model::Object::Workflow(wf)) = loaded.into_iter().next().map(|l| l.object) else {
+        return Err("the manifest is not a Workflow".into());
+    };
+    let name = workflow_name(&wf);
+    let mut child_opts = opts.clone();
+    child_opts.params = Vec::new();
+    let shared = shared.clone();
+    let n = name.clone();
+    let mut placeholder = obj.clone();
+    placeholder["metadata"]["name"] = Value::String(name.clone());
+    placeholder["status"] = serde_json::json!({"phase": "Pending"});
+    shared.objects.put(placeholder);
+    std::thread::spawn(move || {
+        if let Err(e) = run(&wf, &n, &shared, &child_opts, &mut NoWatch) {
+            let mut failed = obj;
+            failed["metadata"]["name"] = Value::String(n.clone());
+            failed["status"] = serde_json::json!({"phase": "Error", "message": e.to_string()});
+            shared.objects.put(failed);
+        }
+    });
+    Ok(name)
+}
+
+fn http_call(node_id: String, t: &Template) -> Event {
+    let h = t.http.clone().unwrap_or_default();
+    let method = h.method.clone().unwrap_or_else(|| "GET".into());
+    let timeout = Duration::from_secs(h.timeout_seconds.unwrap_or(30).max(1) as u64);
+    let agent = ureq::AgentBuilder::new().timeout(timeout).build();
+    let mut req = agent.request(&method, &h.url);
+    for hd in &h.headers {
+        if let Some(v) = &hd.value {
+            req = req.set(&hd.name, v);
+        }
+    }
+    let resp = match &h.body {
+        Some(b) => req.send_string(b),
+        None => req.call(),
+    };
+    let resp = match resp {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => {
+            return Event::HttpDone { node_id, status: 0, body: String::new(), headers: BTreeMap::new(), error: Some(format!("{method} {}: {e}", h.url)) };
+        }
+    };
+    let status = resp.status();
+    let mut headers = BTreeMap::new();
+    for name in resp.headers_names() {
+        let values: Vec<String> = resp.all(&name).iter().map(|s| s.to_string()).collect();
+        let canonical = name.split('-').map(|p| {
+            let mut c = p.chars();
+            c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
+        }).collect::<Vec<_>>().join("-");
+        headers.insert(canonical, values);
+    }
+    let body = resp.into_string().unwrap_or_default();
+    Event::HttpDone { node_id, status, body, headers, error: None }
+}
+
+/// Pods still pending in a finished workflow are an engine bug; used by tests.
+pub fn unfinished_nodes(wf: &Value) -> Vec<String> {
+    wf.pointer("/status/nodes")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.values()
+                .filter(|n| matches!(n.get("phase").and_then(Value::as_str), Some("Pending") | Some("Running")))
+                .filter(|n| n.get("type").and_then(Value::as_str) != Some(format!("{:?}", NodeType::Suspend).as_str()))
+                .filter_map(|n| n.get("name").and_then(Value::as_str).map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
