@@ -88,7 +88,7 @@ pub fn load(src: &Path, dest: &Path, sub_path: Option<&str>, scratch: &Path) -> 
         return Err(ArtifactError::Other(format!("artifact {} not found in the repository", src.display())));
     }
     let staged: PathBuf = if src.is_file() && is_gzip(src) {
-        let out = scratch.join(format!("unpack-{}", std::process::id()));
+        let out = scratch.join("unpack");
         let _ = fs::remove_dir_all(&out);
         fs::create_dir_all(&out).map_err(io_err(&out))?;
         let file = fs::File::open(src).map_err(io_err(src))?;
@@ -168,10 +168,10 @@ mod tests {
             let dkey = base.join(format!("repo/d-{archive}"));
             save(&base.join("src/dir"), &dkey, archive, Some(0)).unwrap();
             let dout = base.join(format!("out/d-{archive}"));
-            load(&dkey, &dout, None, &base).unwrap();
+            load(&dkey, &dout, None, &base.join("scratch1")).unwrap();
             assert_eq!(fs::read_to_string(dout.join("sub/a.txt")).unwrap(), "a");
             let sout = base.join(format!("out/s-{archive}.txt"));
-            load(&dkey, &sout, Some("sub/a.txt"), &base).unwrap();
+            load(&dkey, &sout, Some("sub/a.txt"), &base.join("scratch2")).unwrap();
             assert_eq!(fs::read_to_string(&sout).unwrap(), "a");
         }
         assert!(save(&base.join("missing"), &base.join("repo/x"), true, None).is_err());

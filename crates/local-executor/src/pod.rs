@@ -79,7 +79,6 @@ pub struct PodSpec {
     pub inputs: Vec<InputArtifact>,
     pub output_parameters: Vec<(String, String)>,
     pub output_artifacts: Vec<OutputArtifact>,
-    pub private_dirs: Vec<String>,
     pub capture_result: bool,
 }
 
@@ -93,11 +92,6 @@ pub struct PodOutcome {
     pub artifacts: Vec<(String, String)>,
     pub message: Option<String>,
 }
-
-/// Paths of the host's system directories, never hidden from a pod.
-const SYSTEM_DIRS: &[&str] = &[
-    "", "bin", "boot", "dev", "etc", "home", "lib", "lib32", "lib64", "libx32", "opt", "proc", "root", "run", "sbin", "srv", "sys", "usr", "var", "nix",
-];
 
 pub struct Layout {
     pub home: PathBuf,
@@ -321,26 +315,6 @@ pub fn prepare_pod(layout: &Layout, input: &PodInput) -> Result<PodSpec, ExecErr
             Some(OutputArtifact { name: a.name.clone(), path, key, archive: !a.archive_none(), level, optional: a.optional })
         })
         .collect::<Vec<_>>();
-    // Directories to make private to this pod: /tmp, /mnt and the top directories of every
-    // path it uses, except system directories and the one that holds ONYX's home.
-    let mut private: Vec<String> = vec!["tmp".into(), "mnt".into()];
-    let mut paths: Vec<String> = Vec::new();
-    paths.extend(inputs.iter().map(|i| i.path.clone()));
-    paths.extend(t.outputs.parameters.iter().filter_map(|p| p.value_from.as_ref().and_then(|v| v.path.clone())));
-    paths.extend(output_artifacts.iter().map(|o| o.path.clone()));
-    for c in main.iter().chain(init.iter()).chain(sidecars.iter()) {
-        paths.extend(c.mounts.iter().map(|m| m.target.clone()));
-        paths.extend(c.working_dir.iter().cloned());
-    }
-    for p in paths {
-        if let Some(top) = p.strip_prefix('/').and_then(|r| r.split('/').next()) {
-            if !top.is_empty() && !private.iter().any(|x| x == top) {
-                private.push(top.to_string());
-            }
-        }
-    }
-    let home_top = layout.home.components().nth(1).map(|c| c.as_os_str().to_string_lossy().into_owned()).unwrap_or_default();
-    private.retain(|d| !SYSTEM_DIRS.contains(&d.as_str()) && *d != home_top);
     let spec = PodSpec {
         pod_name: pod.to_string(),
         home: layout.home.clone(),
@@ -351,7 +325,6 @@ pub fn prepare_pod(layout: &Layout, input: &PodInput) -> Result<PodSpec, ExecErr
         inputs,
         output_parameters,
         output_artifacts,
-        private_dirs: private,
         capture_result: input.capture_result,
     };
     let text = serde_json::to_vec_pretty(&spec).map_err(|e| setup(e.to_string()))?;
@@ -408,6 +381,10 @@ pub fn run_pod(dir: &Path) -> Result<i32, ExecError> {
     Ok(outcome.exit_code.unwrap_or(1))
 }
 
+/// Give the pod a root of its own: an overlay over the host's `/` whose writes land in the
+/// pod's directory, with `/proc`, `/dev`, `/sys` and ONYX's home bound in, then chroot into it.
+/// Pods can write anywhere (`/tmp`, `/mnt/out`, `/output`) without seeing each other or
+/// changing the host. Needs root; without it, pods share the host's paths.
 fn isolate(spec: &PodSpec, dir: &Path) -> Result<bool, String> {
     use nix::mount::{mount, MsFlags};
     use nix::sched::{unshare, CloneFlags};
@@ -418,20 +395,42 @@ fn isolate(spec: &PodSpec, dir: &Path) -> Result<bool, String> {
         return Ok(false);
     }
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>).map_err(|e| format!("make / private: {e}"))?;
-    let fs_root = dir.join("fs");
-    for d in &spec.private_dirs {
-        let backing = fs_root.join(d);
-        fs::create_dir_all(&backing).map_err(|e| format!("{}: {e}", backing.display()))?;
-        let target = PathBuf::from("/").join(d);
-        if !target.exists() {
-            fs::create_dir_all(&target).map_err(|e| format!("{}: {e}", target.display()))?;
-        }
-        if d == "tmp" {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = fs::set_permissions(&backing, fs::Permissions::from_mode(0o1777));
-        }
-        mount(Some(&backing), &target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>).map_err(|e| format!("bind {}: {e}", target.display()))?;
+    let ovl = dir.join("ovl");
+    let root = dir.join("root");
+    for d in [ovl.join("upper"), ovl.join("work"), root.clone()] {
+        fs::create_dir_all(&d).map_err(|e| format!("{}: {e}", d.display()))?;
     }
+    let opts = |o: &Path| format!("lowerdir=/,upperdir={},workdir={}", o.join("upper").display(), o.join("work").display());
+    if mount(Some("overlay"), &root, Some("overlay"), MsFlags::empty(), Some(opts(&ovl).as_str())).is_err() {
+        // The pod directory's filesystem cannot hold an overlay's upper layer: use memory.
+        mount(Some("tmpfs"), &ovl, Some("tmpfs"), MsFlags::empty(), None::<&str>).map_err(|e| format!("tmpfs: {e}"))?;
+        for d in [ovl.join("upper"), ovl.join("work")] {
+            fs::create_dir_all(&d).map_err(|e| format!("{}: {e}", d.display()))?;
+        }
+        mount(Some("overlay"), &root, Some("overlay"), MsFlags::empty(), Some(opts(&ovl).as_str())).map_err(|e| format!("overlay root: {e}"))?;
+    }
+    let mut binds: Vec<PathBuf> = ["/proc", "/dev", "/sys"].iter().map(PathBuf::from).collect();
+    binds.push(spec.home.clone());
+    for f in ["/etc/resolv.conf", "/etc/hosts", "/etc/hostname"] {
+        binds.push(PathBuf::from(f));
+    }
+    for b in binds {
+        if !b.exists() {
+            continue;
+        }
+        let target = root.join(b.strip_prefix("/").unwrap_or(&b));
+        if b.is_dir() {
+            fs::create_dir_all(&target).map_err(|e| format!("{}: {e}", target.display()))?;
+        } else if !target.exists() {
+            if let Some(p) = target.parent() {
+                let _ = fs::create_dir_all(p);
+            }
+            let _ = fs::write(&target, "");
+        }
+        mount(Some(&b), &target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>).map_err(|e| format!("bind {}: {e}", b.display()))?;
+    }
+    nix::unistd::chroot(&root).map_err(|e| format!("chroot: {e}"))?;
+    std::env::set_current_dir("/").map_err(|e| format!("chdir: {e}"))?;
     Ok(true)
 }
 
@@ -463,12 +462,12 @@ fn execute(spec: &PodSpec, dir: &Path) -> Result<PodOutcome, String> {
     }
     bind_mounts(&all_mounts, isolated)?;
     // Inputs.
-    for a in &spec.inputs {
+    for (i, a) in spec.inputs.iter().enumerate() {
         let dest = PathBuf::from(&a.path);
         let r = match &a.source {
             InputSource::Raw(data) => artifacts::write_raw(data, &dest),
             InputSource::Http { url, headers } => artifacts::download(url, headers, &dest),
-            InputSource::Repository(key) => artifacts::load(&repo.join(key), &dest, a.sub_path.as_deref(), &scratch),
+            InputSource::Repository(key) => artifacts::load(&repo.join(key), &dest, a.sub_path.as_deref(), &scratch.join(i.to_string())),
         };
         if let Err(e) = r {
             if a.optional {

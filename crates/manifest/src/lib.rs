@@ -8,7 +8,9 @@
 
 use std::collections::HashMap;
 
-use saphyr_parser::{Event, Parser, ScalarStyle, Span};
+mod libyaml;
+
+use libyaml::{Event, Parser, ScalarStyle, Span};
 use serde_json::{Map, Number, Value};
 
 /// A position in a source file, 1-based line and column.
@@ -78,11 +80,15 @@ impl ManifestError {
     }
 }
 
+/// Most values one stream may expand to; bounds alias bombs.
+const MAX_VALUES: usize = 2_000_000;
+
 /// Parse every document of a YAML stream. Empty documents (a lone `---`) are dropped, as
 /// `kubectl apply` drops them.
 pub fn parse_documents(text: &str) -> Result<Vec<Document>, ManifestError> {
     let mut builder = Builder {
-        events: Parser::new_from_str(text).peekable(),
+        events: Parser::new(text),
+        budget: MAX_VALUES,
         anchors: HashMap::new(),
         locations: HashMap::new(),
     };
@@ -136,14 +142,16 @@ fn loc(span: &Span) -> Location {
     }
 }
 
-struct Builder<'a> {
-    events: std::iter::Peekable<Parser<'a, saphyr_parser::StrInput<'a>>>,
-    anchors: HashMap<usize, Value>,
+struct Builder {
+    events: Parser,
+    budget: usize,
+    /// Anchored values with how many values each expands to.
+    anchors: HashMap<usize, (Value, usize)>,
     locations: HashMap<String, Location>,
 }
 
-impl<'a> Builder<'a> {
-    fn next(&mut self) -> Result<Option<(Event<'a>, Span)>, ManifestError> {
+impl Builder {
+    fn next(&mut self) -> Result<Option<(Event, Span)>, ManifestError> {
         match self.events.next() {
             None => Ok(None),
             Some(Ok(e)) => Ok(Some(e)),
@@ -155,7 +163,7 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn expect_next(&mut self, at: &Span) -> Result<(Event<'a>, Span), ManifestError> {
+    fn expect_next(&mut self, at: &Span) -> Result<(Event, Span), ManifestError> {
         self.next()?.ok_or_else(|| {
             let l = loc(at);
             ManifestError::Syntax {
@@ -166,15 +174,20 @@ impl<'a> Builder<'a> {
         })
     }
 
-    fn value(&mut self, event: Event<'a>, span: Span, path: String) -> Result<Value, ManifestError> {
+    fn value(&mut self, event: Event, span: Span, path: String) -> Result<Value, ManifestError> {
         self.locations.insert(path.clone(), loc(&span));
+        if self.budget == 0 {
+            let l = loc(&span);
+            return Err(ManifestError::Unsupported { line: l.line, column: l.column, message: format!("document too large: more than {MAX_VALUES} values (alias expansion?)") });
+        }
+        self.budget -= 1;
         let (value, anchor) = match event {
             Event::Scalar(text, style, anchor, tag) => {
                 let tag = tag.map(|t| t.suffix.clone());
                 (resolve_scalar(&text, style, tag.as_deref()), anchor)
             }
             Event::Alias(id) => {
-                let v = self.anchors.get(&id).cloned().ok_or_else(|| {
+                let (v, size) = self.anchors.get(&id).cloned().ok_or_else(|| {
                     let l = loc(&span);
                     ManifestError::Syntax {
                         line: l.line,
@@ -182,6 +195,11 @@ impl<'a> Builder<'a> {
                         message: "alias to an unknown anchor".into(),
                     }
                 })?;
+                if size > self.budget {
+                    let l = loc(&span);
+                    return Err(ManifestError::Unsupported { line: l.line, column: l.column, message: format!("document too large: more than {MAX_VALUES} values (alias expansion?)") });
+                }
+                self.budget -= size;
                 (v, 0)
             }
             Event::SequenceStart(anchor, _) => {
@@ -259,9 +277,18 @@ impl<'a> Builder<'a> {
             }
         };
         if anchor > 0 {
-            self.anchors.insert(anchor, value.clone());
+            let size = count_values(&value);
+            self.anchors.insert(anchor, (value.clone(), size));
         }
         Ok(value)
+    }
+}
+
+fn count_values(v: &Value) -> usize {
+    match v {
+        Value::Array(a) => 1 + a.iter().map(count_values).sum::<usize>(),
+        Value::Object(o) => 1 + o.values().map(count_values).sum::<usize>(),
+        _ => 1,
     }
 }
 
@@ -404,6 +431,24 @@ mod tests {
             ManifestError::Syntax { line, .. } => assert!(line >= 1),
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn alias_bombs_are_refused() {
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..9 {
+            let refs = vec![format!("*a{}", i - 1); 10].join(", ");
+            text.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+        }
+        let err = parse_documents(&text).unwrap_err();
+        assert!(err.to_string().contains("document too large"), "{err}");
+    }
+
+    #[test]
+    fn lenient_indentation_as_go_yaml() {
+        let docs = parse_documents("a:\n  flags: [\n    \"x\", \"y\"\n  ]\nb: [\"\n   hello\n  \"]\n").unwrap();
+        assert_eq!(docs[0].value["a"]["flags"], json!(["x", "y"]));
+        assert_eq!(docs[0].value["b"][0], json!(" hello "));
     }
 
     proptest::proptest! {

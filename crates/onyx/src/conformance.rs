@@ -46,9 +46,43 @@ pub fn read_manifest(dir: &Path) -> anyhow::Result<Vec<Row>> {
     Ok(rows)
 }
 
-/// Files a row's notes name that exist in the corpus (templates, ConfigMaps, PVCs).
-fn needed_files(examples: &Path, row: &Row) -> Vec<PathBuf> {
+/// Objects of the corpus that are not Workflows, by (kind, name), with their file.
+fn index_objects(examples: &Path) -> Vec<(String, String, PathBuf)> {
     let mut out = Vec::new();
+    let mut stack = vec![examples.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "yaml") {
+                let Ok(text) = std::fs::read_to_string(&p) else { continue };
+                let (objs, _) = workflow_model::load_str(&p.display().to_string(), &text);
+                for o in objs {
+                    if !matches!(o.object, Object::Workflow(_)) {
+                        out.push((o.object.kind().to_string(), o.object.metadata().name.clone(), p.clone()));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Files a row's notes name that exist in the corpus (templates, ConfigMaps, PVCs), by path
+/// (`workflow-template/templates.yaml`) or by object (`ConfigMap simple-parameters`).
+fn needed_files(examples: &Path, row: &Row, index: &[(String, String, PathBuf)]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let words: Vec<&str> = row.notes.split(|c: char| c.is_whitespace() || c == '(' || c == ')' || c == ',' || c == ';').collect();
+    for pair in words.windows(2) {
+        let name = pair[1].trim_matches(|c: char| c == '`' || c == '\'' || c == '"' || c == '.');
+        for (kind, n, file) in index {
+            if kind == pair[0] && n == name && !out.contains(file) {
+                out.push(file.clone());
+            }
+        }
+    }
     let row_dir = Path::new(&row.file).parent().map(Path::to_path_buf).unwrap_or_default();
     for word in row.notes.split(|c: char| c.is_whitespace() || c == '(' || c == ')' || c == ',' || c == ';') {
         let w = word.trim_matches(|c: char| c == '`' || c == '\'' || c == '"' || c == '.' && !word.ends_with(".yaml"));
@@ -82,6 +116,7 @@ pub struct Options {
 pub fn run(dir: &Path, opts: &Options) -> anyhow::Result<bool> {
     let rows = read_manifest(dir)?;
     let examples = dir.join("examples");
+    let index = Arc::new(index_objects(&examples));
     let exe = std::env::current_exe()?;
     let queue: Arc<Mutex<Vec<Row>>> = Arc::new(Mutex::new(
         rows.into_iter().filter(|r| opts.only.as_ref().is_none_or(|o| r.file.contains(o.as_str()))).rev().collect(),
@@ -90,6 +125,7 @@ pub fn run(dir: &Path, opts: &Options) -> anyhow::Result<bool> {
     let mut handles = Vec::new();
     for _ in 0..opts.jobs.max(1) {
         let queue = queue.clone();
+        let index = index.clone();
         let results = results.clone();
         let examples = examples.clone();
         let exe = exe.clone();
@@ -97,7 +133,7 @@ pub fn run(dir: &Path, opts: &Options) -> anyhow::Result<bool> {
         let timeout = opts.timeout;
         handles.push(std::thread::spawn(move || loop {
             let Some(row) = queue.lock().expect("queue").pop() else { break };
-            let outcome = run_row(&examples, &row, &exe, &home, timeout);
+            let outcome = run_row(&examples, &row, &index, &exe, &home, timeout);
             let line = match &outcome {
                 Some(o) => format!("{} {} {} expected={} got={}", if o.pass { "PASS" } else { "FAIL" }, row.runs, row.file, row.expect, o.got),
                 None => format!("SKIP {} {} expected={} (needs a Kubernetes cluster)", row.runs, row.file, row.expect),
@@ -129,11 +165,11 @@ pub fn run(dir: &Path, opts: &Options) -> anyhow::Result<bool> {
     Ok(bars)
 }
 
-fn run_row(examples: &Path, row: &Row, exe: &Path, home: &Path, timeout: Duration) -> Option<Outcome> {
+fn run_row(examples: &Path, row: &Row, index: &[(String, String, PathBuf)], exe: &Path, home: &Path, timeout: Duration) -> Option<Outcome> {
     if row.runs == "k8s" {
         return None;
     }
-    let mut files = needed_files(examples, row);
+    let mut files = needed_files(examples, row, index);
     files.insert(0, examples.join(&row.file));
     let mut inputs = Inputs::read(&files);
     if row.expect == "lint" || !row.kind.contains("Workflow") || row.kind != "Workflow" && !row.kind.ends_with("+Workflow") {

@@ -216,6 +216,9 @@ impl Dispatch {
                             let outputs = req.output_artifacts.clone();
                             std::thread::spawn(move || {
                                 let _ = running.child.wait();
+                                // The pod's private root is not needed once it ended.
+                                let _ = std::fs::remove_dir_all(running.dir.join("ovl"));
+                                let _ = std::fs::remove_dir_all(running.dir.join("root"));
                                 let result = match local_executor::read_outcome(&running.dir) {
                                     Some(o) => PodResult {
                                         node_id,

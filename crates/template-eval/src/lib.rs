@@ -268,3 +268,17 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod argo_cases {
+    use super::*;
+
+    #[test]
+    fn jsonpath_on_a_workflow_parameter_in_a_when() {
+        let mut v = Vars::new();
+        v.insert("workflow.parameters".into(), "[]".into());
+        v.insert("workflow.parameters.json".into(), r#"[{"value": "true"}]"#.into());
+        let out = substitute("{{=jsonpath(workflow.parameters.json, '$[0].value') == 'true'}}", &v, true).unwrap();
+        assert_eq!(out, "true");
+    }
+}

@@ -644,7 +644,9 @@ impl Engine {
             self.globals.insert(format!("workflow.parameters.{}", p.name), value.clone());
             params.push(json!({"name": p.name, "value": value}));
         }
-        self.globals.insert("workflow.parameters".into(), Value::Array(params).to_string());
+        let all = Value::Array(params).to_string();
+        self.globals.insert("workflow.parameters".into(), all.clone());
+        self.globals.insert("workflow.parameters.json".into(), all);
         for a in &self.spec.arguments.artifacts {
             self.global_artifacts.insert(format!("workflow.artifacts.{}", a.name), a.clone());
         }
@@ -985,6 +987,12 @@ impl Engine {
             if let Some(p) = &a.path {
                 vars.insert(format!("inputs.artifacts.{}.path", a.name), p.clone());
             }
+        }
+        // Input artifacts' own fields (keys, URLs, raw data) may use globals and parameters.
+        for a in inputs.artifacts.iter_mut() {
+            let v = serde_json::to_value(&*a).unwrap_or_default();
+            let v = substitute_json(&v, &vars, true).map_err(|e| e.to_string())?;
+            *a = workflow_model::decode(&v).map_err(|(p, m)| format!("input artifact {}: {p}: {m}", a.name))?;
         }
         for p in &t.outputs.parameters {
             if let Some(path) = p.value_from.as_ref().and_then(|v| v.path.as_ref()) {
