@@ -19,11 +19,19 @@ pub enum ArtifactError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ArtifactError + '_ {
-    move |source| ArtifactError::Io { path: path.display().to_string(), source }
+    move |source| ArtifactError::Io {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 /// Save `src` into the repository file or directory `dest`.
-pub fn save(src: &Path, dest: &Path, archive: bool, level: Option<u32>) -> Result<(), ArtifactError> {
+pub fn save(
+    src: &Path,
+    dest: &Path,
+    archive: bool,
+    level: Option<u32>,
+) -> Result<(), ArtifactError> {
     if !src.exists() {
         return Err(ArtifactError::Other(format!("{} not found", src.display())));
     }
@@ -38,13 +46,18 @@ pub fn save(src: &Path, dest: &Path, archive: bool, level: Option<u32>) -> Resul
         let gz = GzEncoder::new(file, Compression::new(level.unwrap_or(6)));
         let mut tar = tar::Builder::new(gz);
         tar.follow_symlinks(false);
-        let name = src.file_name().map(|n| n.to_os_string()).unwrap_or_else(|| "artifact".into());
+        let name = src
+            .file_name()
+            .map(|n| n.to_os_string())
+            .unwrap_or_else(|| "artifact".into());
         if src.is_dir() {
             tar.append_dir_all(&name, src).map_err(io_err(src))?;
         } else {
             tar.append_path_with_name(src, &name).map_err(io_err(src))?;
         }
-        tar.into_inner().and_then(|gz| gz.finish()).map_err(io_err(&tmp))?;
+        tar.into_inner()
+            .and_then(|gz| gz.finish())
+            .map_err(io_err(&tmp))?;
     } else if src.is_dir() {
         copy_dir(src, &tmp)?;
     } else {
@@ -78,14 +91,25 @@ pub fn copy_dir(src: &Path, dest: &Path) -> Result<(), ArtifactError> {
 
 fn is_gzip(p: &Path) -> bool {
     let mut buf = [0u8; 2];
-    fs::File::open(p).and_then(|mut f| f.read_exact(&mut buf)).is_ok() && buf == [0x1f, 0x8b]
+    fs::File::open(p)
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .is_ok()
+        && buf == [0x1f, 0x8b]
 }
 
 /// Place the stored artifact `src` at `dest` (unpacking a tar.gz), optionally only its
 /// `sub_path`.
-pub fn load(src: &Path, dest: &Path, sub_path: Option<&str>, scratch: &Path) -> Result<(), ArtifactError> {
+pub fn load(
+    src: &Path,
+    dest: &Path,
+    sub_path: Option<&str>,
+    scratch: &Path,
+) -> Result<(), ArtifactError> {
     if !src.exists() {
-        return Err(ArtifactError::Other(format!("artifact {} not found in the repository", src.display())));
+        return Err(ArtifactError::Other(format!(
+            "artifact {} not found in the repository",
+            src.display()
+        )));
     }
     let staged: PathBuf = if src.is_file() && is_gzip(src) {
         let out = scratch.join("unpack");
@@ -95,7 +119,10 @@ pub fn load(src: &Path, dest: &Path, sub_path: Option<&str>, scratch: &Path) -> 
         let mut ar = tar::Archive::new(GzDecoder::new(file));
         ar.set_preserve_permissions(true);
         ar.unpack(&out).map_err(io_err(src))?;
-        let entries: Vec<_> = fs::read_dir(&out).map_err(io_err(&out))?.filter_map(Result::ok).collect();
+        let entries: Vec<_> = fs::read_dir(&out)
+            .map_err(io_err(&out))?
+            .filter_map(Result::ok)
+            .collect();
         if entries.len() == 1 {
             entries[0].path()
         } else {
@@ -109,7 +136,10 @@ pub fn load(src: &Path, dest: &Path, sub_path: Option<&str>, scratch: &Path) -> 
         _ => staged,
     };
     if !chosen.exists() {
-        return Err(ArtifactError::Other(format!("subPath {} not found in the artifact", sub_path.unwrap_or_default())));
+        return Err(ArtifactError::Other(format!(
+            "subPath {} not found in the artifact",
+            sub_path.unwrap_or_default()
+        )));
     }
     place(&chosen, dest)
 }
@@ -139,7 +169,9 @@ pub fn download(url: &str, headers: &[(String, String)], dest: &Path) -> Result<
     for (k, v) in headers {
         req = req.set(k, v);
     }
-    let resp = req.call().map_err(|e| ArtifactError::Other(format!("GET {url}: {e}")))?;
+    let resp = req
+        .call()
+        .map_err(|e| ArtifactError::Other(format!("GET {url}: {e}")))?;
     if let Some(parent) = dest.parent() {
         fs::create_dir_all(parent).map_err(io_err(parent))?;
     }

@@ -34,24 +34,36 @@ pub struct ImageRule {
 pub fn repository(image: &str) -> &str {
     let no_digest = image.split('@').next().unwrap_or(image);
     let last_slash = no_digest.rfind('/').map(|i| i + 1).unwrap_or(0);
-    let name_end = no_digest[last_slash..].find(':').map(|i| last_slash + i).unwrap_or(no_digest.len());
+    let name_end = no_digest[last_slash..]
+        .find(':')
+        .map(|i| last_slash + i)
+        .unwrap_or(no_digest.len());
     let repo = &no_digest[..name_end];
-    repo.strip_prefix("docker.io/").or_else(|| repo.strip_prefix("quay.io/")).unwrap_or(repo)
+    repo.strip_prefix("docker.io/")
+        .or_else(|| repo.strip_prefix("quay.io/"))
+        .unwrap_or(repo)
 }
 
 pub fn tag(image: &str) -> &str {
     let no_digest = image.split('@').next().unwrap_or(image);
     let last_slash = no_digest.rfind('/').map(|i| i + 1).unwrap_or(0);
-    no_digest[last_slash..].split_once(':').map(|(_, t)| t).unwrap_or("latest")
+    no_digest[last_slash..]
+        .split_once(':')
+        .map(|(_, t)| t)
+        .unwrap_or("latest")
 }
 
 /// The rule for an image; `argosay` is the path of ONYX's argosay stand-in.
 pub fn rule(image: &str, argosay: &str) -> ImageRule {
     let repo = repository(image);
-    let cmd = |v: &[&str]| ImageRule { default_command: v.iter().map(|s| s.to_string()).collect() };
+    let cmd = |v: &[&str]| ImageRule {
+        default_command: v.iter().map(|s| s.to_string()).collect(),
+    };
     match repo {
         "argoproj/argosay" if tag(image) == "v1" => cmd(&["cowsay"]),
-        "argoproj/argosay" => ImageRule { default_command: vec![argosay.to_string()] },
+        "argoproj/argosay" => ImageRule {
+            default_command: vec![argosay.to_string()],
+        },
         "docker/whalesay" => cmd(&["cowsay"]),
         r if r.ends_with("python") || r.contains("python:") => cmd(&["python3"]),
         _ => cmd(&["sh"]),
@@ -62,9 +74,13 @@ pub fn rule(image: &str, argosay: &str) -> ImageRule {
 pub fn host_command(command: &str, image: &str, argosay: &str) -> String {
     let repo = repository(image);
     match command {
-        "/argosay" | "/bin/argosay" | "argosay" if repo == "argoproj/argosay" => argosay.to_string(),
+        "/argosay" | "/bin/argosay" | "argosay" if repo == "argoproj/argosay" => {
+            argosay.to_string()
+        }
         "python" => which("python").unwrap_or_else(|| "python3".into()),
-        "/usr/local/bin/python" | "/usr/bin/python" => which("python3").unwrap_or_else(|| command.into()),
+        "/usr/local/bin/python" | "/usr/bin/python" => {
+            which("python3").unwrap_or_else(|| command.into())
+        }
         c if c.starts_with('/') && !std::path::Path::new(c).exists() => {
             // A tool at another path in the image: use the host's copy of the same name.
             let base = c.rsplit('/').next().unwrap_or(c);
@@ -76,7 +92,10 @@ pub fn host_command(command: &str, image: &str, argosay: &str) -> String {
 
 pub fn which(name: &str) -> Option<String> {
     let path = std::env::var("PATH").unwrap_or_default();
-    for dir in path.split(':').chain(["/usr/games", "/usr/local/bin", "/usr/bin", "/bin"]) {
+    for dir in path
+        .split(':')
+        .chain(["/usr/games", "/usr/local/bin", "/usr/bin", "/bin"])
+    {
         let p = std::path::Path::new(dir).join(name);
         if p.is_file() {
             return Some(p.to_string_lossy().into_owned());
@@ -91,12 +110,24 @@ mod tests {
 
     #[test]
     fn repositories_and_rules() {
-        assert_eq!(repository("docker.io/argoproj/argosay:v2"), "argoproj/argosay");
+        assert_eq!(
+            repository("docker.io/argoproj/argosay:v2"),
+            "argoproj/argosay"
+        );
         assert_eq!(repository("docker/whalesay:latest"), "docker/whalesay");
         assert_eq!(repository("localhost:5000/x/y:1"), "localhost:5000/x/y");
         assert_eq!(tag("argoproj/argosay:v1"), "v1");
-        assert_eq!(rule("argoproj/argosay:v2", "/a").default_command, vec!["/a"]);
-        assert_eq!(rule("argoproj/argosay:v1", "/a").default_command, vec!["cowsay"]);
-        assert_eq!(host_command("/argosay", "argoproj/argosay:v2", "/x/argosay"), "/x/argosay");
+        assert_eq!(
+            rule("argoproj/argosay:v2", "/a").default_command,
+            vec!["/a"]
+        );
+        assert_eq!(
+            rule("argoproj/argosay:v1", "/a").default_command,
+            vec!["cowsay"]
+        );
+        assert_eq!(
+            host_command("/argosay", "argoproj/argosay:v2", "/x/argosay"),
+            "/x/argosay"
+        );
     }
 }

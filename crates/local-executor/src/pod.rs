@@ -43,7 +43,10 @@ pub struct Mount {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum InputSource {
     Raw(String),
-    Http { url: String, headers: Vec<(String, String)> },
+    Http {
+        url: String,
+        headers: Vec<(String, String)>,
+    },
     Repository(String),
 }
 
@@ -125,13 +128,24 @@ impl Layout {
     }
 }
 
-fn container_run(c: &Container, default_name: &str, image_default: &str, pod: &str, script: Option<&Path>, argosay: &str, mounts: Vec<Mount>) -> ContainerRun {
+fn container_run(
+    c: &Container,
+    default_name: &str,
+    image_default: &str,
+    pod: &str,
+    script: Option<&Path>,
+    argosay: &str,
+    mounts: Vec<Mount>,
+) -> ContainerRun {
     let image = c.image.clone().unwrap_or_else(|| image_default.to_string());
     let rule = images::rule(&image, argosay);
     let mut command: Vec<String> = match &c.command {
         Some(cmd) if !cmd.is_empty() => cmd.iter().map(|s| s.0.clone()).collect(),
         _ => {
-            if c.args.as_ref().is_some_and(|a| !a.is_empty()) && images::repository(&image) != "argoproj/argosay" && images::repository(&image) != "docker/whalesay" {
+            if c.args.as_ref().is_some_and(|a| !a.is_empty())
+                && images::repository(&image) != "argoproj/argosay"
+                && images::repository(&image) != "docker/whalesay"
+            {
                 // An image whose entrypoint runs its arguments (alpine, debian, ...).
                 Vec::new()
             } else if script.is_some() {
@@ -174,7 +188,9 @@ fn container_run(c: &Container, default_name: &str, image_default: &str, pod: &s
 }
 
 fn hostname() -> String {
-    fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "localhost".into())
+    fs::read_to_string("/etc/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
 }
 
 /// Inputs to build a pod: the instantiated template and what the engine resolved.
@@ -196,12 +212,20 @@ pub fn prepare_pod(layout: &Layout, input: &PodInput) -> Result<PodSpec, ExecErr
     fs::create_dir_all(dir.join("volumes"))?;
     let argosay = layout.argosay().display().to_string();
     let t = input.template;
-    let setup = |m: String| ExecError::Setup { pod: pod.to_string(), message: m };
+    let setup = |m: String| ExecError::Setup {
+        pod: pod.to_string(),
+        message: m,
+    };
     // Volumes: emptyDir per pod, claims per workflow, configMaps written out.
     let mut volume_paths: HashMap<String, PathBuf> = HashMap::new();
     for v in input.volumes {
-        let Some(name) = v.get("name").and_then(Value::as_str) else { continue };
-        let path = if let Some(claim) = v.pointer("/persistentVolumeClaim/claimName").and_then(Value::as_str) {
+        let Some(name) = v.get("name").and_then(Value::as_str) else {
+            continue;
+        };
+        let path = if let Some(claim) = v
+            .pointer("/persistentVolumeClaim/claimName")
+            .and_then(Value::as_str)
+        {
             layout.home.join("volumes").join(input.workflow).join(claim)
         } else if let Some(host) = v.pointer("/hostPath/path").and_then(Value::as_str) {
             PathBuf::from(host)
@@ -220,22 +244,31 @@ pub fn prepare_pod(layout: &Layout, input: &PodInput) -> Result<PodSpec, ExecErr
         fs::create_dir_all(&path)?;
         volume_paths.insert(name.to_string(), path);
     }
-    let mounts_for = |c: &Container, extra: &[workflow_model::VolumeMount]| -> Result<Vec<Mount>, ExecError> {
-        let mut out = Vec::new();
-        for m in c.volume_mounts.iter().chain(extra.iter()) {
-            let src = volume_paths.get(&m.name).ok_or_else(|| setup(format!("volumeMount '{}' refers to no volume of the pod", m.name)))?;
-            let src = match &m.sub_path {
-                Some(s) if !s.is_empty() => {
-                    let p = src.join(s);
-                    fs::create_dir_all(&p)?;
-                    p
-                }
-                _ => src.clone(),
-            };
-            out.push(Mount { source: src, target: m.mount_path.clone() });
-        }
-        Ok(out)
-    };
+    let mounts_for =
+        |c: &Container, extra: &[workflow_model::VolumeMount]| -> Result<Vec<Mount>, ExecError> {
+            let mut out = Vec::new();
+            for m in c.volume_mounts.iter().chain(extra.iter()) {
+                let src = volume_paths.get(&m.name).ok_or_else(|| {
+                    setup(format!(
+                        "volumeMount '{}' refers to no volume of the pod",
+                        m.name
+                    ))
+                })?;
+                let src = match &m.sub_path {
+                    Some(s) if !s.is_empty() => {
+                        let p = src.join(s);
+                        fs::create_dir_all(&p)?;
+                        p
+                    }
+                    _ => src.clone(),
+                };
+                out.push(Mount {
+                    source: src,
+                    target: m.mount_path.clone(),
+                });
+            }
+            Ok(out)
+        };
     let script_path = t.script.as_ref().map(|s| {
         let p = dir.join("script");
         let _ = fs::write(&p, &s.source);
@@ -250,7 +283,15 @@ pub fn prepare_pod(layout: &Layout, input: &PodInput) -> Result<PodSpec, ExecErr
     } else if let Some(s) = &t.script {
         let m = mounts_for(&s.container, &[])?;
         main_mounts.extend(m.iter().cloned());
-        main.push(container_run(&s.container, "main", "", pod, script_path.as_deref(), &argosay, m));
+        main.push(container_run(
+            &s.container,
+            "main",
+            "",
+            pod,
+            script_path.as_deref(),
+            &argosay,
+            m,
+        ));
     } else if let Some(cs) = &t.container_set {
         for c in &cs.containers {
             let m = mounts_for(c, &cs.volume_mounts)?;
@@ -258,7 +299,9 @@ pub fn prepare_pod(layout: &Layout, input: &PodInput) -> Result<PodSpec, ExecErr
             main.push(container_run(c, "main", "", pod, None, &argosay, m));
         }
     } else {
-        return Err(setup("template has no container, script or containerSet".into()));
+        return Err(setup(
+            "template has no container, script or containerSet".into(),
+        ));
     }
     let mut init = Vec::new();
     for (i, c) in t.init_containers.iter().enumerate() {
@@ -266,7 +309,15 @@ pub fn prepare_pod(layout: &Layout, input: &PodInput) -> Result<PodSpec, ExecErr
         if c.mirror_volume_mounts == Some(true) {
             m.extend(main_mounts.iter().cloned());
         }
-        init.push(container_run(c, &format!("init-{i}"), "", pod, None, &argosay, m));
+        init.push(container_run(
+            c,
+            &format!("init-{i}"),
+            "",
+            pod,
+            None,
+            &argosay,
+            m,
+        ));
     }
     let mut sidecars = Vec::new();
     for (i, c) in t.sidecars.iter().enumerate() {
@@ -274,7 +325,15 @@ pub fn prepare_pod(layout: &Layout, input: &PodInput) -> Result<PodSpec, ExecErr
         if c.mirror_volume_mounts == Some(true) {
             m.extend(main_mounts.iter().cloned());
         }
-        sidecars.push(container_run(c, &format!("sidecar-{i}"), "", pod, None, &argosay, m));
+        sidecars.push(container_run(
+            c,
+            &format!("sidecar-{i}"),
+            "",
+            pod,
+            None,
+            &argosay,
+            m,
+        ));
     }
     let repo = layout.repository();
     let mut inputs = Vec::new();
@@ -283,11 +342,24 @@ pub fn prepare_pod(layout: &Layout, input: &PodInput) -> Result<PodSpec, ExecErr
         let source = if let Some(raw) = &a.raw {
             InputSource::Raw(raw.data.clone())
         } else if let Some(h) = &a.http {
-            InputSource::Http { url: h.url.clone(), headers: h.headers.iter().map(|x| (x.name.clone(), x.value.clone())).collect() }
+            InputSource::Http {
+                url: h.url.clone(),
+                headers: h
+                    .headers
+                    .iter()
+                    .map(|x| (x.name.clone(), x.value.clone()))
+                    .collect(),
+            }
         } else if let Some(l) = &a.local {
             InputSource::Repository(l.key.clone())
-        } else if let Some(key) = a.s3.as_ref().and_then(|s| s.get("key")).and_then(Value::as_str) {
-            if a.s3.as_ref().and_then(|s| s.get("bucket")).is_some() || a.s3.as_ref().and_then(|s| s.get("endpoint")).is_some() {
+        } else if let Some(key) =
+            a.s3.as_ref()
+                .and_then(|s| s.get("key"))
+                .and_then(Value::as_str)
+        {
+            if a.s3.as_ref().and_then(|s| s.get("bucket")).is_some()
+                || a.s3.as_ref().and_then(|s| s.get("endpoint")).is_some()
+            {
                 return Err(setup(format!("input artifact '{}' is in an external S3 bucket; the local executor reads only its own repository", a.name)));
             }
             InputSource::Repository(key.to_string())
@@ -296,14 +368,26 @@ pub fn prepare_pod(layout: &Layout, input: &PodInput) -> Result<PodSpec, ExecErr
         } else {
             return Err(setup(format!("input artifact '{}' has a source the local executor cannot read (git, gcs, oss, azure, hdfs, artifactory)", a.name)));
         };
-        inputs.push(InputArtifact { name: a.name.clone(), path, source, sub_path: a.sub_path.clone(), mode: a.mode.map(|m| m as u32), optional: a.optional });
+        inputs.push(InputArtifact {
+            name: a.name.clone(),
+            path,
+            source,
+            sub_path: a.sub_path.clone(),
+            mode: a.mode.map(|m| m as u32),
+            optional: a.optional,
+        });
     }
     let _ = repo;
     let output_parameters = t
         .outputs
         .parameters
         .iter()
-        .filter_map(|p| p.value_from.as_ref().and_then(|v| v.path.clone()).map(|path| (p.name.clone(), path)))
+        .filter_map(|p| {
+            p.value_from
+                .as_ref()
+                .and_then(|v| v.path.clone())
+                .map(|path| (p.name.clone(), path))
+        })
         .collect();
     let output_artifacts = input
         .output_artifacts
@@ -311,8 +395,20 @@ pub fn prepare_pod(layout: &Layout, input: &PodInput) -> Result<PodSpec, ExecErr
         .filter_map(|a| {
             let path = a.path.clone()?;
             let key = a.local.as_ref()?.key.clone();
-            let level = a.archive.as_ref().and_then(|x| x.pointer("/tar/compressionLevel")).and_then(Value::as_u64).map(|l| l as u32);
-            Some(OutputArtifact { name: a.name.clone(), path, key, archive: !a.archive_none(), level, optional: a.optional })
+            let level = a
+                .archive
+                .as_ref()
+                .and_then(|x| x.pointer("/tar/compressionLevel"))
+                .and_then(Value::as_u64)
+                .map(|l| l as u32);
+            Some(OutputArtifact {
+                name: a.name.clone(),
+                path,
+                key,
+                archive: !a.archive_none(),
+                level,
+                optional: a.optional,
+            })
         })
         .collect::<Vec<_>>();
     let spec = PodSpec {
@@ -350,7 +446,10 @@ pub fn launch(exe: &Path, dir: &Path) -> Result<RunningPod, ExecError> {
         .stderr(log)
         .process_group(0)
         .spawn()?;
-    Ok(RunningPod { child, dir: dir.to_path_buf() })
+    Ok(RunningPod {
+        child,
+        dir: dir.to_path_buf(),
+    })
 }
 
 /// Kill every process of a pod (its process group).
@@ -370,10 +469,18 @@ pub fn read_outcome(dir: &Path) -> Option<PodOutcome> {
 
 /// Run a prepared pod to completion and write `result.json`. Returns the main exit code.
 pub fn run_pod(dir: &Path) -> Result<i32, ExecError> {
-    let spec: PodSpec = serde_json::from_slice(&fs::read(dir.join("pod.json"))?).map_err(|e| ExecError::Setup { pod: dir.display().to_string(), message: e.to_string() })?;
+    let spec: PodSpec =
+        serde_json::from_slice(&fs::read(dir.join("pod.json"))?).map_err(|e| ExecError::Setup {
+            pod: dir.display().to_string(),
+            message: e.to_string(),
+        })?;
     let outcome = match execute(&spec, dir) {
         Ok(o) => o,
-        Err(e) => PodOutcome { exit_code: None, message: Some(e.to_string()), ..Default::default() },
+        Err(e) => PodOutcome {
+            exit_code: None,
+            message: Some(e.to_string()),
+            ..Default::default()
+        },
     };
     let tmp = dir.join("result.json.tmp");
     fs::write(&tmp, serde_json::to_vec(&outcome).unwrap_or_default())?;
@@ -394,22 +501,60 @@ fn isolate(spec: &PodSpec, dir: &Path) -> Result<bool, String> {
     if unshare(CloneFlags::CLONE_NEWNS).is_err() {
         return Ok(false);
     }
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>).map_err(|e| format!("make / private: {e}"))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| format!("make / private: {e}"))?;
     let ovl = dir.join("ovl");
     let root = dir.join("root");
     for d in [ovl.join("upper"), ovl.join("work"), root.clone()] {
         fs::create_dir_all(&d).map_err(|e| format!("{}: {e}", d.display()))?;
     }
-    let opts = |o: &Path| format!("lowerdir=/,upperdir={},workdir={}", o.join("upper").display(), o.join("work").display());
-    if mount(Some("overlay"), &root, Some("overlay"), MsFlags::empty(), Some(opts(&ovl).as_str())).is_err() {
+    let opts = |o: &Path| {
+        format!(
+            "lowerdir=/,upperdir={},workdir={}",
+            o.join("upper").display(),
+            o.join("work").display()
+        )
+    };
+    if mount(
+        Some("overlay"),
+        &root,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(opts(&ovl).as_str()),
+    )
+    .is_err()
+    {
         // The pod directory's filesystem cannot hold an overlay's upper layer: use memory.
-        mount(Some("tmpfs"), &ovl, Some("tmpfs"), MsFlags::empty(), None::<&str>).map_err(|e| format!("tmpfs: {e}"))?;
+        mount(
+            Some("tmpfs"),
+            &ovl,
+            Some("tmpfs"),
+            MsFlags::empty(),
+            None::<&str>,
+        )
+        .map_err(|e| format!("tmpfs: {e}"))?;
         for d in [ovl.join("upper"), ovl.join("work")] {
             fs::create_dir_all(&d).map_err(|e| format!("{}: {e}", d.display()))?;
         }
-        mount(Some("overlay"), &root, Some("overlay"), MsFlags::empty(), Some(opts(&ovl).as_str())).map_err(|e| format!("overlay root: {e}"))?;
+        mount(
+            Some("overlay"),
+            &root,
+            Some("overlay"),
+            MsFlags::empty(),
+            Some(opts(&ovl).as_str()),
+        )
+        .map_err(|e| format!("overlay root: {e}"))?;
     }
-    let mut binds: Vec<PathBuf> = ["/proc", "/dev", "/sys"].iter().map(PathBuf::from).collect();
+    let mut binds: Vec<PathBuf> = ["/proc", "/dev", "/sys"]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
     binds.push(spec.home.clone());
     for f in ["/etc/resolv.conf", "/etc/hosts", "/etc/hostname"] {
         binds.push(PathBuf::from(f));
@@ -427,7 +572,14 @@ fn isolate(spec: &PodSpec, dir: &Path) -> Result<bool, String> {
             }
             let _ = fs::write(&target, "");
         }
-        mount(Some(&b), &target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>).map_err(|e| format!("bind {}: {e}", b.display()))?;
+        mount(
+            Some(&b),
+            &target,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(|e| format!("bind {}: {e}", b.display()))?;
     }
     nix::unistd::chroot(&root).map_err(|e| format!("chroot: {e}"))?;
     std::env::set_current_dir("/").map_err(|e| format!("chdir: {e}"))?;
@@ -441,7 +593,14 @@ fn bind_mounts(mounts: &[Mount], isolated: bool) -> Result<(), String> {
     }
     for m in mounts {
         fs::create_dir_all(&m.target).map_err(|e| format!("{}: {e}", m.target))?;
-        mount(Some(&m.source), m.target.as_str(), None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(|e| format!("mount {}: {e}", m.target))?;
+        mount(
+            Some(&m.source),
+            m.target.as_str(),
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| format!("mount {}: {e}", m.target))?;
     }
     Ok(())
 }
@@ -453,7 +612,12 @@ fn execute(spec: &PodSpec, dir: &Path) -> Result<PodOutcome, String> {
     fs::create_dir_all(&scratch).map_err(|e| e.to_string())?;
     // Volume mounts of every container are visible to the whole pod (one mount namespace).
     let mut all_mounts: Vec<Mount> = Vec::new();
-    for c in spec.init.iter().chain(spec.sidecars.iter()).chain(spec.main.iter()) {
+    for c in spec
+        .init
+        .iter()
+        .chain(spec.sidecars.iter())
+        .chain(spec.main.iter())
+    {
         for m in &c.mounts {
             if !all_mounts.iter().any(|x| x.target == m.target) {
                 all_mounts.push(m.clone());
@@ -467,7 +631,12 @@ fn execute(spec: &PodSpec, dir: &Path) -> Result<PodOutcome, String> {
         let r = match &a.source {
             InputSource::Raw(data) => artifacts::write_raw(data, &dest),
             InputSource::Http { url, headers } => artifacts::download(url, headers, &dest),
-            InputSource::Repository(key) => artifacts::load(&repo.join(key), &dest, a.sub_path.as_deref(), &scratch.join(i.to_string())),
+            InputSource::Repository(key) => artifacts::load(
+                &repo.join(key),
+                &dest,
+                a.sub_path.as_deref(),
+                &scratch.join(i.to_string()),
+            ),
         };
         if let Err(e) = r {
             if a.optional {
@@ -481,13 +650,22 @@ fn execute(spec: &PodSpec, dir: &Path) -> Result<PodOutcome, String> {
         }
     }
     let log_path = dir.join("main.log");
-    let log = Arc::new(Mutex::new(fs::File::create(&log_path).map_err(|e| e.to_string())?));
+    let log = Arc::new(Mutex::new(
+        fs::File::create(&log_path).map_err(|e| e.to_string())?,
+    ));
     let workdir = dir.join("work");
     fs::create_dir_all(&workdir).map_err(|e| e.to_string())?;
     for c in &spec.init {
         let (code, _) = run_container(c, &workdir, &log, false)?;
         if code != 0 {
-            return Ok(PodOutcome { exit_code: Some(code), message: Some(format!("init container {} failed with exit code {code}", c.name)), ..Default::default() });
+            return Ok(PodOutcome {
+                exit_code: Some(code),
+                message: Some(format!(
+                    "init container {} failed with exit code {code}",
+                    c.name
+                )),
+                ..Default::default()
+            });
         }
     }
     let mut sidecars = Vec::new();
@@ -503,7 +681,10 @@ fn execute(spec: &PodSpec, dir: &Path) -> Result<PodOutcome, String> {
     let mut remaining: Vec<&ContainerRun> = spec.main.iter().collect();
     let mut message = None;
     while !remaining.is_empty() {
-        let Some(pos) = remaining.iter().position(|c| c.dependencies.iter().all(|d| done.contains(d))) else {
+        let Some(pos) = remaining
+            .iter()
+            .position(|c| c.dependencies.iter().all(|d| done.contains(d)))
+        else {
             return Err("containerSet has a dependency cycle or an unknown dependency".into());
         };
         let c = remaining.remove(pos);
@@ -514,7 +695,11 @@ fn execute(spec: &PodSpec, dir: &Path) -> Result<PodOutcome, String> {
         if code != 0 && exit == 0 {
             exit = code;
             if code == 127 {
-                message = Some(format!("container {}: command '{}' not found", c.name, c.command.first().cloned().unwrap_or_default()));
+                message = Some(format!(
+                    "container {}: command '{}' not found",
+                    c.name,
+                    c.command.first().cloned().unwrap_or_default()
+                ));
             }
         }
         done.push(c.name.clone());
@@ -527,12 +712,18 @@ fn execute(spec: &PodSpec, dir: &Path) -> Result<PodOutcome, String> {
         let _ = s.wait();
     }
     // Outputs.
-    let mut outcome = PodOutcome { exit_code: Some(exit), message, ..Default::default() };
+    let mut outcome = PodOutcome {
+        exit_code: Some(exit),
+        message,
+        ..Default::default()
+    };
     if spec.capture_result {
         outcome.stdout = Some(stdout_text);
     }
     for (name, path) in &spec.output_parameters {
-        let v = fs::read(path).ok().map(|b| String::from_utf8_lossy(&b).into_owned());
+        let v = fs::read(path)
+            .ok()
+            .map(|b| String::from_utf8_lossy(&b).into_owned());
         outcome.parameters.push((name.clone(), v));
     }
     for a in &spec.output_artifacts {
@@ -544,7 +735,8 @@ fn execute(spec: &PodSpec, dir: &Path) -> Result<PodOutcome, String> {
             Ok(()) => outcome.artifacts.push((a.name.clone(), a.key.clone())),
             Err(e) => {
                 if !a.optional && exit == 0 {
-                    outcome.message = Some(format!("failed to save output artifact '{}': {e}", a.name));
+                    outcome.message =
+                        Some(format!("failed to save output artifact '{}': {e}", a.name));
                 }
             }
         }
@@ -554,7 +746,10 @@ fn execute(spec: &PodSpec, dir: &Path) -> Result<PodOutcome, String> {
 
 fn spawn(c: &ContainerRun, workdir: &Path, out: Stdio, err: Stdio) -> std::io::Result<Child> {
     let Some((prog, args)) = c.command.split_first() else {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "container has no command"));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "container has no command",
+        ));
     };
     let mut cmd = Command::new(prog);
     cmd.args(args).stdin(Stdio::null()).stdout(out).stderr(err);
@@ -576,11 +771,22 @@ fn spawn(c: &ContainerRun, workdir: &Path, out: Stdio, err: Stdio) -> std::io::R
 }
 
 /// Run one container, copying its output to the pod log; returns the exit code and stdout.
-fn run_container(c: &ContainerRun, workdir: &Path, log: &Arc<Mutex<fs::File>>, capture: bool) -> Result<(i32, String), String> {
+fn run_container(
+    c: &ContainerRun,
+    workdir: &Path,
+    log: &Arc<Mutex<fs::File>>,
+    capture: bool,
+) -> Result<(i32, String), String> {
     let mut child = match spawn(c, workdir, Stdio::piped(), Stdio::piped()) {
         Ok(ch) => ch,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound || e.kind() == std::io::ErrorKind::PermissionDenied => {
-            let msg = format!("exec: \"{}\": executable file not found in $PATH\n", c.command.first().cloned().unwrap_or_default());
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                || e.kind() == std::io::ErrorKind::PermissionDenied =>
+        {
+            let msg = format!(
+                "exec: \"{}\": executable file not found in $PATH\n",
+                c.command.first().cloned().unwrap_or_default()
+            );
             if let Ok(mut l) = log.lock() {
                 let _ = l.write_all(msg.as_bytes());
             }
@@ -608,7 +814,11 @@ fn run_container(c: &ContainerRun, workdir: &Path, log: &Arc<Mutex<fs::File>>, c
     if let Some(o) = stdout {
         let mut reader = BufReader::new(o);
         let mut line = Vec::new();
-        while reader.read_until(b'\n', &mut line).map(|n| n > 0).unwrap_or(false) {
+        while reader
+            .read_until(b'\n', &mut line)
+            .map(|n| n > 0)
+            .unwrap_or(false)
+        {
             if let Ok(mut l) = log.lock() {
                 let _ = l.write_all(&line);
             }
@@ -621,6 +831,8 @@ fn run_container(c: &ContainerRun, workdir: &Path, log: &Arc<Mutex<fs::File>>, c
     let _ = err_thread.join();
     let status = child.wait().map_err(|e| e.to_string())?;
     use std::os::unix::process::ExitStatusExt;
-    let code = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(9));
+    let code = status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(9));
     Ok((code, String::from_utf8_lossy(&captured).into_owned()))
 }

@@ -33,9 +33,17 @@ pub struct Document {
     /// Where the document starts in its file.
     pub start: Location,
     locations: HashMap<String, Location>,
+    /// The text of plain scalars that resolved to booleans or numbers, by path: Kubernetes
+    /// keeps that text when the field they land in is a string (`name: n` is "n", not false).
+    originals: HashMap<String, String>,
 }
 
 impl Document {
+    /// The source text of a plain scalar that YAML 1.1 resolved to a boolean or number.
+    pub fn original_text(&self, path: &str) -> Option<&str> {
+        self.originals.get(path).map(String::as_str)
+    }
+
     /// The location of a field path such as `spec.templates[0].name`, or of the nearest
     /// enclosing field that has one.
     pub fn location_of(&self, path: &str) -> Location {
@@ -91,6 +99,7 @@ pub fn parse_documents(text: &str) -> Result<Vec<Document>, ManifestError> {
         budget: MAX_VALUES,
         anchors: HashMap::new(),
         locations: HashMap::new(),
+        originals: HashMap::new(),
     };
     let mut docs = Vec::new();
     loop {
@@ -112,6 +121,7 @@ pub fn parse_documents(text: &str) -> Result<Vec<Document>, ManifestError> {
                     continue;
                 }
                 builder.locations.clear();
+                builder.originals.clear();
                 let value = builder.value(event, span, String::new())?;
                 if value.is_null() {
                     continue;
@@ -120,6 +130,7 @@ pub fn parse_documents(text: &str) -> Result<Vec<Document>, ManifestError> {
                     value,
                     start,
                     locations: std::mem::take(&mut builder.locations),
+                    originals: std::mem::take(&mut builder.originals),
                 });
             }
             other => {
@@ -148,6 +159,7 @@ struct Builder {
     /// Anchored values with how many values each expands to.
     anchors: HashMap<usize, (Value, usize)>,
     locations: HashMap<String, Location>,
+    originals: HashMap<String, String>,
 }
 
 impl Builder {
@@ -178,13 +190,23 @@ impl Builder {
         self.locations.insert(path.clone(), loc(&span));
         if self.budget == 0 {
             let l = loc(&span);
-            return Err(ManifestError::Unsupported { line: l.line, column: l.column, message: format!("document too large: more than {MAX_VALUES} values (alias expansion?)") });
+            return Err(ManifestError::Unsupported {
+                line: l.line,
+                column: l.column,
+                message: format!(
+                    "document too large: more than {MAX_VALUES} values (alias expansion?)"
+                ),
+            });
         }
         self.budget -= 1;
         let (value, anchor) = match event {
             Event::Scalar(text, style, anchor, tag) => {
                 let tag = tag.map(|t| t.suffix.clone());
-                (resolve_scalar(&text, style, tag.as_deref()), anchor)
+                let v = resolve_scalar(&text, style, tag.as_deref());
+                if matches!(v, Value::Bool(_) | Value::Number(_)) {
+                    self.originals.insert(path.clone(), text.clone());
+                }
+                (v, anchor)
             }
             Event::Alias(id) => {
                 let (v, size) = self.anchors.get(&id).cloned().ok_or_else(|| {
@@ -197,7 +219,13 @@ impl Builder {
                 })?;
                 if size > self.budget {
                     let l = loc(&span);
-                    return Err(ManifestError::Unsupported { line: l.line, column: l.column, message: format!("document too large: more than {MAX_VALUES} values (alias expansion?)") });
+                    return Err(ManifestError::Unsupported {
+                        line: l.line,
+                        column: l.column,
+                        message: format!(
+                            "document too large: more than {MAX_VALUES} values (alias expansion?)"
+                        ),
+                    });
                 }
                 self.budget -= size;
                 (v, 0)
@@ -404,7 +432,8 @@ mod tests {
 
     #[test]
     fn multi_document_streams_skip_empty_documents_and_keep_locations() {
-        let text = "---\nkind: A\n---\n---\nkind: B\nspec:\n  templates:\n  - name: x\n    bad: 1\n";
+        let text =
+            "---\nkind: A\n---\n---\nkind: B\nspec:\n  templates:\n  - name: x\n    bad: 1\n";
         let docs = parse_documents(text).unwrap();
         assert_eq!(docs.len(), 2);
         assert_eq!(docs[1].value["kind"], "B");
@@ -446,7 +475,9 @@ mod tests {
 
     #[test]
     fn lenient_indentation_as_go_yaml() {
-        let docs = parse_documents("a:\n  flags: [\n    \"x\", \"y\"\n  ]\nb: [\"\n   hello\n  \"]\n").unwrap();
+        let docs =
+            parse_documents("a:\n  flags: [\n    \"x\", \"y\"\n  ]\nb: [\"\n   hello\n  \"]\n")
+                .unwrap();
         assert_eq!(docs[0].value["a"]["flags"], json!(["x", "y"]));
         assert_eq!(docs[0].value["b"][0], json!(" hello "));
     }

@@ -100,7 +100,11 @@ pub struct Parser {
 
 impl Parser {
     pub fn new(text: &str) -> Parser {
-        let mut pin = Box::new(Pinned { sys: MaybeUninit::uninit(), _input: text.as_bytes().to_vec(), initialized: false });
+        let mut pin = Box::new(Pinned {
+            sys: MaybeUninit::uninit(),
+            _input: text.as_bytes().to_vec(),
+            initialized: false,
+        });
         // SAFETY: the parser lives in a Box (it never moves) together with the input bytes it
         // points to; both are freed together in Drop.
         unsafe {
@@ -113,7 +117,11 @@ impl Parser {
                 sys::yaml_parser_set_input_string(p, input, len);
             }
         }
-        Parser { pin, anchors: HashMap::new(), done: false }
+        Parser {
+            pin,
+            anchors: HashMap::new(),
+            done: false,
+        }
     }
 
     fn anchor_id(&mut self, ptr: *const u8, define: bool) -> usize {
@@ -121,7 +129,9 @@ impl Parser {
             return 0;
         }
         // SAFETY: libyaml anchors are NUL-terminated strings owned by the event.
-        let name = unsafe { CStr::from_ptr(ptr as *const std::ffi::c_char) }.to_string_lossy().into_owned();
+        let name = unsafe { CStr::from_ptr(ptr as *const std::ffi::c_char) }
+            .to_string_lossy()
+            .into_owned();
         let next = self.anchors.len() + 1;
         if define {
             // A redefined anchor gets a new id: later aliases refer to the latest definition.
@@ -138,8 +148,13 @@ impl Parser {
             return None;
         }
         // SAFETY: as above.
-        let full = unsafe { CStr::from_ptr(ptr as *const std::ffi::c_char) }.to_string_lossy().into_owned();
-        let suffix = full.strip_prefix("tag:yaml.org,2002:").map(str::to_string).unwrap_or(full);
+        let full = unsafe { CStr::from_ptr(ptr as *const std::ffi::c_char) }
+            .to_string_lossy()
+            .into_owned();
+        let suffix = full
+            .strip_prefix("tag:yaml.org,2002:")
+            .map(str::to_string)
+            .unwrap_or(full);
         Some(Tag { suffix })
     }
 
@@ -147,10 +162,28 @@ impl Parser {
         // SAFETY: the parser is initialized; problem/context are static C strings or null.
         unsafe {
             let p = &*self.pin.sys.as_ptr();
-            let problem = if p.problem.is_null() { "unknown error".to_string() } else { CStr::from_ptr(p.problem).to_string_lossy().into_owned() };
-            let context = if p.context.is_null() { String::new() } else { CStr::from_ptr(p.context).to_string_lossy().into_owned() };
-            let info = if context.is_empty() { problem } else { format!("{problem} {context}") };
-            ScanError { marker: Marker { line: p.problem_mark.line as usize + 1, col: p.problem_mark.column as usize }, info }
+            let problem = if p.problem.is_null() {
+                "unknown error".to_string()
+            } else {
+                CStr::from_ptr(p.problem).to_string_lossy().into_owned()
+            };
+            let context = if p.context.is_null() {
+                String::new()
+            } else {
+                CStr::from_ptr(p.context).to_string_lossy().into_owned()
+            };
+            let info = if context.is_empty() {
+                problem
+            } else {
+                format!("{problem} {context}")
+            };
+            ScanError {
+                marker: Marker {
+                    line: p.problem_mark.line as usize + 1,
+                    col: p.problem_mark.column as usize,
+                },
+                info,
+            }
         }
     }
 }
@@ -164,7 +197,10 @@ impl Iterator for Parser {
         }
         if !self.pin.initialized {
             self.done = true;
-            return Some(Err(ScanError { marker: Marker::default(), info: "cannot initialize the YAML parser".into() }));
+            return Some(Err(ScanError {
+                marker: Marker::default(),
+                info: "cannot initialize the YAML parser".into(),
+            }));
         }
         let mut event = MaybeUninit::<sys::yaml_event_t>::uninit();
         // SAFETY: the parser is initialized; a successfully parsed event is converted and then
@@ -176,14 +212,21 @@ impl Iterator for Parser {
                 return Some(Err(self.error()));
             }
             let ev = &*event.as_ptr();
-            let span = Span { start: Marker { line: ev.start_mark.line as usize + 1, col: ev.start_mark.column as usize } };
+            let span = Span {
+                start: Marker {
+                    line: ev.start_mark.line as usize + 1,
+                    col: ev.start_mark.column as usize,
+                },
+            };
             let out = match ev.type_ {
                 sys::YAML_STREAM_START_EVENT => Event::StreamStart,
                 sys::YAML_STREAM_END_EVENT => {
                     self.done = true;
                     Event::StreamEnd
                 }
-                sys::YAML_DOCUMENT_START_EVENT => Event::DocumentStart(!ev.data.document_start.implicit),
+                sys::YAML_DOCUMENT_START_EVENT => {
+                    Event::DocumentStart(!ev.data.document_start.implicit)
+                }
                 sys::YAML_DOCUMENT_END_EVENT => Event::DocumentEnd,
                 sys::YAML_ALIAS_EVENT => Event::Alias(self.anchor_id(ev.data.alias.anchor, false)),
                 sys::YAML_SCALAR_EVENT => {
@@ -197,7 +240,12 @@ impl Iterator for Parser {
                         _ => ScalarStyle::Plain,
                     };
                     let anchor = self.anchor_id(s.anchor, true);
-                    Event::Scalar(String::from_utf8_lossy(bytes).into_owned(), style, anchor, Self::tag(s.tag))
+                    Event::Scalar(
+                        String::from_utf8_lossy(bytes).into_owned(),
+                        style,
+                        anchor,
+                        Self::tag(s.tag),
+                    )
                 }
                 sys::YAML_SEQUENCE_START_EVENT => {
                     let s = ev.data.sequence_start;

@@ -24,7 +24,8 @@ pub struct Row {
 
 pub fn read_manifest(dir: &Path) -> anyhow::Result<Vec<Row>> {
     let path = dir.join("MANIFEST.tsv");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
     let mut rows = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if i == 0 || line.trim().is_empty() {
@@ -51,17 +52,25 @@ fn index_objects(examples: &Path) -> Vec<(String, String, PathBuf)> {
     let mut out = Vec::new();
     let mut stack = vec![examples.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for e in entries.flatten() {
             let p = e.path();
             if p.is_dir() {
                 stack.push(p);
             } else if p.extension().is_some_and(|x| x == "yaml") {
-                let Ok(text) = std::fs::read_to_string(&p) else { continue };
+                let Ok(text) = std::fs::read_to_string(&p) else {
+                    continue;
+                };
                 let (objs, _) = workflow_model::load_str(&p.display().to_string(), &text);
                 for o in objs {
                     if !matches!(o.object, Object::Workflow(_)) {
-                        out.push((o.object.kind().to_string(), o.object.metadata().name.clone(), p.clone()));
+                        out.push((
+                            o.object.kind().to_string(),
+                            o.object.metadata().name.clone(),
+                            p.clone(),
+                        ));
                     }
                 }
             }
@@ -74,7 +83,10 @@ fn index_objects(examples: &Path) -> Vec<(String, String, PathBuf)> {
 /// (`workflow-template/templates.yaml`) or by object (`ConfigMap simple-parameters`).
 fn needed_files(examples: &Path, row: &Row, index: &[(String, String, PathBuf)]) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    let words: Vec<&str> = row.notes.split(|c: char| c.is_whitespace() || c == '(' || c == ')' || c == ',' || c == ';').collect();
+    let words: Vec<&str> = row
+        .notes
+        .split(|c: char| c.is_whitespace() || c == '(' || c == ')' || c == ',' || c == ';')
+        .collect();
     for pair in words.windows(2) {
         let name = pair[1].trim_matches(|c: char| c == '`' || c == '\'' || c == '"' || c == '.');
         for (kind, n, file) in index {
@@ -83,9 +95,17 @@ fn needed_files(examples: &Path, row: &Row, index: &[(String, String, PathBuf)])
             }
         }
     }
-    let row_dir = Path::new(&row.file).parent().map(Path::to_path_buf).unwrap_or_default();
-    for word in row.notes.split(|c: char| c.is_whitespace() || c == '(' || c == ')' || c == ',' || c == ';') {
-        let w = word.trim_matches(|c: char| c == '`' || c == '\'' || c == '"' || c == '.' && !word.ends_with(".yaml"));
+    let row_dir = Path::new(&row.file)
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    for word in row
+        .notes
+        .split(|c: char| c.is_whitespace() || c == '(' || c == ')' || c == ',' || c == ';')
+    {
+        let w = word.trim_matches(|c: char| {
+            c == '`' || c == '\'' || c == '"' || c == '.' && !word.ends_with(".yaml")
+        });
         if !w.ends_with(".yaml") || w == row.file {
             continue;
         }
@@ -119,7 +139,14 @@ pub fn run(dir: &Path, opts: &Options) -> anyhow::Result<bool> {
     let index = Arc::new(index_objects(&examples));
     let exe = std::env::current_exe()?;
     let queue: Arc<Mutex<Vec<Row>>> = Arc::new(Mutex::new(
-        rows.into_iter().filter(|r| opts.only.as_ref().is_none_or(|o| r.file.contains(o.as_str()))).rev().collect(),
+        rows.into_iter()
+            .filter(|r| {
+                opts.only
+                    .as_ref()
+                    .is_none_or(|o| r.file.contains(o.as_str()))
+            })
+            .rev()
+            .collect(),
     ));
     let results: Arc<Mutex<Vec<Outcome>>> = Arc::new(Mutex::new(Vec::new()));
     let mut handles = Vec::new();
@@ -132,11 +159,23 @@ pub fn run(dir: &Path, opts: &Options) -> anyhow::Result<bool> {
         let home = opts.home.clone();
         let timeout = opts.timeout;
         handles.push(std::thread::spawn(move || loop {
-            let Some(row) = queue.lock().expect("queue").pop() else { break };
+            let Some(row) = queue.lock().expect("queue").pop() else {
+                break;
+            };
             let outcome = run_row(&examples, &row, &index, &exe, &home, timeout);
             let line = match &outcome {
-                Some(o) => format!("{} {} {} expected={} got={}", if o.pass { "PASS" } else { "FAIL" }, row.runs, row.file, row.expect, o.got),
-                None => format!("SKIP {} {} expected={} (needs a Kubernetes cluster)", row.runs, row.file, row.expect),
+                Some(o) => format!(
+                    "{} {} {} expected={} got={}",
+                    if o.pass { "PASS" } else { "FAIL" },
+                    row.runs,
+                    row.file,
+                    row.expect,
+                    o.got
+                ),
+                None => format!(
+                    "SKIP {} {} expected={} (needs a Kubernetes cluster)",
+                    row.runs, row.file, row.expect
+                ),
             };
             println!("{line}");
             if let Some(o) = outcome {
@@ -151,7 +190,10 @@ pub fn run(dir: &Path, opts: &Options) -> anyhow::Result<bool> {
     let passed = results.iter().filter(|o| o.pass).count();
     let failed = results.len() - passed;
     let rate = |runs: &str| {
-        let all: Vec<&Outcome> = results.iter().filter(|o| o.row.runs == runs && o.row.expect != "lint").collect();
+        let all: Vec<&Outcome> = results
+            .iter()
+            .filter(|o| o.row.runs == runs && o.row.expect != "lint")
+            .collect();
         let ok = all.iter().filter(|o| o.pass).count();
         (ok, all.len())
     };
@@ -159,35 +201,80 @@ pub fn run(dir: &Path, opts: &Options) -> anyhow::Result<bool> {
     let (shim_ok, shim_n) = rate("shim");
     let lint: Vec<&Outcome> = results.iter().filter(|o| o.row.expect == "lint").collect();
     let lint_ok = lint.iter().filter(|o| o.pass).count();
-    eprintln!("host: {host_ok}/{host_n}  shim: {shim_ok}/{shim_n}  lint: {lint_ok}/{}", lint.len());
+    eprintln!(
+        "host: {host_ok}/{host_n}  shim: {shim_ok}/{shim_n}  lint: {lint_ok}/{}",
+        lint.len()
+    );
     println!("{passed} passed, {failed} failed");
-    let bars = (host_n == 0 || host_ok * 100 >= host_n * 95) && (shim_n == 0 || shim_ok * 100 >= shim_n * 80) && lint_ok == lint.len();
+    let bars = (host_n == 0 || host_ok * 100 >= host_n * 95)
+        && (shim_n == 0 || shim_ok * 100 >= shim_n * 80)
+        && lint_ok == lint.len();
     Ok(bars)
 }
 
-fn run_row(examples: &Path, row: &Row, index: &[(String, String, PathBuf)], exe: &Path, home: &Path, timeout: Duration) -> Option<Outcome> {
+fn run_row(
+    examples: &Path,
+    row: &Row,
+    index: &[(String, String, PathBuf)],
+    exe: &Path,
+    home: &Path,
+    timeout: Duration,
+) -> Option<Outcome> {
     if row.runs == "k8s" {
         return None;
     }
     let mut files = needed_files(examples, row, index);
     files.insert(0, examples.join(&row.file));
     let mut inputs = Inputs::read(&files);
-    if row.expect == "lint" || !row.kind.contains("Workflow") || row.kind != "Workflow" && !row.kind.ends_with("+Workflow") {
+    if row.expect == "lint"
+        || !row.kind.contains("Workflow")
+        || row.kind != "Workflow" && !row.kind.ends_with("+Workflow")
+    {
         inputs.lint();
-        let errors: Vec<String> = inputs.diagnostics.iter().filter(|d| d.severity == Severity::Error).map(|d| d.to_string()).collect();
+        let errors: Vec<String> = inputs
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .map(|d| d.to_string())
+            .collect();
         let pass = errors.is_empty();
-        let got = if pass { "lint".to_string() } else { format!("LintError({})", errors.join("; ")) };
+        let got = if pass {
+            "lint".to_string()
+        } else {
+            format!("LintError({})", errors.join("; "))
+        };
         if row.expect == "lint" {
-            return Some(Outcome { row: row.clone(), pass, got });
+            return Some(Outcome {
+                row: row.clone(),
+                pass,
+                got,
+            });
         }
     }
-    if let Some(d) = inputs.diagnostics.iter().find(|d| d.severity == Severity::Error) {
-        return Some(Outcome { row: row.clone(), pass: false, got: format!("Refused({d})") });
+    if let Some(d) = inputs
+        .diagnostics
+        .iter()
+        .find(|d| d.severity == Severity::Error)
+    {
+        return Some(Outcome {
+            row: row.clone(),
+            pass: false,
+            got: format!("Refused({d})"),
+        });
     }
     let objects = ObjectStore::new();
     objects.load(&inputs.objects());
-    let shared = Arc::new(Shared { store: inputs.store(), objects, exe: exe.to_path_buf() });
-    let opts = RunOptions { home: home.to_path_buf(), params: Vec::new(), auto_resume: true, timeout: Some(timeout) };
+    let shared = Arc::new(Shared {
+        store: inputs.store(),
+        objects,
+        exe: exe.to_path_buf(),
+    });
+    let opts = RunOptions {
+        home: home.to_path_buf(),
+        params: Vec::new(),
+        auto_resume: true,
+        timeout: Some(timeout),
+    };
     let main_file = examples.join(&row.file).display().to_string();
     let workflows: Vec<_> = inputs
         .loaded
@@ -207,11 +294,19 @@ fn run_row(examples: &Path, row: &Row, index: &[(String, String, PathBuf)], exe:
             Err(e) => phases.push(format!("Refused({e})")),
         }
     }
-    let got = if phases.is_empty() { "NoWorkflow".to_string() } else { phases.join(",") };
+    let got = if phases.is_empty() {
+        "NoWorkflow".to_string()
+    } else {
+        phases.join(",")
+    };
     let pass = !phases.is_empty()
         && phases.iter().all(|p| match row.expect.as_str() {
             "Random" => p == "Succeeded" || p == "Failed",
             e => p == e,
         });
-    Some(Outcome { row: row.clone(), pass, got })
+    Some(Outcome {
+        row: row.clone(),
+        pass,
+        got,
+    })
 }

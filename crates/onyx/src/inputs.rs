@@ -31,7 +31,10 @@ impl Inputs {
                 }),
             }
         }
-        Inputs { loaded, diagnostics }
+        Inputs {
+            loaded,
+            diagnostics,
+        }
     }
 
     /// Lint every loaded object against the others.
@@ -43,7 +46,9 @@ impl Inputs {
     }
 
     pub fn has_errors(&self) -> bool {
-        self.diagnostics.iter().any(|d| d.severity == Severity::Error)
+        self.diagnostics
+            .iter()
+            .any(|d| d.severity == Severity::Error)
     }
 
     pub fn store(&self) -> Arc<TemplateStore> {
@@ -51,17 +56,30 @@ impl Inputs {
         for l in &self.loaded {
             match &l.object {
                 Object::WorkflowTemplate(w) => {
-                    s.workflow_templates.insert(w.metadata.name.clone(), w.clone());
+                    s.workflow_templates
+                        .insert(w.metadata.name.clone(), w.clone());
                 }
                 Object::ClusterWorkflowTemplate(w) => {
-                    s.cluster_workflow_templates.insert(w.metadata.name.clone(), w.clone());
+                    s.cluster_workflow_templates
+                        .insert(w.metadata.name.clone(), w.clone());
                 }
                 Object::Other(o) if o.kind == "ConfigMap" => {
                     let data = o
                         .raw
                         .get("data")
                         .and_then(|d| d.as_object())
-                        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))).collect())
+                        .map(|m| {
+                            m.iter()
+                                .map(|(k, v)| {
+                                    (
+                                        k.clone(),
+                                        v.as_str()
+                                            .map(str::to_string)
+                                            .unwrap_or_else(|| v.to_string()),
+                                    )
+                                })
+                                .collect()
+                        })
                         .unwrap_or_default();
                     s.config_maps.insert(o.metadata.name.clone(), data);
                 }

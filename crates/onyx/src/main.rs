@@ -17,7 +17,11 @@ use workflow_model::{Object, Severity};
 use crate::inputs::Inputs;
 
 #[derive(Parser)]
-#[command(name = "onyx", version, about = "Argo-compatible workflows with GPU gang scheduling, in one binary")]
+#[command(
+    name = "onyx",
+    version,
+    about = "Argo-compatible workflows with GPU gang scheduling, in one binary"
+)]
 struct Cli {
     /// Where ONYX keeps its state, pod directories and artifacts.
     #[arg(long, global = true, env = "ONYX_HOME", default_value = ".onyx")]
@@ -55,9 +59,7 @@ enum Command {
         auto_resume: bool,
     },
     /// Check workflow files: every problem with its file, line and field.
-    Lint {
-        files: Vec<PathBuf>,
-    },
+    Lint { files: Vec<PathBuf> },
     /// Run Argo's example corpus (DIR/MANIFEST.tsv) and report the pass count.
     Conformance {
         dir: PathBuf,
@@ -88,9 +90,25 @@ fn main() -> ExitCode {
             }
         },
         Command::Lint { files } => lint(&files),
-        Command::Run { files, parameters, output, log, auto_resume } => run(&home, &files, &parameters, output, log, auto_resume),
-        Command::Conformance { dir, jobs, timeout, only } => {
-            let opts = conformance::Options { jobs, timeout: Duration::from_secs(timeout), home: home.join("conformance"), only };
+        Command::Run {
+            files,
+            parameters,
+            output,
+            log,
+            auto_resume,
+        } => run(&home, &files, &parameters, output, log, auto_resume),
+        Command::Conformance {
+            dir,
+            jobs,
+            timeout,
+            only,
+        } => {
+            let opts = conformance::Options {
+                jobs,
+                timeout: Duration::from_secs(timeout),
+                home: home.join("conformance"),
+                only,
+            };
             match conformance::run(&dir, &opts) {
                 Ok(true) => ExitCode::SUCCESS,
                 Ok(false) => {
@@ -110,7 +128,9 @@ fn absolute(p: &std::path::Path) -> PathBuf {
     if p.is_absolute() {
         p.to_path_buf()
     } else {
-        std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf())
+        std::env::current_dir()
+            .map(|d| d.join(p))
+            .unwrap_or_else(|_| p.to_path_buf())
     }
 }
 
@@ -124,18 +144,37 @@ fn lint(files: &[PathBuf]) -> ExitCode {
     for d in &inputs.diagnostics {
         println!("{d}");
     }
-    let errors = inputs.diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
+    let errors = inputs
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .count();
     let warnings = inputs.diagnostics.len() - errors;
     if errors > 0 {
         println!("{errors} error(s), {warnings} warning(s)");
         ExitCode::from(1)
     } else {
-        println!("{} object(s) linted clean{}", inputs.loaded.len(), if warnings > 0 { format!(", {warnings} warning(s)") } else { String::new() });
+        println!(
+            "{} object(s) linted clean{}",
+            inputs.loaded.len(),
+            if warnings > 0 {
+                format!(", {warnings} warning(s)")
+            } else {
+                String::new()
+            }
+        );
         ExitCode::SUCCESS
     }
 }
 
-fn run(home: &std::path::Path, files: &[PathBuf], parameters: &[String], output: Output, log: bool, auto_resume: bool) -> ExitCode {
+fn run(
+    home: &std::path::Path,
+    files: &[PathBuf],
+    parameters: &[String],
+    output: Output,
+    log: bool,
+    auto_resume: bool,
+) -> ExitCode {
     if files.is_empty() {
         eprintln!("onyx run: give the workflow file");
         return ExitCode::from(2);
@@ -182,8 +221,17 @@ fn run(home: &std::path::Path, files: &[PathBuf], parameters: &[String], output:
             return ExitCode::from(2);
         }
     };
-    let shared = Arc::new(runner::Shared { store: inputs.store(), objects, exe });
-    let opts = runner::RunOptions { home: home.to_path_buf(), params, auto_resume, timeout: None };
+    let shared = Arc::new(runner::Shared {
+        store: inputs.store(),
+        objects,
+        exe,
+    });
+    let opts = runner::RunOptions {
+        home: home.to_path_buf(),
+        params,
+        auto_resume,
+        timeout: None,
+    };
     let name = runner::workflow_name(&wf);
     let outcome = if output == Output::Wide {
         eprintln!("Name: {name}");
@@ -204,8 +252,14 @@ fn run(home: &std::path::Path, files: &[PathBuf], parameters: &[String], output:
     }
     match output {
         Output::Wide => print!("\n{}", render::summary(&outcome.workflow)),
-        Output::Json => println!("{}", serde_json::to_string_pretty(&outcome.workflow).unwrap_or_default()),
-        Output::Yaml => print!("{}", serde_yaml_ng::to_string(&outcome.workflow).unwrap_or_default()),
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&outcome.workflow).unwrap_or_default()
+        ),
+        Output::Yaml => print!(
+            "{}",
+            serde_yaml_ng::to_string(&outcome.workflow).unwrap_or_default()
+        ),
         Output::Name => println!("{name}"),
     }
     if outcome.phase == workflow_engine::Phase::Succeeded {
@@ -216,14 +270,22 @@ fn run(home: &std::path::Path, files: &[PathBuf], parameters: &[String], output:
 }
 
 fn print_logs(home: &std::path::Path, wf: &serde_json::Value) {
-    let Some(nodes) = wf.pointer("/status/nodes").and_then(|n| n.as_object()) else { return };
+    let Some(nodes) = wf.pointer("/status/nodes").and_then(|n| n.as_object()) else {
+        return;
+    };
     let mut pods: Vec<(&str, String)> = nodes
         .values()
         .filter(|n| n["type"] == "Pod")
         .map(|n| {
-            let tname = n["templateName"].as_str().or_else(|| n["templateRef"]["template"].as_str()).unwrap_or_default();
+            let tname = n["templateName"]
+                .as_str()
+                .or_else(|| n["templateRef"]["template"].as_str())
+                .unwrap_or_default();
             let wfname = wf["metadata"]["name"].as_str().unwrap_or_default();
-            (n["startedAt"].as_str().unwrap_or_default(), workflow_engine::pod_name(wfname, n["name"].as_str().unwrap_or_default(), tname))
+            (
+                n["startedAt"].as_str().unwrap_or_default(),
+                workflow_engine::pod_name(wfname, n["name"].as_str().unwrap_or_default(), tname),
+            )
         })
         .collect();
     pods.sort();

@@ -21,8 +21,14 @@ fn icon(phase: &str) -> &'static str {
 }
 
 fn duration(n: &Value) -> String {
-    let start = n.get("startedAt").and_then(Value::as_str).and_then(|s| DateTime::parse_from_rfc3339(s).ok());
-    let end = n.get("finishedAt").and_then(Value::as_str).and_then(|s| DateTime::parse_from_rfc3339(s).ok());
+    let start = n
+        .get("startedAt")
+        .and_then(Value::as_str)
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok());
+    let end = n
+        .get("finishedAt")
+        .and_then(Value::as_str)
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok());
     match (start, end) {
         (Some(s), Some(e)) => {
             let secs = (e - s).num_seconds().max(0);
@@ -48,14 +54,20 @@ pub fn summary(wf: &Value) -> String {
     if let Some(m) = st["message"].as_str() {
         out += &line("Message", m);
     }
-    out += &line("Created", meta["creationTimestamp"].as_str().unwrap_or_default());
+    out += &line(
+        "Created",
+        meta["creationTimestamp"].as_str().unwrap_or_default(),
+    );
     out += &line("Started", st["startedAt"].as_str().unwrap_or_default());
     out += &line("Finished", st["finishedAt"].as_str().unwrap_or_default());
     out += &line("Duration", &duration(st));
     out += &line("Progress", st["progress"].as_str().unwrap_or_default());
     if let Some(Value::Array(ps)) = st.pointer("/outputs/parameters") {
         for p in ps {
-            out += &line(&format!("Output {}", p["name"].as_str().unwrap_or_default()), p["value"].as_str().unwrap_or_default());
+            out += &line(
+                &format!("Output {}", p["name"].as_str().unwrap_or_default()),
+                p["value"].as_str().unwrap_or_default(),
+            );
         }
     }
     out += "\n";
@@ -65,29 +77,76 @@ pub fn summary(wf: &Value) -> String {
 
 /// The node tree: STEP, TEMPLATE, PODNAME, DURATION, MESSAGE.
 pub fn tree(wf: &Value) -> String {
-    let Some(nodes) = wf.pointer("/status/nodes").and_then(Value::as_object) else { return String::new() };
+    let Some(nodes) = wf.pointer("/status/nodes").and_then(Value::as_object) else {
+        return String::new();
+    };
     let root = wf["metadata"]["name"].as_str().unwrap_or_default();
     let mut rows: Vec<[String; 5]> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     walk(nodes, root, "", true, true, &mut rows, &mut seen);
     // Exit handlers and hooks of the workflow hang off no parent.
-    let mut extra: Vec<&String> = nodes.keys().filter(|k| !seen.contains(k.as_str()) && nodes[k.as_str()]["boundaryID"].is_null() && k.as_str() != root).collect();
+    let mut extra: Vec<&String> = nodes
+        .keys()
+        .filter(|k| {
+            !seen.contains(k.as_str())
+                && nodes[k.as_str()]["boundaryID"].is_null()
+                && k.as_str() != root
+        })
+        .collect();
     extra.sort();
     for k in extra {
         if !seen.contains(k.as_str()) {
             walk(nodes, k, "", true, true, &mut rows, &mut seen);
         }
     }
-    let widths: Vec<usize> = (0..5).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0).max([4, 8, 7, 8, 7][i])).collect();
-    let mut out = format!("{:<w0$}  {:<w1$}  {:<w2$}  {:<w3$}  MESSAGE\n", "STEP", "TEMPLATE", "PODNAME", "DURATION", w0 = widths[0], w1 = widths[1], w2 = widths[2], w3 = widths[3]);
+    let widths: Vec<usize> = (0..5)
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].chars().count())
+                .max()
+                .unwrap_or(0)
+                .max([4, 8, 7, 8, 7][i])
+        })
+        .collect();
+    let mut out = format!(
+        "{:<w0$}  {:<w1$}  {:<w2$}  {:<w3$}  MESSAGE\n",
+        "STEP",
+        "TEMPLATE",
+        "PODNAME",
+        "DURATION",
+        w0 = widths[0],
+        w1 = widths[1],
+        w2 = widths[2],
+        w3 = widths[3]
+    );
     for r in rows {
-        out += format!("{:<w0$}  {:<w1$}  {:<w2$}  {:<w3$}  {}", r[0], r[1], r[2], r[3], r[4], w0 = widths[0], w1 = widths[1], w2 = widths[2], w3 = widths[3]).trim_end();
+        out += format!(
+            "{:<w0$}  {:<w1$}  {:<w2$}  {:<w3$}  {}",
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2],
+            w3 = widths[3]
+        )
+        .trim_end();
         out += "\n";
     }
     out
 }
 
-fn walk(nodes: &serde_json::Map<String, Value>, id: &str, prefix: &str, last: bool, is_root: bool, rows: &mut Vec<[String; 5]>, seen: &mut std::collections::HashSet<String>) {
+fn walk(
+    nodes: &serde_json::Map<String, Value>,
+    id: &str,
+    prefix: &str,
+    last: bool,
+    is_root: bool,
+    rows: &mut Vec<[String; 5]>,
+    seen: &mut std::collections::HashSet<String>,
+) {
     let Some(n) = nodes.get(id) else { return };
     if !seen.insert(id.to_string()) {
         return;
@@ -97,28 +156,67 @@ fn walk(nodes: &serde_json::Map<String, Value>, id: &str, prefix: &str, last: bo
     let (me, child_prefix) = if is_root {
         (String::new(), String::new())
     } else {
-        (format!("{prefix}{}", if last { "└─" } else { "├─" }), format!("{prefix}{}", if last { "  " } else { "│ " }))
+        (
+            format!("{prefix}{}", if last { "└─" } else { "├─" }),
+            format!("{prefix}{}", if last { "  " } else { "│ " }),
+        )
     };
     let show = ty != "StepGroup" && ty != "TaskGroup";
-    let children: Vec<&str> = n["children"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+    let children: Vec<&str> = n["children"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
     if show || is_root {
-        let pod = if matches!(ty, "Pod") { pod_name_of(n) } else { String::new() };
-        let tname = n["templateName"].as_str().map(str::to_string).or_else(|| n["templateRef"]["template"].as_str().map(|t| format!("{}/{t}", n["templateRef"]["name"].as_str().unwrap_or_default()))).unwrap_or_default();
+        let pod = if matches!(ty, "Pod") {
+            pod_name_of(n)
+        } else {
+            String::new()
+        };
+        let tname = n["templateName"]
+            .as_str()
+            .map(str::to_string)
+            .or_else(|| {
+                n["templateRef"]["template"].as_str().map(|t| {
+                    format!(
+                        "{}/{t}",
+                        n["templateRef"]["name"].as_str().unwrap_or_default()
+                    )
+                })
+            })
+            .unwrap_or_default();
         rows.push([
-            format!("{me}{} {}", icon(phase), n["displayName"].as_str().unwrap_or_default()),
+            format!(
+                "{me}{} {}",
+                icon(phase),
+                n["displayName"].as_str().unwrap_or_default()
+            ),
             tname,
             pod,
             duration(n),
             n["message"].as_str().unwrap_or_default().to_string(),
         ]);
         for (i, c) in children.iter().enumerate() {
-            walk(nodes, c, &child_prefix, i + 1 == children.len(), false, rows, seen);
+            walk(
+                nodes,
+                c,
+                &child_prefix,
+                i + 1 == children.len(),
+                false,
+                rows,
+                seen,
+            );
         }
     } else {
         // Step and task groups are shown through their children, as `argo get` does.
         let mut p = prefix.to_string();
         if !is_root {
-            rows.push([format!("{me}·"), String::new(), String::new(), String::new(), String::new()]);
+            rows.push([
+                format!("{me}·"),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+            ]);
             p = child_prefix;
         }
         for (i, c) in children.iter().enumerate() {
@@ -130,7 +228,10 @@ fn walk(nodes: &serde_json::Map<String, Value>, id: &str, prefix: &str, last: bo
 fn pod_name_of(n: &Value) -> String {
     let id = n["id"].as_str().unwrap_or_default();
     let name = n["name"].as_str().unwrap_or_default();
-    let tname = n["templateName"].as_str().or_else(|| n["templateRef"]["template"].as_str()).unwrap_or_default();
+    let tname = n["templateName"]
+        .as_str()
+        .or_else(|| n["templateRef"]["template"].as_str())
+        .unwrap_or_default();
     let wf = id.rsplit_once('-').map(|(w, _)| w).unwrap_or(id);
     workflow_engine::pod_name(wf, name, tname)
 }
@@ -143,7 +244,10 @@ pub struct LineWatcher<W: Write> {
 
 impl<W: Write> LineWatcher<W> {
     pub fn new(out: W) -> Self {
-        LineWatcher { out, seen: HashMap::new() }
+        LineWatcher {
+            out,
+            seen: HashMap::new(),
+        }
     }
 }
 
@@ -156,12 +260,25 @@ impl<W: Write> Watcher for LineWatcher<W> {
                 continue;
             }
             self.seen.insert(n.id.clone(), key);
-            if matches!(n.node_type, workflow_engine::NodeType::StepGroup | workflow_engine::NodeType::TaskGroup) {
+            if matches!(
+                n.node_type,
+                workflow_engine::NodeType::StepGroup | workflow_engine::NodeType::TaskGroup
+            ) {
                 continue;
             }
             let t = chrono::Utc::now().format("%H:%M:%S");
-            let msg = n.message.as_deref().map(|m| format!("  {m}")).unwrap_or_default();
-            let _ = writeln!(self.out, "{t} {} {:<9} {}{msg}", icon(&phase), phase, n.name);
+            let msg = n
+                .message
+                .as_deref()
+                .map(|m| format!("  {m}"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                self.out,
+                "{t} {} {:<9} {}{msg}",
+                icon(&phase),
+                phase,
+                n.name
+            );
         }
     }
 }

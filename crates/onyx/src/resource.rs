@@ -38,13 +38,24 @@ impl ObjectStore {
 
     pub fn put(&self, obj: Value) {
         let kind = kind_key(obj.get("kind").and_then(Value::as_str).unwrap_or_default());
-        let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
-        self.objects.lock().expect("store lock").insert((kind, name), obj);
+        let name = obj
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        self.objects
+            .lock()
+            .expect("store lock")
+            .insert((kind, name), obj);
         self.changed.notify_all();
     }
 
     pub fn get(&self, kind: &str, name: &str) -> Option<Value> {
-        self.objects.lock().expect("store lock").get(&(kind_key(kind), name.to_string())).cloned()
+        self.objects
+            .lock()
+            .expect("store lock")
+            .get(&(kind_key(kind), name.to_string()))
+            .cloned()
     }
 
     pub fn config_maps(&self) -> std::collections::HashMap<String, BTreeMap<String, String>> {
@@ -55,7 +66,18 @@ impl ObjectStore {
                 let data = v
                     .get("data")
                     .and_then(Value::as_object)
-                    .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))).collect())
+                    .map(|m| {
+                        m.iter()
+                            .map(|(k, v)| {
+                                (
+                                    k.clone(),
+                                    v.as_str()
+                                        .map(str::to_string)
+                                        .unwrap_or_else(|| v.to_string()),
+                                )
+                            })
+                            .collect()
+                    })
                     .unwrap_or_default();
                 out.insert(name.clone(), data);
             }
@@ -75,7 +97,14 @@ impl ObjectStore {
         let mut objs = self.objects.lock().expect("store lock");
         let reqs: Vec<(String, String)> = selector
             .split(',')
-            .filter_map(|r| r.split_once('=').map(|(k, v)| (k.trim().trim_end_matches('=').to_string(), v.trim().trim_start_matches('=').to_string())))
+            .filter_map(|r| {
+                r.split_once('=').map(|(k, v)| {
+                    (
+                        k.trim().trim_end_matches('=').to_string(),
+                        v.trim().trim_start_matches('=').to_string(),
+                    )
+                })
+            })
             .collect();
         let before = objs.len();
         objs.retain(|(k, _), v| {
@@ -83,7 +112,9 @@ impl ObjectStore {
                 return true;
             }
             let labels = v.pointer("/metadata/labels").cloned().unwrap_or(json!({}));
-            !reqs.iter().all(|(lk, lv)| labels.get(lk).and_then(Value::as_str) == Some(lv.as_str()))
+            !reqs
+                .iter()
+                .all(|(lk, lv)| labels.get(lk).and_then(Value::as_str) == Some(lv.as_str()))
         });
         before - objs.len()
     }
@@ -101,12 +132,24 @@ pub struct ResourceOutcome {
 }
 
 fn refuse(message: String) -> ResourceOutcome {
-    ResourceOutcome { ok: false, message, outputs: Vec::new() }
+    ResourceOutcome {
+        ok: false,
+        message,
+        outputs: Vec::new(),
+    }
 }
 
 /// Carry out a resource template. Blocks while waiting for its conditions.
-pub fn run_resource(store: &ObjectStore, t: &Template, workflow: &str, spawn: &Spawner, deadline: Option<Instant>) -> ResourceOutcome {
-    let Some(r) = &t.resource else { return refuse("not a resource template".into()) };
+pub fn run_resource(
+    store: &ObjectStore,
+    t: &Template,
+    workflow: &str,
+    spawn: &Spawner,
+    deadline: Option<Instant>,
+) -> ResourceOutcome {
+    let Some(r) = &t.resource else {
+        return refuse("not a resource template".into());
+    };
     let manifest: Option<Value> = match r.manifest.as_deref() {
         Some(m) => match manifest::parse_documents(m) {
             Ok(docs) => docs.into_iter().next().map(|d| d.value),
@@ -133,21 +176,48 @@ pub fn run_resource(store: &ObjectStore, t: &Template, workflow: &str, spawn: &S
             flag_name = Some(f.clone());
         }
     }
-    let kind = flag_kind.clone().or_else(|| manifest.as_ref().and_then(|m| m.get("kind")).and_then(Value::as_str).map(str::to_string)).unwrap_or_default();
-    if action != "patch" || flag_kind.is_some() || manifest.as_ref().and_then(|m| m.get("kind")).is_some() {
+    let kind = flag_kind
+        .clone()
+        .or_else(|| {
+            manifest
+                .as_ref()
+                .and_then(|m| m.get("kind"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    if action != "patch"
+        || flag_kind.is_some()
+        || manifest.as_ref().and_then(|m| m.get("kind")).is_some()
+    {
         if !LOCAL_KINDS.contains(&kind_key(&kind).as_str()) {
             return refuse(format!(
                 "resource kind '{kind}' cannot be honoured on one machine without Kubernetes; the local executor keeps ConfigMaps, Secrets and Workflows"
             ));
         }
     }
-    let mut name = flag_name.or_else(|| manifest.as_ref().and_then(|m| m.pointer("/metadata/name")).and_then(Value::as_str).map(str::to_string));
+    let mut name = flag_name.or_else(|| {
+        manifest
+            .as_ref()
+            .and_then(|m| m.pointer("/metadata/name"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    });
     match action {
         "create" | "apply" | "replace" => {
-            let Some(mut obj) = manifest.clone() else { return refuse("resource action needs a manifest".into()) };
+            let Some(mut obj) = manifest.clone() else {
+                return refuse("resource action needs a manifest".into());
+            };
             if kind_key(&kind) == "workflow" {
-                if action == "create" && name.as_deref().is_some_and(|n| store.get("workflow", n).is_some()) {
-                    return refuse(format!("workflows.argoproj.io \"{}\" already exists", name.unwrap_or_default()));
+                if action == "create"
+                    && name
+                        .as_deref()
+                        .is_some_and(|n| store.get("workflow", n).is_some())
+                {
+                    return refuse(format!(
+                        "workflows.argoproj.io \"{}\" already exists",
+                        name.unwrap_or_default()
+                    ));
                 }
                 if t.resource.as_ref().and_then(|r| r.set_owner_reference) == Some(true) {
                     obj["metadata"]["ownerReferences"] = json!([{"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "name": workflow}]);
@@ -158,13 +228,28 @@ pub fn run_resource(store: &ObjectStore, t: &Template, workflow: &str, spawn: &S
                 }
             } else {
                 if obj.pointer("/metadata/name").is_none() {
-                    if let Some(g) = obj.pointer("/metadata/generateName").and_then(Value::as_str) {
-                        obj["metadata"]["name"] = Value::String(format!("{g}{}", crate::runner::random_suffix()));
+                    if let Some(g) = obj
+                        .pointer("/metadata/generateName")
+                        .and_then(Value::as_str)
+                    {
+                        obj["metadata"]["name"] =
+                            Value::String(format!("{g}{}", crate::runner::random_suffix()));
                     }
                 }
-                name = obj.pointer("/metadata/name").and_then(Value::as_str).map(str::to_string);
-                if action == "create" && name.as_deref().is_some_and(|n| store.get(&kind, n).is_some()) {
-                    return refuse(format!("{} \"{}\" already exists", kind_key(&kind), name.unwrap_or_default()));
+                name = obj
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+                if action == "create"
+                    && name
+                        .as_deref()
+                        .is_some_and(|n| store.get(&kind, n).is_some())
+                {
+                    return refuse(format!(
+                        "{} \"{}\" already exists",
+                        kind_key(&kind),
+                        name.unwrap_or_default()
+                    ));
                 }
                 store.put(obj);
             }
@@ -180,13 +265,23 @@ pub fn run_resource(store: &ObjectStore, t: &Template, workflow: &str, spawn: &S
                 let mut objs = store.objects.lock().expect("store lock");
                 objs.remove(&(kind_key(&kind), n.clone()));
             }
-            return ResourceOutcome { ok: true, message: String::new(), outputs: Vec::new() };
+            return ResourceOutcome {
+                ok: true,
+                message: String::new(),
+                outputs: Vec::new(),
+            };
         }
         "get" => {}
         "patch" => {
             let n = name.clone().unwrap_or_else(|| workflow.to_string());
-            let k = if kind.is_empty() { "workflow".to_string() } else { kind.clone() };
-            let mut obj = store.get(&k, &n).unwrap_or_else(|| json!({"kind": k, "metadata": {"name": n}}));
+            let k = if kind.is_empty() {
+                "workflow".to_string()
+            } else {
+                kind.clone()
+            };
+            let mut obj = store
+                .get(&k, &n)
+                .unwrap_or_else(|| json!({"kind": k, "metadata": {"name": n}}));
             if let Some(p) = &manifest {
                 if let Value::Array(ops) = p {
                     for op in ops {
@@ -227,10 +322,23 @@ pub fn run_resource(store: &ObjectStore, t: &Template, workflow: &str, spawn: &S
             for p in &t.outputs.parameters {
                 let Some(vf) = &p.value_from else { continue };
                 if let Some(jp) = &vf.json_path {
-                    let path = jp.trim().trim_start_matches('{').trim_end_matches('}').trim();
-                    let path = if path.starts_with('$') { path.to_string() } else { format!("${path}") };
+                    let path = jp
+                        .trim()
+                        .trim_start_matches('{')
+                        .trim_end_matches('}')
+                        .trim();
+                    let path = if path.starts_with('$') {
+                        path.to_string()
+                    } else {
+                        format!("${path}")
+                    };
                     match template_eval::jsonpath::query(&obj, &path) {
-                        Ok(v) => outputs.push((p.name.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))),
+                        Ok(v) => outputs.push((
+                            p.name.clone(),
+                            v.as_str()
+                                .map(str::to_string)
+                                .unwrap_or_else(|| v.to_string()),
+                        )),
                         Err(e) => return refuse(format!("output '{}': {e}", p.name)),
                     }
                 } else if let Some(jq) = &vf.jq_filter {
@@ -240,7 +348,11 @@ pub fn run_resource(store: &ObjectStore, t: &Template, workflow: &str, spawn: &S
                     }
                 }
             }
-            return ResourceOutcome { ok: true, message: String::new(), outputs };
+            return ResourceOutcome {
+                ok: true,
+                message: String::new(),
+                outputs,
+            };
         }
         if deadline.is_some_and(|d| Instant::now() > d) {
             return refuse("timed out waiting for the success condition".into());
@@ -282,19 +394,31 @@ fn merge(target: &mut Value, patch: &Value) {
 
 fn apply_json_patch_op(obj: &mut Value, op: &Value) {
     let path = op.get("path").and_then(Value::as_str).unwrap_or_default();
-    let parts: Vec<String> = path.split('/').skip(1).map(|p| p.replace("~1", "/").replace("~0", "~")).collect();
-    let Some((last, parents)) = parts.split_last() else { return };
+    let parts: Vec<String> = path
+        .split('/')
+        .skip(1)
+        .map(|p| p.replace("~1", "/").replace("~0", "~"))
+        .collect();
+    let Some((last, parents)) = parts.split_last() else {
+        return;
+    };
     let mut cur = obj;
     for p in parents {
         if !cur.is_object() {
             *cur = json!({});
         }
-        cur = cur.as_object_mut().map(|m| m.entry(p.clone()).or_insert(json!({}))).expect("object");
+        cur = cur
+            .as_object_mut()
+            .map(|m| m.entry(p.clone()).or_insert(json!({})))
+            .expect("object");
     }
     match op.get("op").and_then(Value::as_str) {
         Some("add") | Some("replace") => {
             if let Some(m) = cur.as_object_mut() {
-                m.insert(last.clone(), op.get("value").cloned().unwrap_or(Value::Null));
+                m.insert(
+                    last.clone(),
+                    op.get("value").cloned().unwrap_or(Value::Null),
+                );
             }
         }
         Some("remove") => {
@@ -310,7 +434,9 @@ fn apply_json_patch_op(obj: &mut Value, op: &Value) {
 /// paths of the object (`status.phase == Succeeded`, `status.phase in (Failed, Error)`,
 /// `status.succeeded > 2`).
 pub fn matches(obj: &Value, condition: &str) -> bool {
-    split_requirements(condition).iter().all(|req| requirement(obj, req.trim()))
+    split_requirements(condition)
+        .iter()
+        .all(|req| requirement(obj, req.trim()))
 }
 
 fn split_requirements(s: &str) -> Vec<String> {
@@ -347,7 +473,13 @@ fn field(obj: &Value, path: &str) -> Option<String> {
 fn requirement(obj: &Value, req: &str) -> bool {
     for op in [" notin ", " in "] {
         if let Some((k, set)) = req.split_once(op) {
-            let values: Vec<&str> = set.trim().trim_start_matches('(').trim_end_matches(')').split(',').map(str::trim).collect();
+            let values: Vec<&str> = set
+                .trim()
+                .trim_start_matches('(')
+                .trim_end_matches(')')
+                .split(',')
+                .map(str::trim)
+                .collect();
             let v = field(obj, k.trim());
             let inside = v.as_deref().is_some_and(|v| values.contains(&v));
             return if op == " in " { inside } else { !inside };
@@ -361,7 +493,12 @@ fn requirement(obj: &Value, req: &str) -> bool {
                 "==" | "=" => have.as_deref() == Some(want),
                 "!=" => have.as_deref() != Some(want),
                 _ => {
-                    let (Some(h), Ok(w)) = (have.and_then(|h| h.parse::<f64>().ok()), want.parse::<f64>()) else { return false };
+                    let (Some(h), Ok(w)) = (
+                        have.and_then(|h| h.parse::<f64>().ok()),
+                        want.parse::<f64>(),
+                    ) else {
+                        return false;
+                    };
                     match op {
                         ">" => h > w,
                         "<" => h < w,

@@ -11,7 +11,9 @@ use chrono::Utc;
 use local_executor::{Layout, PodInput};
 use rand::Rng;
 use serde_json::Value;
-use workflow_engine::{Action, Engine, EngineConfig, Event, NodeType, Phase, PodResult, TemplateStore, Time};
+use workflow_engine::{
+    Action, Engine, EngineConfig, Event, NodeType, Phase, PodResult, TemplateStore, Time,
+};
 use workflow_model::{Artifact, LocalArtifact, Template, WorkflowObject};
 
 use crate::resource::{ObjectStore, Spawner};
@@ -19,7 +21,9 @@ use crate::resource::{ObjectStore, Spawner};
 pub fn random_suffix() -> String {
     const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::thread_rng();
-    (0..5).map(|_| CHARS[rng.gen_range(0..CHARS.len())] as char).collect()
+    (0..5)
+        .map(|_| CHARS[rng.gen_range(0..CHARS.len())] as char)
+        .collect()
 }
 
 #[derive(Clone)]
@@ -74,7 +78,9 @@ fn local_config() -> EngineConfig {
         "aarch64" => "arm64",
         other => other,
     };
-    let host = std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "localhost".into());
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into());
     for (k, v) in [
         ("kubernetes.io/arch", arch),
         ("beta.kubernetes.io/arch", arch),
@@ -84,31 +90,65 @@ fn local_config() -> EngineConfig {
     ] {
         labels.insert(k.to_string(), v.to_string());
     }
-    EngineConfig { node_labels: labels, node_name: host }
+    EngineConfig {
+        node_labels: labels,
+        node_name: host,
+    }
 }
 
 /// Run one workflow to its end.
-pub fn run(wf: &WorkflowObject, name: &str, shared: &Arc<Shared>, opts: &RunOptions, watcher: &mut dyn Watcher) -> anyhow::Result<RunOutcome> {
+pub fn run(
+    wf: &WorkflowObject,
+    name: &str,
+    shared: &Arc<Shared>,
+    opts: &RunOptions,
+    watcher: &mut dyn Watcher,
+) -> anyhow::Result<RunOutcome> {
     let layout = Layout::new(opts.home.clone());
     layout.install_stand_ins()?;
     // Config maps visible to the engine: those loaded plus those resources created.
     let mut store = (*shared.store).clone();
     store.config_maps.extend(shared.objects.config_maps());
-    let uid = format!("{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}", rand::random::<u32>(), rand::random::<u16>(), rand::random::<u16>() & 0xfff, rand::random::<u16>() & 0xfff, rand::random::<u64>() & 0xffff_ffff_ffff);
-    let mut engine = Engine::new(wf, name, &uid, &opts.params, Arc::new(store), local_config(), now()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let uid = format!(
+        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+        rand::random::<u32>(),
+        rand::random::<u16>(),
+        rand::random::<u16>() & 0xfff,
+        rand::random::<u16>() & 0xfff,
+        rand::random::<u64>() & 0xffff_ffff_ffff
+    );
+    let mut engine = Engine::new(
+        wf,
+        name,
+        &uid,
+        &opts.params,
+        Arc::new(store),
+        local_config(),
+        now(),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     shared.objects.put(engine.to_json());
     let (tx, rx) = mpsc::channel::<Event>();
     let mut pids: HashMap<String, u32> = HashMap::new();
     let started = Instant::now();
     let mut timed_out = false;
     let actions = engine.start(now());
-    let mut ctx = Dispatch { shared: shared.clone(), layout, tx: tx.clone(), opts: opts.clone(), workflow: name.to_string() };
+    let mut ctx = Dispatch {
+        shared: shared.clone(),
+        layout,
+        tx: tx.clone(),
+        opts: opts.clone(),
+        workflow: name.to_string(),
+    };
     ctx.dispatch(actions, &mut pids);
     watcher.update(&engine);
     let mut resumed: HashMap<String, Instant> = HashMap::new();
     while !engine.is_finished() {
         let wait = match engine.next_wakeup() {
-            Some(t) => (t - now()).to_std().unwrap_or(Duration::ZERO).min(Duration::from_millis(500)),
+            Some(t) => (t - now())
+                .to_std()
+                .unwrap_or(Duration::ZERO)
+                .min(Duration::from_millis(500)),
             None => Duration::from_millis(500),
         };
         let event = match rx.recv_timeout(wait) {
@@ -127,12 +167,23 @@ pub fn run(wf: &WorkflowObject, name: &str, shared: &Arc<Shared>, opts: &RunOpti
             let waiting: Vec<(String, BTreeMap<String, String>)> = engine
                 .waiting_suspend_nodes()
                 .into_iter()
-                .map(|(n, t)| (n.id.clone(), supplied_defaults(n.inputs.as_ref(), t.as_deref())))
+                .map(|(n, t)| {
+                    (
+                        n.id.clone(),
+                        supplied_defaults(n.inputs.as_ref(), t.as_deref()),
+                    )
+                })
                 .collect();
             for (id, supplied) in waiting {
                 let first = *resumed.entry(id.clone()).or_insert_with(Instant::now);
                 if first.elapsed() >= Duration::from_millis(200) {
-                    let actions = engine.handle(Event::Resume { node: Some(id), supplied }, now());
+                    let actions = engine.handle(
+                        Event::Resume {
+                            node: Some(id),
+                            supplied,
+                        },
+                        now(),
+                    );
                     ctx.dispatch(actions, &mut pids);
                 }
             }
@@ -153,12 +204,19 @@ pub fn run(wf: &WorkflowObject, name: &str, shared: &Arc<Shared>, opts: &RunOpti
     }
     let json = engine.to_json();
     shared.objects.put(json.clone());
-    Ok(RunOutcome { phase: engine.phase(), workflow: json, timed_out })
+    Ok(RunOutcome {
+        phase: engine.phase(),
+        workflow: json,
+        timed_out,
+    })
 }
 
 /// The values a resume proposes for `supplied` outputs: the suspend node's input of the same
 /// name, else a marker value.
-fn supplied_defaults(inputs: Option<&workflow_model::Arguments>, t: Option<&Template>) -> BTreeMap<String, String> {
+fn supplied_defaults(
+    inputs: Option<&workflow_model::Arguments>,
+    t: Option<&Template>,
+) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     let Some(t) = t else { return out };
     for p in &t.outputs.parameters {
@@ -167,7 +225,12 @@ fn supplied_defaults(inputs: Option<&workflow_model::Arguments>, t: Option<&Temp
                 .and_then(|i| i.parameters.iter().find(|x| x.name == p.name))
                 .and_then(|x| x.value.clone().or(x.default.clone()))
                 .map(|v| v.0)
-                .or_else(|| p.value_from.as_ref().and_then(|v| v.default.clone()).map(|d| d.0))
+                .or_else(|| {
+                    p.value_from
+                        .as_ref()
+                        .and_then(|v| v.default.clone())
+                        .map(|d| d.0)
+                })
                 .unwrap_or_else(|| "resumed by onyx".into());
             out.insert(p.name.clone(), v);
         }
@@ -204,14 +267,26 @@ impl Dispatch {
                     let node_id = req.node_id.clone();
                     let dir = self.layout.pod_dir(&req.pod_name);
                     let _ = std::fs::remove_file(dir.join("result.json"));
-                    let launched = local_executor::prepare_pod(&self.layout, &input).map_err(|e| e.to_string()).and_then(|_| local_executor::launch(&self.shared.exe, &dir).map_err(|e| e.to_string()));
+                    let launched = local_executor::prepare_pod(&self.layout, &input)
+                        .map_err(|e| e.to_string())
+                        .and_then(|_| {
+                            local_executor::launch(&self.shared.exe, &dir)
+                                .map_err(|e| e.to_string())
+                        });
                     match launched {
                         Err(message) => {
-                            let _ = self.tx.send(Event::PodDone(PodResult { node_id, exit_code: None, message: Some(message), ..Default::default() }));
+                            let _ = self.tx.send(Event::PodDone(PodResult {
+                                node_id,
+                                exit_code: None,
+                                message: Some(message),
+                                ..Default::default()
+                            }));
                         }
                         Ok(mut running) => {
                             pids.insert(node_id.clone(), running.child.id());
-                            let _ = self.tx.send(Event::PodRunning { node_id: node_id.clone() });
+                            let _ = self.tx.send(Event::PodRunning {
+                                node_id: node_id.clone(),
+                            });
                             let tx = self.tx.clone();
                             let outputs = req.output_artifacts.clone();
                             std::thread::spawn(move || {
@@ -229,7 +304,10 @@ impl Dispatch {
                                             .artifacts
                                             .iter()
                                             .filter_map(|(name, key)| {
-                                                let mut a: Artifact = outputs.iter().find(|x| &x.name == name)?.clone();
+                                                let mut a: Artifact = outputs
+                                                    .iter()
+                                                    .find(|x| &x.name == name)?
+                                                    .clone();
                                                 a.local = Some(LocalArtifact { key: key.clone() });
                                                 a.path = None;
                                                 Some(a)
@@ -238,7 +316,12 @@ impl Dispatch {
                                         message: o.message,
                                         deadline_exceeded: false,
                                     },
-                                    None => PodResult { node_id, exit_code: None, message: Some("pod was killed".into()), ..Default::default() },
+                                    None => PodResult {
+                                        node_id,
+                                        exit_code: None,
+                                        message: Some("pod was killed".into()),
+                                        ..Default::default()
+                                    },
                                 };
                                 let _ = tx.send(Event::PodDone(result));
                             });
@@ -256,7 +339,9 @@ impl Dispatch {
                         let _ = tx.send(http_call(node_id, &template));
                     });
                 }
-                Action::Resource { node_id, template, .. } => {
+                Action::Resource {
+                    node_id, template, ..
+                } => {
                     let tx = self.tx.clone();
                     let shared = self.shared.clone();
                     let opts = self.opts.clone();
@@ -268,8 +353,19 @@ impl Dispatch {
                             Arc::new(move |obj: Value| spawn_child(&shared, &opts, obj))
                         };
                         let deadline = opts.timeout.map(|t| Instant::now() + t);
-                        let out = crate::resource::run_resource(&shared.objects, &template, &workflow, &spawner, deadline);
-                        let _ = tx.send(Event::ResourceDone { node_id, phase_ok: out.ok, message: out.message, outputs: out.outputs });
+                        let out = crate::resource::run_resource(
+                            &shared.objects,
+                            &template,
+                            &workflow,
+                            &spawner,
+                            deadline,
+                        );
+                        let _ = tx.send(Event::ResourceDone {
+                            node_id,
+                            phase_ok: out.ok,
+                            message: out.message,
+                            outputs: out.outputs,
+                        });
                     });
                 }
             }
@@ -281,10 +377,14 @@ impl Dispatch {
 fn spawn_child(shared: &Arc<Shared>, opts: &RunOptions, obj: Value) -> Result<String, String> {
     let text = serde_json::to_string(&obj).map_err(|e| e.to_string())?;
     let (loaded, diags) = workflow_model::load_str("resource manifest", &text);
-    if let Some(d) = diags.iter().find(|d| d.severity == workflow_model::Severity::Error) {
+    if let Some(d) = diags
+        .iter()
+        .find(|d| d.severity == workflow_model::Severity::Error)
+    {
         return Err(d.to_string());
     }
-    let Some(workflow_model::Object::Workflow(wf)) = loaded.into_iter().next().map(|l| l.object) else {
+    let Some(workflow_model::Object::Workflow(wf)) = loaded.into_iter().next().map(|l| l.object)
+    else {
         return Err("the manifest is not a Workflow".into());
     };
     let name = workflow_name(&wf);
@@ -326,21 +426,39 @@ fn http_call(node_id: String, t: &Template) -> Event {
         Ok(r) => r,
         Err(ureq::Error::Status(_, r)) => r,
         Err(e) => {
-            return Event::HttpDone { node_id, status: 0, body: String::new(), headers: BTreeMap::new(), error: Some(format!("{method} {}: {e}", h.url)) };
+            return Event::HttpDone {
+                node_id,
+                status: 0,
+                body: String::new(),
+                headers: BTreeMap::new(),
+                error: Some(format!("{method} {}: {e}", h.url)),
+            };
         }
     };
     let status = resp.status();
     let mut headers = BTreeMap::new();
     for name in resp.headers_names() {
         let values: Vec<String> = resp.all(&name).iter().map(|s| s.to_string()).collect();
-        let canonical = name.split('-').map(|p| {
-            let mut c = p.chars();
-            c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
-        }).collect::<Vec<_>>().join("-");
+        let canonical = name
+            .split('-')
+            .map(|p| {
+                let mut c = p.chars();
+                c.next()
+                    .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+                    .unwrap_or_default()
+            })
+            .collect::<Vec<_>>()
+            .join("-");
         headers.insert(canonical, values);
     }
     let body = resp.into_string().unwrap_or_default();
-    Event::HttpDone { node_id, status, body, headers, error: None }
+    Event::HttpDone {
+        node_id,
+        status,
+        body,
+        headers,
+        error: None,
+    }
 }
 
 /// Pods still pending in a finished workflow are an engine bug; used by tests.
@@ -349,8 +467,16 @@ pub fn unfinished_nodes(wf: &Value) -> Vec<String> {
         .and_then(Value::as_object)
         .map(|m| {
             m.values()
-                .filter(|n| matches!(n.get("phase").and_then(Value::as_str), Some("Pending") | Some("Running")))
-                .filter(|n| n.get("type").and_then(Value::as_str) != Some(format!("{:?}", NodeType::Suspend).as_str()))
+                .filter(|n| {
+                    matches!(
+                        n.get("phase").and_then(Value::as_str),
+                        Some("Pending") | Some("Running")
+                    )
+                })
+                .filter(|n| {
+                    n.get("type").and_then(Value::as_str)
+                        != Some(format!("{:?}", NodeType::Suspend).as_str())
+                })
                 .filter_map(|n| n.get("name").and_then(Value::as_str).map(str::to_string))
                 .collect()
         })

@@ -19,8 +19,8 @@ enum Tok {
 }
 
 const OPS: &[&str] = &[
-    "??", "?.", "...", "..", "==", "!=", "<=", ">=", "&&", "||", "**", "(", ")", "[", "]", "{", "}",
-    ",", ".", ":", "?", "<", ">", "+", "-", "*", "/", "%", "!", "^", "|",
+    "??", "?.", "...", "..", "==", "!=", "<=", ">=", "&&", "||", "**", "(", ")", "[", "]", "{",
+    "}", ",", ".", ":", "?", "<", ">", "+", "-", "*", "/", "%", "!", "^", "|",
 ];
 
 fn lex(src: &str) -> Result<Vec<Tok>, String> {
@@ -59,10 +59,14 @@ fn lex(src: &str) -> Result<Vec<Tok>, String> {
             }
             let text: String = chars[start..i].iter().filter(|c| **c != '_').collect();
             let v = if let Some(h) = text.strip_prefix("0x") {
-                i64::from_str_radix(h, 16).map(Value::from).map_err(|e| e.to_string())?
+                i64::from_str_radix(h, 16)
+                    .map(Value::from)
+                    .map_err(|e| e.to_string())?
             } else if is_float || text.contains(['e', 'E']) {
                 let f: f64 = text.parse().map_err(|_| format!("invalid number {text}"))?;
-                Number::from_f64(f).map(Value::Number).ok_or("invalid number")?
+                Number::from_f64(f)
+                    .map(Value::Number)
+                    .ok_or("invalid number")?
             } else {
                 text.parse::<i64>()
                     .map(Value::from)
@@ -73,7 +77,9 @@ fn lex(src: &str) -> Result<Vec<Tok>, String> {
         }
         if c.is_alphabetic() || c == '_' || c == '$' {
             let start = i;
-            while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_' || chars[i] == '$') {
+            while i < chars.len()
+                && (chars[i].is_alphanumeric() || chars[i] == '_' || chars[i] == '$')
+            {
                 i += 1;
             }
             out.push(Tok::Ident(chars[start..i].iter().collect()));
@@ -151,8 +157,20 @@ struct Parser {
 }
 
 const PREDICATE_FUNCS: &[&str] = &[
-    "filter", "map", "all", "any", "none", "one", "count", "find", "findIndex", "findLast",
-    "findLastIndex", "sortBy", "groupBy", "sum",
+    "filter",
+    "map",
+    "all",
+    "any",
+    "none",
+    "one",
+    "count",
+    "find",
+    "findIndex",
+    "findLast",
+    "findLastIndex",
+    "sortBy",
+    "groupBy",
+    "sum",
 ];
 
 impl Parser {
@@ -277,18 +295,31 @@ impl Parser {
                     Tok::Ident(name) => {
                         e = Ast::Member(Box::new(e), Box::new(Ast::Lit(Value::String(name))), false)
                     }
-                    other => return Err(format!("expected a name after '.', found {}", describe(&other))),
+                    other => {
+                        return Err(format!(
+                            "expected a name after '.', found {}",
+                            describe(&other)
+                        ))
+                    }
                 }
             } else if self.eat_op("[") {
                 if self.eat_op(":") {
-                    let hi = if matches!(self.peek(), Tok::Op("]")) { None } else { Some(self.expression()?) };
+                    let hi = if matches!(self.peek(), Tok::Op("]")) {
+                        None
+                    } else {
+                        Some(self.expression()?)
+                    };
                     self.expect_op("]")?;
                     e = slice(e, None, hi);
                     continue;
                 }
                 let idx = self.expression()?;
                 if self.eat_op(":") {
-                    let hi = if matches!(self.peek(), Tok::Op("]")) { None } else { Some(self.expression()?) };
+                    let hi = if matches!(self.peek(), Tok::Op("]")) {
+                        None
+                    } else {
+                        Some(self.expression()?)
+                    };
                     self.expect_op("]")?;
                     e = slice(e, Some(idx), hi);
                     continue;
@@ -338,11 +369,26 @@ impl Parser {
             Tok::Str(s) => Ok(Ast::Lit(Value::String(s))),
             Tok::Hash => {
                 if let Tok::Ident(name) = self.peek().clone() {
-                    if ["endsWith", "startsWith", "contains", "matches", "in", "and", "or", "not"].contains(&name.as_str()) {
+                    if [
+                        "endsWith",
+                        "startsWith",
+                        "contains",
+                        "matches",
+                        "in",
+                        "and",
+                        "or",
+                        "not",
+                    ]
+                    .contains(&name.as_str())
+                    {
                         return Ok(Ast::Pointer);
                     }
                     self.bump();
-                    return Ok(Ast::Member(Box::new(Ast::Pointer), Box::new(Ast::Lit(Value::String(name))), false));
+                    return Ok(Ast::Member(
+                        Box::new(Ast::Pointer),
+                        Box::new(Ast::Lit(Value::String(name))),
+                        false,
+                    ));
                 }
                 Ok(Ast::Pointer)
             }
@@ -386,7 +432,12 @@ impl Parser {
                                 self.expect_op(")")?;
                                 k
                             }
-                            other => return Err(format!("expected a map key, found {}", describe(&other))),
+                            other => {
+                                return Err(format!(
+                                    "expected a map key, found {}",
+                                    describe(&other)
+                                ))
+                            }
                         };
                         self.expect_op(":")?;
                         entries.push((key, self.expression()?));
@@ -409,7 +460,11 @@ impl Parser {
 fn slice(e: Ast, lo: Option<Ast>, hi: Option<Ast>) -> Ast {
     Ast::Call(
         Box::new(Ast::Ident("$slice".into())),
-        vec![e, lo.unwrap_or(Ast::Lit(Value::Null)), hi.unwrap_or(Ast::Lit(Value::Null))],
+        vec![
+            e,
+            lo.unwrap_or(Ast::Lit(Value::Null)),
+            hi.unwrap_or(Ast::Lit(Value::Null)),
+        ],
     )
 }
 
@@ -426,12 +481,18 @@ fn describe(t: &Tok) -> String {
 
 /// Parse an expression.
 pub fn parse(src: &str) -> Result<Ast, EvalError> {
-    let syntax = |message: String| EvalError::Syntax { expr: src.to_string(), message };
+    let syntax = |message: String| EvalError::Syntax {
+        expr: src.to_string(),
+        message,
+    };
     let toks = lex(src).map_err(syntax)?;
     let mut p = Parser { toks, pos: 0 };
     let ast = p.expression().map_err(syntax)?;
     if !matches!(p.peek(), Tok::Eof) {
-        return Err(syntax(format!("unexpected {} after the expression", describe(p.peek()))));
+        return Err(syntax(format!(
+            "unexpected {} after the expression",
+            describe(p.peek())
+        )));
     }
     Ok(ast)
 }
@@ -439,7 +500,10 @@ pub fn parse(src: &str) -> Result<Ast, EvalError> {
 /// The identifiers of an expression joined with their member names (`workflow.status`), used
 /// to know whether an expression mentions a variable that is not known yet.
 pub fn identifiers(src: &str) -> Result<Vec<String>, EvalError> {
-    let toks = lex(src).map_err(|m| EvalError::Syntax { expr: src.into(), message: m })?;
+    let toks = lex(src).map_err(|m| EvalError::Syntax {
+        expr: src.into(),
+        message: m,
+    })?;
     let mut out = Vec::new();
     for (i, t) in toks.iter().enumerate() {
         if let Tok::Ident(name) = t {
@@ -455,7 +519,11 @@ pub fn identifiers(src: &str) -> Result<Vec<String>, EvalError> {
 /// Evaluate `src` against `env` (a JSON object of variables).
 pub fn eval(src: &str, env: &Value) -> Result<Value, EvalError> {
     let ast = parse(src)?;
-    let mut ctx = Ctx { env, pointers: Vec::new(), src };
+    let mut ctx = Ctx {
+        env,
+        pointers: Vec::new(),
+        src,
+    };
     ctx.eval(&ast)
 }
 
@@ -480,21 +548,28 @@ pub(crate) fn num(v: &Value) -> Option<f64> {
 }
 
 pub(crate) fn float(f: f64) -> Value {
-    Number::from_f64(f).map(Value::Number).unwrap_or(Value::Null)
+    Number::from_f64(f)
+        .map(Value::Number)
+        .unwrap_or(Value::Null)
 }
 
 /// expr-lang's equality: numbers compare by value whatever their type.
 pub(crate) fn equal(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| equal(a, b)),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| equal(a, b))
+        }
         _ => a == b,
     }
 }
 
 impl Ctx<'_> {
     fn err(&self, message: impl Into<String>) -> EvalError {
-        EvalError::Runtime { expr: self.src.to_string(), message: message.into() }
+        EvalError::Runtime {
+            expr: self.src.to_string(),
+            message: message.into(),
+        }
     }
 
     fn eval(&mut self, ast: &Ast) -> Result<Value, EvalError> {
@@ -504,7 +579,11 @@ impl Ctx<'_> {
                 Some(v) => Ok(v.clone()),
                 None => Err(EvalError::Unresolved(name.clone())),
             },
-            Ast::Pointer => self.pointers.last().cloned().ok_or_else(|| self.err("'#' used outside a closure")),
+            Ast::Pointer => self
+                .pointers
+                .last()
+                .cloned()
+                .ok_or_else(|| self.err("'#' used outside a closure")),
             Ast::Member(obj, key, _) => {
                 let o = self.eval(obj)?;
                 let k = self.eval(key)?;
@@ -513,7 +592,9 @@ impl Ctx<'_> {
             Ast::Unary(op, e) => {
                 let v = self.eval(e)?;
                 match *op {
-                    "!" => truthy(&v).map(|b| Value::Bool(!b)).ok_or_else(|| self.err("'!' needs a boolean")),
+                    "!" => truthy(&v)
+                        .map(|b| Value::Bool(!b))
+                        .ok_or_else(|| self.err("'!' needs a boolean")),
                     _ => match &v {
                         Value::Number(n) if n.is_i64() => Ok(Value::from(-n.as_i64().unwrap_or(0))),
                         Value::Number(n) => Ok(float(-n.as_f64().unwrap_or(0.0))),
@@ -529,7 +610,12 @@ impl Ctx<'_> {
                     None => Err(self.err("the condition of '?:' must be a boolean")),
                 }
             }
-            Ast::Array(items) => Ok(Value::Array(items.iter().map(|i| self.eval(i)).collect::<Result<_, _>>()?)),
+            Ast::Array(items) => Ok(Value::Array(
+                items
+                    .iter()
+                    .map(|i| self.eval(i))
+                    .collect::<Result<_, _>>()?,
+            )),
             Ast::Map(entries) => {
                 let mut m = Map::new();
                 for (k, v) in entries {
@@ -552,11 +638,16 @@ impl Ctx<'_> {
         Ok(match (o, k) {
             (Value::Object(m), Value::String(s)) => m.get(s).cloned().unwrap_or(Value::Null),
             (Value::Array(a), Value::Number(n)) => {
-                let i = n.as_i64().ok_or_else(|| self.err("an index must be an integer"))?;
+                let i = n
+                    .as_i64()
+                    .ok_or_else(|| self.err("an index must be an integer"))?;
                 let i = if i < 0 { a.len() as i64 + i } else { i };
-                a.get(i as usize)
-                    .cloned()
-                    .ok_or_else(|| self.err(format!("index out of range: {i} (array length is {})", a.len())))?
+                a.get(i as usize).cloned().ok_or_else(|| {
+                    self.err(format!(
+                        "index out of range: {i} (array length is {})",
+                        a.len()
+                    ))
+                })?
             }
             (Value::String(s), Value::Number(n)) => {
                 let i = n.as_i64().unwrap_or(0);
@@ -567,8 +658,16 @@ impl Ctx<'_> {
                     .map(|c| Value::String(c.to_string()))
                     .ok_or_else(|| self.err("index out of range"))?
             }
-            (Value::Null, _) => return Err(self.err(format!("cannot fetch {} from nil", crate::go_format(k)))),
-            _ => return Err(self.err(format!("cannot fetch {} from {}", crate::go_format(k), crate::go_format(o)))),
+            (Value::Null, _) => {
+                return Err(self.err(format!("cannot fetch {} from nil", crate::go_format(k))))
+            }
+            _ => {
+                return Err(self.err(format!(
+                    "cannot fetch {} from {}",
+                    crate::go_format(k),
+                    crate::go_format(o)
+                )))
+            }
         })
     }
 
@@ -581,7 +680,9 @@ impl Ctx<'_> {
                     return Ok(Value::Bool(a));
                 }
                 let b = self.eval(r)?;
-                return truthy(&b).map(Value::Bool).ok_or_else(|| self.err(format!("'{op}' needs booleans")));
+                return truthy(&b)
+                    .map(Value::Bool)
+                    .ok_or_else(|| self.err(format!("'{op}' needs booleans")));
             }
             "??" => {
                 let a = match self.eval(l) {
@@ -596,7 +697,13 @@ impl Ctx<'_> {
         let a = self.eval(l)?;
         let b = self.eval(r)?;
         let cmp = |ord: Option<std::cmp::Ordering>| -> Result<Value, EvalError> {
-            let ord = ord.ok_or_else(|| self.err(format!("invalid operation: {} {op} {}", crate::go_format(&a), crate::go_format(&b))))?;
+            let ord = ord.ok_or_else(|| {
+                self.err(format!(
+                    "invalid operation: {} {op} {}",
+                    crate::go_format(&a),
+                    crate::go_format(&b)
+                ))
+            })?;
             Ok(Value::Bool(match op {
                 "<" => ord.is_lt(),
                 ">" => ord.is_gt(),
@@ -628,7 +735,9 @@ impl Ctx<'_> {
                     "contains" => x.contains(y.as_str()),
                     "startsWith" => x.starts_with(y.as_str()),
                     "endsWith" => x.ends_with(y.as_str()),
-                    _ => regex::Regex::new(y).map_err(|e| self.err(e.to_string()))?.is_match(x),
+                    _ => regex::Regex::new(y)
+                        .map_err(|e| self.err(e.to_string()))?
+                        .is_match(x),
                 }))
             }
             ".." => {
@@ -639,7 +748,11 @@ impl Ctx<'_> {
             }
             "+" if a.is_string() || b.is_string() => match (&a, &b) {
                 (Value::String(x), Value::String(y)) => Ok(Value::String(format!("{x}{y}"))),
-                _ => Err(self.err(format!("invalid operation: {} + {}", crate::go_format(&a), crate::go_format(&b)))),
+                _ => Err(self.err(format!(
+                    "invalid operation: {} + {}",
+                    crate::go_format(&a),
+                    crate::go_format(&b)
+                ))),
             },
             "+" if a.is_array() && b.is_array() => {
                 let mut v = a.as_array().cloned().unwrap_or_default();
@@ -647,7 +760,11 @@ impl Ctx<'_> {
                 Ok(Value::Array(v))
             }
             "+" | "-" | "*" | "/" | "%" | "**" => arith(op, &a, &b).ok_or_else(|| {
-                self.err(format!("invalid operation: {} {op} {}", crate::go_format(&a), crate::go_format(&b)))
+                self.err(format!(
+                    "invalid operation: {} {op} {}",
+                    crate::go_format(&a),
+                    crate::go_format(&b)
+                ))
             }),
             _ => Err(self.err(format!("unknown operator {op}"))),
         }
@@ -659,7 +776,10 @@ impl Ctx<'_> {
             Ast::Member(obj, key, _) => {
                 if let (Ast::Ident(o), Ast::Lit(Value::String(k))) = (&**obj, &**key) {
                     if o == "sprig" {
-                        let vals = args.iter().map(|a| self.eval(a)).collect::<Result<Vec<_>, _>>()?;
+                        let vals = args
+                            .iter()
+                            .map(|a| self.eval(a))
+                            .collect::<Result<Vec<_>, _>>()?;
                         return sprig::call(k, &vals).map_err(|m| self.err(m));
                     }
                 }
@@ -670,7 +790,10 @@ impl Ctx<'_> {
         if PREDICATE_FUNCS.contains(&name.as_str()) {
             return self.predicate_call(&name, args);
         }
-        let vals = args.iter().map(|a| self.eval(a)).collect::<Result<Vec<_>, _>>()?;
+        let vals = args
+            .iter()
+            .map(|a| self.eval(a))
+            .collect::<Result<Vec<_>, _>>()?;
         builtin(&name, &vals).map_err(|m| self.err(m))
     }
 
@@ -686,7 +809,12 @@ impl Ctx<'_> {
         let items = match list {
             Value::Array(a) => a,
             Value::Null => Vec::new(),
-            other => return Err(self.err(format!("{name} needs a list, found {}", crate::go_format(&other)))),
+            other => {
+                return Err(self.err(format!(
+                    "{name} needs a list, found {}",
+                    crate::go_format(&other)
+                )))
+            }
         };
         let mut results = Vec::with_capacity(items.len());
         for item in &items {
@@ -695,7 +823,10 @@ impl Ctx<'_> {
             self.pointers.pop();
             results.push(r?);
         }
-        let as_bool = |v: &Value| truthy(v).ok_or_else(|| self.err(format!("the predicate of {name} must return a boolean")));
+        let as_bool = |v: &Value| {
+            truthy(v)
+                .ok_or_else(|| self.err(format!("the predicate of {name} must return a boolean")))
+        };
         Ok(match name {
             "map" => Value::Array(results),
             "filter" => {
@@ -707,15 +838,57 @@ impl Ctx<'_> {
                 }
                 Value::Array(out)
             }
-            "all" => Value::Bool(results.iter().map(as_bool).collect::<Result<Vec<_>, _>>()?.iter().all(|b| *b)),
-            "any" => Value::Bool(results.iter().map(as_bool).collect::<Result<Vec<_>, _>>()?.iter().any(|b| *b)),
-            "none" => Value::Bool(!results.iter().map(as_bool).collect::<Result<Vec<_>, _>>()?.iter().any(|b| *b)),
-            "one" => Value::Bool(results.iter().map(as_bool).collect::<Result<Vec<_>, _>>()?.iter().filter(|b| **b).count() == 1),
-            "count" => Value::from(results.iter().map(as_bool).collect::<Result<Vec<_>, _>>()?.iter().filter(|b| **b).count() as i64),
+            "all" => Value::Bool(
+                results
+                    .iter()
+                    .map(as_bool)
+                    .collect::<Result<Vec<_>, _>>()?
+                    .iter()
+                    .all(|b| *b),
+            ),
+            "any" => Value::Bool(
+                results
+                    .iter()
+                    .map(as_bool)
+                    .collect::<Result<Vec<_>, _>>()?
+                    .iter()
+                    .any(|b| *b),
+            ),
+            "none" => Value::Bool(
+                !results
+                    .iter()
+                    .map(as_bool)
+                    .collect::<Result<Vec<_>, _>>()?
+                    .iter()
+                    .any(|b| *b),
+            ),
+            "one" => Value::Bool(
+                results
+                    .iter()
+                    .map(as_bool)
+                    .collect::<Result<Vec<_>, _>>()?
+                    .iter()
+                    .filter(|b| **b)
+                    .count()
+                    == 1,
+            ),
+            "count" => Value::from(
+                results
+                    .iter()
+                    .map(as_bool)
+                    .collect::<Result<Vec<_>, _>>()?
+                    .iter()
+                    .filter(|b| **b)
+                    .count() as i64,
+            ),
             "sum" => builtin("sum", &[Value::Array(results)]).map_err(|m| self.err(m))?,
             "find" | "findLast" | "findIndex" | "findLastIndex" => {
                 let flags = results.iter().map(as_bool).collect::<Result<Vec<_>, _>>()?;
-                let pos = if name.contains("Last") { flags.iter().rposition(|b| *b) } else { flags.iter().position(|b| *b) };
+                let pos = if name.contains("Last") {
+                    flags.iter().rposition(|b| *b)
+                } else {
+                    flags.iter().position(|b| *b)
+                };
                 match (name.ends_with("Index"), pos) {
                     (true, Some(p)) => Value::from(p as i64),
                     (true, None) => Value::from(-1),
@@ -727,7 +900,9 @@ impl Ctx<'_> {
                 let mut pairs: Vec<(Value, Value)> = results.into_iter().zip(items).collect();
                 pairs.sort_by(|a, b| match (&a.0, &b.0) {
                     (Value::String(x), Value::String(y)) => x.cmp(y),
-                    _ => num(&a.0).partial_cmp(&num(&b.0)).unwrap_or(std::cmp::Ordering::Equal),
+                    _ => num(&a.0)
+                        .partial_cmp(&num(&b.0))
+                        .unwrap_or(std::cmp::Ordering::Equal),
                 });
                 Value::Array(pairs.into_iter().map(|p| p.1).collect())
             }
@@ -735,7 +910,11 @@ impl Ctx<'_> {
                 let mut groups = Map::new();
                 for (k, item) in results.iter().zip(items) {
                     let key = crate::go_format(k);
-                    groups.entry(key).or_insert_with(|| Value::Array(Vec::new())).as_array_mut().map(|a| a.push(item));
+                    groups
+                        .entry(key)
+                        .or_insert_with(|| Value::Array(Vec::new()))
+                        .as_array_mut()
+                        .map(|a| a.push(item));
                 }
                 Value::Object(groups)
             }
@@ -773,22 +952,37 @@ pub(crate) fn arith(op: &str, a: &Value, b: &Value) -> Option<Value> {
 fn to_f64(v: &Value) -> Result<f64, String> {
     match v {
         Value::Number(n) => Ok(n.as_f64().unwrap_or(0.0)),
-        Value::String(s) => s.trim().parse::<f64>().map_err(|_| format!("cannot convert {s:?} to a number")),
+        Value::String(s) => s
+            .trim()
+            .parse::<f64>()
+            .map_err(|_| format!("cannot convert {s:?} to a number")),
         Value::Bool(b) => Ok(if *b { 1.0 } else { 0.0 }),
-        other => Err(format!("cannot convert {} to a number", crate::go_format(other))),
+        other => Err(format!(
+            "cannot convert {} to a number",
+            crate::go_format(other)
+        )),
     }
 }
 
 fn builtin(name: &str, args: &[Value]) -> Result<Value, String> {
-    let arg = |i: usize| args.get(i).ok_or_else(|| format!("{name} needs {} arguments", i + 1));
+    let arg = |i: usize| {
+        args.get(i)
+            .ok_or_else(|| format!("{name} needs {} arguments", i + 1))
+    };
     match name {
         "asInt" | "int" => {
             let v = arg(0)?;
             match v {
-                Value::Number(n) => Ok(Value::from(n.as_i64().unwrap_or_else(|| n.as_f64().unwrap_or(0.0) as i64))),
+                Value::Number(n) => Ok(Value::from(
+                    n.as_i64()
+                        .unwrap_or_else(|| n.as_f64().unwrap_or(0.0) as i64),
+                )),
                 Value::String(s) => {
                     if name == "asInt" {
-                        s.trim().parse::<i64>().map(Value::from).map_err(|_| format!("cannot convert {s:?} to an int"))
+                        s.trim()
+                            .parse::<i64>()
+                            .map(Value::from)
+                            .map_err(|_| format!("cannot convert {s:?} to an int"))
                     } else {
                         s.trim()
                             .parse::<i64>()
@@ -797,12 +991,17 @@ fn builtin(name: &str, args: &[Value]) -> Result<Value, String> {
                             .map_err(|_| format!("cannot convert {s:?} to an int"))
                     }
                 }
-                other => Err(format!("cannot convert {} to an int", crate::go_format(other))),
+                other => Err(format!(
+                    "cannot convert {} to an int",
+                    crate::go_format(other)
+                )),
             }
         }
         "asFloat" | "float" => Ok(float(to_f64(arg(0)?)?)),
         "string" | "toString" => Ok(Value::String(crate::go_format(arg(0)?))),
-        "toJson" | "toJSON" => serde_json::to_string(arg(0)?).map(Value::String).map_err(|e| e.to_string()),
+        "toJson" | "toJSON" => serde_json::to_string(arg(0)?)
+            .map(Value::String)
+            .map_err(|e| e.to_string()),
         "fromJson" | "fromJSON" => {
             let s = arg(0)?.as_str().ok_or("fromJSON needs a string")?;
             serde_json::from_str(s).map_err(|e| format!("invalid JSON: {e}"))
@@ -811,7 +1010,9 @@ fn builtin(name: &str, args: &[Value]) -> Result<Value, String> {
             let doc = arg(0)?;
             let path = arg(1)?.as_str().ok_or("jsonpath needs a path string")?;
             let parsed = match doc {
-                Value::String(s) => serde_json::from_str(s).map_err(|e| format!("jsonpath: invalid JSON: {e}"))?,
+                Value::String(s) => {
+                    serde_json::from_str(s).map_err(|e| format!("jsonpath: invalid JSON: {e}"))?
+                }
                 other => other.clone(),
             };
             crate::jsonpath::query(&parsed, path)
@@ -820,7 +1021,12 @@ fn builtin(name: &str, args: &[Value]) -> Result<Value, String> {
             Value::String(s) => s.chars().count(),
             Value::Array(a) => a.len(),
             Value::Object(o) => o.len(),
-            other => return Err(format!("invalid argument for len: {}", crate::go_format(other))),
+            other => {
+                return Err(format!(
+                    "invalid argument for len: {}",
+                    crate::go_format(other)
+                ))
+            }
         } as i64)),
         "abs" => {
             let v = arg(0)?;
@@ -829,32 +1035,70 @@ fn builtin(name: &str, args: &[Value]) -> Result<Value, String> {
                 None => Ok(float(to_f64(v)?.abs())),
             }
         }
-        "upper" => Ok(Value::String(arg(0)?.as_str().unwrap_or_default().to_uppercase())),
-        "lower" => Ok(Value::String(arg(0)?.as_str().unwrap_or_default().to_lowercase())),
-        "trim" => Ok(Value::String(arg(0)?.as_str().unwrap_or_default().trim().to_string())),
+        "upper" => Ok(Value::String(
+            arg(0)?.as_str().unwrap_or_default().to_uppercase(),
+        )),
+        "lower" => Ok(Value::String(
+            arg(0)?.as_str().unwrap_or_default().to_lowercase(),
+        )),
+        "trim" => Ok(Value::String(
+            arg(0)?.as_str().unwrap_or_default().trim().to_string(),
+        )),
         "split" => {
             let s = arg(0)?.as_str().unwrap_or_default();
             let sep = arg(1)?.as_str().unwrap_or_default();
-            Ok(Value::Array(s.split(sep).map(|p| Value::String(p.into())).collect()))
+            Ok(Value::Array(
+                s.split(sep).map(|p| Value::String(p.into())).collect(),
+            ))
         }
         "join" => {
             let items = arg(0)?.as_array().cloned().unwrap_or_default();
             let sep = args.get(1).and_then(|v| v.as_str()).unwrap_or("");
-            Ok(Value::String(items.iter().map(crate::go_format).collect::<Vec<_>>().join(sep)))
+            Ok(Value::String(
+                items
+                    .iter()
+                    .map(crate::go_format)
+                    .collect::<Vec<_>>()
+                    .join(sep),
+            ))
         }
-        "keys" => Ok(Value::Array(arg(0)?.as_object().map(|o| o.keys().map(|k| Value::String(k.clone())).collect()).unwrap_or_default())),
-        "values" => Ok(Value::Array(arg(0)?.as_object().map(|o| o.values().cloned().collect()).unwrap_or_default())),
-        "first" => Ok(arg(0)?.as_array().and_then(|a| a.first().cloned()).unwrap_or(Value::Null)),
-        "last" => Ok(arg(0)?.as_array().and_then(|a| a.last().cloned()).unwrap_or(Value::Null)),
+        "keys" => Ok(Value::Array(
+            arg(0)?
+                .as_object()
+                .map(|o| o.keys().map(|k| Value::String(k.clone())).collect())
+                .unwrap_or_default(),
+        )),
+        "values" => Ok(Value::Array(
+            arg(0)?
+                .as_object()
+                .map(|o| o.values().cloned().collect())
+                .unwrap_or_default(),
+        )),
+        "first" => Ok(arg(0)?
+            .as_array()
+            .and_then(|a| a.first().cloned())
+            .unwrap_or(Value::Null)),
+        "last" => Ok(arg(0)?
+            .as_array()
+            .and_then(|a| a.last().cloned())
+            .unwrap_or(Value::Null)),
         "max" | "min" => {
-            let items: Vec<Value> = if args.len() == 1 { arg(0)?.as_array().cloned().unwrap_or_default() } else { args.to_vec() };
+            let items: Vec<Value> = if args.len() == 1 {
+                arg(0)?.as_array().cloned().unwrap_or_default()
+            } else {
+                args.to_vec()
+            };
             let mut best: Option<Value> = None;
             for i in items {
                 let better = match &best {
                     None => true,
                     Some(b) => {
                         let (x, y) = (to_f64(&i)?, to_f64(b)?);
-                        if name == "max" { x > y } else { x < y }
+                        if name == "max" {
+                            x > y
+                        } else {
+                            x < y
+                        }
                     }
                 };
                 if better {
@@ -892,7 +1136,13 @@ fn builtin(name: &str, args: &[Value]) -> Result<Value, String> {
 }
 
 fn bounds(len: usize, lo: Option<i64>, hi: Option<i64>) -> (usize, usize) {
-    let fix = |i: i64| -> usize { if i < 0 { (len as i64 + i).max(0) as usize } else { (i as usize).min(len) } };
+    let fix = |i: i64| -> usize {
+        if i < 0 {
+            (len as i64 + i).max(0) as usize
+        } else {
+            (i as usize).min(len)
+        }
+    };
     let l = lo.map(fix).unwrap_or(0);
     let h = hi.map(fix).unwrap_or(len);
     (l.min(h), h)
@@ -926,7 +1176,10 @@ mod tests {
         );
         assert_eq!(ev("2 in [1, 2]", json!({})), json!(true));
         assert_eq!(ev("'x' not in ['a']", json!({})), json!(true));
-        assert_eq!(ev("'main.log' endsWith 'log' and not false", json!({})), json!(true));
+        assert_eq!(
+            ev("'main.log' endsWith 'log' and not false", json!({})),
+            json!(true)
+        );
         assert_eq!(ev("'abc' matches '^a.c$'", json!({})), json!(true));
         assert_eq!(ev("nil ?? 'd'", json!({})), json!("d"));
         assert_eq!(ev("1 == 1.0", json!({})), json!(true));
@@ -937,23 +1190,37 @@ mod tests {
         assert_eq!(ev("filter([1, 2, 3], {# > 1})", json!({})), json!([2, 3]));
         assert_eq!(ev("map([1, 2], # * 2)", json!({})), json!([2, 4]));
         assert_eq!(ev("all([1, 2], {# > 0})", json!({})), json!(true));
-        assert_eq!(ev("filter(data, {# endsWith 'main.log'})", json!({"data": ["a/main.log", "b.txt"]})), json!(["a/main.log"]));
+        assert_eq!(
+            ev(
+                "filter(data, {# endsWith 'main.log'})",
+                json!({"data": ["a/main.log", "b.txt"]})
+            ),
+            json!(["a/main.log"])
+        );
         assert_eq!(ev("map([[1, 2]], {#[0] + #[1]})[0]", json!({})), json!(3));
     }
 
     #[test]
     fn unknown_names_are_unresolved_and_missing_members_nil() {
-        assert_eq!(eval("foo + 1", &json!({})), Err(EvalError::Unresolved("foo".into())));
+        assert_eq!(
+            eval("foo + 1", &json!({})),
+            Err(EvalError::Unresolved("foo".into()))
+        );
         assert_eq!(ev("a.b", json!({"a": {}})), Value::Null);
     }
 
     #[test]
     fn syntax_errors_say_what_was_expected() {
         match eval("1 +", &json!({})) {
-            Err(EvalError::Syntax { message, .. }) => assert!(message.contains("end of expression"), "{message}"),
+            Err(EvalError::Syntax { message, .. }) => {
+                assert!(message.contains("end of expression"), "{message}")
+            }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(eval("(1", &json!({})), Err(EvalError::Syntax { .. })));
+        assert!(matches!(
+            eval("(1", &json!({})),
+            Err(EvalError::Syntax { .. })
+        ));
     }
 
     proptest::proptest! {

@@ -17,8 +17,8 @@ enum Tok {
 }
 
 const OPS: &[&str] = &[
-    "**", "==", "!=", ">=", "<=", "=~", "!~", "&&", "||", "??", ">>", "<<", "(", ")", "[", "]", ",", "?", ":", ">",
-    "<", "+", "-", "*", "/", "%", "!", "&", "|", "^", "~",
+    "**", "==", "!=", ">=", "<=", "=~", "!~", "&&", "||", "??", ">>", "<<", "(", ")", "[", "]",
+    ",", "?", ":", ">", "<", "+", "-", "*", "/", "%", "!", "&", "|", "^", "~",
 ];
 
 fn lex(src: &str) -> Result<Vec<Tok>, String> {
@@ -39,7 +39,8 @@ fn lex(src: &str) -> Result<Vec<Tok>, String> {
                     i += 1;
                 }
                 let text: String = chars[start + 2..i].iter().collect();
-                let v = i64::from_str_radix(&text, 16).map_err(|_| format!("invalid hex number 0x{text}"))?;
+                let v = i64::from_str_radix(&text, 16)
+                    .map_err(|_| format!("invalid hex number 0x{text}"))?;
                 out.push(Tok::Num(v as f64));
                 continue;
             }
@@ -47,13 +48,17 @@ fn lex(src: &str) -> Result<Vec<Tok>, String> {
                 i += 1;
             }
             let text: String = chars[start..i].iter().collect();
-            let v: f64 = text.parse().map_err(|_| format!("invalid number '{text}'"))?;
+            let v: f64 = text
+                .parse()
+                .map_err(|_| format!("invalid number '{text}'"))?;
             out.push(Tok::Num(v));
             continue;
         }
         if c.is_alphabetic() || c == '_' {
             let start = i;
-            while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_' || chars[i] == '.') {
+            while i < chars.len()
+                && (chars[i].is_alphanumeric() || chars[i] == '_' || chars[i] == '.')
+            {
                 i += 1;
             }
             let word: String = chars[start..i].iter().collect();
@@ -240,14 +245,26 @@ fn eval_ast(ast: &Ast) -> Result<Value, String> {
             match (*op, &v) {
                 ("!", Value::Bool(b)) => Value::Bool(!b),
                 ("-", Value::Number(n)) => crate::expr::float(-n.as_f64().unwrap_or(0.0)),
-                ("~", Value::Number(n)) => crate::expr::float(!(n.as_f64().unwrap_or(0.0) as i64) as f64),
-                _ => return Err(format!("Value '{}' cannot be used with the modifier '{op}'", crate::go_format(&v))),
+                ("~", Value::Number(n)) => {
+                    crate::expr::float(!(n.as_f64().unwrap_or(0.0) as i64) as f64)
+                }
+                _ => {
+                    return Err(format!(
+                        "Value '{}' cannot be used with the modifier '{op}'",
+                        crate::go_format(&v)
+                    ))
+                }
             }
         }
         Ast::Ternary(c, a, b) => match eval_ast(c)? {
             Value::Bool(true) => eval_ast(a)?,
             Value::Bool(false) => eval_ast(b)?,
-            other => return Err(format!("Value '{}' cannot be used with the ternary operator", crate::go_format(&other))),
+            other => {
+                return Err(format!(
+                    "Value '{}' cannot be used with the ternary operator",
+                    crate::go_format(&other)
+                ))
+            }
         },
         Ast::Binary(op, l, r) => {
             let a = eval_ast(l)?;
@@ -268,17 +285,21 @@ fn eval_ast(ast: &Ast) -> Result<Value, String> {
                 return if a.is_null() { eval_ast(r) } else { Ok(a) };
             }
             let b = eval_ast(r)?;
-            let mismatch = || format!("Value '{}' cannot be used with the comparator '{op}', it is not a number", crate::go_format(&a));
+            let mismatch = || {
+                format!(
+                    "Value '{}' cannot be used with the comparator '{op}', it is not a number",
+                    crate::go_format(&a)
+                )
+            };
             match *op {
                 "==" => Value::Bool(a == b),
                 "!=" => Value::Bool(a != b),
                 ">" | "<" | ">=" | "<=" => {
                     let ord = match (&a, &b) {
                         (Value::String(x), Value::String(y)) => x.cmp(y),
-                        (Value::Number(x), Value::Number(y)) => x
-                            .as_f64()
-                            .partial_cmp(&y.as_f64())
-                            .ok_or_else(mismatch)?,
+                        (Value::Number(x), Value::Number(y)) => {
+                            x.as_f64().partial_cmp(&y.as_f64()).ok_or_else(mismatch)?
+                        }
                         _ => return Err(mismatch()),
                     };
                     Value::Bool(match *op {
@@ -292,19 +313,31 @@ fn eval_ast(ast: &Ast) -> Result<Value, String> {
                     let (Value::String(x), Value::String(pattern)) = (&a, &b) else {
                         return Err(format!("Value '{}' cannot be used with the comparator '{op}', it is not a string", crate::go_format(&a)));
                     };
-                    let re = regex::Regex::new(pattern).map_err(|e| format!("Unable to compile regexp pattern '{pattern}': {e}"))?;
+                    let re = regex::Regex::new(pattern).map_err(|e| {
+                        format!("Unable to compile regexp pattern '{pattern}': {e}")
+                    })?;
                     Value::Bool(re.is_match(x) == (*op == "=~"))
                 }
                 "in" => match &b {
                     Value::Array(items) => Value::Bool(items.contains(&a)),
-                    _ => return Err(format!("Value '{}' cannot be used with the comparator 'in', it is not an array", crate::go_format(&b))),
+                    _ => return Err(format!(
+                        "Value '{}' cannot be used with the comparator 'in', it is not an array",
+                        crate::go_format(&b)
+                    )),
                 },
                 "+" => match (&a, &b) {
-                    (Value::Number(x), Value::Number(y)) => crate::expr::float(x.as_f64().unwrap_or(0.0) + y.as_f64().unwrap_or(0.0)),
+                    (Value::Number(x), Value::Number(y)) => {
+                        crate::expr::float(x.as_f64().unwrap_or(0.0) + y.as_f64().unwrap_or(0.0))
+                    }
                     (Value::String(_), _) | (_, Value::String(_)) => {
                         Value::String(format!("{}{}", crate::go_format(&a), crate::go_format(&b)))
                     }
-                    _ => return Err(format!("Value '{}' cannot be used with the modifier '+'", crate::go_format(&a))),
+                    _ => {
+                        return Err(format!(
+                            "Value '{}' cannot be used with the modifier '+'",
+                            crate::go_format(&a)
+                        ))
+                    }
                 },
                 _ => {
                     let (Value::Number(x), Value::Number(y)) = (&a, &b) else {
@@ -335,16 +368,25 @@ fn eval_ast(ast: &Ast) -> Result<Value, String> {
 
 /// Evaluate a govaluate expression with no parameters (Argo's `when`).
 pub fn eval(src: &str) -> Result<Value, EvalError> {
-    let toks = lex(src).map_err(|message| EvalError::Syntax { expr: src.into(), message })?;
+    let toks = lex(src).map_err(|message| EvalError::Syntax {
+        expr: src.into(),
+        message,
+    })?;
     let mut p = Parser { toks, pos: 0 };
-    let ast = p.ternary().map_err(|message| EvalError::Syntax { expr: src.into(), message })?;
+    let ast = p.ternary().map_err(|message| EvalError::Syntax {
+        expr: src.into(),
+        message,
+    })?;
     if !matches!(p.peek(), Tok::Eof) {
         return Err(EvalError::Syntax {
             expr: src.into(),
             message: format!("unexpected {:?} after the expression", p.peek()),
         });
     }
-    eval_ast(&ast).map_err(|message| EvalError::Runtime { expr: src.into(), message })
+    eval_ast(&ast).map_err(|message| EvalError::Runtime {
+        expr: src.into(),
+        message,
+    })
 }
 
 /// Argo's `shouldExecute`: the `when` expression must evaluate to a boolean.
@@ -356,7 +398,10 @@ pub fn should_execute(when: &str) -> Result<bool, EvalError> {
         Value::Bool(b) => Ok(b),
         other => Err(EvalError::Runtime {
             expr: when.into(),
-            message: format!("Expected boolean evaluation for '{when}'. Got {}", crate::go_format(&other)),
+            message: format!(
+                "Expected boolean evaluation for '{when}'. Got {}",
+                crate::go_format(&other)
+            ),
         }),
     }
 }
@@ -393,10 +438,22 @@ mod tests {
 
     #[test]
     fn errors() {
-        assert!(matches!(should_execute("heads heads"), Err(EvalError::Syntax { .. })));
-        assert!(matches!(should_execute("1 +"), Err(EvalError::Syntax { .. })));
-        assert!(matches!(should_execute("a > 1"), Err(EvalError::Runtime { .. })));
-        assert!(matches!(should_execute("1 + 1"), Err(EvalError::Runtime { .. })));
+        assert!(matches!(
+            should_execute("heads heads"),
+            Err(EvalError::Syntax { .. })
+        ));
+        assert!(matches!(
+            should_execute("1 +"),
+            Err(EvalError::Syntax { .. })
+        ));
+        assert!(matches!(
+            should_execute("a > 1"),
+            Err(EvalError::Runtime { .. })
+        ));
+        assert!(matches!(
+            should_execute("1 + 1"),
+            Err(EvalError::Runtime { .. })
+        ));
     }
 
     proptest::proptest! {

@@ -27,10 +27,16 @@ fn parse(path: &str) -> Result<Vec<Step>, String> {
             if name.is_empty() {
                 return Err(format!("invalid JSONPath {path:?}: empty name"));
             }
-            steps.push(if name == "*" { Step::Wildcard } else { Step::Key(name.to_string()) });
+            steps.push(if name == "*" {
+                Step::Wildcard
+            } else {
+                Step::Key(name.to_string())
+            });
             rest = &r[end..];
         } else if let Some(r) = rest.strip_prefix('[') {
-            let end = r.find(']').ok_or_else(|| format!("invalid JSONPath {path:?}: missing ']'"))?;
+            let end = r
+                .find(']')
+                .ok_or_else(|| format!("invalid JSONPath {path:?}: missing ']'"))?;
             let inner = r[..end].trim();
             steps.push(if inner == "*" {
                 Step::Wildcard
@@ -39,7 +45,11 @@ fn parse(path: &str) -> Result<Vec<Step>, String> {
             } else if let Some(q) = inner.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
                 Step::Key(q.to_string())
             } else {
-                Step::Index(inner.parse().map_err(|_| format!("invalid JSONPath {path:?}: bad index {inner:?}"))?)
+                Step::Index(
+                    inner
+                        .parse()
+                        .map_err(|_| format!("invalid JSONPath {path:?}: bad index {inner:?}"))?,
+                )
             });
             rest = &r[end + 1..];
         } else {
@@ -81,7 +91,9 @@ pub fn query(doc: &Value, path: &str) -> Result<Value, String> {
                     None => {}
                 },
                 Step::Index(i) => {
-                    let a = v.as_array().ok_or_else(|| format!("cannot index {v} with [{i}]"))?;
+                    let a = v
+                        .as_array()
+                        .ok_or_else(|| format!("cannot index {v} with [{i}]"))?;
                     let idx = if *i < 0 { a.len() as i64 + i } else { *i };
                     match a.get(idx as usize) {
                         Some(x) => next.push(x.clone()),
@@ -105,7 +117,11 @@ pub fn query(doc: &Value, path: &str) -> Result<Value, String> {
         }
         current = next;
     }
-    Ok(if multi { Value::Array(current) } else { current.into_iter().next().unwrap_or(Value::Null) })
+    Ok(if multi {
+        Value::Array(current)
+    } else {
+        current.into_iter().next().unwrap_or(Value::Null)
+    })
 }
 
 #[cfg(test)]

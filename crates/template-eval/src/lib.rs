@@ -187,7 +187,11 @@ fn insert_path(root: &mut Map<String, Value>, name: &str, value: Value) {
 
 /// Substitute tags in every string of a JSON value (keys are left alone, as Argo's
 /// JSON-level replacement only touches string contents).
-pub fn substitute_json(value: &Value, vars: &Vars, allow_unresolved: bool) -> Result<Value, EvalError> {
+pub fn substitute_json(
+    value: &Value,
+    vars: &Vars,
+    allow_unresolved: bool,
+) -> Result<Value, EvalError> {
     Ok(match value {
         Value::String(s) => Value::String(substitute(s, vars, allow_unresolved)?),
         Value::Array(a) => Value::Array(
@@ -211,7 +215,10 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &[(&str, &str)]) -> Vars {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -226,7 +233,10 @@ mod tests {
     #[test]
     fn unresolved_tags_stay_or_fail() {
         let v = vars(&[]);
-        assert_eq!(substitute("{{steps.a.outputs.result}}", &v, true).unwrap(), "{{steps.a.outputs.result}}");
+        assert_eq!(
+            substitute("{{steps.a.outputs.result}}", &v, true).unwrap(),
+            "{{steps.a.outputs.result}}"
+        );
         assert_eq!(
             substitute("{{steps.a.outputs.result}}", &v, false).unwrap_err(),
             EvalError::Unresolved("steps.a.outputs.result".into())
@@ -235,13 +245,27 @@ mod tests {
 
     #[test]
     fn expression_tags_format_like_go() {
-        let v = vars(&[("inputs.parameters.foo", "3"), ("inputs.parameters.week-temps", "{\"avg\": 35.8}")]);
-        assert_eq!(substitute("{{=asInt(inputs.parameters.foo) * 10}}", &v, false).unwrap(), "30");
+        let v = vars(&[
+            ("inputs.parameters.foo", "3"),
+            ("inputs.parameters.week-temps", "{\"avg\": 35.8}"),
+        ]);
         assert_eq!(
-            substitute("{{=jsonpath(inputs.parameters['week-temps'], '$.avg')}}", &v, false).unwrap(),
+            substitute("{{=asInt(inputs.parameters.foo) * 10}}", &v, false).unwrap(),
+            "30"
+        );
+        assert_eq!(
+            substitute(
+                "{{=jsonpath(inputs.parameters['week-temps'], '$.avg')}}",
+                &v,
+                false
+            )
+            .unwrap(),
             "35.8"
         );
-        assert_eq!(substitute("{{=toJson(filter([1, 3], {# > 1}))}}", &v, false).unwrap(), "[3]");
+        assert_eq!(
+            substitute("{{=toJson(filter([1, 3], {# > 1}))}}", &v, false).unwrap(),
+            "[3]"
+        );
     }
 
     #[test]
@@ -277,8 +301,16 @@ mod argo_cases {
     fn jsonpath_on_a_workflow_parameter_in_a_when() {
         let mut v = Vars::new();
         v.insert("workflow.parameters".into(), "[]".into());
-        v.insert("workflow.parameters.json".into(), r#"[{"value": "true"}]"#.into());
-        let out = substitute("{{=jsonpath(workflow.parameters.json, '$[0].value') == 'true'}}", &v, true).unwrap();
+        v.insert(
+            "workflow.parameters.json".into(),
+            r#"[{"value": "true"}]"#.into(),
+        );
+        let out = substitute(
+            "{{=jsonpath(workflow.parameters.json, '$[0].value') == 'true'}}",
+            &v,
+            true,
+        )
+        .unwrap();
         assert_eq!(out, "true");
     }
 }

@@ -10,8 +10,14 @@ use crate::go_format;
 
 fn to_i64(v: &Value) -> i64 {
     match v {
-        Value::Number(n) => n.as_i64().unwrap_or_else(|| n.as_f64().unwrap_or(0.0) as i64),
-        Value::String(s) => s.trim().parse::<i64>().or_else(|_| s.trim().parse::<f64>().map(|f| f as i64)).unwrap_or(0),
+        Value::Number(n) => n
+            .as_i64()
+            .unwrap_or_else(|| n.as_f64().unwrap_or(0.0) as i64),
+        Value::String(s) => s
+            .trim()
+            .parse::<i64>()
+            .or_else(|_| s.trim().parse::<f64>().map(|f| f as i64))
+            .unwrap_or(0),
         Value::Bool(b) => *b as i64,
         _ => 0,
     }
@@ -84,7 +90,9 @@ pub(crate) fn call(name: &str, args: &[Value]) -> Result<Value, String> {
         "int" | "int64" | "atoi" => Value::from(to_i64(&a(0))),
         "float64" => float(to_f64(&a(0))),
         "toString" => Value::String(s(args.first())),
-        "b64enc" => Value::String(base64::engine::general_purpose::STANDARD.encode(s(args.first()))),
+        "b64enc" => {
+            Value::String(base64::engine::general_purpose::STANDARD.encode(s(args.first())))
+        }
         "b64dec" => {
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(s(args.first()).trim())
@@ -98,24 +106,61 @@ pub(crate) fn call(name: &str, args: &[Value]) -> Result<Value, String> {
                 .split(' ')
                 .map(|w| {
                     let mut c = w.chars();
-                    c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
+                    c.next()
+                        .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+                        .unwrap_or_default()
                 })
                 .collect::<Vec<_>>()
                 .join(" "),
         ),
         "trim" => Value::String(s(args.first()).trim().to_string()),
-        "trimAll" => Value::String(s(args.get(1)).trim_matches(|c| s(args.first()).contains(c)).to_string()),
-        "trimPrefix" => Value::String(s(args.get(1)).strip_prefix(&s(args.first())).map(str::to_string).unwrap_or_else(|| s(args.get(1)))),
-        "trimSuffix" => Value::String(s(args.get(1)).strip_suffix(&s(args.first())).map(str::to_string).unwrap_or_else(|| s(args.get(1)))),
+        "trimAll" => Value::String(
+            s(args.get(1))
+                .trim_matches(|c| s(args.first()).contains(c))
+                .to_string(),
+        ),
+        "trimPrefix" => Value::String(
+            s(args.get(1))
+                .strip_prefix(&s(args.first()))
+                .map(str::to_string)
+                .unwrap_or_else(|| s(args.get(1))),
+        ),
+        "trimSuffix" => Value::String(
+            s(args.get(1))
+                .strip_suffix(&s(args.first()))
+                .map(str::to_string)
+                .unwrap_or_else(|| s(args.get(1))),
+        ),
         "replace" => Value::String(s(args.get(2)).replace(&s(args.first()), &s(args.get(1)))),
         "contains" => Value::Bool(s(args.get(1)).contains(&s(args.first()))),
         "hasPrefix" => Value::Bool(s(args.get(1)).starts_with(&s(args.first()))),
         "hasSuffix" => Value::Bool(s(args.get(1)).ends_with(&s(args.first()))),
         "repeat" => Value::String(s(args.get(1)).repeat(to_i64(&a(0)).max(0) as usize)),
-        "quote" => Value::String(args.iter().map(|v| format!("{:?}", s(Some(v)))).collect::<Vec<_>>().join(" ")),
-        "squote" => Value::String(args.iter().map(|v| format!("'{}'", s(Some(v)))).collect::<Vec<_>>().join(" ")),
-        "cat" => Value::String(args.iter().filter(|v| !v.is_null()).map(|v| s(Some(v))).collect::<Vec<_>>().join(" ")),
-        "nospace" => Value::String(s(args.first()).chars().filter(|c| !c.is_whitespace()).collect()),
+        "quote" => Value::String(
+            args.iter()
+                .map(|v| format!("{:?}", s(Some(v))))
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
+        "squote" => Value::String(
+            args.iter()
+                .map(|v| format!("'{}'", s(Some(v))))
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
+        "cat" => Value::String(
+            args.iter()
+                .filter(|v| !v.is_null())
+                .map(|v| s(Some(v)))
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
+        "nospace" => Value::String(
+            s(args.first())
+                .chars()
+                .filter(|c| !c.is_whitespace())
+                .collect(),
+        ),
         "trunc" => {
             let text = s(args.get(1));
             let n = to_i64(&a(0));
@@ -123,7 +168,10 @@ pub(crate) fn call(name: &str, args: &[Value]) -> Result<Value, String> {
             let out: String = if n >= 0 {
                 chars.iter().take(n as usize).collect()
             } else {
-                chars.iter().skip(chars.len().saturating_sub((-n) as usize)).collect()
+                chars
+                    .iter()
+                    .skip(chars.len().saturating_sub((-n) as usize))
+                    .collect()
             };
             Value::String(out)
         }
@@ -131,33 +179,71 @@ pub(crate) fn call(name: &str, args: &[Value]) -> Result<Value, String> {
             let chars: Vec<char> = s(args.get(2)).chars().collect();
             let start = to_i64(&a(0)).clamp(0, chars.len() as i64) as usize;
             let end = to_i64(&a(1));
-            let end = if end < 0 { chars.len() } else { (end as usize).min(chars.len()) };
+            let end = if end < 0 {
+                chars.len()
+            } else {
+                (end as usize).min(chars.len())
+            };
             Value::String(chars[start.min(end)..end].iter().collect())
         }
         "indent" | "nindent" => {
             let pad = " ".repeat(to_i64(&a(0)).max(0) as usize);
-            let body = s(args.get(1)).lines().map(|l| format!("{pad}{l}")).collect::<Vec<_>>().join("\n");
-            Value::String(if name == "nindent" { format!("\n{body}") } else { body })
+            let body = s(args.get(1))
+                .lines()
+                .map(|l| format!("{pad}{l}"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            Value::String(if name == "nindent" {
+                format!("\n{body}")
+            } else {
+                body
+            })
         }
         "split" | "splitList" => {
             let sep = s(args.first());
             let text = s(args.get(1));
-            let parts = text.split(sep.as_str()).map(|p| Value::String(p.to_string()));
+            let parts = text
+                .split(sep.as_str())
+                .map(|p| Value::String(p.to_string()));
             if name == "split" {
-                Value::Object(parts.enumerate().map(|(i, p)| (format!("_{i}"), p)).collect())
+                Value::Object(
+                    parts
+                        .enumerate()
+                        .map(|(i, p)| (format!("_{i}"), p))
+                        .collect(),
+                )
             } else {
                 Value::Array(parts.collect())
             }
         }
         "join" => {
             let items = a(1).as_array().cloned().unwrap_or_default();
-            Value::String(items.iter().map(|v| s(Some(v))).collect::<Vec<_>>().join(&s(args.first())))
+            Value::String(
+                items
+                    .iter()
+                    .map(|v| s(Some(v)))
+                    .collect::<Vec<_>>()
+                    .join(&s(args.first())),
+            )
         }
         "list" => Value::Array(args.to_vec()),
-        "dict" => Value::Object(args.chunks(2).map(|c| (s(c.first()), c.get(1).cloned().unwrap_or(Value::Null))).collect()),
-        "first" => a(0).as_array().and_then(|x| x.first().cloned()).unwrap_or(Value::Null),
-        "last" => a(0).as_array().and_then(|x| x.last().cloned()).unwrap_or(Value::Null),
-        "has" => Value::Bool(a(1).as_array().is_some_and(|x| x.iter().any(|v| equal(v, &a(0))))),
+        "dict" => Value::Object(
+            args.chunks(2)
+                .map(|c| (s(c.first()), c.get(1).cloned().unwrap_or(Value::Null)))
+                .collect(),
+        ),
+        "first" => a(0)
+            .as_array()
+            .and_then(|x| x.first().cloned())
+            .unwrap_or(Value::Null),
+        "last" => a(0)
+            .as_array()
+            .and_then(|x| x.last().cloned())
+            .unwrap_or(Value::Null),
+        "has" => Value::Bool(
+            a(1).as_array()
+                .is_some_and(|x| x.iter().any(|v| equal(v, &a(0)))),
+        ),
         "empty" => Value::Bool(empty(&a(0))),
         "default" => {
             if empty(&a(1)) {
@@ -166,7 +252,11 @@ pub(crate) fn call(name: &str, args: &[Value]) -> Result<Value, String> {
                 a(1)
             }
         }
-        "coalesce" => args.iter().find(|v| !empty(v)).cloned().unwrap_or(Value::Null),
+        "coalesce" => args
+            .iter()
+            .find(|v| !empty(v))
+            .cloned()
+            .unwrap_or(Value::Null),
         "ternary" => {
             if a(2).as_bool().unwrap_or(false) {
                 a(0)
@@ -174,10 +264,18 @@ pub(crate) fn call(name: &str, args: &[Value]) -> Result<Value, String> {
                 a(1)
             }
         }
-        "toJson" | "toRawJson" => Value::String(serde_json::to_string(&a(0)).map_err(|e| e.to_string())?),
-        "toPrettyJson" => Value::String(serde_json::to_string_pretty(&a(0)).map_err(|e| e.to_string())?),
+        "toJson" | "toRawJson" => {
+            Value::String(serde_json::to_string(&a(0)).map_err(|e| e.to_string())?)
+        }
+        "toPrettyJson" => {
+            Value::String(serde_json::to_string_pretty(&a(0)).map_err(|e| e.to_string())?)
+        }
         "fromJson" => serde_json::from_str(&s(args.first())).unwrap_or(Value::Null),
-        "regexMatch" => Value::Bool(regex::Regex::new(&s(args.first())).map_err(|e| e.to_string())?.is_match(&s(args.get(1)))),
+        "regexMatch" => Value::Bool(
+            regex::Regex::new(&s(args.first()))
+                .map_err(|e| e.to_string())?
+                .is_match(&s(args.get(1))),
+        ),
         "regexFind" => Value::String(
             regex::Regex::new(&s(args.first()))
                 .map_err(|e| e.to_string())?
@@ -193,11 +291,18 @@ pub(crate) fn call(name: &str, args: &[Value]) -> Result<Value, String> {
         ),
         "date" => {
             let when = match a(1) {
-                Value::Number(n) => chrono::DateTime::from_timestamp(n.as_i64().unwrap_or(0), 0).unwrap_or_default(),
-                Value::String(t) => chrono::DateTime::parse_from_rfc3339(&t).map(|d| d.to_utc()).unwrap_or_default(),
+                Value::Number(n) => {
+                    chrono::DateTime::from_timestamp(n.as_i64().unwrap_or(0), 0).unwrap_or_default()
+                }
+                Value::String(t) => chrono::DateTime::parse_from_rfc3339(&t)
+                    .map(|d| d.to_utc())
+                    .unwrap_or_default(),
                 _ => chrono::DateTime::<chrono::Utc>::default(),
             };
-            Value::String(when.format(&go_layout_to_strftime(&s(args.first()))).to_string())
+            Value::String(
+                when.format(&go_layout_to_strftime(&s(args.first())))
+                    .to_string(),
+            )
         }
         _ => return Err(format!("unknown sprig function {name}")),
     })
@@ -254,13 +359,23 @@ mod tests {
 
     #[test]
     fn integer_math_truncates_like_sprig() {
-        assert_eq!(call("add", &[json!(1.9), json!(2), json!("3")]).unwrap(), json!(6));
+        assert_eq!(
+            call("add", &[json!(1.9), json!(2), json!("3")]).unwrap(),
+            json!(6)
+        );
         assert_eq!(call("max", &[json!(15), json!(57.2)]).unwrap(), json!(57));
         assert_eq!(call("b64dec", &[json!("aGk=")]).unwrap(), json!("hi"));
     }
 
     #[test]
     fn date_uses_go_layouts() {
-        assert_eq!(call("date", &[json!("2006-01-02"), json!("2024-03-05T10:00:00Z")]).unwrap(), json!("2024-03-05"));
+        assert_eq!(
+            call(
+                "date",
+                &[json!("2006-01-02"), json!("2024-03-05T10:00:00Z")]
+            )
+            .unwrap(),
+            json!("2024-03-05")
+        );
     }
 }

@@ -5,8 +5,8 @@ use chrono::Duration;
 use serde_json::{json, Map, Value};
 use template_eval::{govaluate, substitute, substitute_json, Vars};
 use workflow_model::{
-    Arguments, Artifact, ContinueOn, DagTask, LifecycleHook, Outputs, Parameter, Template, TemplateKind,
-    TemplateRef, WorkflowObject, WorkflowSpec, WorkflowStep,
+    Arguments, Artifact, ContinueOn, DagTask, LifecycleHook, Outputs, Parameter, Template,
+    TemplateKind, TemplateRef, WorkflowObject, WorkflowSpec, WorkflowStep,
 };
 
 use crate::status::*;
@@ -57,28 +57,57 @@ pub struct PodRequest {
 #[derive(Debug, Clone)]
 pub enum Action {
     StartPod(Box<PodRequest>),
-    KillPod { node_id: String, pod_name: String, reason: String },
-    Http { node_id: String, template: Arc<Template> },
-    Resource { node_id: String, pod_name: String, template: Arc<Template> },
+    KillPod {
+        node_id: String,
+        pod_name: String,
+        reason: String,
+    },
+    Http {
+        node_id: String,
+        template: Arc<Template>,
+    },
+    Resource {
+        node_id: String,
+        pod_name: String,
+        template: Arc<Template>,
+    },
 }
 
 /// What happened outside the engine.
 #[derive(Debug, Clone)]
 pub enum Event {
     /// A pod's main process started.
-    PodRunning { node_id: String },
+    PodRunning {
+        node_id: String,
+    },
     /// A pod finished (or could not start: `exit_code` None with a message).
     PodDone(PodResult),
     /// An HTTP template's request finished.
-    HttpDone { node_id: String, status: u16, body: String, headers: BTreeMap<String, Vec<String>>, error: Option<String> },
+    HttpDone {
+        node_id: String,
+        status: u16,
+        body: String,
+        headers: BTreeMap<String, Vec<String>>,
+        error: Option<String>,
+    },
     /// A resource template finished.
-    ResourceDone { node_id: String, phase_ok: bool, message: String, outputs: Vec<(String, String)> },
+    ResourceDone {
+        node_id: String,
+        phase_ok: bool,
+        message: String,
+        outputs: Vec<(String, String)>,
+    },
     /// Resume the workflow, or one suspend node (matched by node id, name or display name),
     /// supplying values for `supplied` output parameters.
-    Resume { node: Option<String>, supplied: BTreeMap<String, String> },
+    Resume {
+        node: Option<String>,
+        supplied: BTreeMap<String, String>,
+    },
     Suspend,
     /// `shutdown: Stop` (exit handlers still run) or `Terminate` (they don't).
-    Shutdown { terminate: bool },
+    Shutdown {
+        terminate: bool,
+    },
     /// Time has passed; deadlines and timers are checked.
     Tick,
 }
@@ -133,16 +162,32 @@ struct Holder {
 
 impl Holder {
     fn from_step(s: &WorkflowStep) -> Holder {
-        Holder { template: s.template.clone(), template_ref: s.template_ref.clone(), inline: s.inline.clone() }
+        Holder {
+            template: s.template.clone(),
+            template_ref: s.template_ref.clone(),
+            inline: s.inline.clone(),
+        }
     }
     fn from_task(t: &DagTask) -> Holder {
-        Holder { template: t.template.clone(), template_ref: t.template_ref.clone(), inline: t.inline.clone() }
+        Holder {
+            template: t.template.clone(),
+            template_ref: t.template_ref.clone(),
+            inline: t.inline.clone(),
+        }
     }
     fn named(name: &str) -> Holder {
-        Holder { template: Some(name.to_string()), template_ref: None, inline: None }
+        Holder {
+            template: Some(name.to_string()),
+            template_ref: None,
+            inline: None,
+        }
     }
     fn from_hook(h: &LifecycleHook) -> Holder {
-        Holder { template: h.template.clone(), template_ref: h.template_ref.clone(), inline: None }
+        Holder {
+            template: h.template.clone(),
+            template_ref: h.template_ref.clone(),
+            inline: None,
+        }
     }
 }
 
@@ -369,7 +414,10 @@ fn item_label(v: &Value) -> String {
         Value::Object(m) => {
             let mut keys: Vec<&String> = m.keys().collect();
             keys.sort();
-            keys.iter().map(|k| format!("{}:{}", k, item_label(&m[*k]))).collect::<Vec<_>>().join(",")
+            keys.iter()
+                .map(|k| format!("{}:{}", k, item_label(&m[*k])))
+                .collect::<Vec<_>>()
+                .join(",")
         }
         other => other.to_string(),
     }
@@ -394,17 +442,24 @@ fn item_vars(v: &Value, vars: &mut Vars) {
 }
 
 fn expand_sequence(seq: &workflow_model::Sequence) -> Result<Vec<Value>, String> {
-    let parse = |v: &Option<workflow_model::IntOrString>, what: &str| -> Result<Option<i64>, String> {
-        match v {
-            None => Ok(None),
-            Some(x) => x.text().trim().parse::<i64>().map(Some).map_err(|_| format!("withSequence.{what} '{}' is not an integer", x.text())),
-        }
-    };
+    let parse =
+        |v: &Option<workflow_model::IntOrString>, what: &str| -> Result<Option<i64>, String> {
+            match v {
+                None => Ok(None),
+                Some(x) => {
+                    x.text().trim().parse::<i64>().map(Some).map_err(|_| {
+                        format!("withSequence.{what} '{}' is not an integer", x.text())
+                    })
+                }
+            }
+        };
     let count = parse(&seq.count, "count")?;
     let start = parse(&seq.start, "start")?;
     let end = parse(&seq.end, "end")?;
     let (from, to): (i64, i64) = match (count, end) {
-        (Some(_), Some(_)) => return Err("withSequence: only one of count or end can be defined".into()),
+        (Some(_), Some(_)) => {
+            return Err("withSequence: only one of count or end can be defined".into())
+        }
         (Some(c), None) => {
             let s = start.unwrap_or(0);
             if c == 0 {
@@ -415,11 +470,20 @@ fn expand_sequence(seq: &workflow_model::Sequence) -> Result<Vec<Value>, String>
         (None, Some(e)) => (start.unwrap_or(0), e),
         (None, None) => return Err("withSequence: one of count or end must be defined".into()),
     };
-    let nums: Vec<i64> = if from <= to { (from..=to).collect() } else { (to..=from).rev().collect() };
-    Ok(nums.into_iter().map(|n| Value::String(match &seq.format {
-        Some(f) if !f.is_empty() => go_sprintf_int(f, n),
-        _ => n.to_string(),
-    })).collect())
+    let nums: Vec<i64> = if from <= to {
+        (from..=to).collect()
+    } else {
+        (to..=from).rev().collect()
+    };
+    Ok(nums
+        .into_iter()
+        .map(|n| {
+            Value::String(match &seq.format {
+                Some(f) if !f.is_empty() => go_sprintf_int(f, n),
+                _ => n.to_string(),
+            })
+        })
+        .collect())
 }
 
 /// `fmt.Sprintf` for one integer with the verbs withSequence formats use (%d, %02d, %x, %X, %o).
@@ -470,7 +534,10 @@ fn go_sprintf_int(fmt: &str, n: i64) -> String {
 fn parse_items(text: &str) -> Result<Vec<Value>, String> {
     match serde_json::from_str::<Value>(text.trim()) {
         Ok(Value::Array(a)) => Ok(a),
-        Ok(_) | Err(_) => Err(format!("withParam value could not be parsed as a JSON list: {}", text.trim())),
+        Ok(_) | Err(_) => Err(format!(
+            "withParam value could not be parsed as a JSON list: {}",
+            text.trim()
+        )),
     }
 }
 
@@ -499,7 +566,9 @@ impl Engine {
             } else {
                 (&store.workflow_templates, "WorkflowTemplate")
             };
-            let base = map.get(&r.name).ok_or_else(|| err(format!("{kind}.argoproj.io \"{}\" not found", r.name)))?;
+            let base = map
+                .get(&r.name)
+                .ok_or_else(|| err(format!("{kind}.argoproj.io \"{}\" not found", r.name)))?;
             let mut base_spec = base.raw.get("spec").cloned().unwrap_or(json!({}));
             let own = spec_json.clone();
             if let (Value::Object(b), Value::Object(o)) = (&mut base_spec, own) {
@@ -516,7 +585,8 @@ impl Engine {
                 }
             }
             spec_json = base_spec;
-            spec = workflow_model::decode(&spec_json).map_err(|(p, m)| err(format!("spec.{p}: {m}")))?;
+            spec = workflow_model::decode(&spec_json)
+                .map_err(|(p, m)| err(format!("spec.{p}: {m}")))?;
             spec.workflow_template_ref = None;
         }
         // Argument overrides from the command line.
@@ -550,13 +620,24 @@ impl Engine {
         let mut raw = wf.raw.clone();
         if let Some(m) = raw.get_mut("metadata").and_then(Value::as_object_mut) {
             m.insert("name".into(), Value::String(name.into()));
-            m.insert("namespace".into(), Value::String(if meta.namespace.is_empty() { "default".into() } else { meta.namespace.clone() }));
+            m.insert(
+                "namespace".into(),
+                Value::String(if meta.namespace.is_empty() {
+                    "default".into()
+                } else {
+                    meta.namespace.clone()
+                }),
+            );
             m.insert("uid".into(), Value::String(uid.into()));
             m.insert("creationTimestamp".into(), Value::String(format_time(&now)));
         }
         let mut e = Engine {
             name: name.to_string(),
-            namespace: if meta.namespace.is_empty() { "default".into() } else { meta.namespace.clone() },
+            namespace: if meta.namespace.is_empty() {
+                "default".into()
+            } else {
+                meta.namespace.clone()
+            },
             uid: uid.to_string(),
             raw,
             spec,
@@ -597,23 +678,66 @@ impl Engine {
         let g = &mut self.globals;
         g.insert("workflow.name".into(), self.name.clone());
         g.insert("workflow.namespace".into(), self.namespace.clone());
-        g.insert("workflow.mainEntrypoint".into(), self.spec.entrypoint.clone().unwrap_or_default());
+        g.insert(
+            "workflow.mainEntrypoint".into(),
+            self.spec.entrypoint.clone().unwrap_or_default(),
+        );
         g.insert("workflow.uid".into(), self.uid.clone());
-        g.insert("workflow.serviceAccountName".into(), self.spec.service_account_name.clone().unwrap_or_default());
-        g.insert("workflow.creationTimestamp".into(), format_time(&self.created));
-        g.insert("workflow.creationTimestamp.RFC3339".into(), format_time(&self.created));
-        for (fmtc, f) in [("Y", "%Y"), ("m", "%m"), ("d", "%d"), ("H", "%H"), ("M", "%M"), ("S", "%S"), ("s", "%s"), ("y", "%y"), ("b", "%b"), ("B", "%B"), ("a", "%a"), ("A", "%A"), ("j", "%j"), ("e", "%e")] {
-            g.insert(format!("workflow.creationTimestamp.{fmtc}"), self.created.format(f).to_string());
+        g.insert(
+            "workflow.serviceAccountName".into(),
+            self.spec.service_account_name.clone().unwrap_or_default(),
+        );
+        g.insert(
+            "workflow.creationTimestamp".into(),
+            format_time(&self.created),
+        );
+        g.insert(
+            "workflow.creationTimestamp.RFC3339".into(),
+            format_time(&self.created),
+        );
+        for (fmtc, f) in [
+            ("Y", "%Y"),
+            ("m", "%m"),
+            ("d", "%d"),
+            ("H", "%H"),
+            ("M", "%M"),
+            ("S", "%S"),
+            ("s", "%s"),
+            ("y", "%y"),
+            ("b", "%b"),
+            ("B", "%B"),
+            ("a", "%a"),
+            ("A", "%A"),
+            ("j", "%j"),
+            ("e", "%e"),
+        ] {
+            g.insert(
+                format!("workflow.creationTimestamp.{fmtc}"),
+                self.created.format(f).to_string(),
+            );
         }
-        g.insert("workflow.priority".into(), self.spec.priority.unwrap_or(0).to_string());
+        g.insert(
+            "workflow.priority".into(),
+            self.spec.priority.unwrap_or(0).to_string(),
+        );
         if let Some(Value::Object(labels)) = self.raw.pointer("/metadata/labels") {
             for (k, v) in labels {
-                g.insert(format!("workflow.labels.{k}"), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()));
+                g.insert(
+                    format!("workflow.labels.{k}"),
+                    v.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| v.to_string()),
+                );
             }
         }
         if let Some(Value::Object(ann)) = self.raw.pointer("/metadata/annotations") {
             for (k, v) in ann {
-                g.insert(format!("workflow.annotations.{k}"), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()));
+                g.insert(
+                    format!("workflow.annotations.{k}"),
+                    v.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| v.to_string()),
+                );
             }
         }
         // Workflow parameters may refer to earlier ones and to workflow.* variables.
@@ -623,11 +747,19 @@ impl Engine {
                 substitute(&v.0, &self.globals, true).map_err(|e| err(e.to_string()))?
             } else if let Some(vf) = &p.value_from {
                 if let Some(r) = &vf.config_map_key_ref {
-                    self.config_map_value(&r.name, &r.key, r.optional.unwrap_or(false), vf.default.as_ref().map(|d| d.0.clone()))?
+                    self.config_map_value(
+                        &r.name,
+                        &r.key,
+                        r.optional.unwrap_or(false),
+                        vf.default.as_ref().map(|d| d.0.clone()),
+                    )?
                 } else if let Some(d) = &vf.default {
                     d.0.clone()
                 } else {
-                    return Err(err(format!("spec.arguments.parameters.{}.value is required", p.name)));
+                    return Err(err(format!(
+                        "spec.arguments.parameters.{}.value is required",
+                        p.name
+                    )));
                 }
             } else if let Some(d) = &p.default {
                 d.0.clone()
@@ -639,29 +771,42 @@ impl Engine {
             };
             if !p.enum_values.is_empty() && !p.enum_values.iter().any(|e| e.0 == value) {
                 let allowed: Vec<&str> = p.enum_values.iter().map(|e| e.0.as_str()).collect();
-                return Err(err(format!("value '{value}' of parameter '{}' is not one of [{}]", p.name, allowed.join(", "))));
+                return Err(err(format!(
+                    "value '{value}' of parameter '{}' is not one of [{}]",
+                    p.name,
+                    allowed.join(", ")
+                )));
             }
-            self.globals.insert(format!("workflow.parameters.{}", p.name), value.clone());
+            self.globals
+                .insert(format!("workflow.parameters.{}", p.name), value.clone());
             params.push(json!({"name": p.name, "value": value}));
         }
         let all = Value::Array(params).to_string();
-        self.globals.insert("workflow.parameters".into(), all.clone());
+        self.globals
+            .insert("workflow.parameters".into(), all.clone());
         self.globals.insert("workflow.parameters.json".into(), all);
         for a in &self.spec.arguments.artifacts {
-            self.global_artifacts.insert(format!("workflow.artifacts.{}", a.name), a.clone());
+            self.global_artifacts
+                .insert(format!("workflow.artifacts.{}", a.name), a.clone());
         }
         Ok(())
     }
 
-    fn config_map_value(&self, name: &str, key: &str, optional: bool, default: Option<String>) -> Result<String, EngineError> {
+    fn config_map_value(
+        &self,
+        name: &str,
+        key: &str,
+        optional: bool,
+        default: Option<String>,
+    ) -> Result<String, EngineError> {
         match self.store.config_maps.get(name).and_then(|m| m.get(key)) {
             Some(v) => Ok(v.clone()),
             None => match default {
                 Some(d) => Ok(d),
                 None if optional => Ok(String::new()),
-                None if self.store.config_maps.contains_key(name) => {
-                    Err(err(format!("ConfigMap '{name}' does not have the key '{key}'")))
-                }
+                None if self.store.config_maps.contains_key(name) => Err(err(format!(
+                    "ConfigMap '{name}' does not have the key '{key}'"
+                ))),
                 None => Err(err(format!("ConfigMap '{name}' not found"))),
             },
         }
@@ -689,7 +834,11 @@ impl Engine {
     pub fn waiting_suspend_nodes(&self) -> Vec<(&NodeStatus, Option<Arc<Template>>)> {
         self.nodes
             .iter()
-            .filter(|n| n.status.node_type == NodeType::Suspend && n.status.phase == Phase::Running && n.deadline.is_none())
+            .filter(|n| {
+                n.status.node_type == NodeType::Suspend
+                    && n.status.phase == Phase::Running
+                    && n.deadline.is_none()
+            })
             .map(|n| (&n.status, n.template.clone()))
             .collect()
     }
@@ -724,10 +873,22 @@ impl Engine {
             self.shutdown = Some(s == "Terminate");
         }
         let entry = self.spec.entrypoint.clone().unwrap_or_default();
-        let ctx = Ctx { tscope: TScope::Local, boundary: None, on_exit: false };
+        let ctx = Ctx {
+            tscope: TScope::Local,
+            boundary: None,
+            on_exit: false,
+        };
         let args = self.spec.arguments.clone();
         let name = self.name.clone();
-        self.execute(&name, &Holder::named(&entry), &args, &ctx, Owner::Workflow, None, now);
+        self.execute(
+            &name,
+            &Holder::named(&entry),
+            &args,
+            &ctx,
+            Owner::Workflow,
+            None,
+            now,
+        );
         self.fire_workflow_hooks(now);
         self.drain(now);
         std::mem::take(&mut self.actions)
@@ -746,20 +907,48 @@ impl Engine {
                 }
             }
             Event::PodDone(r) => self.pod_done(r, now),
-            Event::HttpDone { node_id, status, body, headers, error } => self.http_done(&node_id, status, body, headers, error, now),
-            Event::ResourceDone { node_id, phase_ok, message, outputs } => {
+            Event::HttpDone {
+                node_id,
+                status,
+                body,
+                headers,
+                error,
+            } => self.http_done(&node_id, status, body, headers, error, now),
+            Event::ResourceDone {
+                node_id,
+                phase_ok,
+                message,
+                outputs,
+            } => {
                 if let Some(&i) = self.by_id.get(&node_id) {
                     if !self.nodes[i].status.phase.fulfilled() {
                         self.release_pod_slot(i);
                         let mut out = Outputs::default();
                         for (k, v) in outputs {
-                            out.parameters.push(Parameter { name: k, value: Some(workflow_model::AnyString(v)), ..Default::default() });
+                            out.parameters.push(Parameter {
+                                name: k,
+                                value: Some(workflow_model::AnyString(v)),
+                                ..Default::default()
+                            });
                         }
                         if !out.is_empty() {
                             self.nodes[i].status.outputs = Some(out);
                         }
-                        let phase = if phase_ok { Phase::Succeeded } else { Phase::Failed };
-                        self.finish(i, phase, if message.is_empty() { None } else { Some(message) }, now);
+                        let phase = if phase_ok {
+                            Phase::Succeeded
+                        } else {
+                            Phase::Failed
+                        };
+                        self.finish(
+                            i,
+                            phase,
+                            if message.is_empty() {
+                                None
+                            } else {
+                                Some(message)
+                            },
+                            now,
+                        );
                     }
                 }
             }
@@ -779,7 +968,19 @@ impl Engine {
     // ----- node bookkeeping -----
 
     #[allow(clippy::too_many_arguments)]
-    fn new_node(&mut self, name: &str, display: &str, ty: NodeType, tname: Option<&str>, tref: Option<TemplateRef>, tscope: &TScope, boundary: Option<String>, owner: Owner, frame: Frame, now: Time) -> usize {
+    fn new_node(
+        &mut self,
+        name: &str,
+        display: &str,
+        ty: NodeType,
+        tname: Option<&str>,
+        tref: Option<TemplateRef>,
+        tscope: &TScope,
+        boundary: Option<String>,
+        owner: Owner,
+        frame: Frame,
+        now: Time,
+    ) -> usize {
         let id = node_id(&self.name, name);
         if let Some(&i) = self.by_id.get(&id) {
             return i;
@@ -805,7 +1006,18 @@ impl Engine {
             memoization_status: None,
         };
         let idx = self.nodes.len();
-        self.nodes.push(Node { status, owner, frame, pod: None, template: None, deadline: None, started: false, lock: None, memo_key: None, pod_name: None });
+        self.nodes.push(Node {
+            status,
+            owner,
+            frame,
+            pod: None,
+            template: None,
+            deadline: None,
+            started: false,
+            lock: None,
+            memo_key: None,
+            pod_name: None,
+        });
         self.by_id.insert(id, idx);
         idx
     }
@@ -847,7 +1059,8 @@ impl Engine {
     fn add_global_outputs(&mut self, o: &Outputs) {
         for p in &o.parameters {
             if let (Some(g), Some(v)) = (&p.global_name, &p.value) {
-                self.globals.insert(format!("workflow.outputs.parameters.{g}"), v.0.clone());
+                self.globals
+                    .insert(format!("workflow.outputs.parameters.{g}"), v.0.clone());
                 let mut gp = p.clone();
                 gp.name = g.clone();
                 gp.value_from = None;
@@ -859,7 +1072,8 @@ impl Engine {
             if let Some(g) = &a.global_name {
                 let mut ga = a.clone();
                 ga.name = g.clone();
-                self.global_artifacts.insert(format!("workflow.outputs.artifacts.{g}"), ga.clone());
+                self.global_artifacts
+                    .insert(format!("workflow.outputs.artifacts.{g}"), ga.clone());
                 self.global_outputs.artifacts.retain(|x| x.name != *g);
                 self.global_outputs.artifacts.push(ga);
             }
@@ -888,20 +1102,34 @@ impl Engine {
 
     // ----- template resolution -----
 
-    fn resolve(&self, holder: &Holder, tscope: &TScope) -> Result<(Arc<Value>, TScope, String, Option<TemplateRef>), String> {
+    fn resolve(
+        &self,
+        holder: &Holder,
+        tscope: &TScope,
+    ) -> Result<(Arc<Value>, TScope, String, Option<TemplateRef>), String> {
         if let Some(inline) = &holder.inline {
             let v = serde_json::to_value(inline.as_ref()).map_err(|e| e.to_string())?;
             return Ok((Arc::new(v), tscope.clone(), String::new(), None));
         }
         if let Some(r) = &holder.template_ref {
             let (map, kind) = if r.cluster_scope {
-                (&self.store.cluster_workflow_templates, "ClusterWorkflowTemplate")
+                (
+                    &self.store.cluster_workflow_templates,
+                    "ClusterWorkflowTemplate",
+                )
             } else {
                 (&self.store.workflow_templates, "WorkflowTemplate")
             };
-            let wt = map.get(&r.name).ok_or_else(|| format!("{kind}.argoproj.io \"{}\" not found", r.name))?;
-            let t = template_in(wt, &r.template).ok_or_else(|| format!("template {} not found in {kind} {}", r.template, r.name))?;
-            let scope = if r.cluster_scope { TScope::Cluster(r.name.clone()) } else { TScope::Namespaced(r.name.clone()) };
+            let wt = map
+                .get(&r.name)
+                .ok_or_else(|| format!("{kind}.argoproj.io \"{}\" not found", r.name))?;
+            let t = template_in(wt, &r.template)
+                .ok_or_else(|| format!("template {} not found in {kind} {}", r.template, r.name))?;
+            let scope = if r.cluster_scope {
+                TScope::Cluster(r.name.clone())
+            } else {
+                TScope::Namespaced(r.name.clone())
+            };
             return Ok((Arc::new(t), scope, r.template.clone(), Some(r.clone())));
         }
         let name = holder.template.clone().unwrap_or_default();
@@ -914,10 +1142,21 @@ impl Engine {
                 .ok_or_else(|| format!("template {name} not found")),
             TScope::Namespaced(wt) | TScope::Cluster(wt) => {
                 let cluster = matches!(tscope, TScope::Cluster(_));
-                let map = if cluster { &self.store.cluster_workflow_templates } else { &self.store.workflow_templates };
-                let obj = map.get(wt).ok_or_else(|| format!("template {wt} not found"))?;
-                let t = template_in(obj, &name).ok_or_else(|| format!("template {name} not found in {wt}"))?;
-                let r = TemplateRef { name: wt.clone(), template: name.clone(), cluster_scope: cluster };
+                let map = if cluster {
+                    &self.store.cluster_workflow_templates
+                } else {
+                    &self.store.workflow_templates
+                };
+                let obj = map
+                    .get(wt)
+                    .ok_or_else(|| format!("template {wt} not found"))?;
+                let t = template_in(obj, &name)
+                    .ok_or_else(|| format!("template {name} not found in {wt}"))?;
+                let r = TemplateRef {
+                    name: wt.clone(),
+                    template: name.clone(),
+                    cluster_scope: cluster,
+                };
                 Ok((Arc::new(t), tscope.clone(), name, Some(r)))
             }
         }
@@ -926,7 +1165,8 @@ impl Engine {
     /// Argo's `ProcessArgs`: bind inputs from arguments, substitute them and the globals
     /// into the template. Tags that belong to later stages stay unresolved.
     fn instantiate(&self, tmpl: &Value, args: &Arguments) -> Result<(Value, Arguments), String> {
-        let t: Template = workflow_model::decode(tmpl).map_err(|(p, m)| format!("template field {p}: {m}"))?;
+        let t: Template =
+            workflow_model::decode(tmpl).map_err(|(p, m)| format!("template field {p}: {m}"))?;
         let mut inputs = t.inputs.clone();
         let mut vars = self.globals.clone();
         for p in inputs.parameters.iter_mut() {
@@ -943,7 +1183,12 @@ impl Engine {
             if let Some(vf) = &p.value_from {
                 if let Some(r) = &vf.config_map_key_ref {
                     let v = self
-                        .config_map_value(&r.name, &r.key, r.optional.unwrap_or(false), vf.default.as_ref().map(|d| d.0.clone()))
+                        .config_map_value(
+                            &r.name,
+                            &r.key,
+                            r.optional.unwrap_or(false),
+                            vf.default.as_ref().map(|d| d.0.clone()),
+                        )
                         .map_err(|e| e.to_string())?;
                     p.value = Some(workflow_model::AnyString(v));
                 }
@@ -954,12 +1199,20 @@ impl Engine {
             let v = substitute(&v.0, &self.globals, true).map_err(|e| e.to_string())?;
             if !p.enum_values.is_empty() && !p.enum_values.iter().any(|e| e.0 == v) {
                 let allowed: Vec<&str> = p.enum_values.iter().map(|e| e.0.as_str()).collect();
-                return Err(format!("value '{v}' of input parameter '{}' is not one of [{}]", p.name, allowed.join(", ")));
+                return Err(format!(
+                    "value '{v}' of input parameter '{}' is not one of [{}]",
+                    p.name,
+                    allowed.join(", ")
+                ));
             }
             p.value = Some(workflow_model::AnyString(v.clone()));
             vars.insert(format!("inputs.parameters.{}", p.name), v);
         }
-        let plist: Vec<Value> = inputs.parameters.iter().map(|p| serde_json::to_value(p).unwrap_or_default()).collect();
+        let plist: Vec<Value> = inputs
+            .parameters
+            .iter()
+            .map(|p| serde_json::to_value(p).unwrap_or_default())
+            .collect();
         vars.insert("inputs.parameters".into(), Value::Array(plist).to_string());
         for a in inputs.artifacts.iter_mut() {
             let supplied = args.artifacts.iter().find(|x| x.name == a.name);
@@ -980,7 +1233,17 @@ impl Engine {
                     a.sub_path = sub_path;
                 }
             }
-            let has_source = a.raw.is_some() || a.http.is_some() || a.local.is_some() || a.s3.is_some() || a.git.is_some() || a.gcs.is_some() || a.oss.is_some() || a.azure.is_some() || a.hdfs.is_some() || a.artifactory.is_some() || a.from.is_some();
+            let has_source = a.raw.is_some()
+                || a.http.is_some()
+                || a.local.is_some()
+                || a.s3.is_some()
+                || a.git.is_some()
+                || a.gcs.is_some()
+                || a.oss.is_some()
+                || a.azure.is_some()
+                || a.hdfs.is_some()
+                || a.artifactory.is_some()
+                || a.from.is_some();
             if !has_source && !a.optional {
                 return Err(format!("inputs.artifacts.{} was not supplied", a.name));
             }
@@ -992,7 +1255,8 @@ impl Engine {
         for a in inputs.artifacts.iter_mut() {
             let v = serde_json::to_value(&*a).unwrap_or_default();
             let v = substitute_json(&v, &vars, true).map_err(|e| e.to_string())?;
-            *a = workflow_model::decode(&v).map_err(|(p, m)| format!("input artifact {}: {p}: {m}", a.name))?;
+            *a = workflow_model::decode(&v)
+                .map_err(|(p, m)| format!("input artifact {}: {p}: {m}", a.name))?;
         }
         for p in &t.outputs.parameters {
             if let Some(path) = p.value_from.as_ref().and_then(|v| v.path.as_ref()) {
@@ -1011,7 +1275,10 @@ impl Engine {
         }
         let mut body = substitute_json(&body, &vars, true).map_err(|e| e.to_string())?;
         if let Value::Object(m) = &mut body {
-            m.insert("inputs".into(), serde_json::to_value(&inputs).unwrap_or_default());
+            m.insert(
+                "inputs".into(),
+                serde_json::to_value(&inputs).unwrap_or_default(),
+            );
         }
         Ok((body, inputs))
     }
@@ -1020,28 +1287,67 @@ impl Engine {
 
     /// Create (or find) the node for running `holder` under `node_name` and start it.
     #[allow(clippy::too_many_arguments)]
-    fn execute(&mut self, node_name: &str, holder: &Holder, args: &Arguments, ctx: &Ctx, owner: Owner, display: Option<String>, now: Time) -> usize {
+    fn execute(
+        &mut self,
+        node_name: &str,
+        holder: &Holder,
+        args: &Arguments,
+        ctx: &Ctx,
+        owner: Owner,
+        display: Option<String>,
+        now: Time,
+    ) -> usize {
         let display = display.unwrap_or_else(|| {
             if node_name == self.name {
                 self.name.clone()
             } else {
-                node_name.rsplit('.').next().unwrap_or(node_name).to_string()
+                node_name
+                    .rsplit('.')
+                    .next()
+                    .unwrap_or(node_name)
+                    .to_string()
             }
         });
         let display = fix_display(node_name, &display);
         let (tmpl, tscope, tname, tref) = match self.resolve(holder, &ctx.tscope) {
             Ok(r) => r,
             Err(e) => {
-                let i = self.new_node(node_name, &display, NodeType::Skipped, holder.template.as_deref(), holder.template_ref.clone(), &ctx.tscope, ctx.boundary.clone(), owner, Frame::Leaf, now);
+                let i = self.new_node(
+                    node_name,
+                    &display,
+                    NodeType::Skipped,
+                    holder.template.as_deref(),
+                    holder.template_ref.clone(),
+                    &ctx.tscope,
+                    ctx.boundary.clone(),
+                    owner,
+                    Frame::Leaf,
+                    now,
+                );
                 self.finish(i, Phase::Error, Some(e), now);
                 return i;
             }
         };
-        let tname_opt = if tname.is_empty() { None } else { Some(tname.as_str()) };
+        let tname_opt = if tname.is_empty() {
+            None
+        } else {
+            Some(tname.as_str())
+        };
         let (body, inputs) = match self.instantiate(&tmpl, args) {
             Ok(r) => r,
             Err(e) => {
-                let i = self.new_node(node_name, &display, NodeType::Pod, tname_opt, tref, &tscope, ctx.boundary.clone(), owner, Frame::Leaf, now);
+                let i = self.new_node(
+                    node_name,
+                    &display,
+                    NodeType::Pod,
+                    tname_opt,
+                    tref,
+                    &tscope,
+                    ctx.boundary.clone(),
+                    owner,
+                    Frame::Leaf,
+                    now,
+                );
                 self.finish(i, Phase::Error, Some(e), now);
                 return i;
             }
@@ -1049,16 +1355,59 @@ impl Engine {
         let t: Template = match workflow_model::decode(&body) {
             Ok(t) => t,
             Err((p, m)) => {
-                let i = self.new_node(node_name, &display, NodeType::Pod, tname_opt, tref, &tscope, ctx.boundary.clone(), owner, Frame::Leaf, now);
-                self.finish(i, Phase::Error, Some(format!("template field {p}: {m}")), now);
+                let i = self.new_node(
+                    node_name,
+                    &display,
+                    NodeType::Pod,
+                    tname_opt,
+                    tref,
+                    &tscope,
+                    ctx.boundary.clone(),
+                    owner,
+                    Frame::Leaf,
+                    now,
+                );
+                self.finish(
+                    i,
+                    Phase::Error,
+                    Some(format!("template field {p}: {m}")),
+                    now,
+                );
                 return i;
             }
         };
-        let retry = t.retry_strategy.clone().or_else(|| if t.kind().is_some_and(is_pod_kind) { self.spec.retry_strategy.clone() } else { None });
-        let inner_ctx = Ctx { tscope: tscope.clone(), boundary: ctx.boundary.clone(), on_exit: ctx.on_exit };
+        let retry = t.retry_strategy.clone().or_else(|| {
+            if t.kind().is_some_and(is_pod_kind) {
+                self.spec.retry_strategy.clone()
+            } else {
+                None
+            }
+        });
+        let inner_ctx = Ctx {
+            tscope: tscope.clone(),
+            boundary: ctx.boundary.clone(),
+            on_exit: ctx.on_exit,
+        };
         if let Some(_rs) = retry {
-            let frame = Frame::Retry { template: Arc::new(body), ctx: Box::new(inner_ctx), tname: tname.clone(), attempts: Vec::new(), wait_until: None };
-            let i = self.new_node(node_name, &display, NodeType::Retry, tname_opt, tref, &tscope, ctx.boundary.clone(), owner, frame, now);
+            let frame = Frame::Retry {
+                template: Arc::new(body),
+                ctx: Box::new(inner_ctx),
+                tname: tname.clone(),
+                attempts: Vec::new(),
+                wait_until: None,
+            };
+            let i = self.new_node(
+                node_name,
+                &display,
+                NodeType::Retry,
+                tname_opt,
+                tref,
+                &tscope,
+                ctx.boundary.clone(),
+                owner,
+                frame,
+                now,
+            );
             if !inputs.parameters.is_empty() || !inputs.artifacts.is_empty() {
                 self.nodes[i].status.inputs = Some(inputs);
             }
@@ -1066,12 +1415,37 @@ impl Engine {
             self.retry_step(i, now);
             return i;
         }
-        self.execute_instance(node_name, &display, Arc::new(body), t, inputs, &tname, tref, &inner_ctx, owner, None, now)
+        self.execute_instance(
+            node_name,
+            &display,
+            Arc::new(body),
+            t,
+            inputs,
+            &tname,
+            tref,
+            &inner_ctx,
+            owner,
+            None,
+            now,
+        )
     }
 
     /// Start one instance of an instantiated template (an attempt, or the node itself).
     #[allow(clippy::too_many_arguments)]
-    fn execute_instance(&mut self, node_name: &str, display: &str, body: Arc<Value>, mut t: Template, inputs: Arguments, tname: &str, tref: Option<TemplateRef>, ctx: &Ctx, owner: Owner, retries: Option<usize>, now: Time) -> usize {
+    fn execute_instance(
+        &mut self,
+        node_name: &str,
+        display: &str,
+        body: Arc<Value>,
+        mut t: Template,
+        inputs: Arguments,
+        tname: &str,
+        tref: Option<TemplateRef>,
+        ctx: &Ctx,
+        owner: Owner,
+        retries: Option<usize>,
+        now: Time,
+    ) -> usize {
         let tname_opt = if tname.is_empty() { None } else { Some(tname) };
         let kind = t.kind();
         let ty = match kind {
@@ -1097,7 +1471,18 @@ impl Engine {
                 }
             }
         }
-        let i = self.new_node(node_name, display, ty, tname_opt, tref, &ctx.tscope, ctx.boundary.clone(), owner, Frame::Leaf, now);
+        let i = self.new_node(
+            node_name,
+            display,
+            ty,
+            tname_opt,
+            tref,
+            &ctx.tscope,
+            ctx.boundary.clone(),
+            owner,
+            Frame::Leaf,
+            now,
+        );
         if !inputs.parameters.is_empty() || !inputs.artifacts.is_empty() {
             self.nodes[i].status.inputs = Some(inputs);
         }
@@ -1110,11 +1495,22 @@ impl Engine {
         };
         // Memoization: a cache hit ends the node with the saved outputs.
         if let Some(m) = &t.memoize {
-            let cache = m.cache.as_ref().and_then(|c| c.pointer("/configMap/name")).and_then(Value::as_str).unwrap_or("default").to_string();
+            let cache = m
+                .cache
+                .as_ref()
+                .and_then(|c| c.pointer("/configMap/name"))
+                .and_then(Value::as_str)
+                .unwrap_or("default")
+                .to_string();
             let key = m.key.clone();
             let max_age = m.max_age.as_deref().and_then(parse_duration);
-            let hit = self.memo.get(&(cache.clone(), key.clone())).filter(|(_, at)| max_age.is_none_or(|a| now - *at <= a)).cloned();
-            self.nodes[i].status.memoization_status = Some(json!({"hit": hit.is_some(), "key": key, "cacheName": cache}));
+            let hit = self
+                .memo
+                .get(&(cache.clone(), key.clone()))
+                .filter(|(_, at)| max_age.is_none_or(|a| now - *at <= a))
+                .cloned();
+            self.nodes[i].status.memoization_status =
+                Some(json!({"hit": hit.is_some(), "key": key, "cacheName": cache}));
             if let Some((outputs, _)) = hit {
                 self.nodes[i].status.outputs = Some(outputs);
                 self.finish(i, Phase::Succeeded, None, now);
@@ -1149,10 +1545,19 @@ impl Engine {
             TemplateKind::Steps => {
                 self.nodes[i].deadline = deadline;
                 self.nodes[i].status.phase = Phase::Running;
-                let scope = Scope { vars: self.scope_base(&t), artifacts: self.global_artifacts.clone() };
+                let scope = Scope {
+                    vars: self.scope_base(&t),
+                    artifacts: self.global_artifacts.clone(),
+                };
                 let mut sctx = ctx.clone();
                 sctx.boundary = Some(self.nodes[i].status.id.clone());
-                self.nodes[i].frame = Frame::Steps { template: t.clone(), ctx: Box::new(sctx), scope: Box::new(scope), group: 0, last_group_node: None };
+                self.nodes[i].frame = Frame::Steps {
+                    template: t.clone(),
+                    ctx: Box::new(sctx),
+                    scope: Box::new(scope),
+                    group: 0,
+                    last_group_node: None,
+                };
                 self.start_step_group(i, now);
             }
             TemplateKind::Dag => {
@@ -1162,20 +1567,36 @@ impl Engine {
             }
             TemplateKind::Suspend => {
                 self.nodes[i].status.phase = Phase::Running;
-                let dur = t.suspend.as_ref().and_then(|s| s.duration.as_ref()).map(|d| d.text());
+                let dur = t
+                    .suspend
+                    .as_ref()
+                    .and_then(|s| s.duration.as_ref())
+                    .map(|d| d.text());
                 if let Some(d) = dur {
                     match parse_duration(&d) {
                         Some(d) => {
                             self.nodes[i].deadline = Some(now + d);
                         }
                         None => {
-                            self.finish(i, Phase::Error, Some(format!("suspend duration '{d}' is not a duration")), now);
+                            self.finish(
+                                i,
+                                Phase::Error,
+                                Some(format!("suspend duration '{d}' is not a duration")),
+                                now,
+                            );
                         }
                     }
                 }
             }
             TemplateKind::Data | TemplateKind::Plugin => {
-                self.finish(i, Phase::Error, Some(format!("{kind:?} templates are not supported by ONYX's local executor")), now);
+                self.finish(
+                    i,
+                    Phase::Error,
+                    Some(format!(
+                        "{kind:?} templates are not supported by ONYX's local executor"
+                    )),
+                    now,
+                );
             }
             _ => {
                 self.nodes[i].deadline = deadline;
@@ -1190,8 +1611,17 @@ impl Engine {
     }
 
     fn unschedulable(&self, t: &Template) -> Option<String> {
-        let mut selector: BTreeMap<String, String> = self.spec.node_selector.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect();
-        selector.extend(t.node_selector.iter().map(|(k, v)| (k.clone(), v.0.clone())));
+        let mut selector: BTreeMap<String, String> = self
+            .spec
+            .node_selector
+            .iter()
+            .map(|(k, v)| (k.clone(), v.0.clone()))
+            .collect();
+        selector.extend(
+            t.node_selector
+                .iter()
+                .map(|(k, v)| (k.clone(), v.0.clone())),
+        );
         for (k, v) in &selector {
             if self.config.node_labels.get(k) != Some(v) {
                 return Some(format!("0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector ({k}={v})"));
@@ -1212,19 +1642,50 @@ impl Engine {
 
     fn lock_name(&self, sync: &workflow_model::Synchronization) -> Result<String, String> {
         if let Some(m) = &sync.mutex {
-            return Ok(format!("mutex/{}/{}", m.namespace.clone().unwrap_or_else(|| self.namespace.clone()), m.name));
+            return Ok(format!(
+                "mutex/{}/{}",
+                m.namespace
+                    .clone()
+                    .unwrap_or_else(|| self.namespace.clone()),
+                m.name
+            ));
         }
         if let Some(s) = &sync.semaphore {
-            let r = s.config_map_key_ref.as_ref().ok_or("semaphore needs configMapKeyRef")?;
-            let limit = self.config_map_value(&r.name, &r.key, false, None).map_err(|e| format!("failed to get semaphore limit: {e}"))?;
-            let n: usize = limit.trim().parse().map_err(|_| format!("semaphore limit '{limit}' in ConfigMap {} is not a number", r.name))?;
-            return Ok(format!("semaphore/{}/{}/{}#{n}", self.namespace, r.name, r.key));
+            let r = s
+                .config_map_key_ref
+                .as_ref()
+                .ok_or("semaphore needs configMapKeyRef")?;
+            let limit = self
+                .config_map_value(&r.name, &r.key, false, None)
+                .map_err(|e| format!("failed to get semaphore limit: {e}"))?;
+            let n: usize = limit.trim().parse().map_err(|_| {
+                format!(
+                    "semaphore limit '{limit}' in ConfigMap {} is not a number",
+                    r.name
+                )
+            })?;
+            return Ok(format!(
+                "semaphore/{}/{}/{}#{n}",
+                self.namespace, r.name, r.key
+            ));
         }
         Err("synchronization needs a mutex or a semaphore".into())
     }
 
+    /// Whether a shutdown stops new work under this node: Terminate stops everything, Stop
+    /// everything but exit handlers.
+    fn halted(&self, i: usize) -> bool {
+        match self.shutdown {
+            None => false,
+            Some(true) => true,
+            Some(false) => !self.nodes[i].status.name.contains(".onExit"),
+        }
+    }
+
     fn lock_limit(lock: &str) -> usize {
-        lock.rsplit_once('#').and_then(|(_, n)| n.parse().ok()).unwrap_or(1)
+        lock.rsplit_once('#')
+            .and_then(|(_, n)| n.parse().ok())
+            .unwrap_or(1)
     }
 
     fn try_acquire(&mut self, lock: &str) -> bool {
@@ -1247,14 +1708,14 @@ impl Engine {
     /// Start queued pods while parallelism, locks and suspension allow. Returns whether it
     /// did anything.
     fn try_start_pods(&mut self, now: Time) -> bool {
-        if self.suspended || self.shutdown.is_some() || self.is_finished() {
+        if self.suspended || self.is_finished() {
             return false;
         }
         let limit = self.spec.parallelism.map(|p| p.max(1) as usize);
         let mut progressed = false;
         let mut waiting = VecDeque::new();
         while let Some(i) = self.pod_queue.pop_front() {
-            if self.nodes[i].status.phase.fulfilled() {
+            if self.nodes[i].status.phase.fulfilled() || self.halted(i) {
                 continue;
             }
             if limit.is_some_and(|l| self.running_pods >= l) {
@@ -1264,7 +1725,10 @@ impl Engine {
             }
             if let Some(lock) = self.nodes[i].lock.clone() {
                 if !self.nodes[i].started && !self.try_acquire(&lock) {
-                    self.nodes[i].status.message = Some(format!("Waiting for {} lock. Lock status: 0/1", lock.split('#').next().unwrap_or(&lock)));
+                    self.nodes[i].status.message = Some(format!(
+                        "Waiting for {} lock. Lock status: 0/1",
+                        lock.split('#').next().unwrap_or(&lock)
+                    ));
                     waiting.push_back(i);
                     continue;
                 }
@@ -1277,22 +1741,33 @@ impl Engine {
     }
 
     fn start_pod(&mut self, i: usize, now: Time) {
-        let t = self.nodes[i].template.clone().expect("pod nodes have a template");
+        let t = self.nodes[i]
+            .template
+            .clone()
+            .expect("pod nodes have a template");
         self.nodes[i].started = true;
         self.nodes[i].status.started_at = Some(now);
         self.nodes[i].status.message = None;
-        self.nodes[i].status.host_node_name = Some(self.config.node_name.clone()).filter(|s| !s.is_empty());
+        self.nodes[i].status.host_node_name =
+            Some(self.config.node_name.clone()).filter(|s| !s.is_empty());
         self.running_pods += 1;
         let node_id = self.nodes[i].status.id.clone();
         let pod_name = self.nodes[i].pod_name.clone().unwrap_or_default();
         if t.http.is_some() {
             self.nodes[i].status.phase = Phase::Running;
-            self.actions.push(Action::Http { node_id, template: t });
+            self.actions.push(Action::Http {
+                node_id,
+                template: t,
+            });
             return;
         }
         if t.resource.is_some() {
             self.nodes[i].status.phase = Phase::Running;
-            self.actions.push(Action::Resource { node_id, pod_name, template: t });
+            self.actions.push(Action::Resource {
+                node_id,
+                pod_name,
+                template: t,
+            });
             return;
         }
         let mut inputs = Vec::new();
@@ -1300,9 +1775,13 @@ impl Engine {
         for a in &t.inputs.artifacts {
             let mut a = a.clone();
             if let Some(from) = a.from.clone() {
-                match self.global_artifacts.get(from.trim_start_matches("{{").trim_end_matches("}}")) {
+                match self
+                    .global_artifacts
+                    .get(from.trim_start_matches("{{").trim_end_matches("}}"))
+                {
                     Some(src) => {
-                        let (name, path, sub_path, mode) = (a.name.clone(), a.path.clone(), a.sub_path.clone(), a.mode);
+                        let (name, path, sub_path, mode) =
+                            (a.name.clone(), a.path.clone(), a.sub_path.clone(), a.mode);
                         a = src.clone();
                         a.name = name;
                         a.path = path;
@@ -1312,7 +1791,10 @@ impl Engine {
                     }
                     None if a.optional => continue,
                     None => {
-                        input_error = Some(format!("unable to resolve input artifact {} from '{from}'", a.name));
+                        input_error = Some(format!(
+                            "unable to resolve input artifact {} from '{from}'",
+                            a.name
+                        ));
                         break;
                     }
                 }
@@ -1330,7 +1812,12 @@ impl Engine {
             .iter()
             .map(|a| {
                 let mut a = a.clone();
-                let key = match a.s3.as_ref().and_then(|s| s.get("key")).and_then(Value::as_str) {
+                let key = match a
+                    .s3
+                    .as_ref()
+                    .and_then(|s| s.get("key"))
+                    .and_then(Value::as_str)
+                {
                     Some(k) => k.to_string(),
                     None => {
                         let ext = if a.archive_none() { "" } else { ".tgz" };
@@ -1352,7 +1839,9 @@ impl Engine {
             output_artifacts: outputs,
             volumes,
             deadline: self.nodes[i].deadline,
-            capture_result: t.script.is_some() || t.container.is_some() || t.container_set.is_some(),
+            capture_result: t.script.is_some()
+                || t.container.is_some()
+                || t.container_set.is_some(),
         };
         self.nodes[i].pod = Some(Box::new(req.clone()));
         self.actions.push(Action::StartPod(Box::new(req)));
@@ -1365,12 +1854,17 @@ impl Engine {
     }
 
     fn pod_done(&mut self, r: PodResult, now: Time) {
-        let Some(&i) = self.by_id.get(&r.node_id) else { return };
+        let Some(&i) = self.by_id.get(&r.node_id) else {
+            return;
+        };
         if self.nodes[i].status.phase.fulfilled() {
             return;
         }
         self.release_pod_slot(i);
-        let t = self.nodes[i].template.clone().expect("pod nodes have a template");
+        let t = self.nodes[i]
+            .template
+            .clone()
+            .expect("pod nodes have a template");
         let mut out = Outputs::default();
         let mut phase = Phase::Succeeded;
         let mut message = r.message.clone();
@@ -1402,9 +1896,17 @@ impl Engine {
         }
         for p in &t.outputs.parameters {
             let mut p = p.clone();
-            let got = r.parameters.iter().find(|(n, _)| *n == p.name).and_then(|(_, v)| v.clone());
+            let got = r
+                .parameters
+                .iter()
+                .find(|(n, _)| *n == p.name)
+                .and_then(|(_, v)| v.clone());
             match got {
-                Some(v) => p.value = Some(workflow_model::AnyString(v.trim_end_matches('\n').to_string())),
+                Some(v) => {
+                    p.value = Some(workflow_model::AnyString(
+                        v.trim_end_matches('\n').to_string(),
+                    ))
+                }
                 None => match p.value_from.as_ref().and_then(|v| v.default.clone()) {
                     Some(d) => p.value = Some(d),
                     None if p.value.is_some() => {}
@@ -1414,7 +1916,10 @@ impl Engine {
                             message = Some(format!(
                                 "failed to get output parameter '{}': {} not found",
                                 p.name,
-                                p.value_from.as_ref().and_then(|v| v.path.clone()).unwrap_or_default()
+                                p.value_from
+                                    .as_ref()
+                                    .and_then(|v| v.path.clone())
+                                    .unwrap_or_default()
                             ));
                         }
                         continue;
@@ -1429,7 +1934,11 @@ impl Engine {
                 None if a.optional || phase != Phase::Succeeded => {}
                 None => {
                     phase = Phase::Error;
-                    message = Some(format!("failed to save output artifact '{}': {} not found", a.name, a.path.clone().unwrap_or_default()));
+                    message = Some(format!(
+                        "failed to save output artifact '{}': {} not found",
+                        a.name,
+                        a.path.clone().unwrap_or_default()
+                    ));
                 }
             }
         }
@@ -1439,8 +1948,18 @@ impl Engine {
         self.finish(i, phase, message, now);
     }
 
-    fn http_done(&mut self, node_id: &str, status: u16, body: String, headers: BTreeMap<String, Vec<String>>, error: Option<String>, now: Time) {
-        let Some(&i) = self.by_id.get(node_id) else { return };
+    fn http_done(
+        &mut self,
+        node_id: &str,
+        status: u16,
+        body: String,
+        headers: BTreeMap<String, Vec<String>>,
+        error: Option<String>,
+        now: Time,
+    ) {
+        let Some(&i) = self.by_id.get(node_id) else {
+            return;
+        };
         if self.nodes[i].status.phase.fulfilled() {
             return;
         }
@@ -1449,23 +1968,41 @@ impl Engine {
             self.finish(i, Phase::Failed, Some(e), now);
             return;
         }
-        let t = self.nodes[i].template.clone().expect("http nodes have a template");
+        let t = self.nodes[i]
+            .template
+            .clone()
+            .expect("http nodes have a template");
         let http = t.http.clone().unwrap_or_default();
-        let ok = match http.success_condition.as_deref().filter(|s| !s.trim().is_empty()) {
+        let ok = match http
+            .success_condition
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())
+        {
             Some(cond) => {
-                let env = json!({"response": {"statusCode": status, "body": body, "headers": headers}});
+                let env =
+                    json!({"response": {"statusCode": status, "body": body, "headers": headers}});
                 match template_eval::expr::eval(cond, &env) {
                     Ok(Value::Bool(b)) => Ok(b),
-                    Ok(other) => Err(format!("successCondition '{cond}' gave {other}, not a boolean")),
+                    Ok(other) => Err(format!(
+                        "successCondition '{cond}' gave {other}, not a boolean"
+                    )),
                     Err(e) => Err(e.to_string()),
                 }
             }
             None => Ok((200..300).contains(&status)),
         };
-        self.nodes[i].status.outputs = Some(Outputs { result: Some(body), ..Default::default() });
+        self.nodes[i].status.outputs = Some(Outputs {
+            result: Some(body),
+            ..Default::default()
+        });
         match ok {
             Ok(true) => self.finish(i, Phase::Succeeded, None, now),
-            Ok(false) => self.finish(i, Phase::Failed, Some(format!("received non-2xx response code: {status}")), now),
+            Ok(false) => self.finish(
+                i,
+                Phase::Failed,
+                Some(format!("received non-2xx response code: {status}")),
+                now,
+            ),
             Err(e) => self.finish(i, Phase::Error, Some(e), now),
         }
     }
@@ -1474,7 +2011,18 @@ impl Engine {
 
     fn retry_step(&mut self, r: usize, now: Time) {
         let (template, ctx, tname, attempts) = match &self.nodes[r].frame {
-            Frame::Retry { template, ctx, tname, attempts, .. } => (template.clone(), ctx.clone(), tname.clone(), attempts.clone()),
+            Frame::Retry {
+                template,
+                ctx,
+                tname,
+                attempts,
+                ..
+            } => (
+                template.clone(),
+                ctx.clone(),
+                tname.clone(),
+                attempts.clone(),
+            ),
             _ => return,
         };
         if self.nodes[r].status.phase.fulfilled() {
@@ -1487,7 +2035,11 @@ impl Engine {
                 return;
             }
         };
-        let rs = t.retry_strategy.clone().or_else(|| self.spec.retry_strategy.clone()).unwrap_or_default();
+        let rs = t
+            .retry_strategy
+            .clone()
+            .or_else(|| self.spec.retry_strategy.clone())
+            .unwrap_or_default();
         if let Some(&last) = attempts.last() {
             let last_node = &self.nodes[last].status;
             if !last_node.phase.fulfilled() {
@@ -1503,20 +2055,45 @@ impl Engine {
             if let Some(expr) = rs.expression.as_deref().filter(|e| !e.is_empty()) {
                 let ln = &self.nodes[last].status;
                 let mut vars = self.globals.clone();
-                vars.insert("lastRetry.exitCode".into(), ln.outputs.as_ref().and_then(|o| o.exit_code.clone()).unwrap_or_else(|| "-1".into()));
+                vars.insert(
+                    "lastRetry.exitCode".into(),
+                    ln.outputs
+                        .as_ref()
+                        .and_then(|o| o.exit_code.clone())
+                        .unwrap_or_else(|| "-1".into()),
+                );
                 vars.insert("lastRetry.status".into(), ln.phase.as_str().into());
-                vars.insert("lastRetry.message".into(), ln.message.clone().unwrap_or_default());
-                let dur = ln.finished_at.zip(ln.started_at).map(|(f, s)| (f - s).num_seconds()).unwrap_or(0);
+                vars.insert(
+                    "lastRetry.message".into(),
+                    ln.message.clone().unwrap_or_default(),
+                );
+                let dur = ln
+                    .finished_at
+                    .zip(ln.started_at)
+                    .map(|(f, s)| (f - s).num_seconds())
+                    .unwrap_or(0);
                 vars.insert("lastRetry.duration".into(), dur.to_string());
                 let env = template_eval::expand_vars(&vars);
                 match template_eval::expr::eval(expr, &env) {
                     Ok(Value::Bool(true)) => {}
                     Ok(Value::Bool(false)) => {
-                        self.finish(r, last_phase, Some("retryStrategy.expression evaluated to false".into()), now);
+                        self.finish(
+                            r,
+                            last_phase,
+                            Some("retryStrategy.expression evaluated to false".into()),
+                            now,
+                        );
                         return;
                     }
                     Ok(other) => {
-                        self.finish(r, Phase::Error, Some(format!("retryStrategy.expression gave {other}, not a boolean")), now);
+                        self.finish(
+                            r,
+                            Phase::Error,
+                            Some(format!(
+                                "retryStrategy.expression gave {other}, not a boolean"
+                            )),
+                            now,
+                        );
                         return;
                     }
                     Err(e) => {
@@ -1525,27 +2102,44 @@ impl Engine {
                     }
                 }
             }
-            if self.shutdown.is_some() || self.deadline.is_some_and(|d| now >= d) {
-                let m = if self.shutdown.is_some() { "Stopped with strategy".to_string() } else { "retry exceeded workflow deadline".into() };
+            if self.halted(r) || self.deadline.is_some_and(|d| now >= d) {
+                let m = if self.shutdown.is_some() {
+                    "Stopped with strategy".to_string()
+                } else {
+                    "retry exceeded workflow deadline".into()
+                };
                 self.finish(r, last_phase, Some(m), now);
                 return;
             }
-            let policy = rs.retry_policy.clone().unwrap_or_else(|| "OnFailure".into());
+            let policy = rs
+                .retry_policy
+                .clone()
+                .unwrap_or_else(|| "OnFailure".into());
             let (on_failed, on_error) = match policy.as_str() {
                 "Always" => (true, true),
                 "OnError" => (false, true),
                 "OnTransientError" => (false, false),
                 "OnFailure" => (true, false),
                 other => {
-                    self.finish(r, Phase::Error, Some(format!("{other} is not a valid RetryPolicy")), now);
+                    self.finish(
+                        r,
+                        Phase::Error,
+                        Some(format!("{other} is not a valid RetryPolicy")),
+                        now,
+                    );
                     return;
                 }
             };
-            if (last_phase == Phase::Failed && !on_failed) || (last_phase == Phase::Error && !on_error) {
+            if (last_phase == Phase::Failed && !on_failed)
+                || (last_phase == Phase::Error && !on_error)
+            {
                 self.finish(r, last_phase, last_msg, now);
                 return;
             }
-            let limit = rs.limit.as_ref().and_then(|l| l.text().trim().parse::<i64>().ok());
+            let limit = rs
+                .limit
+                .as_ref()
+                .and_then(|l| l.text().trim().parse::<i64>().ok());
             if let Some(l) = limit {
                 if attempts.len() as i64 > l {
                     self.finish(r, last_phase, Some("No more retries left".into()), now);
@@ -1554,17 +2148,37 @@ impl Engine {
             }
             if let Some(b) = &rs.backoff {
                 let first_start = self.nodes[attempts[0]].status.started_at.unwrap_or(now);
-                let max_deadline = b.max_duration.as_ref().and_then(|d| parse_duration(&d.text())).map(|d| first_start + d);
+                let max_deadline = b
+                    .max_duration
+                    .as_ref()
+                    .and_then(|d| parse_duration(&d.text()))
+                    .map(|d| first_start + d);
                 if let Some(md) = max_deadline {
                     if now > md {
-                        self.finish(r, last_phase, Some("Max duration limit exceeded".into()), now);
+                        self.finish(
+                            r,
+                            last_phase,
+                            Some("Max duration limit exceeded".into()),
+                            now,
+                        );
                         return;
                     }
                 }
-                let base = b.duration.as_ref().and_then(|d| parse_duration(&d.text())).unwrap_or_else(|| Duration::seconds(0));
-                let factor = b.factor.as_ref().and_then(|f| f.text().trim().parse::<f64>().ok()).unwrap_or(0.0);
+                let base = b
+                    .duration
+                    .as_ref()
+                    .and_then(|d| parse_duration(&d.text()))
+                    .unwrap_or_else(|| Duration::seconds(0));
+                let factor = b
+                    .factor
+                    .as_ref()
+                    .and_then(|f| f.text().trim().parse::<f64>().ok())
+                    .unwrap_or(0.0);
                 let wait = if factor > 0.0 {
-                    Duration::milliseconds((base.num_milliseconds() as f64 * factor.powi(attempts.len() as i32 - 1)) as i64)
+                    Duration::milliseconds(
+                        (base.num_milliseconds() as f64 * factor.powi(attempts.len() as i32 - 1))
+                            as i64,
+                    )
                 } else {
                     base
                 };
@@ -1572,12 +2186,18 @@ impl Engine {
                 let wait_until = finished + wait;
                 if let Some(md) = max_deadline {
                     if wait_until > md {
-                        self.finish(r, last_phase, Some("Backoff would exceed max duration limit".into()), now);
+                        self.finish(
+                            r,
+                            last_phase,
+                            Some("Backoff would exceed max duration limit".into()),
+                            now,
+                        );
                         return;
                     }
                 }
                 if now < wait_until {
-                    self.nodes[r].status.message = Some(format!("Backoff for {}", human_duration(wait)));
+                    self.nodes[r].status.message =
+                        Some(format!("Backoff for {}", human_duration(wait)));
                     if let Frame::Retry { wait_until: w, .. } = &mut self.nodes[r].frame {
                         *w = Some(wait_until);
                     }
@@ -1599,8 +2219,25 @@ impl Engine {
         if let Value::Object(m) = &mut body {
             m.remove("retryStrategy");
         }
-        let child = self.execute_instance(&name, &display, Arc::new(body), tt, inputs, &tname, tref, &ctx, Owner::Attempt { retry: r }, Some(n), now);
-        if let Frame::Retry { attempts, wait_until, .. } = &mut self.nodes[r].frame {
+        let child = self.execute_instance(
+            &name,
+            &display,
+            Arc::new(body),
+            tt,
+            inputs,
+            &tname,
+            tref,
+            &ctx,
+            Owner::Attempt { retry: r },
+            Some(n),
+            now,
+        );
+        if let Frame::Retry {
+            attempts,
+            wait_until,
+            ..
+        } = &mut self.nodes[r].frame
+        {
             attempts.push(child);
             *wait_until = None;
         }
@@ -1611,7 +2248,19 @@ impl Engine {
 
     fn start_step_group(&mut self, steps_node: usize, now: Time) {
         let (t, ctx, scope, group, last) = match &self.nodes[steps_node].frame {
-            Frame::Steps { template, ctx, scope, group, last_group_node } => (template.clone(), ctx.clone(), scope.clone(), *group, *last_group_node),
+            Frame::Steps {
+                template,
+                ctx,
+                scope,
+                group,
+                last_group_node,
+            } => (
+                template.clone(),
+                ctx.clone(),
+                scope.clone(),
+                *group,
+                *last_group_node,
+            ),
             _ => return,
         };
         let groups = t.steps.clone().unwrap_or_default();
@@ -1620,7 +2269,18 @@ impl Engine {
             return;
         }
         let sg_name = format!("{}[{group}]", self.nodes[steps_node].status.name);
-        let g = self.new_node(&sg_name, &format!("[{group}]"), NodeType::StepGroup, None, None, &ctx.tscope, ctx.boundary.clone(), Owner::Nobody, Frame::Leaf, now);
+        let g = self.new_node(
+            &sg_name,
+            &format!("[{group}]"),
+            NodeType::StepGroup,
+            None,
+            None,
+            &ctx.tscope,
+            ctx.boundary.clone(),
+            Owner::Nobody,
+            Frame::Leaf,
+            now,
+        );
         self.nodes[g].status.template_name = self.nodes[steps_node].status.template_name.clone();
         self.nodes[g].status.phase = Phase::Running;
         match last {
@@ -1639,7 +2299,10 @@ impl Engine {
                 }
             }
         }
-        if let Frame::Steps { last_group_node, .. } = &mut self.nodes[steps_node].frame {
+        if let Frame::Steps {
+            last_group_node, ..
+        } = &mut self.nodes[steps_node].frame
+        {
             *last_group_node = Some(g);
         }
         // Expand the group's steps.
@@ -1647,7 +2310,14 @@ impl Engine {
         let mut error = None;
         for step in &groups[group].0 {
             match self.expand_step(step, &scope.vars) {
-                Ok(expanded) => slots.extend(expanded.into_iter().map(|s| StepSlot { step: s, node: None, exit: None, hooks_fired: HashSet::new(), hooks_running: 0, done: false })),
+                Ok(expanded) => slots.extend(expanded.into_iter().map(|s| StepSlot {
+                    step: s,
+                    node: None,
+                    exit: None,
+                    hooks_fired: HashSet::new(),
+                    hooks_running: 0,
+                    done: false,
+                })),
                 Err(e) => {
                     error = Some(e);
                     break;
@@ -1655,7 +2325,13 @@ impl Engine {
             }
         }
         let n = slots.len();
-        self.nodes[g].frame = Frame::StepGroup { steps_node, slots, queue: (0..n).collect(), running: 0, stop_new: false };
+        self.nodes[g].frame = Frame::StepGroup {
+            steps_node,
+            slots,
+            queue: (0..n).collect(),
+            running: 0,
+            stop_new: false,
+        };
         if let Some(e) = error {
             self.finish(g, Phase::Error, Some(e), now);
             self.group_done(g, now);
@@ -1667,14 +2343,22 @@ impl Engine {
     /// Substitute a step with its scope and expand withItems/withParam/withSequence.
     fn expand_step(&self, step: &WorkflowStep, vars: &Vars) -> Result<Vec<WorkflowStep>, String> {
         let items: Option<Vec<Value>> = if let Some(items) = &step.with_items {
-            Some(items.iter().map(|i| substitute_json(i, vars, true).unwrap_or_else(|_| i.clone())).collect())
+            Some(
+                items
+                    .iter()
+                    .map(|i| substitute_json(i, vars, true).unwrap_or_else(|_| i.clone()))
+                    .collect(),
+            )
         } else if let Some(p) = &step.with_param {
             let text = substitute(p, vars, true).map_err(|e| e.to_string())?;
             match parse_items(&text) {
                 Ok(v) => Some(v),
                 Err(e) => {
                     // Argo only fails when the step would run.
-                    let when = step.when.as_deref().map(|w| substitute(w, vars, true).unwrap_or_default());
+                    let when = step
+                        .when
+                        .as_deref()
+                        .map(|w| substitute(w, vars, true).unwrap_or_default());
                     if when.is_some_and(|w| govaluate::should_execute(&w) == Ok(false)) {
                         Some(Vec::new())
                     } else {
@@ -1720,7 +2404,9 @@ impl Engine {
 
     fn template_parallelism(&self, steps_or_dag: usize) -> Option<usize> {
         match &self.nodes[steps_or_dag].frame {
-            Frame::Steps { template, .. } | Frame::Dag { template, .. } => template.parallelism.map(|p| p.max(1) as usize),
+            Frame::Steps { template, .. } | Frame::Dag { template, .. } => {
+                template.parallelism.map(|p| p.max(1) as usize)
+            }
             _ => None,
         }
     }
@@ -1728,7 +2414,11 @@ impl Engine {
     fn fail_fast(&self, steps_or_dag: usize) -> bool {
         match &self.nodes[steps_or_dag].frame {
             Frame::Steps { template, .. } => template.fail_fast.unwrap_or(false),
-            Frame::Dag { template, .. } => template.dag.as_ref().and_then(|d| d.fail_fast).unwrap_or(true),
+            Frame::Dag { template, .. } => template
+                .dag
+                .as_ref()
+                .and_then(|d| d.fail_fast)
+                .unwrap_or(true),
             _ => false,
         }
     }
@@ -1739,10 +2429,16 @@ impl Engine {
             _ => return,
         };
         let limit = self.template_parallelism(steps_node);
+        let halted = self.halted(g);
         loop {
             let (slot, stop) = match &mut self.nodes[g].frame {
-                Frame::StepGroup { queue, running, stop_new, .. } => {
-                    if *stop_new || limit.is_some_and(|l| *running >= l) || self.shutdown.is_some() {
+                Frame::StepGroup {
+                    queue,
+                    running,
+                    stop_new,
+                    ..
+                } => {
+                    if *stop_new || limit.is_some_and(|l| *running >= l) || halted {
                         (None, *stop_new)
                     } else {
                         (queue.pop_front(), false)
@@ -1761,7 +2457,9 @@ impl Engine {
 
     fn start_step(&mut self, g: usize, slot: usize, now: Time) {
         let (steps_node, step) = match &self.nodes[g].frame {
-            Frame::StepGroup { steps_node, slots, .. } => (*steps_node, slots[slot].step.clone()),
+            Frame::StepGroup {
+                steps_node, slots, ..
+            } => (*steps_node, slots[slot].step.clone()),
             _ => return,
         };
         let (ctx, vars) = match &self.nodes[steps_node].frame {
@@ -1774,14 +2472,41 @@ impl Engine {
             match govaluate::should_execute(&w) {
                 Ok(true) => {}
                 Ok(false) => {
-                    let i = self.new_node(&child_name, &step.name, NodeType::Skipped, step.template.as_deref(), step.template_ref.clone(), &ctx.tscope, ctx.boundary.clone(), Owner::Step { group: g, slot }, Frame::Leaf, now);
+                    let i = self.new_node(
+                        &child_name,
+                        &step.name,
+                        NodeType::Skipped,
+                        step.template.as_deref(),
+                        step.template_ref.clone(),
+                        &ctx.tscope,
+                        ctx.boundary.clone(),
+                        Owner::Step { group: g, slot },
+                        Frame::Leaf,
+                        now,
+                    );
                     self.add_child(g, i);
                     self.set_slot_node(g, slot, i);
-                    self.finish(i, Phase::Skipped, Some(format!("when '{w}' evaluated false")), now);
+                    self.finish(
+                        i,
+                        Phase::Skipped,
+                        Some(format!("when '{w}' evaluated false")),
+                        now,
+                    );
                     return;
                 }
                 Err(e) => {
-                    let i = self.new_node(&child_name, &step.name, NodeType::Skipped, step.template.as_deref(), step.template_ref.clone(), &ctx.tscope, ctx.boundary.clone(), Owner::Step { group: g, slot }, Frame::Leaf, now);
+                    let i = self.new_node(
+                        &child_name,
+                        &step.name,
+                        NodeType::Skipped,
+                        step.template.as_deref(),
+                        step.template_ref.clone(),
+                        &ctx.tscope,
+                        ctx.boundary.clone(),
+                        Owner::Step { group: g, slot },
+                        Frame::Leaf,
+                        now,
+                    );
                     self.add_child(g, i);
                     self.set_slot_node(g, slot, i);
                     let msg = format!("Invalid 'when' expression '{w}': {e}");
@@ -1795,7 +2520,18 @@ impl Engine {
         let args = match args {
             Ok(a) => a,
             Err(e) => {
-                let i = self.new_node(&child_name, &step.name, NodeType::Pod, step.template.as_deref(), step.template_ref.clone(), &ctx.tscope, ctx.boundary.clone(), Owner::Step { group: g, slot }, Frame::Leaf, now);
+                let i = self.new_node(
+                    &child_name,
+                    &step.name,
+                    NodeType::Pod,
+                    step.template.as_deref(),
+                    step.template_ref.clone(),
+                    &ctx.tscope,
+                    ctx.boundary.clone(),
+                    Owner::Step { group: g, slot },
+                    Frame::Leaf,
+                    now,
+                );
                 self.add_child(g, i);
                 self.set_slot_node(g, slot, i);
                 self.finish(i, Phase::Error, Some(e), now);
@@ -1805,7 +2541,15 @@ impl Engine {
         if let Frame::StepGroup { running, .. } = &mut self.nodes[g].frame {
             *running += 1;
         }
-        let i = self.execute(&child_name, &Holder::from_step(&step), &args, &ctx, Owner::Step { group: g, slot }, Some(step.name.clone()), now);
+        let i = self.execute(
+            &child_name,
+            &Holder::from_step(&step),
+            &args,
+            &ctx,
+            Owner::Step { group: g, slot },
+            Some(step.name.clone()),
+            now,
+        );
         self.add_child(g, i);
         self.set_slot_node(g, slot, i);
         if self.nodes[i].status.phase == Phase::Running {
@@ -1817,7 +2561,11 @@ impl Engine {
         match &self.nodes[block].frame {
             Frame::Steps { scope, .. } | Frame::Dag { scope, .. } => {
                 let mut a = scope.artifacts.clone();
-                a.extend(self.global_artifacts.iter().map(|(k, v)| (k.clone(), v.clone())));
+                a.extend(
+                    self.global_artifacts
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone())),
+                );
                 a
             }
             _ => self.global_artifacts.clone(),
@@ -1833,9 +2581,18 @@ impl Engine {
     /// Called when a step's node (or its exit handler or a hook) is fulfilled.
     fn step_event(&mut self, g: usize, slot: usize, now: Time) {
         let (steps_node, step, node, exit, hooks_running, done) = match &self.nodes[g].frame {
-            Frame::StepGroup { steps_node, slots, .. } => {
+            Frame::StepGroup {
+                steps_node, slots, ..
+            } => {
                 let s = &slots[slot];
-                (*steps_node, s.step.clone(), s.node, s.exit, s.hooks_running, s.done)
+                (
+                    *steps_node,
+                    s.step.clone(),
+                    s.node,
+                    s.exit,
+                    s.hooks_running,
+                    s.done,
+                )
             }
             _ => return,
         };
@@ -1854,7 +2611,11 @@ impl Engine {
         self.fire_step_hooks(g, slot, now);
         // Exit handler.
         if phase.completed() {
-            if let Some(exit_t) = step.on_exit.clone().or_else(|| step.hooks.get("exit").and_then(|h| h.template.clone())) {
+            if let Some(exit_t) = step
+                .on_exit
+                .clone()
+                .or_else(|| step.hooks.get("exit").and_then(|h| h.template.clone()))
+            {
                 match exit {
                     None => {
                         let ctx = match &self.nodes[steps_node].frame {
@@ -1864,10 +2625,24 @@ impl Engine {
                         let name = format!("{}.onExit", self.nodes[node].status.name);
                         let mut ectx = (*ctx).clone();
                         ectx.on_exit = true;
-                        let args = step.hooks.get("exit").map(|h| h.arguments.clone()).unwrap_or_default();
+                        let args = step
+                            .hooks
+                            .get("exit")
+                            .map(|h| h.arguments.clone())
+                            .unwrap_or_default();
                         let vars = self.block_vars(steps_node);
-                        let args = resolve_arguments(&args, &vars, &self.scope_artifacts(steps_node)).unwrap_or_default();
-                        let e = self.execute(&name, &Holder::named(&exit_t), &args, &ectx, Owner::StepExit { group: g, slot }, Some(format!("{}.onExit", step.name)), now);
+                        let args =
+                            resolve_arguments(&args, &vars, &self.scope_artifacts(steps_node))
+                                .unwrap_or_default();
+                        let e = self.execute(
+                            &name,
+                            &Holder::named(&exit_t),
+                            &args,
+                            &ectx,
+                            Owner::StepExit { group: g, slot },
+                            Some(format!("{}.onExit", step.name)),
+                            now,
+                        );
                         self.add_child(node, e);
                         if let Frame::StepGroup { slots, .. } = &mut self.nodes[g].frame {
                             slots[slot].exit = Some(e);
@@ -1887,7 +2662,13 @@ impl Engine {
             return;
         }
         let fail_fast = self.fail_fast(steps_node);
-        if let Frame::StepGroup { slots, running, stop_new, .. } = &mut self.nodes[g].frame {
+        if let Frame::StepGroup {
+            slots,
+            running,
+            stop_new,
+            ..
+        } = &mut self.nodes[g].frame
+        {
             slots[slot].done = true;
             *running = running.saturating_sub(1);
             let cont = step.continue_on.unwrap_or_default();
@@ -1913,14 +2694,29 @@ impl Engine {
 
     fn check_group_done(&mut self, g: usize, now: Time) {
         let (all_done, queue_empty, stop_new, running) = match &self.nodes[g].frame {
-            Frame::StepGroup { slots, queue, stop_new, running, .. } => (slots.iter().all(|s| s.done || (s.node.is_none() && *stop_new)), queue.is_empty(), *stop_new, *running),
+            Frame::StepGroup {
+                slots,
+                queue,
+                stop_new,
+                running,
+                ..
+            } => (
+                slots
+                    .iter()
+                    .all(|s| s.done || (s.node.is_none() && *stop_new)),
+                queue.is_empty(),
+                *stop_new,
+                *running,
+            ),
             _ => return,
         };
         if self.nodes[g].status.phase.fulfilled() {
             return;
         }
-        let shutting = self.shutdown.is_some();
-        if !(all_done && (queue_empty || stop_new || shutting)) && !(running == 0 && (stop_new || shutting) && self.group_started_done(g)) {
+        let shutting = self.halted(g);
+        if !(all_done && (queue_empty || stop_new || shutting))
+            && !(running == 0 && (stop_new || shutting) && self.group_started_done(g))
+        {
             return;
         }
         let (phase, msg) = self.group_phase(g);
@@ -1936,15 +2732,21 @@ impl Engine {
     }
 
     fn group_phase(&self, g: usize) -> (Phase, Option<String>) {
-        if let Frame::StepGroup { slots, stop_new, .. } = &self.nodes[g].frame {
+        if let Frame::StepGroup {
+            slots, stop_new, ..
+        } = &self.nodes[g].frame
+        {
             for s in slots {
                 let Some(n) = s.node else { continue };
                 let p = self.nodes[n].status.phase;
                 if p.failed_or_error() && !continues(s.step.continue_on.unwrap_or_default(), p) {
-                    return (Phase::Failed, Some(format!("child '{}' failed", self.nodes[n].status.id)));
+                    return (
+                        Phase::Failed,
+                        Some(format!("child '{}' failed", self.nodes[n].status.id)),
+                    );
                 }
             }
-            if self.shutdown.is_some() && slots.iter().any(|s| s.node.is_none()) {
+            if self.halted(g) && slots.iter().any(|s| s.node.is_none()) {
                 return (Phase::Failed, Some("Stopped with strategy".into()));
             }
             let _ = stop_new;
@@ -1961,10 +2763,15 @@ impl Engine {
         // Aggregate outputs of expanded steps into the scope.
         self.aggregate_group(g, steps_node);
         let phase = self.nodes[g].status.phase;
-        if phase.failed_or_error() || self.shutdown.is_some() {
+        if phase.failed_or_error() || self.halted(g) {
             let msg = self.nodes[g].status.message.clone();
             if phase == Phase::Succeeded {
-                self.finish(steps_node, Phase::Failed, Some("Stopped with strategy".into()), now);
+                self.finish(
+                    steps_node,
+                    Phase::Failed,
+                    Some("Stopped with strategy".into()),
+                    now,
+                );
             } else {
                 self.finish(steps_node, Phase::Failed, msg, now);
             }
@@ -1984,7 +2791,10 @@ impl Engine {
         };
         let mut by_step: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         for s in &slots {
-            if let (Some(base), Some(n)) = (s.step.name.split_once('(').map(|(b, _)| b.to_string()), s.node) {
+            if let (Some(base), Some(n)) = (
+                s.step.name.split_once('(').map(|(b, _)| b.to_string()),
+                s.node,
+            ) {
                 by_step.entry(base).or_default().push(n);
             }
         }
@@ -2018,14 +2828,24 @@ impl Engine {
             }
         }
         let mut vars = vec![
-            (format!("{prefix}.outputs.parameters"), Value::Array(params).to_string()),
-            (format!("{prefix}.outputs.result"), Value::Array(results).to_string()),
+            (
+                format!("{prefix}.outputs.parameters"),
+                Value::Array(params).to_string(),
+            ),
+            (
+                format!("{prefix}.outputs.result"),
+                Value::Array(results).to_string(),
+            ),
         ];
         for (name, values) in per_name {
             let list: Vec<Value> = values.iter().map(|v| json_or_string(v)).collect();
-            vars.push((format!("{prefix}.outputs.parameters.{name}"), Value::Array(list).to_string()));
+            vars.push((
+                format!("{prefix}.outputs.parameters.{name}"),
+                Value::Array(list).to_string(),
+            ));
         }
-        if let Frame::Steps { scope, .. } | Frame::Dag { scope, .. } = &mut self.nodes[block].frame {
+        if let Frame::Steps { scope, .. } | Frame::Dag { scope, .. } = &mut self.nodes[block].frame
+        {
             for (k, v) in vars {
                 scope.vars.insert(k, v);
             }
@@ -2058,14 +2878,18 @@ impl Engine {
             }
             for p in &o.parameters {
                 if let Some(v) = &p.value {
-                    vars.push((format!("{prefix}.outputs.parameters.{}", p.name), v.0.clone()));
+                    vars.push((
+                        format!("{prefix}.outputs.parameters.{}", p.name),
+                        v.0.clone(),
+                    ));
                 }
             }
             for a in &o.artifacts {
                 arts.push((format!("{prefix}.outputs.artifacts.{}", a.name), a.clone()));
             }
         }
-        if let Frame::Steps { scope, .. } | Frame::Dag { scope, .. } = &mut self.nodes[block].frame {
+        if let Frame::Steps { scope, .. } | Frame::Dag { scope, .. } = &mut self.nodes[block].frame
+        {
             for (k, v) in vars {
                 scope.vars.insert(k, v);
             }
@@ -2109,14 +2933,18 @@ impl Engine {
                         Ok(v) => Some(v),
                         Err(e) => match &vf.default {
                             Some(d) => Some(d.0.clone()),
-                            None => return Err(format!("unable to resolve outputs from scope: {e}")),
+                            None => {
+                                return Err(format!("unable to resolve outputs from scope: {e}"))
+                            }
                         },
                     }
                 } else if let Some(expr) = &vf.expression {
                     let env = template_eval::expand_vars(&vars);
                     match template_eval::expr::eval(expr, &env) {
                         Ok(v) if !v.is_null() => Some(template_eval::go_format(&v)),
-                        Ok(_) | Err(_) if vf.default.is_some() => vf.default.as_ref().map(|d| d.0.clone()),
+                        Ok(_) | Err(_) if vf.default.is_some() => {
+                            vf.default.as_ref().map(|d| d.0.clone())
+                        }
                         Ok(_) => return Err(format!("expression '{expr}' gave nil")),
                         Err(e) => return Err(e.to_string()),
                     }
@@ -2132,7 +2960,13 @@ impl Engine {
         for a in &t.outputs.artifacts {
             let mut src_key = None;
             if let Some(from) = &a.from {
-                src_key = Some(from.trim().trim_start_matches("{{").trim_end_matches("}}").trim().to_string());
+                src_key = Some(
+                    from.trim()
+                        .trim_start_matches("{{")
+                        .trim_end_matches("}}")
+                        .trim()
+                        .to_string(),
+                );
             } else if let Some(expr) = &a.from_expression {
                 let mut v = vars.clone();
                 for k in arts.keys() {
@@ -2141,7 +2975,11 @@ impl Engine {
                 let env = template_eval::expand_vars(&v);
                 match template_eval::expr::eval(expr, &env) {
                     Ok(Value::String(k)) => src_key = Some(k),
-                    Ok(other) => return Err(format!("fromExpression '{expr}' gave {other}, not an artifact")),
+                    Ok(other) => {
+                        return Err(format!(
+                            "fromExpression '{expr}' gave {other}, not an artifact"
+                        ))
+                    }
                     Err(e) => return Err(e.to_string()),
                 }
             }
@@ -2168,7 +3006,10 @@ impl Engine {
                 if st.outbound_nodes.is_empty() {
                     vec![i]
                 } else {
-                    st.outbound_nodes.iter().filter_map(|id| self.by_id.get(id).copied()).collect()
+                    st.outbound_nodes
+                        .iter()
+                        .filter_map(|id| self.by_id.get(id).copied())
+                        .collect()
                 }
             }
             NodeType::Retry => match st.children.last().and_then(|c| self.by_id.get(c)) {
@@ -2181,7 +3022,9 @@ impl Engine {
 
     fn set_outbound(&mut self, block: usize) {
         let ids: Vec<String> = match &self.nodes[block].frame {
-            Frame::Steps { last_group_node, .. } => match last_group_node {
+            Frame::Steps {
+                last_group_node, ..
+            } => match last_group_node {
                 Some(g) => {
                     let children = self.nodes[*g].status.children.clone();
                     let mut out = Vec::new();
@@ -2254,7 +3097,12 @@ impl Engine {
             let task = tasks[i].task.clone();
             let logic = match &task.depends {
                 Some(d) => d.clone(),
-                None => task.dependencies.iter().map(|dep| dep.clone()).collect::<Vec<_>>().join(" && "),
+                None => task
+                    .dependencies
+                    .iter()
+                    .map(|dep| dep.clone())
+                    .collect::<Vec<_>>()
+                    .join(" && "),
             };
             let names = match workflow_model::lint::depends_names(&logic) {
                 Ok(n) => n,
@@ -2268,13 +3116,20 @@ impl Engine {
                 match index.get(&n) {
                     Some(&j) => deps.push(j),
                     None => {
-                        error = Some(format!("task '{}' depends on '{n}', which is not a task of this DAG", task.name));
+                        error = Some(format!(
+                            "task '{}' depends on '{n}', which is not a task of this DAG",
+                            task.name
+                        ));
                         break;
                     }
                 }
             }
             // Expand bare task names as Argo does: A → (A.Succeeded || A.Skipped || A.Daemoned [|| A.Failed] [|| A.Errored])
-            let expanded = expand_depends(&logic, &|name: &str| index.get(name).map(|&j| dag.tasks[j].continue_on.unwrap_or_default()));
+            let expanded = expand_depends(&logic, &|name: &str| {
+                index
+                    .get(name)
+                    .map(|&j| dag.tasks[j].continue_on.unwrap_or_default())
+            });
             tasks[i].depends_logic = expanded;
             tasks[i].unfinished_deps = deps.len();
             for &j in &deps {
@@ -2283,9 +3138,14 @@ impl Engine {
             tasks[i].deps = deps;
         }
         let targets: Vec<usize> = match dag.target.as_deref().filter(|t| !t.trim().is_empty()) {
-            Some(t) => t.split_whitespace().filter_map(|n| index.get(n).copied()).collect(),
+            Some(t) => t
+                .split_whitespace()
+                .filter_map(|n| index.get(n).copied())
+                .collect(),
             None => {
-                let mut leaves: Vec<usize> = (0..tasks.len()).filter(|&i| tasks[i].dependents.is_empty()).collect();
+                let mut leaves: Vec<usize> = (0..tasks.len())
+                    .filter(|&i| tasks[i].dependents.is_empty())
+                    .collect();
                 leaves.sort_by(|a, b| tasks[*a].task.name.cmp(&tasks[*b].task.name));
                 leaves
             }
@@ -2301,11 +3161,26 @@ impl Engine {
         }
         let remaining = tasks.iter().filter(|t| t.needed).count();
         // Dependents that are not needed must not be counted.
-        let ready: VecDeque<usize> = (0..tasks.len()).filter(|&i| tasks[i].needed && tasks[i].unfinished_deps == 0).collect();
-        let scope = Scope { vars: self.scope_base(&t), artifacts: self.global_artifacts.clone() };
+        let ready: VecDeque<usize> = (0..tasks.len())
+            .filter(|&i| tasks[i].needed && tasks[i].unfinished_deps == 0)
+            .collect();
+        let scope = Scope {
+            vars: self.scope_base(&t),
+            artifacts: self.global_artifacts.clone(),
+        };
         let mut dctx = ctx.clone();
         dctx.boundary = Some(self.nodes[d].status.id.clone());
-        self.nodes[d].frame = Frame::Dag { template: t, ctx: Box::new(dctx), scope: Box::new(scope), tasks, index, targets, queue: VecDeque::new(), running: 0, remaining };
+        self.nodes[d].frame = Frame::Dag {
+            template: t,
+            ctx: Box::new(dctx),
+            scope: Box::new(scope),
+            tasks,
+            index,
+            targets,
+            queue: VecDeque::new(),
+            running: 0,
+            remaining,
+        };
         if let Some(e) = error {
             self.finish(d, Phase::Error, Some(e), now);
             return;
@@ -2319,7 +3194,11 @@ impl Engine {
     /// All of a task's dependencies are fulfilled: decide whether it runs or is omitted.
     fn task_ready(&mut self, d: usize, i: usize, now: Time) {
         let (logic, deps, name) = match &self.nodes[d].frame {
-            Frame::Dag { tasks, .. } => (tasks[i].depends_logic.clone(), tasks[i].deps.clone(), tasks[i].task.name.clone()),
+            Frame::Dag { tasks, .. } => (
+                tasks[i].depends_logic.clone(),
+                tasks[i].deps.clone(),
+                tasks[i].task.name.clone(),
+            ),
             _ => return,
         };
         if !deps.is_empty() {
@@ -2340,18 +3219,35 @@ impl Engine {
                         all_failed &= p == Phase::Failed;
                     }
                 }
-                results.insert(dep_name, DepResult { phase: st.phase, any_succeeded: any_ok, all_failed });
+                results.insert(
+                    dep_name,
+                    DepResult {
+                        phase: st.phase,
+                        any_succeeded: any_ok,
+                        all_failed,
+                    },
+                );
             }
             match eval_depends(&logic, &results) {
                 Ok(true) => {}
                 Ok(false) => {
                     let node = self.task_node_skeleton(d, i, NodeType::Skipped, now);
-                    self.finish(node, Phase::Omitted, Some("omitted: depends condition not met".into()), now);
+                    self.finish(
+                        node,
+                        Phase::Omitted,
+                        Some("omitted: depends condition not met".into()),
+                        now,
+                    );
                     return;
                 }
                 Err(e) => {
                     let node = self.task_node_skeleton(d, i, NodeType::Skipped, now);
-                    self.finish(node, Phase::Error, Some(format!("unable to evaluate expression '{logic}': {e}")), now);
+                    self.finish(
+                        node,
+                        Phase::Error,
+                        Some(format!("unable to evaluate expression '{logic}': {e}")),
+                        now,
+                    );
                     return;
                 }
             }
@@ -2369,7 +3265,18 @@ impl Engine {
             _ => unreachable!("task of a DAG"),
         };
         let name = format!("{}.{}", self.nodes[d].status.name, task.name);
-        let n = self.new_node(&name, &task.name, ty, task.template.as_deref(), task.template_ref.clone(), &ctx.tscope, ctx.boundary.clone(), Owner::Task { dag: d, task: i }, Frame::Leaf, now);
+        let n = self.new_node(
+            &name,
+            &task.name,
+            ty,
+            task.template.as_deref(),
+            task.template_ref.clone(),
+            &ctx.tscope,
+            ctx.boundary.clone(),
+            Owner::Task { dag: d, task: i },
+            Frame::Leaf,
+            now,
+        );
         self.connect_task(d, i, n);
         if let Frame::Dag { tasks, .. } = &mut self.nodes[d].frame {
             tasks[i].node = Some(n);
@@ -2397,10 +3304,11 @@ impl Engine {
 
     fn pump_dag(&mut self, d: usize, now: Time) {
         let limit = self.template_parallelism(d);
+        let halted = self.halted(d);
         loop {
             let next = match &mut self.nodes[d].frame {
                 Frame::Dag { queue, running, .. } => {
-                    if limit.is_some_and(|l| *running >= l) || self.shutdown.is_some() {
+                    if limit.is_some_and(|l| *running >= l) || halted {
                         None
                     } else {
                         queue.pop_front()
@@ -2416,7 +3324,12 @@ impl Engine {
 
     fn start_task(&mut self, d: usize, i: usize, now: Time) {
         let (ctx, task, vars, arts) = match &self.nodes[d].frame {
-            Frame::Dag { ctx, tasks, .. } => (ctx.clone(), tasks[i].task.clone(), self.block_vars(d), self.scope_artifacts(d)),
+            Frame::Dag { ctx, tasks, .. } => (
+                ctx.clone(),
+                tasks[i].task.clone(),
+                self.block_vars(d),
+                self.scope_artifacts(d),
+            ),
             _ => return,
         };
         let name = format!("{}.{}", self.nodes[d].status.name, task.name);
@@ -2435,7 +3348,8 @@ impl Engine {
             on_exit: task.on_exit.clone(),
             hooks: task.hooks.clone(),
         };
-        let expands = task.with_items.is_some() || task.with_param.is_some() || task.with_sequence.is_some();
+        let expands =
+            task.with_items.is_some() || task.with_param.is_some() || task.with_sequence.is_some();
         let expanded = match self.expand_step(&step_like, &vars) {
             Ok(e) => e,
             Err(e) => {
@@ -2469,7 +3383,25 @@ impl Engine {
                 })
                 .collect();
             let n_items = items.len();
-            let tg = self.new_node(&name, &task.name, NodeType::TaskGroup, task.template.as_deref(), task.template_ref.clone(), &ctx.tscope, ctx.boundary.clone(), Owner::Task { dag: d, task: i }, Frame::TaskGroup { dag: d, task: i, items, queue: (0..n_items).collect(), running: 0, remaining: n_items }, now);
+            let tg = self.new_node(
+                &name,
+                &task.name,
+                NodeType::TaskGroup,
+                task.template.as_deref(),
+                task.template_ref.clone(),
+                &ctx.tscope,
+                ctx.boundary.clone(),
+                Owner::Task { dag: d, task: i },
+                Frame::TaskGroup {
+                    dag: d,
+                    task: i,
+                    items,
+                    queue: (0..n_items).collect(),
+                    running: 0,
+                    remaining: n_items,
+                },
+                now,
+            );
             self.nodes[tg].status.phase = Phase::Running;
             self.connect_task(d, i, tg);
             if let Frame::Dag { tasks, .. } = &mut self.nodes[d].frame {
@@ -2478,7 +3410,9 @@ impl Engine {
             self.pump_task_group(tg, now);
             return;
         }
-        let Some(s) = expanded.into_iter().next() else { return };
+        let Some(s) = expanded.into_iter().next() else {
+            return;
+        };
         let owner = Owner::Task { dag: d, task: i };
         let n = self.run_task_instance(d, &name, &task.name, &s, &ctx, &vars, &arts, owner, now);
         self.connect_task(d, i, n);
@@ -2491,18 +3425,61 @@ impl Engine {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn run_task_instance(&mut self, _d: usize, name: &str, display: &str, s: &WorkflowStep, ctx: &Ctx, vars: &Vars, arts: &HashMap<String, Artifact>, owner: Owner, now: Time) -> usize {
+    fn run_task_instance(
+        &mut self,
+        _d: usize,
+        name: &str,
+        display: &str,
+        s: &WorkflowStep,
+        ctx: &Ctx,
+        vars: &Vars,
+        arts: &HashMap<String, Artifact>,
+        owner: Owner,
+        now: Time,
+    ) -> usize {
         if let Some(when) = &s.when {
             match govaluate::should_execute(when) {
                 Ok(true) => {}
                 Ok(false) => {
-                    let n = self.new_node(name, display, NodeType::Skipped, s.template.as_deref(), s.template_ref.clone(), &ctx.tscope, ctx.boundary.clone(), owner, Frame::Leaf, now);
-                    self.finish(n, Phase::Skipped, Some(format!("when '{when}' evaluated false")), now);
+                    let n = self.new_node(
+                        name,
+                        display,
+                        NodeType::Skipped,
+                        s.template.as_deref(),
+                        s.template_ref.clone(),
+                        &ctx.tscope,
+                        ctx.boundary.clone(),
+                        owner,
+                        Frame::Leaf,
+                        now,
+                    );
+                    self.finish(
+                        n,
+                        Phase::Skipped,
+                        Some(format!("when '{when}' evaluated false")),
+                        now,
+                    );
                     return n;
                 }
                 Err(e) => {
-                    let n = self.new_node(name, display, NodeType::Skipped, s.template.as_deref(), s.template_ref.clone(), &ctx.tscope, ctx.boundary.clone(), owner, Frame::Leaf, now);
-                    self.finish(n, Phase::Error, Some(format!("Invalid 'when' expression '{when}': {e}")), now);
+                    let n = self.new_node(
+                        name,
+                        display,
+                        NodeType::Skipped,
+                        s.template.as_deref(),
+                        s.template_ref.clone(),
+                        &ctx.tscope,
+                        ctx.boundary.clone(),
+                        owner,
+                        Frame::Leaf,
+                        now,
+                    );
+                    self.finish(
+                        n,
+                        Phase::Error,
+                        Some(format!("Invalid 'when' expression '{when}': {e}")),
+                        now,
+                    );
                     return n;
                 }
             }
@@ -2510,12 +3487,31 @@ impl Engine {
         let args = match resolve_arguments(&s.arguments, vars, arts) {
             Ok(a) => a,
             Err(e) => {
-                let n = self.new_node(name, display, NodeType::Pod, s.template.as_deref(), s.template_ref.clone(), &ctx.tscope, ctx.boundary.clone(), owner, Frame::Leaf, now);
+                let n = self.new_node(
+                    name,
+                    display,
+                    NodeType::Pod,
+                    s.template.as_deref(),
+                    s.template_ref.clone(),
+                    &ctx.tscope,
+                    ctx.boundary.clone(),
+                    owner,
+                    Frame::Leaf,
+                    now,
+                );
                 self.finish(n, Phase::Error, Some(e), now);
                 return n;
             }
         };
-        self.execute(name, &Holder::from_step(s), &args, ctx, owner, Some(display.to_string()), now)
+        self.execute(
+            name,
+            &Holder::from_step(s),
+            &args,
+            ctx,
+            owner,
+            Some(display.to_string()),
+            now,
+        )
     }
 
     fn pump_task_group(&mut self, tg: usize, now: Time) {
@@ -2524,10 +3520,11 @@ impl Engine {
             _ => return,
         };
         let limit = self.template_parallelism(d);
+        let halted = self.halted(tg);
         loop {
             let next = match &mut self.nodes[tg].frame {
                 Frame::TaskGroup { queue, running, .. } => {
-                    if limit.is_some_and(|l| *running >= l) || self.shutdown.is_some() {
+                    if limit.is_some_and(|l| *running >= l) || halted {
                         None
                     } else {
                         queue.pop_front()
@@ -2537,7 +3534,9 @@ impl Engine {
             };
             let Some(k) = next else { break };
             let (ctx, vars, arts) = match &self.nodes[d].frame {
-                Frame::Dag { ctx, .. } => (ctx.clone(), self.block_vars(d), self.scope_artifacts(d)),
+                Frame::Dag { ctx, .. } => {
+                    (ctx.clone(), self.block_vars(d), self.scope_artifacts(d))
+                }
                 _ => return,
             };
             let item = match &self.nodes[tg].frame {
@@ -2548,8 +3547,26 @@ impl Engine {
             if let Frame::TaskGroup { running, .. } = &mut self.nodes[tg].frame {
                 *running += 1;
             }
-            let s = WorkflowStep { name: item.name.clone(), template: item.template.clone(), inline: item.inline.clone(), arguments: item.arguments.clone(), template_ref: item.template_ref.clone(), when: item.when.clone(), ..Default::default() };
-            let n = self.run_task_instance(d, &name, &item.name, &s, &ctx, &vars, &arts, Owner::TaskItem { group: tg, slot: k }, now);
+            let s = WorkflowStep {
+                name: item.name.clone(),
+                template: item.template.clone(),
+                inline: item.inline.clone(),
+                arguments: item.arguments.clone(),
+                template_ref: item.template_ref.clone(),
+                when: item.when.clone(),
+                ..Default::default()
+            };
+            let n = self.run_task_instance(
+                d,
+                &name,
+                &item.name,
+                &s,
+                &ctx,
+                &vars,
+                &arts,
+                Owner::TaskItem { group: tg, slot: k },
+                now,
+            );
             self.add_child(tg, n);
             if let Frame::TaskGroup { items, .. } = &mut self.nodes[tg].frame {
                 items[k].1 = Some(n);
@@ -2560,7 +3577,9 @@ impl Engine {
 
     fn task_item_done(&mut self, tg: usize, now: Time) {
         let done = match &mut self.nodes[tg].frame {
-            Frame::TaskGroup { running, remaining, .. } => {
+            Frame::TaskGroup {
+                running, remaining, ..
+            } => {
                 *running = running.saturating_sub(1);
                 *remaining = remaining.saturating_sub(1);
                 *remaining == 0
@@ -2586,7 +3605,13 @@ impl Engine {
     /// A task's node (or exit handler, or hook) changed: bookkeeping and successors.
     fn task_event(&mut self, d: usize, i: usize, now: Time) {
         let (task, node, exit, done, hooks_running) = match &self.nodes[d].frame {
-            Frame::Dag { tasks, .. } => (tasks[i].task.clone(), tasks[i].node, tasks[i].exit, tasks[i].done, tasks[i].hooks_running),
+            Frame::Dag { tasks, .. } => (
+                tasks[i].task.clone(),
+                tasks[i].node,
+                tasks[i].exit,
+                tasks[i].done,
+                tasks[i].hooks_running,
+            ),
             _ => return,
         };
         if done {
@@ -2599,11 +3624,18 @@ impl Engine {
         }
         let prefix = format!("tasks.{}", task.name);
         if self.nodes[node].status.node_type == NodeType::TaskGroup {
-            let children: Vec<usize> = self.nodes[node].status.children.iter().map(|c| self.by_id[c]).collect();
+            let children: Vec<usize> = self.nodes[node]
+                .status
+                .children
+                .iter()
+                .map(|c| self.by_id[c])
+                .collect();
             self.aggregate_outputs(d, &prefix, &children);
             let st = self.nodes[node].status.clone();
             if let Frame::Dag { scope, .. } = &mut self.nodes[d].frame {
-                scope.vars.insert(format!("{prefix}.status"), st.phase.as_str().into());
+                scope
+                    .vars
+                    .insert(format!("{prefix}.status"), st.phase.as_str().into());
                 scope.vars.insert(format!("{prefix}.id"), st.id.clone());
             }
         } else {
@@ -2611,7 +3643,11 @@ impl Engine {
         }
         self.fire_task_hooks(d, i, now);
         if phase.completed() {
-            if let Some(exit_t) = task.on_exit.clone().or_else(|| task.hooks.get("exit").and_then(|h| h.template.clone())) {
+            if let Some(exit_t) = task
+                .on_exit
+                .clone()
+                .or_else(|| task.hooks.get("exit").and_then(|h| h.template.clone()))
+            {
                 match exit {
                     None => {
                         let ctx = match &self.nodes[d].frame {
@@ -2621,9 +3657,23 @@ impl Engine {
                         let name = format!("{}.onExit", self.nodes[node].status.name);
                         let mut ectx = (*ctx).clone();
                         ectx.on_exit = true;
-                        let args = task.hooks.get("exit").map(|h| h.arguments.clone()).unwrap_or_default();
-                        let args = resolve_arguments(&args, &self.block_vars(d), &self.scope_artifacts(d)).unwrap_or_default();
-                        let e = self.execute(&name, &Holder::named(&exit_t), &args, &ectx, Owner::TaskExit { dag: d, task: i }, Some(format!("{}.onExit", task.name)), now);
+                        let args = task
+                            .hooks
+                            .get("exit")
+                            .map(|h| h.arguments.clone())
+                            .unwrap_or_default();
+                        let args =
+                            resolve_arguments(&args, &self.block_vars(d), &self.scope_artifacts(d))
+                                .unwrap_or_default();
+                        let e = self.execute(
+                            &name,
+                            &Holder::named(&exit_t),
+                            &args,
+                            &ectx,
+                            Owner::TaskExit { dag: d, task: i },
+                            Some(format!("{}.onExit", task.name)),
+                            now,
+                        );
                         self.add_child(node, e);
                         if let Frame::Dag { tasks, .. } = &mut self.nodes[d].frame {
                             tasks[i].exit = Some(e);
@@ -2642,9 +3692,22 @@ impl Engine {
         if hooks_running > 0 {
             return;
         }
-        let was_started = self.nodes[node].status.phase != Phase::Omitted && !(self.nodes[node].status.node_type == NodeType::Skipped && phase == Phase::Error && self.nodes[node].status.message.as_deref().is_some_and(|m| m.starts_with("unable to evaluate")));
+        let was_started = self.nodes[node].status.phase != Phase::Omitted
+            && !(self.nodes[node].status.node_type == NodeType::Skipped
+                && phase == Phase::Error
+                && self.nodes[node]
+                    .status
+                    .message
+                    .as_deref()
+                    .is_some_and(|m| m.starts_with("unable to evaluate")));
         let mut ready = Vec::new();
-        if let Frame::Dag { tasks, running, remaining, .. } = &mut self.nodes[d].frame {
+        if let Frame::Dag {
+            tasks,
+            running,
+            remaining,
+            ..
+        } = &mut self.nodes[d].frame
+        {
             tasks[i].done = true;
             if was_started && phase != Phase::Omitted {
                 *running = running.saturating_sub(1);
@@ -2672,10 +3735,12 @@ impl Engine {
             return;
         }
         let (remaining, running) = match &self.nodes[d].frame {
-            Frame::Dag { remaining, running, .. } => (*remaining, *running),
+            Frame::Dag {
+                remaining, running, ..
+            } => (*remaining, *running),
             _ => return,
         };
-        let shutting = self.shutdown.is_some();
+        let shutting = self.halted(d);
         if remaining > 0 && !(shutting && running == 0) {
             return;
         }
@@ -2710,13 +3775,28 @@ impl Engine {
     /// Argo's `assessDAGPhase`: target tasks' branch phases, where an omitted task inherits a
     /// failure from the branch above it.
     fn assess_dag(&self, d: usize) -> (Phase, Option<String>) {
-        let Frame::Dag { tasks, targets, template, .. } = &self.nodes[d].frame else {
+        let Frame::Dag {
+            tasks,
+            targets,
+            template,
+            ..
+        } = &self.nodes[d].frame
+        else {
             return (Phase::Error, None);
         };
-        let fail_fast = template.dag.as_ref().and_then(|x| x.fail_fast).unwrap_or(true);
+        let fail_fast = template
+            .dag
+            .as_ref()
+            .and_then(|x| x.fail_fast)
+            .unwrap_or(true);
         let mut branch: Vec<Option<Phase>> = vec![None; tasks.len()];
         // Tasks are processed in dependency order via memoised recursion (iterative).
-        fn branch_of(i: usize, tasks: &[TaskState], nodes: &[Node], memo: &mut Vec<Option<Phase>>) -> Phase {
+        fn branch_of(
+            i: usize,
+            tasks: &[TaskState],
+            nodes: &[Node],
+            memo: &mut Vec<Option<Phase>>,
+        ) -> Phase {
             if let Some(p) = memo[i] {
                 return p;
             }
@@ -2781,13 +3861,28 @@ impl Engine {
 
     fn fire_step_hooks(&mut self, g: usize, slot: usize, now: Time) {
         let (steps_node, step, node, fired) = match &self.nodes[g].frame {
-            Frame::StepGroup { steps_node, slots, .. } => (*steps_node, slots[slot].step.clone(), slots[slot].node, slots[slot].hooks_fired.clone()),
+            Frame::StepGroup {
+                steps_node, slots, ..
+            } => (
+                *steps_node,
+                slots[slot].step.clone(),
+                slots[slot].node,
+                slots[slot].hooks_fired.clone(),
+            ),
             _ => return,
         };
         let Some(node) = node else { return };
-        let base = step.name.split('(').next().unwrap_or(&step.name).to_string();
+        let base = step
+            .name
+            .split('(')
+            .next()
+            .unwrap_or(&step.name)
+            .to_string();
         let mut vars = self.block_vars(steps_node);
-        vars.insert(format!("steps.{base}.status"), self.nodes[node].status.phase.as_str().into());
+        vars.insert(
+            format!("steps.{base}.status"),
+            self.nodes[node].status.phase.as_str().into(),
+        );
         for (hname, hook) in &step.hooks {
             if hname == "exit" || fired.contains(hname) {
                 continue;
@@ -2802,8 +3897,18 @@ impl Engine {
                     slots[slot].hooks_running += 1;
                 }
                 let name = format!("{}.hooks.{hname}", self.nodes[node].status.name);
-                let args = resolve_arguments(&hook.arguments, &vars, &self.scope_artifacts(steps_node)).unwrap_or_default();
-                let h = self.execute(&name, &Holder::from_hook(hook), &args, &ctx, Owner::Hook, Some(format!("{}.hooks.{hname}", step.name)), now);
+                let args =
+                    resolve_arguments(&hook.arguments, &vars, &self.scope_artifacts(steps_node))
+                        .unwrap_or_default();
+                let h = self.execute(
+                    &name,
+                    &Holder::from_hook(hook),
+                    &args,
+                    &ctx,
+                    Owner::Hook,
+                    Some(format!("{}.hooks.{hname}", step.name)),
+                    now,
+                );
                 self.nodes[h].owner = Owner::StepExit { group: g, slot };
                 self.add_child(node, h);
                 // Hooks are tracked like exit handlers; mark as hook via counter.
@@ -2814,12 +3919,20 @@ impl Engine {
 
     fn fire_task_hooks(&mut self, d: usize, i: usize, now: Time) {
         let (task, node, fired, ctx) = match &self.nodes[d].frame {
-            Frame::Dag { tasks, ctx, .. } => (tasks[i].task.clone(), tasks[i].node, tasks[i].hooks_fired.clone(), ctx.clone()),
+            Frame::Dag { tasks, ctx, .. } => (
+                tasks[i].task.clone(),
+                tasks[i].node,
+                tasks[i].hooks_fired.clone(),
+                ctx.clone(),
+            ),
             _ => return,
         };
         let Some(node) = node else { return };
         let mut vars = self.block_vars(d);
-        vars.insert(format!("tasks.{}.status", task.name), self.nodes[node].status.phase.as_str().into());
+        vars.insert(
+            format!("tasks.{}.status", task.name),
+            self.nodes[node].status.phase.as_str().into(),
+        );
         for (hname, hook) in &task.hooks {
             if hname == "exit" || fired.contains(hname) {
                 continue;
@@ -2830,15 +3943,26 @@ impl Engine {
                     tasks[i].hooks_running += 1;
                 }
                 let name = format!("{}.hooks.{hname}", self.nodes[node].status.name);
-                let args = resolve_arguments(&hook.arguments, &vars, &self.scope_artifacts(d)).unwrap_or_default();
-                let h = self.execute(&name, &Holder::from_hook(hook), &args, &ctx, Owner::TaskExit { dag: d, task: i }, Some(format!("{}.hooks.{hname}", task.name)), now);
+                let args = resolve_arguments(&hook.arguments, &vars, &self.scope_artifacts(d))
+                    .unwrap_or_default();
+                let h = self.execute(
+                    &name,
+                    &Holder::from_hook(hook),
+                    &args,
+                    &ctx,
+                    Owner::TaskExit { dag: d, task: i },
+                    Some(format!("{}.hooks.{hname}", task.name)),
+                    now,
+                );
                 self.add_child(node, h);
             }
         }
     }
 
     fn hook_due(&self, hook: &LifecycleHook, vars: &Vars) -> bool {
-        let Some(expr) = hook.expression.as_deref().filter(|e| !e.trim().is_empty()) else { return false };
+        let Some(expr) = hook.expression.as_deref().filter(|e| !e.trim().is_empty()) else {
+            return false;
+        };
         let env = template_eval::expand_vars(vars);
         matches!(template_eval::expr::eval(expr, &env), Ok(Value::Bool(true)))
     }
@@ -2855,10 +3979,23 @@ impl Engine {
             }
             if self.hook_due(&hook, &vars) {
                 self.wf_hooks_fired.insert(hname.clone());
-                let ctx = Ctx { tscope: TScope::Local, boundary: None, on_exit: false };
+                let ctx = Ctx {
+                    tscope: TScope::Local,
+                    boundary: None,
+                    on_exit: false,
+                };
                 let name = format!("{}.hooks.{hname}", self.name);
-                let args = resolve_arguments(&hook.arguments, &vars, &self.global_artifacts).unwrap_or_default();
-                let h = self.execute(&name, &Holder::from_hook(&hook), &args, &ctx, Owner::Hook, Some(name.clone()), now);
+                let args = resolve_arguments(&hook.arguments, &vars, &self.global_artifacts)
+                    .unwrap_or_default();
+                let h = self.execute(
+                    &name,
+                    &Holder::from_hook(&hook),
+                    &args,
+                    &ctx,
+                    Owner::Hook,
+                    Some(name.clone()),
+                    now,
+                );
                 let _ = h;
             }
         }
@@ -2904,7 +4041,11 @@ impl Engine {
     fn root_done(&mut self, root: usize, now: Time) {
         let phase = self.nodes[root].status.phase;
         self.root_phase = Some(phase);
-        let exit = self.spec.on_exit.clone().or_else(|| self.spec.hooks.get("exit").and_then(|h| h.template.clone()));
+        let exit = self
+            .spec
+            .on_exit
+            .clone()
+            .or_else(|| self.spec.hooks.get("exit").and_then(|h| h.template.clone()));
         let exit = exit.filter(|_| self.shutdown != Some(true));
         match exit {
             Some(t) => {
@@ -2914,11 +4055,29 @@ impl Engine {
                 let dur = (now - self.started_at.unwrap_or(now)).num_milliseconds() as f64 / 1000.0;
                 vars.insert("workflow.duration".into(), format!("{dur}"));
                 self.globals = vars;
-                let ctx = Ctx { tscope: TScope::Local, boundary: None, on_exit: true };
+                let ctx = Ctx {
+                    tscope: TScope::Local,
+                    boundary: None,
+                    on_exit: true,
+                };
                 let name = format!("{}.onExit", self.name);
-                let args = self.spec.hooks.get("exit").map(|h| h.arguments.clone()).unwrap_or_default();
-                let args = resolve_arguments(&args, &self.globals, &self.global_artifacts).unwrap_or_default();
-                let e = self.execute(&name, &Holder::named(&t), &args, &ctx, Owner::WorkflowExit, Some(name.clone()), now);
+                let args = self
+                    .spec
+                    .hooks
+                    .get("exit")
+                    .map(|h| h.arguments.clone())
+                    .unwrap_or_default();
+                let args = resolve_arguments(&args, &self.globals, &self.global_artifacts)
+                    .unwrap_or_default();
+                let e = self.execute(
+                    &name,
+                    &Holder::named(&t),
+                    &args,
+                    &ctx,
+                    Owner::WorkflowExit,
+                    Some(name.clone()),
+                    now,
+                );
                 self.exit_node = Some(e);
             }
             None => self.complete_workflow(now),
@@ -2962,7 +4121,10 @@ impl Engine {
             }
         }
         if let Some(t) = self.shutdown {
-            message = Some(format!("Stopped with strategy '{}'", if t { "Terminate" } else { "Stop" }));
+            message = Some(format!(
+                "Stopped with strategy '{}'",
+                if t { "Terminate" } else { "Stop" }
+            ));
             if phase == Phase::Succeeded {
                 phase = Phase::Failed;
             }
@@ -2980,14 +4142,21 @@ impl Engine {
 
     fn check_time(&mut self, now: Time) {
         // Timers: retry backoffs.
-        let due: Vec<usize> = self.timers.iter().filter(|(t, _)| *t <= now).map(|(_, i)| *i).collect();
+        let due: Vec<usize> = self
+            .timers
+            .iter()
+            .filter(|(t, _)| *t <= now)
+            .map(|(_, i)| *i)
+            .collect();
         self.timers.retain(|(t, _)| *t > now);
         for r in due {
             self.retry_step(r, now);
         }
         // Node deadlines: suspend durations, pod and template timeouts.
         for i in 0..self.nodes.len() {
-            let Some(d) = self.nodes[i].deadline else { continue };
+            let Some(d) = self.nodes[i].deadline else {
+                continue;
+            };
             if d > now || self.nodes[i].status.phase.fulfilled() {
                 continue;
             }
@@ -3003,11 +4172,19 @@ impl Engine {
                 }
                 _ => {
                     self.nodes[i].deadline = None;
-                    let msg = "Pod was active on the node longer than the specified deadline".to_string();
+                    let msg =
+                        "Pod was active on the node longer than the specified deadline".to_string();
                     if self.nodes[i].started {
                         self.release_pod_slot(i);
-                        let (id, pod) = (self.nodes[i].status.id.clone(), self.nodes[i].pod_name.clone().unwrap_or_default());
-                        self.actions.push(Action::KillPod { node_id: id, pod_name: pod, reason: msg.clone() });
+                        let (id, pod) = (
+                            self.nodes[i].status.id.clone(),
+                            self.nodes[i].pod_name.clone().unwrap_or_default(),
+                        );
+                        self.actions.push(Action::KillPod {
+                            node_id: id,
+                            pod_name: pod,
+                            reason: msg.clone(),
+                        });
                     }
                     self.finish(i, Phase::Failed, Some(msg), now);
                 }
@@ -3024,10 +4201,22 @@ impl Engine {
                     if matches!(ty, NodeType::Pod | NodeType::HTTP | NodeType::Suspend) {
                         if self.nodes[i].started {
                             self.release_pod_slot(i);
-                            let (id, pod) = (self.nodes[i].status.id.clone(), self.nodes[i].pod_name.clone().unwrap_or_default());
-                            self.actions.push(Action::KillPod { node_id: id, pod_name: pod, reason: "workflow deadline".into() });
+                            let (id, pod) = (
+                                self.nodes[i].status.id.clone(),
+                                self.nodes[i].pod_name.clone().unwrap_or_default(),
+                            );
+                            self.actions.push(Action::KillPod {
+                                node_id: id,
+                                pod_name: pod,
+                                reason: "workflow deadline".into(),
+                            });
                         }
-                        self.finish(i, Phase::Failed, Some("Step exceeded its deadline".into()), now);
+                        self.finish(
+                            i,
+                            Phase::Failed,
+                            Some("Step exceeded its deadline".into()),
+                            now,
+                        );
                     }
                 }
                 // Nothing new starts after the deadline.
@@ -3058,7 +4247,9 @@ impl Engine {
             // Keep the deadline distinct from a user shutdown in messages.
             self.shutdown = None;
             for i in 0..self.nodes.len() {
-                if !self.nodes[i].status.phase.fulfilled() && matches!(self.nodes[i].frame, Frame::StepGroup { .. }) {
+                if !self.nodes[i].status.phase.fulfilled()
+                    && matches!(self.nodes[i].frame, Frame::StepGroup { .. })
+                {
                     if let Frame::StepGroup { stop_new, .. } = &mut self.nodes[i].frame {
                         *stop_new = true;
                     }
@@ -3075,11 +4266,21 @@ impl Engine {
                 continue;
             }
             if self.nodes[i].status.boundary_id.as_deref() == Some(&bid) || self.is_under(i, &bid) {
-                if matches!(self.nodes[i].status.node_type, NodeType::Pod | NodeType::HTTP | NodeType::Suspend) {
+                if matches!(
+                    self.nodes[i].status.node_type,
+                    NodeType::Pod | NodeType::HTTP | NodeType::Suspend
+                ) {
                     if self.nodes[i].started {
                         self.release_pod_slot(i);
-                        let (id, pod) = (self.nodes[i].status.id.clone(), self.nodes[i].pod_name.clone().unwrap_or_default());
-                        self.actions.push(Action::KillPod { node_id: id, pod_name: pod, reason: reason.into() });
+                        let (id, pod) = (
+                            self.nodes[i].status.id.clone(),
+                            self.nodes[i].pod_name.clone().unwrap_or_default(),
+                        );
+                        self.actions.push(Action::KillPod {
+                            node_id: id,
+                            pod_name: pod,
+                            reason: reason.into(),
+                        });
                     }
                     self.finish(i, Phase::Failed, Some(reason.into()), now);
                 }
@@ -3102,7 +4303,10 @@ impl Engine {
             if guard > 1000 {
                 return false;
             }
-            b = self.by_id.get(&id).and_then(|&j| self.nodes[j].status.boundary_id.clone());
+            b = self
+                .by_id
+                .get(&id)
+                .and_then(|&j| self.nodes[j].status.boundary_id.clone());
         }
         false
     }
@@ -3114,18 +4318,34 @@ impl Engine {
                 continue;
             }
             if terminate || !self.nodes[i].status.name.contains(".onExit") {
-                if matches!(self.nodes[i].status.node_type, NodeType::Pod | NodeType::HTTP | NodeType::Suspend) {
+                if matches!(
+                    self.nodes[i].status.node_type,
+                    NodeType::Pod | NodeType::HTTP | NodeType::Suspend
+                ) {
                     if self.nodes[i].started {
                         self.release_pod_slot(i);
-                        let (id, pod) = (self.nodes[i].status.id.clone(), self.nodes[i].pod_name.clone().unwrap_or_default());
-                        self.actions.push(Action::KillPod { node_id: id, pod_name: pod, reason: "workflow shutdown".into() });
+                        let (id, pod) = (
+                            self.nodes[i].status.id.clone(),
+                            self.nodes[i].pod_name.clone().unwrap_or_default(),
+                        );
+                        self.actions.push(Action::KillPod {
+                            node_id: id,
+                            pod_name: pod,
+                            reason: "workflow shutdown".into(),
+                        });
                     }
                     let strategy = if terminate { "Terminate" } else { "Stop" };
-                    self.finish(i, Phase::Failed, Some(format!("Stopped with strategy '{strategy}'")), now);
+                    self.finish(
+                        i,
+                        Phase::Failed,
+                        Some(format!("Stopped with strategy '{strategy}'")),
+                        now,
+                    );
                 }
             }
         }
-        self.pod_queue.retain(|&i| !self.nodes[i].status.phase.fulfilled());
+        self.pod_queue
+            .retain(|&i| !self.nodes[i].status.phase.fulfilled());
         for i in 0..self.nodes.len() {
             if self.nodes[i].status.phase.fulfilled() {
                 continue;
@@ -3161,7 +4381,12 @@ impl Engine {
                     let mut p = p.clone();
                     let is_supplied = p.value_from.as_ref().is_some_and(|v| v.supplied.is_some());
                     if is_supplied {
-                        match supplied.get(&p.name).cloned().or_else(|| p.value_from.as_ref().and_then(|v| v.default.as_ref()).map(|d| d.0.clone())) {
+                        match supplied.get(&p.name).cloned().or_else(|| {
+                            p.value_from
+                                .as_ref()
+                                .and_then(|v| v.default.as_ref())
+                                .map(|d| d.0.clone())
+                        }) {
                             Some(v) => {
                                 p.value = Some(workflow_model::AnyString(v));
                                 p.value_from = None;
@@ -3194,7 +4419,10 @@ impl Engine {
         let mut wf = self.raw.clone();
         let mut nodes = Map::new();
         for n in &self.nodes {
-            nodes.insert(n.status.id.clone(), serde_json::to_value(&n.status).unwrap_or_default());
+            nodes.insert(
+                n.status.id.clone(),
+                serde_json::to_value(&n.status).unwrap_or_default(),
+            );
         }
         let mut status = json!({
             "phase": self.phase.as_str(),
@@ -3208,7 +4436,11 @@ impl Engine {
         if !self.global_outputs.is_empty() {
             status["outputs"] = serde_json::to_value(&self.global_outputs).unwrap_or_default();
         }
-        let done = self.nodes.iter().filter(|n| n.pod_name.is_some() && n.status.phase.fulfilled()).count();
+        let done = self
+            .nodes
+            .iter()
+            .filter(|n| n.pod_name.is_some() && n.status.phase.fulfilled())
+            .count();
         let total = self.nodes.iter().filter(|n| n.pod_name.is_some()).count();
         status["progress"] = Value::String(format!("{done}/{total}"));
         if let Value::Object(m) = &mut wf {
@@ -3227,7 +4459,16 @@ fn fix_display(node_name: &str, display: &str) -> String {
 }
 
 fn is_pod_kind(k: TemplateKind) -> bool {
-    matches!(k, TemplateKind::Container | TemplateKind::Script | TemplateKind::ContainerSet | TemplateKind::Resource | TemplateKind::Http | TemplateKind::Data | TemplateKind::Plugin)
+    matches!(
+        k,
+        TemplateKind::Container
+            | TemplateKind::Script
+            | TemplateKind::ContainerSet
+            | TemplateKind::Resource
+            | TemplateKind::Http
+            | TemplateKind::Data
+            | TemplateKind::Plugin
+    )
 }
 
 fn continues(c: ContinueOn, p: Phase) -> bool {
@@ -3247,7 +4488,11 @@ fn human_duration(d: Duration) -> String {
 
 fn template_in(obj: &WorkflowObject, name: &str) -> Option<Value> {
     let spec = obj.raw.get("spec")?;
-    let t = spec.get("templates")?.as_array()?.iter().find(|t| t.get("name").and_then(Value::as_str) == Some(name))?;
+    let t = spec
+        .get("templates")?
+        .as_array()?
+        .iter()
+        .find(|t| t.get("name").and_then(Value::as_str) == Some(name))?;
     Some(match spec.get("templateDefaults") {
         Some(d) => merge_defaults(t, d),
         None => t.clone(),
@@ -3258,8 +4503,13 @@ fn template_in(obj: &WorkflowObject, name: &str) -> Option<Value> {
 fn merge_arguments(base: Option<&Value>, own: &Value) -> Value {
     let mut out = base.cloned().unwrap_or(json!({}));
     for key in ["parameters", "artifacts"] {
-        let Some(Value::Array(own_list)) = own.get(key) else { continue };
-        let list = out.as_object_mut().map(|m| m.entry(key.to_string()).or_insert(json!([]))).and_then(Value::as_array_mut);
+        let Some(Value::Array(own_list)) = own.get(key) else {
+            continue;
+        };
+        let list = out
+            .as_object_mut()
+            .map(|m| m.entry(key.to_string()).or_insert(json!([])))
+            .and_then(Value::as_array_mut);
         let Some(list) = list else { continue };
         for p in own_list {
             let name = p.get("name").cloned();
@@ -3273,7 +4523,11 @@ fn merge_arguments(base: Option<&Value>, own: &Value) -> Value {
 }
 
 /// Substitute a step's arguments with its scope and resolve artifact `from` references.
-fn resolve_arguments(args: &Arguments, vars: &Vars, arts: &HashMap<String, Artifact>) -> Result<Arguments, String> {
+fn resolve_arguments(
+    args: &Arguments,
+    vars: &Vars,
+    arts: &HashMap<String, Artifact>,
+) -> Result<Arguments, String> {
     let mut out = Arguments::default();
     for p in &args.parameters {
         let mut p = p.clone();
@@ -3290,7 +4544,12 @@ fn resolve_arguments(args: &Arguments, vars: &Vars, arts: &HashMap<String, Artif
         let mut a = a.clone();
         if let Some(from) = a.from.clone() {
             let key = substitute(&from, vars, true).map_err(|e| e.to_string())?;
-            let key = key.trim().trim_start_matches("{{").trim_end_matches("}}").trim().to_string();
+            let key = key
+                .trim()
+                .trim_start_matches("{{")
+                .trim_end_matches("}}")
+                .trim()
+                .to_string();
             match arts.get(&key) {
                 Some(src) => {
                     let name = a.name.clone();
@@ -3321,7 +4580,11 @@ fn resolve_arguments(args: &Arguments, vars: &Vars, arts: &HashMap<String, Artif
                         a.path = None;
                         a.from_expression = None;
                     }
-                    None => return Err(format!("unable to resolve artifact from expression '{expr}'")),
+                    None => {
+                        return Err(format!(
+                            "unable to resolve artifact from expression '{expr}'"
+                        ))
+                    }
                 },
                 Ok(other) => return Err(format!("fromExpression '{expr}' gave {other}")),
                 Err(e) => return Err(e.to_string()),
@@ -3365,16 +4628,27 @@ fn expand_depends(logic: &str, continue_on: &dyn Fn(&str) -> Option<ContinueOn>)
         let c = chars[i];
         if c.is_alphanumeric() {
             let start = i;
-            while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '-' || chars[i] == '_' || chars[i] == '.') {
+            while i < chars.len()
+                && (chars[i].is_alphanumeric()
+                    || chars[i] == '-'
+                    || chars[i] == '_'
+                    || chars[i] == '.')
+            {
                 i += 1;
             }
             let word: String = chars[start..i].iter().collect();
-            let has_result = word.rsplit_once('.').is_some_and(|(_, s)| s.chars().next().is_some_and(|c| c.is_uppercase()));
+            let has_result = word
+                .rsplit_once('.')
+                .is_some_and(|(_, s)| s.chars().next().is_some_and(|c| c.is_uppercase()));
             if has_result {
                 out.push_str(&word);
             } else {
                 let co = continue_on(&word).unwrap_or_default();
-                let mut parts = vec![format!("{word}.Succeeded"), format!("{word}.Skipped"), format!("{word}.Daemoned")];
+                let mut parts = vec![
+                    format!("{word}.Succeeded"),
+                    format!("{word}.Skipped"),
+                    format!("{word}.Daemoned"),
+                ];
                 if co.error {
                     parts.push(format!("{word}.Errored"));
                 }
@@ -3406,12 +4680,21 @@ fn eval_depends(logic: &str, results: &HashMap<String, DepResult>) -> Result<boo
         let c = chars[i];
         if c.is_alphanumeric() {
             let start = i;
-            while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '-' || chars[i] == '_' || chars[i] == '.') {
+            while i < chars.len()
+                && (chars[i].is_alphanumeric()
+                    || chars[i] == '-'
+                    || chars[i] == '_'
+                    || chars[i] == '.')
+            {
                 i += 1;
             }
             let word: String = chars[start..i].iter().collect();
-            let (task, result) = word.rsplit_once('.').ok_or_else(|| format!("'{word}' has no result"))?;
-            let r = results.get(task).ok_or_else(|| format!("task '{task}' has no result yet"))?;
+            let (task, result) = word
+                .rsplit_once('.')
+                .ok_or_else(|| format!("'{word}' has no result"))?;
+            let r = results
+                .get(task)
+                .ok_or_else(|| format!("task '{task}' has no result yet"))?;
             let v = match result {
                 "Succeeded" => r.phase == Phase::Succeeded,
                 "Failed" => r.phase == Phase::Failed,
@@ -3453,7 +4736,12 @@ mod tests {
 
     #[test]
     fn sequences_format_like_go() {
-        let seq = workflow_model::Sequence { count: None, start: Some(workflow_model::IntOrString::Int(5)), end: Some(workflow_model::IntOrString::Int(0)), format: None };
+        let seq = workflow_model::Sequence {
+            count: None,
+            start: Some(workflow_model::IntOrString::Int(5)),
+            end: Some(workflow_model::IntOrString::Int(0)),
+            format: None,
+        };
         assert_eq!(expand_sequence(&seq).unwrap().len(), 6);
         assert_eq!(go_sprintf_int("testuser%02X", 10), "testuser0A");
         assert_eq!(go_sprintf_int("%d", 7), "7");
@@ -3461,12 +4749,41 @@ mod tests {
 
     #[test]
     fn depends_expansion_matches_argo() {
-        let co = |n: &str| if n == "B" { Some(ContinueOn { error: false, failed: true }) } else { None };
-        assert_eq!(expand_depends("A && B.Failed", &co), "(A.Succeeded || A.Skipped || A.Daemoned) && B.Failed");
-        assert_eq!(expand_depends("B", &co), "(B.Succeeded || B.Skipped || B.Daemoned || B.Failed)");
+        let co = |n: &str| {
+            if n == "B" {
+                Some(ContinueOn {
+                    error: false,
+                    failed: true,
+                })
+            } else {
+                None
+            }
+        };
+        assert_eq!(
+            expand_depends("A && B.Failed", &co),
+            "(A.Succeeded || A.Skipped || A.Daemoned) && B.Failed"
+        );
+        assert_eq!(
+            expand_depends("B", &co),
+            "(B.Succeeded || B.Skipped || B.Daemoned || B.Failed)"
+        );
         let mut r = HashMap::new();
-        r.insert("A".to_string(), DepResult { phase: Phase::Succeeded, any_succeeded: false, all_failed: false });
-        r.insert("B".to_string(), DepResult { phase: Phase::Failed, any_succeeded: false, all_failed: false });
+        r.insert(
+            "A".to_string(),
+            DepResult {
+                phase: Phase::Succeeded,
+                any_succeeded: false,
+                all_failed: false,
+            },
+        );
+        r.insert(
+            "B".to_string(),
+            DepResult {
+                phase: Phase::Failed,
+                any_succeeded: false,
+                all_failed: false,
+            },
+        );
         assert!(eval_depends(&expand_depends("A && B.Failed", &co), &r).unwrap());
         assert!(!eval_depends(&expand_depends("A && B.Succeeded", &co), &r).unwrap());
     }
@@ -3475,6 +4792,9 @@ mod tests {
     fn item_labels() {
         assert_eq!(item_label(&json!("hello")), "hello");
         assert_eq!(item_label(&json!(3)), "3");
-        assert_eq!(item_label(&json!({"os": "debian", "v": 9})), "os:debian,v:9");
+        assert_eq!(
+            item_label(&json!({"os": "debian", "v": 9})),
+            "os:debian,v:9"
+        );
     }
 }

@@ -148,7 +148,10 @@ mod tests {
         assert_eq!(fnv32a("hello"), 0x4f9f2cab);
         assert_eq!(node_id("wf", "wf"), "wf");
         assert_eq!(node_id("wf", "wf[0]"), format!("wf-{}", fnv32a("wf[0]")));
-        assert_eq!(pod_name("wf", "wf[0].a", "t"), format!("wf-t-{}", fnv32a("wf[0].a")));
+        assert_eq!(
+            pod_name("wf", "wf[0].a", "t"),
+            format!("wf-t-{}", fnv32a("wf[0].a"))
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@ pub mod types;
 
 use std::fmt;
 
-use manifest::{Document, Location};
+pub use manifest::{Document, Location};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -98,7 +98,9 @@ impl Object {
 
     pub fn metadata(&self) -> &ObjectMeta {
         match self {
-            Object::Workflow(w) | Object::WorkflowTemplate(w) | Object::ClusterWorkflowTemplate(w) => &w.metadata,
+            Object::Workflow(w)
+            | Object::WorkflowTemplate(w)
+            | Object::ClusterWorkflowTemplate(w) => &w.metadata,
             Object::CronWorkflow(c) => &c.metadata,
             Object::Other(o) => &o.metadata,
         }
@@ -106,7 +108,9 @@ impl Object {
 
     pub fn raw(&self) -> &Value {
         match self {
-            Object::Workflow(w) | Object::WorkflowTemplate(w) | Object::ClusterWorkflowTemplate(w) => &w.raw,
+            Object::Workflow(w)
+            | Object::WorkflowTemplate(w)
+            | Object::ClusterWorkflowTemplate(w) => &w.raw,
             Object::CronWorkflow(c) => &c.raw,
             Object::Other(o) => &o.raw,
         }
@@ -122,7 +126,12 @@ pub struct Loaded {
 }
 
 impl Loaded {
-    pub fn diagnostic(&self, severity: Severity, path: &str, message: impl Into<String>) -> Diagnostic {
+    pub fn diagnostic(
+        &self,
+        severity: Severity,
+        path: &str,
+        message: impl Into<String>,
+    ) -> Diagnostic {
         Diagnostic {
             severity,
             file: self.file.clone(),
@@ -146,7 +155,9 @@ pub fn load_str(file: &str, text: &str) -> (Vec<Loaded>, Vec<Diagnostic>) {
                 location: e.location(),
                 path: String::new(),
                 message: match e {
-                    manifest::ManifestError::Syntax { message, .. } => format!("malformed YAML: {message}"),
+                    manifest::ManifestError::Syntax { message, .. } => {
+                        format!("malformed YAML: {message}")
+                    }
                     manifest::ManifestError::Unsupported { message, .. } => message,
                 },
             });
@@ -172,13 +183,24 @@ fn load_document(file: &str, doc: Document, diags: &mut Vec<Diagnostic>) -> Opti
         message,
     };
     let Value::Object(map) = &doc.value else {
-        diags.push(err(&doc, "", format!("expected a Kubernetes object (a mapping), found {}", json_kind(&doc.value))));
+        diags.push(err(
+            &doc,
+            "",
+            format!(
+                "expected a Kubernetes object (a mapping), found {}",
+                json_kind(&doc.value)
+            ),
+        ));
         return None;
     };
     let kind = match map.get("kind") {
         Some(Value::String(k)) => k.clone(),
         Some(other) => {
-            diags.push(err(&doc, "kind", format!("expected a string, found {}", json_kind(other))));
+            diags.push(err(
+                &doc,
+                "kind",
+                format!("expected a string, found {}", json_kind(other)),
+            ));
             return None;
         }
         None => {
@@ -186,9 +208,13 @@ fn load_document(file: &str, doc: Document, diags: &mut Vec<Diagnostic>) -> Opti
             return None;
         }
     };
-    let api_version = map.get("apiVersion").and_then(Value::as_str).unwrap_or_default().to_string();
+    let api_version = map
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     let metadata: ObjectMeta = match map.get("metadata") {
-        Some(m) => match decode(m) {
+        Some(m) => match decode_document(&doc, m, "metadata") {
             Ok(m) => m,
             Err((path, msg)) => {
                 diags.push(err(&doc, &prefixed("metadata", &path), msg));
@@ -197,15 +223,30 @@ fn load_document(file: &str, doc: Document, diags: &mut Vec<Diagnostic>) -> Opti
         },
         None => ObjectMeta::default(),
     };
-    let argo_kind = matches!(kind.as_str(), "Workflow" | "WorkflowTemplate" | "ClusterWorkflowTemplate" | "CronWorkflow");
+    let argo_kind = matches!(
+        kind.as_str(),
+        "Workflow" | "WorkflowTemplate" | "ClusterWorkflowTemplate" | "CronWorkflow"
+    );
     if argo_kind && api_version != API_VERSION {
-        diags.push(err(&doc, "apiVersion", format!("expected apiVersion '{API_VERSION}' for kind {kind}, found '{api_version}'")));
+        diags.push(err(
+            &doc,
+            "apiVersion",
+            format!("expected apiVersion '{API_VERSION}' for kind {kind}, found '{api_version}'"),
+        ));
     }
     if metadata.name.is_empty() && metadata.generate_name.is_empty() {
-        diags.push(err(&doc, "metadata", "metadata.name or metadata.generateName is required".into()));
+        diags.push(err(
+            &doc,
+            "metadata",
+            "metadata.name or metadata.generateName is required".into(),
+        ));
     }
     let object = if argo_kind {
-        let schema_ty = if kind == "CronWorkflow" { "CronWorkflow" } else { "Workflow" };
+        let schema_ty = if kind == "CronWorkflow" {
+            "CronWorkflow"
+        } else {
+            "Workflow"
+        };
         let mut unknown = Vec::new();
         schema::unknown_fields(&doc.value, schema_ty, "", &mut unknown);
         for path in unknown {
@@ -217,19 +258,33 @@ fn load_document(file: &str, doc: Document, diags: &mut Vec<Diagnostic>) -> Opti
                 message: "unknown field (kept, but ONYX and Argo ignore it)".into(),
             });
         }
-        let spec_value = map.get("spec").cloned().unwrap_or(Value::Object(Default::default()));
+        let spec_value = map
+            .get("spec")
+            .cloned()
+            .unwrap_or(Value::Object(Default::default()));
         if kind == "CronWorkflow" {
-            match decode::<CronWorkflowSpec>(&spec_value) {
-                Ok(spec) => Object::CronWorkflow(CronWorkflowObject { metadata, spec, raw: doc.value.clone() }),
+            match decode_document::<CronWorkflowSpec>(&doc, &spec_value, "spec") {
+                Ok(spec) => Object::CronWorkflow(CronWorkflowObject {
+                    metadata,
+                    spec,
+                    raw: doc.value.clone(),
+                }),
                 Err((path, msg)) => {
                     diags.push(err(&doc, &prefixed("spec", &path), msg));
                     return None;
                 }
             }
         } else {
-            match decode::<WorkflowSpec>(&spec_value) {
+            match decode_document::<WorkflowSpec>(&doc, &spec_value, "spec") {
                 Ok(spec) => {
-                    let w = WorkflowObject { metadata, spec, raw: doc.value.clone() };
+                    // The raw object keeps the text Kubernetes would keep for string fields.
+                    let mut raw = doc.value.clone();
+                    fix_raw_strings(&mut raw, &spec);
+                    let w = WorkflowObject {
+                        metadata,
+                        spec,
+                        raw,
+                    };
                     match kind.as_str() {
                         "Workflow" => Object::Workflow(w),
                         "WorkflowTemplate" => Object::WorkflowTemplate(w),
@@ -243,9 +298,59 @@ fn load_document(file: &str, doc: Document, diags: &mut Vec<Diagnostic>) -> Opti
             }
         }
     } else {
-        Object::Other(OtherObject { api_version, kind, metadata, raw: doc.value.clone() })
+        Object::Other(OtherObject {
+            api_version,
+            kind,
+            metadata,
+            raw: doc.value.clone(),
+        })
     };
-    Some(Loaded { object, file: file.to_string(), doc })
+    Some(Loaded {
+        object,
+        file: file.to_string(),
+        doc,
+    })
+}
+
+/// Replace `raw.spec.templates` etc. with the decoded view where YAML 1.1 changed a string
+/// field, so that later decoding of raw template JSON sees strings.
+fn fix_raw_strings(raw: &mut Value, spec: &WorkflowSpec) {
+    if let (Some(Value::Array(raw_ts)), Ok(Value::Array(typed))) = (
+        raw.pointer_mut("/spec/templates"),
+        serde_json::to_value(&spec.templates),
+    ) {
+        for (r, t) in raw_ts.iter_mut().zip(typed.iter()) {
+            overlay_strings(r, t);
+        }
+    }
+    if let (Some(r), Ok(t)) = (
+        raw.pointer_mut("/spec/arguments"),
+        serde_json::to_value(&spec.arguments),
+    ) {
+        overlay_strings(r, &t);
+    }
+}
+
+/// Where the raw value has a boolean or number and the typed view a string, take the string.
+fn overlay_strings(raw: &mut Value, typed: &Value) {
+    match (raw, typed) {
+        (Value::Object(r), Value::Object(t)) => {
+            for (k, rv) in r.iter_mut() {
+                if let Some(tv) = t.get(k) {
+                    overlay_strings(rv, tv);
+                }
+            }
+        }
+        (Value::Array(r), Value::Array(t)) => {
+            for (rv, tv) in r.iter_mut().zip(t.iter()) {
+                overlay_strings(rv, tv);
+            }
+        }
+        (r @ (Value::Bool(_) | Value::Number(_)), Value::String(s)) => {
+            *r = Value::String(s.clone())
+        }
+        _ => {}
+    }
 }
 
 fn prefixed(prefix: &str, path: &str) -> String {
@@ -256,6 +361,100 @@ fn prefixed(prefix: &str, path: &str) -> String {
     } else {
         format!("{prefix}.{path}")
     }
+}
+
+/// Decode the part of a YAML document at `prefix` into a typed struct. Where a string field
+/// got a plain scalar that YAML 1.1 read as a boolean or number, the scalar's original text is
+/// used, as Kubernetes' decoder does for string fields.
+pub fn decode_document<T: DeserializeOwned>(
+    doc: &Document,
+    value: &Value,
+    prefix: &str,
+) -> Result<T, (String, String)> {
+    struct Strict;
+    impl Drop for Strict {
+        fn drop(&mut self) {
+            types::STRICT_STRINGS.with(|s| s.set(false));
+        }
+    }
+    types::STRICT_STRINGS.with(|s| s.set(true));
+    let _guard = Strict;
+    let mut v = value.clone();
+    // Each round fixes one field; a document has far fewer such scalars than this bound.
+    for _ in 0..100_000 {
+        match serde_path_to_error::deserialize::<_, T>(v.clone()) {
+            Ok(t) => return Ok(t),
+            Err(e) => {
+                let msg = e.inner().to_string();
+                let segments: Vec<PathPart> = e
+                    .path()
+                    .iter()
+                    .filter_map(|s| match s {
+                        serde_path_to_error::Segment::Seq { index } => {
+                            Some(PathPart::Index(*index))
+                        }
+                        serde_path_to_error::Segment::Map { key } => {
+                            Some(PathPart::Key(key.clone()))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                let mut full = prefix.to_string();
+                for s in &segments {
+                    match s {
+                        PathPart::Index(i) => full.push_str(&format!("[{i}]")),
+                        PathPart::Key(k) => {
+                            if !full.is_empty() {
+                                full.push('.');
+                            }
+                            full.push_str(k);
+                        }
+                    }
+                }
+                if msg.contains("expected a string") {
+                    if let Some(orig) = doc.original_text(&full) {
+                        if set_at(&mut v, &segments, Value::String(orig.to_string())) {
+                            continue;
+                        }
+                    }
+                }
+                let path = e.path().to_string();
+                types::STRICT_STRINGS.with(|s| s.set(false));
+                return Err((
+                    if path == "." { String::new() } else { path },
+                    msg.replace(
+                        "invalid type: scalar, expected a string",
+                        "expected a string",
+                    ),
+                ));
+            }
+        }
+    }
+    Err((String::new(), "too many fields to convert".into()))
+}
+
+enum PathPart {
+    Index(usize),
+    Key(String),
+}
+
+fn set_at(v: &mut Value, path: &[PathPart], new: Value) -> bool {
+    let mut cur = v;
+    for p in path {
+        cur = match (p, cur) {
+            (PathPart::Index(i), Value::Array(a)) => match a.get_mut(*i) {
+                Some(x) => x,
+                None => return false,
+            },
+            (PathPart::Key(k), Value::Object(m)) => match m.get_mut(k) {
+                Some(x) => x,
+                None => return false,
+            },
+            _ => return false,
+        };
+    }
+    *cur = new;
+    true
 }
 
 /// Decode a JSON value into a typed struct; on failure, the field path and a message.
@@ -291,14 +490,52 @@ mod tests {
         assert!(objs.is_empty());
         assert_eq!(diags[0].path, "spec.parallelism");
         assert_eq!(diags[0].location.line, 5);
-        assert!(diags[0].message.contains("expected i64"), "{}", diags[0].message);
+        assert!(
+            diags[0].message.contains("expected i64"),
+            "{}",
+            diags[0].message
+        );
+    }
+
+    #[test]
+    fn yaml11_scalars_in_string_fields_keep_their_text() {
+        let text = "apiVersion: argoproj.io/v1alpha1\nkind: Workflow\nmetadata: {name: a, labels: {x: yes}}\nspec:\n  entrypoint: n\n  arguments: {parameters: [{name: n, value: 017}]}\n  parallelism: 0x10\n  templates:\n  - name: n\n    container: {image: x, args: [echo, on]}\n";
+        let (objs, diags) = load_str("wf.yaml", text);
+        assert!(diags.is_empty(), "{diags:?}");
+        let Object::Workflow(w) = &objs[0].object else {
+            panic!()
+        };
+        assert_eq!(w.spec.arguments.parameters[0].name, "n");
+        assert_eq!(
+            w.spec.arguments.parameters[0].value.as_ref().unwrap().0,
+            "017"
+        );
+        assert_eq!(w.spec.parallelism, Some(16));
+        assert_eq!(w.metadata.labels["x"].0, "yes");
+        assert_eq!(
+            w.spec.templates[0]
+                .container
+                .as_ref()
+                .unwrap()
+                .args
+                .as_ref()
+                .unwrap()[1]
+                .0,
+            "on"
+        );
+        assert_eq!(w.raw["spec"]["templates"][0]["name"], "n");
+        assert_eq!(w.raw["spec"]["templates"][0]["container"]["args"][1], "on");
     }
 
     #[test]
     fn malformed_yaml_is_an_error_with_a_line() {
         let (_, diags) = load_str("bad.yaml", "kind: Workflow\nspec: [\n");
         assert_eq!(diags.len(), 1);
-        assert!(diags[0].message.starts_with("malformed YAML"), "{}", diags[0]);
+        assert!(
+            diags[0].message.starts_with("malformed YAML"),
+            "{}",
+            diags[0]
+        );
     }
 
     proptest::proptest! {

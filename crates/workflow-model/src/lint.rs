@@ -23,7 +23,10 @@ impl Registry {
                 Object::ClusterWorkflowTemplate(w) => (&mut r.cluster, w),
                 _ => continue,
             };
-            map.insert(w.metadata.name.clone(), w.spec.templates.iter().map(|t| t.name.clone()).collect());
+            map.insert(
+                w.metadata.name.clone(),
+                w.spec.templates.iter().map(|t| t.name.clone()).collect(),
+            );
         }
         r
     }
@@ -39,7 +42,11 @@ pub fn lint(loaded: &Loaded, registry: &Registry) -> Vec<Diagnostic> {
         }
         Object::CronWorkflow(c) => {
             if c.spec.schedule.trim().is_empty() && c.spec.schedules.is_empty() {
-                out.push(loaded.diagnostic(Severity::Error, "spec.schedule", "a CronWorkflow needs a schedule"));
+                out.push(loaded.diagnostic(
+                    Severity::Error,
+                    "spec.schedule",
+                    "a CronWorkflow needs a schedule",
+                ));
             }
             if let Some(p) = &c.spec.concurrency_policy {
                 if !["Allow", "Forbid", "Replace"].contains(&p.as_str()) {
@@ -50,7 +57,11 @@ pub fn lint(loaded: &Loaded, registry: &Registry) -> Vec<Diagnostic> {
                     ));
                 }
             }
-            let w = WorkflowObject { metadata: c.metadata.clone(), spec: c.spec.workflow_spec.clone(), raw: c.raw.clone() };
+            let w = WorkflowObject {
+                metadata: c.metadata.clone(),
+                spec: c.spec.workflow_spec.clone(),
+                raw: c.raw.clone(),
+            };
             lint_spec(loaded, &w, "spec.workflowSpec", true, registry, &mut out);
         }
         Object::Other(_) => {}
@@ -58,22 +69,45 @@ pub fn lint(loaded: &Loaded, registry: &Registry) -> Vec<Diagnostic> {
     out
 }
 
-fn lint_spec(loaded: &Loaded, w: &WorkflowObject, base: &str, needs_entry: bool, registry: &Registry, out: &mut Vec<Diagnostic>) {
+fn lint_spec(
+    loaded: &Loaded,
+    w: &WorkflowObject,
+    base: &str,
+    needs_entry: bool,
+    registry: &Registry,
+    out: &mut Vec<Diagnostic>,
+) {
     let spec = &w.spec;
     let mut names: HashMap<&str, usize> = HashMap::new();
     for (i, t) in spec.templates.iter().enumerate() {
         let path = format!("{base}.templates[{i}]");
         if t.name.is_empty() {
-            out.push(loaded.diagnostic(Severity::Error, &format!("{path}.name"), "a template needs a name"));
+            out.push(loaded.diagnostic(
+                Severity::Error,
+                &format!("{path}.name"),
+                "a template needs a name",
+            ));
         } else if names.insert(&t.name, i).is_some() {
-            out.push(loaded.diagnostic(Severity::Error, &format!("{path}.name"), format!("template name '{}' is not unique", t.name)));
+            out.push(loaded.diagnostic(
+                Severity::Error,
+                &format!("{path}.name"),
+                format!("template name '{}' is not unique", t.name),
+            ));
         }
     }
     let has_ref = spec.workflow_template_ref.is_some();
     if let Some(r) = &spec.workflow_template_ref {
-        let known = if r.cluster_scope { registry.cluster.contains_key(&r.name) } else { registry.namespaced.contains_key(&r.name) };
+        let known = if r.cluster_scope {
+            registry.cluster.contains_key(&r.name)
+        } else {
+            registry.namespaced.contains_key(&r.name)
+        };
         if !known {
-            let kind = if r.cluster_scope { "ClusterWorkflowTemplate" } else { "WorkflowTemplate" };
+            let kind = if r.cluster_scope {
+                "ClusterWorkflowTemplate"
+            } else {
+                "WorkflowTemplate"
+            };
             out.push(loaded.diagnostic(
                 Severity::Warning,
                 &format!("{base}.workflowTemplateRef.name"),
@@ -83,27 +117,51 @@ fn lint_spec(loaded: &Loaded, w: &WorkflowObject, base: &str, needs_entry: bool,
     }
     match &spec.entrypoint {
         Some(e) if !has_ref && !names.contains_key(e.as_str()) && !e.contains("{{") => {
-            out.push(loaded.diagnostic(Severity::Error, &format!("{base}.entrypoint"), format!("entrypoint template '{e}' not found; the templates are: {}", list(&names))));
+            out.push(loaded.diagnostic(
+                Severity::Error,
+                &format!("{base}.entrypoint"),
+                format!(
+                    "entrypoint template '{e}' not found; the templates are: {}",
+                    list(&names)
+                ),
+            ));
         }
         None if needs_entry && !has_ref => {
-            out.push(loaded.diagnostic(Severity::Error, &format!("{base}.entrypoint"), "spec.entrypoint is required (the name of the template to start with)"));
+            out.push(loaded.diagnostic(
+                Severity::Error,
+                &format!("{base}.entrypoint"),
+                "spec.entrypoint is required (the name of the template to start with)",
+            ));
         }
         _ => {}
     }
     if let Some(e) = &spec.on_exit {
         if !names.contains_key(e.as_str()) && !has_ref {
-            out.push(loaded.diagnostic(Severity::Error, &format!("{base}.onExit"), format!("onExit template '{e}' not found")));
+            out.push(loaded.diagnostic(
+                Severity::Error,
+                &format!("{base}.onExit"),
+                format!("onExit template '{e}' not found"),
+            ));
         }
     }
     for (i, p) in spec.arguments.parameters.iter().enumerate() {
         check_enum(loaded, &format!("{base}.arguments.parameters[{i}]"), p, out);
     }
-    let ctx = Ctx { loaded, names: &names, registry };
+    let ctx = Ctx {
+        loaded,
+        names: &names,
+        registry,
+    };
     for (i, t) in spec.templates.iter().enumerate() {
         ctx.template(t, &format!("{base}.templates[{i}]"), out);
     }
     for (k, h) in &spec.hooks {
-        ctx.reference(h.template.as_deref(), h.template_ref.as_ref(), &format!("{base}.hooks.{k}"), out);
+        ctx.reference(
+            h.template.as_deref(),
+            h.template_ref.as_ref(),
+            &format!("{base}.hooks.{k}"),
+            out,
+        );
     }
     expressions_parse(loaded, &w.raw, "", out);
 }
@@ -115,7 +173,16 @@ fn check_enum(loaded: &Loaded, path: &str, p: &crate::Parameter, out: &mut Vec<D
     if let Some(v) = p.value.as_ref().or(p.default.as_ref()) {
         if !v.contains("{{") && !p.enum_values.iter().any(|e| e.0 == v.0) {
             let allowed: Vec<&str> = p.enum_values.iter().map(|e| e.0.as_str()).collect();
-            out.push(loaded.diagnostic(Severity::Error, path, format!("value '{}' of parameter '{}' is not one of the enum values [{}]", v.0, p.name, allowed.join(", "))));
+            out.push(loaded.diagnostic(
+                Severity::Error,
+                path,
+                format!(
+                    "value '{}' of parameter '{}' is not one of the enum values [{}]",
+                    v.0,
+                    p.name,
+                    allowed.join(", ")
+                ),
+            ));
         }
     }
 }
@@ -133,14 +200,35 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn reference(&self, template: Option<&str>, tref: Option<&crate::TemplateRef>, path: &str, out: &mut Vec<Diagnostic>) {
+    fn reference(
+        &self,
+        template: Option<&str>,
+        tref: Option<&crate::TemplateRef>,
+        path: &str,
+        out: &mut Vec<Diagnostic>,
+    ) {
         if let Some(name) = template {
             if !self.names.contains_key(name) && !name.contains("{{") {
-                out.push(self.loaded.diagnostic(Severity::Error, &format!("{path}.template"), format!("template '{name}' not found; the templates are: {}", list(self.names))));
+                out.push(self.loaded.diagnostic(
+                    Severity::Error,
+                    &format!("{path}.template"),
+                    format!(
+                        "template '{name}' not found; the templates are: {}",
+                        list(self.names)
+                    ),
+                ));
             }
         } else if let Some(r) = tref {
-            let map = if r.cluster_scope { &self.registry.cluster } else { &self.registry.namespaced };
-            let kind = if r.cluster_scope { "ClusterWorkflowTemplate" } else { "WorkflowTemplate" };
+            let map = if r.cluster_scope {
+                &self.registry.cluster
+            } else {
+                &self.registry.namespaced
+            };
+            let kind = if r.cluster_scope {
+                "ClusterWorkflowTemplate"
+            } else {
+                "WorkflowTemplate"
+            };
             match map.get(&r.name) {
                 None => out.push(self.loaded.diagnostic(
                     Severity::Warning,
@@ -165,24 +253,49 @@ impl Ctx<'_> {
                 t.name
             )));
         } else if kinds.len() > 1 {
-            out.push(self.loaded.diagnostic(Severity::Error, path, format!("template '{}' specifies more than one of {kinds:?}", t.name)));
+            out.push(self.loaded.diagnostic(
+                Severity::Error,
+                path,
+                format!("template '{}' specifies more than one of {kinds:?}", t.name),
+            ));
         }
         for (i, p) in t.inputs.parameters.iter().enumerate() {
-            check_enum(self.loaded, &format!("{path}.inputs.parameters[{i}]"), p, out);
+            check_enum(
+                self.loaded,
+                &format!("{path}.inputs.parameters[{i}]"),
+                p,
+                out,
+            );
         }
         if let Some(steps) = &t.steps {
             for (g, group) in steps.iter().enumerate() {
                 for (s, step) in group.0.iter().enumerate() {
                     let sp = format!("{path}.steps[{g}][{s}]");
                     if step.name.is_empty() {
-                        out.push(self.loaded.diagnostic(Severity::Error, &format!("{sp}.name"), "a step needs a name"));
+                        out.push(self.loaded.diagnostic(
+                            Severity::Error,
+                            &format!("{sp}.name"),
+                            "a step needs a name",
+                        ));
                     }
                     if let Some(inline) = &step.inline {
                         self.template(inline, &format!("{sp}.inline"), out);
                     } else if step.template.is_none() && step.template_ref.is_none() {
-                        out.push(self.loaded.diagnostic(Severity::Error, &sp, format!("step '{}' needs a template, templateRef or inline template", step.name)));
+                        out.push(self.loaded.diagnostic(
+                            Severity::Error,
+                            &sp,
+                            format!(
+                                "step '{}' needs a template, templateRef or inline template",
+                                step.name
+                            ),
+                        ));
                     }
-                    self.reference(step.template.as_deref(), step.template_ref.as_ref(), &sp, out);
+                    self.reference(
+                        step.template.as_deref(),
+                        step.template_ref.as_ref(),
+                        &sp,
+                        out,
+                    );
                     if let Some(w) = &step.when {
                         self.when_parses(w, &format!("{sp}.when"), out);
                     }
@@ -216,8 +329,14 @@ impl Ctx<'_> {
             }
         }
         probe.push_str(rest);
-        if let Err(e @ template_eval::EvalError::Syntax { .. }) = template_eval::govaluate::eval(&probe) {
-            out.push(self.loaded.diagnostic(Severity::Error, path, format!("invalid 'when' expression: {e}")));
+        if let Err(e @ template_eval::EvalError::Syntax { .. }) =
+            template_eval::govaluate::eval(&probe)
+        {
+            out.push(self.loaded.diagnostic(
+                Severity::Error,
+                path,
+                format!("invalid 'when' expression: {e}"),
+            ));
         }
     }
 
@@ -226,9 +345,17 @@ impl Ctx<'_> {
         for (i, task) in dag.tasks.iter().enumerate() {
             let tp = format!("{path}.tasks[{i}]");
             if task.name.is_empty() {
-                out.push(self.loaded.diagnostic(Severity::Error, &format!("{tp}.name"), "a task needs a name"));
+                out.push(self.loaded.diagnostic(
+                    Severity::Error,
+                    &format!("{tp}.name"),
+                    "a task needs a name",
+                ));
             } else if index.insert(&task.name, i).is_some() {
-                out.push(self.loaded.diagnostic(Severity::Error, &format!("{tp}.name"), format!("task name '{}' is not unique", task.name)));
+                out.push(self.loaded.diagnostic(
+                    Severity::Error,
+                    &format!("{tp}.name"),
+                    format!("task name '{}' is not unique", task.name),
+                ));
             }
         }
         let mut edges: Vec<Vec<usize>> = vec![Vec::new(); dag.tasks.len()];
@@ -237,17 +364,37 @@ impl Ctx<'_> {
             if let Some(inline) = &task.inline {
                 self.template(inline, &format!("{tp}.inline"), out);
             } else if task.template.is_none() && task.template_ref.is_none() {
-                out.push(self.loaded.diagnostic(Severity::Error, &tp, format!("task '{}' needs a template, templateRef or inline template", task.name)));
+                out.push(self.loaded.diagnostic(
+                    Severity::Error,
+                    &tp,
+                    format!(
+                        "task '{}' needs a template, templateRef or inline template",
+                        task.name
+                    ),
+                ));
             }
-            self.reference(task.template.as_deref(), task.template_ref.as_ref(), &tp, out);
+            self.reference(
+                task.template.as_deref(),
+                task.template_ref.as_ref(),
+                &tp,
+                out,
+            );
             if task.depends.is_some() && !task.dependencies.is_empty() {
-                out.push(self.loaded.diagnostic(Severity::Error, &tp, "a task cannot use both 'depends' and 'dependencies'"));
+                out.push(self.loaded.diagnostic(
+                    Severity::Error,
+                    &tp,
+                    "a task cannot use both 'depends' and 'dependencies'",
+                ));
             }
             let deps: Vec<String> = match &task.depends {
                 Some(d) => match crate::lint::depends_names(d) {
                     Ok(n) => n,
                     Err(m) => {
-                        out.push(self.loaded.diagnostic(Severity::Error, &format!("{tp}.depends"), m));
+                        out.push(self.loaded.diagnostic(
+                            Severity::Error,
+                            &format!("{tp}.depends"),
+                            m,
+                        ));
                         Vec::new()
                     }
                 },
@@ -258,8 +405,18 @@ impl Ctx<'_> {
                     Some(j) => edges[i].push(*j),
                     None => out.push(self.loaded.diagnostic(
                         Severity::Error,
-                        &format!("{tp}.{}", if task.depends.is_some() { "depends" } else { "dependencies" }),
-                        format!("task '{}' depends on '{d}', which is not a task of this DAG", task.name),
+                        &format!(
+                            "{tp}.{}",
+                            if task.depends.is_some() {
+                                "depends"
+                            } else {
+                                "dependencies"
+                            }
+                        ),
+                        format!(
+                            "task '{}' depends on '{d}', which is not a task of this DAG",
+                            task.name
+                        ),
                     )),
                 }
             }
@@ -270,20 +427,34 @@ impl Ctx<'_> {
         if let Some(target) = &dag.target {
             for t in target.split_whitespace() {
                 if !index.contains_key(t) && !t.contains("{{") {
-                    out.push(self.loaded.diagnostic(Severity::Error, &format!("{path}.target"), format!("target '{t}' is not a task of this DAG")));
+                    out.push(self.loaded.diagnostic(
+                        Severity::Error,
+                        &format!("{path}.target"),
+                        format!("target '{t}' is not a task of this DAG"),
+                    ));
                 }
             }
         }
         if let Some(cycle) = find_cycle(&edges) {
             let names: Vec<&str> = cycle.iter().map(|i| dag.tasks[*i].name.as_str()).collect();
-            out.push(self.loaded.diagnostic(Severity::Error, &format!("{path}.tasks[{}]", cycle[0]), format!("dependency cycle: {}", names.join(" -> "))));
+            out.push(self.loaded.diagnostic(
+                Severity::Error,
+                &format!("{path}.tasks[{}]", cycle[0]),
+                format!("dependency cycle: {}", names.join(" -> ")),
+            ));
         }
     }
 
     /// `{{inputs.parameters.x}}` inside a template must name a declared input, as Argo checks.
     fn inputs_declared(&self, t: &Template, path: &str, out: &mut Vec<Diagnostic>) {
-        let declared: HashSet<&str> = t.inputs.parameters.iter().map(|p| p.name.as_str()).collect();
-        let declared_art: HashSet<&str> = t.inputs.artifacts.iter().map(|a| a.name.as_str()).collect();
+        let declared: HashSet<&str> = t
+            .inputs
+            .parameters
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
+        let declared_art: HashSet<&str> =
+            t.inputs.artifacts.iter().map(|a| a.name.as_str()).collect();
         let mut body = serde_json::to_value(t).unwrap_or_default();
         // Nested inline templates declare their own inputs.
         strip_inline(&mut body);
@@ -361,12 +532,28 @@ fn find_cycle(edges: &[Vec<usize>]) -> Option<Vec<usize>> {
 /// The task names a `depends` expression mentions (`A && (B.Failed || C)` → A, B, C).
 pub fn depends_names(depends: &str) -> Result<Vec<String>, String> {
     let mut names = Vec::new();
-    for word in depends.split(|c: char| c == '&' || c == '|' || c == '(' || c == ')' || c == '!' || c.is_whitespace()) {
+    for word in depends.split(|c: char| {
+        c == '&' || c == '|' || c == '(' || c == ')' || c == '!' || c.is_whitespace()
+    }) {
         if word.is_empty() {
             continue;
         }
         let name = match word.rsplit_once('.') {
-            Some((n, suffix)) if matches!(suffix, "Succeeded" | "Failed" | "Errored" | "Skipped" | "Omitted" | "Daemoned" | "AnySucceeded" | "AllFailed") => n,
+            Some((n, suffix))
+                if matches!(
+                    suffix,
+                    "Succeeded"
+                        | "Failed"
+                        | "Errored"
+                        | "Skipped"
+                        | "Omitted"
+                        | "Daemoned"
+                        | "AnySucceeded"
+                        | "AllFailed"
+                ) =>
+            {
+                n
+            }
             Some((_, suffix)) if suffix.chars().next().is_some_and(|c| c.is_uppercase()) => {
                 return Err(format!("unknown result '.{suffix}' in depends '{depends}'; expected one of .Succeeded, .Failed, .Errored, .Skipped, .Omitted, .Daemoned, .AnySucceeded, .AllFailed"));
             }
@@ -380,14 +567,21 @@ pub fn depends_names(depends: &str) -> Result<Vec<String>, String> {
 }
 
 /// `{{=...}}` tags anywhere in the object must parse.
-fn expressions_parse(loaded: &Loaded, v: &serde_json::Value, path: &str, out: &mut Vec<Diagnostic>) {
+fn expressions_parse(
+    loaded: &Loaded,
+    v: &serde_json::Value,
+    path: &str,
+    out: &mut Vec<Diagnostic>,
+) {
     match v {
         serde_json::Value::String(s) => {
             let mut rest = s.as_str();
             while let Some(start) = rest.find("{{=") {
                 let after = &rest[start + 3..];
                 let Some(end) = after.find("}}") else { break };
-                if let Err(e @ template_eval::EvalError::Syntax { .. }) = template_eval::expr::parse(&after[..end]) {
+                if let Err(e @ template_eval::EvalError::Syntax { .. }) =
+                    template_eval::expr::parse(&after[..end])
+                {
                     out.push(loaded.diagnostic(Severity::Error, path, e.to_string()));
                 }
                 rest = &after[end + 2..];
@@ -400,7 +594,11 @@ fn expressions_parse(loaded: &Loaded, v: &serde_json::Value, path: &str, out: &m
         }
         serde_json::Value::Object(m) => {
             for (k, x) in m {
-                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
                 expressions_parse(loaded, x, &p, out);
             }
         }
@@ -422,13 +620,23 @@ mod tests {
         diags.iter().map(|d| d.to_string()).collect()
     }
 
-    const HEAD: &str = "apiVersion: argoproj.io/v1alpha1\nkind: Workflow\nmetadata: {generateName: t-}\nspec:\n";
+    const HEAD: &str =
+        "apiVersion: argoproj.io/v1alpha1\nkind: Workflow\nmetadata: {generateName: t-}\nspec:\n";
 
     #[test]
     fn unknown_template_and_entrypoint() {
         let d = lint_text(&format!("{HEAD}  entrypoint: nope\n  templates:\n  - name: main\n    steps:\n    - - name: a\n        template: missing\n"));
-        assert!(d.iter().any(|m| m.contains("t.yaml:5:3: error: spec.entrypoint: entrypoint template 'nope' not found")), "{d:?}");
-        assert!(d.iter().any(|m| m.contains("spec.templates[0].steps[0][0].template: template 'missing' not found")), "{d:?}");
+        assert!(
+            d.iter().any(|m| m.contains(
+                "t.yaml:5:3: error: spec.entrypoint: entrypoint template 'nope' not found"
+            )),
+            "{d:?}"
+        );
+        assert!(
+            d.iter().any(|m| m
+                .contains("spec.templates[0].steps[0][0].template: template 'missing' not found")),
+            "{d:?}"
+        );
     }
 
     #[test]
@@ -436,8 +644,16 @@ mod tests {
         let d = lint_text(&format!(
             "{HEAD}  entrypoint: main\n  templates:\n  - name: main\n    dag:\n      tasks:\n      - {{name: a, template: w, depends: b}}\n      - {{name: b, template: w, depends: a && c.Succeeded}}\n  - name: w\n    container: {{image: x}}\n"
         ));
-        assert!(d.iter().any(|m| m.contains("dependency cycle: a -> b -> a") || m.contains("dependency cycle: b -> a -> b")), "{d:?}");
-        assert!(d.iter().any(|m| m.contains("depends on 'c', which is not a task")), "{d:?}");
+        assert!(
+            d.iter().any(|m| m.contains("dependency cycle: a -> b -> a")
+                || m.contains("dependency cycle: b -> a -> b")),
+            "{d:?}"
+        );
+        assert!(
+            d.iter()
+                .any(|m| m.contains("depends on 'c', which is not a task")),
+            "{d:?}"
+        );
     }
 
     #[test]
@@ -445,8 +661,17 @@ mod tests {
         let d = lint_text(&format!(
             "{HEAD}  entrypoint: main\n  templates:\n  - name: main\n    container:\n      image: x\n      args: [\"{{{{inputs.parameters.msg}}}}\", \"{{{{=1 +}}}}\"]\n"
         ));
-        assert!(d.iter().any(|m| m.contains("declares no input parameter 'msg'")), "{d:?}");
-        assert!(d.iter().any(|m| m.contains("spec.templates[0].container.args[1]") && m.contains("invalid expression")), "{d:?}");
+        assert!(
+            d.iter()
+                .any(|m| m.contains("declares no input parameter 'msg'")),
+            "{d:?}"
+        );
+        assert!(
+            d.iter()
+                .any(|m| m.contains("spec.templates[0].container.args[1]")
+                    && m.contains("invalid expression")),
+            "{d:?}"
+        );
     }
 
     #[test]
@@ -459,7 +684,10 @@ mod tests {
 
     #[test]
     fn depends_names_parse() {
-        assert_eq!(depends_names("A && (C.Succeeded || C.Failed)").unwrap(), vec!["A", "C"]);
+        assert_eq!(
+            depends_names("A && (C.Succeeded || C.Failed)").unwrap(),
+            vec!["A", "C"]
+        );
         assert!(depends_names("A.Finished").is_err());
     }
 }

@@ -15,9 +15,20 @@ use serde_json::Value;
 #[serde(transparent)]
 pub struct AnyString(pub String);
 
+thread_local! {
+    /// While decoding YAML, string fields take only strings so that a YAML 1.1 `yes` or `017`
+    /// can be put back as the text Kubernetes would keep (see `crate::decode_document`).
+    pub(crate) static STRICT_STRINGS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 impl<'de> Deserialize<'de> for AnyString {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let v = Value::deserialize(d)?;
+        if STRICT_STRINGS.with(|s| s.get()) && matches!(v, Value::Bool(_) | Value::Number(_)) {
+            return Err(serde::de::Error::custom(
+                "invalid type: scalar, expected a string",
+            ));
+        }
         match v {
             Value::String(s) => Ok(AnyString(s)),
             Value::Number(n) => Ok(AnyString(n.to_string())),
@@ -240,7 +251,9 @@ pub struct Artifact {
 impl Artifact {
     /// `archive: {none: {}}` — the artifact is stored as the plain file or directory.
     pub fn archive_none(&self) -> bool {
-        self.archive.as_ref().is_some_and(|a| a.get("none").is_some())
+        self.archive
+            .as_ref()
+            .is_some_and(|a| a.get("none").is_some())
     }
 }
 

@@ -1,0 +1,387 @@
+//! Engine behaviour on workflows written for these tests, against a simulated executor.
+//! Each rule cites the Argo behaviour it checks.
+
+mod support;
+
+use support::{wf, Sim};
+
+const SAY: &str = "  - name: say\n    inputs: {parameters: [{name: msg}]}\n    container: {image: argosay, args: [echo, '{{inputs.parameters.msg}}']}\n  - name: fail\n    container: {image: argosay, args: [exit, '1']}\n";
+
+fn run(yaml: &str) -> Sim {
+    Sim::new(yaml, &[])
+        .expect("engine accepts the workflow")
+        .run()
+}
+
+#[test]
+fn steps_run_in_groups_and_pass_outputs() {
+    let s = run(&wf(&format!(
+        "  entrypoint: main\n  templates:\n  - name: main\n    steps:\n    - - name: a\n        template: say\n        arguments: {{parameters: [{{name: msg, value: hello}}]}}\n    - - name: b\n        template: say\n        arguments: {{parameters: [{{name: msg, value: 'got {{{{steps.a.outputs.result}}}}'}}]}}\n{SAY}"
+    )));
+    assert_eq!(s.phase(), "Succeeded");
+    assert_eq!(s.node("b")["outputs"]["result"], "got hello");
+    assert_eq!(s.node("[0]")["type"], "StepGroup");
+    assert_eq!(s.node("[1]")["type"], "StepGroup");
+    // Argo links the second group under the first group's step (outbound) nodes.
+    let a_children = s.node("a")["children"].clone();
+    assert_eq!(a_children[0], s.node("[1]")["id"]);
+    assert_eq!(s.node("wf")["type"], "Steps");
+}
+
+#[test]
+fn when_false_is_skipped_and_bare_words_are_strings() {
+    let s = run(&wf(&format!(
+        "  entrypoint: main\n  arguments: {{parameters: [{{name: coin, value: heads}}]}}\n  templates:\n  - name: main\n    steps:\n    - - name: h\n        template: say\n        when: '{{{{workflow.parameters.coin}}}} == heads'\n        arguments: {{parameters: [{{name: msg, value: H}}]}}\n      - name: t\n        template: say\n        when: '{{{{workflow.parameters.coin}}}} == tails'\n        arguments: {{parameters: [{{name: msg, value: T}}]}}\n{SAY}"
+    )));
+    assert_eq!(s.phase(), "Succeeded");
+    assert_eq!(s.node_phase("h"), "Succeeded");
+    assert_eq!(s.node_phase("t"), "Skipped");
+    assert_eq!(s.node("t")["type"], "Skipped");
+    assert_eq!(
+        s.node("t")["message"],
+        "when 'heads == tails' evaluated false"
+    );
+}
+
+#[test]
+fn failed_step_fails_the_group_unless_continue_on() {
+    let s = run(&wf(&format!(
+        "  entrypoint: main\n  templates:\n  - name: main\n    steps:\n    - - name: f\n        template: fail\n        continueOn: {{failed: true}}\n    - - name: after\n        template: say\n        arguments: {{parameters: [{{name: msg, value: 'code {{{{steps.f.exitCode}}}} {{{{steps.f.status}}}}'}}]}}\n{SAY}"
+    )));
+    assert_eq!(s.phase(), "Succeeded");
+    assert_eq!(s.node_phase("f"), "Failed");
+    assert_eq!(s.node("after")["outputs"]["result"], "code 1 Failed");
+
+    let s = run(&wf(&format!("  entrypoint: main\n  templates:\n  - name: main\n    steps:\n    - - name: f\n        template: fail\n    - - name: never\n        template: fail\n{SAY}")));
+    assert_eq!(s.phase(), "Failed");
+    assert_eq!(s.node_phase("never"), "<none>");
+    assert!(s.json()["status"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("child '"));
+}
+
+#[test]
+fn dag_depends_logic_omits_and_inherits_failure() {
+    // B fails; D runs on B.Failed; E depends on B (succeeded) and is Omitted; as a target
+    // that inherits B's failure, E fails the DAG (Argo's assessDAGPhase).
+    let s = run(&wf(&format!(
+        "  entrypoint: main\n  templates:\n  - name: main\n    dag:\n      tasks:\n      - {{name: A, template: say, arguments: {{parameters: [{{name: msg, value: a}}]}}}}\n      - {{name: B, template: fail, depends: A}}\n      - {{name: D, template: say, depends: B.Failed, arguments: {{parameters: [{{name: msg, value: d}}]}}}}\n      - {{name: E, template: say, depends: B, arguments: {{parameters: [{{name: msg, value: e}}]}}}}\n{SAY}"
+    )));
+    assert_eq!(s.node_phase("D"), "Succeeded");
+    assert_eq!(s.node_phase("E"), "Omitted");
+    assert_eq!(s.node("E")["message"], "omitted: depends condition not met");
+    assert_eq!(s.phase(), "Failed");
+}
+
+#[test]
+fn dag_continue_on_failed_lets_dependents_run_and_dag_succeed() {
+    let s = run(&wf(&format!(
+        "  entrypoint: main\n  templates:\n  - name: main\n    dag:\n      tasks:\n      - {{name: B, template: fail, continueOn: {{failed: true}}}}\n      - {{name: C, template: say, dependencies: [B], arguments: {{parameters: [{{name: msg, value: c}}]}}}}\n{SAY}"
+    )));
+    assert_eq!(s.node_phase("B"), "Failed");
+    assert_eq!(s.node_phase("C"), "Succeeded");
+    assert_eq!(s.phase(), "Succeeded");
+}
+
+#[test]
+fn dag_target_runs_only_what_it_needs_and_passes_task_outputs() {
+    let s = run(&wf(&format!(
+        "  entrypoint: main\n  templates:\n  - name: main\n    outputs: {{parameters: [{{name: out, valueFrom: {{parameter: '{{{{tasks.C.outputs.result}}}}'}}}}]}}\n    dag:\n      target: C\n      tasks:\n      - {{name: A, template: say, arguments: {{parameters: [{{name: msg, value: a}}]}}}}\n      - {{name: B, template: say, arguments: {{parameters: [{{name: msg, value: b}}]}}}}\n      - {{name: C, template: say, depends: A, arguments: {{parameters: [{{name: msg, value: 'after {{{{tasks.A.outputs.result}}}}'}}]}}}}\n{SAY}"
+    )));
+    assert_eq!(s.phase(), "Succeeded");
+    assert_eq!(s.node_phase("B"), "<none>");
+    assert_eq!(s.node("C")["outputs"]["result"], "after a");
+    assert_eq!(s.node("wf")["outputs"]["parameters"][0]["value"], "after a");
+}
+
+#[test]
+fn loops_expand_items_params_and_sequences_with_aggregated_outputs() {
+    let s = run(&wf(&format!(
+        "  entrypoint: main\n  templates:\n  - name: main\n    steps:\n    - - name: items\n        template: say\n        withItems: [x, {{k: v}}, 3]\n        arguments: {{parameters: [{{name: msg, value: '{{{{item}}}}'}}]}}\n    - - name: seq\n        template: say\n        withSequence: {{start: '1', end: '3', format: 'n%02d'}}\n        arguments: {{parameters: [{{name: msg, value: '{{{{item}}}}'}}]}}\n    - - name: param\n        template: say\n        withParam: '{{{{steps.seq.outputs.result}}}}'\n        arguments: {{parameters: [{{name: msg, value: 'p-{{{{item}}}}'}}]}}\n{SAY}"
+    )));
+    assert_eq!(s.phase(), "Succeeded");
+    assert_eq!(s.node_phase("items(0:x)"), "Succeeded");
+    assert_eq!(s.node("items(1:k:v)")["outputs"]["result"], r#"{"k":"v"}"#);
+    assert_eq!(s.node("seq(1:n02)")["outputs"]["result"], "n02");
+    assert_eq!(s.node("param(2:n03)")["outputs"]["result"], "p-n03");
+}
+
+#[test]
+fn retries_make_retry_nodes_with_numbered_attempts() {
+    let s = run(&wf(
+        "  entrypoint: flaky\n  templates:\n  - name: flaky\n    retryStrategy: {limit: 3}\n    container: {image: argosay, args: [fail-once]}\n",
+    ));
+    assert_eq!(s.phase(), "Succeeded");
+    assert_eq!(s.node("wf")["type"], "Retry");
+    assert_eq!(s.node_phase("wf(0)"), "Failed");
+    assert_eq!(s.node_phase("wf(1)"), "Succeeded");
+    assert_eq!(s.count_type("Pod"), 2);
+
+    // Limit 1 means two tries; the retry node fails with "No more retries left".
+    let s = run(&wf("  entrypoint: bad\n  templates:\n  - name: bad\n    retryStrategy: {limit: 1}\n    container: {image: argosay, args: [exit, '1']}\n"));
+    assert_eq!(s.phase(), "Failed");
+    assert_eq!(s.count_type("Pod"), 2);
+    assert_eq!(s.node("wf")["message"], "No more retries left");
+}
+
+#[test]
+fn retry_policy_expression_and_backoff() {
+    // OnError does not retry a Failed node.
+    let s = run(&wf("  entrypoint: bad\n  templates:\n  - name: bad\n    retryStrategy: {limit: 5, retryPolicy: OnError}\n    container: {image: argosay, args: [exit, '1']}\n"));
+    assert_eq!(s.count_type("Pod"), 1);
+    // The expression stops retrying when the exit code is 1.
+    let s = run(&wf("  entrypoint: bad\n  templates:\n  - name: bad\n    retryStrategy: {limit: 5, expression: 'asInt(lastRetry.exitCode) > 1'}\n    container: {image: argosay, args: [exit, '1']}\n"));
+    assert_eq!(s.count_type("Pod"), 1);
+    assert_eq!(
+        s.node("wf")["message"],
+        "retryStrategy.expression evaluated to false"
+    );
+    // Backoff 10s, factor 2: tries at 0, 10, 30 seconds.
+    let s = run(&wf("  entrypoint: bad\n  templates:\n  - name: bad\n    retryStrategy: {limit: 2, backoff: {duration: '10s', factor: 2}}\n    container: {image: argosay, args: [exit, '1']}\n"));
+    assert_eq!(s.count_type("Pod"), 3);
+    assert_eq!(s.elapsed(), 30);
+}
+
+#[test]
+fn exit_handler_sees_workflow_status_and_failures() {
+    let s = run(&wf(&format!(
+        "  entrypoint: fail\n  onExit: report\n  templates:\n  - name: report\n    steps:\n    - - name: ok\n        template: say\n        when: '{{{{workflow.status}}}} == Succeeded'\n        arguments: {{parameters: [{{name: msg, value: ok}}]}}\n      - name: cry\n        template: say\n        when: '{{{{workflow.status}}}} != Succeeded'\n        arguments: {{parameters: [{{name: msg, value: '{{{{workflow.failures}}}}'}}]}}\n{SAY}"
+    )));
+    assert_eq!(s.phase(), "Failed");
+    assert_eq!(s.node_phase("ok"), "Skipped");
+    assert_eq!(s.node_phase("cry"), "Succeeded");
+    let failures: serde_json::Value =
+        serde_json::from_str(s.node("cry")["outputs"]["result"].as_str().unwrap()).unwrap();
+    assert_eq!(failures[0]["phase"], "Failed");
+    assert_eq!(s.node_phase("wf.onExit"), "Succeeded");
+}
+
+#[test]
+fn failing_exit_handler_fails_a_succeeded_workflow() {
+    let s = run(&wf(&format!("  entrypoint: ok\n  onExit: fail\n  templates:\n  - name: ok\n    container: {{image: argosay, args: [echo, hi]}}\n{SAY}")));
+    assert_eq!(s.phase(), "Failed");
+}
+
+#[test]
+fn step_on_exit_runs_after_the_step() {
+    let s = run(&wf(&format!(
+        "  entrypoint: main\n  templates:\n  - name: main\n    steps:\n    - - name: a\n        template: say\n        onExit: bye\n        arguments: {{parameters: [{{name: msg, value: a}}]}}\n  - name: bye\n    container: {{image: argosay, args: [echo, bye]}}\n{SAY}"
+    )));
+    assert_eq!(s.phase(), "Succeeded");
+    assert_eq!(s.node_phase("a.onExit"), "Succeeded");
+}
+
+#[test]
+fn output_parameters_from_files_defaults_and_globals() {
+    let s = run(&wf(
+        "  entrypoint: main\n  templates:\n  - name: main\n    steps:\n    - - name: gen\n        template: gen\n    - - name: use\n        template: use\n        arguments: {parameters: [{name: v, value: '{{steps.gen.outputs.parameters.p}}-{{steps.gen.outputs.parameters.missing}}-{{workflow.outputs.parameters.g}}'}]}\n  - name: gen\n    container: {image: argosay, args: [echo, value, /tmp/p]}\n    outputs:\n      parameters:\n      - {name: p, globalName: g, valueFrom: {path: /tmp/p}}\n      - {name: missing, valueFrom: {path: /tmp/none, default: dflt}}\n  - name: use\n    inputs: {parameters: [{name: v}]}\n    container: {image: argosay, args: [echo, '{{inputs.parameters.v}}']}\n",
+    ));
+    assert_eq!(s.phase(), "Succeeded");
+    assert_eq!(s.node("use")["outputs"]["result"], "value-dflt-value");
+    assert_eq!(s.json()["status"]["outputs"]["parameters"][0]["name"], "g");
+}
+
+#[test]
+fn missing_output_file_without_default_is_an_error() {
+    let s = run(&wf("  entrypoint: gen\n  templates:\n  - name: gen\n    container: {image: argosay, args: [echo, x]}\n    outputs: {parameters: [{name: p, valueFrom: {path: /tmp/none}}]}\n"));
+    assert_eq!(s.phase(), "Error");
+    assert!(s.node("wf")["message"]
+        .as_str()
+        .unwrap()
+        .contains("failed to get output parameter 'p'"));
+}
+
+#[test]
+fn expression_tags_and_input_enums() {
+    let s = run(&wf(
+        "  entrypoint: main\n  arguments: {parameters: [{name: n, value: '4'}]}\n  templates:\n  - name: main\n    steps:\n    - - name: calc\n        template: say\n        arguments: {parameters: [{name: msg, value: \"{{=asInt(workflow.parameters.n) * 10 + 2}} {{=sprig.upper('x')}} {{=jsonpath('{\\\"a\\\": [5]}', '$.a[0]')}}\"}]}\n  - name: say\n    inputs: {parameters: [{name: msg}]}\n    container: {image: argosay, args: [echo, '{{inputs.parameters.msg}}']}\n",
+    ));
+    assert_eq!(s.node("calc")["outputs"]["result"], "42 X 5");
+    let err = Sim::new(&wf("  entrypoint: m\n  arguments: {parameters: [{name: c, value: red, enum: [blue, green]}]}\n  templates:\n  - name: m\n    container: {image: x}\n"), &[]).err().unwrap();
+    assert!(
+        err.to_string().contains("not one of [blue, green]"),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_required_parameter_is_refused_with_a_hint() {
+    let err = Sim::new(&wf("  entrypoint: m\n  arguments: {parameters: [{name: ticket}]}\n  templates:\n  - name: m\n    container: {image: x}\n"), &[]).err().unwrap();
+    assert!(
+        err.to_string().contains(
+            "spec.arguments.parameters.ticket.value is required; pass it with -p ticket=VALUE"
+        ),
+        "{err}"
+    );
+    // Passing it with -p works.
+    let s = Sim::new(&wf("  entrypoint: m\n  arguments: {parameters: [{name: ticket}]}\n  templates:\n  - name: m\n    container: {image: argosay, args: [echo, '{{workflow.parameters.ticket}}']}\n"), &[("ticket", "T-1")]).unwrap().run();
+    assert_eq!(s.node("wf")["outputs"]["result"], "T-1");
+}
+
+#[test]
+fn unknown_template_is_an_error_node() {
+    let s = run(&wf("  entrypoint: main\n  templates:\n  - name: main\n    steps:\n    - - name: a\n        template: nope\n"));
+    assert_eq!(s.phase(), "Failed");
+    assert_eq!(s.node_phase("a"), "Error");
+    assert_eq!(s.node("a")["message"], "template nope not found");
+}
+
+#[test]
+fn workflow_parallelism_limits_running_pods() {
+    let s = run(&wf(&format!(
+        "  entrypoint: main\n  parallelism: 2\n  templates:\n  - name: main\n    steps:\n    - - name: s\n        template: sleep\n        withItems: [1, 2, 3, 4, 5]\n  - name: sleep\n    container: {{image: argosay, args: [sleep, '10']}}\n{SAY}"
+    )));
+    assert_eq!(s.phase(), "Succeeded");
+    assert_eq!(s.max_running, 2);
+    assert_eq!(s.elapsed(), 30);
+}
+
+#[test]
+fn template_parallelism_and_fail_fast_in_steps() {
+    let s = run(&wf(
+        "  entrypoint: main\n  templates:\n  - name: main\n    parallelism: 1\n    failFast: true\n    steps:\n    - - name: s\n        template: maybe\n        withItems: ['0', '0', '1', '0', '0']\n        arguments: {parameters: [{name: c, value: '{{item}}'}]}\n  - name: maybe\n    inputs: {parameters: [{name: c}]}\n    container: {image: argosay, args: [exit, '{{inputs.parameters.c}}']}\n",
+    ));
+    assert_eq!(s.phase(), "Failed");
+    assert_eq!(s.max_running, 1);
+    assert_eq!(
+        s.count_type("Pod"),
+        3,
+        "items after the failure never start"
+    );
+}
+
+#[test]
+fn deadlines_and_timeouts_fail_running_pods() {
+    let s = run(&wf("  entrypoint: main\n  templates:\n  - name: main\n    activeDeadlineSeconds: 5\n    container: {image: argosay, args: [sleep, '100']}\n"));
+    assert_eq!(s.phase(), "Failed");
+    assert_eq!(s.elapsed(), 5);
+    assert_eq!(s.killed.len(), 1);
+    assert_eq!(
+        s.node("wf")["message"],
+        "Pod was active on the node longer than the specified deadline"
+    );
+    let s = run(&wf("  entrypoint: main\n  activeDeadlineSeconds: 7\n  templates:\n  - name: main\n    steps:\n    - - {name: a, template: sleep}\n  - name: sleep\n    container: {image: argosay, args: [sleep, '100']}\n"));
+    assert_eq!(s.phase(), "Failed");
+    assert_eq!(s.elapsed(), 7);
+}
+
+#[test]
+fn unschedulable_pod_waits_until_the_deadline() {
+    let s = run(&wf("  entrypoint: main\n  activeDeadlineSeconds: 30\n  templates:\n  - name: main\n    nodeSelector: {kubernetes.io/arch: no-such-arch}\n    container: {image: argosay}\n"));
+    assert_eq!(s.phase(), "Failed");
+    assert_eq!(s.elapsed(), 30);
+    assert!(s.started.is_empty());
+}
+
+#[test]
+fn suspend_with_duration_and_manual_resume_with_supplied_default() {
+    let s = run(&wf("  entrypoint: main\n  templates:\n  - name: main\n    steps:\n    - - {name: wait, template: wait}\n  - name: wait\n    suspend: {duration: '20s'}\n"));
+    assert_eq!(s.phase(), "Succeeded");
+    assert_eq!(s.elapsed(), 20);
+    let mut sim = Sim::new(&wf("  entrypoint: main\n  templates:\n  - name: main\n    steps:\n    - - {name: approve, template: approve}\n    - - name: go\n        template: say\n        when: '{{steps.approve.outputs.parameters.ok}} == yes'\n        arguments: {parameters: [{name: msg, value: go}]}\n  - name: approve\n    suspend: {}\n    outputs: {parameters: [{name: ok, valueFrom: {supplied: {}, default: 'yes'}}]}\n  - name: say\n    inputs: {parameters: [{name: msg}]}\n    container: {image: argosay, args: [echo, '{{inputs.parameters.msg}}']}\n"), &[]).unwrap();
+    sim.resume_after = Some(chrono::Duration::seconds(60));
+    let s = sim.run();
+    assert_eq!(s.phase(), "Succeeded");
+    assert_eq!(s.node_phase("go"), "Succeeded");
+    assert_eq!(s.elapsed(), 60);
+}
+
+#[test]
+fn mutex_serialises_templates() {
+    let s = run(&wf("  entrypoint: main\n  templates:\n  - name: main\n    steps:\n    - - name: s\n        template: locked\n        withItems: [1, 2, 3]\n  - name: locked\n    synchronization: {mutex: {name: m}}\n    container: {image: argosay, args: [sleep, '10']}\n"));
+    assert_eq!(s.phase(), "Succeeded");
+    assert_eq!(s.max_running, 1);
+    assert_eq!(s.elapsed(), 30);
+}
+
+#[test]
+fn semaphore_limit_comes_from_a_config_map() {
+    let yaml = format!("{}---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: limits}}\ndata: {{two: '2'}}\n", wf("  entrypoint: main\n  templates:\n  - name: main\n    steps:\n    - - name: s\n        template: locked\n        withItems: [1, 2, 3, 4]\n  - name: locked\n    synchronization: {semaphore: {configMapKeyRef: {name: limits, key: two}}}\n    container: {image: argosay, args: [sleep, '10']}\n"));
+    let s = run(&yaml);
+    assert_eq!(s.max_running, 2);
+    assert_eq!(s.elapsed(), 20);
+}
+
+#[test]
+fn memoized_step_is_a_cache_hit_the_second_time() {
+    let s = run(&wf("  entrypoint: main\n  templates:\n  - name: main\n    steps:\n    - - {name: a, template: m}\n    - - {name: b, template: m}\n  - name: m\n    memoize: {key: k1, cache: {configMap: {name: c}}}\n    container: {image: argosay, args: [echo, cached]}\n"));
+    assert_eq!(s.phase(), "Succeeded");
+    assert_eq!(s.count_type("Pod"), 2);
+    assert_eq!(
+        s.started.len(),
+        1,
+        "the second step is served from the cache"
+    );
+    assert_eq!(s.node("b")["memoizationStatus"]["hit"], true);
+    assert_eq!(s.node("b")["outputs"]["result"], "cached");
+}
+
+#[test]
+fn shutdown_terminate_skips_exit_handlers_and_stop_runs_them() {
+    for (terminate, exit_runs) in [(true, false), (false, true)] {
+        let mut sim = Sim::new(&wf("  entrypoint: main\n  onExit: bye\n  templates:\n  - name: main\n    container: {image: argosay, args: [sleep, '100']}\n  - name: bye\n    container: {image: argosay, args: [echo, bye]}\n"), &[]).unwrap();
+        let acts = sim.engine.start(sim.now);
+        assert_eq!(acts.len(), 1);
+        let acts = sim
+            .engine
+            .handle(workflow_engine::Event::Shutdown { terminate }, sim.now);
+        let kills = acts
+            .iter()
+            .filter(|a| matches!(a, workflow_engine::Action::KillPod { .. }))
+            .count();
+        assert_eq!(kills, 1);
+        let starts = acts
+            .iter()
+            .filter(|a| matches!(a, workflow_engine::Action::StartPod(_)))
+            .count();
+        assert_eq!(starts, usize::from(exit_runs));
+        if !exit_runs {
+            assert!(sim.engine.is_finished());
+            assert_eq!(sim.engine.phase().as_str(), "Failed");
+        }
+    }
+}
+
+#[test]
+fn workflow_template_ref_and_template_ref() {
+    let yaml = format!(
+        "apiVersion: argoproj.io/v1alpha1\nkind: WorkflowTemplate\nmetadata: {{name: lib}}\nspec:\n  entrypoint: hello\n  arguments: {{parameters: [{{name: msg, value: from-template}}]}}\n  templates:\n  - name: hello\n    steps:\n    - - name: inner\n        template: say\n        arguments: {{parameters: [{{name: msg, value: '{{{{workflow.parameters.msg}}}}'}}]}}\n{SAY}---\n{}",
+        wf("  workflowTemplateRef: {name: lib}\n  arguments: {parameters: [{name: msg, value: from-workflow}]}\n")
+    );
+    let s = run(&yaml);
+    assert_eq!(s.phase(), "Succeeded");
+    assert_eq!(s.node("inner")["outputs"]["result"], "from-workflow");
+    let yaml = format!(
+        "apiVersion: argoproj.io/v1alpha1\nkind: WorkflowTemplate\nmetadata: {{name: lib}}\nspec:\n  templates:\n  - name: outer\n    steps:\n    - - {{name: inner, template: say, arguments: {{parameters: [{{name: msg, value: scoped}}]}}}}\n{SAY}---\n{}",
+        wf("  entrypoint: main\n  templates:\n  - name: main\n    steps:\n    - - name: r\n        templateRef: {name: lib, template: outer}\n")
+    );
+    let s = run(&yaml);
+    assert_eq!(s.phase(), "Succeeded", "{}", s.json());
+    assert_eq!(s.node("inner")["outputs"]["result"], "scoped");
+    assert_eq!(s.node("inner")["templateRef"]["name"], "lib");
+}
+
+#[test]
+fn node_ids_and_names_follow_argo() {
+    let s = run(&wf(&format!("  entrypoint: main\n  templates:\n  - name: main\n    steps:\n    - - name: a\n        template: say\n        arguments: {{parameters: [{{name: msg, value: x}}]}}\n{SAY}")));
+    let a = s.node("a");
+    assert_eq!(a["name"], "wf[0].a");
+    assert_eq!(
+        a["id"],
+        format!("wf-{}", workflow_engine::fnv32a("wf[0].a"))
+    );
+    assert_eq!(a["boundaryID"], "wf");
+    assert_eq!(
+        s.started[0],
+        format!("wf-say-{}", workflow_engine::fnv32a("wf[0].a"))
+    );
+}
+
+#[test]
+fn engine_is_deterministic() {
+    let yaml = wf(&format!("  entrypoint: main\n  templates:\n  - name: main\n    dag:\n      tasks:\n      - {{name: A, template: say, arguments: {{parameters: [{{name: msg, value: a}}]}}}}\n      - {{name: B, template: say, depends: A, withItems: [1, 2], arguments: {{parameters: [{{name: msg, value: '{{{{item}}}}'}}]}}}}\n{SAY}"));
+    let a = run(&yaml).json();
+    let b = run(&yaml).json();
+    assert_eq!(a["status"], b["status"]);
+}
