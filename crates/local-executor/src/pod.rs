@@ -653,7 +653,13 @@ fn execute(spec: &PodSpec, dir: &Path) -> Result<PodOutcome, String> {
     let log = Arc::new(Mutex::new(
         fs::File::create(&log_path).map_err(|e| e.to_string())?,
     ));
-    let workdir = dir.join("work");
+    // A container starts in its image's WORKDIR, `/` for most images; with a private root
+    // that is safe. Without one, a directory of the pod's own stands in.
+    let workdir = if isolated {
+        PathBuf::from("/")
+    } else {
+        dir.join("work")
+    };
     fs::create_dir_all(&workdir).map_err(|e| e.to_string())?;
     for c in &spec.init {
         let (code, _) = run_container(c, &workdir, &log, false)?;

@@ -102,15 +102,11 @@ pub fn parse_documents(text: &str) -> Result<Vec<Document>, ManifestError> {
         originals: HashMap::new(),
     };
     let mut docs = Vec::new();
-    loop {
-        let (event, span) = match builder.next()? {
-            Some(e) => e,
-            None => break,
-        };
+    while let Some((event, span)) = builder.next()? {
         match event {
             Event::StreamStart | Event::DocumentEnd | Event::Nothing => {}
             Event::StreamEnd => break,
-            Event::DocumentStart(_) => {
+            Event::DocumentStart => {
                 let start = loc(&span);
                 let (event, span) = builder.next()?.ok_or_else(|| ManifestError::Syntax {
                     line: start.line,
@@ -230,7 +226,7 @@ impl Builder {
                 self.budget -= size;
                 (v, 0)
             }
-            Event::SequenceStart(anchor, _) => {
+            Event::SequenceStart(anchor) => {
                 let mut items = Vec::new();
                 loop {
                     let (ev, sp) = self.expect_next(&span)?;
@@ -242,7 +238,7 @@ impl Builder {
                 }
                 (Value::Array(items), anchor)
             }
-            Event::MappingStart(anchor, _) => {
+            Event::MappingStart(anchor) => {
                 let mut map = Map::new();
                 let mut merged = Map::new();
                 loop {

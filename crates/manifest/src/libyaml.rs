@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::ffi::CStr;
 use std::mem::MaybeUninit;
 
+#[allow(clippy::unsafe_removed_from_name)]
 use unsafe_libyaml as sys;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,15 +51,17 @@ pub enum Event {
     Nothing,
     StreamStart,
     StreamEnd,
-    DocumentStart(bool),
+    DocumentStart,
     DocumentEnd,
     /// The id of the anchor referred to.
     Alias(usize),
     /// Value, style, anchor id (0 when none), tag.
     Scalar(String, ScalarStyle, usize, Option<Tag>),
-    SequenceStart(usize, Option<Tag>),
+    /// Anchor id.
+    SequenceStart(usize),
     SequenceEnd,
-    MappingStart(usize, Option<Tag>),
+    /// Anchor id.
+    MappingStart(usize),
     MappingEnd,
 }
 
@@ -224,9 +227,7 @@ impl Iterator for Parser {
                     self.done = true;
                     Event::StreamEnd
                 }
-                sys::YAML_DOCUMENT_START_EVENT => {
-                    Event::DocumentStart(!ev.data.document_start.implicit)
-                }
+                sys::YAML_DOCUMENT_START_EVENT => Event::DocumentStart,
                 sys::YAML_DOCUMENT_END_EVENT => Event::DocumentEnd,
                 sys::YAML_ALIAS_EVENT => Event::Alias(self.anchor_id(ev.data.alias.anchor, false)),
                 sys::YAML_SCALAR_EVENT => {
@@ -249,12 +250,12 @@ impl Iterator for Parser {
                 }
                 sys::YAML_SEQUENCE_START_EVENT => {
                     let s = ev.data.sequence_start;
-                    Event::SequenceStart(self.anchor_id(s.anchor, true), Self::tag(s.tag))
+                    Event::SequenceStart(self.anchor_id(s.anchor, true))
                 }
                 sys::YAML_SEQUENCE_END_EVENT => Event::SequenceEnd,
                 sys::YAML_MAPPING_START_EVENT => {
                     let s = ev.data.mapping_start;
-                    Event::MappingStart(self.anchor_id(s.anchor, true), Self::tag(s.tag))
+                    Event::MappingStart(self.anchor_id(s.anchor, true))
                 }
                 sys::YAML_MAPPING_END_EVENT => Event::MappingEnd,
                 _ => Event::Nothing,

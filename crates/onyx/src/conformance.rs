@@ -18,6 +18,7 @@ pub struct Row {
     pub kind: String,
     pub expect: String,
     pub runs: String,
+    /// The features the example uses (shown with failures).
     pub needs: String,
     pub notes: String,
 }
@@ -164,13 +165,13 @@ pub fn run(dir: &Path, opts: &Options) -> anyhow::Result<bool> {
             };
             let outcome = run_row(&examples, &row, &index, &exe, &home, timeout);
             let line = match &outcome {
+                Some(o) if o.pass => format!(
+                    "PASS {} {} expected={} got={}",
+                    row.runs, row.file, row.expect, o.got
+                ),
                 Some(o) => format!(
-                    "{} {} {} expected={} got={}",
-                    if o.pass { "PASS" } else { "FAIL" },
-                    row.runs,
-                    row.file,
-                    row.expect,
-                    o.got
+                    "FAIL {} {} expected={} got={} needs={}",
+                    row.runs, row.file, row.expect, o.got, row.needs
                 ),
                 None => format!(
                     "SKIP {} {} expected={} (needs a Kubernetes cluster)",

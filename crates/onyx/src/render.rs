@@ -75,7 +75,9 @@ pub fn summary(wf: &Value) -> String {
     out
 }
 
-/// The node tree: STEP, TEMPLATE, PODNAME, DURATION, MESSAGE.
+/// The node tree: STEP, TEMPLATE, PODNAME, DURATION, MESSAGE. Steps and DAG nodes list the
+/// nodes of their boundary in start order (step and task groups are not shown), retries list
+/// their attempts, and exit handlers and hooks hang under the node they belong to.
 pub fn tree(wf: &Value) -> String {
     let Some(nodes) = wf.pointer("/status/nodes").and_then(Value::as_object) else {
         return String::new();
@@ -83,91 +85,158 @@ pub fn tree(wf: &Value) -> String {
     let root = wf["metadata"]["name"].as_str().unwrap_or_default();
     let mut rows: Vec<[String; 5]> = Vec::new();
     let mut seen = std::collections::HashSet::new();
-    walk(nodes, root, "", true, true, &mut rows, &mut seen);
-    // Exit handlers and hooks of the workflow hang off no parent.
+    let view = View::new(nodes);
+    view.walk(root, "", true, true, &mut rows, &mut seen);
     let mut extra: Vec<&String> = nodes
         .keys()
-        .filter(|k| {
-            !seen.contains(k.as_str())
-                && nodes[k.as_str()]["boundaryID"].is_null()
-                && k.as_str() != root
-        })
+        .filter(|k| !seen.contains(k.as_str()) && nodes[k.as_str()]["boundaryID"].is_null())
         .collect();
-    extra.sort();
+    extra.sort_by_key(|k| {
+        (
+            nodes[k.as_str()]["startedAt"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            k.to_string(),
+        )
+    });
     for k in extra {
         if !seen.contains(k.as_str()) {
-            walk(nodes, k, "", true, true, &mut rows, &mut seen);
+            view.walk(k, "", true, true, &mut rows, &mut seen);
         }
     }
-    let widths: Vec<usize> = (0..5)
+    let widths: Vec<usize> = (0..4)
         .map(|i| {
             rows.iter()
                 .map(|r| r[i].chars().count())
                 .max()
                 .unwrap_or(0)
-                .max([4, 8, 7, 8, 7][i])
+                .max([4, 8, 7, 8][i])
         })
         .collect();
+    let pad = |s: &str, w: usize| format!("{s}{}", " ".repeat(w.saturating_sub(s.chars().count())));
     let mut out = format!(
-        "{:<w0$}  {:<w1$}  {:<w2$}  {:<w3$}  MESSAGE\n",
-        "STEP",
-        "TEMPLATE",
-        "PODNAME",
-        "DURATION",
-        w0 = widths[0],
-        w1 = widths[1],
-        w2 = widths[2],
-        w3 = widths[3]
+        "{}  {}  {}  {}  MESSAGE\n",
+        pad("STEP", widths[0]),
+        pad("TEMPLATE", widths[1]),
+        pad("PODNAME", widths[2]),
+        pad("DURATION", widths[3])
     );
     for r in rows {
-        out += format!(
-            "{:<w0$}  {:<w1$}  {:<w2$}  {:<w3$}  {}",
-            r[0],
-            r[1],
-            r[2],
-            r[3],
-            r[4],
-            w0 = widths[0],
-            w1 = widths[1],
-            w2 = widths[2],
-            w3 = widths[3]
-        )
-        .trim_end();
+        let line = format!(
+            "{}  {}  {}  {}  {}",
+            pad(&r[0], widths[0]),
+            pad(&r[1], widths[1]),
+            pad(&r[2], widths[2]),
+            pad(&r[3], widths[3]),
+            r[4]
+        );
+        out += line.trim_end();
         out += "\n";
     }
     out
 }
 
-fn walk(
-    nodes: &serde_json::Map<String, Value>,
-    id: &str,
-    prefix: &str,
-    last: bool,
-    is_root: bool,
-    rows: &mut Vec<[String; 5]>,
-    seen: &mut std::collections::HashSet<String>,
-) {
-    let Some(n) = nodes.get(id) else { return };
-    if !seen.insert(id.to_string()) {
-        return;
+struct View<'a> {
+    nodes: &'a serde_json::Map<String, Value>,
+    /// Nodes directly inside each Steps/DAG boundary, in start order.
+    members: HashMap<String, Vec<String>>,
+}
+
+fn is_attachment(n: &Value) -> bool {
+    let name = n["name"].as_str().unwrap_or_default();
+    name.ends_with(".onExit") || name.contains(".hooks.")
+}
+
+impl<'a> View<'a> {
+    fn new(nodes: &'a serde_json::Map<String, Value>) -> View<'a> {
+        let mut retry_children = std::collections::HashSet::new();
+        for n in nodes.values() {
+            if n["type"] == "Retry" {
+                for c in n["children"].as_array().into_iter().flatten() {
+                    if let Some(c) = c.as_str() {
+                        retry_children.insert(c.to_string());
+                    }
+                }
+            }
+        }
+        let mut members: HashMap<String, Vec<(String, String, String)>> = HashMap::new();
+        for (id, n) in nodes {
+            let ty = n["type"].as_str().unwrap_or_default();
+            if ty == "StepGroup"
+                || ty == "TaskGroup"
+                || retry_children.contains(id)
+                || is_attachment(n)
+            {
+                continue;
+            }
+            if let Some(b) = n["boundaryID"].as_str() {
+                let key = (
+                    n["startedAt"].as_str().unwrap_or_default().to_string(),
+                    n["name"].as_str().unwrap_or_default().to_string(),
+                    id.clone(),
+                );
+                members.entry(b.to_string()).or_default().push(key);
+            }
+        }
+        let members = members
+            .into_iter()
+            .map(|(k, mut v)| {
+                v.sort();
+                (k, v.into_iter().map(|(_, _, id)| id).collect())
+            })
+            .collect();
+        View { nodes, members }
     }
-    let ty = n["type"].as_str().unwrap_or_default();
-    let phase = n["phase"].as_str().unwrap_or_default();
-    let (me, child_prefix) = if is_root {
-        (String::new(), String::new())
-    } else {
-        (
-            format!("{prefix}{}", if last { "└─" } else { "├─" }),
-            format!("{prefix}{}", if last { "  " } else { "│ " }),
-        )
-    };
-    let show = ty != "StepGroup" && ty != "TaskGroup";
-    let children: Vec<&str> = n["children"]
-        .as_array()
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
-    if show || is_root {
-        let pod = if matches!(ty, "Pod") {
+
+    fn children(&self, id: &str, n: &Value) -> Vec<String> {
+        let ty = n["type"].as_str().unwrap_or_default();
+        let mut out: Vec<String> = match ty {
+            "Steps" | "DAG" => self.members.get(id).cloned().unwrap_or_default(),
+            "Retry" => n["children"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c.as_str().map(str::to_string))
+                .collect(),
+            _ => Vec::new(),
+        };
+        for c in n["children"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
+            if self.nodes.get(c).is_some_and(is_attachment) {
+                out.push(c.to_string());
+            }
+        }
+        out
+    }
+
+    fn walk(
+        &self,
+        id: &str,
+        prefix: &str,
+        last: bool,
+        is_root: bool,
+        rows: &mut Vec<[String; 5]>,
+        seen: &mut std::collections::HashSet<String>,
+    ) {
+        let Some(n) = self.nodes.get(id) else { return };
+        if !seen.insert(id.to_string()) {
+            return;
+        }
+        let phase = n["phase"].as_str().unwrap_or_default();
+        let (me, child_prefix) = if is_root {
+            (String::new(), String::new())
+        } else {
+            (
+                format!("{prefix}{}", if last { "└─" } else { "├─" }),
+                format!("{prefix}{}", if last { "  " } else { "│ " }),
+            )
+        };
+        let pod = if n["type"] == "Pod" {
             pod_name_of(n)
         } else {
             String::new()
@@ -195,32 +264,9 @@ fn walk(
             duration(n),
             n["message"].as_str().unwrap_or_default().to_string(),
         ]);
+        let children = self.children(id, n);
         for (i, c) in children.iter().enumerate() {
-            walk(
-                nodes,
-                c,
-                &child_prefix,
-                i + 1 == children.len(),
-                false,
-                rows,
-                seen,
-            );
-        }
-    } else {
-        // Step and task groups are shown through their children, as `argo get` does.
-        let mut p = prefix.to_string();
-        if !is_root {
-            rows.push([
-                format!("{me}·"),
-                String::new(),
-                String::new(),
-                String::new(),
-                String::new(),
-            ]);
-            p = child_prefix;
-        }
-        for (i, c) in children.iter().enumerate() {
-            walk(nodes, c, &p, i + 1 == children.len(), false, rows, seen);
+            self.walk(c, &child_prefix, i + 1 == children.len(), false, rows, seen);
         }
     }
 }

@@ -186,15 +186,14 @@ pub fn run_resource(
                 .map(str::to_string)
         })
         .unwrap_or_default();
-    if action != "patch"
+    if (action != "patch"
         || flag_kind.is_some()
-        || manifest.as_ref().and_then(|m| m.get("kind")).is_some()
+        || manifest.as_ref().and_then(|m| m.get("kind")).is_some())
+        && !LOCAL_KINDS.contains(&kind_key(&kind).as_str())
     {
-        if !LOCAL_KINDS.contains(&kind_key(&kind).as_str()) {
-            return refuse(format!(
+        return refuse(format!(
                 "resource kind '{kind}' cannot be honoured on one machine without Kubernetes; the local executor keeps ConfigMaps, Secrets and Workflows"
             ));
-        }
     }
     let mut name = flag_name.or_else(|| {
         manifest

@@ -11,9 +11,7 @@ use chrono::Utc;
 use local_executor::{Layout, PodInput};
 use rand::Rng;
 use serde_json::Value;
-use workflow_engine::{
-    Action, Engine, EngineConfig, Event, NodeType, Phase, PodResult, TemplateStore, Time,
-};
+use workflow_engine::{Action, Engine, EngineConfig, Event, Phase, PodResult, TemplateStore, Time};
 use workflow_model::{Artifact, LocalArtifact, Template, WorkflowObject};
 
 use crate::resource::{ObjectStore, Spawner};
@@ -459,26 +457,4 @@ fn http_call(node_id: String, t: &Template) -> Event {
         headers,
         error: None,
     }
-}
-
-/// Pods still pending in a finished workflow are an engine bug; used by tests.
-pub fn unfinished_nodes(wf: &Value) -> Vec<String> {
-    wf.pointer("/status/nodes")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.values()
-                .filter(|n| {
-                    matches!(
-                        n.get("phase").and_then(Value::as_str),
-                        Some("Pending") | Some("Running")
-                    )
-                })
-                .filter(|n| {
-                    n.get("type").and_then(Value::as_str)
-                        != Some(format!("{:?}", NodeType::Suspend).as_str())
-                })
-                .filter_map(|n| n.get("name").and_then(Value::as_str).map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
 }

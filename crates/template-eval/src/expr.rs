@@ -50,7 +50,7 @@ fn lex(src: &str) -> Result<Vec<Tok>, String> {
                 if (chars[i] == 'e' || chars[i] == 'E')
                     && i + 1 < chars.len()
                     && (chars[i + 1] == '-' || chars[i + 1] == '+')
-                    && !chars[start..i].iter().any(|c| *c == 'x')
+                    && !chars[start..i].contains(&'x')
                 {
                     is_float = true;
                     i += 1;
@@ -910,11 +910,13 @@ impl Ctx<'_> {
                 let mut groups = Map::new();
                 for (k, item) in results.iter().zip(items) {
                     let key = crate::go_format(k);
-                    groups
+                    if let Some(a) = groups
                         .entry(key)
                         .or_insert_with(|| Value::Array(Vec::new()))
                         .as_array_mut()
-                        .map(|a| a.push(item));
+                    {
+                        a.push(item);
+                    }
                 }
                 Value::Object(groups)
             }

@@ -172,11 +172,8 @@ impl Parser {
     }
     fn binary(&mut self, min: u8) -> Result<Ast, String> {
         let mut left = self.unary()?;
-        loop {
-            let op = match self.peek() {
-                Tok::Op(op) => *op,
-                _ => break,
-            };
+        while let Tok::Op(op) = self.peek() {
+            let op = *op;
             let Some(p) = Self::prec(op) else { break };
             if p < min {
                 break;
@@ -320,10 +317,12 @@ fn eval_ast(ast: &Ast) -> Result<Value, String> {
                 }
                 "in" => match &b {
                     Value::Array(items) => Value::Bool(items.contains(&a)),
-                    _ => return Err(format!(
+                    _ => {
+                        return Err(format!(
                         "Value '{}' cannot be used with the comparator 'in', it is not an array",
                         crate::go_format(&b)
-                    )),
+                    ))
+                    }
                 },
                 "+" => match (&a, &b) {
                     (Value::Number(x), Value::Number(y)) => {

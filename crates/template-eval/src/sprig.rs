@@ -286,7 +286,7 @@ pub(crate) fn call(name: &str, args: &[Value]) -> Result<Value, String> {
         "regexReplaceAll" => Value::String(
             regex::Regex::new(&s(args.first()))
                 .map_err(|e| e.to_string())?
-                .replace_all(&s(args.get(1)), s(args.get(2)).replace("${", "${").as_str())
+                .replace_all(&s(args.get(1)), s(args.get(2)).as_str())
                 .into_owned(),
         ),
         "date" => {

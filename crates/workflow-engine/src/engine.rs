@@ -168,13 +168,6 @@ impl Holder {
             inline: s.inline.clone(),
         }
     }
-    fn from_task(t: &DagTask) -> Holder {
-        Holder {
-            template: t.template.clone(),
-            template_ref: t.template_ref.clone(),
-            inline: t.inline.clone(),
-        }
-    }
     fn named(name: &str) -> Holder {
         Holder {
             template: Some(name.to_string()),
@@ -270,7 +263,6 @@ enum Frame {
         ctx: Box<Ctx>,
         scope: Box<Scope>,
         tasks: Vec<TaskState>,
-        index: HashMap<String, usize>,
         targets: Vec<usize>,
         queue: VecDeque<usize>,
         running: usize,
@@ -329,7 +321,6 @@ pub struct Engine {
     shutdown: Option<bool>,
     suspended: bool,
     locks: HashMap<String, (usize, usize)>,
-    lock_waiters: VecDeque<usize>,
     memo: HashMap<(String, String), (Outputs, Time)>,
     exit_node: Option<usize>,
     wf_hooks_fired: HashSet<String>,
@@ -662,7 +653,6 @@ impl Engine {
             shutdown: None,
             suspended: false,
             locks: HashMap::new(),
-            lock_waiters: VecDeque::new(),
             memo: HashMap::new(),
             exit_node: None,
             wf_hooks_fired: HashSet::new(),
@@ -1547,7 +1537,7 @@ impl Engine {
                 self.nodes[i].status.phase = Phase::Running;
                 let scope = Scope {
                     vars: self.scope_base(&t),
-                    artifacts: self.global_artifacts.clone(),
+                    artifacts: self.scope_artifacts_base(&t),
                 };
                 let mut sctx = ctx.clone();
                 sctx.boundary = Some(self.nodes[i].status.id.clone());
@@ -1628,6 +1618,16 @@ impl Engine {
             }
         }
         None
+    }
+
+    /// Artifacts a steps or DAG template's children can take `from`: the globals and the
+    /// template's own inputs.
+    fn scope_artifacts_base(&self, t: &Template) -> HashMap<String, Artifact> {
+        let mut a = self.global_artifacts.clone();
+        for art in &t.inputs.artifacts {
+            a.insert(format!("inputs.artifacts.{}", art.name), art.clone());
+        }
+        a
     }
 
     fn scope_base(&self, t: &Template) -> Vars {
@@ -3097,12 +3097,7 @@ impl Engine {
             let task = tasks[i].task.clone();
             let logic = match &task.depends {
                 Some(d) => d.clone(),
-                None => task
-                    .dependencies
-                    .iter()
-                    .map(|dep| dep.clone())
-                    .collect::<Vec<_>>()
-                    .join(" && "),
+                None => task.dependencies.to_vec().join(" && "),
             };
             let names = match workflow_model::lint::depends_names(&logic) {
                 Ok(n) => n,
@@ -3166,7 +3161,7 @@ impl Engine {
             .collect();
         let scope = Scope {
             vars: self.scope_base(&t),
-            artifacts: self.global_artifacts.clone(),
+            artifacts: self.scope_artifacts_base(&t),
         };
         let mut dctx = ctx.clone();
         dctx.boundary = Some(self.nodes[d].status.id.clone());
@@ -3175,7 +3170,6 @@ impl Engine {
             ctx: Box::new(dctx),
             scope: Box::new(scope),
             tasks,
-            index,
             targets,
             queue: VecDeque::new(),
             running: 0,
@@ -3795,7 +3789,7 @@ impl Engine {
             i: usize,
             tasks: &[TaskState],
             nodes: &[Node],
-            memo: &mut Vec<Option<Phase>>,
+            memo: &mut [Option<Phase>],
         ) -> Phase {
             if let Some(p) = memo[i] {
                 return p;
@@ -4265,25 +4259,25 @@ impl Engine {
             if self.nodes[i].status.phase.fulfilled() {
                 continue;
             }
-            if self.nodes[i].status.boundary_id.as_deref() == Some(&bid) || self.is_under(i, &bid) {
-                if matches!(
+            if (self.nodes[i].status.boundary_id.as_deref() == Some(&bid) || self.is_under(i, &bid))
+                && matches!(
                     self.nodes[i].status.node_type,
                     NodeType::Pod | NodeType::HTTP | NodeType::Suspend
-                ) {
-                    if self.nodes[i].started {
-                        self.release_pod_slot(i);
-                        let (id, pod) = (
-                            self.nodes[i].status.id.clone(),
-                            self.nodes[i].pod_name.clone().unwrap_or_default(),
-                        );
-                        self.actions.push(Action::KillPod {
-                            node_id: id,
-                            pod_name: pod,
-                            reason: reason.into(),
-                        });
-                    }
-                    self.finish(i, Phase::Failed, Some(reason.into()), now);
+                )
+            {
+                if self.nodes[i].started {
+                    self.release_pod_slot(i);
+                    let (id, pod) = (
+                        self.nodes[i].status.id.clone(),
+                        self.nodes[i].pod_name.clone().unwrap_or_default(),
+                    );
+                    self.actions.push(Action::KillPod {
+                        node_id: id,
+                        pod_name: pod,
+                        reason: reason.into(),
+                    });
                 }
+                self.finish(i, Phase::Failed, Some(reason.into()), now);
             }
         }
         if let Frame::Dag { queue, .. } = &mut self.nodes[block].frame {
@@ -4317,31 +4311,31 @@ impl Engine {
             if self.nodes[i].status.phase.fulfilled() {
                 continue;
             }
-            if terminate || !self.nodes[i].status.name.contains(".onExit") {
-                if matches!(
+            if (terminate || !self.nodes[i].status.name.contains(".onExit"))
+                && matches!(
                     self.nodes[i].status.node_type,
                     NodeType::Pod | NodeType::HTTP | NodeType::Suspend
-                ) {
-                    if self.nodes[i].started {
-                        self.release_pod_slot(i);
-                        let (id, pod) = (
-                            self.nodes[i].status.id.clone(),
-                            self.nodes[i].pod_name.clone().unwrap_or_default(),
-                        );
-                        self.actions.push(Action::KillPod {
-                            node_id: id,
-                            pod_name: pod,
-                            reason: "workflow shutdown".into(),
-                        });
-                    }
-                    let strategy = if terminate { "Terminate" } else { "Stop" };
-                    self.finish(
-                        i,
-                        Phase::Failed,
-                        Some(format!("Stopped with strategy '{strategy}'")),
-                        now,
+                )
+            {
+                if self.nodes[i].started {
+                    self.release_pod_slot(i);
+                    let (id, pod) = (
+                        self.nodes[i].status.id.clone(),
+                        self.nodes[i].pod_name.clone().unwrap_or_default(),
                     );
+                    self.actions.push(Action::KillPod {
+                        node_id: id,
+                        pod_name: pod,
+                        reason: "workflow shutdown".into(),
+                    });
                 }
+                let strategy = if terminate { "Terminate" } else { "Stop" };
+                self.finish(
+                    i,
+                    Phase::Failed,
+                    Some(format!("Stopped with strategy '{strategy}'")),
+                    now,
+                );
             }
         }
         self.pod_queue

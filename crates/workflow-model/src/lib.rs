@@ -53,6 +53,7 @@ impl fmt::Display for Diagnostic {
 /// The Argo kinds ONYX knows, plus any other Kubernetes object kept for resource templates
 /// and ConfigMap lookups.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)]
 pub enum Object {
     Workflow(WorkflowObject),
     WorkflowTemplate(WorkflowObject),

@@ -539,21 +539,11 @@ pub fn depends_names(depends: &str) -> Result<Vec<String>, String> {
             continue;
         }
         let name = match word.rsplit_once('.') {
-            Some((n, suffix))
-                if matches!(
-                    suffix,
-                    "Succeeded"
-                        | "Failed"
-                        | "Errored"
-                        | "Skipped"
-                        | "Omitted"
-                        | "Daemoned"
-                        | "AnySucceeded"
-                        | "AllFailed"
-                ) =>
-            {
-                n
-            }
+            Some((
+                n,
+                "Succeeded" | "Failed" | "Errored" | "Skipped" | "Omitted" | "Daemoned"
+                | "AnySucceeded" | "AllFailed",
+            )) => n,
             Some((_, suffix)) if suffix.chars().next().is_some_and(|c| c.is_uppercase()) => {
                 return Err(format!("unknown result '.{suffix}' in depends '{depends}'; expected one of .Succeeded, .Failed, .Errored, .Skipped, .Omitted, .Daemoned, .AnySucceeded, .AllFailed"));
             }

@@ -183,10 +183,9 @@ impl Sim {
                     i += 2;
                 }
                 "sleep" => {
-                    delay = delay
-                        + Duration::seconds(
-                            words.get(i + 1).and_then(|c| c.parse().ok()).unwrap_or(1),
-                        );
+                    delay += Duration::seconds(
+                        words.get(i + 1).and_then(|c| c.parse().ok()).unwrap_or(1),
+                    );
                     i += 2;
                 }
                 "fail-once" => {

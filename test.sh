@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# ONYX's tests: formatting, lints, unit and integration tests, and Argo's example corpus.
+# The corpus run mostly waits on sleeping steps, so it runs alongside the Rust tests.
+set -euo pipefail
+cd "$(dirname "$0")"
+export PATH="$PATH:/usr/games"
+
+cargo fmt --all -- --check
+cargo build --quiet -p onyx
+
+corpus=../shared/conformance/argo-v3.5.6
+conformance_log=target/conformance.log
+conformance_pid=
+if [ -d "$corpus" ]; then
+  rm -rf target/onyx-conformance
+  ONYX_HOME="$PWD/target/onyx-conformance" ./target/debug/onyx conformance "$corpus" >"$conformance_log" 2>&1 &
+  conformance_pid=$!
+else
+  echo "conformance: $corpus is not here (it comes from the project's shared folder); corpus run skipped"
+fi
+
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+cargo test --workspace --quiet
+
+if [ -n "$conformance_pid" ]; then
+  status=0
+  wait "$conformance_pid" || status=$?
+  sort -k3 "$conformance_log" | grep -E '^(PASS|FAIL|SKIP) ' || true
+  grep -E '^host: ' "$conformance_log" || true
+  grep -E '^conformance: ' "$conformance_log" || true
+  grep -E '^[0-9]+ passed, [0-9]+ failed$' "$conformance_log" | tail -n 1
+  exit "$status"
+fi
