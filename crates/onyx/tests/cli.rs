@@ -1,0 +1,252 @@
+//! `onyx run` and `onyx lint` end to end: real processes, real files, our own workflows.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn home(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("onyx-cli")
+        .join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn onyx(home: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_onyx"))
+        .args(args)
+        .env("ONYX_HOME", home.join("state"))
+        .env(
+            "PATH",
+            format!("{}:/usr/games", std::env::var("PATH").unwrap_or_default()),
+        )
+        .output()
+        .expect("onyx runs")
+}
+
+/// Run a workflow with `-o json`; returns the exit code and the final Workflow object.
+fn run_json(home: &Path, files: &[&Path], extra: &[&str]) -> (i32, Value) {
+    let mut args = vec!["run", "-o", "json"];
+    let owned: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    args.extend(owned.iter().map(String::as_str));
+    args.extend(extra);
+    let out = onyx(home, &args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let wf: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: stdout={stdout} stderr={}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), wf)
+}
+
+fn node<'a>(wf: &'a Value, display: &str) -> &'a Value {
+    wf["status"]["nodes"]
+        .as_object()
+        .and_then(|m| m.values().find(|n| n["displayName"] == display))
+        .unwrap_or(&Value::Null)
+}
+
+const HEAD: &str =
+    "apiVersion: argoproj.io/v1alpha1\nkind: Workflow\nmetadata:\n  generateName: t-\nspec:\n";
+
+#[test]
+fn scripts_results_parameters_and_artifacts_flow_between_real_processes() {
+    let h = home("flow");
+    let f = write(
+        &h,
+        "wf.yaml",
+        &format!(
+            "{HEAD}  entrypoint: main\n  templates:\n  - name: main\n    steps:\n    - - name: gen\n        template: gen\n    - - name: use\n        template: use\n        arguments:\n          parameters: [{{name: p, value: '{{{{steps.gen.outputs.parameters.p}}}}'}}]\n          artifacts: [{{name: data, from: '{{{{steps.gen.outputs.artifacts.dir}}}}'}}]\n  - name: gen\n    script:\n      image: python:3\n      command: [python3]\n      source: |\n        import os\n        os.makedirs('/tmp/out/sub')\n        open('/tmp/out/sub/f.txt', 'w').write('file-content')\n        open('/tmp/p.txt', 'w').write('param-value')\n        print('result-text')\n    outputs:\n      parameters: [{{name: p, valueFrom: {{path: /tmp/p.txt}}}}]\n      artifacts: [{{name: dir, path: /tmp/out}}]\n  - name: use\n    inputs:\n      parameters: [{{name: p}}]\n      artifacts: [{{name: data, path: /in/data}}]\n    container:\n      image: alpine\n      command: [sh, -c]\n      args: ['echo {{{{inputs.parameters.p}}}} $(cat /in/data/sub/f.txt)']\n"
+        ),
+    );
+    let (code, wf) = run_json(&h, &[&f], &[]);
+    assert_eq!(code, 0, "{wf}");
+    assert_eq!(wf["status"]["phase"], "Succeeded");
+    assert_eq!(node(&wf, "gen")["outputs"]["result"], "result-text");
+    assert_eq!(
+        node(&wf, "use")["outputs"]["result"],
+        "param-value file-content"
+    );
+    // The pod's /tmp was its own: nothing leaked onto the host.
+    assert!(!Path::new("/in/data").exists());
+}
+
+#[test]
+fn failing_step_exit_code_and_log() {
+    let h = home("fail");
+    let f = write(&h, "wf.yaml", &format!("{HEAD}  entrypoint: main\n  templates:\n  - name: main\n    container: {{image: alpine, command: [sh, -c, 'echo to-stderr >&2; exit 3']}}\n"));
+    let (code, wf) = run_json(&h, &[&f], &[]);
+    assert_eq!(code, 1);
+    assert_eq!(wf["status"]["phase"], "Failed");
+    let root = node(&wf, wf["metadata"]["name"].as_str().unwrap());
+    assert_eq!(root["outputs"]["exitCode"], "3");
+    assert_eq!(root["message"], "Error (exit code 3)");
+    let pod = workflow_pod(&wf);
+    let log = std::fs::read_to_string(h.join("state/pods").join(pod).join("main.log")).unwrap();
+    assert!(log.contains("to-stderr"));
+}
+
+fn workflow_pod(wf: &Value) -> String {
+    let name = wf["metadata"]["name"].as_str().unwrap();
+    name.to_string()
+}
+
+#[test]
+fn argosay_stand_in_and_parameters_from_the_command_line() {
+    let h = home("argosay");
+    let f = write(&h, "wf.yaml", &format!("{HEAD}  entrypoint: main\n  arguments: {{parameters: [{{name: who}}]}}\n  templates:\n  - name: main\n    container: {{image: argoproj/argosay:v2, args: [echo, 'hi {{{{workflow.parameters.who}}}}']}}\n"));
+    let (code, wf) = run_json(&h, &[&f], &["-p", "who=onyx"]);
+    assert_eq!(code, 0, "{wf}");
+    assert_eq!(
+        node(&wf, wf["metadata"]["name"].as_str().unwrap())["outputs"]["result"],
+        "hi onyx"
+    );
+}
+
+#[test]
+fn container_set_runs_containers_in_dependency_order() {
+    let h = home("cset");
+    let f = write(
+        &h,
+        "wf.yaml",
+        &format!("{HEAD}  entrypoint: main\n  templates:\n  - name: main\n    containerSet:\n      volumeMounts: [{{name: ws, mountPath: /ws}}]\n      containers:\n      - {{name: b, image: alpine, command: [sh, -c, 'cat /ws/a > /ws/b; echo b >> /ws/b'], dependencies: [a]}}\n      - {{name: a, image: alpine, command: [sh, -c, 'echo a > /ws/a']}}\n      - {{name: main, image: alpine, command: [sh, -c, 'cat /ws/b'], dependencies: [b]}}\n    volumes: [{{name: ws, emptyDir: {{}}}}]\n"),
+    );
+    let (code, wf) = run_json(&h, &[&f], &[]);
+    assert_eq!(code, 0, "{wf}");
+    assert_eq!(
+        node(&wf, wf["metadata"]["name"].as_str().unwrap())["outputs"]["result"],
+        "a\nb"
+    );
+}
+
+#[test]
+fn resource_templates_keep_config_maps_and_refuse_other_kinds() {
+    let h = home("resource");
+    let f = write(
+        &h,
+        "wf.yaml",
+        &format!("{HEAD}  entrypoint: main\n  templates:\n  - name: main\n    steps:\n    - - name: make\n        template: make\n    - - name: deploy\n        template: deploy\n        continueOn: {{failed: true}}\n  - name: make\n    resource:\n      action: create\n      manifest: |\n        apiVersion: v1\n        kind: ConfigMap\n        metadata: {{name: made}}\n        data: {{k: v}}\n    outputs: {{parameters: [{{name: n, valueFrom: {{jsonPath: '{{.metadata.name}}'}}}}]}}\n  - name: deploy\n    resource:\n      action: create\n      manifest: |\n        apiVersion: apps/v1\n        kind: Deployment\n        metadata: {{name: web}}\n"),
+    );
+    let (code, wf) = run_json(&h, &[&f], &[]);
+    assert_eq!(code, 0, "{wf}");
+    assert_eq!(
+        node(&wf, "make")["outputs"]["parameters"][0]["value"],
+        "made"
+    );
+    assert_eq!(node(&wf, "deploy")["phase"], "Failed");
+    assert!(node(&wf, "deploy")["message"]
+        .as_str()
+        .unwrap()
+        .contains("resource kind 'Deployment' cannot be honoured on one machine"));
+}
+
+#[test]
+fn timeout_kills_the_whole_process_group() {
+    let h = home("timeout");
+    let marker = h.join("child-survived");
+    let f = write(
+        &h,
+        "wf.yaml",
+        &format!("{HEAD}  entrypoint: main\n  templates:\n  - name: main\n    activeDeadlineSeconds: 2\n    container: {{image: alpine, command: [sh, -c, '(sleep 4; touch {}) & sleep 60']}}\n", marker.display()),
+    );
+    let started = std::time::Instant::now();
+    let (code, wf) = run_json(&h, &[&f], &[]);
+    assert_eq!(code, 1);
+    assert!(started.elapsed().as_secs() < 20);
+    assert_eq!(wf["status"]["phase"], "Failed");
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    assert!(
+        !marker.exists(),
+        "a background child of the pod outlived the kill"
+    );
+}
+
+// ----- bad input -----
+
+fn stderr(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn malformed_yaml_is_refused_with_its_line() {
+    let h = home("bad-yaml");
+    let f = write(
+        &h,
+        "bad.yaml",
+        "apiVersion: argoproj.io/v1alpha1\nkind: Workflow\nspec:\n  templates: [\n    {name: a\n",
+    );
+    let out = onyx(&h, &["run", f.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let e = stderr(&out);
+    assert!(
+        e.contains("bad.yaml:") && e.contains("malformed YAML"),
+        "{e}"
+    );
+}
+
+#[test]
+fn unknown_template_cyclic_dag_and_bad_expression_are_lint_errors_with_locations() {
+    let h = home("bad-lint");
+    let f = write(
+        &h,
+        "wf.yaml",
+        &format!("{HEAD}  entrypoint: main\n  templates:\n  - name: main\n    dag:\n      tasks:\n      - {{name: a, template: w, depends: b}}\n      - {{name: b, template: w, depends: a}}\n      - {{name: c, template: nope}}\n  - name: w\n    container: {{image: x, args: ['{{{{=1 +}}}}']}}\n"),
+    );
+    let out = onyx(&h, &["lint", f.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let e = stderr(&out);
+    assert!(e.contains("wf.yaml:13:19: error: spec.templates[0].dag.tasks[2].template: template 'nope' not found"), "{e}");
+    assert!(e.contains("dependency cycle"), "{e}");
+    assert!(
+        e.contains("spec.templates[1].container.args[0]: invalid expression '1 +'"),
+        "{e}"
+    );
+    let out = onyx(&h, &["run", f.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "run refuses what lint refuses");
+}
+
+#[test]
+fn missing_parameter_and_missing_command_are_clear() {
+    let h = home("bad-run");
+    let f = write(&h, "wf.yaml", &format!("{HEAD}  entrypoint: main\n  arguments: {{parameters: [{{name: ticket_id}}]}}\n  templates:\n  - name: main\n    container: {{image: alpine, command: [no-such-command-here]}}\n"));
+    let out = onyx(&h, &["run", f.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("spec.arguments.parameters.ticket_id.value is required; pass it with -p ticket_id=VALUE"), "{}", stderr(&out));
+    let (code, wf) = run_json(&h, &[&f], &["-p", "ticket_id=T-1"]);
+    assert_eq!(code, 1);
+    let root = node(&wf, wf["metadata"]["name"].as_str().unwrap());
+    assert_eq!(
+        root["message"],
+        "container main: command 'no-such-command-here' not found"
+    );
+}
+
+#[test]
+fn unknown_fields_are_warnings_and_the_example_lints_clean() {
+    let h = home("warn");
+    let f = write(&h, "wf.yaml", &format!("{HEAD}  entrypoint: main\n  templates:\n  - name: main\n    contaner: {{image: x}}\n    container: {{image: x}}\n"));
+    let out = onyx(&h, &["lint", f.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        stderr(&out).contains("wf.yaml:9:5: warning: spec.templates[0].contaner: unknown field"),
+        "{}",
+        stderr(&out)
+    );
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/hello-world.yaml");
+    let out = onyx(&h, &["lint", example.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
