@@ -298,33 +298,21 @@ impl<W: Write> LineWatcher<W> {
 }
 
 impl<W: Write> Watcher for LineWatcher<W> {
-    fn update(&mut self, engine: &Engine) {
-        for n in engine.nodes() {
+    fn update(&mut self, engine: &Engine, changed: &[String]) {
+        for id in changed {
+            let Some(n) = engine.node(id) else { continue };
             let phase = n.phase.as_str().to_string();
             let key = format!("{}{}", phase, n.message.clone().unwrap_or_default());
             if self.seen.get(&n.id) == Some(&key) {
                 continue;
             }
             self.seen.insert(n.id.clone(), key);
-            if matches!(
-                n.node_type,
-                workflow_engine::NodeType::StepGroup | workflow_engine::NodeType::TaskGroup
-            ) {
+            if matches!(n.node_type, workflow_engine::NodeType::StepGroup | workflow_engine::NodeType::TaskGroup) {
                 continue;
             }
             let t = chrono::Utc::now().format("%H:%M:%S");
-            let msg = n
-                .message
-                .as_deref()
-                .map(|m| format!("  {m}"))
-                .unwrap_or_default();
-            let _ = writeln!(
-                self.out,
-                "{t} {} {:<9} {}{msg}",
-                icon(&phase),
-                phase,
-                n.name
-            );
+            let msg = n.message.as_deref().map(|m| format!("  {m}")).unwrap_or_default();
+            let _ = writeln!(self.out, "{t} {} {:<9} {}{msg}", icon(&phase), phase, n.name);
         }
     }
 }

@@ -43,12 +43,12 @@ pub struct Shared {
 
 /// Something to show while the workflow runs.
 pub trait Watcher {
-    fn update(&mut self, engine: &Engine);
+    fn update(&mut self, engine: &Engine, changed: &[String]);
 }
 
 pub struct NoWatch;
 impl Watcher for NoWatch {
-    fn update(&mut self, _: &Engine) {}
+    fn update(&mut self, _: &Engine, _: &[String]) {}
 }
 
 pub struct RunOutcome {
@@ -125,6 +125,7 @@ pub fn run(
         now(),
     )
     .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let has_resources = wf.spec.templates.iter().any(|t| t.resource.is_some()) || wf.spec.workflow_template_ref.is_some();
     shared.objects.put(engine.to_json());
     let (tx, rx) = mpsc::channel::<Event>();
     let mut pids: HashMap<String, u32> = HashMap::new();
@@ -139,7 +140,8 @@ pub fn run(
         workflow: name.to_string(),
     };
     ctx.dispatch(actions, &mut pids);
-    watcher.update(&engine);
+    let changed = engine.take_changed();
+    watcher.update(&engine, &changed);
     let mut resumed: HashMap<String, Instant> = HashMap::new();
     while !engine.is_finished() {
         let wait = match engine.next_wakeup() {
@@ -193,8 +195,12 @@ pub fn run(
                 ctx.dispatch(actions, &mut pids);
             }
         }
-        shared.objects.put(engine.to_json());
-        watcher.update(&engine);
+        // Resource templates may read this workflow's own object (and patch it).
+        let changed = engine.take_changed();
+        if has_resources && !changed.is_empty() {
+            shared.objects.put(engine.to_json());
+        }
+        watcher.update(&engine, &changed);
     }
     // Daemons and anything still running end with the workflow.
     for pid in pids.values() {

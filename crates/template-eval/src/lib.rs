@@ -14,8 +14,6 @@ pub mod govaluate;
 pub mod jsonpath;
 mod sprig;
 
-use std::collections::HashMap;
-
 use serde_json::{Map, Value};
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -29,14 +27,50 @@ pub enum EvalError {
 }
 
 /// Variables visible to templates: flat names as Argo writes them (`inputs.parameters.x`).
-pub type Vars = HashMap<String, String>;
+/// A persistent map: scopes are cloned per step in O(1), so a DAG of 100,000 tasks does not
+/// copy its growing scope for every task.
+pub type Vars = imbl::HashMap<String, String>;
+
+/// Where variables come from: a map, or a scope layered over the workflow's globals.
+pub trait Lookup {
+    fn lookup(&self, name: &str) -> Option<&str>;
+    /// Every variable, lower layers first (upper layers win when expanded).
+    fn each(&self, f: &mut dyn FnMut(&str, &str));
+}
+
+impl Lookup for Vars {
+    fn lookup(&self, name: &str) -> Option<&str> {
+        self.get(name).map(String::as_str)
+    }
+    fn each(&self, f: &mut dyn FnMut(&str, &str)) {
+        for (k, v) in self {
+            f(k, v);
+        }
+    }
+}
+
+/// A scope's own variables over a base (the workflow's globals), without copying either.
+pub struct Layered<'a, B: Lookup + ?Sized = Vars> {
+    pub top: &'a Vars,
+    pub base: &'a B,
+}
+
+impl<B: Lookup + ?Sized> Lookup for Layered<'_, B> {
+    fn lookup(&self, name: &str) -> Option<&str> {
+        self.top.get(name).map(String::as_str).or_else(|| self.base.lookup(name))
+    }
+    fn each(&self, f: &mut dyn FnMut(&str, &str)) {
+        self.base.each(f);
+        self.top.each(f);
+    }
+}
 
 /// Replace every `{{...}}` tag in `text`.
 ///
 /// With `allow_unresolved`, a tag whose variable is unknown (or whose expression cannot be
 /// evaluated yet) is written back unchanged, as Argo does while a template is only partly
 /// resolvable; without it, the first such tag is an error.
-pub fn substitute(text: &str, vars: &Vars, allow_unresolved: bool) -> Result<String, EvalError> {
+pub fn substitute<L: Lookup + ?Sized>(text: &str, vars: &L, allow_unresolved: bool) -> Result<String, EvalError> {
     if !text.contains("{{") {
         return Ok(text.to_string());
     }
@@ -72,7 +106,7 @@ pub fn substitute(text: &str, vars: &Vars, allow_unresolved: bool) -> Result<Str
                 }
             }
         } else {
-            match vars.get(tag.trim()) {
+            match vars.lookup(tag.trim()) {
                 Some(v) => out.push_str(v),
                 None if allow_unresolved => {
                     out.push_str("{{");
@@ -87,14 +121,14 @@ pub fn substitute(text: &str, vars: &Vars, allow_unresolved: bool) -> Result<Str
     Ok(out)
 }
 
-fn eval_expression_tag(expression: &str, env: &Value, vars: &Vars) -> Result<String, EvalError> {
+fn eval_expression_tag<L: Lookup + ?Sized>(expression: &str, env: &Value, vars: &L) -> Result<String, EvalError> {
     // Argo leaves these unresolved until the values exist (exit handlers, retries).
     for (word, var) in [
         ("retries", "retries"),
         ("workflow.status", "workflow.status"),
         ("workflow.failures", "workflow.failures"),
     ] {
-        if expression.contains(word) && !vars.contains_key(var) {
+        if expression.contains(word) && vars.lookup(var).is_none() {
             let mentions = expr::identifiers(expression)
                 .map(|ids| ids.iter().any(|i| i == word))
                 .unwrap_or(false);
@@ -153,13 +187,17 @@ pub(crate) fn format_number(n: &serde_json::Number) -> String {
 /// Turn flat dotted names into nested maps, as Argo's `expand.Expand` does:
 /// `steps.a.outputs.result` becomes `{"steps": {"a": {"outputs": {"result": ...}}}}`.
 /// The flat name stays visible too, so `inputs.parameters['a.b']` style lookups keep working.
-pub fn expand_vars(vars: &Vars) -> Value {
+pub fn expand_vars<L: Lookup + ?Sized>(vars: &L) -> Value {
+    let mut all: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    vars.each(&mut |k, v| {
+        all.insert(k.to_string(), v.to_string());
+    });
     let mut root = Map::new();
-    let mut names: Vec<&String> = vars.keys().collect();
+    let mut names: Vec<&String> = all.keys().collect();
     // Shorter names first, so that a map built for `a.b.c` is not clobbered by a later `a.b`.
     names.sort_by_key(|n| (n.matches('.').count(), n.len()));
     for name in names {
-        let value = Value::String(vars[name].clone());
+        let value = Value::String(all[name].clone());
         insert_path(&mut root, name, value);
     }
     Value::Object(root)
@@ -187,9 +225,9 @@ fn insert_path(root: &mut Map<String, Value>, name: &str, value: Value) {
 
 /// Substitute tags in every string of a JSON value (keys are left alone, as Argo's
 /// JSON-level replacement only touches string contents).
-pub fn substitute_json(
+pub fn substitute_json<L: Lookup + ?Sized>(
     value: &Value,
-    vars: &Vars,
+    vars: &L,
     allow_unresolved: bool,
 ) -> Result<Value, EvalError> {
     Ok(match value {

@@ -3,13 +3,16 @@ use std::sync::Arc;
 
 use chrono::Duration;
 use serde_json::{json, Map, Value};
-use template_eval::{govaluate, substitute, substitute_json, Vars};
+use template_eval::{govaluate, substitute, substitute_json, Layered, Lookup, Vars};
 use workflow_model::{
     Arguments, Artifact, ContinueOn, DagTask, LifecycleHook, Outputs, Parameter, Template,
     TemplateKind, TemplateRef, WorkflowObject, WorkflowSpec, WorkflowStep,
 };
 
 use crate::status::*;
+
+/// Artifacts in scope by name (`steps.a.outputs.artifacts.x`); persistent, cheap to clone.
+type ArtMap = imbl::HashMap<String, Artifact>;
 
 /// Largest `outputs.result` Argo keeps (256 KB).
 pub const MAX_RESULT_BYTES: usize = 256 * 1024;
@@ -149,7 +152,7 @@ impl TScope {
 #[derive(Debug, Clone, Default)]
 struct Scope {
     vars: Vars,
-    artifacts: HashMap<String, Artifact>,
+    artifacts: ArtMap,
 }
 
 /// Reference to a template from a step, task, hook or exit handler.
@@ -311,7 +314,7 @@ pub struct Engine {
     nodes: Vec<Node>,
     by_id: HashMap<String, usize>,
     globals: Vars,
-    global_artifacts: HashMap<String, Artifact>,
+    global_artifacts: ArtMap,
     global_outputs: Outputs,
     fulfilled: VecDeque<usize>,
     actions: Vec<Action>,
@@ -325,6 +328,10 @@ pub struct Engine {
     exit_node: Option<usize>,
     wf_hooks_fired: HashSet<String>,
     timers: Vec<(Time, usize)>,
+    /// Node deadlines by time; entries of nodes that ended or changed deadline are skipped.
+    deadlines: std::collections::BTreeSet<(Time, usize)>,
+    /// Nodes whose status changed since the last `take_changed`.
+    changed: Vec<usize>,
     pending_retries: Vec<usize>,
     root_phase: Option<Phase>,
 }
@@ -643,7 +650,7 @@ impl Engine {
             nodes: Vec::new(),
             by_id: HashMap::new(),
             globals: Vars::new(),
-            global_artifacts: HashMap::new(),
+            global_artifacts: ArtMap::new(),
             global_outputs: Outputs::default(),
             fulfilled: VecDeque::new(),
             actions: Vec::new(),
@@ -657,6 +664,8 @@ impl Engine {
             exit_node: None,
             wf_hooks_fired: HashSet::new(),
             timers: Vec::new(),
+            deadlines: std::collections::BTreeSet::new(),
+            changed: Vec::new(),
             pending_retries: Vec::new(),
             root_phase: None,
         };
@@ -841,12 +850,19 @@ impl Engine {
                 t = Some(t.map_or(d, |x| x.min(d)));
             }
         }
-        for n in &self.nodes {
-            if let (Some(d), false) = (n.deadline, n.status.phase.fulfilled()) {
-                t = Some(t.map_or(d, |x| x.min(d)));
-            }
+        // The first live entry; stale ones (ended nodes) only cause a harmless early tick.
+        if let Some((d, _)) = self.deadlines.iter().find(|(d, i)| self.nodes[*i].deadline == Some(*d) && !self.nodes[*i].status.phase.fulfilled()) {
+            t = Some(t.map_or(*d, |x| x.min(*d)));
         }
         t
+    }
+
+    /// Ids of the nodes whose status changed since the last call (for live views).
+    pub fn take_changed(&mut self) -> Vec<String> {
+        let mut idx = std::mem::take(&mut self.changed);
+        idx.sort_unstable();
+        idx.dedup();
+        idx.into_iter().map(|i| self.nodes[i].status.id.clone()).collect()
     }
 
     /// Start the workflow: returns the first actions.
@@ -890,6 +906,7 @@ impl Engine {
             Event::PodRunning { node_id } => {
                 if let Some(&i) = self.by_id.get(&node_id) {
                     if self.nodes[i].status.phase == Phase::Pending {
+                        self.changed.push(i);
                         self.nodes[i].status.phase = Phase::Running;
                         self.nodes[i].status.message = None;
                         self.on_running(i, now);
@@ -1009,12 +1026,23 @@ impl Engine {
             pod_name: None,
         });
         self.by_id.insert(id, idx);
+        self.changed.push(idx);
         idx
     }
 
+    /// Set a node's deadline and index it, so time checks never scan all nodes.
+    fn set_deadline(&mut self, i: usize, deadline: Option<Time>) {
+        self.nodes[i].deadline = deadline;
+        if let Some(d) = deadline {
+            self.deadlines.insert((d, i));
+        }
+    }
+
     fn add_child(&mut self, parent: usize, child: usize) {
+        // Each (parent, child) link is made once by construction; checking the last entry
+        // keeps this O(1) for DAG nodes with very many children.
         let id = self.nodes[child].status.id.clone();
-        if !self.nodes[parent].status.children.contains(&id) {
+        if self.nodes[parent].status.children.last() != Some(&id) {
             self.nodes[parent].status.children.push(id);
         }
     }
@@ -1030,6 +1058,7 @@ impl Engine {
             n.status.message = message;
         }
         n.status.finished_at = Some(now);
+        self.changed.push(i);
         if let Some(lock) = n.lock.take() {
             self.release_lock(&lock);
         }
@@ -1154,7 +1183,7 @@ impl Engine {
 
     /// Argo's `ProcessArgs`: bind inputs from arguments, substitute them and the globals
     /// into the template. Tags that belong to later stages stay unresolved.
-    fn instantiate(&self, tmpl: &Value, args: &Arguments) -> Result<(Value, Arguments), String> {
+    fn instantiate(&self, tmpl: &Value, args: &Arguments, node_name: &str, tname: &str) -> Result<(Value, Template, Arguments), String> {
         let t: Template =
             workflow_model::decode(tmpl).map_err(|(p, m)| format!("template field {p}: {m}"))?;
         let mut inputs = t.inputs.clone();
@@ -1258,19 +1287,25 @@ impl Engine {
                 vars.insert(format!("outputs.artifacts.{}.path", a.name), path.clone());
             }
         }
-        let mut body = tmpl.clone();
+        // A retried template gets its pod name per attempt (see `execute_instance`).
+        if t.retry_strategy.is_none() && t.kind().is_some_and(is_pod_kind) {
+            vars.insert("pod.name".into(), pod_name(&self.name, node_name, tname));
+            vars.insert("node.name".into(), node_name.to_string());
+        }
         // Inputs are already bound; keep them as bound, not re-substituted.
-        if let Value::Object(m) = &mut body {
-            m.remove("inputs");
+        let mut out = Map::new();
+        if let Value::Object(m) = tmpl {
+            for (k, v) in m {
+                if k == "inputs" {
+                    continue;
+                }
+                out.insert(k.clone(), substitute_json(v, &vars, true).map_err(|e| e.to_string())?);
+            }
         }
-        let mut body = substitute_json(&body, &vars, true).map_err(|e| e.to_string())?;
-        if let Value::Object(m) = &mut body {
-            m.insert(
-                "inputs".into(),
-                serde_json::to_value(&inputs).unwrap_or_default(),
-            );
-        }
-        Ok((body, inputs))
+        out.insert("inputs".into(), serde_json::to_value(&inputs).unwrap_or_default());
+        let body = Value::Object(out);
+        let t: Template = workflow_model::decode(&body).map_err(|(p, m)| format!("template field {p}: {m}"))?;
+        Ok((body, t, inputs))
     }
 
     // ----- execution -----
@@ -1323,7 +1358,7 @@ impl Engine {
         } else {
             Some(tname.as_str())
         };
-        let (body, inputs) = match self.instantiate(&tmpl, args) {
+        let (body, t, inputs) = match self.instantiate(&tmpl, args, node_name, &tname) {
             Ok(r) => r,
             Err(e) => {
                 let i = self.new_node(
@@ -1339,30 +1374,6 @@ impl Engine {
                     now,
                 );
                 self.finish(i, Phase::Error, Some(e), now);
-                return i;
-            }
-        };
-        let t: Template = match workflow_model::decode(&body) {
-            Ok(t) => t,
-            Err((p, m)) => {
-                let i = self.new_node(
-                    node_name,
-                    &display,
-                    NodeType::Pod,
-                    tname_opt,
-                    tref,
-                    &tscope,
-                    ctx.boundary.clone(),
-                    owner,
-                    Frame::Leaf,
-                    now,
-                );
-                self.finish(
-                    i,
-                    Phase::Error,
-                    Some(format!("template field {p}: {m}")),
-                    now,
-                );
                 return i;
             }
         };
@@ -1447,8 +1458,8 @@ impl Engine {
             _ => NodeType::Pod,
         };
         let pod_name = pod_name(&self.name, node_name, tname);
-        if kind.is_some_and(is_pod_kind) || retries.is_some() {
-            // Pod names and retry counts are known only now.
+        if retries.is_some() {
+            // An attempt's pod name and retry count are known only now.
             let mut vars = Vars::new();
             vars.insert("pod.name".into(), pod_name.clone());
             vars.insert("node.name".into(), node_name.to_string());
@@ -1533,7 +1544,7 @@ impl Engine {
         }
         match kind {
             TemplateKind::Steps => {
-                self.nodes[i].deadline = deadline;
+                self.set_deadline(i, deadline);
                 self.nodes[i].status.phase = Phase::Running;
                 let scope = Scope {
                     vars: self.scope_base(&t),
@@ -1551,7 +1562,7 @@ impl Engine {
                 self.start_step_group(i, now);
             }
             TemplateKind::Dag => {
-                self.nodes[i].deadline = deadline;
+                self.set_deadline(i, deadline);
                 self.nodes[i].status.phase = Phase::Running;
                 self.start_dag(i, t.clone(), ctx, now);
             }
@@ -1565,7 +1576,7 @@ impl Engine {
                 if let Some(d) = dur {
                     match parse_duration(&d) {
                         Some(d) => {
-                            self.nodes[i].deadline = Some(now + d);
+                            self.set_deadline(i, Some(now + d));
                         }
                         None => {
                             self.finish(
@@ -1589,7 +1600,7 @@ impl Engine {
                 );
             }
             _ => {
-                self.nodes[i].deadline = deadline;
+                self.set_deadline(i, deadline);
                 if let Some(msg) = self.unschedulable(&t) {
                     self.nodes[i].status.message = Some(msg);
                     return i;
@@ -1622,7 +1633,7 @@ impl Engine {
 
     /// Artifacts a steps or DAG template's children can take `from`: the globals and the
     /// template's own inputs.
-    fn scope_artifacts_base(&self, t: &Template) -> HashMap<String, Artifact> {
+    fn scope_artifacts_base(&self, t: &Template) -> ArtMap {
         let mut a = self.global_artifacts.clone();
         for art in &t.inputs.artifacts {
             a.insert(format!("inputs.artifacts.{}", art.name), art.clone());
@@ -1631,7 +1642,7 @@ impl Engine {
     }
 
     fn scope_base(&self, t: &Template) -> Vars {
-        let mut v = self.globals.clone();
+        let mut v = Vars::new();
         for p in &t.inputs.parameters {
             if let Some(val) = &p.value {
                 v.insert(format!("inputs.parameters.{}", p.name), val.0.clone());
@@ -2341,7 +2352,8 @@ impl Engine {
     }
 
     /// Substitute a step with its scope and expand withItems/withParam/withSequence.
-    fn expand_step(&self, step: &WorkflowStep, vars: &Vars) -> Result<Vec<WorkflowStep>, String> {
+    fn expand_step(&self, step: &WorkflowStep, scope_vars: &Vars) -> Result<Vec<WorkflowStep>, String> {
+        let vars = &self.layered(scope_vars);
         let items: Option<Vec<Value>> = if let Some(items) = &step.with_items {
             Some(
                 items
@@ -2389,9 +2401,9 @@ impl Engine {
             Some(items) => {
                 let mut out = Vec::new();
                 for (i, item) in items.iter().enumerate() {
-                    let mut iv = vars.clone();
+                    let mut iv = scope_vars.clone();
                     item_vars(item, &mut iv);
-                    let v = substitute_json(&base_json, &iv, true).map_err(|e| e.to_string())?;
+                    let v = substitute_json(&base_json, &self.layered(&iv), true).map_err(|e| e.to_string())?;
                     let mut s: WorkflowStep = workflow_model::decode(&v).map_err(|(_, m)| m)?;
                     s.name = format!("{}({i}:{})", step.name, item_label(item));
                     s.hooks = step.hooks.clone();
@@ -2468,7 +2480,7 @@ impl Engine {
         };
         let child_name = format!("{}.{}", self.nodes[g].status.name, step.name);
         if let Some(when) = &step.when {
-            let w = substitute(when, &vars, true).unwrap_or_else(|_| when.clone());
+            let w = substitute(when, &self.layered(&vars), true).unwrap_or_else(|_| when.clone());
             match govaluate::should_execute(&w) {
                 Ok(true) => {}
                 Ok(false) => {
@@ -2516,7 +2528,7 @@ impl Engine {
             }
         }
         // Arguments from the scope (steps.*, item, inputs).
-        let args = resolve_arguments(&step.arguments, &vars, &self.scope_artifacts(steps_node));
+        let args = resolve_arguments(&step.arguments, &self.layered(&vars), &self.scope_artifacts(steps_node));
         let args = match args {
             Ok(a) => a,
             Err(e) => {
@@ -2557,7 +2569,7 @@ impl Engine {
         }
     }
 
-    fn scope_artifacts(&self, block: usize) -> HashMap<String, Artifact> {
+    fn scope_artifacts(&self, block: usize) -> ArtMap {
         match &self.nodes[block].frame {
             Frame::Steps { scope, .. } | Frame::Dag { scope, .. } => {
                 let mut a = scope.artifacts.clone();
@@ -2632,7 +2644,7 @@ impl Engine {
                             .unwrap_or_default();
                         let vars = self.block_vars(steps_node);
                         let args =
-                            resolve_arguments(&args, &vars, &self.scope_artifacts(steps_node))
+                            resolve_arguments(&args, &self.layered(&vars), &self.scope_artifacts(steps_node))
                                 .unwrap_or_default();
                         let e = self.execute(
                             &name,
@@ -2679,17 +2691,17 @@ impl Engine {
         self.pump_step_group(g, now);
     }
 
+    /// A block's own variables (`steps.*`, `tasks.*`, inputs); look them up layered over the
+    /// globals with [`Engine::layered`].
     fn block_vars(&self, block: usize) -> Vars {
         match &self.nodes[block].frame {
-            Frame::Steps { scope, .. } | Frame::Dag { scope, .. } => {
-                let mut v = scope.vars.clone();
-                for (k, x) in &self.globals {
-                    v.entry(k.clone()).or_insert_with(|| x.clone());
-                }
-                v
-            }
-            _ => self.globals.clone(),
+            Frame::Steps { scope, .. } | Frame::Dag { scope, .. } => scope.vars.clone(),
+            _ => Vars::new(),
         }
+    }
+
+    fn layered<'a>(&'a self, top: &'a Vars) -> Layered<'a> {
+        Layered { top, base: &self.globals }
     }
 
     fn check_group_done(&mut self, g: usize, now: Time) {
@@ -2922,7 +2934,8 @@ impl Engine {
     /// Outputs of a steps or DAG template from its scope (`valueFrom.parameter`,
     /// `valueFrom.expression`, artifacts `from`/`fromExpression`).
     fn block_outputs(&self, block: usize, t: &Template) -> Result<Outputs, String> {
-        let vars = self.block_vars(block);
+        let scope_vars = self.block_vars(block);
+        let vars = self.layered(&scope_vars);
         let arts = self.scope_artifacts(block);
         let mut out = Outputs::default();
         for p in &t.outputs.parameters {
@@ -2968,11 +2981,11 @@ impl Engine {
                         .to_string(),
                 );
             } else if let Some(expr) = &a.from_expression {
-                let mut v = vars.clone();
+                let mut v = scope_vars.clone();
                 for k in arts.keys() {
                     v.insert(k.clone(), k.clone());
                 }
-                let env = template_eval::expand_vars(&v);
+                let env = template_eval::expand_vars(&self.layered(&v));
                 match template_eval::expr::eval(expr, &env) {
                     Ok(Value::String(k)) => src_key = Some(k),
                     Ok(other) => {
@@ -3427,7 +3440,7 @@ impl Engine {
         s: &WorkflowStep,
         ctx: &Ctx,
         vars: &Vars,
-        arts: &HashMap<String, Artifact>,
+        arts: &ArtMap,
         owner: Owner,
         now: Time,
     ) -> usize {
@@ -3478,7 +3491,7 @@ impl Engine {
                 }
             }
         }
-        let args = match resolve_arguments(&s.arguments, vars, arts) {
+        let args = match resolve_arguments(&s.arguments, &self.layered(vars), arts) {
             Ok(a) => a,
             Err(e) => {
                 let n = self.new_node(
@@ -3657,7 +3670,7 @@ impl Engine {
                             .map(|h| h.arguments.clone())
                             .unwrap_or_default();
                         let args =
-                            resolve_arguments(&args, &self.block_vars(d), &self.scope_artifacts(d))
+                            resolve_arguments(&args, &self.layered(&self.block_vars(d)), &self.scope_artifacts(d))
                                 .unwrap_or_default();
                         let e = self.execute(
                             &name,
@@ -3854,6 +3867,13 @@ impl Engine {
     }
 
     fn fire_step_hooks(&mut self, g: usize, slot: usize, now: Time) {
+        let no_hooks = match &self.nodes[g].frame {
+            Frame::StepGroup { slots, .. } => slots[slot].step.hooks.keys().all(|k| k == "exit"),
+            _ => true,
+        };
+        if no_hooks {
+            return;
+        }
         let (steps_node, step, node, fired) = match &self.nodes[g].frame {
             Frame::StepGroup {
                 steps_node, slots, ..
@@ -3892,7 +3912,7 @@ impl Engine {
                 }
                 let name = format!("{}.hooks.{hname}", self.nodes[node].status.name);
                 let args =
-                    resolve_arguments(&hook.arguments, &vars, &self.scope_artifacts(steps_node))
+                    resolve_arguments(&hook.arguments, &self.layered(&vars), &self.scope_artifacts(steps_node))
                         .unwrap_or_default();
                 let h = self.execute(
                     &name,
@@ -3912,6 +3932,13 @@ impl Engine {
     }
 
     fn fire_task_hooks(&mut self, d: usize, i: usize, now: Time) {
+        let no_hooks = match &self.nodes[d].frame {
+            Frame::Dag { tasks, .. } => tasks[i].task.hooks.keys().all(|k| k == "exit"),
+            _ => true,
+        };
+        if no_hooks {
+            return;
+        }
         let (task, node, fired, ctx) = match &self.nodes[d].frame {
             Frame::Dag { tasks, ctx, .. } => (
                 tasks[i].task.clone(),
@@ -3937,7 +3964,7 @@ impl Engine {
                     tasks[i].hooks_running += 1;
                 }
                 let name = format!("{}.hooks.{hname}", self.nodes[node].status.name);
-                let args = resolve_arguments(&hook.arguments, &vars, &self.scope_artifacts(d))
+                let args = resolve_arguments(&hook.arguments, &self.layered(&vars), &self.scope_artifacts(d))
                     .unwrap_or_default();
                 let h = self.execute(
                     &name,
@@ -3957,7 +3984,7 @@ impl Engine {
         let Some(expr) = hook.expression.as_deref().filter(|e| !e.trim().is_empty()) else {
             return false;
         };
-        let env = template_eval::expand_vars(vars);
+        let env = template_eval::expand_vars(&self.layered(vars));
         matches!(template_eval::expr::eval(expr, &env), Ok(Value::Bool(true)))
     }
 
@@ -4147,11 +4174,16 @@ impl Engine {
             self.retry_step(r, now);
         }
         // Node deadlines: suspend durations, pod and template timeouts.
-        for i in 0..self.nodes.len() {
-            let Some(d) = self.nodes[i].deadline else {
-                continue;
-            };
-            if d > now || self.nodes[i].status.phase.fulfilled() {
+        let mut due = Vec::new();
+        while let Some(&(d, i)) = self.deadlines.first() {
+            if d > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            due.push((d, i));
+        }
+        for (d, i) in due {
+            if self.nodes[i].deadline != Some(d) || self.nodes[i].status.phase.fulfilled() {
                 continue;
             }
             match self.nodes[i].status.node_type {
@@ -4517,10 +4549,10 @@ fn merge_arguments(base: Option<&Value>, own: &Value) -> Value {
 }
 
 /// Substitute a step's arguments with its scope and resolve artifact `from` references.
-fn resolve_arguments(
+fn resolve_arguments<L: Lookup + ?Sized>(
     args: &Arguments,
-    vars: &Vars,
-    arts: &HashMap<String, Artifact>,
+    vars: &L,
+    arts: &ArtMap,
 ) -> Result<Arguments, String> {
     let mut out = Arguments::default();
     for p in &args.parameters {
@@ -4560,11 +4592,11 @@ fn resolve_arguments(
                 None => return Err(format!("Unable to resolve: \"{{{{{key}}}}}\"")),
             }
         } else if let Some(expr) = a.from_expression.clone() {
-            let mut v = vars.clone();
+            let mut names = Vars::new();
             for k in arts.keys() {
-                v.insert(k.clone(), k.clone());
+                names.insert(k.clone(), k.clone());
             }
-            let env = template_eval::expand_vars(&v);
+            let env = template_eval::expand_vars(&Layered { top: &names, base: vars });
             match template_eval::expr::eval(&expr, &env) {
                 Ok(Value::String(k)) => match arts.get(&k) {
                     Some(src) => {

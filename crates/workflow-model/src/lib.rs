@@ -13,6 +13,7 @@ use std::fmt;
 
 pub use manifest::{Document, Location};
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use serde_json::Value;
 
 pub use types::*;
@@ -459,9 +460,12 @@ fn set_at(v: &mut Value, path: &[PathPart], new: Value) -> bool {
 }
 
 /// Decode a JSON value into a typed struct; on failure, the field path and a message.
+/// Decodes from the borrowed value (no copy); the path is worked out only on failure.
 pub fn decode<T: DeserializeOwned>(value: &Value) -> Result<T, (String, String)> {
-    let de = value.clone();
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    if let Ok(t) = T::deserialize(value) {
+        return Ok(t);
+    }
+    serde_path_to_error::deserialize(value.clone()).map_err(|e| {
         let path = e.path().to_string();
         let msg = e.into_inner().to_string();
         (if path == "." { String::new() } else { path }, msg)
