@@ -307,12 +307,25 @@ impl<W: Write> Watcher for LineWatcher<W> {
                 continue;
             }
             self.seen.insert(n.id.clone(), key);
-            if matches!(n.node_type, workflow_engine::NodeType::StepGroup | workflow_engine::NodeType::TaskGroup) {
+            if matches!(
+                n.node_type,
+                workflow_engine::NodeType::StepGroup | workflow_engine::NodeType::TaskGroup
+            ) {
                 continue;
             }
             let t = chrono::Utc::now().format("%H:%M:%S");
-            let msg = n.message.as_deref().map(|m| format!("  {m}")).unwrap_or_default();
-            let _ = writeln!(self.out, "{t} {} {:<9} {}{msg}", icon(&phase), phase, n.name);
+            let msg = n
+                .message
+                .as_deref()
+                .map(|m| format!("  {m}"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                self.out,
+                "{t} {} {:<9} {}{msg}",
+                icon(&phase),
+                phase,
+                n.name
+            );
         }
     }
 }

@@ -125,7 +125,8 @@ pub fn run(
         now(),
     )
     .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let has_resources = wf.spec.templates.iter().any(|t| t.resource.is_some()) || wf.spec.workflow_template_ref.is_some();
+    let has_resources = wf.spec.templates.iter().any(|t| t.resource.is_some())
+        || wf.spec.workflow_template_ref.is_some();
     shared.objects.put(engine.to_json());
     let (tx, rx) = mpsc::channel::<Event>();
     let mut pids: HashMap<String, u32> = HashMap::new();

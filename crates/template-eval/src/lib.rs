@@ -57,7 +57,10 @@ pub struct Layered<'a, B: Lookup + ?Sized = Vars> {
 
 impl<B: Lookup + ?Sized> Lookup for Layered<'_, B> {
     fn lookup(&self, name: &str) -> Option<&str> {
-        self.top.get(name).map(String::as_str).or_else(|| self.base.lookup(name))
+        self.top
+            .get(name)
+            .map(String::as_str)
+            .or_else(|| self.base.lookup(name))
     }
     fn each(&self, f: &mut dyn FnMut(&str, &str)) {
         self.base.each(f);
@@ -70,7 +73,11 @@ impl<B: Lookup + ?Sized> Lookup for Layered<'_, B> {
 /// With `allow_unresolved`, a tag whose variable is unknown (or whose expression cannot be
 /// evaluated yet) is written back unchanged, as Argo does while a template is only partly
 /// resolvable; without it, the first such tag is an error.
-pub fn substitute<L: Lookup + ?Sized>(text: &str, vars: &L, allow_unresolved: bool) -> Result<String, EvalError> {
+pub fn substitute<L: Lookup + ?Sized>(
+    text: &str,
+    vars: &L,
+    allow_unresolved: bool,
+) -> Result<String, EvalError> {
     if !text.contains("{{") {
         return Ok(text.to_string());
     }
@@ -121,7 +128,11 @@ pub fn substitute<L: Lookup + ?Sized>(text: &str, vars: &L, allow_unresolved: bo
     Ok(out)
 }
 
-fn eval_expression_tag<L: Lookup + ?Sized>(expression: &str, env: &Value, vars: &L) -> Result<String, EvalError> {
+fn eval_expression_tag<L: Lookup + ?Sized>(
+    expression: &str,
+    env: &Value,
+    vars: &L,
+) -> Result<String, EvalError> {
     // Argo leaves these unresolved until the values exist (exit handlers, retries).
     for (word, var) in [
         ("retries", "retries"),

@@ -31,7 +31,8 @@ fn cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0) + f.get(12).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks: f64 = f.get(11).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
     ticks / 100.0
 }
 
@@ -39,17 +40,33 @@ fn run(n: usize, width: usize) -> (f64, f64) {
     let yaml = dag_yaml(n, width);
     let (objs, diags) = workflow_model::load_str("bench.yaml", &yaml);
     assert!(diags.is_empty(), "{diags:?}");
-    let workflow_model::Object::Workflow(wf) = &objs[0].object else { panic!("not a workflow") };
+    let workflow_model::Object::Workflow(wf) = &objs[0].object else {
+        panic!("not a workflow")
+    };
     let now = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap();
     let cpu0 = cpu_seconds();
     let wall = Instant::now();
-    let mut engine = Engine::new(wf, "bench", "uid", &[], Arc::new(TemplateStore::default()), EngineConfig::default(), now).expect("engine");
+    let mut engine = Engine::new(
+        wf,
+        "bench",
+        "uid",
+        &[],
+        Arc::new(TemplateStore::default()),
+        EngineConfig::default(),
+        now,
+    )
+    .expect("engine");
     let mut pending: Vec<Action> = engine.start(now);
     let mut done = 0usize;
     while let Some(a) = pending.pop() {
         if let Action::StartPod(req) = a {
             done += 1;
-            let ev = Event::PodDone(PodResult { node_id: req.node_id.clone(), exit_code: Some(0), stdout: Some("ok\n".into()), ..Default::default() });
+            let ev = Event::PodDone(PodResult {
+                node_id: req.node_id.clone(),
+                exit_code: Some(0),
+                stdout: Some("ok\n".into()),
+                ..Default::default()
+            });
             pending.extend(engine.handle(ev, now));
         }
     }
@@ -61,13 +78,26 @@ fn run(n: usize, width: usize) -> (f64, f64) {
 }
 
 fn main() {
-    let sizes: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
-    let sizes = if sizes.is_empty() { vec![1_000, 10_000, 100_000] } else { sizes };
-    println!("{:>8} {:>6} {:>10} {:>10} {:>12}", "tasks", "width", "cpu s", "wall s", "cpu µs/task");
+    let sizes: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let sizes = if sizes.is_empty() {
+        vec![1_000, 10_000, 100_000]
+    } else {
+        sizes
+    };
+    println!(
+        "{:>8} {:>6} {:>10} {:>10} {:>12}",
+        "tasks", "width", "cpu s", "wall s", "cpu µs/task"
+    );
     for n in sizes {
         for width in [100, n] {
             let (cpu, wall) = run(n, width);
-            println!("{n:>8} {width:>6} {cpu:>10.3} {wall:>10.3} {:>12.1}", cpu * 1e6 / n as f64);
+            println!(
+                "{n:>8} {width:>6} {cpu:>10.3} {wall:>10.3} {:>12.1}",
+                cpu * 1e6 / n as f64
+            );
         }
     }
 }

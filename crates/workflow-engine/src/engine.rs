@@ -328,6 +328,8 @@ pub struct Engine {
     exit_node: Option<usize>,
     wf_hooks_fired: HashSet<String>,
     timers: Vec<(Time, usize)>,
+    /// Decoded forms of the workflow's own templates, by address.
+    decoded: std::cell::RefCell<HashMap<usize, Arc<Template>>>,
     /// Node deadlines by time; entries of nodes that ended or changed deadline are skipped.
     deadlines: std::collections::BTreeSet<(Time, usize)>,
     /// Nodes whose status changed since the last `take_changed`.
@@ -664,6 +666,7 @@ impl Engine {
             exit_node: None,
             wf_hooks_fired: HashSet::new(),
             timers: Vec::new(),
+            decoded: std::cell::RefCell::new(HashMap::new()),
             deadlines: std::collections::BTreeSet::new(),
             changed: Vec::new(),
             pending_retries: Vec::new(),
@@ -851,7 +854,9 @@ impl Engine {
             }
         }
         // The first live entry; stale ones (ended nodes) only cause a harmless early tick.
-        if let Some((d, _)) = self.deadlines.iter().find(|(d, i)| self.nodes[*i].deadline == Some(*d) && !self.nodes[*i].status.phase.fulfilled()) {
+        if let Some((d, _)) = self.deadlines.iter().find(|(d, i)| {
+            self.nodes[*i].deadline == Some(*d) && !self.nodes[*i].status.phase.fulfilled()
+        }) {
             t = Some(t.map_or(*d, |x| x.min(*d)));
         }
         t
@@ -862,7 +867,9 @@ impl Engine {
         let mut idx = std::mem::take(&mut self.changed);
         idx.sort_unstable();
         idx.dedup();
-        idx.into_iter().map(|i| self.nodes[i].status.id.clone()).collect()
+        idx.into_iter()
+            .map(|i| self.nodes[i].status.id.clone())
+            .collect()
     }
 
     /// Start the workflow: returns the first actions.
@@ -1058,6 +1065,9 @@ impl Engine {
             n.status.message = message;
         }
         n.status.finished_at = Some(now);
+        // A finished pod's request is not needed again; dropping it keeps memory (and the
+        // cost per task) flat on very large workflows.
+        n.pod = None;
         self.changed.push(i);
         if let Some(lock) = n.lock.take() {
             self.release_lock(&lock);
@@ -1183,9 +1193,34 @@ impl Engine {
 
     /// Argo's `ProcessArgs`: bind inputs from arguments, substitute them and the globals
     /// into the template. Tags that belong to later stages stay unresolved.
-    fn instantiate(&self, tmpl: &Value, args: &Arguments, node_name: &str, tname: &str) -> Result<(Value, Template, Arguments), String> {
-        let t: Template =
-            workflow_model::decode(tmpl).map_err(|(p, m)| format!("template field {p}: {m}"))?;
+    /// Decode a template, once per stored template (templates are shared `Arc`s, so the
+    /// address identifies them for the engine's lifetime).
+    fn decode_template(&self, tmpl: &Value) -> Result<Arc<Template>, String> {
+        let key = tmpl as *const Value as usize;
+        if let Some(t) = self.decoded.borrow().get(&key) {
+            return Ok(t.clone());
+        }
+        let t: Arc<Template> = Arc::new(
+            workflow_model::decode(tmpl).map_err(|(p, m)| format!("template field {p}: {m}"))?,
+        );
+        let stored = self
+            .templates
+            .values()
+            .any(|v| Arc::as_ptr(v) as usize == key);
+        if stored {
+            self.decoded.borrow_mut().insert(key, t.clone());
+        }
+        Ok(t)
+    }
+
+    fn instantiate(
+        &self,
+        tmpl: &Value,
+        args: &Arguments,
+        node_name: &str,
+        tname: &str,
+    ) -> Result<(Value, Template, Arguments), String> {
+        let t = self.decode_template(tmpl)?;
         let mut inputs = t.inputs.clone();
         let mut vars = self.globals.clone();
         for p in inputs.parameters.iter_mut() {
@@ -1299,12 +1334,19 @@ impl Engine {
                 if k == "inputs" {
                     continue;
                 }
-                out.insert(k.clone(), substitute_json(v, &vars, true).map_err(|e| e.to_string())?);
+                out.insert(
+                    k.clone(),
+                    substitute_json(v, &vars, true).map_err(|e| e.to_string())?,
+                );
             }
         }
-        out.insert("inputs".into(), serde_json::to_value(&inputs).unwrap_or_default());
+        out.insert(
+            "inputs".into(),
+            serde_json::to_value(&inputs).unwrap_or_default(),
+        );
         let body = Value::Object(out);
-        let t: Template = workflow_model::decode(&body).map_err(|(p, m)| format!("template field {p}: {m}"))?;
+        let t: Template =
+            workflow_model::decode(&body).map_err(|(p, m)| format!("template field {p}: {m}"))?;
         Ok((body, t, inputs))
     }
 
@@ -2352,7 +2394,11 @@ impl Engine {
     }
 
     /// Substitute a step with its scope and expand withItems/withParam/withSequence.
-    fn expand_step(&self, step: &WorkflowStep, scope_vars: &Vars) -> Result<Vec<WorkflowStep>, String> {
+    fn expand_step(
+        &self,
+        step: &WorkflowStep,
+        scope_vars: &Vars,
+    ) -> Result<Vec<WorkflowStep>, String> {
         let vars = &self.layered(scope_vars);
         let items: Option<Vec<Value>> = if let Some(items) = &step.with_items {
             Some(
@@ -2403,7 +2449,8 @@ impl Engine {
                 for (i, item) in items.iter().enumerate() {
                     let mut iv = scope_vars.clone();
                     item_vars(item, &mut iv);
-                    let v = substitute_json(&base_json, &self.layered(&iv), true).map_err(|e| e.to_string())?;
+                    let v = substitute_json(&base_json, &self.layered(&iv), true)
+                        .map_err(|e| e.to_string())?;
                     let mut s: WorkflowStep = workflow_model::decode(&v).map_err(|(_, m)| m)?;
                     s.name = format!("{}({i}:{})", step.name, item_label(item));
                     s.hooks = step.hooks.clone();
@@ -2528,7 +2575,11 @@ impl Engine {
             }
         }
         // Arguments from the scope (steps.*, item, inputs).
-        let args = resolve_arguments(&step.arguments, &self.layered(&vars), &self.scope_artifacts(steps_node));
+        let args = resolve_arguments(
+            &step.arguments,
+            &self.layered(&vars),
+            &self.scope_artifacts(steps_node),
+        );
         let args = match args {
             Ok(a) => a,
             Err(e) => {
@@ -2643,9 +2694,12 @@ impl Engine {
                             .map(|h| h.arguments.clone())
                             .unwrap_or_default();
                         let vars = self.block_vars(steps_node);
-                        let args =
-                            resolve_arguments(&args, &self.layered(&vars), &self.scope_artifacts(steps_node))
-                                .unwrap_or_default();
+                        let args = resolve_arguments(
+                            &args,
+                            &self.layered(&vars),
+                            &self.scope_artifacts(steps_node),
+                        )
+                        .unwrap_or_default();
                         let e = self.execute(
                             &name,
                             &Holder::named(&exit_t),
@@ -2701,7 +2755,10 @@ impl Engine {
     }
 
     fn layered<'a>(&'a self, top: &'a Vars) -> Layered<'a> {
-        Layered { top, base: &self.globals }
+        Layered {
+            top,
+            base: &self.globals,
+        }
     }
 
     fn check_group_done(&mut self, g: usize, now: Time) {
@@ -3669,9 +3726,12 @@ impl Engine {
                             .get("exit")
                             .map(|h| h.arguments.clone())
                             .unwrap_or_default();
-                        let args =
-                            resolve_arguments(&args, &self.layered(&self.block_vars(d)), &self.scope_artifacts(d))
-                                .unwrap_or_default();
+                        let args = resolve_arguments(
+                            &args,
+                            &self.layered(&self.block_vars(d)),
+                            &self.scope_artifacts(d),
+                        )
+                        .unwrap_or_default();
                         let e = self.execute(
                             &name,
                             &Holder::named(&exit_t),
@@ -3911,9 +3971,12 @@ impl Engine {
                     slots[slot].hooks_running += 1;
                 }
                 let name = format!("{}.hooks.{hname}", self.nodes[node].status.name);
-                let args =
-                    resolve_arguments(&hook.arguments, &self.layered(&vars), &self.scope_artifacts(steps_node))
-                        .unwrap_or_default();
+                let args = resolve_arguments(
+                    &hook.arguments,
+                    &self.layered(&vars),
+                    &self.scope_artifacts(steps_node),
+                )
+                .unwrap_or_default();
                 let h = self.execute(
                     &name,
                     &Holder::from_hook(hook),
@@ -3964,8 +4027,12 @@ impl Engine {
                     tasks[i].hooks_running += 1;
                 }
                 let name = format!("{}.hooks.{hname}", self.nodes[node].status.name);
-                let args = resolve_arguments(&hook.arguments, &self.layered(&vars), &self.scope_artifacts(d))
-                    .unwrap_or_default();
+                let args = resolve_arguments(
+                    &hook.arguments,
+                    &self.layered(&vars),
+                    &self.scope_artifacts(d),
+                )
+                .unwrap_or_default();
                 let h = self.execute(
                     &name,
                     &Holder::from_hook(hook),
@@ -4596,7 +4663,10 @@ fn resolve_arguments<L: Lookup + ?Sized>(
             for k in arts.keys() {
                 names.insert(k.clone(), k.clone());
             }
-            let env = template_eval::expand_vars(&Layered { top: &names, base: vars });
+            let env = template_eval::expand_vars(&Layered {
+                top: &names,
+                base: vars,
+            });
             match template_eval::expr::eval(&expr, &env) {
                 Ok(Value::String(k)) => match arts.get(&k) {
                     Some(src) => {

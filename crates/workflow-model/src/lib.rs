@@ -13,7 +13,6 @@ use std::fmt;
 
 pub use manifest::{Document, Location};
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
 use serde_json::Value;
 
 pub use types::*;
