@@ -474,7 +474,8 @@ pub fn run_pod(dir: &Path) -> Result<i32, ExecError> {
             pod: dir.display().to_string(),
             message: e.to_string(),
         })?;
-    let outcome = match execute(&spec, dir) {
+    let mut dir = dir.to_path_buf();
+    let outcome = match execute(&spec, &mut dir) {
         Ok(o) => o,
         Err(e) => PodOutcome {
             exit_code: None,
@@ -551,11 +552,30 @@ fn isolate(spec: &PodSpec, dir: &Path) -> Result<bool, String> {
         )
         .map_err(|e| format!("overlay root: {e}"))?;
     }
+    // A container's scratch directories start empty, whatever the host has there (the host's
+    // /tmp may even hold ONYX's own home).
+    for d in ["tmp", "var/tmp", "mnt"] {
+        let fresh = dir.join("scratch-dirs").join(d.replace('/', "-"));
+        fs::create_dir_all(&fresh).map_err(|e| format!("{}: {e}", fresh.display()))?;
+        if d != "mnt" {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = fs::set_permissions(&fresh, fs::Permissions::from_mode(0o1777));
+        }
+        let target = root.join(d);
+        fs::create_dir_all(&target).map_err(|e| format!("{}: {e}", target.display()))?;
+        mount(
+            Some(&fresh),
+            &target,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| format!("bind /{d}: {e}"))?;
+    }
     let mut binds: Vec<PathBuf> = ["/proc", "/dev", "/sys"]
         .iter()
         .map(PathBuf::from)
         .collect();
-    binds.push(spec.home.clone());
     for f in ["/etc/resolv.conf", "/etc/hosts", "/etc/hostname"] {
         binds.push(PathBuf::from(f));
     }
@@ -581,6 +601,18 @@ fn isolate(spec: &PodSpec, dir: &Path) -> Result<bool, String> {
         )
         .map_err(|e| format!("bind {}: {e}", b.display()))?;
     }
+    // ONYX's home appears at a fixed path of its own, so that it shows up in no directory a
+    // workflow might list or save (its own /tmp, say).
+    let home_in_root = root.join(IN_ROOT_HOME.trim_start_matches('/'));
+    fs::create_dir_all(&home_in_root).map_err(|e| format!("{}: {e}", home_in_root.display()))?;
+    mount(
+        Some(&spec.home),
+        &home_in_root,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(|e| format!("bind {}: {e}", spec.home.display()))?;
     nix::unistd::chroot(&root).map_err(|e| format!("chroot: {e}"))?;
     std::env::set_current_dir("/").map_err(|e| format!("chdir: {e}"))?;
     Ok(true)
@@ -605,8 +637,49 @@ fn bind_mounts(mounts: &[Mount], isolated: bool) -> Result<(), String> {
     Ok(())
 }
 
-fn execute(spec: &PodSpec, dir: &Path) -> Result<PodOutcome, String> {
+/// Where ONYX's home is seen inside a pod's private root.
+const IN_ROOT_HOME: &str = "/.onyx-home";
+
+fn rebase(p: &Path, old: &Path, new: &Path) -> PathBuf {
+    match p.strip_prefix(old) {
+        Ok(rest) => new.join(rest),
+        Err(_) => p.to_path_buf(),
+    }
+}
+
+/// After entering the private root, every path into ONYX's home points at its new place.
+fn rebase_spec(spec: &mut PodSpec, new_home: &Path) {
+    let old = spec.home.clone();
+    let old_s = old.display().to_string();
+    let new_s = new_home.display().to_string();
+    for c in spec
+        .init
+        .iter_mut()
+        .chain(spec.sidecars.iter_mut())
+        .chain(spec.main.iter_mut())
+    {
+        for m in c.mounts.iter_mut() {
+            m.source = rebase(&m.source, &old, new_home);
+        }
+        for a in c.command.iter_mut() {
+            if let Some(rest) = a.strip_prefix(&old_s) {
+                *a = format!("{new_s}{rest}");
+            }
+        }
+    }
+    spec.home = new_home.to_path_buf();
+}
+
+fn execute(spec: &PodSpec, dir: &mut PathBuf) -> Result<PodOutcome, String> {
     let isolated = isolate(spec, dir)?;
+    let mut spec = spec.clone();
+    if isolated {
+        let new_home = PathBuf::from(IN_ROOT_HOME);
+        *dir = rebase(dir, &spec.home, &new_home);
+        rebase_spec(&mut spec, &new_home);
+    }
+    let spec = &spec;
+    let dir: &Path = dir;
     let repo = spec.home.join("artifacts");
     let scratch = dir.join("scratch");
     fs::create_dir_all(&scratch).map_err(|e| e.to_string())?;

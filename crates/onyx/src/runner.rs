@@ -299,6 +299,7 @@ impl Dispatch {
                                 // The pod's private root is not needed once it ended.
                                 let _ = std::fs::remove_dir_all(running.dir.join("ovl"));
                                 let _ = std::fs::remove_dir_all(running.dir.join("root"));
+                                let _ = std::fs::remove_dir_all(running.dir.join("scratch-dirs"));
                                 let result = match local_executor::read_outcome(&running.dir) {
                                     Some(o) => PodResult {
                                         node_id,

@@ -286,7 +286,6 @@ struct Node {
     status: NodeStatus,
     owner: Owner,
     frame: Frame,
-    pod: Option<Box<PodRequest>>,
     /// For leaves: the instantiated template (suspend, http, resource, pod).
     template: Option<Arc<Template>>,
     deadline: Option<Time>,
@@ -1024,7 +1023,6 @@ impl Engine {
             status,
             owner,
             frame,
-            pod: None,
             template: None,
             deadline: None,
             started: false,
@@ -1065,9 +1063,6 @@ impl Engine {
             n.status.message = message;
         }
         n.status.finished_at = Some(now);
-        // A finished pod's request is not needed again; dropping it keeps memory (and the
-        // cost per task) flat on very large workflows.
-        n.pod = None;
         self.changed.push(i);
         if let Some(lock) = n.lock.take() {
             self.release_lock(&lock);
@@ -1896,7 +1891,6 @@ impl Engine {
                 || t.container.is_some()
                 || t.container_set.is_some(),
         };
-        self.nodes[i].pod = Some(Box::new(req.clone()));
         self.actions.push(Action::StartPod(Box::new(req)));
     }
 
@@ -2436,22 +2430,14 @@ impl Engine {
         base.with_items = None;
         base.with_param = None;
         base.with_sequence = None;
-        let base_json = serde_json::to_value(&base).unwrap_or_default();
         match items {
-            None => {
-                let v = substitute_json(&base_json, vars, true).map_err(|e| e.to_string())?;
-                let mut s: WorkflowStep = workflow_model::decode(&v).map_err(|(_, m)| m)?;
-                s.hooks = step.hooks.clone();
-                Ok(vec![s])
-            }
+            None => Ok(vec![substitute_step(&base, vars)?]),
             Some(items) => {
                 let mut out = Vec::new();
                 for (i, item) in items.iter().enumerate() {
                     let mut iv = scope_vars.clone();
                     item_vars(item, &mut iv);
-                    let v = substitute_json(&base_json, &self.layered(&iv), true)
-                        .map_err(|e| e.to_string())?;
-                    let mut s: WorkflowStep = workflow_model::decode(&v).map_err(|(_, m)| m)?;
+                    let mut s = substitute_step(&base, &self.layered(&iv))?;
                     s.name = format!("{}({i}:{})", step.name, item_label(item));
                     s.hooks = step.hooks.clone();
                     out.push(s);
@@ -4613,6 +4599,62 @@ fn merge_arguments(base: Option<&Value>, own: &Value) -> Value {
         }
     }
     out
+}
+
+/// Replace tags in one string, allocating only when it has any.
+fn sub_in_place<L: Lookup + ?Sized>(text: &mut String, vars: &L) -> Result<(), String> {
+    if text.contains("{{") {
+        *text = substitute(text, vars, true).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Argo substitutes a step (or task) as a whole with its scope before running it. Hooks keep
+/// their expressions for later; every other string field is substituted here, field by field
+/// (no JSON round trip on the hot path).
+fn substitute_step<L: Lookup + ?Sized>(
+    base: &WorkflowStep,
+    vars: &L,
+) -> Result<WorkflowStep, String> {
+    let mut s = base.clone();
+    sub_in_place(&mut s.name, vars)?;
+    if let Some(t) = &mut s.template {
+        sub_in_place(t, vars)?;
+    }
+    if let Some(r) = &mut s.template_ref {
+        sub_in_place(&mut r.name, vars)?;
+        sub_in_place(&mut r.template, vars)?;
+    }
+    if let Some(w) = &mut s.when {
+        sub_in_place(w, vars)?;
+    }
+    if let Some(e) = &mut s.on_exit {
+        sub_in_place(e, vars)?;
+    }
+    for p in s.arguments.parameters.iter_mut() {
+        if let Some(v) = &mut p.value {
+            sub_in_place(&mut v.0, vars)?;
+        }
+        if let Some(v) = &mut p.default {
+            sub_in_place(&mut v.0, vars)?;
+        }
+        if p.value_from.is_some() {
+            let v = serde_json::to_value(&p.value_from).unwrap_or_default();
+            let v = substitute_json(&v, vars, true).map_err(|e| e.to_string())?;
+            p.value_from = workflow_model::decode(&v).map_err(|(_, m)| m)?;
+        }
+    }
+    if !s.arguments.artifacts.is_empty() {
+        let v = serde_json::to_value(&s.arguments.artifacts).unwrap_or_default();
+        let v = substitute_json(&v, vars, true).map_err(|e| e.to_string())?;
+        s.arguments.artifacts = workflow_model::decode(&v).map_err(|(_, m)| m)?;
+    }
+    if let Some(inline) = &s.inline {
+        let v = serde_json::to_value(inline.as_ref()).unwrap_or_default();
+        let v = substitute_json(&v, vars, true).map_err(|e| e.to_string())?;
+        s.inline = Some(Box::new(workflow_model::decode(&v).map_err(|(_, m)| m)?));
+    }
+    Ok(s)
 }
 
 /// Substitute a step's arguments with its scope and resolve artifact `from` references.
