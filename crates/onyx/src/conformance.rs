@@ -132,6 +132,8 @@ pub struct Options {
     pub timeout: Duration,
     pub home: PathBuf,
     pub only: Option<String>,
+    /// Also write the results as a Markdown table to this file.
+    pub report: Option<PathBuf>,
 }
 
 pub fn run(dir: &Path, opts: &Options) -> anyhow::Result<bool> {
@@ -179,15 +181,44 @@ pub fn run(dir: &Path, opts: &Options) -> anyhow::Result<bool> {
                 ),
             };
             println!("{line}");
-            if let Some(o) = outcome {
-                results.lock().expect("results").push(o);
+            match outcome {
+                Some(o) => results.lock().expect("results").push(o),
+                None => results.lock().expect("results").push(Outcome {
+                    row: row.clone(),
+                    pass: false,
+                    got: "skipped".into(),
+                }),
             }
         }));
     }
     for h in handles {
         let _ = h.join();
     }
-    let results = results.lock().expect("results");
+    let mut all = results.lock().expect("results").clone();
+    all.sort_by(|a, b| a.row.file.cmp(&b.row.file));
+    if let Some(path) = &opts.report {
+        let mut md =
+            String::from("| file | runs | expected | got | result |\n|---|---|---|---|---|\n");
+        for o in &all {
+            let result = if o.got == "skipped" {
+                "skip"
+            } else if o.pass {
+                "pass"
+            } else {
+                "**FAIL**"
+            };
+            md.push_str(&format!(
+                "| {} | {} | {} | {} | {} |\n",
+                o.row.file,
+                o.row.runs,
+                o.row.expect,
+                o.got.replace('|', "\\|"),
+                result
+            ));
+        }
+        std::fs::write(path, md)?;
+    }
+    let results: Vec<Outcome> = all.into_iter().filter(|o| o.got != "skipped").collect();
     let passed = results.iter().filter(|o| o.pass).count();
     let failed = results.len() - passed;
     let rate = |runs: &str| {

@@ -72,6 +72,9 @@ enum Command {
         /// Only rows whose file name contains this text.
         #[arg(long)]
         only: Option<String>,
+        /// Also write the results as a Markdown table to this file.
+        #[arg(long)]
+        report: Option<PathBuf>,
     },
     /// Run a prepared pod (used by ONYX itself, like Argo's argoexec).
     #[command(hide = true)]
@@ -102,12 +105,14 @@ fn main() -> ExitCode {
             jobs,
             timeout,
             only,
+            report,
         } => {
             let opts = conformance::Options {
                 jobs,
                 timeout: Duration::from_secs(timeout),
                 home: home.join("conformance"),
                 only,
+                report,
             };
             match conformance::run(&dir, &opts) {
                 Ok(true) => ExitCode::SUCCESS,
