@@ -1329,6 +1329,13 @@ impl Engine {
                 if k == "inputs" {
                     continue;
                 }
+                // Steps and tasks are substituted one by one when they start, with the
+                // template's inputs and the globals in their scope; doing the whole body here
+                // too would cost O(tasks) per instantiation for nothing.
+                if k == "steps" || k == "dag" {
+                    out.insert(k.clone(), v.clone());
+                    continue;
+                }
                 out.insert(
                     k.clone(),
                     substitute_json(v, &vars, true).map_err(|e| e.to_string())?,
@@ -3188,7 +3195,12 @@ impl Engine {
             }
             tasks[i].deps = deps;
         }
-        let targets: Vec<usize> = match dag.target.as_deref().filter(|t| !t.trim().is_empty()) {
+        // The target may use the template's inputs and the globals.
+        let target = dag.target.as_deref().map(|tg| {
+            let own = self.scope_base(&t);
+            substitute(tg, &self.layered(&own), true).unwrap_or_else(|_| tg.to_string())
+        });
+        let targets: Vec<usize> = match target.as_deref().filter(|t| !t.trim().is_empty()) {
             Some(t) => t
                 .split_whitespace()
                 .filter_map(|n| index.get(n).copied())
