@@ -240,8 +240,14 @@ fn run(
     let name = runner::workflow_name(&wf);
     let outcome = if output == Output::Wide {
         eprintln!("Name: {name}");
-        let mut w = render::LineWatcher::new(std::io::stderr());
-        runner::run(&wf, &name, &shared, &opts, &mut w)
+        use std::io::IsTerminal;
+        if std::io::stderr().is_terminal() {
+            let mut w = render::TreeWatcher::new(std::io::stderr());
+            runner::run(&wf, &name, &shared, &opts, &mut w)
+        } else {
+            let mut w = render::LineWatcher::new(std::io::stderr());
+            runner::run(&wf, &name, &shared, &opts, &mut w)
+        }
     } else {
         runner::run(&wf, &name, &shared, &opts, &mut runner::NoWatch)
     };

@@ -329,3 +329,35 @@ impl<W: Write> Watcher for LineWatcher<W> {
         }
     }
 }
+
+/// On a terminal: redraws the whole `argo get` view in place, as `argo submit --watch` does,
+/// at most once a second (and whenever something changed).
+pub struct TreeWatcher<W: Write> {
+    pub out: W,
+    last: Option<std::time::Instant>,
+}
+
+impl<W: Write> TreeWatcher<W> {
+    pub fn new(out: W) -> Self {
+        TreeWatcher { out, last: None }
+    }
+}
+
+impl<W: Write> Watcher for TreeWatcher<W> {
+    fn update(&mut self, engine: &Engine, changed: &[String]) {
+        let due = self
+            .last
+            .is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(1));
+        if changed.is_empty() && !due {
+            return;
+        }
+        if !due && !engine.is_finished() {
+            return;
+        }
+        self.last = Some(std::time::Instant::now());
+        let view = summary(&engine.to_json());
+        // Home the cursor and clear the screen, then draw.
+        let _ = write!(self.out, "\x1b[H\x1b[2J{view}");
+        let _ = self.out.flush();
+    }
+}
