@@ -228,6 +228,8 @@ struct TaskState {
     deps: Vec<usize>,
     dependents: Vec<usize>,
     depends_logic: String,
+    /// `depends_logic` compiled (None: no dependencies), or why it does not parse.
+    depends_expr: Result<Option<DependsExpr>, String>,
     needed: bool,
     unfinished_deps: usize,
     node: Option<usize>,
@@ -3146,6 +3148,7 @@ impl Engine {
                 deps: Vec::new(),
                 dependents: Vec::new(),
                 depends_logic: String::new(),
+                depends_expr: Ok(None),
                 needed: false,
                 unfinished_deps: 0,
                 node: None,
@@ -3188,6 +3191,7 @@ impl Engine {
                     .get(name)
                     .map(|&j| dag.tasks[j].continue_on.unwrap_or_default())
             });
+            tasks[i].depends_expr = parse_depends(&expanded);
             tasks[i].depends_logic = expanded;
             tasks[i].unfinished_deps = deps.len();
             for &j in &deps {
@@ -3255,9 +3259,10 @@ impl Engine {
 
     /// All of a task's dependencies are fulfilled: decide whether it runs or is omitted.
     fn task_ready(&mut self, d: usize, i: usize, now: Time) {
-        let (logic, deps, name) = match &self.nodes[d].frame {
+        let (logic, compiled, deps, name) = match &self.nodes[d].frame {
             Frame::Dag { tasks, .. } => (
                 tasks[i].depends_logic.clone(),
+                tasks[i].depends_expr.clone(),
                 tasks[i].deps.clone(),
                 tasks[i].task.name.clone(),
             ),
@@ -3290,7 +3295,12 @@ impl Engine {
                     },
                 );
             }
-            match eval_depends(&logic, &results) {
+            let verdict = match &compiled {
+                Ok(None) => Ok(true),
+                Ok(Some(e)) => eval_depends_expr(e, &results),
+                Err(e) => Err(e.clone()),
+            };
+            match verdict {
                 Ok(true) => {}
                 Ok(false) => {
                     let node = self.task_node_skeleton(d, i, NodeType::Skipped, now);
@@ -4817,35 +4827,149 @@ fn expand_depends(logic: &str, continue_on: &dyn Fn(&str) -> Option<ContinueOn>)
     out
 }
 
-/// Evaluate an expanded `depends` expression over the dependencies' results.
-fn eval_depends(logic: &str, results: &HashMap<String, DepResult>) -> Result<bool, String> {
-    if logic.trim().is_empty() {
-        return Ok(true);
+/// A compiled `depends` expression: parsed once per DAG, evaluated per task in O(size).
+#[derive(Debug, Clone)]
+enum DependsExpr {
+    Result(String, String),
+    Not(Box<DependsExpr>),
+    And(Vec<DependsExpr>),
+    Or(Vec<DependsExpr>),
+}
+
+fn parse_depends(logic: &str) -> Result<Option<DependsExpr>, String> {
+    #[derive(Debug, PartialEq)]
+    enum Tok {
+        Word(String),
+        And,
+        Or,
+        Not,
+        Open,
+        Close,
     }
-    let mut env = Map::new();
-    let mut text = String::new();
     let chars: Vec<char> = logic.chars().collect();
+    let mut toks = Vec::new();
     let mut i = 0;
     while i < chars.len() {
         let c = chars[i];
-        if c.is_alphanumeric() {
-            let start = i;
-            while i < chars.len()
-                && (chars[i].is_alphanumeric()
-                    || chars[i] == '-'
-                    || chars[i] == '_'
-                    || chars[i] == '.')
-            {
-                i += 1;
+        match c {
+            ' ' | '\t' | '\n' | '\r' => i += 1,
+            '(' => {
+                toks.push(Tok::Open);
+                i += 1
             }
-            let word: String = chars[start..i].iter().collect();
-            let (task, result) = word
-                .rsplit_once('.')
-                .ok_or_else(|| format!("'{word}' has no result"))?;
+            ')' => {
+                toks.push(Tok::Close);
+                i += 1
+            }
+            '!' => {
+                toks.push(Tok::Not);
+                i += 1
+            }
+            '&' | '|' if chars.get(i + 1) == Some(&c) => {
+                toks.push(if c == '&' { Tok::And } else { Tok::Or });
+                i += 2
+            }
+            c if c.is_alphanumeric() || c == '_' => {
+                let start = i;
+                while i < chars.len()
+                    && (chars[i].is_alphanumeric() || matches!(chars[i], '-' | '_' | '.'))
+                {
+                    i += 1;
+                }
+                toks.push(Tok::Word(chars[start..i].iter().collect()));
+            }
+            other => return Err(format!("unexpected '{other}' in depends '{logic}'")),
+        }
+    }
+    if toks.is_empty() {
+        return Ok(None);
+    }
+    fn or(t: &[Tok], p: &mut usize, logic: &str) -> Result<DependsExpr, String> {
+        let mut parts = vec![and(t, p, logic)?];
+        while t.get(*p) == Some(&Tok::Or) {
+            *p += 1;
+            parts.push(and(t, p, logic)?);
+        }
+        Ok(if parts.len() == 1 {
+            parts.remove(0)
+        } else {
+            DependsExpr::Or(parts)
+        })
+    }
+    fn and(t: &[Tok], p: &mut usize, logic: &str) -> Result<DependsExpr, String> {
+        let mut parts = vec![unary(t, p, logic)?];
+        while t.get(*p) == Some(&Tok::And) {
+            *p += 1;
+            parts.push(unary(t, p, logic)?);
+        }
+        Ok(if parts.len() == 1 {
+            parts.remove(0)
+        } else {
+            DependsExpr::And(parts)
+        })
+    }
+    fn unary(t: &[Tok], p: &mut usize, logic: &str) -> Result<DependsExpr, String> {
+        match t.get(*p) {
+            Some(Tok::Not) => {
+                *p += 1;
+                Ok(DependsExpr::Not(Box::new(unary(t, p, logic)?)))
+            }
+            Some(Tok::Open) => {
+                *p += 1;
+                let e = or(t, p, logic)?;
+                if t.get(*p) != Some(&Tok::Close) {
+                    return Err(format!("missing ')' in depends '{logic}'"));
+                }
+                *p += 1;
+                Ok(e)
+            }
+            Some(Tok::Word(w)) => {
+                *p += 1;
+                let (task, result) = w
+                    .rsplit_once('.')
+                    .ok_or_else(|| format!("'{w}' has no result in depends '{logic}'"))?;
+                Ok(DependsExpr::Result(task.to_string(), result.to_string()))
+            }
+            _ => Err(format!("incomplete depends '{logic}'")),
+        }
+    }
+    let mut p = 0;
+    let e = or(&toks, &mut p, logic)?;
+    if p != toks.len() {
+        return Err(format!(
+            "unexpected text after the expression in depends '{logic}'"
+        ));
+    }
+    Ok(Some(e))
+}
+
+fn eval_depends_expr(
+    e: &DependsExpr,
+    results: &HashMap<String, DepResult>,
+) -> Result<bool, String> {
+    Ok(match e {
+        DependsExpr::Not(x) => !eval_depends_expr(x, results)?,
+        DependsExpr::And(xs) => {
+            for x in xs {
+                if !eval_depends_expr(x, results)? {
+                    return Ok(false);
+                }
+            }
+            true
+        }
+        DependsExpr::Or(xs) => {
+            for x in xs {
+                if eval_depends_expr(x, results)? {
+                    return Ok(true);
+                }
+            }
+            false
+        }
+        DependsExpr::Result(task, result) => {
             let r = results
                 .get(task)
                 .ok_or_else(|| format!("task '{task}' has no result yet"))?;
-            let v = match result {
+            match result.as_str() {
                 "Succeeded" => r.phase == Phase::Succeeded,
                 "Failed" => r.phase == Phase::Failed,
                 "Errored" => r.phase == Phase::Error,
@@ -4855,19 +4979,17 @@ fn eval_depends(logic: &str, results: &HashMap<String, DepResult>) -> Result<boo
                 "AnySucceeded" => r.any_succeeded,
                 "AllFailed" => r.all_failed,
                 other => return Err(format!("unknown task result '{other}'")),
-            };
-            let key = format!("v{}", env.len());
-            env.insert(key.clone(), Value::Bool(v));
-            text.push_str(&key);
-        } else {
-            text.push(c);
-            i += 1;
+            }
         }
-    }
-    match template_eval::expr::eval(&text, &Value::Object(env)) {
-        Ok(Value::Bool(b)) => Ok(b),
-        Ok(other) => Err(format!("expected a boolean, got {other}")),
-        Err(e) => Err(e.to_string()),
+    })
+}
+
+/// Evaluate an expanded `depends` expression over the dependencies' results.
+#[cfg(test)]
+fn eval_depends(logic: &str, results: &HashMap<String, DepResult>) -> Result<bool, String> {
+    match parse_depends(logic)? {
+        None => Ok(true),
+        Some(e) => eval_depends_expr(&e, results),
     }
 }
 
