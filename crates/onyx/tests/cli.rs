@@ -250,3 +250,34 @@ fn unknown_fields_are_warnings_and_the_example_lints_clean() {
     let out = onyx(&h, &["lint", example.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
+
+#[test]
+fn raw_and_http_input_artifacts() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = conn.read(&mut buf);
+        let body = "from-http";
+        let _ = write!(
+            conn,
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+    });
+    let h = home("inputs");
+    let f = write(
+        &h,
+        "wf.yaml",
+        &format!("{HEAD}  entrypoint: main\n  templates:\n  - name: main\n    inputs:\n      artifacts:\n      - {{name: r, path: /in/raw.txt, raw: {{data: from-raw}}}}\n      - {{name: h, path: /in/http.txt, http: {{url: 'http://127.0.0.1:{port}/file'}}}}\n    container: {{image: alpine, command: [sh, -c, 'cat /in/raw.txt; echo; cat /in/http.txt']}}\n"),
+    );
+    let (code, wf) = run_json(&h, &[&f], &[]);
+    server.join().unwrap();
+    assert_eq!(code, 0, "{wf}");
+    assert_eq!(
+        node(&wf, wf["metadata"]["name"].as_str().unwrap())["outputs"]["result"],
+        "from-raw\nfrom-http"
+    );
+}

@@ -385,3 +385,107 @@ fn engine_is_deterministic() {
     let b = run(&yaml).json();
     assert_eq!(a["status"], b["status"]);
 }
+
+#[test]
+fn lifecycle_hooks_fire_on_step_status() {
+    let s = run(&wf(&format!(
+        "  entrypoint: main\n  templates:\n  - name: main\n    steps:\n    - - name: work\n        template: say\n        arguments: {{parameters: [{{name: msg, value: w}}]}}\n        hooks:\n          running:\n            expression: steps.work.status == \"Running\"\n            template: note\n          done:\n            expression: steps.work.status == \"Succeeded\"\n            template: note\n          never:\n            expression: steps.work.status == \"Failed\"\n            template: note\n  - name: note\n    container: {{image: argosay, args: [echo, hook]}}\n{SAY}"
+    )));
+    assert_eq!(s.phase(), "Succeeded");
+    assert_eq!(s.node_phase("work.hooks.running"), "Succeeded");
+    assert_eq!(s.node_phase("work.hooks.done"), "Succeeded");
+    assert_eq!(s.node_phase("work.hooks.never"), "<none>");
+}
+
+#[test]
+fn workflow_level_exit_hook_and_running_hook() {
+    let s = run(&wf(&format!(
+        "  entrypoint: main\n  hooks:\n    exit: {{template: note}}\n    running: {{expression: workflow.status == \"Running\", template: note}}\n  templates:\n  - name: main\n    container: {{image: argosay, args: [echo, x]}}\n  - name: note\n    container: {{image: argosay, args: [echo, hook]}}\n{SAY}"
+    )));
+    assert_eq!(s.phase(), "Succeeded");
+    assert_eq!(s.node_phase("wf.onExit"), "Succeeded");
+    assert_eq!(s.node_phase("wf.hooks.running"), "Succeeded");
+}
+
+#[test]
+fn http_template_success_condition() {
+    // The simulated shell answers every HTTP call with 200 "ok".
+    let s = run(&wf("  entrypoint: main\n  templates:\n  - name: main\n    steps:\n    - - {name: ok, template: ok}\n    - - {name: picky, template: picky}\n  - name: ok\n    http: {url: 'http://127.0.0.1:1/x', successCondition: 'response.statusCode == 200 && response.body == \"ok\"'}\n  - name: picky\n    http: {url: 'http://127.0.0.1:1/y', successCondition: 'response.statusCode == 201'}\n"));
+    assert_eq!(s.node_phase("ok"), "Succeeded");
+    assert_eq!(s.node("ok")["type"], "HTTP");
+    assert_eq!(s.node("ok")["outputs"]["result"], "ok");
+    assert_eq!(s.node_phase("picky"), "Failed");
+    assert_eq!(s.phase(), "Failed");
+}
+
+#[test]
+fn steps_template_timeout_fails_the_node_and_kills_its_pods() {
+    let s = run(&wf("  entrypoint: main\n  templates:\n  - name: main\n    steps:\n    - - {name: inner, template: inner}\n  - name: inner\n    timeout: 5s\n    steps:\n    - - {name: slow, template: slow}\n  - name: slow\n    container: {image: argosay, args: [sleep, '100']}\n"));
+    assert_eq!(s.phase(), "Failed");
+    assert_eq!(s.elapsed(), 5);
+    assert_eq!(s.killed.len(), 1);
+    assert_eq!(s.node_phase("slow"), "Failed");
+}
+
+#[test]
+fn pod_name_and_raw_input_artifacts_reach_the_pod() {
+    let mut sim = Sim::new(&wf("  entrypoint: main\n  templates:\n  - name: main\n    inputs:\n      artifacts: [{name: cfg, path: /in/cfg, raw: {data: 'hello {{workflow.name}}'}}]\n    container: {image: argosay, args: [echo, '{{pod.name}}']}\n"), &[]).unwrap();
+    let acts = sim.engine.start(sim.now);
+    let workflow_engine::Action::StartPod(req) = &acts[0] else {
+        panic!("{acts:?}")
+    };
+    assert_eq!(
+        req.input_artifacts[0].raw.as_ref().unwrap().data,
+        "hello wf"
+    );
+    let args = req
+        .template
+        .container
+        .as_ref()
+        .unwrap()
+        .args
+        .clone()
+        .unwrap();
+    assert_eq!(args[1].0, req.pod_name);
+    assert_eq!(req.pod_name, "wf", "the root pod's name is the workflow's");
+}
+
+#[test]
+fn result_is_capped_at_256_kb() {
+    let mut sim = Sim::new(
+        &wf("  entrypoint: main\n  templates:\n  - name: main\n    container: {image: argosay}\n"),
+        &[],
+    )
+    .unwrap();
+    let acts = sim.engine.start(sim.now);
+    let workflow_engine::Action::StartPod(req) = &acts[0] else {
+        panic!()
+    };
+    let big = "x".repeat(300 * 1024);
+    let ev = workflow_engine::Event::PodDone(workflow_engine::PodResult {
+        node_id: req.node_id.clone(),
+        exit_code: Some(0),
+        stdout: Some(big),
+        ..Default::default()
+    });
+    sim.engine.handle(ev, sim.now);
+    let j = sim.engine.to_json();
+    assert_eq!(
+        j["status"]["nodes"]["wf"]["outputs"]["result"]
+            .as_str()
+            .unwrap()
+            .len(),
+        workflow_engine::MAX_RESULT_BYTES
+    );
+}
+
+#[test]
+fn dag_legacy_dependencies_skip_on_failure_and_fail_fast() {
+    // With `dependencies`, a failed dependency (no continueOn) means the dependent is omitted.
+    let s = run(&wf(&format!(
+        "  entrypoint: main\n  templates:\n  - name: main\n    dag:\n      tasks:\n      - {{name: A, template: fail}}\n      - {{name: B, template: say, dependencies: [A], arguments: {{parameters: [{{name: msg, value: b}}]}}}}\n{SAY}"
+    )));
+    assert_eq!(s.node_phase("A"), "Failed");
+    assert_eq!(s.node_phase("B"), "Omitted");
+    assert_eq!(s.phase(), "Failed");
+}

@@ -108,6 +108,13 @@ impl Sim {
                         self.simulate(&req.node_id, &req.template, &req.output_artifacts);
                     self.running.push((self.now + delay, result));
                     self.max_running = self.max_running.max(self.running.len());
+                    let acts = self.engine.handle(
+                        Event::PodRunning {
+                            node_id: req.node_id.clone(),
+                        },
+                        self.now,
+                    );
+                    self.apply(acts);
                 }
                 Action::KillPod { node_id, .. } => {
                     self.killed.push(node_id.clone());
