@@ -13,6 +13,7 @@
 //! pod.
 
 pub mod artifacts;
+pub mod direct;
 pub mod images;
 mod pod;
 

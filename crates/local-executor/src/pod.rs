@@ -423,7 +423,7 @@ pub fn prepare_pod(layout: &Layout, input: &PodInput) -> Result<PodSpec, ExecErr
         output_artifacts,
         capture_result: input.capture_result,
     };
-    let text = serde_json::to_vec_pretty(&spec).map_err(|e| setup(e.to_string()))?;
+    let text = serde_json::to_vec(&spec).map_err(|e| setup(e.to_string()))?;
     fs::write(dir.join("pod.json"), text)?;
     Ok(spec)
 }

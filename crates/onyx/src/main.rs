@@ -301,9 +301,11 @@ fn print_logs(home: &std::path::Path, wf: &serde_json::Value) {
         .collect();
     pods.sort();
     for (_, pod) in pods {
-        if let Ok(text) = std::fs::read_to_string(home.join("pods").join(&pod).join("main.log")) {
-            for line in text.lines() {
-                println!("{pod}: {line}");
+        for file in ["main.log", "main.err.log"] {
+            if let Ok(text) = std::fs::read_to_string(home.join("pods").join(&pod).join(file)) {
+                for line in text.lines() {
+                    println!("{pod}: {line}");
+                }
             }
         }
     }

@@ -272,18 +272,66 @@ impl Dispatch {
                     let node_id = req.node_id.clone();
                     let dir = self.layout.pod_dir(&req.pod_name);
                     let _ = std::fs::remove_file(dir.join("result.json"));
-                    let launched = local_executor::prepare_pod(&self.layout, &input)
-                        .map_err(|e| e.to_string())
-                        .and_then(|_| {
-                            local_executor::launch(&self.shared.exe, &dir)
-                                .map_err(|e| e.to_string())
-                        });
-                    match launched {
-                        Err(message) => {
+                    let spec = match local_executor::prepare_pod(&self.layout, &input) {
+                        Ok(spec) => spec,
+                        Err(e) => {
                             let _ = self.tx.send(Event::PodDone(PodResult {
                                 node_id,
                                 exit_code: None,
-                                message: Some(message),
+                                message: Some(e.to_string()),
+                                ..Default::default()
+                            }));
+                            continue;
+                        }
+                    };
+                    let outputs = req.output_artifacts.clone();
+                    let tx = self.tx.clone();
+                    // Single-container pods start directly; others (and any direct start that
+                    // fails to set up) go through the `onyx exec-pod` wrapper.
+                    if local_executor::direct::eligible(&spec) {
+                        match local_executor::direct::start(&spec, &dir) {
+                            Ok(pod) => {
+                                pids.insert(node_id.clone(), pod.child.id());
+                                let _ = self.tx.send(Event::PodRunning {
+                                    node_id: node_id.clone(),
+                                });
+                                std::thread::spawn(move || {
+                                    let outcome = local_executor::direct::finish(pod, &dir);
+                                    clean_pod_dir(&dir);
+                                    let _ = tx.send(Event::PodDone(pod_result(
+                                        node_id,
+                                        Some(outcome),
+                                        &outputs,
+                                    )));
+                                });
+                                continue;
+                            }
+                            Err(local_executor::direct::DirectError::Setup(_)) => {
+                                clean_pod_dir(&dir)
+                            }
+                            Err(e) => {
+                                clean_pod_dir(&dir);
+                                let code = matches!(
+                                    e,
+                                    local_executor::direct::DirectError::CommandNotFound(_)
+                                )
+                                .then_some(127);
+                                let _ = self.tx.send(Event::PodDone(PodResult {
+                                    node_id,
+                                    exit_code: code,
+                                    message: Some(e.to_string()),
+                                    ..Default::default()
+                                }));
+                                continue;
+                            }
+                        }
+                    }
+                    match local_executor::launch(&self.shared.exe, &dir) {
+                        Err(e) => {
+                            let _ = self.tx.send(Event::PodDone(PodResult {
+                                node_id,
+                                exit_code: None,
+                                message: Some(e.to_string()),
                                 ..Default::default()
                             }));
                         }
@@ -292,44 +340,12 @@ impl Dispatch {
                             let _ = self.tx.send(Event::PodRunning {
                                 node_id: node_id.clone(),
                             });
-                            let tx = self.tx.clone();
-                            let outputs = req.output_artifacts.clone();
                             std::thread::spawn(move || {
                                 let _ = running.child.wait();
-                                // The pod's private root is not needed once it ended.
-                                let _ = std::fs::remove_dir_all(running.dir.join("ovl"));
-                                let _ = std::fs::remove_dir_all(running.dir.join("root"));
-                                let _ = std::fs::remove_dir_all(running.dir.join("scratch-dirs"));
-                                let result = match local_executor::read_outcome(&running.dir) {
-                                    Some(o) => PodResult {
-                                        node_id,
-                                        exit_code: o.exit_code,
-                                        stdout: o.stdout,
-                                        parameters: o.parameters,
-                                        artifacts: o
-                                            .artifacts
-                                            .iter()
-                                            .filter_map(|(name, key)| {
-                                                let mut a: Artifact = outputs
-                                                    .iter()
-                                                    .find(|x| &x.name == name)?
-                                                    .clone();
-                                                a.local = Some(LocalArtifact { key: key.clone() });
-                                                a.path = None;
-                                                Some(a)
-                                            })
-                                            .collect(),
-                                        message: o.message,
-                                        deadline_exceeded: false,
-                                    },
-                                    None => PodResult {
-                                        node_id,
-                                        exit_code: None,
-                                        message: Some("pod was killed".into()),
-                                        ..Default::default()
-                                    },
-                                };
-                                let _ = tx.send(Event::PodDone(result));
+                                clean_pod_dir(&running.dir);
+                                let outcome = local_executor::read_outcome(&running.dir);
+                                let _ =
+                                    tx.send(Event::PodDone(pod_result(node_id, outcome, &outputs)));
                             });
                         }
                     }
@@ -376,6 +392,47 @@ impl Dispatch {
                 }
             }
         }
+    }
+}
+
+/// The pod's private root is not needed once it ended; its logs and result stay.
+fn clean_pod_dir(dir: &std::path::Path) {
+    for d in ["ovl", "root", "scratch-dirs"] {
+        let _ = std::fs::remove_dir_all(dir.join(d));
+    }
+}
+
+/// The engine's view of what a pod left (`None`: it left nothing, it was killed).
+fn pod_result(
+    node_id: String,
+    outcome: Option<local_executor::PodOutcome>,
+    outputs: &[Artifact],
+) -> PodResult {
+    match outcome {
+        Some(o) => PodResult {
+            node_id,
+            exit_code: o.exit_code,
+            stdout: o.stdout,
+            parameters: o.parameters,
+            artifacts: o
+                .artifacts
+                .iter()
+                .filter_map(|(name, key)| {
+                    let mut a: Artifact = outputs.iter().find(|x| &x.name == name)?.clone();
+                    a.local = Some(LocalArtifact { key: key.clone() });
+                    a.path = None;
+                    Some(a)
+                })
+                .collect(),
+            message: o.message,
+            deadline_exceeded: false,
+        },
+        None => PodResult {
+            node_id,
+            exit_code: None,
+            message: Some("pod was killed".into()),
+            ..Default::default()
+        },
     }
 }
 

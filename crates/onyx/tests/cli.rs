@@ -92,8 +92,12 @@ fn failing_step_exit_code_and_log() {
     assert_eq!(root["outputs"]["exitCode"], "3");
     assert_eq!(root["message"], "Error (exit code 3)");
     let pod = workflow_pod(&wf);
-    let log = std::fs::read_to_string(h.join("state/pods").join(pod).join("main.log")).unwrap();
-    assert!(log.contains("to-stderr"));
+    let dir = h.join("state/pods").join(pod);
+    let log = ["main.log", "main.err.log"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(dir.join(f)).ok())
+        .collect::<String>();
+    assert!(log.contains("to-stderr"), "{log}");
 }
 
 fn workflow_pod(wf: &Value) -> String {

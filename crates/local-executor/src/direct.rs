@@ -1,0 +1,348 @@
+//! Direct pods: a single-container pod started straight from the controller, without the
+//! `onyx exec-pod` wrapper. The pod's private root is set up in the child between fork and
+//! exec; inputs are staged into the root's writable layer before the start and outputs read
+//! from it after the exit. It saves a process exec and a second process per pod.
+//!
+//! Only pods whose outputs all live in a directory that belongs to the pod alone (its /tmp,
+//! /var/tmp, /mnt or a volume) run this way, because after the exit the merged view of the
+//! overlay is gone: a file the pod left untouched under /etc, say, is only in the host's copy.
+
+use std::ffi::CString;
+use std::fs;
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use crate::artifacts;
+use crate::pod::{InputSource, PodOutcome, PodSpec};
+
+/// Directories a pod gets fresh and empty, with where they live on the host.
+const FRESH: &[(&str, &str)] = &[("/tmp", "tmp"), ("/var/tmp", "var-tmp"), ("/mnt", "mnt")];
+const IN_ROOT_HOME: &str = "/.onyx-home";
+const MAX_CAPTURE: usize = 256 * 1024 + 1;
+
+/// Whether a prepared pod can run directly.
+pub fn eligible(spec: &PodSpec) -> bool {
+    if !spec.init.is_empty() || !spec.sidecars.is_empty() || spec.main.len() != 1 {
+        return false;
+    }
+    if std::env::var_os("ONYX_NO_DIRECT").is_some() {
+        return false;
+    }
+    let c = &spec.main[0];
+    let owned = |p: &str| {
+        FRESH.iter().any(|(f, _)| under(p, f)) || c.mounts.iter().any(|m| under(p, &m.target))
+    };
+    spec.output_parameters.iter().all(|(_, p)| owned(p))
+        && spec.output_artifacts.iter().all(|a| owned(&a.path))
+}
+
+fn under(path: &str, dir: &str) -> bool {
+    let dir = dir.trim_end_matches('/');
+    path == dir || path.strip_prefix(dir).is_some_and(|r| r.starts_with('/'))
+}
+
+/// Where a container path is on the host.
+struct Layout {
+    isolated: bool,
+    dir: PathBuf,
+    mounts: Vec<(String, PathBuf)>,
+}
+
+impl Layout {
+    fn host_path(&self, path: &str) -> PathBuf {
+        if !self.isolated {
+            return PathBuf::from(path);
+        }
+        let mut best: Option<(&str, PathBuf)> = None;
+        for (target, source) in &self.mounts {
+            if under(path, target) && best.as_ref().is_none_or(|(t, _)| target.len() > t.len()) {
+                best = Some((target, source.clone()));
+            }
+        }
+        match best {
+            Some((target, source)) => {
+                source.join(path[target.trim_end_matches('/').len()..].trim_start_matches('/'))
+            }
+            None => self
+                .dir
+                .join("ovl/upper")
+                .join(path.trim_start_matches('/')),
+        }
+    }
+}
+
+/// Why a direct start did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum DirectError {
+    /// An input artifact could not be staged: the pod fails, as it would in the wrapper.
+    #[error("{0}")]
+    Input(String),
+    /// The container's command does not exist.
+    #[error("container main: command '{0}' not found")]
+    CommandNotFound(String),
+    /// The private root could not be set up this way: use the wrapper instead.
+    #[error("direct start: {0}")]
+    Setup(#[from] std::io::Error),
+}
+
+impl From<std::ffi::NulError> for DirectError {
+    fn from(e: std::ffi::NulError) -> Self {
+        DirectError::Setup(std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+    }
+}
+
+pub struct DirectPod {
+    pub child: Child,
+    layout: Layout,
+    spec: PodSpec,
+}
+
+fn cstr(p: &Path) -> std::io::Result<CString> {
+    CString::new(p.as_os_str().as_encoded_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+}
+
+/// Stage the inputs and start the pod's only container.
+pub fn start(spec: &PodSpec, dir: &Path) -> Result<DirectPod, DirectError> {
+    let c = spec.main[0].clone();
+    let isolated =
+        nix::unistd::Uid::effective().is_root() && std::env::var_os("ONYX_NO_SANDBOX").is_none();
+    let mut mounts: Vec<(String, PathBuf)> = Vec::new();
+    for (target, name) in FRESH {
+        mounts.push((target.to_string(), dir.join("scratch-dirs").join(name)));
+    }
+    for m in &c.mounts {
+        mounts.push((m.target.clone(), m.source.clone()));
+    }
+    let layout = Layout {
+        isolated,
+        dir: dir.to_path_buf(),
+        mounts,
+    };
+    let upper = dir.join("ovl/upper");
+    let work = dir.join("ovl/work");
+    let root = dir.join("root");
+    if isolated {
+        for d in [&upper, &work, &root] {
+            fs::create_dir_all(d)?;
+        }
+        for (target, source) in &layout.mounts {
+            fs::create_dir_all(source)?;
+            if FRESH.iter().any(|(f, _)| f == target) && target != "/mnt" {
+                use std::os::unix::fs::PermissionsExt;
+                fs::set_permissions(source, fs::Permissions::from_mode(0o1777))?;
+            }
+            // The mount point, made in the writable layer so the merged root has it.
+            fs::create_dir_all(upper.join(target.trim_start_matches('/')))?;
+        }
+        fs::create_dir_all(upper.join(IN_ROOT_HOME.trim_start_matches('/')))?;
+    }
+    // Inputs go straight to where the pod will see them.
+    let scratch = dir.join("scratch");
+    for (i, a) in spec.inputs.iter().enumerate() {
+        let dest = layout.host_path(&a.path);
+        let r = match &a.source {
+            InputSource::Raw(data) => artifacts::write_raw(data, &dest),
+            InputSource::Http { url, headers } => artifacts::download(url, headers, &dest),
+            InputSource::Repository(key) => artifacts::load(
+                &spec.home.join("artifacts").join(key),
+                &dest,
+                a.sub_path.as_deref(),
+                &scratch.join(i.to_string()),
+            ),
+        };
+        if let Err(e) = r {
+            if !a.optional {
+                return Err(DirectError::Input(format!(
+                    "failed to load input artifact '{}': {e}",
+                    a.name
+                )));
+            }
+        }
+        if let Some(mode) = a.mode {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = fs::set_permissions(&dest, fs::Permissions::from_mode(mode));
+        }
+    }
+    let workdir = c.working_dir.clone().unwrap_or_else(|| {
+        if isolated {
+            "/".into()
+        } else {
+            dir.join("work").display().to_string()
+        }
+    });
+    if isolated {
+        fs::create_dir_all(upper.join(workdir.trim_start_matches('/')))?;
+    } else {
+        fs::create_dir_all(&workdir)?;
+    }
+    // stdout and stderr go straight to files (no pipes, no reader threads); the result is
+    // read back from the stdout file after the exit.
+    let stdout_file = fs::File::create(dir.join("main.log"))?;
+    let stderr_file = fs::File::create(dir.join("main.err.log"))?;
+    let Some((prog, args)) = c.command.split_first() else {
+        return Err(DirectError::CommandNotFound(String::new()));
+    };
+    let mut cmd = Command::new(prog);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(stdout_file)
+        .stderr(stderr_file)
+        .process_group(0);
+    let path = std::env::var("PATH").unwrap_or_default();
+    cmd.env("PATH", format!("{path}:/usr/games"));
+    for (k, v) in &c.env {
+        cmd.env(k, v);
+    }
+    let workdir_c = CString::new(workdir.clone())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let command_exists = if prog.contains('/') {
+        Path::new(prog).exists()
+    } else {
+        crate::images::which(prog).is_some()
+    };
+    if !command_exists {
+        return Err(DirectError::CommandNotFound(prog.clone()));
+    }
+    if isolated {
+        // Everything the child needs, prepared before the fork: it must not allocate.
+        let opts = CString::new(format!(
+            "lowerdir=/,upperdir={},workdir={}",
+            upper.display(),
+            work.display()
+        ))?;
+        let root_c = cstr(&root)?;
+        let mut binds: Vec<(CString, CString, bool)> = Vec::new();
+        for (target, source) in &layout.mounts {
+            binds.push((
+                cstr(source)?,
+                cstr(&root.join(target.trim_start_matches('/')))?,
+                false,
+            ));
+        }
+        for sys in ["/proc", "/dev", "/sys"] {
+            binds.push((CString::new(sys)?, cstr(&root.join(&sys[1..]))?, true));
+        }
+        binds.push((
+            cstr(&spec.home)?,
+            cstr(&root.join(&IN_ROOT_HOME[1..]))?,
+            true,
+        ));
+        for f in ["/etc/resolv.conf", "/etc/hosts", "/etc/hostname"] {
+            if Path::new(f).exists() {
+                binds.push((CString::new(f)?, cstr(&root.join(&f[1..]))?, false));
+            }
+        }
+        // SAFETY: the closure only makes system calls on data prepared above.
+        unsafe {
+            cmd.pre_exec(move || {
+                use nix::mount::{mount, MsFlags};
+                use nix::sched::{unshare, CloneFlags};
+                let io = |e: nix::Error| std::io::Error::from_raw_os_error(e as i32);
+                unshare(CloneFlags::CLONE_NEWNS).map_err(io)?;
+                mount(
+                    None::<&str>,
+                    "/",
+                    None::<&str>,
+                    MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                    None::<&str>,
+                )
+                .map_err(io)?;
+                mount(
+                    Some("overlay"),
+                    root_c.as_c_str(),
+                    Some("overlay"),
+                    MsFlags::empty(),
+                    Some(opts.as_c_str()),
+                )
+                .map_err(io)?;
+                for (src, dst, rec) in &binds {
+                    let flags = if *rec {
+                        MsFlags::MS_BIND | MsFlags::MS_REC
+                    } else {
+                        MsFlags::MS_BIND
+                    };
+                    mount(
+                        Some(src.as_c_str()),
+                        dst.as_c_str(),
+                        None::<&str>,
+                        flags,
+                        None::<&str>,
+                    )
+                    .map_err(io)?;
+                }
+                nix::unistd::chroot(root_c.as_c_str()).map_err(io)?;
+                nix::unistd::chdir(workdir_c.as_c_str()).map_err(io)?;
+                Ok(())
+            });
+        }
+    } else {
+        cmd.current_dir(&workdir);
+    }
+    let child = cmd.spawn()?;
+    Ok(DirectPod {
+        child,
+        layout,
+        spec: spec.clone(),
+    })
+}
+
+/// Wait for the pod, collect its outputs and write `result.json`.
+pub fn finish(mut pod: DirectPod, dir: &Path) -> PodOutcome {
+    let status = pod.child.wait();
+    use std::os::unix::process::ExitStatusExt;
+    let code = match status {
+        Ok(s) => s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(9)),
+        Err(_) => 1,
+    };
+    let mut outcome = PodOutcome {
+        exit_code: Some(code),
+        ..Default::default()
+    };
+    if code == 127 {
+        outcome.message = Some(format!(
+            "container main: command '{}' not found",
+            pod.spec.main[0]
+                .command
+                .first()
+                .cloned()
+                .unwrap_or_default()
+        ));
+    }
+    if pod.spec.capture_result {
+        let mut c = Vec::new();
+        if let Ok(f) = fs::File::open(dir.join("main.log")) {
+            let _ = f.take(MAX_CAPTURE as u64).read_to_end(&mut c);
+        }
+        outcome.stdout = Some(String::from_utf8_lossy(&c).into_owned());
+    }
+    for (name, path) in &pod.spec.output_parameters {
+        let v = fs::read(pod.layout.host_path(path))
+            .ok()
+            .map(|b| String::from_utf8_lossy(&b).into_owned());
+        outcome.parameters.push((name.clone(), v));
+    }
+    let repo = pod.spec.home.join("artifacts");
+    for a in &pod.spec.output_artifacts {
+        let src = pod.layout.host_path(&a.path);
+        if !src.exists() {
+            continue;
+        }
+        match artifacts::save(&src, &repo.join(&a.key), a.archive, a.level) {
+            Ok(()) => outcome.artifacts.push((a.name.clone(), a.key.clone())),
+            Err(e) => {
+                if !a.optional && code == 0 {
+                    outcome.message =
+                        Some(format!("failed to save output artifact '{}': {e}", a.name));
+                }
+            }
+        }
+    }
+    let tmp = dir.join("result.json.tmp");
+    if fs::write(&tmp, serde_json::to_vec(&outcome).unwrap_or_default()).is_ok() {
+        let _ = fs::rename(&tmp, dir.join("result.json"));
+    }
+    outcome
+}
