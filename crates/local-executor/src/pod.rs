@@ -205,11 +205,12 @@ pub struct PodInput<'a> {
     pub capture_result: bool,
 }
 
-/// Translate a template into the wrapper's [`PodSpec`] and lay out the pod directory.
+/// Translate a template into a [`PodSpec`] and lay out the pod directory. The spec is written
+/// to `pod.json` by [`launch`] when the pod goes through the wrapper.
 pub fn prepare_pod(layout: &Layout, input: &PodInput) -> Result<PodSpec, ExecError> {
     let pod = input.pod_name;
     let dir = layout.pod_dir(pod);
-    fs::create_dir_all(dir.join("volumes"))?;
+    fs::create_dir_all(&dir)?;
     let argosay = layout.argosay().display().to_string();
     let t = input.template;
     let setup = |m: String| ExecError::Setup {
@@ -423,8 +424,6 @@ pub fn prepare_pod(layout: &Layout, input: &PodInput) -> Result<PodSpec, ExecErr
         output_artifacts,
         capture_result: input.capture_result,
     };
-    let text = serde_json::to_vec(&spec).map_err(|e| setup(e.to_string()))?;
-    fs::write(dir.join("pod.json"), text)?;
     Ok(spec)
 }
 
@@ -435,8 +434,13 @@ pub struct RunningPod {
 }
 
 /// Start `exe exec-pod DIR` in its own process group.
-pub fn launch(exe: &Path, dir: &Path) -> Result<RunningPod, ExecError> {
+pub fn launch(exe: &Path, dir: &Path, spec: &PodSpec) -> Result<RunningPod, ExecError> {
     use std::os::unix::process::CommandExt;
+    let text = serde_json::to_vec(spec).map_err(|e| ExecError::Setup {
+        pod: spec.pod_name.clone(),
+        message: e.to_string(),
+    })?;
+    fs::write(dir.join("pod.json"), text)?;
     let log = fs::File::create(dir.join("wrapper.log"))?;
     let child = Command::new(exe)
         .arg("exec-pod")

@@ -326,7 +326,7 @@ impl Dispatch {
                             }
                         }
                     }
-                    match local_executor::launch(&self.shared.exe, &dir) {
+                    match local_executor::launch(&self.shared.exe, &dir, &spec) {
                         Err(e) => {
                             let _ = self.tx.send(Event::PodDone(PodResult {
                                 node_id,
