@@ -3259,75 +3259,69 @@ impl Engine {
 
     /// All of a task's dependencies are fulfilled: decide whether it runs or is omitted.
     fn task_ready(&mut self, d: usize, i: usize, now: Time) {
-        let (logic, compiled, deps, name) = match &self.nodes[d].frame {
-            Frame::Dag { tasks, .. } => (
-                tasks[i].depends_logic.clone(),
-                tasks[i].depends_expr.clone(),
-                tasks[i].deps.clone(),
-                tasks[i].task.name.clone(),
-            ),
-            _ => return,
-        };
-        if !deps.is_empty() {
-            let mut results = HashMap::new();
-            for j in deps {
-                let (dep_name, node) = match &self.nodes[d].frame {
-                    Frame::Dag { tasks, .. } => (tasks[j].task.name.clone(), tasks[j].node),
-                    _ => return,
-                };
-                let Some(n) = node else { continue };
-                let st = &self.nodes[n].status;
-                let (mut any_ok, mut all_failed) = (false, false);
-                if st.node_type == NodeType::TaskGroup {
-                    all_failed = !st.children.is_empty();
-                    for c in &st.children {
-                        let p = self.nodes[self.by_id[c]].status.phase;
-                        any_ok |= p == Phase::Succeeded;
-                        all_failed &= p == Phase::Failed;
-                    }
+        let verdict = self.depends_verdict(d, i);
+        match verdict {
+            Ok(true) => {
+                if let Frame::Dag { queue, .. } = &mut self.nodes[d].frame {
+                    queue.push_back(i);
                 }
-                results.insert(
-                    dep_name,
-                    DepResult {
-                        phase: st.phase,
-                        any_succeeded: any_ok,
-                        all_failed,
-                    },
+            }
+            Ok(false) => {
+                let node = self.task_node_skeleton(d, i, NodeType::Skipped, now);
+                self.finish(
+                    node,
+                    Phase::Omitted,
+                    Some("omitted: depends condition not met".into()),
+                    now,
                 );
             }
-            let verdict = match &compiled {
-                Ok(None) => Ok(true),
-                Ok(Some(e)) => eval_depends_expr(e, &results),
-                Err(e) => Err(e.clone()),
-            };
-            match verdict {
-                Ok(true) => {}
-                Ok(false) => {
-                    let node = self.task_node_skeleton(d, i, NodeType::Skipped, now);
-                    self.finish(
-                        node,
-                        Phase::Omitted,
-                        Some("omitted: depends condition not met".into()),
-                        now,
-                    );
-                    return;
-                }
-                Err(e) => {
-                    let node = self.task_node_skeleton(d, i, NodeType::Skipped, now);
-                    self.finish(
-                        node,
-                        Phase::Error,
-                        Some(format!("unable to evaluate expression '{logic}': {e}")),
-                        now,
-                    );
-                    return;
-                }
+            Err(e) => {
+                let node = self.task_node_skeleton(d, i, NodeType::Skipped, now);
+                self.finish(node, Phase::Error, Some(e), now);
             }
         }
-        let _ = name;
-        if let Frame::Dag { queue, .. } = &mut self.nodes[d].frame {
-            queue.push_back(i);
+    }
+
+    /// Whether a task whose dependencies are all fulfilled should run (reads only).
+    fn depends_verdict(&self, d: usize, i: usize) -> Result<bool, String> {
+        let Frame::Dag { tasks, .. } = &self.nodes[d].frame else {
+            return Ok(false);
+        };
+        let t = &tasks[i];
+        let expr = match &t.depends_expr {
+            Ok(None) => return Ok(true),
+            Ok(Some(e)) => e,
+            Err(e) => {
+                return Err(format!(
+                    "unable to evaluate expression '{}': {e}",
+                    t.depends_logic
+                ))
+            }
+        };
+        let mut results = HashMap::with_capacity(t.deps.len());
+        for &j in &t.deps {
+            let Some(n) = tasks[j].node else { continue };
+            let st = &self.nodes[n].status;
+            let (mut any_ok, mut all_failed) = (false, false);
+            if st.node_type == NodeType::TaskGroup {
+                all_failed = !st.children.is_empty();
+                for c in &st.children {
+                    let p = self.nodes[self.by_id[c]].status.phase;
+                    any_ok |= p == Phase::Succeeded;
+                    all_failed &= p == Phase::Failed;
+                }
+            }
+            results.insert(
+                tasks[j].task.name.clone(),
+                DepResult {
+                    phase: st.phase,
+                    any_succeeded: any_ok,
+                    all_failed,
+                },
+            );
         }
+        eval_depends_expr(expr, &results)
+            .map_err(|e| format!("unable to evaluate expression '{}': {e}", t.depends_logic))
     }
 
     /// A node for a task that does not run its template (omitted, errored before start).
