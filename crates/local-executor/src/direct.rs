@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use crate::artifacts;
-use crate::pod::{InputSource, PodOutcome, PodSpec};
+use crate::pod::{PodOutcome, PodSpec};
 
 /// Directories a pod gets fresh and empty, with where they live on the host.
 const FRESH: &[(&str, &str)] = &[("/tmp", "tmp"), ("/var/tmp", "var-tmp"), ("/mnt", "mnt")];
@@ -140,32 +140,8 @@ pub fn start(spec: &PodSpec, dir: &Path) -> Result<DirectPod, DirectError> {
         fs::create_dir_all(upper.join(IN_ROOT_HOME.trim_start_matches('/')))?;
     }
     // Inputs go straight to where the pod will see them.
-    let scratch = dir.join("scratch");
-    for (i, a) in spec.inputs.iter().enumerate() {
-        let dest = layout.host_path(&a.path);
-        let r = match &a.source {
-            InputSource::Raw(data) => artifacts::write_raw(data, &dest),
-            InputSource::Http { url, headers } => artifacts::download(url, headers, &dest),
-            InputSource::Repository(key) => artifacts::load(
-                &spec.home.join("artifacts").join(key),
-                &dest,
-                a.sub_path.as_deref(),
-                &scratch.join(i.to_string()),
-            ),
-        };
-        if let Err(e) = r {
-            if !a.optional {
-                return Err(DirectError::Input(format!(
-                    "failed to load input artifact '{}': {e}",
-                    a.name
-                )));
-            }
-        }
-        if let Some(mode) = a.mode {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = fs::set_permissions(&dest, fs::Permissions::from_mode(mode));
-        }
-    }
+    crate::pod::stage_inputs(spec, &dir.join("scratch"), |p| layout.host_path(p))
+        .map_err(DirectError::Input)?;
     let workdir = c.working_dir.clone().unwrap_or_else(|| {
         if isolated {
             "/".into()

@@ -644,6 +644,40 @@ fn bind_mounts(mounts: &[Mount], isolated: bool) -> Result<(), String> {
 /// Where ONYX's home is seen inside a pod's private root.
 const IN_ROOT_HOME: &str = "/.onyx-home";
 
+/// Put every input artifact where the pod will see it; `place` maps a container path to the
+/// path to write.
+pub(crate) fn stage_inputs(
+    spec: &PodSpec,
+    scratch: &Path,
+    place: impl Fn(&str) -> PathBuf,
+) -> Result<(), String> {
+    let repo = spec.home.join("artifacts");
+    for (i, a) in spec.inputs.iter().enumerate() {
+        let dest = place(&a.path);
+        let r = match &a.source {
+            InputSource::Raw(data) => artifacts::write_raw(data, &dest),
+            InputSource::Http { url, headers } => artifacts::download(url, headers, &dest),
+            InputSource::Repository(key) => artifacts::load(
+                &repo.join(key),
+                &dest,
+                a.sub_path.as_deref(),
+                &scratch.join(i.to_string()),
+            ),
+        };
+        if let Err(e) = r {
+            if a.optional {
+                continue;
+            }
+            return Err(format!("failed to load input artifact '{}': {e}", a.name));
+        }
+        if let Some(mode) = a.mode {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = fs::set_permissions(&dest, fs::Permissions::from_mode(mode));
+        }
+    }
+    Ok(())
+}
+
 fn rebase(p: &Path, old: &Path, new: &Path) -> PathBuf {
     match p.strip_prefix(old) {
         Ok(rest) => new.join(rest),
@@ -703,29 +737,7 @@ fn execute(spec: &PodSpec, dir: &mut PathBuf) -> Result<PodOutcome, String> {
     }
     bind_mounts(&all_mounts, isolated)?;
     // Inputs.
-    for (i, a) in spec.inputs.iter().enumerate() {
-        let dest = PathBuf::from(&a.path);
-        let r = match &a.source {
-            InputSource::Raw(data) => artifacts::write_raw(data, &dest),
-            InputSource::Http { url, headers } => artifacts::download(url, headers, &dest),
-            InputSource::Repository(key) => artifacts::load(
-                &repo.join(key),
-                &dest,
-                a.sub_path.as_deref(),
-                &scratch.join(i.to_string()),
-            ),
-        };
-        if let Err(e) = r {
-            if a.optional {
-                continue;
-            }
-            return Err(format!("failed to load input artifact '{}': {e}", a.name));
-        }
-        if let Some(mode) = a.mode {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = fs::set_permissions(&dest, fs::Permissions::from_mode(mode));
-        }
-    }
+    stage_inputs(spec, &scratch, |p| PathBuf::from(p))?;
     let log_path = dir.join("main.log");
     let log = Arc::new(Mutex::new(
         fs::File::create(&log_path).map_err(|e| e.to_string())?,

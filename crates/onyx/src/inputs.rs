@@ -64,23 +64,7 @@ impl Inputs {
                         .insert(w.metadata.name.clone(), w.clone());
                 }
                 Object::Other(o) if o.kind == "ConfigMap" => {
-                    let data = o
-                        .raw
-                        .get("data")
-                        .and_then(|d| d.as_object())
-                        .map(|m| {
-                            m.iter()
-                                .map(|(k, v)| {
-                                    (
-                                        k.clone(),
-                                        v.as_str()
-                                            .map(str::to_string)
-                                            .unwrap_or_else(|| v.to_string()),
-                                    )
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default();
+                    let data = crate::resource::config_map_data(&o.raw);
                     s.config_maps.insert(o.metadata.name.clone(), data);
                 }
                 _ => {}

@@ -31,6 +31,25 @@ fn kind_key(kind: &str) -> String {
     }
 }
 
+/// A ConfigMap's `data` as strings.
+pub fn config_map_data(obj: &Value) -> BTreeMap<String, String> {
+    obj.get("data")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| v.to_string()),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 impl ObjectStore {
     pub fn new() -> Arc<ObjectStore> {
         Arc::new(ObjectStore::default())
@@ -63,22 +82,7 @@ impl ObjectStore {
         let mut out = std::collections::HashMap::new();
         for ((kind, name), v) in objs.iter() {
             if kind == "configmap" {
-                let data = v
-                    .get("data")
-                    .and_then(Value::as_object)
-                    .map(|m| {
-                        m.iter()
-                            .map(|(k, v)| {
-                                (
-                                    k.clone(),
-                                    v.as_str()
-                                        .map(str::to_string)
-                                        .unwrap_or_else(|| v.to_string()),
-                                )
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let data = config_map_data(v);
                 out.insert(name.clone(), data);
             }
         }

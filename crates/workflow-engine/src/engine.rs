@@ -2676,35 +2676,17 @@ impl Engine {
             {
                 match exit {
                     None => {
-                        let ctx = match &self.nodes[steps_node].frame {
-                            Frame::Steps { ctx, .. } => ctx.clone(),
-                            _ => return,
-                        };
-                        let name = format!("{}.onExit", self.nodes[node].status.name);
-                        let mut ectx = (*ctx).clone();
-                        ectx.on_exit = true;
-                        let args = step
-                            .hooks
-                            .get("exit")
-                            .map(|h| h.arguments.clone())
-                            .unwrap_or_default();
-                        let vars = self.block_vars(steps_node);
-                        let args = resolve_arguments(
-                            &args,
-                            &self.layered(&vars),
-                            &self.scope_artifacts(steps_node),
-                        )
-                        .unwrap_or_default();
-                        let e = self.execute(
-                            &name,
-                            &Holder::named(&exit_t),
-                            &args,
-                            &ectx,
-                            Owner::StepExit { group: g, slot },
-                            Some(format!("{}.onExit", step.name)),
+                        let display = format!("{}.onExit", step.name);
+                        let owner = Owner::StepExit { group: g, slot };
+                        let e = self.start_exit_handler(
+                            steps_node,
+                            node,
+                            &exit_t,
+                            &step.hooks,
+                            owner,
+                            display,
                             now,
                         );
-                        self.add_child(node, e);
                         if let Frame::StepGroup { slots, .. } = &mut self.nodes[g].frame {
                             slots[slot].exit = Some(e);
                         }
@@ -2742,6 +2724,49 @@ impl Engine {
 
     /// A block's own variables (`steps.*`, `tasks.*`, inputs); look them up layered over the
     /// globals with [`Engine::layered`].
+    /// Start the exit handler of a step's or task's node (`onExit`, or its `exit` hook with
+    /// that hook's arguments), in the context of the block that ran it.
+    #[allow(clippy::too_many_arguments)]
+    fn start_exit_handler(
+        &mut self,
+        block: usize,
+        node: usize,
+        template: &str,
+        hooks: &BTreeMap<String, LifecycleHook>,
+        owner: Owner,
+        display: String,
+        now: Time,
+    ) -> usize {
+        let mut ctx = match &self.nodes[block].frame {
+            Frame::Steps { ctx, .. } | Frame::Dag { ctx, .. } => (**ctx).clone(),
+            _ => Ctx {
+                tscope: TScope::Local,
+                boundary: None,
+                on_exit: true,
+            },
+        };
+        ctx.on_exit = true;
+        let name = format!("{}.onExit", self.nodes[node].status.name);
+        let args = hooks
+            .get("exit")
+            .map(|h| h.arguments.clone())
+            .unwrap_or_default();
+        let vars = self.block_vars(block);
+        let args = resolve_arguments(&args, &self.layered(&vars), &self.scope_artifacts(block))
+            .unwrap_or_default();
+        let e = self.execute(
+            &name,
+            &Holder::named(template),
+            &args,
+            &ctx,
+            owner,
+            Some(display),
+            now,
+        );
+        self.add_child(node, e);
+        e
+    }
+
     fn block_vars(&self, block: usize) -> Vars {
         match &self.nodes[block].frame {
             Frame::Steps { scope, .. } | Frame::Dag { scope, .. } => scope.vars.clone(),
@@ -3716,34 +3741,17 @@ impl Engine {
             {
                 match exit {
                     None => {
-                        let ctx = match &self.nodes[d].frame {
-                            Frame::Dag { ctx, .. } => ctx.clone(),
-                            _ => return,
-                        };
-                        let name = format!("{}.onExit", self.nodes[node].status.name);
-                        let mut ectx = (*ctx).clone();
-                        ectx.on_exit = true;
-                        let args = task
-                            .hooks
-                            .get("exit")
-                            .map(|h| h.arguments.clone())
-                            .unwrap_or_default();
-                        let args = resolve_arguments(
-                            &args,
-                            &self.layered(&self.block_vars(d)),
-                            &self.scope_artifacts(d),
-                        )
-                        .unwrap_or_default();
-                        let e = self.execute(
-                            &name,
-                            &Holder::named(&exit_t),
-                            &args,
-                            &ectx,
-                            Owner::TaskExit { dag: d, task: i },
-                            Some(format!("{}.onExit", task.name)),
+                        let display = format!("{}.onExit", task.name);
+                        let owner = Owner::TaskExit { dag: d, task: i };
+                        let e = self.start_exit_handler(
+                            d,
+                            node,
+                            &exit_t,
+                            &task.hooks,
+                            owner,
+                            display,
                             now,
                         );
-                        self.add_child(node, e);
                         if let Frame::Dag { tasks, .. } = &mut self.nodes[d].frame {
                             tasks[i].exit = Some(e);
                         }
