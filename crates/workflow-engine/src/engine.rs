@@ -330,7 +330,8 @@ pub struct Engine {
     wf_hooks_fired: HashSet<String>,
     timers: Vec<(Time, usize)>,
     /// Decoded forms of the workflow's own templates, by address.
-    decoded: std::cell::RefCell<HashMap<usize, Arc<Template>>>,
+    /// With whether each uses `inputs.parameters` as a whole (a JSON list built per use).
+    decoded: std::cell::RefCell<HashMap<usize, (Arc<Template>, bool)>>,
     /// Node deadlines by time; entries of nodes that ended or changed deadline are skipped.
     deadlines: std::collections::BTreeSet<(Time, usize)>,
     /// Nodes whose status changed since the last `take_changed`.
@@ -1192,7 +1193,7 @@ impl Engine {
     /// into the template. Tags that belong to later stages stay unresolved.
     /// Decode a template, once per stored template (templates are shared `Arc`s, so the
     /// address identifies them for the engine's lifetime).
-    fn decode_template(&self, tmpl: &Value) -> Result<Arc<Template>, String> {
+    fn decode_template(&self, tmpl: &Value) -> Result<(Arc<Template>, bool), String> {
         let key = tmpl as *const Value as usize;
         if let Some(t) = self.decoded.borrow().get(&key) {
             return Ok(t.clone());
@@ -1200,14 +1201,15 @@ impl Engine {
         let t: Arc<Template> = Arc::new(
             workflow_model::decode(tmpl).map_err(|(p, m)| format!("template field {p}: {m}"))?,
         );
+        let entry = (t, mentions_all_inputs(tmpl));
         let stored = self
             .templates
             .values()
             .any(|v| Arc::as_ptr(v) as usize == key);
         if stored {
-            self.decoded.borrow_mut().insert(key, t.clone());
+            self.decoded.borrow_mut().insert(key, entry.clone());
         }
-        Ok(t)
+        Ok(entry)
     }
 
     fn instantiate(
@@ -1217,7 +1219,7 @@ impl Engine {
         node_name: &str,
         tname: &str,
     ) -> Result<(Value, Template, Arguments), String> {
-        let t = self.decode_template(tmpl)?;
+        let (t, wants_all_inputs) = self.decode_template(tmpl)?;
         let mut inputs = t.inputs.clone();
         let mut vars = self.globals.clone();
         for p in inputs.parameters.iter_mut() {
@@ -1259,12 +1261,14 @@ impl Engine {
             p.value = Some(workflow_model::AnyString(v.clone()));
             vars.insert(format!("inputs.parameters.{}", p.name), v);
         }
-        let plist: Vec<Value> = inputs
-            .parameters
-            .iter()
-            .map(|p| serde_json::to_value(p).unwrap_or_default())
-            .collect();
-        vars.insert("inputs.parameters".into(), Value::Array(plist).to_string());
+        if wants_all_inputs {
+            let plist: Vec<Value> = inputs
+                .parameters
+                .iter()
+                .map(|p| serde_json::to_value(p).unwrap_or_default())
+                .collect();
+            vars.insert("inputs.parameters".into(), Value::Array(plist).to_string());
+        }
         for a in inputs.artifacts.iter_mut() {
             let supplied = args.artifacts.iter().find(|x| x.name == a.name);
             if let Some(s) = supplied {
@@ -1344,14 +1348,22 @@ impl Engine {
                 );
             }
         }
-        out.insert(
-            "inputs".into(),
-            serde_json::to_value(&inputs).unwrap_or_default(),
-        );
-        let body = Value::Object(out);
-        let t: Template =
+        let mut body = Value::Object(out);
+        let mut typed: Template =
             workflow_model::decode(&body).map_err(|(p, m)| format!("template field {p}: {m}"))?;
-        Ok((body, t, inputs))
+        typed.inputs = inputs.clone();
+        // Retried templates are decoded again per attempt from the body: it keeps the inputs.
+        let retried = t.retry_strategy.is_some()
+            || (self.spec.retry_strategy.is_some() && t.kind().is_some_and(is_pod_kind));
+        if retried {
+            if let Value::Object(m) = &mut body {
+                m.insert(
+                    "inputs".into(),
+                    serde_json::to_value(&inputs).unwrap_or_default(),
+                );
+            }
+        }
+        Ok((body, typed, inputs))
     }
 
     // ----- execution -----
@@ -4623,6 +4635,20 @@ fn merge_arguments(base: Option<&Value>, own: &Value) -> Value {
         }
     }
     out
+}
+
+/// Whether a template uses `inputs.parameters` as a whole (not `inputs.parameters.NAME`).
+fn mentions_all_inputs(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s
+            .match_indices("inputs.parameters")
+            .any(|(i, m)| !s[i + m.len()..].starts_with('.')),
+        Value::Array(a) => a.iter().any(mentions_all_inputs),
+        Value::Object(o) => o
+            .iter()
+            .any(|(k, x)| k != "inputs" && mentions_all_inputs(x)),
+        _ => false,
+    }
 }
 
 /// Replace tags in one string, allocating only when it has any.
