@@ -1339,7 +1339,6 @@ impl Engine {
                 // template's inputs and the globals in their scope; doing the whole body here
                 // too would cost O(tasks) per instantiation for nothing.
                 if k == "steps" || k == "dag" {
-                    out.insert(k.clone(), v.clone());
                     continue;
                 }
                 out.insert(
@@ -1351,16 +1350,24 @@ impl Engine {
         let mut body = Value::Object(out);
         let mut typed: Template =
             workflow_model::decode(&body).map_err(|(p, m)| format!("template field {p}: {m}"))?;
+        // Steps and DAG bodies were decoded once with the stored template.
+        typed.steps = t.steps.clone();
+        typed.dag = t.dag.clone();
         typed.inputs = inputs.clone();
-        // Retried templates are decoded again per attempt from the body: it keeps the inputs.
+        // Retried templates are decoded again per attempt from the body: it keeps everything.
         let retried = t.retry_strategy.is_some()
             || (self.spec.retry_strategy.is_some() && t.kind().is_some_and(is_pod_kind));
         if retried {
-            if let Value::Object(m) = &mut body {
+            if let (Value::Object(m), Value::Object(src)) = (&mut body, tmpl) {
                 m.insert(
                     "inputs".into(),
                     serde_json::to_value(&inputs).unwrap_or_default(),
                 );
+                for k in ["steps", "dag"] {
+                    if let Some(v) = src.get(k) {
+                        m.insert(k.into(), v.clone());
+                    }
+                }
             }
         }
         Ok((body, typed, inputs))
@@ -3173,7 +3180,8 @@ impl Engine {
     // ----- DAG -----
 
     fn start_dag(&mut self, d: usize, t: Arc<Template>, ctx: &Ctx, now: Time) {
-        let dag = t.dag.clone().unwrap_or_default();
+        let empty = workflow_model::DagTemplate::default();
+        let dag = t.dag.as_ref().unwrap_or(&empty);
         let mut index = HashMap::new();
         for (i, task) in dag.tasks.iter().enumerate() {
             index.insert(task.name.clone(), i);
