@@ -238,6 +238,7 @@ fn run(
         timeout: None,
     };
     let name = runner::workflow_name(&wf);
+    runner::handle_interrupts();
     let outcome = if output == Output::Wide {
         eprintln!("Name: {name}");
         use std::io::IsTerminal;

@@ -16,6 +16,30 @@ use workflow_model::{Artifact, LocalArtifact, Template, WorkflowObject};
 
 use crate::resource::{ObjectStore, Spawner};
 
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_signal(_: nix::libc::c_int) {
+    INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Turn SIGINT and SIGTERM into a request to terminate the running workflows.
+pub fn handle_interrupts() {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let action = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for sig in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic.
+        let _ = unsafe { sigaction(sig, &action) };
+    }
+}
+
+fn interrupted() -> bool {
+    INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 pub fn random_suffix() -> String {
     const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::thread_rng();
@@ -132,6 +156,7 @@ pub fn run(
     let mut pids: HashMap<String, u32> = HashMap::new();
     let started = Instant::now();
     let mut timed_out = false;
+    let mut terminating = false;
     let actions = engine.start(now());
     let mut ctx = Dispatch {
         shared: shared.clone(),
@@ -188,6 +213,13 @@ pub fn run(
                     ctx.dispatch(actions, &mut pids);
                 }
             }
+        }
+        // Ctrl-C or SIGTERM: terminate the workflow, which kills its pods (they run in process
+        // groups of their own, so the terminal's signal does not reach them).
+        if interrupted() && !terminating {
+            terminating = true;
+            let actions = engine.handle(Event::Shutdown { terminate: true }, now());
+            ctx.dispatch(actions, &mut pids);
         }
         if let Some(limit) = opts.timeout {
             if started.elapsed() > limit && !timed_out {

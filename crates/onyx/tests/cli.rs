@@ -285,3 +285,30 @@ fn raw_and_http_input_artifacts() {
         "from-raw\nfrom-http"
     );
 }
+
+#[test]
+fn ctrl_c_terminates_the_workflow_and_its_pods() {
+    let h = home("sigint");
+    let marker = h.join("pod-survived");
+    let f = write(&h, "wf.yaml", &format!("{HEAD}  entrypoint: main\n  templates:\n  - name: main\n    container: {{image: alpine, command: [sh, -c, 'sleep 3; touch {}']}}\n", marker.display()));
+    let child = Command::new(env!("CARGO_BIN_EXE_onyx"))
+        .args(["run", "-o", "json", f.to_str().unwrap()])
+        .env("ONYX_HOME", h.join("state"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let wf: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(wf["status"]["phase"], "Failed");
+    assert_eq!(wf["status"]["message"], "Stopped with strategy 'Terminate'");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert!(!marker.exists(), "the pod kept running after Ctrl-C");
+}
