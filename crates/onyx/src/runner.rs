@@ -284,6 +284,16 @@ struct Dispatch {
 }
 
 impl Dispatch {
+    /// Report a pod that could not run.
+    fn pod_failed(&self, node_id: String, exit_code: Option<i32>, message: String) {
+        let _ = self.tx.send(Event::PodDone(PodResult {
+            node_id,
+            exit_code,
+            message: Some(message),
+            ..Default::default()
+        }));
+    }
+
     fn dispatch(&mut self, actions: Vec<Action>, pids: &mut HashMap<String, u32>) {
         for a in actions {
             match a {
@@ -307,12 +317,7 @@ impl Dispatch {
                     let spec = match local_executor::prepare_pod(&self.layout, &input) {
                         Ok(spec) => spec,
                         Err(e) => {
-                            let _ = self.tx.send(Event::PodDone(PodResult {
-                                node_id,
-                                exit_code: None,
-                                message: Some(e.to_string()),
-                                ..Default::default()
-                            }));
+                            self.pod_failed(node_id, None, e.to_string());
                             continue;
                         }
                     };
@@ -348,24 +353,14 @@ impl Dispatch {
                                     local_executor::direct::DirectError::CommandNotFound(_)
                                 )
                                 .then_some(127);
-                                let _ = self.tx.send(Event::PodDone(PodResult {
-                                    node_id,
-                                    exit_code: code,
-                                    message: Some(e.to_string()),
-                                    ..Default::default()
-                                }));
+                                self.pod_failed(node_id, code, e.to_string());
                                 continue;
                             }
                         }
                     }
                     match local_executor::launch(&self.shared.exe, &dir, &spec) {
                         Err(e) => {
-                            let _ = self.tx.send(Event::PodDone(PodResult {
-                                node_id,
-                                exit_code: None,
-                                message: Some(e.to_string()),
-                                ..Default::default()
-                            }));
+                            self.pod_failed(node_id, None, e.to_string());
                         }
                         Ok(mut running) => {
                             pids.insert(node_id.clone(), running.child.id());
