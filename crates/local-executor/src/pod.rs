@@ -118,7 +118,10 @@ impl Layout {
         let p = self.argosay();
         if fs::read_to_string(&p).ok().as_deref() != Some(images::ARGOSAY) {
             fs::create_dir_all(p.parent().unwrap_or(Path::new(".")))?;
-            let tmp = p.with_extension("tmp");
+            // Runs of one process may install at the same time: each writes its own file.
+            static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let tmp = p.with_extension(format!("tmp.{}.{n}", std::process::id()));
             fs::write(&tmp, images::ARGOSAY)?;
             use std::os::unix::fs::PermissionsExt;
             fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755))?;
