@@ -12,6 +12,10 @@ use std::time::Instant;
 use chrono::{TimeZone, Utc};
 use workflow_engine::{Action, Engine, EngineConfig, Event, PodResult, TemplateStore};
 
+// The `onyx` binary runs on mimalloc; measure the engine on the same allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// `width` independent chains, `n` tasks in all; task i depends on task i - width.
 fn dag_yaml(n: usize, width: usize) -> String {
     let mut y = String::from("apiVersion: argoproj.io/v1alpha1\nkind: Workflow\nmetadata: {name: bench}\nspec:\n  entrypoint: main\n  templates:\n  - name: main\n    dag:\n      tasks:\n");

@@ -560,7 +560,8 @@ impl Engine {
         now: Time,
     ) -> Result<Engine, EngineError> {
         let mut spec = wf.spec.clone();
-        let mut spec_json = wf.raw.get("spec").cloned().unwrap_or(json!({}));
+        let empty = json!({});
+        let mut spec_json = std::borrow::Cow::Borrowed(wf.raw.get("spec").unwrap_or(&empty));
         // workflowTemplateRef: the referenced template's spec, with the workflow's own fields on top.
         if let Some(r) = &spec.workflow_template_ref {
             let (map, kind) = if r.cluster_scope {
@@ -572,7 +573,7 @@ impl Engine {
                 .get(&r.name)
                 .ok_or_else(|| err(format!("{kind}.argoproj.io \"{}\" not found", r.name)))?;
             let mut base_spec = base.raw.get("spec").cloned().unwrap_or(json!({}));
-            let own = spec_json.clone();
+            let own = spec_json.into_owned();
             if let (Value::Object(b), Value::Object(o)) = (&mut base_spec, own) {
                 for (k, v) in o {
                     if k == "workflowTemplateRef" {
@@ -586,7 +587,7 @@ impl Engine {
                     }
                 }
             }
-            spec_json = base_spec;
+            spec_json = std::borrow::Cow::Owned(base_spec);
             spec = workflow_model::decode(&spec_json)
                 .map_err(|(p, m)| err(format!("spec.{p}: {m}")))?;
             spec.workflow_template_ref = None;
@@ -618,6 +619,9 @@ impl Engine {
                 }
             }
         }
+        // The engine reads templates from `templates` (JSON, decoded on first use); a typed
+        // copy of a 10^5-task DAG would only cost memory.
+        spec.templates = Vec::new();
         let meta = &wf.metadata;
         let mut raw = wf.raw.clone();
         if let Some(m) = raw.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -1066,6 +1070,9 @@ impl Engine {
             n.status.message = message;
         }
         n.status.finished_at = Some(now);
+        // An ended node never reads its instantiated template again; at 10^5 nodes keeping
+        // them costs kilobytes per node.
+        n.template = None;
         self.changed.push(i);
         if let Some(lock) = n.lock.take() {
             self.release_lock(&lock);
