@@ -92,16 +92,21 @@ pub fn host_command(command: &str, image: &str, argosay: &str) -> String {
 
 pub fn which(name: &str) -> Option<String> {
     let path = std::env::var("PATH").unwrap_or_default();
-    for dir in path
-        .split(':')
-        .chain(["/usr/games", "/usr/local/bin", "/usr/bin", "/bin"])
-    {
+    which_in(
+        name,
+        &format!("{path}:/usr/games:/usr/local/bin:/usr/bin:/bin"),
+    )
+}
+
+/// The first executable file called `name` in the `:`-separated directories of `path`.
+pub fn which_in(name: &str, path: &str) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    path.split(':').filter(|d| !d.is_empty()).find_map(|dir| {
         let p = std::path::Path::new(dir).join(name);
-        if p.is_file() {
-            return Some(p.to_string_lossy().into_owned());
-        }
-    }
-    None
+        let meta = std::fs::metadata(&p).ok()?;
+        (meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+            .then(|| p.to_string_lossy().into_owned())
+    })
 }
 
 #[cfg(test)]

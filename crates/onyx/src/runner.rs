@@ -424,7 +424,7 @@ impl Dispatch {
 
 /// The pod's private root is not needed once it ended; its logs and result stay.
 fn clean_pod_dir(dir: &std::path::Path) {
-    for d in ["ovl", "root", "scratch-dirs"] {
+    for d in ["ovl", "upper", "work-ovl", "root", "scratch-dirs"] {
         let _ = std::fs::remove_dir_all(dir.join(d));
     }
 }
