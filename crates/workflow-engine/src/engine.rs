@@ -32,7 +32,7 @@ pub struct TemplateStore {
 }
 
 /// Facts about the place the workflow runs, for scheduling decisions the engine makes.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct EngineConfig {
     /// Labels of the node steps run on; a `nodeSelector` that does not match leaves the pod
     /// Pending, as Kubernetes would.
@@ -76,8 +76,9 @@ pub enum Action {
     },
 }
 
-/// What happened outside the engine.
-#[derive(Debug, Clone)]
+/// What happened outside the engine. Events are data (serde): a durable shell logs each one
+/// before handling it, and replaying the log through a new engine rebuilds the same state.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum Event {
     /// A pod's main process started.
     PodRunning {
@@ -115,7 +116,7 @@ pub enum Event {
     Tick,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct PodResult {
     pub node_id: String,
     pub exit_code: Option<i32>,

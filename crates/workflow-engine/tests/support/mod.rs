@@ -22,6 +22,8 @@ pub struct Sim {
     attempts: HashMap<String, u32>,
     pub max_running: usize,
     pub resume_after: Option<Duration>,
+    /// Every event handled, with its time, as a durable shell would log them.
+    pub log: Vec<(Time, Event)>,
 }
 
 pub fn t0() -> Time {
@@ -66,6 +68,15 @@ pub fn load(yaml: &str) -> (workflow_model::WorkflowObject, Arc<TemplateStore>) 
     (wf.expect("a Workflow"), Arc::new(store))
 }
 
+fn test_config() -> EngineConfig {
+    let mut labels = BTreeMap::new();
+    labels.insert("kubernetes.io/arch".to_string(), "amd64".to_string());
+    EngineConfig {
+        node_labels: labels,
+        node_name: "node-1".into(),
+    }
+}
+
 impl Sim {
     pub fn new(yaml: &str, params: &[(&str, &str)]) -> Result<Sim, workflow_engine::EngineError> {
         let (wf, store) = load(yaml);
@@ -73,20 +84,7 @@ impl Sim {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let mut labels = BTreeMap::new();
-        labels.insert("kubernetes.io/arch".to_string(), "amd64".to_string());
-        let engine = Engine::new(
-            &wf,
-            "wf",
-            "uid-1",
-            &params,
-            store,
-            EngineConfig {
-                node_labels: labels,
-                node_name: "node-1".into(),
-            },
-            t0(),
-        )?;
+        let engine = Engine::new(&wf, "wf", "uid-1", &params, store, test_config(), t0())?;
         Ok(Sim {
             engine,
             now: t0(),
@@ -96,7 +94,23 @@ impl Sim {
             attempts: HashMap::new(),
             max_running: 0,
             resume_after: None,
+            log: Vec::new(),
         })
+    }
+
+    /// The node facts every test engine runs with.
+    pub fn config(&self) -> EngineConfig {
+        test_config()
+    }
+
+    /// Handle an event and log it (through serde, as the server stores it).
+    pub fn handle(&mut self, ev: Event, now: Time) -> Vec<Action> {
+        let text = serde_json::to_string(&ev).expect("events serialize");
+        self.log.push((
+            now,
+            serde_json::from_str(&text).expect("events deserialize"),
+        ));
+        self.engine.handle(ev, now)
     }
 
     fn apply(&mut self, actions: Vec<Action>) {
@@ -108,7 +122,7 @@ impl Sim {
                         self.simulate(&req.node_id, &req.template, &req.output_artifacts);
                     self.running.push((self.now + delay, result));
                     self.max_running = self.max_running.max(self.running.len());
-                    let acts = self.engine.handle(
+                    let acts = self.handle(
                         Event::PodRunning {
                             node_id: req.node_id.clone(),
                         },
@@ -128,7 +142,7 @@ impl Sim {
                         headers: BTreeMap::new(),
                         error: None,
                     };
-                    let acts = self.engine.handle(ev, self.now);
+                    let acts = self.handle(ev, self.now);
                     self.apply(acts);
                 }
                 Action::Resource { node_id, .. } => {
@@ -138,7 +152,7 @@ impl Sim {
                         message: String::new(),
                         outputs: Vec::new(),
                     };
-                    let acts = self.engine.handle(ev, self.now);
+                    let acts = self.handle(ev, self.now);
                     self.apply(acts);
                 }
             }
@@ -259,7 +273,7 @@ impl Sim {
             }
             if resume_at.is_some_and(|r| r <= self.now) {
                 suspended_since = None;
-                let acts = self.engine.handle(
+                let acts = self.handle(
                     Event::Resume {
                         node: None,
                         supplied: BTreeMap::new(),
@@ -271,10 +285,10 @@ impl Sim {
             }
             if let Some(pos) = self.running.iter().position(|(t, _)| *t <= self.now) {
                 let (_, r) = self.running.remove(pos);
-                let acts = self.engine.handle(Event::PodDone(r), self.now);
+                let acts = self.handle(Event::PodDone(r), self.now);
                 self.apply(acts);
             } else {
-                let acts = self.engine.handle(Event::Tick, self.now);
+                let acts = self.handle(Event::Tick, self.now);
                 self.apply(acts);
             }
         }
