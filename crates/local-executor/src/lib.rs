@@ -14,6 +14,7 @@
 
 pub mod artifacts;
 pub mod direct;
+pub mod durable;
 pub mod images;
 mod pod;
 

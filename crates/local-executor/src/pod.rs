@@ -438,6 +438,16 @@ pub struct RunningPod {
 
 /// Start `exe exec-pod DIR` in its own process group.
 pub fn launch(exe: &Path, dir: &Path, spec: &PodSpec) -> Result<RunningPod, ExecError> {
+    let child = wrapper_command(exe, dir, spec)?.spawn()?;
+    Ok(RunningPod {
+        child,
+        dir: dir.to_path_buf(),
+    })
+}
+
+/// Write `pod.json` and build the command that runs the pod's wrapper, in a process group of
+/// its own (so a signal to the controller does not reach the pod, and the pod outlives it).
+pub fn wrapper_command(exe: &Path, dir: &Path, spec: &PodSpec) -> Result<Command, ExecError> {
     use std::os::unix::process::CommandExt;
     let text = serde_json::to_vec(spec).map_err(|e| ExecError::Setup {
         pod: spec.pod_name.clone(),
@@ -445,18 +455,14 @@ pub fn launch(exe: &Path, dir: &Path, spec: &PodSpec) -> Result<RunningPod, Exec
     })?;
     fs::write(dir.join("pod.json"), text)?;
     let log = fs::File::create(dir.join("wrapper.log"))?;
-    let child = Command::new(exe)
-        .arg("exec-pod")
+    let mut cmd = Command::new(exe);
+    cmd.arg("exec-pod")
         .arg(dir)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
-        .process_group(0)
-        .spawn()?;
-    Ok(RunningPod {
-        child,
-        dir: dir.to_path_buf(),
-    })
+        .process_group(0);
+    Ok(cmd)
 }
 
 /// Kill every process of a pod (its process group).
@@ -476,6 +482,11 @@ pub fn read_outcome(dir: &Path) -> Option<PodOutcome> {
 
 /// Run a prepared pod to completion and write `result.json`. Returns the main exit code.
 pub fn run_pod(dir: &Path) -> Result<i32, ExecError> {
+    // Held until this process ends; `None`: the pod already ran (a controller that crashed
+    // while starting it started it again).
+    let Some(_claim) = crate::durable::claim(dir)? else {
+        return Ok(read_outcome(dir).and_then(|o| o.exit_code).unwrap_or(0));
+    };
     let spec: PodSpec =
         serde_json::from_slice(&fs::read(dir.join("pod.json"))?).map_err(|e| ExecError::Setup {
             pod: dir.display().to_string(),

@@ -313,7 +313,11 @@ impl Dispatch {
                     };
                     let node_id = req.node_id.clone();
                     let dir = self.layout.pod_dir(&req.pod_name);
-                    let _ = std::fs::remove_file(dir.join("result.json"));
+                    // A workflow of the same name may have run in this home before: its pods'
+                    // results and claims are not this run's.
+                    for f in ["result.json", "started", "lock"] {
+                        let _ = std::fs::remove_file(dir.join(f));
+                    }
                     let spec = match local_executor::prepare_pod(&self.layout, &input) {
                         Ok(spec) => spec,
                         Err(e) => {
