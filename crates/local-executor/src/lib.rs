@@ -12,6 +12,7 @@
 //! tell a finished pod from a running one; killing the process group ends every process of the
 //! pod.
 
+pub mod actions;
 pub mod artifacts;
 pub mod direct;
 pub mod durable;

@@ -11,8 +11,8 @@ use chrono::Utc;
 use local_executor::{Layout, PodInput};
 use rand::Rng;
 use serde_json::Value;
-use workflow_engine::{Action, Engine, EngineConfig, Event, Phase, PodResult, TemplateStore, Time};
-use workflow_model::{Artifact, LocalArtifact, Template, WorkflowObject};
+use workflow_engine::{Action, Engine, Event, Phase, PodResult, TemplateStore, Time};
+use workflow_model::{Template, WorkflowObject};
 
 use crate::resource::{ObjectStore, Spawner};
 
@@ -93,31 +93,6 @@ fn now() -> Time {
     Utc::now()
 }
 
-fn local_config() -> EngineConfig {
-    let mut labels = BTreeMap::new();
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    };
-    let host = std::fs::read_to_string("/etc/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into());
-    for (k, v) in [
-        ("kubernetes.io/arch", arch),
-        ("beta.kubernetes.io/arch", arch),
-        ("kubernetes.io/os", "linux"),
-        ("beta.kubernetes.io/os", "linux"),
-        ("kubernetes.io/hostname", host.as_str()),
-    ] {
-        labels.insert(k.to_string(), v.to_string());
-    }
-    EngineConfig {
-        node_labels: labels,
-        node_name: host,
-    }
-}
-
 /// Run one workflow to its end.
 pub fn run(
     wf: &WorkflowObject,
@@ -145,7 +120,7 @@ pub fn run(
         &uid,
         &opts.params,
         Arc::new(store),
-        local_config(),
+        local_executor::actions::node_config(),
         now(),
     )
     .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -339,11 +314,13 @@ impl Dispatch {
                                 std::thread::spawn(move || {
                                     let outcome = local_executor::direct::finish(pod, &dir);
                                     clean_pod_dir(&dir);
-                                    let _ = tx.send(Event::PodDone(pod_result(
-                                        node_id,
-                                        Some(outcome),
-                                        &outputs,
-                                    )));
+                                    let _ = tx.send(Event::PodDone(
+                                        local_executor::actions::pod_result(
+                                            node_id,
+                                            Some(outcome),
+                                            &outputs,
+                                        ),
+                                    ));
                                 });
                                 continue;
                             }
@@ -375,8 +352,9 @@ impl Dispatch {
                                 let _ = running.child.wait();
                                 clean_pod_dir(&running.dir);
                                 let outcome = local_executor::read_outcome(&running.dir);
-                                let _ =
-                                    tx.send(Event::PodDone(pod_result(node_id, outcome, &outputs)));
+                                let _ = tx.send(Event::PodDone(
+                                    local_executor::actions::pod_result(node_id, outcome, &outputs),
+                                ));
                             });
                         }
                     }
@@ -389,7 +367,7 @@ impl Dispatch {
                 Action::Http { node_id, template } => {
                     let tx = self.tx.clone();
                     std::thread::spawn(move || {
-                        let _ = tx.send(http_call(node_id, &template));
+                        let _ = tx.send(local_executor::actions::http_call(node_id, &template));
                     });
                 }
                 Action::Resource {
@@ -433,40 +411,6 @@ fn clean_pod_dir(dir: &std::path::Path) {
     }
 }
 
-/// The engine's view of what a pod left (`None`: it left nothing, it was killed).
-fn pod_result(
-    node_id: String,
-    outcome: Option<local_executor::PodOutcome>,
-    outputs: &[Artifact],
-) -> PodResult {
-    match outcome {
-        Some(o) => PodResult {
-            node_id,
-            exit_code: o.exit_code,
-            stdout: o.stdout,
-            parameters: o.parameters,
-            artifacts: o
-                .artifacts
-                .iter()
-                .filter_map(|(name, key)| {
-                    let mut a: Artifact = outputs.iter().find(|x| &x.name == name)?.clone();
-                    a.local = Some(LocalArtifact { key: key.clone() });
-                    a.path = None;
-                    Some(a)
-                })
-                .collect(),
-            message: o.message,
-            deadline_exceeded: false,
-        },
-        None => PodResult {
-            node_id,
-            exit_code: None,
-            message: Some("pod was killed".into()),
-            ..Default::default()
-        },
-    }
-}
-
 /// Run a Workflow created by a resource template, in the background.
 fn spawn_child(shared: &Arc<Shared>, opts: &RunOptions, obj: Value) -> Result<String, String> {
     let text = serde_json::to_string(&obj).map_err(|e| e.to_string())?;
@@ -499,58 +443,4 @@ fn spawn_child(shared: &Arc<Shared>, opts: &RunOptions, obj: Value) -> Result<St
         }
     });
     Ok(name)
-}
-
-fn http_call(node_id: String, t: &Template) -> Event {
-    let h = t.http.clone().unwrap_or_default();
-    let method = h.method.clone().unwrap_or_else(|| "GET".into());
-    let timeout = Duration::from_secs(h.timeout_seconds.unwrap_or(30).max(1) as u64);
-    let agent = ureq::AgentBuilder::new().timeout(timeout).build();
-    let mut req = agent.request(&method, &h.url);
-    for hd in &h.headers {
-        if let Some(v) = &hd.value {
-            req = req.set(&hd.name, v);
-        }
-    }
-    let resp = match &h.body {
-        Some(b) => req.send_string(b),
-        None => req.call(),
-    };
-    let resp = match resp {
-        Ok(r) => r,
-        Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => {
-            return Event::HttpDone {
-                node_id,
-                status: 0,
-                body: String::new(),
-                headers: BTreeMap::new(),
-                error: Some(format!("{method} {}: {e}", h.url)),
-            };
-        }
-    };
-    let status = resp.status();
-    let mut headers = BTreeMap::new();
-    for name in resp.headers_names() {
-        let values: Vec<String> = resp.all(&name).iter().map(|s| s.to_string()).collect();
-        let canonical = name
-            .split('-')
-            .map(|p| {
-                let mut c = p.chars();
-                c.next()
-                    .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
-                    .unwrap_or_default()
-            })
-            .collect::<Vec<_>>()
-            .join("-");
-        headers.insert(canonical, values);
-    }
-    let body = resp.into_string().unwrap_or_default();
-    Event::HttpDone {
-        node_id,
-        status,
-        body,
-        headers,
-        error: None,
-    }
 }
