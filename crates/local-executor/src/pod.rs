@@ -511,7 +511,7 @@ pub fn run_pod(dir: &Path) -> Result<i32, ExecError> {
 /// pod's directory, with `/proc`, `/dev`, `/sys` and ONYX's home bound in, then chroot into it.
 /// Pods can write anywhere (`/tmp`, `/mnt/out`, `/output`) without seeing each other or
 /// changing the host. Needs root; without it, pods share the host's paths.
-fn isolate(spec: &PodSpec, dir: &Path) -> Result<bool, String> {
+fn isolate(spec: &PodSpec, dir: &Path, volumes: &[Mount]) -> Result<bool, String> {
     use nix::mount::{mount, MsFlags};
     use nix::sched::{unshare, CloneFlags};
     if !nix::unistd::Uid::effective().is_root() || std::env::var_os("ONYX_NO_SANDBOX").is_some() {
@@ -631,28 +631,23 @@ fn isolate(spec: &PodSpec, dir: &Path) -> Result<bool, String> {
         None::<&str>,
     )
     .map_err(|e| format!("bind {}: {e}", spec.home.display()))?;
-    nix::unistd::chroot(&root).map_err(|e| format!("chroot: {e}"))?;
-    std::env::set_current_dir("/").map_err(|e| format!("chdir: {e}"))?;
-    Ok(true)
-}
-
-fn bind_mounts(mounts: &[Mount], isolated: bool) -> Result<(), String> {
-    use nix::mount::{mount, MsFlags};
-    if !isolated {
-        return Ok(());
-    }
-    for m in mounts {
-        fs::create_dir_all(&m.target).map_err(|e| format!("{}: {e}", m.target))?;
+    // Volumes, bound while the host's paths are still in view (a hostPath may sit under the
+    // host's /tmp, which the pod's root hides).
+    for m in volumes {
+        let target = root.join(m.target.trim_start_matches('/'));
+        fs::create_dir_all(&target).map_err(|e| format!("{}: {e}", m.target))?;
         mount(
-            Some(&m.source),
-            m.target.as_str(),
+            Some(m.source.as_path()),
+            &target,
             None::<&str>,
             MsFlags::MS_BIND,
             None::<&str>,
         )
         .map_err(|e| format!("mount {}: {e}", m.target))?;
     }
-    Ok(())
+    nix::unistd::chroot(&root).map_err(|e| format!("chroot: {e}"))?;
+    std::env::set_current_dir("/").map_err(|e| format!("chdir: {e}"))?;
+    Ok(true)
 }
 
 /// Where ONYX's home is seen inside a pod's private root.
@@ -723,18 +718,6 @@ fn rebase_spec(spec: &mut PodSpec, new_home: &Path) {
 }
 
 fn execute(spec: &PodSpec, dir: &mut PathBuf) -> Result<PodOutcome, String> {
-    let isolated = isolate(spec, dir)?;
-    let mut spec = spec.clone();
-    if isolated {
-        let new_home = PathBuf::from(IN_ROOT_HOME);
-        *dir = rebase(dir, &spec.home, &new_home);
-        rebase_spec(&mut spec, &new_home);
-    }
-    let spec = &spec;
-    let dir: &Path = dir;
-    let repo = spec.home.join("artifacts");
-    let scratch = dir.join("scratch");
-    fs::create_dir_all(&scratch).map_err(|e| e.to_string())?;
     // Volume mounts of every container are visible to the whole pod (one mount namespace).
     let mut all_mounts: Vec<Mount> = Vec::new();
     for c in spec
@@ -749,7 +732,18 @@ fn execute(spec: &PodSpec, dir: &mut PathBuf) -> Result<PodOutcome, String> {
             }
         }
     }
-    bind_mounts(&all_mounts, isolated)?;
+    let isolated = isolate(spec, dir, &all_mounts)?;
+    let mut spec = spec.clone();
+    if isolated {
+        let new_home = PathBuf::from(IN_ROOT_HOME);
+        *dir = rebase(dir, &spec.home, &new_home);
+        rebase_spec(&mut spec, &new_home);
+    }
+    let spec = &spec;
+    let dir: &Path = dir;
+    let repo = spec.home.join("artifacts");
+    let scratch = dir.join("scratch");
+    fs::create_dir_all(&scratch).map_err(|e| e.to_string())?;
     // Inputs.
     stage_inputs(spec, &scratch, |p| PathBuf::from(p))?;
     let log_path = dir.join("main.log");

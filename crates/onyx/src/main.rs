@@ -1,5 +1,6 @@
 //! `onyx`: the ONYX command line.
 
+mod client;
 mod conformance;
 mod inputs;
 mod render;
@@ -31,6 +32,8 @@ struct Cli {
     /// Where ONYX keeps its state, pod directories and artifacts.
     #[arg(long, global = true, env = "ONYX_HOME", default_value = ".onyx")]
     home: PathBuf,
+    #[command(flatten)]
+    client: client::ClientOpts,
     #[command(subcommand)]
     command: Command,
 }
@@ -81,6 +84,18 @@ enum Command {
         #[arg(long)]
         report: Option<PathBuf>,
     },
+    /// Serve Argo Server's API on port 2746, running workflows on this machine with their state
+    /// in SQLite under --home.
+    Server {
+        /// Address to listen on (default 127.0.0.1:2746; other addresses need authentication).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Configuration file (TOML): policies per namespace, parallelism, authentication.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    #[command(flatten)]
+    Client(client::ClientCommand),
     /// Run a prepared pod (used by ONYX itself, like Argo's argoexec).
     #[command(hide = true)]
     ExecPod { dir: PathBuf },
@@ -98,6 +113,8 @@ fn main() -> ExitCode {
             }
         },
         Command::Lint { files } => lint(&files),
+        Command::Server { listen, config } => serve(&home, listen, config),
+        Command::Client(c) => client::run(&cli.client, c),
         Command::Run {
             files,
             parameters,
@@ -132,6 +149,59 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+fn serve(
+    home: &std::path::Path,
+    listen: Option<std::net::SocketAddr>,
+    config: Option<PathBuf>,
+) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let mut cfg = match &config {
+        Some(path) => match server::ServerConfig::load(path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("onyx server: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => server::ServerConfig::default(),
+    };
+    // --home (or ONYX_HOME) wins over the file unless the file names one.
+    if config.is_none() || cfg.home == std::path::Path::new(".onyx") {
+        cfg.home = home.to_path_buf();
+    }
+    if let Some(l) = listen {
+        cfg.listen = l;
+    }
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("onyx server: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let home_shown = cfg.home.display().to_string();
+    let result = rt.block_on(server::serve(cfg, |addr| {
+        eprintln!("onyx server listening on http://{addr} (state in {home_shown})");
+    }));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("onyx server: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// YAML for printing.
+pub fn to_yaml(v: &serde_json::Value) -> String {
+    serde_yaml_ng::to_string(v).unwrap_or_default()
 }
 
 fn absolute(p: &std::path::Path) -> PathBuf {

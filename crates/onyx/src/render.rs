@@ -20,7 +20,7 @@ fn icon(phase: &str) -> &'static str {
     }
 }
 
-fn duration(n: &Value) -> String {
+pub fn duration(n: &Value) -> String {
     let start = n
         .get("startedAt")
         .and_then(Value::as_str)

@@ -136,6 +136,11 @@ enum Write {
     DeleteWorkflow {
         uid: String,
     },
+    ResetWorkflow {
+        uid: String,
+        manifest: String,
+        status: String,
+    },
     DeleteArchived {
         uid: String,
     },
@@ -227,6 +232,21 @@ impl Store {
     pub async fn delete_workflow(&self, uid: &str) -> Result<(), StoreError> {
         self.write(Write::DeleteWorkflow {
             uid: uid.to_string(),
+        })
+        .await
+    }
+
+    /// Start a workflow's log over (a retry): no events, not finished, a new manifest.
+    pub async fn reset_workflow(
+        &self,
+        uid: &str,
+        manifest: String,
+        status: String,
+    ) -> Result<(), StoreError> {
+        self.write(Write::ResetWorkflow {
+            uid: uid.to_string(),
+            manifest,
+            status,
         })
         .await
     }
@@ -594,6 +614,25 @@ async fn apply(tx: &mut SqliteConnection, w: &Write) -> Result<(), StoreError> {
                 .execute(&mut *tx)
                 .await?;
             sqlx::query("DELETE FROM events WHERE uid = ?")
+                .bind(uid)
+                .execute(&mut *tx)
+                .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound(format!("workflow {uid} not found")));
+            }
+        }
+        Write::ResetWorkflow {
+            uid,
+            manifest,
+            status,
+        } => {
+            sqlx::query("DELETE FROM events WHERE uid = ?")
+                .bind(uid)
+                .execute(&mut *tx)
+                .await?;
+            let done = sqlx::query("UPDATE workflows SET phase = 'Running', finished_ns = NULL, manifest = ?, status = ? WHERE uid = ?")
+                .bind(manifest)
+                .bind(status)
                 .bind(uid)
                 .execute(&mut *tx)
                 .await?;

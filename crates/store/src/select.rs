@@ -110,6 +110,20 @@ impl std::str::FromStr for Selector {
     }
 }
 
+impl Selector {
+    /// Whether labels (looked up by key) satisfy every requirement.
+    pub fn matches(&self, label: impl Fn(&str) -> Option<String>) -> bool {
+        self.0.iter().all(|r| match r {
+            LabelReq::Eq(k, v) => label(k).as_deref() == Some(v.as_str()),
+            LabelReq::NotEq(k, v) => label(k).as_deref() != Some(v.as_str()),
+            LabelReq::Exists(k) => label(k).is_some(),
+            LabelReq::NotExists(k) => label(k).is_none(),
+            LabelReq::In(k, vs) => label(k).is_some_and(|x| vs.contains(&x)),
+            LabelReq::NotIn(k, vs) => !label(k).is_some_and(|x| vs.contains(&x)),
+        })
+    }
+}
+
 /// Add one `AND EXISTS (...)` / `AND NOT EXISTS (...)` per requirement; the outer table is `t`.
 pub(crate) fn push_label_filters(b: &mut QueryBuilder<Sqlite>, table: &str, s: &Selector) {
     for req in &s.0 {

@@ -1,0 +1,115 @@
+//! A real `onyx server` process for tests, and a small HTTP client for its API.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub fn temp_home(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("onyx-server")
+        .join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+    pub home: PathBuf,
+}
+
+impl Server {
+    /// Start `onyx server` on a free port with its state in `home/state`.
+    pub fn start(home: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_onyx"))
+            .args(["server", "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .env("ONYX_HOME", home.join("state"))
+            .env(
+                "PATH",
+                format!("{}:/usr/games", std::env::var("PATH").unwrap_or_default()),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("onyx server starts");
+        let stderr = child.stderr.take().expect("stderr");
+        let mut lines = BufReader::new(stderr).lines();
+        let mut base = None;
+        for line in lines.by_ref() {
+            let line = line.expect("a line");
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                base = Some(rest.split_whitespace().next().unwrap().to_string());
+                break;
+            }
+            eprintln!("server: {line}");
+        }
+        let base = base.expect("the server says where it listens");
+        // Keep draining its log so it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Server {
+            child,
+            base,
+            home: home.to_path_buf(),
+        }
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill(); // SIGKILL
+        let _ = self.child.wait();
+    }
+
+    pub fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let req = ureq::request(method, &format!("{}{path}", self.base));
+        let res = match body {
+            Some(b) => req
+                .set("Content-Type", "application/json")
+                .send_string(&b.to_string()),
+            None => req.call(),
+        };
+        let (code, text) = match res {
+            Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
+            Err(ureq::Error::Status(c, r)) => (c, r.into_string().unwrap_or_default()),
+            Err(e) => panic!("{method} {path}: {e}"),
+        };
+        let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (code, v)
+    }
+
+    /// Poll a workflow until it ends.
+    pub fn wait(&self, ns: &str, name: &str, limit: Duration) -> Value {
+        let t0 = Instant::now();
+        loop {
+            let (code, wf) = self.call("GET", &format!("/api/v1/workflows/{ns}/{name}"), None);
+            assert_eq!(code, 200, "{wf}");
+            if matches!(
+                wf["status"]["phase"].as_str(),
+                Some("Succeeded" | "Failed" | "Error")
+            ) {
+                return wf;
+            }
+            assert!(t0.elapsed() < limit, "{name} did not end: {wf}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn node<'a>(wf: &'a Value, display: &str) -> &'a Value {
+    wf["status"]["nodes"]
+        .as_object()
+        .and_then(|m| m.values().find(|n| n["displayName"] == display))
+        .unwrap_or(&Value::Null)
+}

@@ -1,0 +1,186 @@
+//! The server's configuration file (TOML) and the per-namespace policies it sets.
+//!
+//! ```toml
+//! listen = "127.0.0.1:2746"
+//! parallelism = 16                 # pods running at once, all namespaces (0: no limit)
+//! auth_token_file = "/etc/onyx/token"
+//! max_body_bytes = 8388608
+//!
+//! [policy]                         # every namespace, unless it has its own
+//! required_parameters = ["ticket_id"]
+//!
+//! [namespaces.sandbox]
+//! parallelism = 4
+//! required_parameters = []
+//! ```
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// Parameters every workflow must carry in `spec.arguments.parameters`, with a value.
+    #[serde(default = "default_required")]
+    pub required_parameters: Vec<String>,
+    /// Pods of this namespace running at once (0: no limit of its own).
+    #[serde(default)]
+    pub parallelism: usize,
+}
+
+fn default_required() -> Vec<String> {
+    vec!["ticket_id".into()]
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            required_parameters: default_required(),
+            parallelism: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// State (SQLite), pods and artifacts live here.
+    #[serde(default = "default_home")]
+    pub home: PathBuf,
+    /// Pods running at once across all namespaces (0: no limit).
+    #[serde(default = "default_parallelism")]
+    pub parallelism: usize,
+    /// A file holding the bearer token every API request must carry.
+    #[serde(default)]
+    pub auth_token_file: Option<PathBuf>,
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    #[serde(default)]
+    pub policy: Policy,
+    #[serde(default)]
+    pub namespaces: BTreeMap<String, Policy>,
+    /// The `onyx` executable that runs pods (`onyx exec-pod`); the running one by default.
+    #[serde(skip)]
+    pub exe: PathBuf,
+}
+
+fn default_listen() -> SocketAddr {
+    "127.0.0.1:2746".parse().expect("a valid address")
+}
+fn default_home() -> PathBuf {
+    PathBuf::from(".onyx")
+}
+fn default_parallelism() -> usize {
+    std::thread::available_parallelism().map_or(4, |n| n.get() * 4)
+}
+fn default_max_body() -> usize {
+    8 << 20
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: default_listen(),
+            home: default_home(),
+            parallelism: default_parallelism(),
+            auth_token_file: None,
+            max_body_bytes: default_max_body(),
+            policy: Policy::default(),
+            namespaces: BTreeMap::new(),
+            exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("onyx")),
+        }
+    }
+}
+
+impl ServerConfig {
+    pub fn load(path: &Path) -> Result<ServerConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Parse {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let mut c: ServerConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        c.exe = ServerConfig::default().exe;
+        Ok(c)
+    }
+
+    pub fn policy(&self, namespace: &str) -> &Policy {
+        self.namespaces.get(namespace).unwrap_or(&self.policy)
+    }
+
+    /// The bearer token, if authentication is configured.
+    pub fn token(&self) -> Result<Option<String>, ConfigError> {
+        let Some(f) = &self.auth_token_file else {
+            return Ok(None);
+        };
+        let t = std::fs::read_to_string(f)
+            .map_err(|e| ConfigError::Invalid(format!("auth_token_file {}: {e}", f.display())))?;
+        let t = t.trim().to_string();
+        if t.len() < 16 {
+            return Err(ConfigError::Invalid(format!(
+                "auth_token_file {}: the token must be at least 16 characters",
+                f.display()
+            )));
+        }
+        Ok(Some(t))
+    }
+
+    /// Safe by default: no listening beyond this machine without authentication.
+    pub fn check(&self) -> Result<Option<String>, ConfigError> {
+        let token = self.token()?;
+        if !self.listen.ip().is_loopback() && token.is_none() {
+            return Err(ConfigError::Invalid(format!(
+                "refusing to listen on {}: it is not a loopback address and no authentication is configured; set auth_token_file in the config file (a file holding a bearer token) or listen on 127.0.0.1",
+                self.listen
+            )));
+        }
+        Ok(token)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policies_default_to_ticket_id_and_namespaces_override() {
+        let c: ServerConfig = toml::from_str(
+            "parallelism = 3\n[namespaces.sandbox]\nrequired_parameters = []\nparallelism = 1\n",
+        )
+        .unwrap();
+        assert_eq!(c.policy("team-a").required_parameters, vec!["ticket_id"]);
+        assert!(c.policy("sandbox").required_parameters.is_empty());
+        assert_eq!(c.parallelism, 3);
+        let bad = toml::from_str::<ServerConfig>("listen = \"0.0.0.0:2746\"\nbogus = 1\n");
+        assert!(bad
+            .unwrap_err()
+            .to_string()
+            .contains("unknown field `bogus`"));
+    }
+
+    #[test]
+    fn a_public_address_needs_a_token() {
+        let c = ServerConfig {
+            listen: "0.0.0.0:2746".parse().unwrap(),
+            ..Default::default()
+        };
+        let e = c.check().unwrap_err().to_string();
+        assert!(e.contains("refusing to listen on 0.0.0.0:2746"), "{e}");
+        assert!(ServerConfig::default().check().unwrap().is_none());
+    }
+}

@@ -1,0 +1,748 @@
+//! The controller: one task per running workflow drives its engine. Every event is committed
+//! to the workflow's log before the engine handles it, and the engine's actions (starting
+//! pods) happen only after that commit; after a crash, replaying the log through a new engine
+//! rebuilds the same state and the same outstanding actions, which the idempotent pod runner
+//! then re-adopts (see ARCHITECTURE.md, "Crash recovery").
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use store::{ArchivedRow, EventRow, NewWorkflow, Store, WorkflowRow};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use workflow_engine::{Action, Engine, EngineConfig, Event, PodRequest, TemplateStore, Time};
+use workflow_model::WorkflowObject;
+
+use crate::error::ApiError;
+use crate::pods::Pods;
+
+/// One entry of a workflow's event log.
+#[derive(Debug, Serialize, Deserialize)]
+enum Logged {
+    Start,
+    Event(Event),
+}
+
+/// What a workflow was built from, besides its manifest: stored with it, so that a replay
+/// builds the same engine even if templates changed since.
+#[derive(Debug, Serialize, Deserialize, Default)]
+pub struct BuildContext {
+    pub workflow_templates: Vec<Value>,
+    pub cluster_workflow_templates: Vec<Value>,
+    pub config: EngineConfig,
+}
+
+enum Cmd {
+    Event(Event, Option<oneshot::Sender<Value>>),
+    Snapshot(oneshot::Sender<Value>),
+    /// Kill its pods and end the task (the workflow is being deleted).
+    Stop(oneshot::Sender<()>),
+}
+
+/// A change to a workflow, for watchers.
+#[derive(Debug, Clone)]
+pub struct WatchEvent {
+    pub kind: &'static str,
+    pub namespace: String,
+    pub name: String,
+    pub object: Arc<Value>,
+}
+
+pub struct Controller {
+    pub store: Store,
+    pods: Arc<Pods>,
+    live: Mutex<HashMap<String, mpsc::UnboundedSender<Cmd>>>,
+    watch: broadcast::Sender<WatchEvent>,
+}
+
+pub fn now() -> Time {
+    Utc::now()
+}
+
+fn nanos(t: Time) -> i64 {
+    t.timestamp_nanos_opt().unwrap_or(i64::MAX)
+}
+
+fn from_nanos(n: i64) -> Time {
+    Utc.timestamp_nanos(n)
+}
+
+/// Parse a stored or submitted object (JSON) the way files are read.
+pub fn load_object(what: &str, v: &Value) -> Result<workflow_model::Loaded, ApiError> {
+    let text = serde_json::to_string(v).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let (mut objs, diags) = workflow_model::load_str(what, &text);
+    let errors: Vec<String> = diags
+        .iter()
+        .filter(|d| d.severity == workflow_model::Severity::Error)
+        .map(|d| {
+            if d.path.is_empty() {
+                d.message.clone()
+            } else {
+                format!("{}: {}", d.path, d.message)
+            }
+        })
+        .collect();
+    if !errors.is_empty() {
+        return Err(ApiError::InvalidArgument(errors.join("; ")));
+    }
+    if objs.is_empty() {
+        return Err(ApiError::InvalidArgument(format!("{what} is empty")));
+    }
+    Ok(objs.remove(0))
+}
+
+fn workflow_of(l: workflow_model::Loaded) -> Result<WorkflowObject, ApiError> {
+    match l.object {
+        workflow_model::Object::Workflow(w)
+        | workflow_model::Object::WorkflowTemplate(w)
+        | workflow_model::Object::ClusterWorkflowTemplate(w) => Ok(w),
+        _ => Err(ApiError::InvalidArgument(
+            "expected an argoproj.io/v1alpha1 Workflow".into(),
+        )),
+    }
+}
+
+fn template_store(ctx: &BuildContext) -> Result<TemplateStore, ApiError> {
+    let mut store = TemplateStore::default();
+    for v in &ctx.workflow_templates {
+        let w = workflow_of(load_object("stored WorkflowTemplate", v)?)?;
+        store.workflow_templates.insert(w.metadata.name.clone(), w);
+    }
+    for v in &ctx.cluster_workflow_templates {
+        let w = workflow_of(load_object("stored ClusterWorkflowTemplate", v)?)?;
+        store
+            .cluster_workflow_templates
+            .insert(w.metadata.name.clone(), w);
+    }
+    Ok(store)
+}
+
+/// A workflow accepted for running, not yet committed.
+pub struct Accepted {
+    pub row: NewWorkflow,
+    pub engine: Engine,
+}
+
+impl Controller {
+    pub fn new(store: Store, pods: Pods) -> Arc<Controller> {
+        let (watch, _) = broadcast::channel(4096);
+        Arc::new(Controller {
+            store,
+            pods: Arc::new(pods),
+            live: Mutex::new(HashMap::new()),
+            watch,
+        })
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<WatchEvent> {
+        self.watch.subscribe()
+    }
+
+    /// Build the engine for a new workflow (validating it), ready to commit.
+    pub fn accept(
+        &self,
+        wf: &WorkflowObject,
+        manifest: &Value,
+        namespace: &str,
+        name: &str,
+        ctx: BuildContext,
+    ) -> Result<Accepted, ApiError> {
+        let store = template_store(&ctx)?;
+        let uid = new_uid();
+        let created = now();
+        let engine = Engine::new(
+            wf,
+            name,
+            &uid,
+            &[],
+            Arc::new(store),
+            ctx.config.clone(),
+            created,
+        )
+        .map_err(|e| ApiError::InvalidArgument(e.to_string()))?;
+        let mut manifest = manifest.clone();
+        manifest["metadata"]["name"] = json!(name);
+        manifest["metadata"]["namespace"] = json!(namespace);
+        if let Some(m) = manifest["metadata"].as_object_mut() {
+            m.remove("generateName");
+        }
+        let labels = manifest["metadata"]["labels"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let status = engine.to_json();
+        Ok(Accepted {
+            row: NewWorkflow {
+                uid,
+                namespace: namespace.into(),
+                name: name.into(),
+                created_ns: nanos(created),
+                labels,
+                manifest: manifest.to_string(),
+                params: "[]".into(),
+                context: serde_json::to_string(&ctx).unwrap_or_default(),
+                status: status.to_string(),
+            },
+            engine,
+        })
+    }
+
+    /// Commit an accepted workflow, then start it. Returns the workflow as created.
+    pub async fn create(self: &Arc<Self>, a: Accepted) -> Result<Value, ApiError> {
+        let json = a.engine.to_json();
+        let uid = a.row.uid.clone();
+        let ns = a.row.namespace.clone();
+        let name = a.row.name.clone();
+        self.store.insert_workflow(a.row).await?;
+        self.spawn(uid, ns.clone(), name.clone(), a.engine, 0, Vec::new(), true);
+        let _ = self.watch.send(WatchEvent {
+            kind: "ADDED",
+            namespace: ns,
+            name,
+            object: Arc::new(json.clone()),
+        });
+        Ok(json)
+    }
+
+    /// After a restart: rebuild every unfinished workflow from its log and go on.
+    pub async fn recover(self: &Arc<Self>) -> Result<usize, ApiError> {
+        let rows = self.store.unfinished_workflows().await?;
+        let n = rows.len();
+        for row in rows {
+            let uid = row.uid.clone();
+            if let Err(e) = self.recover_one(row).await {
+                tracing::error!("workflow {uid} cannot be recovered: {e}");
+            }
+        }
+        Ok(n)
+    }
+
+    async fn recover_one(self: &Arc<Self>, row: WorkflowRow) -> Result<(), ApiError> {
+        let manifest: Value =
+            serde_json::from_str(&row.manifest).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let wf = workflow_of(load_object("stored Workflow", &manifest)?)?;
+        let ctx: BuildContext =
+            serde_json::from_str(&row.context).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let params: Vec<(String, String)> = serde_json::from_str(&row.params).unwrap_or_default();
+        let mut engine = Engine::new(
+            &wf,
+            &row.name,
+            &row.uid,
+            &params,
+            Arc::new(template_store(&ctx)?),
+            ctx.config.clone(),
+            from_nanos(row.created_ns),
+        )
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let log = self.store.events(&row.uid).await?;
+        let fresh = log.is_empty();
+        // Replay, keeping track of what the engine asked for and has not heard back about.
+        let mut pods: BTreeMap<String, PodRequest> = BTreeMap::new();
+        let mut killed: HashSet<String> = HashSet::new();
+        let mut other: BTreeMap<String, Action> = BTreeMap::new();
+        for e in &log {
+            let entry: Logged = serde_json::from_str(&e.body)
+                .map_err(|err| ApiError::Internal(format!("event {}: {err}", e.seq)))?;
+            let at = from_nanos(e.at_ns);
+            let actions = match entry {
+                Logged::Start => engine.start(at),
+                Logged::Event(ev) => {
+                    match &ev {
+                        Event::PodDone(r) => {
+                            pods.remove(&r.node_id);
+                        }
+                        Event::HttpDone { node_id, .. } | Event::ResourceDone { node_id, .. } => {
+                            other.remove(node_id);
+                        }
+                        _ => {}
+                    }
+                    engine.handle(ev, at)
+                }
+            };
+            for a in actions {
+                match a {
+                    Action::StartPod(r) => {
+                        pods.insert(r.node_id.clone(), *r);
+                    }
+                    Action::KillPod { node_id, .. } => {
+                        killed.insert(node_id);
+                    }
+                    Action::Http { ref node_id, .. } | Action::Resource { ref node_id, .. } => {
+                        other.insert(node_id.clone(), a.clone());
+                    }
+                }
+            }
+        }
+        engine.take_changed();
+        let mut pending: Vec<Action> = Vec::new();
+        for (node_id, r) in pods {
+            if killed.contains(&node_id) {
+                self.pods.kill(&r.pod_name);
+            }
+            pending.push(Action::StartPod(Box::new(r)));
+        }
+        pending.extend(other.into_values());
+        let seq = log.len() as i64;
+        self.spawn(
+            row.uid,
+            row.namespace,
+            row.name,
+            engine,
+            seq,
+            pending,
+            fresh,
+        );
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn spawn(
+        self: &Arc<Self>,
+        uid: String,
+        namespace: String,
+        name: String,
+        engine: Engine,
+        seq: i64,
+        pending: Vec<Action>,
+        fresh: bool,
+    ) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.live
+            .lock()
+            .expect("live map")
+            .insert(uid.clone(), tx.clone());
+        let run = Run {
+            ctl: self.clone(),
+            uid,
+            namespace,
+            name,
+            engine,
+            seq,
+            tx,
+            pods: HashMap::new(),
+            last_phase: String::new(),
+            dirty: true,
+            last_persist: Instant::now(),
+        };
+        tokio::spawn(run.drive(rx, pending, fresh));
+    }
+
+    fn handle(&self, uid: &str) -> Option<mpsc::UnboundedSender<Cmd>> {
+        self.live.lock().expect("live map").get(uid).cloned()
+    }
+
+    /// The workflow's current JSON: from its running engine, else as stored.
+    pub async fn current(&self, row: &WorkflowRow) -> Value {
+        if let Some(h) = self.handle(&row.uid) {
+            let (tx, rx) = oneshot::channel();
+            if h.send(Cmd::Snapshot(tx)).is_ok() {
+                if let Ok(v) = rx.await {
+                    return v;
+                }
+            }
+        }
+        serde_json::from_str(&row.status).unwrap_or(Value::Null)
+    }
+
+    /// Hand an event to a running workflow and return the workflow after it was handled.
+    pub async fn send(&self, row: &WorkflowRow, ev: Event) -> Result<Value, ApiError> {
+        let Some(h) = self.handle(&row.uid) else {
+            return Err(ApiError::FailedPrecondition(format!(
+                "workflow {} has completed (phase {})",
+                row.name, row.phase
+            )));
+        };
+        let (tx, rx) = oneshot::channel();
+        h.send(Cmd::Event(ev, Some(tx))).map_err(|_| {
+            ApiError::FailedPrecondition(format!("workflow {} has completed", row.name))
+        })?;
+        rx.await.map_err(|_| {
+            ApiError::FailedPrecondition(format!("workflow {} has completed", row.name))
+        })
+    }
+
+    /// Stop a workflow's task (killing its pods), remove it and its pods' directories.
+    pub async fn delete(&self, row: &WorkflowRow) -> Result<(), ApiError> {
+        if let Some(h) = self.handle(&row.uid) {
+            let (tx, rx) = oneshot::channel();
+            if h.send(Cmd::Stop(tx)).is_ok() {
+                let _ = rx.await;
+            }
+        }
+        let status: Value = serde_json::from_str(&row.status).unwrap_or(Value::Null);
+        self.store.delete_workflow(&row.uid).await?;
+        for pod in pod_names(&row.name, &status) {
+            self.pods.remove(&pod);
+        }
+        let _ = self.watch.send(WatchEvent {
+            kind: "DELETED",
+            namespace: row.namespace.clone(),
+            name: row.name.clone(),
+            object: Arc::new(status),
+        });
+        Ok(())
+    }
+
+    /// Argo's retry: run a Failed or Errored workflow again under the same name and uid, keeping
+    /// the results of its succeeded pods. Pods are idempotent by name, so a new engine over the
+    /// same workflow collects those results instead of running them again; the pods to re-run
+    /// (every pod that did not succeed, and with `restart_successful` the succeeded ones the
+    /// node selector picks) lose their directories first.
+    pub async fn retry(
+        self: &Arc<Self>,
+        row: &WorkflowRow,
+        restart_successful: bool,
+        selector: &str,
+        params: &[(String, String)],
+    ) -> Result<Value, ApiError> {
+        if self.handle(&row.uid).is_some() || !matches!(row.phase.as_str(), "Failed" | "Error") {
+            return Err(ApiError::FailedPrecondition(format!(
+                "workflow must be Failed/Error to retry (workflow {} is {})",
+                row.name, row.phase
+            )));
+        }
+        let matchers: Vec<(String, String)> = selector
+            .split(',')
+            .filter(|p| !p.trim().is_empty())
+            .map(|p| {
+                p.split_once('=')
+                    .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                    .ok_or_else(|| {
+                        ApiError::InvalidArgument(format!(
+                            "nodeFieldSelector: expected field=value, got {p:?}"
+                        ))
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        let status: Value = serde_json::from_str(&row.status).unwrap_or_default();
+        if let Some(nodes) = status.pointer("/status/nodes").and_then(Value::as_object) {
+            for n in nodes.values().filter(|n| n["type"] == "Pod") {
+                let selected = !matchers.is_empty()
+                    && matchers
+                        .iter()
+                        .all(|(k, v)| n[k.as_str()].as_str() == Some(v));
+                if n["phase"] != "Succeeded" || (restart_successful && selected) {
+                    let pod = workflow_engine::pod_name(
+                        &row.name,
+                        n["name"].as_str().unwrap_or_default(),
+                        n["templateName"].as_str().unwrap_or_default(),
+                    );
+                    self.pods.remove(&pod);
+                }
+            }
+        }
+        let mut manifest: Value =
+            serde_json::from_str(&row.manifest).map_err(|e| ApiError::Internal(e.to_string()))?;
+        crate::submit::apply_parameters(&mut manifest, params);
+        let wf = workflow_of(load_object("stored Workflow", &manifest)?)?;
+        let ctx: BuildContext =
+            serde_json::from_str(&row.context).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let engine = Engine::new(
+            &wf,
+            &row.name,
+            &row.uid,
+            &[],
+            Arc::new(template_store(&ctx)?),
+            ctx.config.clone(),
+            from_nanos(row.created_ns),
+        )
+        .map_err(|e| ApiError::InvalidArgument(e.to_string()))?;
+        let json = engine.to_json();
+        self.store
+            .reset_workflow(&row.uid, manifest.to_string(), json.to_string())
+            .await?;
+        self.spawn(
+            row.uid.clone(),
+            row.namespace.clone(),
+            row.name.clone(),
+            engine,
+            0,
+            Vec::new(),
+            true,
+        );
+        Ok(json)
+    }
+
+    pub fn pod_dir(&self, pod: &str) -> std::path::PathBuf {
+        self.pods.pod_dir(pod)
+    }
+}
+
+/// The pod names of a workflow's pod nodes, from its status.
+pub fn pod_names(workflow: &str, status: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(nodes) = status.pointer("/status/nodes").and_then(Value::as_object) {
+        for n in nodes.values() {
+            if n["type"] == "Pod" {
+                let name = n["name"].as_str().unwrap_or_default();
+                let tmpl = n["templateName"].as_str().unwrap_or_default();
+                out.push(workflow_engine::pod_name(workflow, name, tmpl));
+            }
+        }
+    }
+    out
+}
+
+pub fn new_uid() -> String {
+    format!(
+        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+        rand::random::<u32>(),
+        rand::random::<u16>(),
+        rand::random::<u16>() & 0xfff,
+        rand::random::<u16>() & 0xfff,
+        rand::random::<u64>() & 0xffff_ffff_ffff
+    )
+}
+
+/// One running workflow.
+struct Run {
+    ctl: Arc<Controller>,
+    uid: String,
+    namespace: String,
+    name: String,
+    engine: Engine,
+    seq: i64,
+    tx: mpsc::UnboundedSender<Cmd>,
+    /// node id → pod name, of pods started and not reported done.
+    pods: HashMap<String, String>,
+    last_phase: String,
+    dirty: bool,
+    last_persist: Instant,
+}
+
+/// Status snapshots of a busy workflow are written at most this often (its engine is always
+/// asked for reads, so readers never see them stale; only lists and watchers do).
+const PERSIST_EVERY: Duration = Duration::from_millis(500);
+
+impl Run {
+    async fn drive(
+        mut self,
+        mut rx: mpsc::UnboundedReceiver<Cmd>,
+        pending: Vec<Action>,
+        fresh: bool,
+    ) {
+        if fresh {
+            let at = now();
+            if self.log(vec![(at, Logged::Start)]).await.is_err() {
+                return self.abandon();
+            }
+            let actions = self.engine.start(at);
+            self.dispatch(actions);
+        }
+        self.dispatch(pending);
+        loop {
+            self.dirty |= !self.engine.take_changed().is_empty();
+            if self.engine.is_finished() {
+                self.finish().await;
+                return;
+            }
+            self.persist(false).await;
+            let wake = self.engine.next_wakeup();
+            let mut wait = wake
+                .map(|t| (t - now()).to_std().unwrap_or(Duration::ZERO))
+                .unwrap_or(Duration::from_secs(3600));
+            if self.dirty {
+                wait = wait.min(PERSIST_EVERY);
+            }
+            let first = tokio::select! {
+                c = rx.recv() => match c {
+                    Some(c) => Some(c),
+                    None => return,
+                },
+                _ = tokio::time::sleep(wait) => None,
+            };
+            let mut cmds: Vec<Cmd> = first.into_iter().collect();
+            while let Ok(c) = rx.try_recv() {
+                cmds.push(c);
+            }
+            let at = now();
+            let mut events: Vec<Event> = Vec::new();
+            let mut replies: Vec<oneshot::Sender<Value>> = Vec::new();
+            for c in cmds {
+                match c {
+                    Cmd::Event(ev, reply) => {
+                        events.push(ev);
+                        replies.extend(reply);
+                    }
+                    Cmd::Snapshot(reply) => replies.push(reply),
+                    Cmd::Stop(reply) => {
+                        for pod in self.pods.values() {
+                            self.ctl.pods.kill(pod);
+                        }
+                        self.ctl.live.lock().expect("live map").remove(&self.uid);
+                        let _ = reply.send(());
+                        return;
+                    }
+                }
+            }
+            if self.engine.next_wakeup().is_some_and(|t| t <= at) {
+                events.push(Event::Tick);
+            }
+            if !events.is_empty() {
+                let entries = events
+                    .iter()
+                    .map(|e| (at, Logged::Event(e.clone())))
+                    .collect();
+                if self.log(entries).await.is_err() {
+                    return self.abandon();
+                }
+                for ev in events {
+                    if let Event::PodDone(r) = &ev {
+                        self.pods.remove(&r.node_id);
+                    }
+                    let actions = self.engine.handle(ev, at);
+                    self.dispatch(actions);
+                }
+            }
+            if !replies.is_empty() {
+                let snapshot = self.engine.to_json();
+                for r in replies {
+                    let _ = r.send(snapshot.clone());
+                }
+            }
+        }
+    }
+
+    /// The store failed: leave the workflow to the next start of the server, which replays it.
+    fn abandon(self) {
+        tracing::error!(
+            "workflow {}/{}: the store refused its event log; it stops here and resumes when the server restarts",
+            self.namespace,
+            self.name
+        );
+        self.ctl.live.lock().expect("live map").remove(&self.uid);
+    }
+
+    async fn log(&mut self, entries: Vec<(Time, Logged)>) -> Result<(), store::StoreError> {
+        let rows: Vec<EventRow> = entries
+            .into_iter()
+            .map(|(at, e)| {
+                let row = EventRow {
+                    seq: self.seq,
+                    at_ns: nanos(at),
+                    body: serde_json::to_string(&e).unwrap_or_default(),
+                };
+                self.seq += 1;
+                row
+            })
+            .collect();
+        self.ctl.store.append_events(&self.uid, rows).await
+    }
+
+    fn dispatch(&mut self, actions: Vec<Action>) {
+        for a in actions {
+            match a {
+                Action::StartPod(req) => {
+                    self.pods.insert(req.node_id.clone(), req.pod_name.clone());
+                    let tx = self.tx.clone();
+                    let pods = self.ctl.pods.clone();
+                    tokio::spawn(pods.run(
+                        self.namespace.clone(),
+                        self.name.clone(),
+                        *req,
+                        move |ev| {
+                            let _ = tx.send(Cmd::Event(ev, None));
+                        },
+                    ));
+                }
+                Action::KillPod { pod_name, .. } => self.ctl.pods.kill(&pod_name),
+                Action::Http { node_id, template } => {
+                    let tx = self.tx.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let ev = local_executor::actions::http_call(node_id, &template);
+                        let _ = tx.send(Cmd::Event(ev, None));
+                    });
+                }
+                Action::Resource { node_id, .. } => {
+                    let _ = self.tx.send(Cmd::Event(
+                        Event::ResourceDone {
+                            node_id,
+                            phase_ok: false,
+                            message: "resource templates run under `onyx run`; the server does not run them yet".into(),
+                            outputs: Vec::new(),
+                        },
+                        None,
+                    ));
+                }
+            }
+        }
+    }
+
+    async fn persist(&mut self, force: bool) {
+        let phase = self.engine.phase().as_str().to_string();
+        let phase_changed = phase != self.last_phase;
+        if !(force || phase_changed || (self.dirty && self.last_persist.elapsed() >= PERSIST_EVERY))
+        {
+            return;
+        }
+        let json = self.engine.to_json();
+        let finished = self.engine.is_finished().then(|| nanos(now()));
+        if let Err(e) = self
+            .ctl
+            .store
+            .update_status(&self.uid, &phase, finished, json.to_string())
+            .await
+        {
+            tracing::error!(
+                "workflow {}/{}: saving its status: {e}",
+                self.namespace,
+                self.name
+            );
+            return;
+        }
+        self.last_phase = phase;
+        self.dirty = false;
+        self.last_persist = Instant::now();
+        let _ = self.ctl.watch.send(WatchEvent {
+            kind: "MODIFIED",
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            object: Arc::new(json),
+        });
+    }
+
+    async fn finish(mut self) {
+        // Daemons and anything else still running end with the workflow.
+        for pod in self.pods.values() {
+            self.ctl.pods.kill(pod);
+        }
+        self.persist(true).await;
+        let json = self.engine.to_json();
+        let labels = json
+            .pointer("/metadata/labels")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let created = json
+            .pointer("/metadata/creationTimestamp")
+            .and_then(Value::as_str)
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| nanos(t.with_timezone(&Utc)))
+            .unwrap_or_default();
+        let archived = ArchivedRow {
+            uid: self.uid.clone(),
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            phase: self.engine.phase().as_str().to_string(),
+            created_ns: created,
+            finished_ns: Some(nanos(now())),
+            labels,
+            body: json.to_string(),
+        };
+        if let Err(e) = self.ctl.store.archive(archived).await {
+            tracing::error!("workflow {}/{}: archiving: {e}", self.namespace, self.name);
+        }
+        self.ctl.live.lock().expect("live map").remove(&self.uid);
+    }
+}

@@ -1,0 +1,379 @@
+//! CronWorkflows: when each fires (a pure function of its spec, status and the time) and the
+//! loop that fires them.
+//!
+//! Argo's rules (v3.5.6 `workflow/cron/operator.go`), kept here:
+//! - a run scheduled for time `t` creates the workflow `<cron name>-<t as Unix seconds>`; the
+//!   name makes a run exactly-once (a second attempt finds it already exists);
+//! - a schedule missed while the controller was down runs once (the latest missed time) only if
+//!   `startingDeadlineSeconds` is set and that time is still within the deadline;
+//! - `concurrencyPolicy`: `Allow` runs alongside active runs, `Forbid` skips while one is
+//!   active, `Replace` terminates the active runs first;
+//! - `successfulJobsHistoryLimit` (default 3) and `failedJobsHistoryLimit` (default 1) bound the
+//!   finished runs kept.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde_json::{json, Value};
+use store::ListQuery;
+use workflow_engine::Event;
+
+use crate::api::AppState;
+use crate::controller::now;
+use crate::error::ApiError;
+
+/// How late our own loop may fire a schedule and still call it on time.
+const ON_TIME: i64 = 10;
+
+#[derive(Debug)]
+pub struct Schedule {
+    cron: croner::Cron,
+    tz: chrono_tz::Tz,
+}
+
+impl Schedule {
+    pub fn parse(schedule: &str, timezone: &str) -> Result<Schedule, String> {
+        let fields = schedule.split_whitespace().count();
+        if !schedule.trim_start().starts_with('@') && fields != 5 {
+            return Err(format!(
+                "schedule {schedule:?}: expected 5 fields (minute hour day-of-month month day-of-week) or a descriptor like @hourly"
+            ));
+        }
+        let cron = croner::Cron::new(schedule)
+            .parse()
+            .map_err(|e| format!("schedule {schedule:?}: {e}"))?;
+        let tz = if timezone.is_empty() {
+            chrono_tz::UTC
+        } else {
+            timezone
+                .parse::<chrono_tz::Tz>()
+                .map_err(|_| format!("timezone {timezone:?}: not an IANA time zone name"))?
+        };
+        Ok(Schedule { cron, tz })
+    }
+
+    /// The first scheduled time strictly after `t`.
+    pub fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.cron
+            .find_next_occurrence(&t.with_timezone(&self.tz), false)
+            .ok()
+            .map(|x| x.with_timezone(&Utc))
+    }
+
+    /// The latest scheduled time in `(after, now]`.
+    pub fn latest_in(&self, after: DateTime<Utc>, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        // Nothing older than a week can still be run; do not walk years of minutes.
+        let mut t = after.max(now - chrono::Duration::days(7));
+        let mut latest = None;
+        while let Some(n) = self.next_after(t) {
+            if n > now {
+                break;
+            }
+            latest = Some(n);
+            t = n;
+        }
+        latest
+    }
+}
+
+/// What to do about a CronWorkflow now.
+#[derive(Debug, PartialEq)]
+pub enum Decision {
+    Nothing,
+    /// Run the schedule of this time.
+    Run(DateTime<Utc>),
+    /// A missed schedule outside its starting deadline: not run.
+    Missed(DateTime<Utc>),
+}
+
+/// Argo's firing rule, as a function of the spec, the last run and the time.
+pub fn decide(
+    schedule: &Schedule,
+    suspended: bool,
+    starting_deadline: Option<i64>,
+    last_scheduled: Option<DateTime<Utc>>,
+    created: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Decision {
+    if suspended {
+        return Decision::Nothing;
+    }
+    let anchor = last_scheduled.unwrap_or(created);
+    let Some(t) = schedule.latest_in(anchor, now) else {
+        return Decision::Nothing;
+    };
+    let late = (now - t).num_seconds();
+    if late <= ON_TIME || starting_deadline.is_some_and(|d| late < d) {
+        // On time; or missed while we were down and still within the starting deadline.
+        // (A deadline shorter than our own lateness also skips an on-time run, as Argo does.)
+        if starting_deadline.is_some_and(|d| late >= d) {
+            return Decision::Missed(t);
+        }
+        Decision::Run(t)
+    } else {
+        Decision::Missed(t)
+    }
+}
+
+/// Check a CronWorkflow's own fields.
+pub fn validate(obj: &Value) -> Result<(), ApiError> {
+    let spec = &obj["spec"];
+    let schedule = spec["schedule"].as_str().unwrap_or_default();
+    if schedule.is_empty() {
+        return Err(ApiError::InvalidArgument(
+            "cronWorkflow.spec.schedule is required".into(),
+        ));
+    }
+    Schedule::parse(schedule, spec["timezone"].as_str().unwrap_or_default())
+        .map_err(|e| ApiError::InvalidArgument(format!("cronWorkflow.spec.{e}")))?;
+    match spec["concurrencyPolicy"].as_str() {
+        None | Some("") | Some("Allow") | Some("Forbid") | Some("Replace") => {}
+        Some(other) => {
+            return Err(ApiError::InvalidArgument(format!(
+                "cronWorkflow.spec.concurrencyPolicy {other:?}: expected Allow, Forbid or Replace"
+            )))
+        }
+    }
+    if !spec["workflowSpec"].is_object() {
+        return Err(ApiError::InvalidArgument(
+            "cronWorkflow.spec.workflowSpec is required".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The Workflow a CronWorkflow runs (Argo's `ConvertCronWorkflowToWorkflow`).
+pub fn workflow_from(cron: &Value, name: &str) -> Value {
+    let mut labels = cron["spec"]["workflowMetadata"]["labels"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    labels.insert("workflows.argoproj.io/cron-workflow".into(), json!(name));
+    let mut meta = json!({"generateName": format!("{name}-"), "labels": labels});
+    if let Some(a) = cron["spec"]["workflowMetadata"]["annotations"].as_object() {
+        meta["annotations"] = Value::Object(a.clone());
+    }
+    json!({
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Workflow",
+        "metadata": meta,
+        "spec": cron["spec"]["workflowSpec"].clone(),
+    })
+}
+
+fn parse_time(v: &Value) -> Option<DateTime<Utc>> {
+    v.as_str()
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// Fire due CronWorkflows, once a second, for as long as the server runs.
+pub async fn run(state: Arc<AppState>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let rows = match state.ctl.store.objects("CronWorkflow", None).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!("cron: reading CronWorkflows: {e}");
+                continue;
+            }
+        };
+        for row in rows {
+            if let Err(e) = step(&state, &row).await {
+                tracing::warn!("cron {}/{}: {e}", row.namespace, row.name);
+            }
+        }
+    }
+}
+
+async fn step(state: &Arc<AppState>, row: &store::ObjectRow) -> Result<(), ApiError> {
+    let mut cron: Value = serde_json::from_str(&row.body).unwrap_or_default();
+    let spec = cron["spec"].clone();
+    let Ok(schedule) = Schedule::parse(
+        spec["schedule"].as_str().unwrap_or_default(),
+        spec["timezone"].as_str().unwrap_or_default(),
+    ) else {
+        return Ok(());
+    };
+    let created = parse_time(&cron["metadata"]["creationTimestamp"])
+        .unwrap_or_else(|| Utc.timestamp_nanos(row.created_ns));
+    let last = parse_time(&cron["status"]["lastScheduledTime"]);
+    let now = now();
+    let (ns, name) = (row.namespace.clone(), row.name.clone());
+    let children = ListQuery {
+        namespace: Some(ns.clone()),
+        selector: format!("workflows.argoproj.io/cron-workflow={name}")
+            .parse()
+            .map_err(|e: store::SelectorError| ApiError::Internal(e.to_string()))?,
+        ..Default::default()
+    };
+    let kids: Vec<Value> = state
+        .ctl
+        .store
+        .list_workflows(&children)
+        .await?
+        .items
+        .iter()
+        .filter_map(|s| serde_json::from_str(s).ok())
+        .collect();
+    let active: Vec<&Value> = kids
+        .iter()
+        .filter(|w| {
+            !matches!(
+                w["status"]["phase"].as_str(),
+                Some("Succeeded" | "Failed" | "Error")
+            )
+        })
+        .collect();
+    let mut changed = false;
+    let decision = decide(
+        &schedule,
+        spec["suspend"].as_bool() == Some(true),
+        spec["startingDeadlineSeconds"].as_i64(),
+        last,
+        created,
+        now,
+    );
+    if let Decision::Run(t) = decision {
+        let policy = spec["concurrencyPolicy"].as_str().unwrap_or("Allow");
+        let blocked = policy == "Forbid" && !active.is_empty();
+        if policy == "Replace" {
+            for w in &active {
+                let wname = w["metadata"]["name"].as_str().unwrap_or_default();
+                if let Some(r) = state.ctl.store.workflow(&ns, wname).await? {
+                    let _ = state
+                        .ctl
+                        .send(&r, Event::Shutdown { terminate: true })
+                        .await;
+                }
+            }
+        }
+        if !blocked {
+            let mut wf = workflow_from(&cron, &name);
+            wf["metadata"]["name"] = json!(format!("{name}-{}", t.timestamp()));
+            wf["metadata"]["annotations"]["workflows.argoproj.io/scheduled-time"] =
+                json!(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+            match crate::api::submit(state, &ns, wf, &[], false).await {
+                Ok(_) | Err(ApiError::AlreadyExists(_)) => {}
+                Err(e) => {
+                    cron["status"]["conditions"] = json!([{"type": "SubmissionError", "status": "True", "message": e.to_string()}]);
+                }
+            }
+        }
+        cron["status"]["lastScheduledTime"] =
+            json!(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        changed = true;
+    }
+    // History limits: the oldest finished runs beyond the limits go.
+    let limit =
+        |field: &str, default: usize| spec[field].as_u64().map(|x| x as usize).unwrap_or(default);
+    for (phases, keep) in [
+        (&["Succeeded"][..], limit("successfulJobsHistoryLimit", 3)),
+        (&["Failed", "Error"][..], limit("failedJobsHistoryLimit", 1)),
+    ] {
+        let done: Vec<&Value> = kids
+            .iter()
+            .filter(|w| {
+                w["status"]["phase"]
+                    .as_str()
+                    .is_some_and(|p| phases.contains(&p))
+            })
+            .collect();
+        for w in done.iter().skip(keep) {
+            let wname = w["metadata"]["name"].as_str().unwrap_or_default();
+            if let Some(r) = state.ctl.store.workflow(&ns, wname).await? {
+                state.ctl.delete(&r).await?;
+            }
+        }
+    }
+    let active_refs: Vec<Value> = active
+        .iter()
+        .map(|w| json!({"name": w["metadata"]["name"], "namespace": ns, "uid": w["metadata"]["uid"]}))
+        .collect();
+    if cron["status"]["active"]
+        .as_array()
+        .map(Vec::len)
+        .unwrap_or(0)
+        != active_refs.len()
+    {
+        cron["status"]["active"] = json!(active_refs);
+        changed = true;
+    }
+    if changed {
+        let mut r = row.clone();
+        r.body = cron.to_string();
+        state.ctl.store.put_object(r, false).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(h: u32, m: u32, s: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, 5, h, m, s).unwrap()
+    }
+
+    #[test]
+    fn fires_on_time_once() {
+        let s = Schedule::parse("*/10 * * * *", "").unwrap();
+        let created = at(9, 55, 0);
+        assert_eq!(
+            decide(&s, false, None, None, created, at(9, 59, 0)),
+            Decision::Nothing
+        );
+        assert_eq!(
+            decide(&s, false, None, None, created, at(10, 0, 1)),
+            Decision::Run(at(10, 0, 0))
+        );
+        // Once run, the same time is not due again.
+        assert_eq!(
+            decide(&s, false, None, Some(at(10, 0, 0)), created, at(10, 0, 5)),
+            Decision::Nothing
+        );
+        assert_eq!(
+            decide(&s, true, None, None, created, at(10, 0, 1)),
+            Decision::Nothing
+        );
+    }
+
+    #[test]
+    fn missed_schedules_run_once_only_within_the_starting_deadline() {
+        let s = Schedule::parse("0 * * * *", "").unwrap();
+        let last = Some(at(6, 0, 0));
+        // Down from 06:30 to 09:20: 07:00, 08:00 and 09:00 were missed.
+        assert_eq!(
+            decide(&s, false, None, last, at(5, 0, 0), at(9, 20, 0)),
+            Decision::Missed(at(9, 0, 0))
+        );
+        assert_eq!(
+            decide(&s, false, Some(3600), last, at(5, 0, 0), at(9, 20, 0)),
+            Decision::Run(at(9, 0, 0))
+        );
+        assert_eq!(
+            decide(&s, false, Some(600), last, at(5, 0, 0), at(9, 20, 0)),
+            Decision::Missed(at(9, 0, 0))
+        );
+    }
+
+    #[test]
+    fn time_zones_and_descriptors() {
+        let s = Schedule::parse("0 9 * * *", "Asia/Tokyo").unwrap();
+        // 09:00 in Tokyo is 00:00 UTC.
+        assert_eq!(
+            s.next_after(at(23, 0, 0) - chrono::Duration::days(1)),
+            Some(at(0, 0, 0))
+        );
+        let h = Schedule::parse("@hourly", "").unwrap();
+        assert_eq!(h.next_after(at(10, 30, 0)), Some(at(11, 0, 0)));
+        assert!(Schedule::parse("* * * *", "")
+            .unwrap_err()
+            .contains("expected 5 fields"));
+        assert!(Schedule::parse("0 9 * * *", "Mars/Base")
+            .unwrap_err()
+            .contains("IANA"));
+    }
+}

@@ -1,0 +1,76 @@
+//! `onyx server`: Argo Server's REST API on port 2746 over a durable controller that drives
+//! the workflow engine, with state in SQLite under `$ONYX_HOME` and pods as local processes.
+
+pub mod api;
+pub mod config;
+pub mod controller;
+pub mod cron;
+pub mod error;
+pub mod pods;
+pub mod submit;
+
+use std::sync::Arc;
+
+pub use config::ServerConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("{0}")]
+    Config(#[from] config::ConfigError),
+    #[error("{0}")]
+    Store(#[from] store::StoreError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("recovering workflows: {0}")]
+    Recover(error::ApiError),
+}
+
+/// Run the server until SIGINT or SIGTERM. `ready` is called with the bound address once the
+/// API accepts connections.
+pub async fn serve(
+    cfg: ServerConfig,
+    ready: impl FnOnce(std::net::SocketAddr),
+) -> Result<(), ServerError> {
+    let token = cfg.check()?;
+    let io = |what: String| move |source| ServerError::Io { what, source };
+    std::fs::create_dir_all(&cfg.home).map_err(io(format!("creating {}", cfg.home.display())))?;
+    let db = cfg.home.join("onyx.db");
+    let store = store::Store::open(&db).await?;
+    let pods = pods::Pods::new(&cfg).map_err(io("installing the image stand-ins".into()))?;
+    let ctl = controller::Controller::new(store, pods);
+    let recovered = ctl.recover().await.map_err(ServerError::Recover)?;
+    if recovered > 0 {
+        tracing::info!(
+            "resumed {recovered} running workflow(s) from {}",
+            db.display()
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(io(format!("listening on {}", cfg.listen)))?;
+    let addr = listener
+        .local_addr()
+        .map_err(io("reading the bound address".into()))?;
+    let state = Arc::new(api::AppState {
+        ctl,
+        cfg: Arc::new(cfg),
+        token,
+    });
+    tokio::spawn(cron::run(state.clone()));
+    ready(addr);
+    axum::serve(listener, api::router(state))
+        .with_graceful_shutdown(async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("a SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {},
+                _ = term.recv() => {},
+            }
+        })
+        .await
+        .map_err(io("serving".into()))
+}

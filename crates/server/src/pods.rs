@@ -1,0 +1,199 @@
+//! Pods for the server: every pod runs through the `onyx exec-pod` wrapper, whose claim on
+//! the pod directory (see `local_executor::durable`) outlives a crash of the server. Starting a
+//! pod is therefore idempotent by pod name: a pod that already started is waited for (or its
+//! result collected), never started again.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use local_executor::durable::{probe, PodState};
+use local_executor::{Layout, PodInput};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use workflow_engine::{Event, PodRequest, PodResult};
+
+use crate::config::ServerConfig;
+
+pub struct Pods {
+    layout: Layout,
+    exe: PathBuf,
+    global: Option<Arc<Semaphore>>,
+    per_namespace: HashMap<String, Arc<Semaphore>>,
+}
+
+fn limit(n: usize) -> Option<Arc<Semaphore>> {
+    (n > 0).then(|| Arc::new(Semaphore::new(n)))
+}
+
+impl Pods {
+    pub fn new(cfg: &ServerConfig) -> std::io::Result<Pods> {
+        let layout = Layout::new(cfg.home.clone());
+        layout.install_stand_ins()?;
+        Ok(Pods {
+            layout,
+            exe: cfg.exe.clone(),
+            global: limit(cfg.parallelism),
+            per_namespace: cfg
+                .namespaces
+                .iter()
+                .filter_map(|(ns, p)| limit(p.parallelism).map(|s| (ns.clone(), s)))
+                .collect(),
+        })
+    }
+
+    pub fn pod_dir(&self, pod: &str) -> PathBuf {
+        self.layout.pod_dir(pod)
+    }
+
+    async fn permits(&self, namespace: &str) -> Vec<OwnedSemaphorePermit> {
+        let mut held = Vec::new();
+        for s in [self.global.as_ref(), self.per_namespace.get(namespace)]
+            .into_iter()
+            .flatten()
+        {
+            if let Ok(p) = s.clone().acquire_owned().await {
+                held.push(p);
+            }
+        }
+        held
+    }
+
+    /// Run (or adopt, or collect) a pod; `report` gets `PodRunning` and then `PodDone`.
+    pub async fn run(
+        self: Arc<Self>,
+        namespace: String,
+        workflow: String,
+        req: PodRequest,
+        report: impl Fn(Event) + Send + 'static,
+    ) {
+        let dir = self.pod_dir(&req.pod_name);
+        let node_id = req.node_id.clone();
+        let done = |outcome: Option<local_executor::PodOutcome>| {
+            Event::PodDone(local_executor::actions::pod_result(
+                node_id.clone(),
+                outcome,
+                &req.output_artifacts,
+            ))
+        };
+        match probe(&dir) {
+            PodState::Finished(o) => return report(done(Some(o))),
+            PodState::Lost => return report(Event::PodDone(lost(&node_id))),
+            PodState::Running => {
+                report(Event::PodRunning {
+                    node_id: node_id.clone(),
+                });
+                return report(self.adopt(&dir, &node_id, &req).await);
+            }
+            PodState::NotStarted => {}
+        }
+        let _permits = self.permits(&namespace).await;
+        let me = self.clone();
+        let prepared = {
+            let req = req.clone();
+            tokio::task::spawn_blocking(move || {
+                let input = PodInput {
+                    pod_name: &req.pod_name,
+                    workflow: &workflow,
+                    template: &req.template,
+                    input_artifacts: &req.input_artifacts,
+                    output_artifacts: &req.output_artifacts,
+                    volumes: &req.volumes,
+                    config_maps: &HashMap::new(),
+                    capture_result: req.capture_result,
+                };
+                let dir = me.layout.pod_dir(&req.pod_name);
+                let spec =
+                    local_executor::prepare_pod(&me.layout, &input).map_err(|e| e.to_string())?;
+                local_executor::wrapper_command(&me.exe, &dir, &spec).map_err(|e| e.to_string())
+            })
+            .await
+        };
+        let cmd = match prepared {
+            Ok(Ok(cmd)) => cmd,
+            Ok(Err(message)) => {
+                return report(Event::PodDone(PodResult {
+                    node_id,
+                    message: Some(message),
+                    ..Default::default()
+                }));
+            }
+            Err(join) => {
+                let message = join.to_string();
+                return report(Event::PodDone(PodResult {
+                    node_id,
+                    message: Some(message),
+                    ..Default::default()
+                }));
+            }
+        };
+        let mut child = match tokio::process::Command::from(cmd).spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                return report(Event::PodDone(PodResult {
+                    node_id,
+                    message: Some(format!("starting the pod: {e}")),
+                    ..Default::default()
+                }))
+            }
+        };
+        report(Event::PodRunning {
+            node_id: node_id.clone(),
+        });
+        let _ = child.wait().await;
+        let outcome = local_executor::read_outcome(&dir);
+        clean(&dir);
+        report(done(outcome));
+    }
+
+    /// Wait for a pod started by an earlier life of the server.
+    async fn adopt(&self, dir: &std::path::Path, node_id: &str, req: &PodRequest) -> Event {
+        loop {
+            match probe(dir) {
+                PodState::Running => tokio::time::sleep(Duration::from_millis(100)).await,
+                PodState::Finished(o) => {
+                    clean(dir);
+                    return Event::PodDone(local_executor::actions::pod_result(
+                        node_id.to_string(),
+                        Some(o),
+                        &req.output_artifacts,
+                    ));
+                }
+                PodState::Lost | PodState::NotStarted => return Event::PodDone(lost(node_id)),
+            }
+        }
+    }
+
+    /// Kill every process of a pod, wherever it was started from.
+    pub fn kill(&self, pod: &str) {
+        let started = self.pod_dir(pod).join("started");
+        if let Some(pid) = std::fs::read_to_string(started)
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+        {
+            if matches!(probe(&self.pod_dir(pod)), PodState::Running) {
+                local_executor::kill_group(pid);
+            }
+        }
+    }
+
+    /// Remove a pod's directory (its workflow was deleted).
+    pub fn remove(&self, pod: &str) {
+        let _ = std::fs::remove_dir_all(self.pod_dir(pod));
+    }
+}
+
+fn lost(node_id: &str) -> PodResult {
+    PodResult {
+        node_id: node_id.to_string(),
+        message: Some("pod lost: its process ended without leaving a result".into()),
+        ..Default::default()
+    }
+}
+
+/// The pod's private root is not needed once it ended; its logs, claim and result stay.
+fn clean(dir: &std::path::Path) {
+    for d in ["ovl", "upper", "work-ovl", "root", "scratch-dirs"] {
+        let _ = std::fs::remove_dir_all(dir.join(d));
+    }
+}
