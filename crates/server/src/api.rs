@@ -275,14 +275,8 @@ async fn delete_workflow(State(s): St, Path((ns, name)): Path<(String, String)>)
     Ok(Json(json!({})))
 }
 
-/// Validate, apply policy, and (unless a dry run) commit and start a workflow.
-pub(crate) async fn submit(
-    s: &AppState,
-    ns: &str,
-    mut manifest: Value,
-    params: &[(String, String)],
-    dry_run: bool,
-) -> ApiResult {
+/// A Workflow object as clients send it: `kind` and `apiVersion` may be left out.
+fn normalize_workflow(manifest: &mut Value) -> Result<(), ApiError> {
     if !manifest.is_object() {
         return Err(ApiError::InvalidArgument(
             "workflow: expected an object".into(),
@@ -300,6 +294,18 @@ pub(crate) async fn submit(
             manifest["kind"]
         )));
     }
+    Ok(())
+}
+
+/// Validate, apply policy, and (unless a dry run) commit and start a workflow.
+pub(crate) async fn submit(
+    s: &AppState,
+    ns: &str,
+    mut manifest: Value,
+    params: &[(String, String)],
+    dry_run: bool,
+) -> ApiResult {
+    normalize_workflow(&mut manifest)?;
     match manifest["metadata"]["namespace"].as_str() {
         Some(other) if !other.is_empty() && other != ns => {
             return Err(ApiError::InvalidArgument(format!(
@@ -340,9 +346,10 @@ async fn lint_workflow(
     Path(ns): Path<String>,
     JsonBody(body): JsonBody,
 ) -> ApiResult {
-    let wf = body.get("workflow").cloned().ok_or_else(|| {
+    let mut wf = body.get("workflow").cloned().ok_or_else(|| {
         ApiError::InvalidArgument("request body: the field \"workflow\" is required".into())
     })?;
+    normalize_workflow(&mut wf)?;
     let ctx = submit::gather_templates(&s.ctl.store, &ns, &wf).await?;
     submit::validate("workflow", &wf, &ctx)?;
     Ok(Json(wf))
@@ -416,9 +423,9 @@ async fn submit_from(State(s): St, Path(ns): Path<String>, JsonBody(body): JsonB
             labels.insert("workflows.argoproj.io/cron-workflow".into(), json!(name));
             crate::cron::workflow_from(&cron, &name)
         }
-        other => {
+        _ => {
             return Err(ApiError::InvalidArgument(format!(
-                "resourceKind {other:?}: expected WorkflowTemplate, ClusterWorkflowTemplate or CronWorkflow"
+                "resourceKind {kind:?}: expected WorkflowTemplate, ClusterWorkflowTemplate or CronWorkflow"
             )))
         }
     };
@@ -901,8 +908,8 @@ async fn get_obj(s: &AppState, k: &Kind, ns: &str, name: &str) -> Result<Value, 
 }
 
 async fn update_obj(s: &AppState, k: &Kind, ns: &str, name: &str, body: &Value) -> ApiResult {
-    let old = get_obj(s, k, ns, name).await?;
     let mut obj = prepare_object(s, k, ns, body, Some(name)).await?;
+    let old = get_obj(s, k, ns, name).await?;
     for f in ["uid", "creationTimestamp"] {
         obj["metadata"][f] = old["metadata"][f].clone();
     }

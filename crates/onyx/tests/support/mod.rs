@@ -68,6 +68,10 @@ impl Server {
     pub fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         let req = ureq::request(method, &format!("{}{path}", self.base));
         let res = match body {
+            // A JSON string is sent as it is: a way to send a body that is not JSON.
+            Some(Value::String(raw)) => req
+                .set("Content-Type", "application/json")
+                .send_string(&raw),
             Some(b) => req
                 .set("Content-Type", "application/json")
                 .send_string(&b.to_string()),
