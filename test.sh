@@ -22,6 +22,14 @@ fi
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo test --workspace --quiet
 
+# Argo's Python client against `onyx server` (.ci/run installs hera and pytest from PyPI).
+if python3 -c 'import hera, pytest' 2>/dev/null; then
+  ONYX_BIN="$PWD/target/debug/onyx" python3 -m pytest -q -p no:cacheprovider tests/hera
+else
+  echo "hera tests: the Python packages hera and pytest are not installed (pip install hera pytest); skipped" >&2
+  [ -z "${CI:-}" ] || exit 1
+fi
+
 if [ -n "$conformance_pid" ]; then
   status=0
   wait "$conformance_pid" || status=$?

@@ -609,30 +609,23 @@ fn log_line(pod: &str, content: &str) -> Bytes {
     Bytes::from(line)
 }
 
-/// The pods of a workflow, in the order they started.
+/// The pods of a workflow, in the order the engine created their nodes (the status keeps it).
 fn pods_of(name: &str, wf: &Value) -> Vec<String> {
-    let mut nodes: Vec<&Value> = wf
-        .pointer("/status/nodes")
+    wf.pointer("/status/nodes")
         .and_then(Value::as_object)
-        .map(|m| m.values().filter(|n| n["type"] == "Pod").collect())
-        .unwrap_or_default();
-    nodes.sort_by(|a, b| {
-        a["startedAt"]
-            .as_str()
-            .unwrap_or("")
-            .cmp(b["startedAt"].as_str().unwrap_or(""))
-            .then(a["id"].as_str().cmp(&b["id"].as_str()))
-    });
-    nodes
-        .iter()
-        .map(|n| {
-            workflow_engine::pod_name(
-                name,
-                n["name"].as_str().unwrap_or_default(),
-                n["templateName"].as_str().unwrap_or_default(),
-            )
+        .map(|m| {
+            m.values()
+                .filter(|n| n["type"] == "Pod")
+                .map(|n| {
+                    workflow_engine::pod_name(
+                        name,
+                        n["name"].as_str().unwrap_or_default(),
+                        n["templateName"].as_str().unwrap_or_default(),
+                    )
+                })
+                .collect()
         })
-        .collect()
+        .unwrap_or_default()
 }
 
 async fn stream_logs(
