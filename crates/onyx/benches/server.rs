@@ -93,13 +93,19 @@ fn post_all(s: &Server, n: usize, threads: usize, template: Value, prefix: &str)
             let template = template.clone();
             let prefix = prefix.to_string();
             std::thread::spawn(move || {
-                let agent = ureq::AgentBuilder::new().max_idle_connections_per_host(4).build();
+                let agent = ureq::AgentBuilder::new()
+                    .max_idle_connections_per_host(4)
+                    .build();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     if i >= n {
                         break;
                     }
-                    let code = post(&agent, &url, &workflow(format!("{prefix}-{i}"), template.clone()));
+                    let code = post(
+                        &agent,
+                        &url,
+                        &workflow(format!("{prefix}-{i}"), template.clone()),
+                    );
                     assert_eq!(code, 200);
                 }
             })
@@ -115,7 +121,10 @@ fn submit(n: usize) {
     let h = home("submit");
     let s = start(&h);
     let secs = post_all(&s, n, 16, json!({"name": "main", "suspend": {}}), "s");
-    println!("submit: {n} workflows accepted in {secs:.2} s = {:.0}/s", n as f64 / secs);
+    println!(
+        "submit: {n} workflows accepted in {secs:.2} s = {:.0}/s",
+        n as f64 / secs
+    );
 }
 
 fn run(n: usize) {
@@ -147,7 +156,8 @@ fn count_archived(agent: &ureq::Agent, base: &str) -> usize {
         let url = format!(
             "{base}/api/v1/archived-workflows?namespace=default&listOptions.limit=5000&listOptions.continue={token}"
         );
-        let v: Value = serde_json::from_str(&agent.get(&url).call().unwrap().into_string().unwrap()).unwrap();
+        let v: Value =
+            serde_json::from_str(&agent.get(&url).call().unwrap().into_string().unwrap()).unwrap();
         total += v["items"].as_array().map_or(0, Vec::len);
         match v["metadata"]["continue"].as_str() {
             Some(t) => token = t.to_string(),
@@ -210,10 +220,14 @@ fn archive(n: usize) {
             ),
         };
         let t0 = Instant::now();
-        let v: Value = serde_json::from_str(&agent.get(&url).call().unwrap().into_string().unwrap()).unwrap();
+        let v: Value =
+            serde_json::from_str(&agent.get(&url).call().unwrap().into_string().unwrap()).unwrap();
         times.push(t0.elapsed().as_secs_f64() * 1000.0);
         assert_eq!(v["items"].as_array().unwrap().len(), 100);
-        token = v["metadata"]["continue"].as_str().unwrap_or_default().to_string();
+        token = v["metadata"]["continue"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
     }
     times.sort_by(|a, b| a.partial_cmp(b).unwrap());
     println!(
@@ -223,13 +237,19 @@ fn archive(n: usize) {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
     let what = args.first().map(String::as_str).unwrap_or("submit");
-    let n: usize = args.get(1).and_then(|x| x.parse().ok()).unwrap_or(match what {
-        "run" => 10_000,
-        "archive" => 100_000,
-        _ => 20_000,
-    });
+    let n: usize = args
+        .get(1)
+        .and_then(|x| x.parse().ok())
+        .unwrap_or(match what {
+            "run" => 10_000,
+            "archive" => 100_000,
+            _ => 20_000,
+        });
     match what {
         "submit" => submit(n),
         "run" => run(n),

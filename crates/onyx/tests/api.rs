@@ -714,3 +714,47 @@ fn cron_runs_a_missed_schedule_once() {
     assert_eq!(names.iter().filter(|n| **n == name).count(), 1, "{names:?}");
     assert!(names.len() <= 2, "{names:?}");
 }
+
+/// A namespace's `parallelism` bounds how many of its pods run at once, across workflows:
+/// each step records when it ran on a hostPath file, and no two intervals overlap.
+#[test]
+fn namespace_parallelism_bounds_pods_across_workflows() {
+    let home = temp_home("api-parallelism");
+    let cfg = home.join("onyx.toml");
+    std::fs::write(
+        &cfg,
+        "[namespaces.limited]\nparallelism = 1\nrequired_parameters = []\n",
+    )
+    .unwrap();
+    let witness = home.join("witness");
+    std::fs::create_dir_all(&witness).unwrap();
+    let s = Server::start(&home, &["--config", cfg.to_str().unwrap()]);
+    for i in 0..3 {
+        let wf = json!({"metadata": {"name": format!("p{i}")}, "spec": {"entrypoint": "main",
+            "volumes": [{"name": "w", "hostPath": {"path": witness.display().to_string()}}],
+            "templates": [{"name": "main", "script": {"image": "debian", "command": ["sh"],
+                "volumeMounts": [{"name": "w", "mountPath": "/w"}],
+                "source": format!("a=$(date +%s%N); sleep 0.3; b=$(date +%s%N); echo \"$a $b\" > /w/{i}")}}]}});
+        let (c, b) = s.call(
+            "POST",
+            "/api/v1/workflows/limited",
+            Some(json!({"workflow": wf})),
+        );
+        assert_eq!(c, 200, "{b}");
+    }
+    for i in 0..3 {
+        let wf = s.wait("limited", &format!("p{i}"), Duration::from_secs(30));
+        assert_eq!(wf["status"]["phase"], "Succeeded", "{wf}");
+    }
+    let mut spans: Vec<(u128, u128)> = (0..3)
+        .map(|i| {
+            let t = std::fs::read_to_string(witness.join(i.to_string())).unwrap();
+            let v: Vec<u128> = t.split_whitespace().map(|x| x.parse().unwrap()).collect();
+            (v[0], v[1])
+        })
+        .collect();
+    spans.sort();
+    for w in spans.windows(2) {
+        assert!(w[0].1 <= w[1].0, "pods overlapped: {spans:?}");
+    }
+}
