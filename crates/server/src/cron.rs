@@ -188,28 +188,114 @@ pub async fn run(state: Arc<AppState>) {
     }
 }
 
-async fn step(state: &Arc<AppState>, row: &store::ObjectRow) -> Result<(), ApiError> {
-    let mut cron: Value = serde_json::from_str(&row.body).unwrap_or_default();
-    let spec = cron["spec"].clone();
+/// What one look at a CronWorkflow decides, given its runs (newest first) and the time.
+#[derive(Debug, Default, PartialEq)]
+pub struct Plan {
+    /// Submit this workflow (named after its scheduled time).
+    pub submit: Option<Value>,
+    /// Terminate these runs first (`Replace`).
+    pub terminate: Vec<String>,
+    /// Delete these finished runs (history limits).
+    pub delete: Vec<String>,
+    /// The CronWorkflow's new body, if its status changed.
+    pub updated: Option<Value>,
+}
+
+fn is_done(w: &Value) -> bool {
+    matches!(
+        w["status"]["phase"].as_str(),
+        Some("Succeeded" | "Failed" | "Error")
+    )
+}
+
+/// Argo's CronWorkflow rules as a pure function of the object, its runs and the time.
+pub fn plan(cron: &Value, runs: &[Value], created: DateTime<Utc>, now: DateTime<Utc>) -> Plan {
+    let mut out = Plan::default();
+    let spec = &cron["spec"];
+    let name = cron["metadata"]["name"].as_str().unwrap_or_default();
     let Ok(schedule) = Schedule::parse(
         spec["schedule"].as_str().unwrap_or_default(),
         spec["timezone"].as_str().unwrap_or_default(),
     ) else {
-        return Ok(());
+        return out;
     };
+    let mut cron = cron.clone();
+    let mut changed = false;
+    let active: Vec<&Value> = runs.iter().filter(|w| !is_done(w)).collect();
+    let decision = decide(
+        &schedule,
+        spec["suspend"].as_bool() == Some(true),
+        spec["startingDeadlineSeconds"].as_i64(),
+        parse_time(&cron["status"]["lastScheduledTime"]),
+        created,
+        now,
+    );
+    if let Decision::Run(t) = decision {
+        let policy = spec["concurrencyPolicy"].as_str().unwrap_or("Allow");
+        let blocked = policy == "Forbid" && !active.is_empty();
+        if policy == "Replace" {
+            out.terminate = active
+                .iter()
+                .filter_map(|w| w["metadata"]["name"].as_str().map(String::from))
+                .collect();
+        }
+        if !blocked {
+            let mut wf = workflow_from(&cron, name);
+            wf["metadata"]["name"] = json!(format!("{name}-{}", t.timestamp()));
+            wf["metadata"]["annotations"]["workflows.argoproj.io/scheduled-time"] =
+                json!(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+            out.submit = Some(wf);
+        }
+        cron["status"]["lastScheduledTime"] =
+            json!(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        changed = true;
+    }
+    // History limits: the oldest finished runs beyond each limit go.
+    let limit =
+        |field: &str, default: usize| spec[field].as_u64().map(|x| x as usize).unwrap_or(default);
+    for (phases, keep) in [
+        (&["Succeeded"][..], limit("successfulJobsHistoryLimit", 3)),
+        (&["Failed", "Error"][..], limit("failedJobsHistoryLimit", 1)),
+    ] {
+        let done = runs.iter().filter(|w| {
+            w["status"]["phase"]
+                .as_str()
+                .is_some_and(|p| phases.contains(&p))
+        });
+        out.delete.extend(
+            done.skip(keep)
+                .filter_map(|w| w["metadata"]["name"].as_str().map(String::from)),
+        );
+    }
+    let ns = cron["metadata"]["namespace"].clone();
+    let active_refs: Vec<Value> = active
+        .iter()
+        .map(|w| json!({"name": w["metadata"]["name"], "namespace": ns, "uid": w["metadata"]["uid"]}))
+        .collect();
+    if cron["status"]["active"].as_array().map_or(0, Vec::len) != active_refs.len() {
+        cron["status"]["active"] = json!(active_refs);
+        changed = true;
+    }
+    if changed {
+        out.updated = Some(cron);
+    }
+    out
+}
+
+/// Carry out one CronWorkflow's plan.
+async fn step(state: &Arc<AppState>, row: &store::ObjectRow) -> Result<(), ApiError> {
+    let cron: Value = serde_json::from_str(&row.body).unwrap_or_default();
     let created = parse_time(&cron["metadata"]["creationTimestamp"])
         .unwrap_or_else(|| Utc.timestamp_nanos(row.created_ns));
-    let last = parse_time(&cron["status"]["lastScheduledTime"]);
-    let now = now();
-    let (ns, name) = (row.namespace.clone(), row.name.clone());
+    let ns = row.namespace.clone();
     let children = ListQuery {
         namespace: Some(ns.clone()),
-        selector: format!("workflows.argoproj.io/cron-workflow={name}")
+        selector: format!("workflows.argoproj.io/cron-workflow={}", row.name)
             .parse()
             .map_err(|e: store::SelectorError| ApiError::Internal(e.to_string()))?,
         ..Default::default()
     };
-    let kids: Vec<Value> = state
+    let runs: Vec<Value> = state
         .ctl
         .store
         .list_workflows(&children)
@@ -218,92 +304,33 @@ async fn step(state: &Arc<AppState>, row: &store::ObjectRow) -> Result<(), ApiEr
         .iter()
         .filter_map(|s| serde_json::from_str(s).ok())
         .collect();
-    let active: Vec<&Value> = kids
-        .iter()
-        .filter(|w| {
-            !matches!(
-                w["status"]["phase"].as_str(),
-                Some("Succeeded" | "Failed" | "Error")
-            )
-        })
-        .collect();
-    let mut changed = false;
-    let decision = decide(
-        &schedule,
-        spec["suspend"].as_bool() == Some(true),
-        spec["startingDeadlineSeconds"].as_i64(),
-        last,
-        created,
-        now,
-    );
-    if let Decision::Run(t) = decision {
-        let policy = spec["concurrencyPolicy"].as_str().unwrap_or("Allow");
-        let blocked = policy == "Forbid" && !active.is_empty();
-        if policy == "Replace" {
-            for w in &active {
-                let wname = w["metadata"]["name"].as_str().unwrap_or_default();
-                if let Some(r) = state.ctl.store.workflow(&ns, wname).await? {
-                    let _ = state
-                        .ctl
-                        .send(&r, Event::Shutdown { terminate: true })
-                        .await;
-                }
-            }
+    let mut p = plan(&cron, &runs, created, now());
+    for name in &p.terminate {
+        if let Some(r) = state.ctl.store.workflow(&ns, name).await? {
+            let _ = state
+                .ctl
+                .send(&r, Event::Shutdown { terminate: true })
+                .await;
         }
-        if !blocked {
-            let mut wf = workflow_from(&cron, &name);
-            wf["metadata"]["name"] = json!(format!("{name}-{}", t.timestamp()));
-            wf["metadata"]["annotations"]["workflows.argoproj.io/scheduled-time"] =
-                json!(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-            match crate::api::submit(state, &ns, wf, &[], false).await {
-                Ok(_) | Err(ApiError::AlreadyExists(_)) => {}
-                Err(e) => {
-                    cron["status"]["conditions"] = json!([{"type": "SubmissionError", "status": "True", "message": e.to_string()}]);
-                }
-            }
-        }
-        cron["status"]["lastScheduledTime"] =
-            json!(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-        changed = true;
     }
-    // History limits: the oldest finished runs beyond the limits go.
-    let limit =
-        |field: &str, default: usize| spec[field].as_u64().map(|x| x as usize).unwrap_or(default);
-    for (phases, keep) in [
-        (&["Succeeded"][..], limit("successfulJobsHistoryLimit", 3)),
-        (&["Failed", "Error"][..], limit("failedJobsHistoryLimit", 1)),
-    ] {
-        let done: Vec<&Value> = kids
-            .iter()
-            .filter(|w| {
-                w["status"]["phase"]
-                    .as_str()
-                    .is_some_and(|p| phases.contains(&p))
-            })
-            .collect();
-        for w in done.iter().skip(keep) {
-            let wname = w["metadata"]["name"].as_str().unwrap_or_default();
-            if let Some(r) = state.ctl.store.workflow(&ns, wname).await? {
-                state.ctl.delete(&r).await?;
+    if let Some(wf) = p.submit.take() {
+        match crate::api::submit(state, &ns, wf, &[], false).await {
+            // Already there: this schedule was run before (exactly once, by name).
+            Ok(_) | Err(ApiError::AlreadyExists(_)) => {}
+            Err(e) => {
+                let updated = p.updated.get_or_insert_with(|| cron.clone());
+                updated["status"]["conditions"] = json!([{"type": "SubmissionError", "status": "True", "message": e.to_string()}]);
             }
         }
     }
-    let active_refs: Vec<Value> = active
-        .iter()
-        .map(|w| json!({"name": w["metadata"]["name"], "namespace": ns, "uid": w["metadata"]["uid"]}))
-        .collect();
-    if cron["status"]["active"]
-        .as_array()
-        .map(Vec::len)
-        .unwrap_or(0)
-        != active_refs.len()
-    {
-        cron["status"]["active"] = json!(active_refs);
-        changed = true;
+    for name in &p.delete {
+        if let Some(r) = state.ctl.store.workflow(&ns, name).await? {
+            state.ctl.delete(&r).await?;
+        }
     }
-    if changed {
+    if let Some(body) = p.updated {
         let mut r = row.clone();
-        r.body = cron.to_string();
+        r.body = body.to_string();
         state.ctl.store.put_object(r, false).await?;
     }
     Ok(())
@@ -375,5 +402,69 @@ mod tests {
         assert!(Schedule::parse("0 9 * * *", "Mars/Base")
             .unwrap_err()
             .contains("IANA"));
+    }
+
+    fn cron(policy: &str) -> Value {
+        json!({"metadata": {"name": "c", "namespace": "ns"},
+               "spec": {"schedule": "0 * * * *", "concurrencyPolicy": policy,
+                        "workflowSpec": {"entrypoint": "main"}},
+               "status": {"lastScheduledTime": "2026-01-05T09:00:00Z"}})
+    }
+
+    fn run(name: &str, phase: &str) -> Value {
+        json!({"metadata": {"name": name, "uid": name}, "status": {"phase": phase}})
+    }
+
+    #[test]
+    fn concurrency_policies() {
+        let created = at(0, 0, 0);
+        let now = at(10, 0, 2);
+        let busy = vec![run("c-1", "Running")];
+        let allow = plan(&cron("Allow"), &busy, created, now);
+        let submitted = allow.submit.expect("Allow runs alongside");
+        assert_eq!(
+            submitted["metadata"]["name"],
+            format!("c-{}", at(10, 0, 0).timestamp())
+        );
+        assert_eq!(
+            submitted["metadata"]["labels"]["workflows.argoproj.io/cron-workflow"],
+            "c"
+        );
+        let forbid = plan(&cron("Forbid"), &busy, created, now);
+        assert!(forbid.submit.is_none(), "Forbid skips while one runs");
+        assert_eq!(
+            forbid.updated.unwrap()["status"]["lastScheduledTime"],
+            "2026-01-05T10:00:00Z",
+            "the skipped time is not tried again"
+        );
+        let replace = plan(&cron("Replace"), &busy, created, now);
+        assert_eq!(replace.terminate, vec!["c-1"]);
+        assert!(replace.submit.is_some());
+        let idle = plan(&cron("Forbid"), &[run("c-0", "Succeeded")], created, now);
+        assert!(idle.submit.is_some(), "Forbid runs when nothing is active");
+    }
+
+    #[test]
+    fn history_limits_delete_the_oldest_finished_runs() {
+        let mut c = cron("Allow");
+        c["spec"]["successfulJobsHistoryLimit"] = json!(2);
+        // Newest first, as the store lists them.
+        let runs = vec![
+            run("s4", "Succeeded"),
+            run("f2", "Failed"),
+            run("s3", "Succeeded"),
+            run("e1", "Error"),
+            run("s2", "Succeeded"),
+            run("r", "Running"),
+            run("s1", "Succeeded"),
+        ];
+        let p = plan(&c, &runs, at(0, 0, 0), at(9, 30, 0));
+        assert_eq!(
+            p.delete,
+            vec!["s2", "s1", "e1"],
+            "keep 2 succeeded, 1 failed (the default)"
+        );
+        assert!(p.submit.is_none());
+        assert_eq!(p.updated.unwrap()["status"]["active"][0]["name"], "r");
     }
 }
