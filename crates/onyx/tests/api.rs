@@ -758,3 +758,80 @@ fn namespace_parallelism_bounds_pods_across_workflows() {
         assert!(w[0].1 <= w[1].0, "pods overlapped: {spans:?}");
     }
 }
+
+/// `logOptions.follow=true` streams a running pod's lines as they come and ends with the pod;
+/// `retry` with `restartSuccessful` and a node selector runs the selected succeeded step again.
+#[test]
+fn follow_logs_and_restart_successful() {
+    let home = temp_home("api-follow");
+    let s = Server::start(&home, &[]);
+    let wf = json!({"metadata": {"name": "slow"}, "spec": {"entrypoint": "main",
+        "arguments": {"parameters": [{"name": "ticket_id", "value": "T"}]},
+        "templates": [{"name": "main", "script": {"image": "debian", "command": ["sh"],
+            "source": "for i in 1 2 3; do echo line-$i; sleep 0.3; done"}}]}});
+    let (c, b) = s.call(
+        "POST",
+        "/api/v1/workflows/default",
+        Some(json!({"workflow": wf})),
+    );
+    assert_eq!(c, 200, "{b}");
+    std::thread::sleep(Duration::from_millis(150));
+    let r = ureq::get(&format!(
+        "{}/api/v1/workflows/default/slow/log?logOptions.follow=true",
+        s.base
+    ))
+    .call()
+    .unwrap();
+    let text = r.into_string().unwrap();
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["result"]["content"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(lines, vec!["line-1", "line-2", "line-3"]);
+    // restartSuccessful: the selected succeeded step runs again, the other keeps its result.
+    let two = json!({"metadata": {"name": "two"}, "spec": {"entrypoint": "main",
+        "arguments": {"parameters": [{"name": "ticket_id", "value": "T"}]},
+        "templates": [
+            {"name": "main", "steps": [[{"name": "a", "template": "stamp"}, {"name": "b", "template": "stamp"}], [{"name": "fail", "template": "fail"}]]},
+            {"name": "stamp", "script": {"image": "debian", "command": ["sh"], "source": "date +%s%N"}},
+            {"name": "fail", "container": {"image": "debian", "command": ["false"]}}]}});
+    let (c, b) = s.call(
+        "POST",
+        "/api/v1/workflows/default",
+        Some(json!({"workflow": two})),
+    );
+    assert_eq!(c, 200, "{b}");
+    let first = s.wait("default", "two", Duration::from_secs(30));
+    assert_eq!(first["status"]["phase"], "Failed");
+    let (c, b) = s.call(
+        "PUT",
+        "/api/v1/workflows/default/two/retry",
+        Some(json!({"restartSuccessful": true, "nodeFieldSelector": "displayName=a"})),
+    );
+    assert_eq!(c, 200, "{b}");
+    let again = s.wait("default", "two", Duration::from_secs(30));
+    assert_eq!(
+        again["status"]["phase"], "Failed",
+        "the failing step fails again"
+    );
+    assert_ne!(
+        node(&again, "a")["outputs"]["result"],
+        node(&first, "a")["outputs"]["result"],
+        "a ran again"
+    );
+    assert_eq!(
+        node(&again, "b")["outputs"]["result"],
+        node(&first, "b")["outputs"]["result"],
+        "b kept its result"
+    );
+    contains(400, "nodeFieldSelector: expected field=value")(s.call(
+        "PUT",
+        "/api/v1/workflows/default/two/retry",
+        Some(json!({"restartSuccessful": true, "nodeFieldSelector": "a"})),
+    ));
+}

@@ -338,7 +338,8 @@ impl Controller {
         self.live.lock().expect("live map").get(uid).cloned()
     }
 
-    /// The workflow's current JSON: from its running engine, else as stored.
+    /// The workflow's current JSON: from its running engine, else as stored now (`row` may be
+    /// older than the workflow's end).
     pub async fn current(&self, row: &WorkflowRow) -> Value {
         if let Some(h) = self.handle(&row.uid) {
             let (tx, rx) = oneshot::channel();
@@ -348,7 +349,11 @@ impl Controller {
                 }
             }
         }
-        serde_json::from_str(&row.status).unwrap_or(Value::Null)
+        let status = match self.store.workflow(&row.namespace, &row.name).await {
+            Ok(Some(fresh)) if fresh.uid == row.uid => fresh.status,
+            _ => row.status.clone(),
+        };
+        serde_json::from_str(&status).unwrap_or(Value::Null)
     }
 
     /// Hand an event to a running workflow and return the workflow after it was handled.
