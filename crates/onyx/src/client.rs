@@ -183,24 +183,8 @@ pub enum ObjectCommand {
 
 #[derive(Subcommand)]
 pub enum CronCommand {
-    Create {
-        files: Vec<PathBuf>,
-    },
-    List {
-        #[arg(short, long, value_enum, default_value = "wide")]
-        output: Format,
-    },
-    Get {
-        name: String,
-        #[arg(short, long, value_enum, default_value = "yaml")]
-        output: Format,
-    },
-    Delete {
-        names: Vec<String>,
-    },
-    Lint {
-        files: Vec<PathBuf>,
-    },
+    #[command(flatten)]
+    Object(ObjectCommand),
     Suspend {
         names: Vec<String>,
     },
@@ -751,11 +735,7 @@ fn run_inner(o: &ClientOpts, cmd: ClientCommand) -> anyhow::Result<ExitCode> {
                         Ok(())
                     })
                 }
-                CronCommand::Create { files } => ObjectCommand::Create { files },
-                CronCommand::List { output } => ObjectCommand::List { output },
-                CronCommand::Get { name, output } => ObjectCommand::Get { name, output },
-                CronCommand::Delete { names } => ObjectCommand::Delete { names },
-                CronCommand::Lint { files } => ObjectCommand::Lint { files },
+                CronCommand::Object(c) => c,
             };
             objects(&api, &base, "cronWorkflow", c)
         }

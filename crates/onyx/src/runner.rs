@@ -106,14 +106,7 @@ pub fn run(
     // Config maps visible to the engine: those loaded plus those resources created.
     let mut store = (*shared.store).clone();
     store.config_maps.extend(shared.objects.config_maps());
-    let uid = format!(
-        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
-        rand::random::<u32>(),
-        rand::random::<u16>(),
-        rand::random::<u16>() & 0xfff,
-        rand::random::<u16>() & 0xfff,
-        rand::random::<u64>() & 0xffff_ffff_ffff
-    );
+    let uid = local_executor::actions::new_uid();
     let mut engine = Engine::new(
         wf,
         name,

@@ -57,40 +57,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/workflows/{ns}/{name}/log", get(workflow_log))
         .route("/api/v1/workflows/{ns}/{name}/{pod}/log", get(pod_log))
         .route("/api/v1/workflow-events/{ns}", get(watch_workflows))
-        .route(
-            "/api/v1/workflow-templates/{ns}",
-            get(list_templates).post(create_template),
-        )
-        .route("/api/v1/workflow-templates/{ns}/lint", post(lint_template))
-        .route(
-            "/api/v1/workflow-templates/{ns}/{name}",
-            get(get_template)
-                .put(update_template)
-                .delete(delete_template),
-        )
-        .route(
-            "/api/v1/cluster-workflow-templates",
-            get(list_cluster_templates).post(create_cluster_template),
-        )
-        .route(
-            "/api/v1/cluster-workflow-templates/lint",
-            post(lint_cluster_template),
-        )
-        .route(
-            "/api/v1/cluster-workflow-templates/{name}",
-            get(get_cluster_template)
-                .put(update_cluster_template)
-                .delete(delete_cluster_template),
-        )
-        .route(
-            "/api/v1/cron-workflows/{ns}",
-            get(list_crons).post(create_cron),
-        )
-        .route("/api/v1/cron-workflows/{ns}/lint", post(lint_cron))
-        .route(
-            "/api/v1/cron-workflows/{ns}/{name}",
-            get(get_cron).put(update_cron).delete(delete_cron),
-        )
+        .merge(object_routes(&WT, "/api/v1/workflow-templates/{ns}"))
+        .merge(object_routes(&CWT, "/api/v1/cluster-workflow-templates"))
+        .merge(object_routes(&CRON, "/api/v1/cron-workflows/{ns}"))
         .route(
             "/api/v1/cron-workflows/{ns}/{name}/suspend",
             put(suspend_cron),
@@ -369,15 +338,7 @@ async fn submit_from(State(s): St, Path(ns): Path<String>, JsonBody(body): JsonB
         return Err(ApiError::InvalidArgument("resourceName is required".into()));
     }
     let opts = &body["submitOptions"];
-    let params: Vec<String> = opts["parameters"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
-    let params = submit::parse_parameters(&params)?;
+    let params = submit::parse_parameters(&string_list(&opts["parameters"]))?;
     let mut labels = serde_json::Map::new();
     if let Some(l) = opts["labels"].as_str().filter(|l| !l.is_empty()) {
         for kv in l.split(',') {
@@ -538,27 +499,32 @@ async fn set_node(
     Ok(Json(s.ctl.send(&row, ev).await?))
 }
 
+/// A retry request's body (`parameters`, `restartSuccessful`, `nodeFieldSelector`) applied.
+async fn retry_with(s: &AppState, row: &WorkflowRow, body: &Value) -> ApiResult {
+    let params = submit::parse_parameters(&string_list(&body["parameters"]))?;
+    let restart = body["restartSuccessful"].as_bool() == Some(true);
+    let selector = body["nodeFieldSelector"].as_str().unwrap_or_default();
+    Ok(Json(s.ctl.retry(row, restart, selector, &params).await?))
+}
+
+/// A JSON array of strings (other items ignored).
+fn string_list(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 async fn retry(
     State(s): St,
     Path((ns, name)): Path<(String, String)>,
     JsonBody(body): JsonBody,
 ) -> ApiResult {
     let row = find(&s, &ns, &name).await?;
-    let params: Vec<String> = body["parameters"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
-    let params = submit::parse_parameters(&params)?;
-    let restart = body["restartSuccessful"].as_bool() == Some(true);
-    let selector = body["nodeFieldSelector"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    Ok(Json(s.ctl.retry(&row, restart, &selector, &params).await?))
+    retry_with(&s, &row, &body).await
 }
 
 async fn resubmit_manifest(
@@ -568,15 +534,7 @@ async fn resubmit_manifest(
     old_name: &str,
     body: &Value,
 ) -> ApiResult {
-    let params: Vec<String> = body["parameters"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
-    let params = submit::parse_parameters(&params)?;
+    let params = submit::parse_parameters(&string_list(&body["parameters"]))?;
     if let Some(m) = manifest["metadata"].as_object_mut() {
         let labels = m.get("labels").cloned().unwrap_or(json!({}));
         m.clear();
@@ -945,75 +903,66 @@ async fn lint_obj(s: &AppState, k: &Kind, ns: &str, body: &Value) -> ApiResult {
     Ok(Json(prepare_object(s, k, ns, body, None).await?))
 }
 
-async fn list_templates(State(s): St, Path(ns): Path<String>, Query(q): Q) -> ApiResult {
-    list_obj(&s, &WT, (!ns.is_empty()).then_some(ns.as_str()), &q).await
+type PathParams = Path<HashMap<String, String>>;
+
+/// The namespace and name of a stored-object path (`{ns}` is absent for cluster objects).
+fn ns_name(p: &HashMap<String, String>) -> (String, String) {
+    (
+        p.get("ns").cloned().unwrap_or_default(),
+        p.get("name").cloned().unwrap_or_default(),
+    )
 }
-async fn create_template(State(s): St, Path(ns): Path<String>, JsonBody(b): JsonBody) -> ApiResult {
-    create_obj(&s, &WT, &ns, &b).await
+
+/// Create, list, lint, get, update and delete of one kind of stored object under `base`.
+fn object_routes(k: &'static Kind, base: &str) -> Router<Arc<AppState>> {
+    Router::new()
+        .route(
+            base,
+            get(
+                move |State(s): St, Path(p): PathParams, Query(q): Q| async move {
+                    let (ns, _) = ns_name(&p);
+                    let scope = (k.kind == "ClusterWorkflowTemplate" || !ns.is_empty())
+                        .then_some(ns.as_str());
+                    list_obj(&s, k, scope, &q).await
+                },
+            )
+            .post(
+                move |State(s): St, Path(p): PathParams, JsonBody(b): JsonBody| async move {
+                    create_obj(&s, k, &ns_name(&p).0, &b).await
+                },
+            ),
+        )
+        .route(
+            &format!("{base}/lint"),
+            post(
+                move |State(s): St, Path(p): PathParams, JsonBody(b): JsonBody| async move {
+                    lint_obj(&s, k, &ns_name(&p).0, &b).await
+                },
+            ),
+        )
+        .route(
+            &format!("{base}/{{name}}"),
+            get(move |State(s): St, Path(p): PathParams| async move {
+                let (ns, name) = ns_name(&p);
+                Ok::<_, ApiError>(Json(get_obj(&s, k, &ns, &name).await?))
+            })
+            .put(
+                move |State(s): St, Path(p): PathParams, JsonBody(b): JsonBody| async move {
+                    let (ns, name) = ns_name(&p);
+                    update_obj(&s, k, &ns, &name, &b).await
+                },
+            )
+            .delete(move |State(s): St, Path(p): PathParams| async move {
+                let (ns, name) = ns_name(&p);
+                s.ctl
+                    .store
+                    .delete_object(k.kind, scope(k, &ns), &name)
+                    .await?;
+                Ok::<_, ApiError>(Json(json!({})))
+            }),
+        )
 }
-async fn lint_template(State(s): St, Path(ns): Path<String>, JsonBody(b): JsonBody) -> ApiResult {
-    lint_obj(&s, &WT, &ns, &b).await
-}
-async fn get_template(State(s): St, Path((ns, name)): Path<(String, String)>) -> ApiResult {
-    Ok(Json(get_obj(&s, &WT, &ns, &name).await?))
-}
-async fn update_template(
-    State(s): St,
-    Path((ns, name)): Path<(String, String)>,
-    JsonBody(b): JsonBody,
-) -> ApiResult {
-    update_obj(&s, &WT, &ns, &name, &b).await
-}
-async fn delete_template(State(s): St, Path((ns, name)): Path<(String, String)>) -> ApiResult {
-    s.ctl.store.delete_object(WT.kind, &ns, &name).await?;
-    Ok(Json(json!({})))
-}
-async fn list_cluster_templates(State(s): St, Query(q): Q) -> ApiResult {
-    list_obj(&s, &CWT, Some(""), &q).await
-}
-async fn create_cluster_template(State(s): St, JsonBody(b): JsonBody) -> ApiResult {
-    create_obj(&s, &CWT, "", &b).await
-}
-async fn lint_cluster_template(State(s): St, JsonBody(b): JsonBody) -> ApiResult {
-    lint_obj(&s, &CWT, "", &b).await
-}
-async fn get_cluster_template(State(s): St, Path(name): Path<String>) -> ApiResult {
-    Ok(Json(get_obj(&s, &CWT, "", &name).await?))
-}
-async fn update_cluster_template(
-    State(s): St,
-    Path(name): Path<String>,
-    JsonBody(b): JsonBody,
-) -> ApiResult {
-    update_obj(&s, &CWT, "", &name, &b).await
-}
-async fn delete_cluster_template(State(s): St, Path(name): Path<String>) -> ApiResult {
-    s.ctl.store.delete_object(CWT.kind, "", &name).await?;
-    Ok(Json(json!({})))
-}
-async fn list_crons(State(s): St, Path(ns): Path<String>, Query(q): Q) -> ApiResult {
-    list_obj(&s, &CRON, (!ns.is_empty()).then_some(ns.as_str()), &q).await
-}
-async fn create_cron(State(s): St, Path(ns): Path<String>, JsonBody(b): JsonBody) -> ApiResult {
-    create_obj(&s, &CRON, &ns, &b).await
-}
-async fn lint_cron(State(s): St, Path(ns): Path<String>, JsonBody(b): JsonBody) -> ApiResult {
-    lint_obj(&s, &CRON, &ns, &b).await
-}
-async fn get_cron(State(s): St, Path((ns, name)): Path<(String, String)>) -> ApiResult {
-    Ok(Json(get_obj(&s, &CRON, &ns, &name).await?))
-}
-async fn update_cron(
-    State(s): St,
-    Path((ns, name)): Path<(String, String)>,
-    JsonBody(b): JsonBody,
-) -> ApiResult {
-    update_obj(&s, &CRON, &ns, &name, &b).await
-}
-async fn delete_cron(State(s): St, Path((ns, name)): Path<(String, String)>) -> ApiResult {
-    s.ctl.store.delete_object(CRON.kind, &ns, &name).await?;
-    Ok(Json(json!({})))
-}
+
 async fn set_cron_suspend(s: &AppState, ns: &str, name: &str, suspend: bool) -> ApiResult {
     let mut obj = get_obj(s, &CRON, ns, name).await?;
     obj["spec"]["suspend"] = json!(suspend);
@@ -1073,21 +1022,7 @@ async fn retry_archived(
             a.name
         ))
     })?;
-    let params: Vec<String> = body["parameters"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
-    let params = submit::parse_parameters(&params)?;
-    let restart = body["restartSuccessful"].as_bool() == Some(true);
-    let selector = body["nodeFieldSelector"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    Ok(Json(s.ctl.retry(&row, restart, &selector, &params).await?))
+    retry_with(&s, &row, &body).await
 }
 
 async fn resubmit_archived(

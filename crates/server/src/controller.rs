@@ -496,14 +496,7 @@ pub fn pod_names(workflow: &str, status: &Value) -> Vec<String> {
 }
 
 pub fn new_uid() -> String {
-    format!(
-        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
-        rand::random::<u32>(),
-        rand::random::<u16>(),
-        rand::random::<u16>() & 0xfff,
-        rand::random::<u16>() & 0xfff,
-        rand::random::<u64>() & 0xffff_ffff_ffff
-    )
+    local_executor::actions::new_uid()
 }
 
 /// One running workflow.
