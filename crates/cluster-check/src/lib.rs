@@ -1,0 +1,1 @@
+//! onyx cluster check
