@@ -1,6 +1,7 @@
 //! `onyx`: the ONYX command line.
 
 mod client;
+mod cluster;
 mod conformance;
 mod inputs;
 mod render;
@@ -94,6 +95,9 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// The cluster model: `schema`, `show`, `check`.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
     #[command(flatten)]
     Client(client::ClientCommand),
     /// Run a prepared pod (used by ONYX itself, like Argo's argoexec).
@@ -115,6 +119,7 @@ fn main() -> ExitCode {
         Command::Lint { files } => lint(&files),
         Command::Server { listen, config } => serve(&home, listen, config),
         Command::Client(c) => client::run(&cli.client, c),
+        Command::Cluster(c) => cluster::run(c),
         Command::Run {
             files,
             parameters,
