@@ -7,6 +7,7 @@ mod inputs;
 mod render;
 mod resource;
 mod runner;
+mod sim;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -95,6 +96,9 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Simulators on the scheduler's own code.
+    #[command(subcommand)]
+    Sim(sim::SimCommand),
     /// The cluster model: `schema`, `show`, `check`.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
@@ -120,6 +124,7 @@ fn main() -> ExitCode {
         Command::Server { listen, config } => serve(&home, listen, config),
         Command::Client(c) => client::run(&cli.client, c),
         Command::Cluster(c) => cluster::run(c),
+        Command::Sim(c) => sim::run(c),
         Command::Run {
             files,
             parameters,

@@ -1,0 +1,128 @@
+//! `onyx sim ...`: simulators on the scheduler's own code.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Subcommand, ValueEnum};
+
+#[derive(Subcommand)]
+pub enum SimCommand {
+    /// The FGD paper's placement experiment on its trace format: prints the GPU allocation
+    /// ratio against arrived GPU demand, then `alloc_at_100=X alloc_at_130=Y
+    /// unallocated_gpus_at_130=Z`.
+    Placement {
+        #[arg(long)]
+        nodes: PathBuf,
+        #[arg(long)]
+        pods: PathBuf,
+        /// random, bestfit, dotprod, fgd or onyx.
+        #[arg(long, default_value = "onyx")]
+        policy: String,
+        /// A seed, or a range `42-51` (then the last line is the mean over the seeds).
+        #[arg(long, default_value = "42")]
+        seed: String,
+        /// Arrived GPU demand to simulate, as a multiple of the cluster's GPU capacity.
+        #[arg(long, default_value_t = 1.3)]
+        tune: f64,
+        #[arg(short, long, value_enum, default_value = "text")]
+        output: SimFormat,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+pub enum SimFormat {
+    Text,
+    Json,
+}
+
+fn seeds(text: &str) -> Result<Vec<u64>, String> {
+    let bad = || format!("--seed {text:?}: expected a number or a range like 42-51");
+    match text.split_once('-') {
+        Some((a, b)) => {
+            let (a, b): (u64, u64) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+            if a > b {
+                return Err(bad());
+            }
+            Ok((a..=b).collect())
+        }
+        None => Ok(vec![text.parse().map_err(|_| bad())?]),
+    }
+}
+
+pub fn run(cmd: SimCommand) -> ExitCode {
+    match cmd {
+        SimCommand::Placement {
+            nodes,
+            pods,
+            policy,
+            seed,
+            tune,
+            output,
+        } => {
+            let policy: placement::Policy = match policy.parse() {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("onyx sim placement: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let seeds = match seeds(&seed) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("onyx sim placement: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            if !(tune > 0.0 && tune <= 10.0) {
+                eprintln!(
+                    "onyx sim placement: --tune {tune}: expected a multiple of capacity in (0, 10]"
+                );
+                return ExitCode::from(2);
+            }
+            let trace = match sim::load_trace(&nodes, &pods) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("onyx sim placement: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let reports: Vec<sim::PlacementReport> = seeds
+                .iter()
+                .map(|s| sim::run_placement(&trace, policy, *s, tune))
+                .collect();
+            let n = reports.len() as f64;
+            let mean =
+                |f: &dyn Fn(&sim::PlacementReport) -> f64| reports.iter().map(f).sum::<f64>() / n;
+            let (a100, a130, un) = (
+                mean(&|r| r.alloc_at_100),
+                mean(&|r| r.alloc_at_130),
+                mean(&|r| r.unallocated_gpus_at_130),
+            );
+            if output == SimFormat::Json {
+                println!(
+                    "{}",
+                    serde_json::json!({"runs": reports, "mean": {"alloc_at_100": a100, "alloc_at_130": a130, "unallocated_gpus_at_130": un}})
+                );
+                return ExitCode::SUCCESS;
+            }
+            if reports.len() == 1 {
+                println!("arrived_pct alloc_pct");
+                for (p, a) in reports[0].curve.iter().filter(|(p, _)| p % 5 == 0) {
+                    println!("{p:>11} {a:>9.3}");
+                }
+            } else {
+                for r in &reports {
+                    println!(
+                        "seed={} alloc_at_100={:.3} alloc_at_130={:.3} unallocated_gpus_at_130={:.1} decisions/s={:.0}",
+                        r.seed, r.alloc_at_100, r.alloc_at_130, r.unallocated_gpus_at_130,
+                        r.pods_arrived as f64 / r.decide_seconds.max(1e-9)
+                    );
+                }
+            }
+            println!(
+                "alloc_at_100={a100:.3} alloc_at_130={a130:.3} unallocated_gpus_at_130={un:.1}"
+            );
+            ExitCode::SUCCESS
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! `onyx sim placement` on a small trace in the openb format.
+
+use std::process::Command;
+
+#[test]
+fn placement_prints_the_curve_and_the_summary_line() {
+    let dir = std::env::temp_dir().join(format!("onyx-sim-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let nodes = dir.join("nodes.csv");
+    let pods = dir.join("pods.csv");
+    std::fs::write(
+        &nodes,
+        "sn,cpu_milli,memory_mib,gpu,model\nn0,64000,262144,8,G2\nn1,32000,131072,2,T4\n",
+    )
+    .unwrap();
+    let mut p = String::from("name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time,deletion_time,scheduled_time\n");
+    for i in 0..20 {
+        let (n, m) = match i % 4 {
+            0 => (1, 500),
+            1 => (1, 1000),
+            2 => (2, 1000),
+            _ => (0, 0),
+        };
+        p.push_str(&format!("p{i},4000,8192,{n},{m},,LS,Running,0,1,0\n"));
+    }
+    std::fs::write(&pods, p).unwrap();
+    for policy in ["random", "bestfit", "dotprod", "fgd", "onyx"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_onyx"))
+            .args([
+                "sim",
+                "placement",
+                "--nodes",
+                nodes.to_str().unwrap(),
+                "--pods",
+                pods.to_str().unwrap(),
+                "--policy",
+                policy,
+                "--seed",
+                "42",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        let last = text.lines().last().unwrap();
+        assert!(
+            last.starts_with("alloc_at_100=")
+                && last.contains(" alloc_at_130=")
+                && last.contains(" unallocated_gpus_at_130="),
+            "{text}"
+        );
+        assert!(
+            text.starts_with("arrived_pct alloc_pct\n          0 "),
+            "{text}"
+        );
+        // 10 GPUs; every number is a share of them.
+        let alloc: f64 = last
+            .split(' ')
+            .nth(1)
+            .unwrap()
+            .trim_start_matches("alloc_at_130=")
+            .parse()
+            .unwrap();
+        assert!((0.0..=100.0).contains(&alloc));
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_onyx"))
+        .args([
+            "sim",
+            "placement",
+            "--nodes",
+            nodes.to_str().unwrap(),
+            "--pods",
+            pods.to_str().unwrap(),
+            "--policy",
+            "nope",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("unknown policy \"nope\": expected random, bestfit, dotprod, fgd or onyx"));
+}
