@@ -27,6 +27,13 @@ pub enum SimCommand {
         #[arg(short, long, value_enum, default_value = "text")]
         output: SimFormat,
     },
+    /// Run scheduling scenario files (../shared/design/scenario-format.md): `PASS|FAIL` per
+    /// file and `N passed, M failed` last; with `-o json`, what each cycle did.
+    Scenario {
+        files: Vec<PathBuf>,
+        #[arg(short, long, value_enum, default_value = "text")]
+        output: SimFormat,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
@@ -49,8 +56,70 @@ fn seeds(text: &str) -> Result<Vec<u64>, String> {
     }
 }
 
+fn scenarios(files: &[PathBuf], output: SimFormat) -> ExitCode {
+    let (mut passed, mut failed) = (0, 0);
+    let mut all = Vec::new();
+    for f in files {
+        let name = f.display().to_string();
+        let result = std::fs::read_to_string(f)
+            .map_err(|e| e.to_string())
+            .and_then(|t| scheduler::load(&t))
+            .and_then(|s| {
+                scheduler::run(&s)
+                    .map(|o| (s, o))
+                    .map_err(|e| e.to_string())
+            });
+        match result {
+            Ok((s, out)) => {
+                let verdict = match &s.expect {
+                    Some(e) => scheduler::compare(e, &out),
+                    None => Ok(()),
+                };
+                if output == SimFormat::Json {
+                    all.push(
+                        serde_json::json!({"file": name, "outcome": out, "pass": verdict.is_ok()}),
+                    );
+                }
+                match verdict {
+                    Ok(()) => {
+                        passed += 1;
+                        if output == SimFormat::Text {
+                            println!("PASS {name}");
+                        }
+                    }
+                    Err(d) => {
+                        failed += 1;
+                        if output == SimFormat::Text {
+                            println!("FAIL {name}: {d}");
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                if output == SimFormat::Text {
+                    println!("FAIL {name}: {e}");
+                } else {
+                    all.push(serde_json::json!({"file": name, "error": e, "pass": false}));
+                }
+            }
+        }
+    }
+    if output == SimFormat::Json {
+        println!("{}", serde_json::to_string_pretty(&all).unwrap_or_default());
+    } else {
+        println!("{passed} passed, {failed} failed");
+    }
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
 pub fn run(cmd: SimCommand) -> ExitCode {
     match cmd {
+        SimCommand::Scenario { files, output } => scenarios(&files, output),
         SimCommand::Placement {
             nodes,
             pods,

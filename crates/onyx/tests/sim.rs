@@ -84,3 +84,52 @@ fn placement_prints_the_curve_and_the_summary_line() {
     assert!(String::from_utf8_lossy(&out.stderr)
         .contains("unknown policy \"nope\": expected random, bestfit, dotprod, fgd or onyx"));
 }
+
+/// The scheduler's scenario files (tests/scenarios/) all pass through `onyx sim scenario`.
+#[test]
+fn scenario_files_pass() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let mut files: Vec<String> = std::fs::read_dir(format!("{root}/tests/scenarios"))
+        .unwrap()
+        .map(|e| e.unwrap().path().display().to_string())
+        .filter(|p| p.ends_with(".yaml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 12, "scenario files are missing");
+    let out = Command::new(env!("CARGO_BIN_EXE_onyx"))
+        .arg("sim")
+        .arg("scenario")
+        .args(&files)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.ends_with(&format!("{} passed, 0 failed\n", files.len())),
+        "{text}"
+    );
+    // A scenario whose expectation is wrong fails, and says what differed.
+    let dir = std::env::temp_dir().join(format!("onyx-scen-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let wrong = dir.join("wrong.yaml");
+    let text =
+        std::fs::read_to_string(format!("{root}/tests/scenarios/two-gangs-compete.yaml")).unwrap();
+    std::fs::write(
+        &wrong,
+        text.replace(
+            "binds: {ml/f0: \"*\", ml/f1: \"*\"}",
+            "binds: {ml/f0: \"*\", ml/s0: \"*\"}",
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_onyx"))
+        .args(["sim", "scenario", wrong.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("ml/s0 not bound, expected *") && text.contains("ml/f1 bound to"),
+        "{text}"
+    );
+}

@@ -1,0 +1,991 @@
+//! ONYX's scheduler: one scheduling cycle as a pure function of the cluster state
+//! (`Scenario`): gangs placed all or nothing, queues with capability and deserved shares,
+//! priorities, preemption inside a queue and reclaim across queues (whole gangs, never
+//! toward the lower priority, never below a queue's deserved share: no ping-pong), backfill that
+//! leaves the holes a waiting gang is collecting alone, and GPUs as whole devices, fractions
+//! or MIG instances with the real geometry (H100/A100 80 GB), re-partitioned when
+//! `dynamic-mig` is on.
+
+pub mod mig;
+pub mod model;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+pub use model::*;
+
+/// What one cycle did.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Outcome {
+    pub binds: BTreeMap<String, String>,
+    pub evictions: BTreeSet<String>,
+    pub pipelined: BTreeMap<String, Vec<String>>,
+    pub group_phases: BTreeMap<String, String>,
+    pub mig_layouts: BTreeMap<String, Vec<Vec<String>>>,
+    /// Pods refused at submission and why (they can never run on this cluster).
+    pub refused: BTreeMap<String, String>,
+    /// Why pending pods did not bind (as `kubectl describe` would say).
+    pub reasons: BTreeMap<String, String>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// A pod's resource request, normalised.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Req {
+    pub cpu: i128,
+    pub mem: i128,
+    pub gpus: u32,
+    pub gpu_milli: i64,
+    /// MIG profile → count.
+    pub mig: BTreeMap<String, u32>,
+}
+
+/// One GPU of a node.
+#[derive(Debug, Clone, PartialEq)]
+struct Gpu {
+    /// MIG instances and the pod using each (empty: the GPU is whole).
+    instances: Vec<(String, Option<usize>)>,
+    /// Whole-GPU and fractional holders: (pod, thousandths).
+    shares: Vec<(usize, i64)>,
+}
+
+impl Gpu {
+    fn used(&self) -> i64 {
+        self.shares.iter().map(|(_, m)| m).sum()
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Node {
+    name: String,
+    cpu_free: i128,
+    mem_free: i128,
+    pods_free: i128,
+    gpus: Vec<Gpu>,
+    labels: BTreeMap<String, String>,
+    unschedulable: bool,
+    /// Resources of Releasing pods, free once they are gone (for pipelining).
+    releasing: Vec<usize>,
+}
+
+struct Pod {
+    key: String,
+    group: usize,
+    task: String,
+    phase: String,
+    node: Option<usize>,
+    req: Req,
+    preemptable: bool,
+    selector: BTreeMap<String, String>,
+}
+
+struct Group {
+    key: String,
+    queue: usize,
+    min_member: u32,
+    min_task: BTreeMap<String, u32>,
+    priority: i64,
+    phase: String,
+    pods: Vec<usize>,
+    order: usize,
+}
+
+struct Queue {
+    name: String,
+    weight: u32,
+    capability_gpu: Option<i64>,
+    deserved_gpu: Option<i64>,
+    reclaimable: bool,
+}
+
+/// GPU-equivalents in thousandths: whole GPUs, fractions, MIG instances by compute slices.
+fn gpu_milli(r: &Req) -> i64 {
+    let mig: i64 = r
+        .mig
+        .iter()
+        .map(|(p, n)| mig::compute_slices(p).unwrap_or(7) as i64 * 1000 / 7 * *n as i64)
+        .sum();
+    r.gpus as i64 * 1000 + r.gpu_milli + mig
+}
+
+fn parse_req(
+    requests: &BTreeMap<String, Quantity>,
+    warnings: &mut Vec<String>,
+    who: &str,
+) -> Result<Req, String> {
+    let mut r = Req::default();
+    for (k, q) in requests {
+        let milli = q.milli().map_err(|e| format!("{who}: requests.{k}: {e}"))?;
+        match k.as_str() {
+            "cpu" => r.cpu = milli,
+            "memory" => r.mem = milli / 1000,
+            "pods" => {}
+            "nvidia.com/gpu" => r.gpus = (milli / 1000) as u32,
+            "gpu_milli" => r.gpu_milli = (milli / 1000) as i64,
+            other => {
+                let profile = if let Some(p) = other.strip_prefix("nvidia.com/mig-") {
+                    p
+                } else if let Some(p) = other.strip_prefix("nvidia.com/gpu-mig-") {
+                    warnings.push(format!(
+                        "{who}: {other} is not a device plugin resource; read as nvidia.com/mig-{p}"
+                    ));
+                    p
+                } else {
+                    return Err(format!("{who}: unknown resource {other:?} (cpu, memory, nvidia.com/gpu, nvidia.com/mig-<profile>, gpu_milli)"));
+                };
+                if mig::profile(profile).is_none() {
+                    return Err(format!(
+                        "{who}: unknown MIG profile {profile:?} (H100/A100 80GB profiles: {})",
+                        mig::PROFILES
+                            .iter()
+                            .map(|p| p.name)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                }
+                r.mig.insert(profile.to_string(), (milli / 1000) as u32);
+            }
+        }
+    }
+    if r.gpu_milli > 1000 {
+        return Err(format!(
+            "{who}: gpu_milli {} is more than one GPU; request whole GPUs with nvidia.com/gpu",
+            r.gpu_milli
+        ));
+    }
+    Ok(r)
+}
+
+struct State {
+    nodes: Vec<Node>,
+    pods: Vec<Pod>,
+    groups: Vec<Group>,
+    queues: Vec<Queue>,
+    plugins: BTreeSet<String>,
+}
+
+impl State {
+    fn build(s: &Scenario, out: &mut Outcome) -> Result<State, ScenarioError> {
+        let bad = |m: String| ScenarioError::Invalid(m);
+        let prio: BTreeMap<&str, i64> = s
+            .priority_classes
+            .iter()
+            .map(|p| (p.name.as_str(), p.value))
+            .collect();
+        let mut queues: Vec<Queue> = Vec::new();
+        for q in &s.queues {
+            let gpu_of = |m: &BTreeMap<String, Quantity>| -> Result<Option<i64>, ScenarioError> {
+                match m.get("nvidia.com/gpu") {
+                    Some(v) => Ok(Some((v.milli().map_err(bad)?) as i64)),
+                    None => Ok(None),
+                }
+            };
+            queues.push(Queue {
+                name: q.name.clone(),
+                weight: q.weight.max(1),
+                capability_gpu: gpu_of(&q.capability)?,
+                deserved_gpu: gpu_of(&q.deserved)?,
+                reclaimable: q.reclaimable,
+            });
+        }
+        if !queues.iter().any(|q| q.name == "default") {
+            queues.push(Queue {
+                name: "default".into(),
+                weight: 1,
+                capability_gpu: None,
+                deserved_gpu: None,
+                reclaimable: true,
+            });
+        }
+        let mut nodes = Vec::new();
+        for n in &s.nodes {
+            let get = |k: &str| -> Result<i128, ScenarioError> {
+                n.allocatable
+                    .get(k)
+                    .map(|q| {
+                        q.milli()
+                            .map_err(|e| bad(format!("node {}: allocatable.{k}: {e}", n.name)))
+                    })
+                    .unwrap_or(Ok(0))
+            };
+            let gpu_count = (get("nvidia.com/gpu")? / 1000) as usize;
+            let mig = n.mig.clone().unwrap_or_else(|| vec![vec![]; gpu_count]);
+            if mig.len() != gpu_count {
+                return Err(bad(format!(
+                    "node {}: mig lists {} GPUs, allocatable has {gpu_count}",
+                    n.name,
+                    mig.len()
+                )));
+            }
+            let mut gpus = Vec::new();
+            for layout in &mig {
+                if !layout.is_empty() && !mig::fits(layout) {
+                    return Err(bad(format!(
+                        "node {}: MIG layout [{}] does not fit an 80 GB GPU's geometry (7 compute, 8 memory slices)",
+                        n.name,
+                        layout.join(", ")
+                    )));
+                }
+                gpus.push(Gpu {
+                    instances: layout.iter().map(|p| (p.clone(), None)).collect(),
+                    shares: Vec::new(),
+                });
+            }
+            nodes.push(Node {
+                name: n.name.clone(),
+                cpu_free: get("cpu")?,
+                mem_free: get("memory")? / 1000,
+                pods_free: if n.allocatable.contains_key("pods") {
+                    get("pods")? / 1000
+                } else {
+                    110
+                },
+                gpus,
+                labels: n.labels.clone(),
+                unschedulable: n.unschedulable,
+                releasing: Vec::new(),
+            });
+        }
+        let mut groups: Vec<Group> = Vec::new();
+        for (i, g) in s.groups.iter().enumerate() {
+            let queue = queues
+                .iter()
+                .position(|q| q.name == g.queue)
+                .ok_or_else(|| bad(format!("group {}: no queue {:?}", g.name, g.queue)))?;
+            groups.push(Group {
+                key: format!("{}/{}", g.namespace, g.name),
+                queue,
+                min_member: g.min_member,
+                min_task: g.min_task_member.clone(),
+                priority: *prio.get(g.priority_class.as_str()).unwrap_or(&0),
+                phase: g.phase.clone(),
+                pods: Vec::new(),
+                order: i,
+            });
+        }
+        let mut pods = Vec::new();
+        for p in &s.pods {
+            let key = format!("{}/{}", p.namespace, p.name);
+            let req = match parse_req(&p.requests, &mut out.warnings, &key) {
+                Ok(r) => r,
+                Err(e) => {
+                    out.refused.insert(key, e);
+                    continue;
+                }
+            };
+            let group = if p.group.is_empty() {
+                let q = if p.queue.is_empty() {
+                    "default"
+                } else {
+                    p.queue.as_str()
+                };
+                let queue = queues.iter().position(|x| x.name == q).unwrap_or(0);
+                groups.push(Group {
+                    key: key.clone(),
+                    queue,
+                    min_member: 1,
+                    min_task: BTreeMap::new(),
+                    priority: *prio.get(p.priority_class.as_str()).unwrap_or(&0),
+                    phase: if p.phase == "Running" {
+                        "Running".into()
+                    } else {
+                        "Pending".into()
+                    },
+                    pods: Vec::new(),
+                    order: s.groups.len() + pods.len(),
+                });
+                groups.len() - 1
+            } else {
+                let gk = format!("{}/{}", p.namespace, p.group);
+                groups
+                    .iter()
+                    .position(|g| g.key == gk)
+                    .ok_or_else(|| bad(format!("pod {key}: no group {gk}")))?
+            };
+            let node = if p.node.is_empty() {
+                None
+            } else {
+                Some(
+                    nodes
+                        .iter()
+                        .position(|n| n.name == p.node)
+                        .ok_or_else(|| bad(format!("pod {key}: no node {:?}", p.node)))?,
+                )
+            };
+            groups[group].pods.push(pods.len());
+            pods.push(Pod {
+                key,
+                group,
+                task: p.task.clone(),
+                phase: p.phase.clone(),
+                node,
+                req,
+                preemptable: p.preemptable,
+                selector: p.node_selector.clone(),
+            });
+        }
+        let mut st = State {
+            nodes,
+            pods,
+            groups,
+            queues,
+            plugins: s.config.plugins.iter().cloned().collect(),
+        };
+        // Pods that hold resources.
+        for i in 0..st.pods.len() {
+            let holds = matches!(st.pods[i].phase.as_str(), "Running" | "Releasing");
+            if let (true, Some(n)) = (holds, st.pods[i].node) {
+                let req = st.pods[i].req.clone();
+                if !st.take(n, &req, i, false) {
+                    return Err(bad(format!(
+                        "pod {} is {} on {} but the node cannot hold it",
+                        st.pods[i].key, st.pods[i].phase, st.nodes[n].name
+                    )));
+                }
+                if st.pods[i].phase == "Releasing" {
+                    st.nodes[n].releasing.push(i);
+                }
+            }
+        }
+        Ok(st)
+    }
+
+    fn selector_ok(&self, p: usize, n: usize) -> bool {
+        let node = &self.nodes[n];
+        !node.unschedulable
+            && self.pods[p]
+                .selector
+                .iter()
+                .all(|(k, v)| node.labels.get(k) == Some(v))
+    }
+
+    /// Whether `req` fits node `n` now (with dynamic MIG, an idle GPU may be re-partitioned).
+    fn fits(&self, n: usize, req: &Req) -> bool {
+        let mut copy = self.nodes[n].clone();
+        take_on(
+            &mut copy,
+            req,
+            usize::MAX,
+            self.plugins.contains("dynamic-mig"),
+        )
+    }
+
+    fn take(&mut self, n: usize, req: &Req, pod: usize, dynamic: bool) -> bool {
+        let mut copy = self.nodes[n].clone();
+        if take_on(&mut copy, req, pod, dynamic) {
+            self.nodes[n] = copy;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn release(&mut self, pod: usize) {
+        let Some(n) = self.pods[pod].node else { return };
+        let req = self.pods[pod].req.clone();
+        let node = &mut self.nodes[n];
+        node.cpu_free += req.cpu;
+        node.mem_free += req.mem;
+        node.pods_free += 1;
+        for g in node.gpus.iter_mut() {
+            for inst in g.instances.iter_mut() {
+                if inst.1 == Some(pod) {
+                    inst.1 = None;
+                }
+            }
+        }
+        for g in node.gpus.iter_mut() {
+            g.shares.retain(|(p, _)| *p != pod);
+        }
+    }
+
+    /// The queue's GPU-equivalent allocation (thousandths).
+    fn queue_used(&self, q: usize) -> i64 {
+        self.pods
+            .iter()
+            .filter(|p| {
+                self.groups[p.group].queue == q
+                    && p.node.is_some()
+                    && matches!(p.phase.as_str(), "Running" | "Bound")
+            })
+            .map(|p| gpu_milli(&p.req))
+            .sum()
+    }
+
+    fn cluster_gpu(&self) -> i64 {
+        self.nodes.iter().map(|n| n.gpus.len() as i64 * 1000).sum()
+    }
+
+    /// Deserved share: explicit, else the cluster's GPUs by weight (proportion plugin).
+    fn deserved(&self, q: usize) -> i64 {
+        if let Some(d) = self.queues[q].deserved_gpu {
+            return d;
+        }
+        let total_w: u32 = self.queues.iter().map(|q| q.weight).sum();
+        self.cluster_gpu() * self.queues[q].weight as i64 / total_w.max(1) as i64
+    }
+
+    fn pending_pods(&self, g: usize) -> Vec<usize> {
+        self.groups[g]
+            .pods
+            .iter()
+            .copied()
+            .filter(|p| self.pods[*p].phase == "Pending" && self.pods[*p].node.is_none())
+            .collect()
+    }
+
+    fn ready_count(&self, g: usize) -> usize {
+        self.groups[g]
+            .pods
+            .iter()
+            .filter(|p| {
+                matches!(
+                    self.pods[**p].phase.as_str(),
+                    "Running" | "Bound" | "Succeeded"
+                )
+            })
+            .count()
+    }
+
+    /// Best node for a pod: feasible, then the tightest fit (fewest whole GPUs left free,
+    /// then least GPU share, then least CPU), which keeps whole nodes whole and packs slices.
+    fn best_node(&self, p: usize, exclude: &BTreeSet<usize>) -> Option<usize> {
+        let req = &self.pods[p].req;
+        (0..self.nodes.len())
+            .filter(|n| !exclude.contains(n) && self.selector_ok(p, *n) && self.fits(*n, req))
+            .min_by_key(|n| {
+                let node = &self.nodes[*n];
+                let whole_free = node
+                    .gpus
+                    .iter()
+                    .filter(|g| g.instances.is_empty() && g.used() == 0)
+                    .count() as i64;
+                let wants_gpu = req.gpus > 0 || req.gpu_milli > 0 || !req.mig.is_empty();
+                let free_share: i64 = node
+                    .gpus
+                    .iter()
+                    .map(|g| {
+                        if g.instances.is_empty() {
+                            1000 - g.used()
+                        } else {
+                            0
+                        }
+                    })
+                    .sum();
+                // CPU-only pods go where GPUs are not (or are already busy).
+                let key_gpu = if wants_gpu { whole_free } else { -whole_free };
+                (key_gpu, free_share, node.cpu_free, *n as i64)
+            })
+    }
+
+    /// Try to place a group's pending pods; commit only if the gang is satisfied.
+    fn try_group(&mut self, g: usize, exclude: &BTreeSet<usize>) -> Option<Vec<(usize, usize)>> {
+        let pending = self.pending_pods(g);
+        if pending.is_empty() {
+            return None;
+        }
+        let saved_nodes = self.nodes.clone();
+        let mut placed = Vec::new();
+        for p in pending {
+            if let Some(n) = self.best_node(p, exclude) {
+                let req = self.pods[p].req.clone();
+                let dynamic = self.plugins.contains("dynamic-mig");
+                if self.take(n, &req, p, dynamic) {
+                    placed.push((p, n));
+                }
+            }
+        }
+        let ready = self.ready_count(g) + placed.len();
+        let tasks_ok = self.groups[g].min_task.iter().all(|(task, min)| {
+            let have = self.groups[g]
+                .pods
+                .iter()
+                .filter(|p| {
+                    self.pods[**p].task == *task
+                        && (matches!(self.pods[**p].phase.as_str(), "Running" | "Bound")
+                            || placed.iter().any(|(x, _)| x == *p))
+                })
+                .count();
+            have as u32 >= *min
+        });
+        if ready as u32 >= self.groups[g].min_member && tasks_ok && !placed.is_empty() {
+            for (p, n) in &placed {
+                self.pods[*p].node = Some(*n);
+                self.pods[*p].phase = "Bound".into();
+            }
+            Some(placed)
+        } else {
+            self.nodes = saved_nodes;
+            None
+        }
+    }
+
+    fn group_order(&self) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.groups.len()).collect();
+        // Queues by how far below their deserved share they are (fair share); in a queue,
+        // higher priority first, then submission order.
+        order.sort_by_key(|g| {
+            let q = self.groups[*g].queue;
+            let share = self.queue_used(q) * 1000 / self.deserved(q).max(1);
+            (share, -self.groups[*g].priority, self.groups[*g].order)
+        });
+        order
+    }
+}
+
+/// Take `req` on `node` for `pod`; false (and `node` unchanged in meaning) if it does not fit.
+fn take_on(node: &mut Node, req: &Req, pod: usize, dynamic: bool) -> bool {
+    if node.cpu_free < req.cpu || node.mem_free < req.mem || node.pods_free < 1 {
+        return false;
+    }
+    // Whole GPUs: GPUs in whole mode with nothing on them.
+    let mut whole: Vec<usize> = (0..node.gpus.len())
+        .filter(|i| node.gpus[*i].instances.is_empty() && node.gpus[*i].used() == 0)
+        .collect();
+    if (whole.len() as u32) < req.gpus {
+        return false;
+    }
+    whole.truncate(req.gpus as usize);
+    for i in &whole {
+        node.gpus[*i].shares.push((pod, 1000));
+    }
+    // A fraction: the tightest whole-mode GPU with room.
+    if req.gpu_milli > 0 {
+        let Some(i) = (0..node.gpus.len())
+            .filter(|i| {
+                node.gpus[*i].instances.is_empty() && node.gpus[*i].used() + req.gpu_milli <= 1000
+            })
+            .max_by_key(|i| (node.gpus[*i].used(), std::cmp::Reverse(*i)))
+        else {
+            return false;
+        };
+        node.gpus[i].shares.push((pod, req.gpu_milli));
+    }
+    // MIG instances: free instances of exactly that profile; with dynamic MIG, an idle GPU is
+    // re-partitioned to hold what is asked (within the GPU's geometry).
+    for (profile, count) in &req.mig {
+        for _ in 0..*count {
+            let free = node.gpus.iter().enumerate().find_map(|(gi, g)| {
+                g.instances
+                    .iter()
+                    .position(|(p, u)| p == profile && u.is_none())
+                    .map(|ii| (gi, ii))
+            });
+            match free {
+                Some((gi, ii)) => node.gpus[gi].instances[ii].1 = Some(pod),
+                None if dynamic => {
+                    // A MIG GPU with room in its geometry, else an idle whole GPU.
+                    let grow = node.gpus.iter().position(|g| {
+                        !g.instances.is_empty() && {
+                            let mut l: Vec<String> =
+                                g.instances.iter().map(|(p, _)| p.clone()).collect();
+                            l.push(profile.clone());
+                            mig::fits(&l)
+                        }
+                    });
+                    let target = grow.or_else(|| {
+                        node.gpus
+                            .iter()
+                            .position(|g| g.instances.is_empty() && g.used() == 0)
+                    });
+                    let Some(gi) = target else { return false };
+                    node.gpus[gi].instances.push((profile.clone(), Some(pod)));
+                }
+                None => return false,
+            }
+        }
+    }
+    node.cpu_free -= req.cpu;
+    node.mem_free -= req.mem;
+    node.pods_free -= 1;
+    true
+}
+
+/// Run one scheduling cycle.
+pub fn run(s: &Scenario) -> Result<Outcome, ScenarioError> {
+    let mut out = Outcome::default();
+    let mut st = State::build(s, &mut out)?;
+    // Refuse what can never run here (rather than leave it pending forever).
+    let max_gpus = st.nodes.iter().map(|n| n.gpus.len()).max().unwrap_or(0) as u32;
+    let total_gpus = st.cluster_gpu() / 1000;
+    for i in 0..st.pods.len() {
+        let p = &st.pods[i];
+        if p.req.gpus > max_gpus {
+            out.refused.insert(
+                p.key.clone(),
+                format!(
+                    "requests {} GPUs; the largest node has {max_gpus}",
+                    p.req.gpus
+                ),
+            );
+        }
+    }
+    for g in 0..st.groups.len() {
+        let need: i64 = st.groups[g]
+            .pods
+            .iter()
+            .map(|p| st.pods[*p].req.gpus as i64)
+            .sum();
+        if need > total_gpus {
+            out.refused.insert(
+                st.groups[g].key.clone(),
+                format!("the gang needs {need} GPUs; the whole cluster has {total_gpus}"),
+            );
+        }
+        if (st.groups[g].pods.len() as u32) < st.groups[g].min_member
+            && !st.groups[g].pods.is_empty()
+        {
+            out.warnings.push(format!(
+                "group {} has fewer pods than minMember",
+                st.groups[g].key
+            ));
+        }
+    }
+    let refused_groups: BTreeSet<usize> = (0..st.groups.len())
+        .filter(|g| {
+            out.refused.contains_key(&st.groups[*g].key)
+                || st.groups[*g]
+                    .pods
+                    .iter()
+                    .any(|p| out.refused.contains_key(&st.pods[*p].key))
+        })
+        .collect();
+    let actions: Vec<String> = if s.actions.is_empty() {
+        vec!["enqueue".into(), "allocate".into(), "backfill".into()]
+    } else {
+        s.actions.clone()
+    };
+    // Nodes a waiting, admitted gang is collecting: lower or equal priority work of other
+    // gangs does not take them (no starvation of large gangs).
+    let mut reserved: BTreeMap<usize, i64> = BTreeMap::new();
+    for action in &actions {
+        match action.as_str() {
+            "enqueue" => {
+                // Admit gangs while their queue's capability holds, counting those admitted.
+                let mut admitted: BTreeMap<usize, i64> = BTreeMap::new();
+                for g in st.group_order() {
+                    let q = st.groups[g].queue;
+                    let need: i64 = st
+                        .pending_pods(g)
+                        .iter()
+                        .map(|p| gpu_milli(&st.pods[*p].req))
+                        .sum();
+                    if st.groups[g].phase == "Inqueue" {
+                        *admitted.entry(q).or_default() += need;
+                    }
+                }
+                for g in st.group_order() {
+                    if st.groups[g].phase == "Pending" && !refused_groups.contains(&g) {
+                        let q = st.groups[g].queue;
+                        let need: i64 = st
+                            .pending_pods(g)
+                            .iter()
+                            .map(|p| gpu_milli(&st.pods[*p].req))
+                            .sum();
+                        let held = st.queue_used(q) + admitted.get(&q).copied().unwrap_or(0);
+                        if st.queues[q].capability_gpu.is_none_or(|c| held + need <= c) {
+                            st.groups[g].phase = "Inqueue".into();
+                            *admitted.entry(q).or_default() += need;
+                        }
+                    }
+                }
+            }
+            "allocate" | "backfill" => {
+                for g in st.group_order() {
+                    if refused_groups.contains(&g) || st.pending_pods(g).is_empty() {
+                        continue;
+                    }
+                    if action == "allocate"
+                        && st.groups[g].phase == "Pending"
+                        && actions.iter().any(|a| a == "enqueue")
+                    {
+                        continue; // not admitted
+                    }
+                    if action == "backfill"
+                        && st
+                            .pending_pods(g)
+                            .iter()
+                            .any(|p| gpu_milli(&st.pods[*p].req) > 0 || st.pods[*p].req.cpu > 0)
+                    {
+                        continue; // backfill places best-effort pods only
+                    }
+                    let q = st.groups[g].queue;
+                    let need: i64 = st
+                        .pending_pods(g)
+                        .iter()
+                        .map(|p| gpu_milli(&st.pods[*p].req))
+                        .sum();
+                    if st.queues[q]
+                        .capability_gpu
+                        .is_some_and(|c| st.queue_used(q) + need > c)
+                    {
+                        for p in st.pending_pods(g) {
+                            out.reasons.insert(
+                                st.pods[p].key.clone(),
+                                format!("queue {} is at its capability", st.queues[q].name),
+                            );
+                        }
+                        continue;
+                    }
+                    let prio = st.groups[g].priority;
+                    let exclude: BTreeSet<usize> = reserved
+                        .iter()
+                        .filter(|(_, rp)| **rp >= prio)
+                        .map(|(n, _)| *n)
+                        .collect();
+                    match st.try_group(g, &exclude) {
+                        Some(placed) => {
+                            for (p, n) in placed {
+                                out.binds
+                                    .insert(st.pods[p].key.clone(), st.nodes[n].name.clone());
+                            }
+                            st.groups[g].phase = "Running".into();
+                        }
+                        None => {
+                            // Reserve the nodes this gang could use now, for the rest of the cycle.
+                            if st.groups[g].min_member > 1 {
+                                for p in st.pending_pods(g) {
+                                    if let Some(n) = st.best_node(p, &BTreeSet::new()) {
+                                        reserved.entry(n).or_insert(prio);
+                                    }
+                                }
+                            }
+                            for p in st.pending_pods(g) {
+                                out.reasons.insert(st.pods[p].key.clone(), format!("gang {} cannot place {} of its pods at once (0/{} nodes are available for all of them)", st.groups[g].key, st.groups[g].min_member, st.nodes.len()));
+                            }
+                        }
+                    }
+                }
+            }
+            "preempt" | "reclaim" => {
+                let reclaim = action == "reclaim";
+                for g in st.group_order() {
+                    if refused_groups.contains(&g)
+                        || st.pending_pods(g).is_empty()
+                        || st.groups[g].phase == "Pending" && actions.iter().any(|a| a == "enqueue")
+                    {
+                        continue;
+                    }
+                    let q = st.groups[g].queue;
+                    if reclaim && st.queue_used(q) >= st.deserved(q) {
+                        continue; // only queues below their deserved share reclaim
+                    }
+                    // Victim gangs: same queue and lower priority (preempt), or other reclaimable
+                    // queues above their deserved share (reclaim); whole gangs, lowest first.
+                    let mut victims: Vec<usize> = (0..st.groups.len())
+                        .filter(|v| {
+                            *v != g
+                                && st.groups[*v]
+                                    .pods
+                                    .iter()
+                                    .any(|p| st.pods[*p].phase == "Running")
+                        })
+                        .filter(|v| {
+                            let vq = st.groups[*v].queue;
+                            if reclaim {
+                                vq != q
+                                    && st.queues[vq].reclaimable
+                                    && st.queue_used(vq) > st.deserved(vq)
+                            } else {
+                                vq == q && st.groups[*v].priority < st.groups[g].priority
+                            }
+                        })
+                        .filter(|v| st.groups[*v].pods.iter().all(|p| st.pods[*p].preemptable))
+                        .collect();
+                    victims.sort_by_key(|v| {
+                        (
+                            st.groups[*v].priority,
+                            std::cmp::Reverse(st.groups[*v].order),
+                        )
+                    });
+                    let saved_nodes = st.nodes.clone();
+                    let mut chosen: Vec<usize> = Vec::new();
+                    let mut fits = false;
+                    for v in victims {
+                        // Reclaim never takes a queue below its deserved share (no ping-pong).
+                        if reclaim {
+                            let vq = st.groups[v].queue;
+                            let give: i64 = st.groups[v]
+                                .pods
+                                .iter()
+                                .map(|p| gpu_milli(&st.pods[*p].req))
+                                .sum();
+                            if st.queue_used(vq) - give < st.deserved(vq) {
+                                continue;
+                            }
+                        }
+                        for p in st.groups[v].pods.clone() {
+                            if st.pods[p].phase == "Running" {
+                                st.release(p);
+                            }
+                        }
+                        chosen.push(v);
+                        // Would the gang fit now?
+                        let trial = st.nodes.clone();
+                        let pend = st.pending_pods(g);
+                        let mut ok = 0;
+                        for p in &pend {
+                            if let Some(n) = st.best_node(*p, &BTreeSet::new()) {
+                                let req = st.pods[*p].req.clone();
+                                if st.take(n, &req, *p, st.plugins.contains("dynamic-mig")) {
+                                    ok += 1;
+                                }
+                            }
+                        }
+                        st.nodes = trial;
+                        if (st.ready_count(g) + ok) as u32 >= st.groups[g].min_member {
+                            fits = true;
+                            break;
+                        }
+                    }
+                    if fits {
+                        let mut nodes_used: BTreeSet<String> = BTreeSet::new();
+                        for v in &chosen {
+                            for p in st.groups[*v].pods.clone() {
+                                if st.pods[p].phase == "Running" {
+                                    out.evictions.insert(st.pods[p].key.clone());
+                                    if let Some(n) = st.pods[p].node {
+                                        nodes_used.insert(st.nodes[n].name.clone());
+                                    }
+                                    st.pods[p].phase = "Releasing".into();
+                                }
+                            }
+                            st.groups[*v].phase = "Pending".into();
+                        }
+                        // The freed resources stay with the victims until they are gone: the gang
+                        // is pipelined onto those nodes and binds in a later cycle.
+                        st.nodes = saved_nodes;
+                        for v in &chosen {
+                            for p in st.groups[*v].pods.clone() {
+                                if st.pods[p].phase == "Releasing" {
+                                    if let Some(n) = st.pods[p].node {
+                                        st.nodes[n].releasing.push(p);
+                                    }
+                                }
+                            }
+                        }
+                        out.pipelined
+                            .insert(st.groups[g].key.clone(), nodes_used.into_iter().collect());
+                    } else {
+                        // Nothing is evicted: the victims keep what they hold.
+                        st.nodes = saved_nodes;
+                    }
+                }
+            }
+            other => {
+                return Err(ScenarioError::Invalid(format!(
+                "unknown action {other:?}: expected enqueue, allocate, backfill, preempt, reclaim"
+            )))
+            }
+        }
+    }
+    for g in &st.groups {
+        let phase = if out.refused.contains_key(&g.key) {
+            "Refused".to_string()
+        } else {
+            g.phase.clone()
+        };
+        out.group_phases.insert(g.key.clone(), phase);
+    }
+    for n in &st.nodes {
+        if n.gpus.iter().any(|g| !g.instances.is_empty()) {
+            out.mig_layouts.insert(
+                n.name.clone(),
+                n.gpus
+                    .iter()
+                    .map(|g| g.instances.iter().map(|(p, _)| p.clone()).collect())
+                    .collect(),
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// Compare an outcome with what the scenario expects; `Err` lists every difference.
+pub fn compare(expect: &Expect, out: &Outcome) -> Result<(), String> {
+    let mut diffs = Vec::new();
+    for (pod, node) in &expect.binds {
+        match out.binds.get(pod) {
+            Some(n) if node == "*" || n == node => {}
+            Some(n) => diffs.push(format!("{pod} bound to {n}, expected {node}")),
+            None => diffs.push(format!("{pod} not bound, expected {node}")),
+        }
+    }
+    for pod in out.binds.keys() {
+        if !expect.binds.contains_key(pod) {
+            diffs.push(format!(
+                "{pod} bound to {} but must not bind",
+                out.binds[pod]
+            ));
+        }
+    }
+    if let Some(ev) = &expect.evictions {
+        let want: BTreeSet<String> = ev.iter().cloned().collect();
+        if want != out.evictions {
+            diffs.push(format!(
+                "evictions {:?}, expected {:?}",
+                out.evictions, want
+            ));
+        }
+    } else if let Some(n) = expect.eviction_count {
+        if out.evictions.len() != n {
+            diffs.push(format!("{} evictions, expected {n}", out.evictions.len()));
+        }
+    } else if !out.evictions.is_empty() {
+        diffs.push(format!("evictions {:?}, expected none", out.evictions));
+    }
+    for (g, nodes) in &expect.pipelined {
+        if out.pipelined.get(g) != Some(nodes) {
+            diffs.push(format!(
+                "{g} pipelined on {:?}, expected {nodes:?}",
+                out.pipelined.get(g)
+            ));
+        }
+    }
+    for (g, phase) in &expect.group_phases {
+        if out.group_phases.get(g) != Some(phase) {
+            diffs.push(format!(
+                "{g} phase {:?}, expected {phase}",
+                out.group_phases.get(g)
+            ));
+        }
+    }
+    for (n, layout) in &expect.mig_layouts {
+        if out.mig_layouts.get(n) != Some(layout) {
+            diffs.push(format!(
+                "{n} MIG layout {:?}, expected {layout:?}",
+                out.mig_layouts.get(n)
+            ));
+        }
+    }
+    for (p, part) in &expect.refused {
+        match out.refused.get(p) {
+            Some(m) if m.contains(part.as_str()) => {}
+            Some(m) => diffs.push(format!(
+                "{p} refused with {m:?}, expected a message with {part:?}"
+            )),
+            None => diffs.push(format!("{p} not refused, expected {part:?}")),
+        }
+    }
+    if diffs.is_empty() {
+        Ok(())
+    } else {
+        Err(diffs.join("; "))
+    }
+}
+
+/// Read a scenario file (YAML or JSON).
+pub fn load(text: &str) -> Result<Scenario, String> {
+    let docs = manifest::parse_documents(text).map_err(|e| e.to_string())?;
+    let doc = docs.into_iter().next().ok_or("the file is empty")?;
+    serde_path_to_error_free(doc.value)
+}
+
+fn serde_path_to_error_free(v: serde_json::Value) -> Result<Scenario, String> {
+    serde_json::from_value(v).map_err(|e| format!("not a scenario: {e}"))
+}

@@ -1,0 +1,206 @@
+//! The scheduler's input, in the scenario format of `../shared/design/scenario-format.md`:
+//! nodes, queues, priority classes, pod groups (gangs), pods, plugins and actions.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Scenario {
+    #[serde(default)]
+    pub name: String,
+    pub nodes: Vec<NodeSpec>,
+    #[serde(default)]
+    pub queues: Vec<QueueSpec>,
+    #[serde(default)]
+    pub priority_classes: Vec<PriorityClass>,
+    #[serde(default)]
+    pub groups: Vec<GroupSpec>,
+    #[serde(default)]
+    pub pods: Vec<PodSpec>,
+    #[serde(default)]
+    pub config: Config,
+    #[serde(default)]
+    pub actions: Vec<String>,
+    #[serde(default)]
+    pub expect: Option<Expect>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NodeSpec {
+    pub name: String,
+    pub allocatable: BTreeMap<String, Quantity>,
+    #[serde(default)]
+    pub gpu: Option<GpuInfo>,
+    /// One entry per physical GPU: its MIG instances, `[]` for a whole GPU.
+    #[serde(default)]
+    pub mig: Option<Vec<Vec<String>>>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub unschedulable: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpuInfo {
+    #[serde(default)]
+    pub model: String,
+}
+
+/// A Kubernetes quantity as written (`"8"`, `500m`, `16Gi`) or a bare number.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum Quantity {
+    Number(f64),
+    Text(String),
+}
+
+impl Quantity {
+    /// The value in thousandths (`500m` → 500, `2` → 2000, `1Gi` → 1073741824000).
+    pub fn milli(&self) -> Result<i128, String> {
+        let text = match self {
+            Quantity::Number(n) => return Ok((n * 1000.0).round() as i128),
+            Quantity::Text(t) => t.trim(),
+        };
+        let (num, factor): (&str, f64) = [
+            ("Ki", 1024f64),
+            ("Mi", 1024f64.powi(2)),
+            ("Gi", 1024f64.powi(3)),
+            ("Ti", 1024f64.powi(4)),
+            ("k", 1e3),
+            ("M", 1e6),
+            ("G", 1e9),
+            ("T", 1e12),
+            ("m", 1e-3),
+        ]
+        .iter()
+        .find_map(|(s, f)| text.strip_suffix(s).map(|n| (n, *f)))
+        .unwrap_or((text, 1.0));
+        let v: f64 = num
+            .parse()
+            .map_err(|_| format!("{text:?} is not a quantity (such as 500m, 2, 16Gi)"))?;
+        if !v.is_finite() || v < 0.0 {
+            return Err(format!("{text:?} is not a non-negative quantity"));
+        }
+        Ok((v * factor * 1000.0).round() as i128)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct QueueSpec {
+    pub name: String,
+    #[serde(default = "one")]
+    pub weight: u32,
+    #[serde(default)]
+    pub capability: BTreeMap<String, Quantity>,
+    #[serde(default)]
+    pub deserved: BTreeMap<String, Quantity>,
+    #[serde(default)]
+    pub guarantee: BTreeMap<String, Quantity>,
+    #[serde(default = "yes")]
+    pub reclaimable: bool,
+    #[serde(default)]
+    pub parent: String,
+}
+
+fn one() -> u32 {
+    1
+}
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriorityClass {
+    pub name: String,
+    pub value: i64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GroupSpec {
+    pub name: String,
+    #[serde(default = "default_ns")]
+    pub namespace: String,
+    #[serde(default = "default_queue")]
+    pub queue: String,
+    #[serde(default = "one")]
+    pub min_member: u32,
+    #[serde(default)]
+    pub min_task_member: BTreeMap<String, u32>,
+    #[serde(default)]
+    pub min_resources: BTreeMap<String, Quantity>,
+    #[serde(default)]
+    pub priority_class: String,
+    #[serde(default = "pending")]
+    pub phase: String,
+}
+
+fn default_ns() -> String {
+    "default".into()
+}
+fn default_queue() -> String {
+    "default".into()
+}
+fn pending() -> String {
+    "Pending".into()
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PodSpec {
+    pub name: String,
+    #[serde(default = "default_ns")]
+    pub namespace: String,
+    #[serde(default)]
+    pub group: String,
+    #[serde(default)]
+    pub task: String,
+    #[serde(default = "pending")]
+    pub phase: String,
+    #[serde(default)]
+    pub node: String,
+    #[serde(default)]
+    pub requests: BTreeMap<String, Quantity>,
+    #[serde(default)]
+    pub priority_class: String,
+    #[serde(default = "yes")]
+    pub preemptable: bool,
+    #[serde(default)]
+    pub node_selector: BTreeMap<String, String>,
+    /// Which queue a pod without a group belongs to.
+    #[serde(default)]
+    pub queue: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub plugins: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Expect {
+    #[serde(default)]
+    pub binds: BTreeMap<String, String>,
+    #[serde(default)]
+    pub evictions: Option<Vec<String>>,
+    #[serde(default)]
+    pub eviction_count: Option<usize>,
+    #[serde(default)]
+    pub pipelined: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub group_phases: BTreeMap<String, String>,
+    #[serde(default)]
+    pub mig_layouts: BTreeMap<String, Vec<Vec<String>>>,
+    /// Requests refused at submission, by pod, with a part of the message.
+    #[serde(default)]
+    pub refused: BTreeMap<String, String>,
+}

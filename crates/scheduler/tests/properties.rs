@@ -1,0 +1,99 @@
+//! For random clusters and workloads: no node is ever over-committed and no gang is ever
+//! partly bound, whatever the actions.
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+use scheduler::{run, GroupSpec, NodeSpec, PodSpec, Quantity, Scenario};
+
+fn q(v: f64) -> Quantity {
+    Quantity::Number(v)
+}
+
+fn scenario() -> impl Strategy<Value = Scenario> {
+    let nodes = proptest::collection::vec((1u32..=8, 4u32..64), 1..5);
+    let groups = proptest::collection::vec((1u32..4, 1u32..5, 0u32..9, 0u32..3), 1..6);
+    (nodes, groups, proptest::bool::ANY).prop_map(|(nodes, groups, preempt)| {
+        let mut s = Scenario {
+            name: "random".into(),
+            actions: if preempt {
+                vec![
+                    "enqueue".into(),
+                    "allocate".into(),
+                    "preempt".into(),
+                    "reclaim".into(),
+                ]
+            } else {
+                vec!["enqueue".into(), "allocate".into(), "backfill".into()]
+            },
+            ..Default::default()
+        };
+        for (i, (gpus, cpu)) in nodes.iter().enumerate() {
+            let mut alloc = BTreeMap::new();
+            alloc.insert("cpu".to_string(), q(*cpu as f64));
+            alloc.insert("nvidia.com/gpu".to_string(), q(*gpus as f64));
+            s.nodes.push(NodeSpec {
+                name: format!("n{i}"),
+                allocatable: alloc,
+                ..Default::default()
+            });
+        }
+        for (gi, (min, size, gpus, cpu)) in groups.iter().enumerate() {
+            s.groups.push(GroupSpec {
+                name: format!("g{gi}"),
+                namespace: "t".into(),
+                queue: "default".into(),
+                min_member: (*min).min(*size),
+                min_task_member: BTreeMap::new(),
+                min_resources: BTreeMap::new(),
+                priority_class: String::new(),
+                phase: "Pending".into(),
+            });
+            for pi in 0..*size {
+                let mut req = BTreeMap::new();
+                req.insert("cpu".to_string(), q(*cpu as f64));
+                req.insert("nvidia.com/gpu".to_string(), q(*gpus as f64));
+                s.pods.push(PodSpec {
+                    name: format!("g{gi}-p{pi}"),
+                    namespace: "t".into(),
+                    group: format!("g{gi}"),
+                    task: String::new(),
+                    phase: "Pending".into(),
+                    node: String::new(),
+                    requests: req,
+                    priority_class: String::new(),
+                    preemptable: true,
+                    node_selector: BTreeMap::new(),
+                    queue: String::new(),
+                });
+            }
+        }
+        s
+    })
+}
+
+proptest! {
+    #[test]
+    fn no_over_commit_and_no_partial_gang(s in scenario()) {
+        let out = run(&s).expect("a valid scenario runs");
+        // Per node: what was bound fits its CPU and GPUs.
+        for n in &s.nodes {
+            let (mut cpu, mut gpu) = (0.0, 0.0);
+            for p in &s.pods {
+                if out.binds.get(&format!("{}/{}", p.namespace, p.name)) == Some(&n.name) {
+                    let get = |k: &str| match p.requests.get(k) { Some(Quantity::Number(v)) => *v, _ => 0.0 };
+                    cpu += get("cpu");
+                    gpu += get("nvidia.com/gpu");
+                }
+            }
+            let cap = |k: &str| match n.allocatable.get(k) { Some(Quantity::Number(v)) => *v, _ => 0.0 };
+            prop_assert!(cpu <= cap("cpu") + 1e-9, "{} over-committed on CPU", n.name);
+            prop_assert!(gpu <= cap("nvidia.com/gpu") + 1e-9, "{} over-committed on GPUs", n.name);
+        }
+        // Per gang: nothing bound, or at least minMember bound.
+        for g in &s.groups {
+            let bound = s.pods.iter().filter(|p| p.group == g.name && out.binds.contains_key(&format!("t/{}", p.name))).count() as u32;
+            prop_assert!(bound == 0 || bound >= g.min_member, "gang {} partly bound: {bound} of min {}", g.name, g.min_member);
+        }
+    }
+}
