@@ -27,6 +27,21 @@ pub enum SimCommand {
         #[arg(short, long, value_enum, default_value = "text")]
         output: SimFormat,
     },
+    /// Replay a job trace (timestamp, duration, num_gpus, cluster columns, as the Philly trace
+    /// in ../shared/traces/philly) on a cluster's 8-GPU nodes: wait and completion times and
+    /// GPU utilisation under fifo, backfill or fair.
+    Jobs {
+        #[arg(long)]
+        trace: PathBuf,
+        /// A cluster file or built-in cluster (onyx): its GPU nodes are the nodes.
+        #[arg(long, default_value = "onyx")]
+        cluster: String,
+        /// fifo, backfill or fair.
+        #[arg(long, default_value = "backfill")]
+        policy: String,
+        #[arg(short, long, value_enum, default_value = "text")]
+        output: SimFormat,
+    },
     /// Run scheduling scenario files (../shared/design/scenario-format.md): `PASS|FAIL` per
     /// file and `N passed, M failed` last; with `-o json`, what each cycle did.
     Scenario {
@@ -117,8 +132,78 @@ fn scenarios(files: &[PathBuf], output: SimFormat) -> ExitCode {
     }
 }
 
+fn jobs(trace: &std::path::Path, cluster: &str, policy: &str, output: SimFormat) -> ExitCode {
+    let policy: sim::jobs::QueuePolicy = match policy.parse() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("onyx sim jobs: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let cat = cluster_model::Catalogue::builtin();
+    let text = match cluster_model::builtin(cluster) {
+        Some(t) => t.to_string(),
+        None => match std::fs::read_to_string(cluster) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("onyx sim jobs: --cluster {cluster}: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let c = match cluster_model::load(cluster, &text, &cat) {
+        Ok(c) => c,
+        Err(errs) => {
+            for e in errs {
+                eprintln!("{e}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    let gpus: u32 = c
+        .nodes
+        .iter()
+        .filter_map(|n| c.group(n).gpus.as_ref().map(|g| g.count))
+        .sum();
+    let nodes = (gpus / 8) as usize;
+    if nodes == 0 {
+        eprintln!("onyx sim jobs: the cluster {cluster} has no GPU nodes");
+        return ExitCode::from(2);
+    }
+    let jobs = match sim::jobs::load_jobs(trace) {
+        Ok(j) => j,
+        Err(e) => {
+            eprintln!("onyx sim jobs: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let r = sim::jobs::run_jobs(&jobs, nodes, policy);
+    if output == SimFormat::Json {
+        println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+    } else {
+        let h = |s: f64| format!("{:.1}h", s / 3600.0);
+        println!(
+            "cluster={cluster} nodes={nodes} gpus={} jobs={} refused={}",
+            nodes * 8,
+            r.jobs,
+            r.refused
+        );
+        println!(
+            "policy={} wait_mean={} wait_p50={} wait_p99={} jct_mean={} jct_p50={} jct_p99={} gpu_utilisation={:.1}%",
+            r.policy, h(r.wait_mean_s), h(r.wait_p50_s), h(r.wait_p99_s), h(r.jct_mean_s), h(r.jct_p50_s), h(r.jct_p99_s), r.gpu_utilisation * 100.0
+        );
+    }
+    ExitCode::SUCCESS
+}
+
 pub fn run(cmd: SimCommand) -> ExitCode {
     match cmd {
+        SimCommand::Jobs {
+            trace,
+            cluster,
+            policy,
+            output,
+        } => jobs(&trace, &cluster, &policy, output),
         SimCommand::Scenario { files, output } => scenarios(&files, output),
         SimCommand::Placement {
             nodes,

@@ -133,3 +133,51 @@ fn scenario_files_pass() {
         "{text}"
     );
 }
+
+#[test]
+fn jobs_replay_reports_waits_and_utilisation() {
+    let dir = std::env::temp_dir().join(format!("onyx-jobs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let trace = dir.join("jobs.csv");
+    let mut t = String::from("timestamp,duration,num_gpus,gpu_time,cluster\n");
+    for i in 0..40 {
+        let gpus = [1, 2, 8, 16][i % 4];
+        t.push_str(&format!(
+            "2017-10-09 07:{:02}:00,{}.0,{gpus},0,t{}\n",
+            i % 60,
+            600 + i * 10,
+            i % 3
+        ));
+    }
+    std::fs::write(&trace, t).unwrap();
+    for policy in ["fifo", "backfill", "fair"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_onyx"))
+            .args([
+                "sim",
+                "jobs",
+                "--trace",
+                trace.to_str().unwrap(),
+                "--cluster",
+                "onyx",
+                "--policy",
+                policy,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.starts_with("cluster=onyx nodes=16 gpus=128 jobs=40 refused=0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("policy={policy} wait_mean="))
+                && text.contains("gpu_utilisation="),
+            "{text}"
+        );
+    }
+}

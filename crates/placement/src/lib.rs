@@ -343,6 +343,51 @@ impl Cluster {
         Some(Placed { node })
     }
 
+    /// Place a request on a given node, if it fits there (gangs spread over chosen nodes).
+    pub fn place_on(&mut self, node: usize, r: &Request) -> bool {
+        match fit(self.state(node), r, None) {
+            Some(next) => {
+                self.set_state(node, next);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Give back a whole-GPU (or CPU-only) request placed on `node`. GPUs of a node are
+    /// interchangeable in its state, so any `num_gpu` fully used GPUs are freed.
+    pub fn release_whole(&mut self, node: usize, r: &Request) {
+        debug_assert!(
+            r.num_gpu == 0 || r.milli == MILLI,
+            "only whole-GPU requests are released"
+        );
+        let mut s = self.state(node).clone();
+        s.cpu_left += r.cpu;
+        s.mem_left += r.mem;
+        let mut need = r.num_gpu as usize;
+        for g in s.gpu_left.iter_mut().rev() {
+            if need == 0 {
+                break;
+            }
+            if *g == 0 {
+                *g = MILLI;
+                need -= 1;
+            }
+        }
+        s.gpu_left.sort_unstable_by(|a, b| b.cmp(a));
+        self.set_state(node, s);
+    }
+
+    /// Nodes whose every GPU is free.
+    pub fn free_nodes(&self) -> Vec<usize> {
+        (0..self.node_count())
+            .filter(|n| {
+                let s = self.state(*n);
+                !s.gpu_left.is_empty() && s.gpu_left.iter().all(|g| *g == MILLI)
+            })
+            .collect()
+    }
+
     /// GPU thousandths in use across the cluster.
     pub fn gpu_allocated_milli(&self) -> i64 {
         self.node_class
