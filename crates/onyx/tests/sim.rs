@@ -95,7 +95,7 @@ fn scenario_files_pass() {
         .filter(|p| p.ends_with(".yaml"))
         .collect();
     files.sort();
-    assert!(files.len() >= 12, "scenario files are missing");
+    assert!(files.len() >= 13, "scenario files are missing");
     let out = Command::new(env!("CARGO_BIN_EXE_onyx"))
         .arg("sim")
         .arg("scenario")
