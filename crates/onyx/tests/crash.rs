@@ -53,8 +53,12 @@ fn kill_9_mid_run_loses_nothing_and_runs_nothing_twice() {
         );
         assert_eq!(code, 200, "submission {i}: {body}");
     }
-    // Let the first steps start (they sleep 2 s), then kill the server mid-run.
-    std::thread::sleep(Duration::from_millis(1200));
+    // Wait until first steps are running (they sleep 2 s), then kill the server mid-run.
+    let t0 = std::time::Instant::now();
+    while std::fs::read_dir(&witness).unwrap().count() < 3 && t0.elapsed() < Duration::from_secs(60)
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     server.kill9();
     let started_before: usize = std::fs::read_dir(&witness).unwrap().count();
     assert!(
