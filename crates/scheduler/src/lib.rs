@@ -529,10 +529,12 @@ impl State {
         let mut order: Vec<usize> = (0..self.groups.len()).collect();
         // Queues by how far below their deserved share they are (fair share); in a queue,
         // higher priority first, then submission order.
+        let shares: Vec<i64> = (0..self.queues.len())
+            .map(|q| self.queue_used(q) * 1000 / self.deserved(q).max(1))
+            .collect();
         order.sort_by_key(|g| {
             let q = self.groups[*g].queue;
-            let share = self.queue_used(q) * 1000 / self.deserved(q).max(1);
-            (share, -self.groups[*g].priority, self.groups[*g].order)
+            (shares[q], -self.groups[*g].priority, self.groups[*g].order)
         });
         order
     }
