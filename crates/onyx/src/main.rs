@@ -95,6 +95,10 @@ enum Command {
         /// Configuration file (TOML): policies per namespace, parallelism, authentication.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Where pods are placed: local (this machine's GPUs), onyx (the seed's 16 GPU nodes,
+        /// virtual) or a cluster file.
+        #[arg(long)]
+        cluster: Option<String>,
     },
     /// Simulators on the scheduler's own code.
     #[command(subcommand)]
@@ -121,7 +125,11 @@ fn main() -> ExitCode {
             }
         },
         Command::Lint { files } => lint(&files),
-        Command::Server { listen, config } => serve(&home, listen, config),
+        Command::Server {
+            listen,
+            config,
+            cluster,
+        } => serve(&home, listen, config, cluster),
         Command::Client(c) => client::run(&cli.client, c),
         Command::Cluster(c) => cluster::run(c),
         Command::Sim(c) => sim::run(c),
@@ -165,6 +173,7 @@ fn serve(
     home: &std::path::Path,
     listen: Option<std::net::SocketAddr>,
     config: Option<PathBuf>,
+    cluster: Option<String>,
 ) -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -188,6 +197,9 @@ fn serve(
     }
     if let Some(l) = listen {
         cfg.listen = l;
+    }
+    if let Some(c) = cluster {
+        cfg.cluster = c;
     }
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

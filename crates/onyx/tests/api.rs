@@ -835,3 +835,88 @@ fn follow_logs_and_restart_successful() {
         Some(json!({"restartSuccessful": true, "nodeFieldSelector": "a"})),
     ));
 }
+
+/// Steps that ask for `nvidia.com/gpu` get GPUs of the cluster's nodes (`--cluster FILE`),
+/// tightest first, with `ONYX_NODE`/`ONYX_GPUS` set; when none are free they wait and say so
+/// in their node's message; a request no node can hold fails at once with the reason.
+#[test]
+fn gpu_steps_are_placed_wait_and_are_refused() {
+    let home = temp_home("api-gpus");
+    let cluster = home.join("small.yaml");
+    std::fs::write(
+        &cluster,
+        "apiVersion: onyx.dev/v1\nkind: Cluster\nmetadata: {name: small}\nspec:\n  racks:\n  - {name: R1, units: 42, feeds: [{name: A, phases: 3, voltage: 415V, current: 80A}]}\n  nodes:\n  - name: gpu-node\n    role: gpu\n    rack: R1\n    position: 1\n    chassis: supermicro-as-8125gs-tnhr\n    cpus: {model: amd-epyc-9654, count: 2}\n    memory: {dimm: 48GB, count: 24, type: DDR5-4800}\n    gpus: {model: nvidia-h100-sxm5-80gb, count: 2}\n    psus: {count: 6, capacity: 3000W, redundancy: 3+3}\n",
+    )
+    .unwrap();
+    let s = Server::start(&home, &["--cluster", cluster.to_str().unwrap()]);
+    let step = |name: &str| json!({"name": name, "template": "gpu"});
+    let wf = json!({"metadata": {"name": "three"}, "spec": {"entrypoint": "main",
+        "arguments": {"parameters": [{"name": "ticket_id", "value": "T"}]},
+        "templates": [
+            {"name": "main", "steps": [[step("a"), step("b"), step("c")]]},
+            {"name": "gpu", "script": {"image": "debian", "command": ["sh"],
+                "resources": {"limits": {"nvidia.com/gpu": 1}},
+                "source": "sleep 1; echo $ONYX_NODE:$ONYX_GPUS"}}]}});
+    let (c, b) = s.call(
+        "POST",
+        "/api/v1/workflows/default",
+        Some(json!({"workflow": wf})),
+    );
+    assert_eq!(c, 200, "{b}");
+    // The third step waits for a GPU, and says so.
+    let t0 = std::time::Instant::now();
+    let mut saw_wait = None;
+    while t0.elapsed() < Duration::from_secs(20) && saw_wait.is_none() {
+        let (_, w) = s.call("GET", "/api/v1/workflows/default/three", None);
+        saw_wait = w["status"]["nodes"].as_object().and_then(|m| {
+            m.values().find_map(|n| {
+                n["message"]
+                    .as_str()
+                    .filter(|m| m.contains("waiting for GPUs"))
+                    .map(String::from)
+            })
+        });
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let msg = saw_wait.expect("a step reported that it waits for GPUs");
+    assert_eq!(
+        msg,
+        "waiting for GPUs: 0/1 nodes have 1 free nvidia.com/gpu (most free on one node: 0)"
+    );
+    let done = s.wait("default", "three", Duration::from_secs(60));
+    assert_eq!(done["status"]["phase"], "Succeeded", "{done}");
+    let mut outs: Vec<String> = ["a", "b", "c"]
+        .iter()
+        .map(|n| {
+            node(&done, n)["outputs"]["result"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    outs.sort();
+    assert!(outs.iter().all(|o| o.starts_with("gpu-node:")), "{outs:?}");
+    // Two GPUs: the three steps used GPUs 0 and 1 (one of them twice).
+    assert!(
+        outs.iter().any(|o| o == "gpu-node:0") && outs.iter().any(|o| o == "gpu-node:1"),
+        "{outs:?}"
+    );
+    // Three GPUs on a two-GPU node: fails at once, with the reason.
+    let big = json!({"metadata": {"name": "big"}, "spec": {"entrypoint": "gpu",
+        "arguments": {"parameters": [{"name": "ticket_id", "value": "T"}]},
+        "templates": [{"name": "gpu", "container": {"image": "debian", "command": ["true"],
+            "resources": {"limits": {"nvidia.com/gpu": 3}}}}]}});
+    let (c, b) = s.call(
+        "POST",
+        "/api/v1/workflows/default",
+        Some(json!({"workflow": big})),
+    );
+    assert_eq!(c, 200, "{b}");
+    let done = s.wait("default", "big", Duration::from_secs(30));
+    assert_ne!(done["status"]["phase"], "Succeeded");
+    assert_eq!(
+        node(&done, "big")["message"],
+        "requests 3 nvidia.com/gpu; the largest node has 2",
+        "{done}"
+    );
+}

@@ -68,6 +68,10 @@ pub struct ServerConfig {
     pub auth_token_file: Option<PathBuf>,
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
+    /// Where pods are placed: `local` (this machine's GPUs, through NVML), a built-in cluster
+    /// (`onyx`: the seed's 16 GPU nodes, virtual; steps run here) or a cluster file.
+    #[serde(default = "default_cluster")]
+    pub cluster: String,
     #[serde(default)]
     pub policy: Policy,
     #[serde(default)]
@@ -86,6 +90,9 @@ fn default_home() -> PathBuf {
 fn default_parallelism() -> usize {
     std::thread::available_parallelism().map_or(4, |n| n.get() * 4)
 }
+fn default_cluster() -> String {
+    "local".into()
+}
 fn default_max_body() -> usize {
     8 << 20
 }
@@ -98,6 +105,7 @@ impl Default for ServerConfig {
             parallelism: default_parallelism(),
             auth_token_file: None,
             max_body_bytes: default_max_body(),
+            cluster: default_cluster(),
             policy: Policy::default(),
             namespaces: BTreeMap::new(),
             exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("onyx")),

@@ -6,6 +6,7 @@ pub mod config;
 pub mod controller;
 pub mod cron;
 pub mod error;
+pub mod gpus;
 pub mod pods;
 pub mod submit;
 
@@ -28,6 +29,37 @@ pub enum ServerError {
     Recover(error::ApiError),
 }
 
+/// The GPUs pods are placed on: this machine's (`local`) or a cluster file's GPU nodes.
+fn gpu_pool(cluster: &str) -> Result<gpus::GpuPool, ServerError> {
+    if cluster == "local" {
+        return Ok(gpus::GpuPool::local());
+    }
+    let text = match cluster_model::builtin(cluster) {
+        Some(t) => t.to_string(),
+        None => std::fs::read_to_string(cluster).map_err(|source| ServerError::Io {
+            what: format!(
+                "--cluster {cluster} (not a file, and not a built-in cluster: local, onyx)"
+            ),
+            source,
+        })?,
+    };
+    let cat = cluster_model::Catalogue::builtin();
+    let c = cluster_model::load(cluster, &text, &cat).map_err(|errs| {
+        ServerError::Config(config::ConfigError::Invalid(
+            errs.iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        ))
+    })?;
+    let nodes = c
+        .nodes
+        .iter()
+        .filter_map(|n| c.group(n).gpus.as_ref().map(|g| (n.name.clone(), g.count)))
+        .collect();
+    Ok(gpus::GpuPool::virtual_nodes(nodes))
+}
+
 /// Run the server until SIGINT or SIGTERM. `ready` is called with the bound address once the
 /// API accepts connections.
 pub async fn serve(
@@ -39,7 +71,13 @@ pub async fn serve(
     std::fs::create_dir_all(&cfg.home).map_err(io(format!("creating {}", cfg.home.display())))?;
     let db = cfg.home.join("onyx.db");
     let store = store::Store::open(&db).await?;
-    let pods = pods::Pods::new(&cfg).map_err(io("installing the image stand-ins".into()))?;
+    let pool = gpu_pool(&cfg.cluster)?;
+    tracing::info!(
+        "{} GPU(s) to place pods on (--cluster {})",
+        pool.total(),
+        cfg.cluster
+    );
+    let pods = pods::Pods::new(&cfg, pool).map_err(io("installing the image stand-ins".into()))?;
     let ctl = controller::Controller::new(store, pods);
     let recovered = ctl.recover().await.map_err(ServerError::Recover)?;
     if recovered > 0 {

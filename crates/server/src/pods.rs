@@ -14,8 +14,12 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use workflow_engine::{Event, PodRequest, PodResult};
 
 use crate::config::ServerConfig;
+use crate::gpus::{GpuPool, Grant};
 
 pub struct Pods {
+    pub gpus: Arc<GpuPool>,
+    /// Pods killed while they waited for GPUs: they must not start.
+    cancelled: std::sync::Mutex<std::collections::HashSet<String>>,
     layout: Layout,
     exe: PathBuf,
     global: Option<Arc<Semaphore>>,
@@ -27,10 +31,12 @@ fn limit(n: usize) -> Option<Arc<Semaphore>> {
 }
 
 impl Pods {
-    pub fn new(cfg: &ServerConfig) -> std::io::Result<Pods> {
+    pub fn new(cfg: &ServerConfig, gpus: GpuPool) -> std::io::Result<Pods> {
         let layout = Layout::new(cfg.home.clone());
         layout.install_stand_ins()?;
         Ok(Pods {
+            gpus: Arc::new(gpus),
+            cancelled: std::sync::Mutex::new(std::collections::HashSet::new()),
             layout,
             exe: cfg.exe.clone(),
             global: limit(cfg.parallelism),
@@ -76,21 +82,83 @@ impl Pods {
                 &req.output_artifacts,
             ))
         };
+        let pod = req.pod_name.clone();
         match probe(&dir) {
-            PodState::Finished(o) => return report(done(Some(o))),
-            PodState::Lost => return report(Event::PodDone(lost(&node_id))),
+            PodState::Finished(o) => {
+                self.gpus.release(&pod);
+                return report(done(Some(o)));
+            }
+            PodState::Lost => {
+                self.gpus.release(&pod);
+                return report(Event::PodDone(lost(&node_id)));
+            }
             PodState::Running => {
+                // Started before a restart: it still holds its GPUs.
+                if let Some(g) = std::fs::read(dir.join("gpus.json"))
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<Grant>(&b).ok())
+                {
+                    self.gpus.hold(&pod, &g);
+                }
                 report(Event::PodRunning {
                     node_id: node_id.clone(),
                 });
-                return report(self.adopt(&dir, &node_id, &req).await);
+                let ev = self.adopt(&dir, &node_id, &req).await;
+                self.gpus.release(&pod);
+                return report(ev);
             }
             PodState::NotStarted => {}
+        }
+        // GPUs first (a pod waiting for GPUs holds no parallelism slot), then the slots.
+        let fail = |node_id: String, message: String| {
+            Event::PodDone(PodResult {
+                node_id,
+                message: Some(message),
+                ..Default::default()
+            })
+        };
+        let grant = match crate::gpus::requested(&req.template) {
+            Err(message) => return report(fail(node_id, message)),
+            Ok(0) => None,
+            Ok(count) => {
+                let mut said = String::new();
+                loop {
+                    let wake = self.gpus.released().notified();
+                    if self.cancelled.lock().expect("cancelled").remove(&pod) {
+                        return report(fail(
+                            node_id,
+                            "pod was killed while it waited for GPUs".into(),
+                        ));
+                    }
+                    match self.gpus.try_acquire(&pod, count) {
+                        Err(never) => return report(fail(node_id, never)),
+                        Ok(Ok(g)) => break Some(g),
+                        Ok(Err(why)) => {
+                            if why != said {
+                                report(Event::PodWaiting {
+                                    node_id: node_id.clone(),
+                                    message: why.clone(),
+                                });
+                                said = why;
+                            }
+                        }
+                    }
+                    wake.await;
+                }
+            }
+        };
+        if let Some(g) = &grant {
+            let _ = std::fs::create_dir_all(&dir);
+            let _ = std::fs::write(
+                dir.join("gpus.json"),
+                serde_json::to_vec(g).unwrap_or_default(),
+            );
         }
         let _permits = self.permits(&namespace).await;
         let me = self.clone();
         let prepared = {
             let req = req.clone();
+            let grant = grant.clone();
             tokio::task::spawn_blocking(move || {
                 let input = PodInput {
                     pod_name: &req.pod_name,
@@ -103,8 +171,18 @@ impl Pods {
                     capture_result: req.capture_result,
                 };
                 let dir = me.layout.pod_dir(&req.pod_name);
-                let spec =
+                let mut spec =
                     local_executor::prepare_pod(&me.layout, &input).map_err(|e| e.to_string())?;
+                if let Some(g) = &grant {
+                    for c in spec
+                        .init
+                        .iter_mut()
+                        .chain(spec.sidecars.iter_mut())
+                        .chain(spec.main.iter_mut())
+                    {
+                        c.env.extend(g.env());
+                    }
+                }
                 local_executor::wrapper_command(&me.exe, &dir, &spec).map_err(|e| e.to_string())
             })
             .await
@@ -112,6 +190,7 @@ impl Pods {
         let cmd = match prepared {
             Ok(Ok(cmd)) => cmd,
             Ok(Err(message)) => {
+                self.gpus.release(&pod);
                 return report(Event::PodDone(PodResult {
                     node_id,
                     message: Some(message),
@@ -119,6 +198,7 @@ impl Pods {
                 }));
             }
             Err(join) => {
+                self.gpus.release(&pod);
                 let message = join.to_string();
                 return report(Event::PodDone(PodResult {
                     node_id,
@@ -130,11 +210,12 @@ impl Pods {
         let mut child = match tokio::process::Command::from(cmd).spawn() {
             Ok(c) => c,
             Err(e) => {
+                self.gpus.release(&pod);
                 return report(Event::PodDone(PodResult {
                     node_id,
                     message: Some(format!("starting the pod: {e}")),
                     ..Default::default()
-                }))
+                }));
             }
         };
         report(Event::PodRunning {
@@ -143,6 +224,7 @@ impl Pods {
         let _ = child.wait().await;
         let outcome = local_executor::read_outcome(&dir);
         clean(&dir);
+        self.gpus.release(&pod);
         report(done(outcome));
     }
 
@@ -164,8 +246,19 @@ impl Pods {
         }
     }
 
-    /// Kill every process of a pod, wherever it was started from.
+    /// Kill every process of a pod, wherever it was started from (or keep it from starting if
+    /// it still waits for GPUs).
     pub fn kill(&self, pod: &str) {
+        if !matches!(
+            probe(&self.pod_dir(pod)),
+            PodState::Running | PodState::Finished(_)
+        ) {
+            self.cancelled
+                .lock()
+                .expect("cancelled")
+                .insert(pod.to_string());
+            self.gpus.released().notify_waiters();
+        }
         let started = self.pod_dir(pod).join("started");
         if let Some(pid) = std::fs::read_to_string(started)
             .ok()

@@ -84,6 +84,11 @@ pub enum Event {
     PodRunning {
         node_id: String,
     },
+    /// A pod waits for resources before it can start (the scheduler says why).
+    PodWaiting {
+        node_id: String,
+        message: String,
+    },
     /// A pod finished (or could not start: `exit_code` None with a message).
     PodDone(PodResult),
     /// An HTTP template's request finished.
@@ -924,6 +929,16 @@ impl Engine {
                         self.nodes[i].status.phase = Phase::Running;
                         self.nodes[i].status.message = None;
                         self.on_running(i, now);
+                    }
+                }
+            }
+            Event::PodWaiting { node_id, message } => {
+                if let Some(&i) = self.by_id.get(&node_id) {
+                    if self.nodes[i].status.phase == Phase::Pending
+                        && self.nodes[i].status.message.as_deref() != Some(message.as_str())
+                    {
+                        self.changed.push(i);
+                        self.nodes[i].status.message = Some(message);
                     }
                 }
             }
