@@ -157,6 +157,18 @@ pub enum ClientCommand {
     /// The workflow archive.
     #[command(subcommand)]
     Archive(ArchiveCommand),
+    /// The server's nodes: list, cordon, uncordon.
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Cordon every node and suspend every workflow (the spec's emergency stop, ONYX side).
+    EmergencyStop,
+}
+
+#[derive(Subcommand)]
+pub enum NodeCommand {
+    List,
+    Cordon { names: Vec<String> },
+    Uncordon { names: Vec<String> },
 }
 
 #[derive(Subcommand)]
@@ -738,6 +750,58 @@ fn run_inner(o: &ClientOpts, cmd: ClientCommand) -> anyhow::Result<ExitCode> {
                 CronCommand::Object(c) => c,
             };
             objects(&api, &base, "cronWorkflow", c)
+        }
+        ClientCommand::Node(c) => match c {
+            NodeCommand::List => {
+                let v = api.json("GET", "/api/v1/onyx/nodes", None)?;
+                let mut rows = vec![vec![
+                    "NODE".to_string(),
+                    "GPUS".into(),
+                    "FREE".into(),
+                    "STATUS".into(),
+                ]];
+                for n in v["items"].as_array().cloned().unwrap_or_default() {
+                    rows.push(vec![
+                        n["name"].as_str().unwrap_or_default().into(),
+                        n["gpus"].to_string(),
+                        n["freeGpus"].to_string(),
+                        if n["cordoned"] == true {
+                            "SchedulingDisabled".into()
+                        } else {
+                            "Ready".into()
+                        },
+                    ]);
+                }
+                table(&rows);
+                Ok(ExitCode::SUCCESS)
+            }
+            NodeCommand::Cordon { names } => each(&names, |n| {
+                api.json(
+                    "PUT",
+                    &format!("/api/v1/onyx/nodes/{}/cordon", enc(n)),
+                    Some(&json!({})),
+                )?;
+                println!("node/{n} cordoned");
+                Ok(())
+            }),
+            NodeCommand::Uncordon { names } => each(&names, |n| {
+                api.json(
+                    "PUT",
+                    &format!("/api/v1/onyx/nodes/{}/uncordon", enc(n)),
+                    Some(&json!({})),
+                )?;
+                println!("node/{n} uncordoned");
+                Ok(())
+            }),
+        },
+        ClientCommand::EmergencyStop => {
+            let v = api.json("POST", "/api/v1/onyx/emergency-stop", Some(&json!({})))?;
+            println!(
+                "emergency stop: cordoned {} node(s), suspended {} workflow(s)",
+                v["cordoned"].as_array().map_or(0, Vec::len),
+                v["suspended"].as_array().map_or(0, Vec::len)
+            );
+            Ok(ExitCode::SUCCESS)
         }
         ClientCommand::Archive(c) => match c {
             ArchiveCommand::List {

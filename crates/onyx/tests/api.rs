@@ -842,12 +842,7 @@ fn follow_logs_and_restart_successful() {
 #[test]
 fn gpu_steps_are_placed_wait_and_are_refused() {
     let home = temp_home("api-gpus");
-    let cluster = home.join("small.yaml");
-    std::fs::write(
-        &cluster,
-        "apiVersion: onyx.dev/v1\nkind: Cluster\nmetadata: {name: small}\nspec:\n  racks:\n  - {name: R1, units: 42, feeds: [{name: A, phases: 3, voltage: 415V, current: 80A}]}\n  nodes:\n  - name: gpu-node\n    role: gpu\n    rack: R1\n    position: 1\n    chassis: supermicro-as-8125gs-tnhr\n    cpus: {model: amd-epyc-9654, count: 2}\n    memory: {dimm: 48GB, count: 24, type: DDR5-4800}\n    gpus: {model: nvidia-h100-sxm5-80gb, count: 2}\n    psus: {count: 6, capacity: 3000W, redundancy: 3+3}\n",
-    )
-    .unwrap();
+    let cluster = small_cluster(&home);
     let s = Server::start(&home, &["--cluster", cluster.to_str().unwrap()]);
     let step = |name: &str| json!({"name": name, "template": "gpu"});
     let wf = json!({"metadata": {"name": "three"}, "spec": {"entrypoint": "main",
@@ -919,4 +914,86 @@ fn gpu_steps_are_placed_wait_and_are_refused() {
         "requests 3 nvidia.com/gpu; the largest node has 2",
         "{done}"
     );
+}
+
+/// A cluster file with one GPU node of two GPUs.
+fn small_cluster(home: &std::path::Path) -> std::path::PathBuf {
+    let cluster = home.join("small.yaml");
+    std::fs::write(
+        &cluster,
+        "apiVersion: onyx.dev/v1\nkind: Cluster\nmetadata: {name: small}\nspec:\n  racks:\n  - {name: R1, units: 42, feeds: [{name: A, phases: 3, voltage: 415V, current: 80A}]}\n  nodes:\n  - name: gpu-node\n    role: gpu\n    rack: R1\n    position: 1\n    chassis: supermicro-as-8125gs-tnhr\n    cpus: {model: amd-epyc-9654, count: 2}\n    memory: {dimm: 48GB, count: 24, type: DDR5-4800}\n    gpus: {model: nvidia-h100-sxm5-80gb, count: 2}\n    psus: {count: 6, capacity: 3000W, redundancy: 3+3}\n",
+    )
+    .unwrap();
+    cluster
+}
+
+/// Nodes: list, cordon (a GPU step waits and says the node is cordoned), uncordon (it runs);
+/// the emergency stop cordons every node and suspends every workflow.
+#[test]
+fn cordon_uncordon_and_emergency_stop() {
+    let home = temp_home("api-ops");
+    let cluster = small_cluster(&home);
+    let s = Server::start(&home, &["--cluster", cluster.to_str().unwrap()]);
+    let (c, nodes) = s.call("GET", "/api/v1/onyx/nodes", None);
+    assert_eq!(c, 200);
+    assert_eq!(
+        nodes["items"][0],
+        json!({"name": "gpu-node", "gpus": 2, "freeGpus": 2, "cordoned": false})
+    );
+    error(404, 5, "nodes \"nope\" not found (nodes: gpu-node)")(s.call(
+        "PUT",
+        "/api/v1/onyx/nodes/nope/cordon",
+        Some(json!({})),
+    ));
+    let (c, _) = s.call("PUT", "/api/v1/onyx/nodes/gpu-node/cordon", Some(json!({})));
+    assert_eq!(c, 200);
+    let wf = json!({"metadata": {"name": "one"}, "spec": {"entrypoint": "gpu",
+        "arguments": {"parameters": [{"name": "ticket_id", "value": "T"}]},
+        "templates": [{"name": "gpu", "container": {"image": "debian", "command": ["true"],
+            "resources": {"limits": {"nvidia.com/gpu": 1}}}}]}});
+    let (c, b) = s.call(
+        "POST",
+        "/api/v1/workflows/default",
+        Some(json!({"workflow": wf})),
+    );
+    assert_eq!(c, 200, "{b}");
+    let t0 = std::time::Instant::now();
+    loop {
+        let (_, w) = s.call("GET", "/api/v1/workflows/default/one", None);
+        if node(&w, "one")["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("1 cordoned"))
+        {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the step never said it waits on a cordoned node: {w}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (c, _) = s.call(
+        "PUT",
+        "/api/v1/onyx/nodes/gpu-node/uncordon",
+        Some(json!({})),
+    );
+    assert_eq!(c, 200);
+    assert_eq!(
+        s.wait("default", "one", Duration::from_secs(30))["status"]["phase"],
+        "Succeeded"
+    );
+    // Emergency stop: a running workflow is suspended, every node cordoned.
+    let (c, b) = s.call(
+        "POST",
+        "/api/v1/workflows/default",
+        Some(json!({"workflow": gate("held")})),
+    );
+    assert_eq!(c, 200, "{b}");
+    std::thread::sleep(Duration::from_millis(300));
+    let (c, stop) = s.call("POST", "/api/v1/onyx/emergency-stop", Some(json!({})));
+    assert_eq!(c, 200, "{stop}");
+    assert_eq!(stop["cordoned"], json!(["gpu-node"]));
+    assert_eq!(stop["suspended"], json!(["held"]));
+    let (_, nodes) = s.call("GET", "/api/v1/onyx/nodes", None);
+    assert_eq!(nodes["items"][0]["cordoned"], true);
 }

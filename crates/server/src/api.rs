@@ -68,6 +68,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/api/v1/cron-workflows/{ns}/{name}/resume",
             put(resume_cron),
         )
+        .route("/api/v1/onyx/nodes", get(list_nodes))
+        .route("/api/v1/onyx/nodes/{name}/cordon", put(cordon_node))
+        .route("/api/v1/onyx/nodes/{name}/uncordon", put(uncordon_node))
+        .route("/api/v1/onyx/emergency-stop", post(emergency_stop))
         .route("/api/v1/archived-workflows", get(list_archived))
         .route(
             "/api/v1/archived-workflows/{uid}",
@@ -981,6 +985,54 @@ async fn suspend_cron(State(s): St, Path((ns, name)): Path<(String, String)>) ->
 }
 async fn resume_cron(State(s): St, Path((ns, name)): Path<(String, String)>) -> ApiResult {
     set_cron_suspend(&s, &ns, &name, false).await
+}
+
+// ----- ONYX's operations: nodes and the emergency stop -----
+
+async fn list_nodes(State(s): St) -> Json<Value> {
+    let items: Vec<Value> = s
+        .ctl
+        .gpus()
+        .usage()
+        .into_iter()
+        .map(|(name, (free, total, cordoned))| {
+            json!({"name": name, "gpus": total, "freeGpus": free, "cordoned": cordoned})
+        })
+        .collect();
+    Json(json!({"cluster": s.cfg.cluster, "items": items}))
+}
+
+async fn set_cordon(s: &AppState, name: &str, on: bool) -> ApiResult {
+    if !s.ctl.gpus().cordon(name, on) {
+        return Err(ApiError::NotFound(format!(
+            "nodes {name:?} not found (nodes: {})",
+            s.ctl.gpus().node_names().join(", ")
+        )));
+    }
+    Ok(Json(json!({"name": name, "cordoned": on})))
+}
+
+async fn cordon_node(State(s): St, Path(name): Path<String>) -> ApiResult {
+    set_cordon(&s, &name, true).await
+}
+
+async fn uncordon_node(State(s): St, Path(name): Path<String>) -> ApiResult {
+    set_cordon(&s, &name, false).await
+}
+
+/// The spec's emergency stop, ONYX side: cordon every node, suspend every workflow.
+async fn emergency_stop(State(s): St) -> ApiResult {
+    let nodes = s.ctl.gpus().node_names();
+    for n in &nodes {
+        s.ctl.gpus().cordon(n, true);
+    }
+    let suspended = s.ctl.suspend_all().await;
+    tracing::warn!(
+        "emergency stop: cordoned {} node(s), suspended {} workflow(s)",
+        nodes.len(),
+        suspended.len()
+    );
+    Ok(Json(json!({"cordoned": nodes, "suspended": suspended})))
 }
 
 // ----- archive -----

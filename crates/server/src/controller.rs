@@ -475,6 +475,37 @@ impl Controller {
         Ok(json)
     }
 
+    pub fn gpus(&self) -> &crate::gpus::GpuPool {
+        &self.pods.gpus
+    }
+
+    /// Suspend every running workflow (the emergency stop's Argo half); returns their names.
+    pub async fn suspend_all(&self) -> Vec<String> {
+        let handles: Vec<(String, mpsc::UnboundedSender<Cmd>)> = self
+            .live
+            .lock()
+            .expect("live map")
+            .iter()
+            .map(|(u, h)| (u.clone(), h.clone()))
+            .collect();
+        let mut out = Vec::new();
+        for (_, h) in handles {
+            let (tx, rx) = oneshot::channel();
+            if h.send(Cmd::Event(Event::Suspend, Some(tx))).is_ok() {
+                if let Ok(v) = rx.await {
+                    out.push(
+                        v["metadata"]["name"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_string(),
+                    );
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
     pub fn pod_dir(&self, pod: &str) -> std::path::PathBuf {
         self.pods.pod_dir(pod)
     }

@@ -22,6 +22,8 @@ struct Slot {
 struct PoolNode {
     name: String,
     slots: Vec<Slot>,
+    /// Cordoned: takes no new pods.
+    cordoned: bool,
 }
 
 /// What a pod holds: its node and GPUs.
@@ -101,7 +103,11 @@ impl GpuPool {
             .map(|s| s.trim().to_string())
             .unwrap_or_else(|_| "localhost".into());
         GpuPool {
-            nodes: Mutex::new(vec![PoolNode { name: host, slots }]),
+            nodes: Mutex::new(vec![PoolNode {
+                name: host,
+                slots,
+                cordoned: false,
+            }]),
             local: true,
             released: Notify::new(),
         }
@@ -114,6 +120,7 @@ impl GpuPool {
                 nodes
                     .into_iter()
                     .map(|(name, n)| PoolNode {
+                        cordoned: false,
                         slots: (0..n)
                             .map(|i| Slot {
                                 index: i,
@@ -168,16 +175,24 @@ impl GpuPool {
         }
         let best = nodes
             .iter_mut()
+            .filter(|n| !n.cordoned)
             .filter(|n| n.slots.iter().filter(|s| s.holder.is_none()).count() as u32 >= count)
             .min_by_key(|n| n.slots.iter().filter(|s| s.holder.is_none()).count());
         let Some(node) = best else {
             let free: usize = nodes
                 .iter()
+                .filter(|n| !n.cordoned)
                 .map(|n| n.slots.iter().filter(|s| s.holder.is_none()).count())
                 .max()
                 .unwrap_or(0);
+            let cordoned = nodes.iter().filter(|n| n.cordoned).count();
+            let also = if cordoned > 0 {
+                format!(", {cordoned} cordoned")
+            } else {
+                String::new()
+            };
             return Ok(Err(format!(
-                "waiting for GPUs: 0/{} nodes have {count} free nvidia.com/gpu (most free on one node: {free})",
+                "waiting for GPUs: 0/{} nodes have {count} free nvidia.com/gpu (most free on one node: {free}{also})",
                 nodes.len()
             )));
         };
@@ -232,8 +247,8 @@ impl GpuPool {
         self.released.notify_waiters();
     }
 
-    /// Free and total GPUs per node, for status.
-    pub fn usage(&self) -> BTreeMap<String, (usize, usize)> {
+    /// Per node: free GPUs, total GPUs, cordoned.
+    pub fn usage(&self) -> BTreeMap<String, (usize, usize, bool)> {
         self.nodes
             .lock()
             .expect("pool")
@@ -244,9 +259,31 @@ impl GpuPool {
                     (
                         n.slots.iter().filter(|s| s.holder.is_none()).count(),
                         n.slots.len(),
+                        n.cordoned,
                     ),
                 )
             })
+            .collect()
+    }
+
+    /// Cordon (`true`) or uncordon a node; `false` if there is no such node.
+    pub fn cordon(&self, node: &str, on: bool) -> bool {
+        let mut nodes = self.nodes.lock().expect("pool");
+        let Some(n) = nodes.iter_mut().find(|n| n.name == node) else {
+            return false;
+        };
+        n.cordoned = on;
+        drop(nodes);
+        self.released.notify_waiters();
+        true
+    }
+
+    pub fn node_names(&self) -> Vec<String> {
+        self.nodes
+            .lock()
+            .expect("pool")
+            .iter()
+            .map(|n| n.name.clone())
             .collect()
     }
 }
