@@ -51,7 +51,7 @@ fn kw(w: f64) -> String {
 
 pub fn all(c: &Cluster, cat: &Catalogue, today: &str, out: &mut Vec<Finding>) {
     let mut o = Out(out);
-    let draw = electrical(c, cat, &mut o);
+    electrical(c, cat, &mut o);
     space(c, cat, &mut o);
     compat(c, cat, &mut o);
     interconnect(c, cat, &mut o);
@@ -62,7 +62,6 @@ pub fn all(c: &Cluster, cat: &Catalogue, today: &str, out: &mut Vec<Finding>) {
     versions(c, cat, today, &mut o);
     scheduling(c, cat, &mut o);
     operations(c, &mut o);
-    let _ = draw;
 }
 
 /// A node's maximum draw: CPUs, GPUs, DIMMs, drives and NICs at their maximum, plus the
@@ -95,7 +94,7 @@ fn redundant_psus(r: &str) -> Option<u32> {
     }
 }
 
-fn electrical(c: &Cluster, cat: &Catalogue, o: &mut Out) -> BTreeMap<String, f64> {
+fn electrical(c: &Cluster, cat: &Catalogue, o: &mut Out) {
     for g in &c.spec().nodes {
         let draw = node_draw(g, cat);
         let Some(spare) = redundant_psus(&g.psus.redundancy) else {
@@ -210,7 +209,6 @@ fn electrical(c: &Cluster, cat: &Catalogue, o: &mut Out) -> BTreeMap<String, f64
             );
         }
     }
-    loads
 }
 
 fn space(c: &Cluster, cat: &Catalogue, o: &mut Out) {
@@ -617,7 +615,7 @@ fn interconnect(c: &Cluster, cat: &Catalogue, o: &mut Out) {
             });
             if rdma && n.bond.as_deref() == Some("lacp") && n.count > 1 {
                 o.push("interconnect.nic", Severity::Warning, label(g),
-                    format!("{} x {} in an LACP bond on an RDMA network: a RoCE queue pair uses one member link, so one flow gets {}, not {}; NCCL uses the ports as separate rails when it sees them", n.count, m.speed, m.speed, crate_bw(m.speed.value * n.count as f64)),
+                    format!("{} x {} in an LACP bond on an RDMA network: a RoCE queue pair uses one member link, so one flow gets {}, not {}; NCCL uses the ports as separate rails when it sees them", n.count, m.speed, m.speed, gbps(m.speed.value * n.count as f64)),
                     &[("links", n.count.to_string()), ("per_link", m.speed.to_string())],
                     "give each NIC its own address on the data network (no bond) and let NCCL use both rails; keep LACP for TCP traffic");
             }
@@ -625,7 +623,7 @@ fn interconnect(c: &Cluster, cat: &Catalogue, o: &mut Out) {
     }
 }
 
-fn crate_bw(v: f64) -> String {
+fn gbps(v: f64) -> String {
     format!("{:.0}Gbps", v / 1e9)
 }
 

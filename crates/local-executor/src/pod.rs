@@ -465,6 +465,13 @@ pub fn wrapper_command(exe: &Path, dir: &Path, spec: &PodSpec) -> Result<Command
     Ok(cmd)
 }
 
+/// Remove a finished pod's private root; its logs, claim and result stay.
+pub fn clean_pod_dir(dir: &Path) {
+    for d in ["ovl", "upper", "work-ovl", "root", "scratch-dirs"] {
+        let _ = fs::remove_dir_all(dir.join(d));
+    }
+}
+
 /// Kill every process of a pod (its process group).
 pub fn kill_group(pid: u32) {
     use nix::sys::signal::{killpg, Signal};

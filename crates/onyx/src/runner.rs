@@ -306,7 +306,7 @@ impl Dispatch {
                                 });
                                 std::thread::spawn(move || {
                                     let outcome = local_executor::direct::finish(pod, &dir);
-                                    clean_pod_dir(&dir);
+                                    local_executor::clean_pod_dir(&dir);
                                     let _ = tx.send(Event::PodDone(
                                         local_executor::actions::pod_result(
                                             node_id,
@@ -318,10 +318,10 @@ impl Dispatch {
                                 continue;
                             }
                             Err(local_executor::direct::DirectError::Setup(_)) => {
-                                clean_pod_dir(&dir)
+                                local_executor::clean_pod_dir(&dir)
                             }
                             Err(e) => {
-                                clean_pod_dir(&dir);
+                                local_executor::clean_pod_dir(&dir);
                                 let code = matches!(
                                     e,
                                     local_executor::direct::DirectError::CommandNotFound(_)
@@ -343,7 +343,7 @@ impl Dispatch {
                             });
                             std::thread::spawn(move || {
                                 let _ = running.child.wait();
-                                clean_pod_dir(&running.dir);
+                                local_executor::clean_pod_dir(&running.dir);
                                 let outcome = local_executor::read_outcome(&running.dir);
                                 let _ = tx.send(Event::PodDone(
                                     local_executor::actions::pod_result(node_id, outcome, &outputs),
@@ -394,13 +394,6 @@ impl Dispatch {
                 }
             }
         }
-    }
-}
-
-/// The pod's private root is not needed once it ended; its logs and result stay.
-fn clean_pod_dir(dir: &std::path::Path) {
-    for d in ["ovl", "upper", "work-ovl", "root", "scratch-dirs"] {
-        let _ = std::fs::remove_dir_all(dir.join(d));
     }
 }
 

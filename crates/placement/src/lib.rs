@@ -9,8 +9,6 @@
 
 mod frag;
 
-use std::collections::BTreeMap;
-
 use fnv::FnvHashMap;
 use rand::Rng;
 
@@ -397,22 +395,8 @@ impl Cluster {
             .map(|(s, (_, cap))| cap - s.gpu_left_total())
             .sum()
     }
-
-    /// Distinct node states in use (for the benchmark's record).
-    pub fn distinct_states(&self) -> usize {
-        self.classes.iter().filter(|c| !c.nodes.is_empty()).count()
-    }
 }
 
 fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
-}
-
-/// Count how many requests of each kind a list holds (for typical-pod statistics).
-pub fn histogram<K: Ord + Clone>(items: impl Iterator<Item = K>) -> BTreeMap<K, usize> {
-    let mut m = BTreeMap::new();
-    for i in items {
-        *m.entry(i).or_insert(0) += 1;
-    }
-    m
 }

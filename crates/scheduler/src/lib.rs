@@ -69,8 +69,6 @@ struct Node {
     gpus: Vec<Gpu>,
     labels: BTreeMap<String, String>,
     unschedulable: bool,
-    /// Resources of Releasing pods, free once they are gone (for pipelining).
-    releasing: Vec<usize>,
 }
 
 struct Pod {
@@ -248,7 +246,6 @@ impl State {
                 gpus,
                 labels: n.labels.clone(),
                 unschedulable: n.unschedulable,
-                releasing: Vec::new(),
             });
         }
         let mut groups: Vec<Group> = Vec::new();
@@ -346,9 +343,6 @@ impl State {
                         "pod {} is {} on {} but the node cannot hold it",
                         st.pods[i].key, st.pods[i].phase, st.nodes[n].name
                     )));
-                }
-                if st.pods[i].phase == "Releasing" {
-                    st.nodes[n].releasing.push(i);
                 }
             }
         }
@@ -862,15 +856,6 @@ pub fn run(s: &Scenario) -> Result<Outcome, ScenarioError> {
                         // The freed resources stay with the victims until they are gone: the gang
                         // is pipelined onto those nodes and binds in a later cycle.
                         st.nodes = saved_nodes;
-                        for v in &chosen {
-                            for p in st.groups[*v].pods.clone() {
-                                if st.pods[p].phase == "Releasing" {
-                                    if let Some(n) = st.pods[p].node {
-                                        st.nodes[n].releasing.push(p);
-                                    }
-                                }
-                            }
-                        }
                         out.pipelined
                             .insert(st.groups[g].key.clone(), nodes_used.into_iter().collect());
                     } else {
@@ -1005,9 +990,5 @@ pub fn compare(expect: &Expect, out: &Outcome) -> Result<(), String> {
 pub fn load(text: &str) -> Result<Scenario, String> {
     let docs = manifest::parse_documents(text).map_err(|e| e.to_string())?;
     let doc = docs.into_iter().next().ok_or("the file is empty")?;
-    serde_path_to_error_free(doc.value)
-}
-
-fn serde_path_to_error_free(v: serde_json::Value) -> Result<Scenario, String> {
-    serde_json::from_value(v).map_err(|e| format!("not a scenario: {e}"))
+    serde_json::from_value(doc.value).map_err(|e| format!("not a scenario: {e}"))
 }

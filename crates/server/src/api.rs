@@ -297,7 +297,7 @@ pub(crate) async fn submit(
     };
     let accepted = s.ctl.accept(wf, &manifest, ns, &name, ctx)?;
     if dry_run {
-        return Ok(Json(accepted.engine.to_json()));
+        return Ok(Json(accepted.json));
     }
     Ok(Json(s.ctl.create(accepted).await?))
 }

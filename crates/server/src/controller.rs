@@ -124,6 +124,8 @@ fn template_store(ctx: &BuildContext) -> Result<TemplateStore, ApiError> {
 pub struct Accepted {
     pub row: NewWorkflow,
     pub engine: Engine,
+    /// The workflow as accepted (its first status), also stored in `row.status`.
+    pub json: Value,
 }
 
 impl Controller {
@@ -169,14 +171,7 @@ impl Controller {
         if let Some(m) = manifest["metadata"].as_object_mut() {
             m.remove("generateName");
         }
-        let labels = manifest["metadata"]["labels"]
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let labels = labels_of(&manifest);
         let status = engine.to_json();
         Ok(Accepted {
             row: NewWorkflow {
@@ -191,12 +186,13 @@ impl Controller {
                 status: status.to_string(),
             },
             engine,
+            json: status,
         })
     }
 
     /// Commit an accepted workflow, then start it. Returns the workflow as created.
     pub async fn create(self: &Arc<Self>, a: Accepted) -> Result<Value, ApiError> {
-        let json = a.engine.to_json();
+        let json = a.json;
         let uid = a.row.uid.clone();
         let ns = a.row.namespace.clone();
         let name = a.row.name.clone();
@@ -526,6 +522,18 @@ pub fn pod_names(workflow: &str, status: &Value) -> Vec<String> {
     out
 }
 
+/// An object's `metadata.labels` as (key, value) pairs.
+fn labels_of(obj: &Value) -> Vec<(String, String)> {
+    obj.pointer("/metadata/labels")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 pub fn new_uid() -> String {
     local_executor::actions::new_uid()
 }
@@ -744,15 +752,7 @@ impl Run {
         }
         self.persist(true).await;
         let json = self.engine.to_json();
-        let labels = json
-            .pointer("/metadata/labels")
-            .and_then(Value::as_object)
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let labels = labels_of(&json);
         let created = json
             .pointer("/metadata/creationTimestamp")
             .and_then(Value::as_str)

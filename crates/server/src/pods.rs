@@ -223,7 +223,7 @@ impl Pods {
         });
         let _ = child.wait().await;
         let outcome = local_executor::read_outcome(&dir);
-        clean(&dir);
+        local_executor::clean_pod_dir(&dir);
         self.gpus.release(&pod);
         report(done(outcome));
     }
@@ -234,7 +234,7 @@ impl Pods {
             match probe(dir) {
                 PodState::Running => tokio::time::sleep(Duration::from_millis(100)).await,
                 PodState::Finished(o) => {
-                    clean(dir);
+                    local_executor::clean_pod_dir(dir);
                     return Event::PodDone(local_executor::actions::pod_result(
                         node_id.to_string(),
                         Some(o),
@@ -281,12 +281,5 @@ fn lost(node_id: &str) -> PodResult {
         node_id: node_id.to_string(),
         message: Some("pod lost: its process ended without leaving a result".into()),
         ..Default::default()
-    }
-}
-
-/// The pod's private root is not needed once it ended; its logs, claim and result stay.
-fn clean(dir: &std::path::Path) {
-    for d in ["ovl", "upper", "work-ovl", "root", "scratch-dirs"] {
-        let _ = std::fs::remove_dir_all(dir.join(d));
     }
 }

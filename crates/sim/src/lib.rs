@@ -38,7 +38,6 @@ pub struct Trace {
 
 #[derive(serde::Deserialize)]
 struct NodeRow {
-    sn: String,
     cpu_milli: i64,
     memory_mib: i64,
     gpu: u32,
@@ -47,7 +46,6 @@ struct NodeRow {
 
 #[derive(serde::Deserialize)]
 struct PodRow {
-    name: String,
     cpu_milli: i64,
     memory_mib: i64,
     num_gpu: u8,
@@ -72,7 +70,6 @@ pub fn load_trace(nodes: &Path, pods: &Path) -> Result<Trace, SimError> {
     let mut rd = csv::Reader::from_path(nodes).map_err(|e| trace_err(nodes, e.to_string()))?;
     for (i, row) in rd.deserialize::<NodeRow>().enumerate() {
         let r = row.map_err(|e| trace_err(nodes, format!("row {}: {e}", i + 2)))?;
-        let _ = &r.sn;
         let model = model_index(&r.model, &mut models);
         out_nodes.push(NodeState {
             cpu_left: r.cpu_milli,
@@ -85,7 +82,6 @@ pub fn load_trace(nodes: &Path, pods: &Path) -> Result<Trace, SimError> {
     let mut rd = csv::Reader::from_path(pods).map_err(|e| trace_err(pods, e.to_string()))?;
     for (i, row) in rd.deserialize::<PodRow>().enumerate() {
         let r = row.map_err(|e| trace_err(pods, format!("row {}: {e}", i + 2)))?;
-        let _ = &r.name;
         let mut mask = 0u64;
         for m in r.gpu_spec.split('|').filter(|m| !m.is_empty()) {
             let k = model_index(m, &mut models);

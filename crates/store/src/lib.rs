@@ -317,23 +317,12 @@ impl Store {
 
     /// Live workflows, newest first; each item is the workflow's latest JSON.
     pub async fn list_workflows(&self, q: &ListQuery) -> Result<Page<String>, StoreError> {
-        let page = self
-            .list("workflows", "workflow_labels", "status", q)
-            .await?;
-        Ok(Page {
-            items: page.items.into_iter().map(|(_, b)| b).collect(),
-            next: page.next,
-        })
+        self.list("workflows", "workflow_labels", "status", q).await
     }
 
     pub async fn list_archived(&self, q: &ListQuery) -> Result<Page<String>, StoreError> {
-        let page = self
-            .list("archived_workflows", "archived_labels", "body", q)
-            .await?;
-        Ok(Page {
-            items: page.items.into_iter().map(|(_, b)| b).collect(),
-            next: page.next,
-        })
+        self.list("archived_workflows", "archived_labels", "body", q)
+            .await
     }
 
     async fn list(
@@ -342,7 +331,7 @@ impl Store {
         labels: &str,
         body: &str,
         q: &ListQuery,
-    ) -> Result<Page<(String, String)>, StoreError> {
+    ) -> Result<Page<String>, StoreError> {
         let mut b: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
             "SELECT t.uid, t.{body}, t.created_ns FROM {table} t WHERE 1=1"
         ));
@@ -379,7 +368,7 @@ impl Store {
             next = Some(encode_continue(*ns, uid));
         }
         Ok(Page {
-            items: items.into_iter().map(|(u, b, _)| (u, b)).collect(),
+            items: items.into_iter().map(|(_, b, _)| b).collect(),
             next,
         })
     }
