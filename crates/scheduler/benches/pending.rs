@@ -64,6 +64,7 @@ fn main() {
             preemptable: true,
             node_selector: BTreeMap::new(),
             queue: String::new(),
+            devices: Vec::new(),
         });
     }
     let base = CURRENT.load(Ordering::Relaxed);

@@ -17,6 +17,8 @@ pub use model::*;
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct Outcome {
     pub binds: BTreeMap<String, String>,
+    /// The devices each bound pod got (see `PodSpec::devices`).
+    pub devices: BTreeMap<String, Vec<String>>,
     pub evictions: BTreeSet<String>,
     pub pipelined: BTreeMap<String, Vec<String>>,
     pub group_phases: BTreeMap<String, String>,
@@ -43,6 +45,8 @@ pub struct Req {
     pub gpu_milli: i64,
     /// MIG profile → count.
     pub mig: BTreeMap<String, u32>,
+    /// The pod takes its node whole and alone (a queue whose unit is `node`).
+    pub whole_node: bool,
 }
 
 /// One GPU of a node.
@@ -69,6 +73,9 @@ struct Node {
     gpus: Vec<Gpu>,
     labels: BTreeMap<String, String>,
     unschedulable: bool,
+    pods_cap: i128,
+    /// Held whole by one pod of a `node`-unit queue.
+    exclusive: bool,
 }
 
 struct Pod {
@@ -85,6 +92,7 @@ struct Pod {
 struct Group {
     key: String,
     queue: usize,
+    tenant: usize,
     min_member: u32,
     min_task: BTreeMap<String, u32>,
     priority: i64,
@@ -99,7 +107,30 @@ struct Queue {
     capability_gpu: Option<i64>,
     deserved_gpu: Option<i64>,
     reclaimable: bool,
+    unit: QueueUnit,
 }
+
+struct Tenant {
+    namespace: String,
+    weight: u32,
+    /// Upper bounds on what the tenant's pods hold: CPU (thousandths), memory (bytes), GPU
+    /// equivalents (thousandths).
+    quota: [Option<i128>; 3],
+}
+
+/// What a pod holds, as one vector: CPU (thousandths), memory (bytes), GPU equivalents
+/// (thousandths). Dominant-resource fair share compares these against the cluster's totals.
+fn usage(r: &Req) -> [i128; 3] {
+    [r.cpu, r.mem, gpu_milli(r) as i128]
+}
+
+fn add(a: &mut [i128; 3], b: [i128; 3], sign: i128) {
+    for i in 0..3 {
+        a[i] += sign * b[i];
+    }
+}
+
+const RESOURCE_NAMES: [&str; 3] = ["cpu", "memory", "GPU"];
 
 /// GPU-equivalents in thousandths: whole GPUs, fractions, MIG instances by compute slices.
 fn gpu_milli(r: &Req) -> i64 {
@@ -164,7 +195,10 @@ struct State {
     pods: Vec<Pod>,
     groups: Vec<Group>,
     queues: Vec<Queue>,
+    tenants: Vec<Tenant>,
     plugins: BTreeSet<String>,
+    /// The cluster's allocatable CPU, memory and GPU equivalents.
+    total: [i128; 3],
 }
 
 impl State {
@@ -189,6 +223,7 @@ impl State {
                 capability_gpu: gpu_of(&q.capability)?,
                 deserved_gpu: gpu_of(&q.deserved)?,
                 reclaimable: q.reclaimable,
+                unit: q.unit,
             });
         }
         if !queues.iter().any(|q| q.name == "default") {
@@ -198,8 +233,45 @@ impl State {
                 capability_gpu: None,
                 deserved_gpu: None,
                 reclaimable: true,
+                unit: QueueUnit::Any,
             });
         }
+        let mut tenants: Vec<Tenant> = Vec::new();
+        for t in &s.tenants {
+            let mut quota = [None; 3];
+            for (k, v) in &t.quota {
+                let milli = v
+                    .milli()
+                    .map_err(|e| bad(format!("tenant {}: quota.{k}: {e}", t.namespace)))?;
+                match k.as_str() {
+                    "cpu" => quota[0] = Some(milli),
+                    "memory" => quota[1] = Some(milli / 1000),
+                    "nvidia.com/gpu" => quota[2] = Some(milli),
+                    other => {
+                        return Err(bad(format!(
+                            "tenant {}: quota.{other}: expected cpu, memory or nvidia.com/gpu",
+                            t.namespace
+                        )))
+                    }
+                }
+            }
+            tenants.push(Tenant {
+                namespace: t.namespace.clone(),
+                weight: t.weight.max(1),
+                quota,
+            });
+        }
+        let mut tenant_of = |ns: &str| -> usize {
+            if let Some(i) = tenants.iter().position(|t| t.namespace == ns) {
+                return i;
+            }
+            tenants.push(Tenant {
+                namespace: ns.to_string(),
+                weight: 1,
+                quota: [None; 3],
+            });
+            tenants.len() - 1
+        };
         let mut nodes = Vec::new();
         for n in &s.nodes {
             let get = |k: &str| -> Result<i128, ScenarioError> {
@@ -234,18 +306,21 @@ impl State {
                     shares: Vec::new(),
                 });
             }
+            let pods_cap = if n.allocatable.contains_key("pods") {
+                get("pods")? / 1000
+            } else {
+                110
+            };
             nodes.push(Node {
                 name: n.name.clone(),
                 cpu_free: get("cpu")?,
                 mem_free: get("memory")? / 1000,
-                pods_free: if n.allocatable.contains_key("pods") {
-                    get("pods")? / 1000
-                } else {
-                    110
-                },
+                pods_free: pods_cap,
                 gpus,
                 labels: n.labels.clone(),
                 unschedulable: n.unschedulable,
+                pods_cap,
+                exclusive: false,
             });
         }
         let mut groups: Vec<Group> = Vec::new();
@@ -257,6 +332,7 @@ impl State {
             groups.push(Group {
                 key: format!("{}/{}", g.namespace, g.name),
                 queue,
+                tenant: tenant_of(&g.namespace),
                 min_member: g.min_member,
                 min_task: g.min_task_member.clone(),
                 priority: *prio.get(g.priority_class.as_str()).unwrap_or(&0),
@@ -268,7 +344,7 @@ impl State {
         let mut pods = Vec::new();
         for p in &s.pods {
             let key = format!("{}/{}", p.namespace, p.name);
-            let req = match parse_req(&p.requests, &mut out.warnings, &key) {
+            let mut req = match parse_req(&p.requests, &mut out.warnings, &key) {
                 Ok(r) => r,
                 Err(e) => {
                     out.refused.insert(key, e);
@@ -285,6 +361,7 @@ impl State {
                 groups.push(Group {
                     key: key.clone(),
                     queue,
+                    tenant: tenant_of(&p.namespace),
                     min_member: 1,
                     min_task: BTreeMap::new(),
                     priority: *prio.get(p.priority_class.as_str()).unwrap_or(&0),
@@ -314,6 +391,32 @@ impl State {
                         .ok_or_else(|| bad(format!("pod {key}: no node {:?}", p.node)))?,
                 )
             };
+            let queue = &queues[groups[group].queue];
+            match queue.unit {
+                QueueUnit::Any => {}
+                QueueUnit::Node => {
+                    let sizes: BTreeSet<usize> = nodes.iter().map(|n| n.gpus.len()).collect();
+                    if !sizes.contains(&(req.gpus as usize))
+                        || req.gpu_milli > 0
+                        || !req.mig.is_empty()
+                    {
+                        let sizes: Vec<String> = sizes.iter().map(|s| s.to_string()).collect();
+                        out.refused.insert(key.clone(), format!(
+                            "queue {} hands out whole nodes: request all of a node's GPUs (nvidia.com/gpu: {}), not {}",
+                            queue.name, sizes.join(" or "), describe(&req)
+                        ));
+                    }
+                    req.whole_node = true;
+                }
+                QueueUnit::Slice => {
+                    if req.gpus > 0 {
+                        out.refused.insert(key.clone(), format!(
+                            "queue {} hands out MIG slices and GPU fractions: request nvidia.com/mig-<profile> or gpu_milli, not {}",
+                            queue.name, describe(&req)
+                        ));
+                    }
+                }
+            }
             groups[group].pods.push(pods.len());
             pods.push(Pod {
                 key,
@@ -326,19 +429,42 @@ impl State {
                 selector: p.node_selector.clone(),
             });
         }
+        let total = [
+            nodes.iter().map(|n| n.cpu_free).sum(),
+            nodes.iter().map(|n| n.mem_free).sum(),
+            nodes.iter().map(|n| n.gpus.len() as i128 * 1000).sum(),
+        ];
         let mut st = State {
             nodes,
             pods,
             groups,
             queues,
+            tenants,
             plugins: s.config.plugins.iter().cloned().collect(),
+            total,
         };
-        // Pods that hold resources.
+        // Pods that hold resources: on the devices they were given, else the first that fit.
+        let spec_devices: BTreeMap<String, &Vec<String>> = s
+            .pods
+            .iter()
+            .filter(|p| !p.devices.is_empty())
+            .map(|p| (format!("{}/{}", p.namespace, p.name), &p.devices))
+            .collect();
         for i in 0..st.pods.len() {
             let holds = matches!(st.pods[i].phase.as_str(), "Running" | "Releasing");
             if let (true, Some(n)) = (holds, st.pods[i].node) {
                 let req = st.pods[i].req.clone();
-                if !st.take(n, &req, i, false) {
+                let taken = match spec_devices.get(&st.pods[i].key) {
+                    Some(devices) => {
+                        let mut copy = st.nodes[n].clone();
+                        take_devices(&mut copy, &req, i, devices)
+                            .map_err(|e| bad(format!("pod {}: devices: {e}", st.pods[i].key)))?;
+                        st.nodes[n] = copy;
+                        true
+                    }
+                    None => st.take(n, &req, i, false),
+                };
+                if !taken {
                     return Err(bad(format!(
                         "pod {} is {} on {} but the node cannot hold it",
                         st.pods[i].key, st.pods[i].phase, st.nodes[n].name
@@ -386,6 +512,9 @@ impl State {
         node.cpu_free += req.cpu;
         node.mem_free += req.mem;
         node.pods_free += 1;
+        if req.whole_node {
+            node.exclusive = false;
+        }
         for g in node.gpus.iter_mut() {
             for inst in g.instances.iter_mut() {
                 if inst.1 == Some(pod) {
@@ -471,9 +600,14 @@ impl State {
                         }
                     })
                     .sum();
-                // CPU-only pods go where GPUs are not (or are already busy).
-                let key_gpu = if wants_gpu { whole_free } else { -whole_free };
-                (key_gpu, free_share, node.cpu_free, *n as i64)
+                // GPU pods take the node they fill most; CPU-only pods go where no GPU is
+                // left whole, so whole GPUs (and whole nodes) stay free for GPU work.
+                (
+                    whole_free,
+                    free_share * wants_gpu as i64,
+                    node.cpu_free,
+                    *n as i64,
+                )
             })
     }
 
@@ -519,24 +653,129 @@ impl State {
         }
     }
 
+    /// What the pods that hold resources hold, per queue and per tenant.
+    fn used_vectors(&self) -> (Vec<[i128; 3]>, Vec<[i128; 3]>) {
+        let mut by_queue = vec![[0i128; 3]; self.queues.len()];
+        let mut by_tenant = vec![[0i128; 3]; self.tenants.len()];
+        for p in &self.pods {
+            if p.node.is_some() && matches!(p.phase.as_str(), "Running" | "Bound") {
+                let g = &self.groups[p.group];
+                add(&mut by_queue[g.queue], usage(&p.req), 1);
+                add(&mut by_tenant[g.tenant], usage(&p.req), 1);
+            }
+        }
+        (by_queue, by_tenant)
+    }
+
+    /// A queue's share (thousandths): its dominant resource against what it deserves — the
+    /// explicit `deserved` GPUs, else the cluster's resources split by queue weight (Volcano's
+    /// proportion plugin).
+    fn queue_share(&self, q: usize, used: &[i128; 3]) -> i128 {
+        let total_w: u32 = self.queues.iter().map(|q| q.weight).sum();
+        (0..3)
+            .map(|r| {
+                let deserved = if r == 2 {
+                    self.deserved(q) as i128
+                } else {
+                    self.total[r] * self.queues[q].weight as i128 / total_w.max(1) as i128
+                };
+                used[r] * 1000 / deserved.max(1)
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// A tenant's dominant share (thousandths of the cluster), divided by its weight (DRF).
+    fn tenant_share(&self, t: usize, used: &[i128; 3]) -> i128 {
+        (0..3)
+            .map(|r| used[r] * 1000 / self.total[r].max(1))
+            .max()
+            .unwrap_or(0)
+            / self.tenants[t].weight as i128
+    }
+
+    /// The order gangs are served in: queues furthest below their fair share first, in a
+    /// queue the tenant with the smallest dominant share (DRF), then higher priority, then
+    /// submission order.
+    fn group_key(&self, g: usize, qused: &[[i128; 3]], tused: &[[i128; 3]]) -> GroupKey {
+        let group = &self.groups[g];
+        (
+            self.queue_share(group.queue, &qused[group.queue]),
+            self.tenant_share(group.tenant, &tused[group.tenant]),
+            -group.priority,
+            group.order,
+        )
+    }
+
     fn group_order(&self) -> Vec<usize> {
+        let (qused, tused) = self.used_vectors();
         let mut order: Vec<usize> = (0..self.groups.len()).collect();
-        // Queues by how far below their deserved share they are (fair share); in a queue,
-        // higher priority first, then submission order.
-        let shares: Vec<i64> = (0..self.queues.len())
-            .map(|q| self.queue_used(q) * 1000 / self.deserved(q).max(1))
-            .collect();
-        order.sort_by_key(|g| {
-            let q = self.groups[*g].queue;
-            (shares[q], -self.groups[*g].priority, self.groups[*g].order)
-        });
+        order.sort_by_cached_key(|g| self.group_key(*g, &qused, &tused));
         order
+    }
+
+    /// The devices pod `p` holds on its node (see `PodSpec::devices`).
+    fn devices_of(&self, p: usize) -> Vec<String> {
+        let Some(n) = self.pods[p].node else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (gi, g) in self.nodes[n].gpus.iter().enumerate() {
+            for _ in g.shares.iter().filter(|(holder, _)| *holder == p) {
+                out.push(gi.to_string());
+            }
+            for (ii, _) in g
+                .instances
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, holder))| *holder == Some(p))
+            {
+                out.push(format!("{gi}/{ii}"));
+            }
+        }
+        out
+    }
+
+    /// What a group's pending pods ask for, as one vector.
+    fn pending_need(&self, g: usize) -> [i128; 3] {
+        let mut need = [0i128; 3];
+        for p in self.pending_pods(g) {
+            add(&mut need, usage(&self.pods[p].req), 1);
+        }
+        need
+    }
+
+    /// Why the tenant's quota keeps `need` out, if it does.
+    fn over_quota(&self, t: usize, used: &[i128; 3], need: &[i128; 3]) -> Option<String> {
+        let tenant = &self.tenants[t];
+        (0..3).find_map(|r| {
+            let q = tenant.quota[r]?;
+            (used[r] + need[r] > q).then(|| {
+                let show = |v: i128| match r {
+                    1 => format!("{}Gi", v / (1 << 30)),
+                    _ => format!("{}", v as f64 / 1000.0),
+                };
+                format!(
+                    "namespace {} is at its {} quota (holds {} of {}, asks {})",
+                    tenant.namespace,
+                    RESOURCE_NAMES[r],
+                    show(used[r]),
+                    show(q),
+                    show(need[r])
+                )
+            })
+        })
     }
 }
 
 /// Take `req` on `node` for `pod`; false (and `node` unchanged in meaning) if it does not fit.
 fn take_on(node: &mut Node, req: &Req, pod: usize, dynamic: bool) -> bool {
-    if node.cpu_free < req.cpu || node.mem_free < req.mem || node.pods_free < 1 {
+    if node.cpu_free < req.cpu
+        || node.mem_free < req.mem
+        || node.pods_free < 1
+        || node.exclusive
+        || (req.whole_node && node.pods_free != node.pods_cap)
+    {
         return false;
     }
     // Whole GPUs: GPUs in whole mode with nothing on them.
@@ -599,8 +838,79 @@ fn take_on(node: &mut Node, req: &Req, pod: usize, dynamic: bool) -> bool {
     node.cpu_free -= req.cpu;
     node.mem_free -= req.mem;
     node.pods_free -= 1;
+    node.exclusive = req.whole_node;
     true
 }
+
+/// Take `req` on `node` for `pod` on exactly the devices it was given earlier.
+fn take_devices(node: &mut Node, req: &Req, pod: usize, devices: &[String]) -> Result<(), String> {
+    if node.cpu_free < req.cpu || node.mem_free < req.mem || node.pods_free < 1 {
+        return Err(format!("node {} has no room for it", node.name));
+    }
+    let mut whole_left = req.gpus;
+    for d in devices {
+        let bad = || {
+            format!(
+                "{d:?} is not a device of node {} (GPU, or GPU/instance)",
+                node.name
+            )
+        };
+        let (g, inst) = match d.split_once('/') {
+            Some((g, i)) => (g, Some(i.parse::<usize>().map_err(|_| bad())?)),
+            None => (d.as_str(), None),
+        };
+        let g: usize = g.parse().map_err(|_| bad())?;
+        let gpu = node.gpus.get_mut(g).ok_or_else(bad)?;
+        match inst {
+            Some(i) => {
+                let slot = gpu.instances.get_mut(i).ok_or_else(bad)?;
+                if slot.1.is_some() {
+                    return Err(format!("MIG instance {d} is held twice"));
+                }
+                slot.1 = Some(pod);
+            }
+            None => {
+                let share = if whole_left > 0 {
+                    whole_left -= 1;
+                    1000
+                } else {
+                    req.gpu_milli
+                };
+                if !gpu.instances.is_empty() || gpu.used() + share > 1000 {
+                    return Err(format!("GPU {d} is over-committed"));
+                }
+                gpu.shares.push((pod, share));
+            }
+        }
+    }
+    node.cpu_free -= req.cpu;
+    node.mem_free -= req.mem;
+    node.pods_free -= 1;
+    node.exclusive = req.whole_node;
+    Ok(())
+}
+
+/// A request as a user wrote it, for messages.
+fn describe(r: &Req) -> String {
+    let mut parts = Vec::new();
+    if r.gpus > 0 {
+        parts.push(format!("nvidia.com/gpu: {}", r.gpus));
+    }
+    if r.gpu_milli > 0 {
+        parts.push(format!("gpu_milli: {}", r.gpu_milli));
+    }
+    for (p, n) in &r.mig {
+        parts.push(format!("nvidia.com/mig-{p}: {n}"));
+    }
+    if parts.is_empty() {
+        "no GPU".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// Queue share, tenant share, negated priority, submission order: smaller is served first.
+type GroupKey = (i128, i128, i64, usize);
 
 /// Run one scheduling cycle.
 pub fn run(s: &Scenario) -> Result<Outcome, ScenarioError> {
@@ -631,6 +941,17 @@ pub fn run(s: &Scenario) -> Result<Outcome, ScenarioError> {
             out.refused.insert(
                 st.groups[g].key.clone(),
                 format!("the gang needs {need} GPUs; the whole cluster has {total_gpus}"),
+            );
+        }
+        let t = st.groups[g].tenant;
+        let mut gang = [0i128; 3];
+        for p in &st.groups[g].pods {
+            add(&mut gang, usage(&st.pods[*p].req), 1);
+        }
+        if let Some(why) = st.over_quota(t, &[0; 3], &gang) {
+            out.refused.insert(
+                st.groups[g].key.clone(),
+                format!("the gang can never run: {why}"),
             );
         }
         if (st.groups[g].pods.len() as u32) < st.groups[g].min_member
@@ -692,8 +1013,18 @@ pub fn run(s: &Scenario) -> Result<Outcome, ScenarioError> {
                 }
             }
             "allocate" | "backfill" => {
-                for g in st.group_order() {
-                    if refused_groups.contains(&g) || st.pending_pods(g).is_empty() {
+                // Shares change as gangs bind, and only grow: a heap whose keys are refreshed
+                // when they surface serves gangs in fair-share order at every step.
+                let (mut qused, mut tused) = st.used_vectors();
+                let mut heap: std::collections::BinaryHeap<std::cmp::Reverse<(GroupKey, usize)>> =
+                    (0..st.groups.len())
+                        .filter(|g| !refused_groups.contains(g) && !st.pending_pods(*g).is_empty())
+                        .map(|g| std::cmp::Reverse((st.group_key(g, &qused, &tused), g)))
+                        .collect();
+                while let Some(std::cmp::Reverse((key, g))) = heap.pop() {
+                    let now = st.group_key(g, &qused, &tused);
+                    if now > key {
+                        heap.push(std::cmp::Reverse((now, g)));
                         continue;
                     }
                     if action == "allocate"
@@ -728,6 +1059,13 @@ pub fn run(s: &Scenario) -> Result<Outcome, ScenarioError> {
                         }
                         continue;
                     }
+                    let t = st.groups[g].tenant;
+                    if let Some(why) = st.over_quota(t, &tused[t], &st.pending_need(g)) {
+                        for p in st.pending_pods(g) {
+                            out.reasons.insert(st.pods[p].key.clone(), why.clone());
+                        }
+                        continue;
+                    }
                     let prio = st.groups[g].priority;
                     let exclude: BTreeSet<usize> = reserved
                         .iter()
@@ -739,6 +1077,10 @@ pub fn run(s: &Scenario) -> Result<Outcome, ScenarioError> {
                             for (p, n) in placed {
                                 out.binds
                                     .insert(st.pods[p].key.clone(), st.nodes[n].name.clone());
+                                out.devices.insert(st.pods[p].key.clone(), st.devices_of(p));
+                                let u = usage(&st.pods[p].req);
+                                add(&mut qused[st.groups[g].queue], u, 1);
+                                add(&mut tused[t], u, 1);
                             }
                             st.groups[g].phase = "Running".into();
                         }
@@ -968,6 +1310,23 @@ pub fn compare(expect: &Expect, out: &Outcome) -> Result<(), String> {
                 "{n} MIG layout {:?}, expected {layout:?}",
                 out.mig_layouts.get(n)
             ));
+        }
+    }
+    for (p, want) in &expect.devices {
+        if out.devices.get(p) != Some(want) {
+            diffs.push(format!(
+                "{p} got devices {:?}, expected {want:?}",
+                out.devices.get(p)
+            ));
+        }
+    }
+    for (p, part) in &expect.reasons {
+        match out.reasons.get(p) {
+            Some(m) if m.contains(part.as_str()) => {}
+            Some(m) => diffs.push(format!(
+                "{p} waits because {m:?}, expected a reason with {part:?}"
+            )),
+            None => diffs.push(format!("{p} has no reason to wait, expected {part:?}")),
         }
     }
     for (p, part) in &expect.refused {

@@ -19,6 +19,9 @@ pub struct Scenario {
     pub groups: Vec<GroupSpec>,
     #[serde(default)]
     pub pods: Vec<PodSpec>,
+    /// Tenants (namespaces): their quota and their weight in fair share.
+    #[serde(default)]
+    pub tenants: Vec<TenantSpec>,
     #[serde(default)]
     pub config: Config,
     #[serde(default)]
@@ -105,6 +108,31 @@ pub struct QueueSpec {
     pub reclaimable: bool,
     #[serde(default)]
     pub parent: String,
+    /// What the queue hands out: `node` (whole nodes, exclusive: the spec's `dedicated`),
+    /// `slice` (MIG instances and GPU fractions: the spec's `shared`), or anything (empty).
+    #[serde(default)]
+    pub unit: QueueUnit,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum QueueUnit {
+    #[default]
+    Any,
+    Node,
+    Slice,
+}
+
+/// A tenant: a namespace with a quota (an upper bound on what its pods hold at once) and a
+/// weight in dominant-resource fair share.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TenantSpec {
+    pub namespace: String,
+    #[serde(default = "one")]
+    pub weight: u32,
+    #[serde(default)]
+    pub quota: BTreeMap<String, Quantity>,
 }
 
 fn one() -> u32 {
@@ -151,7 +179,7 @@ fn pending() -> String {
     "Pending".into()
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PodSpec {
     pub name: String,
@@ -176,6 +204,11 @@ pub struct PodSpec {
     /// Which queue a pod without a group belongs to.
     #[serde(default)]
     pub queue: String,
+    /// The devices a Running pod holds, as the scheduler reported them when it bound the pod
+    /// (`"3"`: GPU 3, whole or a fraction of it; `"3/2"`: MIG instance 2 of GPU 3). Without
+    /// them a Running pod is given the first devices that fit.
+    #[serde(default)]
+    pub devices: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -200,6 +233,12 @@ pub struct Expect {
     pub group_phases: BTreeMap<String, String>,
     #[serde(default)]
     pub mig_layouts: BTreeMap<String, Vec<Vec<String>>>,
+    /// The devices bound pods get (see `PodSpec::devices`).
+    #[serde(default)]
+    pub devices: BTreeMap<String, Vec<String>>,
+    /// Why pods stay pending, by pod, with a part of the message.
+    #[serde(default)]
+    pub reasons: BTreeMap<String, String>,
     /// Requests refused at submission, by pod, with a part of the message.
     #[serde(default)]
     pub refused: BTreeMap<String, String>,

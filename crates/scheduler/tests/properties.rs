@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
-use scheduler::{run, GroupSpec, NodeSpec, PodSpec, Quantity, Scenario};
+use scheduler::{run, GroupSpec, NodeSpec, PodSpec, Quantity, Scenario, TenantSpec};
 
 fn q(v: f64) -> Quantity {
     Quantity::Number(v)
@@ -13,7 +13,7 @@ fn q(v: f64) -> Quantity {
 fn scenario() -> impl Strategy<Value = Scenario> {
     let nodes = proptest::collection::vec((1u32..=8, 4u32..64), 1..5);
     let groups = proptest::collection::vec((1u32..4, 1u32..5, 0u32..9, 0u32..3), 1..6);
-    (nodes, groups, proptest::bool::ANY).prop_map(|(nodes, groups, preempt)| {
+    (nodes, groups, proptest::bool::ANY, 0u32..24).prop_map(|(nodes, groups, preempt, quota)| {
         let mut s = Scenario {
             name: "random".into(),
             actions: if preempt {
@@ -26,6 +26,11 @@ fn scenario() -> impl Strategy<Value = Scenario> {
             } else {
                 vec!["enqueue".into(), "allocate".into(), "backfill".into()]
             },
+            tenants: vec![TenantSpec {
+                namespace: "t".into(),
+                weight: 1,
+                quota: BTreeMap::from([("nvidia.com/gpu".to_string(), q(quota as f64))]),
+            }],
             ..Default::default()
         };
         for (i, (gpus, cpu)) in nodes.iter().enumerate() {
@@ -65,6 +70,7 @@ fn scenario() -> impl Strategy<Value = Scenario> {
                     preemptable: true,
                     node_selector: BTreeMap::new(),
                     queue: String::new(),
+                    devices: Vec::new(),
                 });
             }
         }
@@ -89,6 +95,20 @@ proptest! {
             let cap = |k: &str| match n.allocatable.get(k) { Some(Quantity::Number(v)) => *v, _ => 0.0 };
             prop_assert!(cpu <= cap("cpu") + 1e-9, "{} over-committed on CPU", n.name);
             prop_assert!(gpu <= cap("nvidia.com/gpu") + 1e-9, "{} over-committed on GPUs", n.name);
+        }
+        // The tenant never holds more than its quota.
+        let quota = match s.tenants[0].quota.get("nvidia.com/gpu") { Some(Quantity::Number(v)) => *v, _ => 0.0 };
+        let held: f64 = s.pods.iter().filter(|p| out.binds.contains_key(&format!("t/{}", p.name))).map(|p| match p.requests.get("nvidia.com/gpu") { Some(Quantity::Number(v)) => *v, _ => 0.0 }).sum();
+        prop_assert!(held <= quota + 1e-9, "tenant holds {held} GPUs over its quota {quota}");
+        // Each bound pod gets as many devices as it asked for, and no device goes twice.
+        let mut seen = std::collections::BTreeSet::new();
+        for (pod, devices) in &out.devices {
+            let p = s.pods.iter().find(|p| format!("t/{}", p.name) == *pod).expect("a bound pod");
+            let want = match p.requests.get("nvidia.com/gpu") { Some(Quantity::Number(v)) => *v as usize, _ => 0 };
+            prop_assert_eq!(devices.len(), want, "{} devices", pod);
+            for d in devices {
+                prop_assert!(seen.insert((out.binds[pod].clone(), d.clone())), "device {} of {} given twice", d, out.binds[pod]);
+            }
         }
         // Per gang: nothing bound, or at least minMember bound.
         for g in &s.groups {
