@@ -157,9 +157,12 @@ pub enum ClientCommand {
     /// The workflow archive.
     #[command(subcommand)]
     Archive(ArchiveCommand),
-    /// The server's nodes: list, cordon, uncordon.
+    /// The server's nodes: list, cordon, uncordon, drain.
     #[command(subcommand)]
     Node(NodeCommand),
+    /// The scheduler's queues: what each holds and who waits in it.
+    #[command(subcommand)]
+    Queue(QueueCommand),
     /// Cordon every node and suspend every workflow (the spec's emergency stop, ONYX side).
     EmergencyStop,
 }
@@ -167,8 +170,30 @@ pub enum ClientCommand {
 #[derive(Subcommand)]
 pub enum NodeCommand {
     List,
-    Cordon { names: Vec<String> },
-    Uncordon { names: Vec<String> },
+    Cordon {
+        names: Vec<String>,
+    },
+    Uncordon {
+        names: Vec<String>,
+    },
+    /// Cordon a node, give its pods their grace period, then evict what is left (a gang's
+    /// pods on other nodes too: gangs move whole). Waits until the node is empty.
+    Drain {
+        name: String,
+        /// Seconds the node's pods get to end on their own.
+        #[arg(long, default_value_t = 30)]
+        grace: u64,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum QueueCommand {
+    List,
+    Get {
+        name: String,
+        #[arg(short, long, value_enum, default_value = "yaml")]
+        output: Format,
+    },
 }
 
 #[derive(Subcommand)]
@@ -758,13 +783,22 @@ fn run_inner(o: &ClientOpts, cmd: ClientCommand) -> anyhow::Result<ExitCode> {
                     "NODE".to_string(),
                     "GPUS".into(),
                     "FREE".into(),
+                    "MIG".into(),
+                    "PODS".into(),
                     "STATUS".into(),
                 ]];
                 for n in v["items"].as_array().cloned().unwrap_or_default() {
+                    let mig: usize = n["mig"].as_array().map_or(0, |g| {
+                        g.iter()
+                            .filter(|l| l.as_array().is_some_and(|l| !l.is_empty()))
+                            .count()
+                    });
                     rows.push(vec![
                         n["name"].as_str().unwrap_or_default().into(),
                         n["gpus"].to_string(),
                         n["freeGpus"].to_string(),
+                        mig.to_string(),
+                        n["pods"].to_string(),
                         if n["cordoned"] == true {
                             "SchedulingDisabled".into()
                         } else {
@@ -793,6 +827,73 @@ fn run_inner(o: &ClientOpts, cmd: ClientCommand) -> anyhow::Result<ExitCode> {
                 println!("node/{n} uncordoned");
                 Ok(())
             }),
+            NodeCommand::Drain { name, grace } => {
+                let v = api.json(
+                    "PUT",
+                    &format!(
+                        "/api/v1/onyx/nodes/{}/drain?graceSeconds={grace}",
+                        enc(&name)
+                    ),
+                    Some(&json!({})),
+                )?;
+                println!("node/{name} cordoned");
+                for p in v["pods"].as_array().cloned().unwrap_or_default() {
+                    println!(
+                        "waiting for pod {} (grace {grace}s, then evicted)",
+                        p.as_str().unwrap_or_default()
+                    );
+                }
+                loop {
+                    let nodes = api.json("GET", "/api/v1/onyx/nodes", None)?;
+                    let left = nodes["items"]
+                        .as_array()
+                        .and_then(|a| a.iter().find(|n| n["name"] == name.as_str()))
+                        .map_or(0, |n| n["pods"].as_u64().unwrap_or(0));
+                    if left == 0 {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
+                println!("node/{name} drained");
+                Ok(ExitCode::SUCCESS)
+            }
+        },
+        ClientCommand::Queue(c) => match c {
+            QueueCommand::List => {
+                let v = api.json("GET", "/api/v1/onyx/queues", None)?;
+                let mut rows = vec![vec![
+                    "QUEUE".to_string(),
+                    "UNIT".into(),
+                    "WEIGHT".into(),
+                    "CAPABILITY".into(),
+                    "ALLOCATED".into(),
+                    "RUNNING".into(),
+                    "PENDING".into(),
+                ]];
+                for q in v["items"].as_array().cloned().unwrap_or_default() {
+                    let gpus =
+                        |v: &Value| v.as_u64().map_or("-".to_string(), |g| format!("{g} GPU"));
+                    rows.push(vec![
+                        q["name"].as_str().unwrap_or_default().into(),
+                        q["unit"].as_str().unwrap_or_default().into(),
+                        q["weight"].to_string(),
+                        gpus(&q["capabilityGpus"]),
+                        format!("{:.2} GPU", q["allocatedGpus"].as_f64().unwrap_or(0.0)),
+                        q["running"].to_string(),
+                        q["pending"].to_string(),
+                    ]);
+                }
+                table(&rows);
+                Ok(ExitCode::SUCCESS)
+            }
+            QueueCommand::Get { name, output } => {
+                let v = api.json("GET", &format!("/api/v1/onyx/queues/{}", enc(&name)), None)?;
+                match output {
+                    Format::Json => println!("{}", serde_json::to_string_pretty(&v)?),
+                    _ => print!("{}", crate::to_yaml(&v)),
+                }
+                Ok(ExitCode::SUCCESS)
+            }
         },
         ClientCommand::EmergencyStop => {
             let v = api.json("POST", "/api/v1/onyx/emergency-stop", Some(&json!({})))?;

@@ -867,7 +867,7 @@ fn gpu_steps_are_placed_wait_and_are_refused() {
             m.values().find_map(|n| {
                 n["message"]
                     .as_str()
-                    .filter(|m| m.contains("waiting for GPUs"))
+                    .filter(|m| m.contains("nodes are available"))
                     .map(String::from)
             })
         });
@@ -876,7 +876,7 @@ fn gpu_steps_are_placed_wait_and_are_refused() {
     let msg = saw_wait.expect("a step reported that it waits for GPUs");
     assert_eq!(
         msg,
-        "waiting for GPUs: 0/1 nodes have 1 free nvidia.com/gpu (most free on one node: 0)"
+        "0/1 nodes are available: 1 Insufficient nvidia.com/gpu."
     );
     let done = s.wait("default", "three", Duration::from_secs(60));
     assert_eq!(done["status"]["phase"], "Succeeded", "{done}");
@@ -918,13 +918,7 @@ fn gpu_steps_are_placed_wait_and_are_refused() {
 
 /// A cluster file with one GPU node of two GPUs.
 fn small_cluster(home: &std::path::Path) -> std::path::PathBuf {
-    let cluster = home.join("small.yaml");
-    std::fs::write(
-        &cluster,
-        "apiVersion: onyx.dev/v1\nkind: Cluster\nmetadata: {name: small}\nspec:\n  racks:\n  - {name: R1, units: 42, feeds: [{name: A, phases: 3, voltage: 415V, current: 80A}]}\n  nodes:\n  - name: gpu-node\n    role: gpu\n    rack: R1\n    position: 1\n    chassis: supermicro-as-8125gs-tnhr\n    cpus: {model: amd-epyc-9654, count: 2}\n    memory: {dimm: 48GB, count: 24, type: DDR5-4800}\n    gpus: {model: nvidia-h100-sxm5-80gb, count: 2}\n    psus: {count: 6, capacity: 3000W, redundancy: 3+3}\n",
-    )
-    .unwrap();
-    cluster
+    support::cluster_file(home, &[("gpu-node", 2, &[])])
 }
 
 /// Nodes: list, cordon (a GPU step waits and says the node is cordoned), uncordon (it runs);
@@ -938,7 +932,8 @@ fn cordon_uncordon_and_emergency_stop() {
     assert_eq!(c, 200);
     assert_eq!(
         nodes["items"][0],
-        json!({"name": "gpu-node", "gpus": 2, "freeGpus": 2, "cordoned": false})
+        json!({"name": "gpu-node", "gpus": 2, "freeGpus": 2, "mig": [[], []], "pods": 0,
+               "cordoned": false})
     );
     error(404, 5, "nodes \"nope\" not found (nodes: gpu-node)")(s.call(
         "PUT",
@@ -962,7 +957,7 @@ fn cordon_uncordon_and_emergency_stop() {
         let (_, w) = s.call("GET", "/api/v1/workflows/default/one", None);
         if node(&w, "one")["message"]
             .as_str()
-            .is_some_and(|m| m.contains("1 cordoned"))
+            .is_some_and(|m| m == "0/1 nodes are available: 1 node(s) were unschedulable.")
         {
             break;
         }

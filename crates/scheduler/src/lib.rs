@@ -736,6 +736,91 @@ impl State {
         out
     }
 
+    /// Why pod `p` fits no node, as `kubectl describe` says it: `0/3 nodes are available:
+    /// 1 node(s) were unschedulable, 2 Insufficient nvidia.com/gpu.`
+    fn why_not(&self, p: usize) -> String {
+        let req = &self.pods[p].req;
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        let mut available = 0;
+        for (n, node) in self.nodes.iter().enumerate() {
+            let whole_free = node
+                .gpus
+                .iter()
+                .filter(|g| g.instances.is_empty() && g.used() == 0)
+                .count() as u32;
+            let reason = if node.unschedulable {
+                "node(s) were unschedulable".to_string()
+            } else if !self.selector_ok(p, n) {
+                "node(s) didn't match Pod's node affinity/selector".into()
+            } else if node.exclusive {
+                "node(s) were held whole by one pod".into()
+            } else if req.whole_node && node.pods_free != node.pods_cap {
+                "node(s) were not empty (the queue hands out whole nodes)".into()
+            } else if node.cpu_free < req.cpu {
+                "Insufficient cpu".into()
+            } else if node.mem_free < req.mem {
+                "Insufficient memory".into()
+            } else if node.pods_free < 1 {
+                "Too many pods".into()
+            } else if whole_free < req.gpus {
+                "Insufficient nvidia.com/gpu".into()
+            } else if !self.fits(n, req) {
+                match req.mig.keys().next() {
+                    Some(profile) => format!("Insufficient nvidia.com/mig-{profile}"),
+                    None => "Insufficient GPU share".into(),
+                }
+            } else {
+                available += 1;
+                continue;
+            };
+            *counts.entry(reason).or_default() += 1;
+        }
+        let parts: Vec<String> = counts.iter().map(|(r, c)| format!("{c} {r}")).collect();
+        format!(
+            "{available}/{} nodes are available: {}.",
+            self.nodes.len(),
+            parts.join(", ")
+        )
+    }
+
+    /// Why a gang that did not bind waits, for each of its pending pods.
+    fn why_gang_waits(&mut self, g: usize) -> Vec<(usize, String)> {
+        let pending = self.pending_pods(g);
+        let (key, min_member, size) = {
+            let group = &self.groups[g];
+            (group.key.clone(), group.min_member, group.pods.len())
+        };
+        if min_member <= 1 {
+            return pending.iter().map(|p| (*p, self.why_not(*p))).collect();
+        }
+        let why = if (size as u32) < min_member {
+            format!("gang {key} waits for its pods: {size} of minMember {min_member} exist")
+        } else {
+            // Place what fits, as a trial, to say how far the gang gets and what stops it.
+            let saved = self.nodes.clone();
+            let dynamic = self.plugins.contains("dynamic-mig");
+            let mut fit = 0;
+            let mut stop = None;
+            for p in &pending {
+                let req = self.pods[*p].req.clone();
+                match self.best_node(*p, &BTreeSet::new()) {
+                    Some(n) if self.take(n, &req, *p, dynamic) => fit += 1,
+                    _ => {
+                        if stop.is_none() {
+                            stop = Some(self.why_not(*p));
+                        }
+                    }
+                }
+            }
+            self.nodes = saved;
+            format!(
+                "gang {key} cannot place {min_member} pods at once ({fit} fit now): {}",
+                stop.unwrap_or_default()
+            )
+        };
+        pending.iter().map(|p| (*p, why.clone())).collect()
+    }
+
     /// What a group's pending pods ask for, as one vector.
     fn pending_need(&self, g: usize) -> [i128; 3] {
         let mut need = [0i128; 3];
@@ -925,7 +1010,7 @@ pub fn run(s: &Scenario) -> Result<Outcome, ScenarioError> {
             out.refused.insert(
                 p.key.clone(),
                 format!(
-                    "requests {} GPUs; the largest node has {max_gpus}",
+                    "requests {} nvidia.com/gpu; the largest node has {max_gpus}",
                     p.req.gpus
                 ),
             );
@@ -937,7 +1022,7 @@ pub fn run(s: &Scenario) -> Result<Outcome, ScenarioError> {
             .iter()
             .map(|p| st.pods[*p].req.gpus as i64)
             .sum();
-        if need > total_gpus {
+        if need > total_gpus && !out.refused.contains_key(&st.groups[g].key) {
             out.refused.insert(
                 st.groups[g].key.clone(),
                 format!("the gang needs {need} GPUs; the whole cluster has {total_gpus}"),
@@ -1031,7 +1116,15 @@ pub fn run(s: &Scenario) -> Result<Outcome, ScenarioError> {
                         && st.groups[g].phase == "Pending"
                         && actions.iter().any(|a| a == "enqueue")
                     {
-                        continue; // not admitted
+                        // Not admitted: its queue's capability is taken.
+                        let q = &st.queues[st.groups[g].queue];
+                        for p in st.pending_pods(g) {
+                            out.reasons.insert(
+                                st.pods[p].key.clone(),
+                                format!("queue {} is at its capability; the gang waits to be admitted", q.name),
+                            );
+                        }
+                        continue;
                     }
                     if action == "backfill"
                         && st
@@ -1093,8 +1186,8 @@ pub fn run(s: &Scenario) -> Result<Outcome, ScenarioError> {
                                     }
                                 }
                             }
-                            for p in st.pending_pods(g) {
-                                out.reasons.insert(st.pods[p].key.clone(), format!("gang {} cannot place {} of its pods at once (0/{} nodes are available for all of them)", st.groups[g].key, st.groups[g].min_member, st.nodes.len()));
+                            for (p, why) in st.why_gang_waits(g) {
+                                out.reasons.insert(st.pods[p].key.clone(), why);
                             }
                         }
                     }

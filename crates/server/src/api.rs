@@ -71,6 +71,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/onyx/nodes", get(list_nodes))
         .route("/api/v1/onyx/nodes/{name}/cordon", put(cordon_node))
         .route("/api/v1/onyx/nodes/{name}/uncordon", put(uncordon_node))
+        .route("/api/v1/onyx/nodes/{name}/drain", put(drain_node))
+        .route("/api/v1/onyx/queues", get(list_queues))
+        .route("/api/v1/onyx/queues/{name}", get(get_queue))
         .route("/api/v1/onyx/emergency-stop", post(emergency_stop))
         .route("/api/v1/archived-workflows", get(list_archived))
         .route(
@@ -992,22 +995,27 @@ async fn resume_cron(State(s): St, Path((ns, name)): Path<(String, String)>) -> 
 async fn list_nodes(State(s): St) -> Json<Value> {
     let items: Vec<Value> = s
         .ctl
-        .gpus()
-        .usage()
+        .cluster()
+        .nodes()
         .into_iter()
-        .map(|(name, (free, total, cordoned))| {
-            json!({"name": name, "gpus": total, "freeGpus": free, "cordoned": cordoned})
+        .map(|n| {
+            json!({"name": n.name, "gpus": n.gpus, "freeGpus": n.free_gpus, "mig": n.mig,
+                   "pods": n.pods, "cordoned": n.cordoned})
         })
         .collect();
     Json(json!({"cluster": s.cfg.cluster, "items": items}))
 }
 
+fn no_node(s: &AppState, name: &str) -> ApiError {
+    ApiError::NotFound(format!(
+        "nodes {name:?} not found (nodes: {})",
+        s.ctl.cluster().node_names().join(", ")
+    ))
+}
+
 async fn set_cordon(s: &AppState, name: &str, on: bool) -> ApiResult {
-    if !s.ctl.gpus().cordon(name, on) {
-        return Err(ApiError::NotFound(format!(
-            "nodes {name:?} not found (nodes: {})",
-            s.ctl.gpus().node_names().join(", ")
-        )));
+    if !s.ctl.cluster().cordon(name, on) {
+        return Err(no_node(s, name));
     }
     Ok(Json(json!({"name": name, "cordoned": on})))
 }
@@ -1020,11 +1028,77 @@ async fn uncordon_node(State(s): St, Path(name): Path<String>) -> ApiResult {
     set_cordon(&s, &name, false).await
 }
 
+#[derive(serde::Deserialize)]
+struct DrainQuery {
+    #[serde(rename = "graceSeconds", default = "default_grace")]
+    grace_seconds: u64,
+}
+
+fn default_grace() -> u64 {
+    30
+}
+
+/// Drain a node: cordon it, give its pods their grace period to end, then evict what is
+/// left — and every other pod of the same gangs, so that a gang is moved whole.
+async fn drain_node(
+    State(s): St,
+    Path(name): Path<String>,
+    Query(q): Query<DrainQuery>,
+) -> ApiResult {
+    if !s.ctl.cluster().cordon(&name, true) {
+        return Err(no_node(&s, &name));
+    }
+    let on_node = s.ctl.cluster().pods_on(&name);
+    let ctl = s.ctl.clone();
+    let node = name.clone();
+    tokio::spawn(async move {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(q.grace_seconds);
+        while tokio::time::Instant::now() < deadline && !ctl.cluster().pods_on(&node).is_empty() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for pod in ctl.cluster().gang_of(&ctl.cluster().pods_on(&node)) {
+            tracing::warn!("drain {node}: evicting pod {pod}");
+            ctl.evict(&pod, format!("pod evicted: node {node} is being drained"));
+        }
+    });
+    Ok(Json(
+        json!({"name": name, "cordoned": true, "pods": on_node,
+                   "graceSeconds": q.grace_seconds}),
+    ))
+}
+
+fn queue_json(q: crate::scheduling::QueueUsage) -> Value {
+    serde_json::to_value(q).unwrap_or_default()
+}
+
+async fn list_queues(State(s): St) -> Json<Value> {
+    let items: Vec<Value> = s
+        .ctl
+        .cluster()
+        .queues()
+        .into_iter()
+        .map(queue_json)
+        .collect();
+    Json(json!({"items": items}))
+}
+
+async fn get_queue(State(s): St, Path(name): Path<String>) -> ApiResult {
+    let queues = s.ctl.cluster().queues();
+    let names: Vec<String> = queues.iter().map(|q| q.name.clone()).collect();
+    match queues.into_iter().find(|q| q.name == name) {
+        Some(q) => Ok(Json(queue_json(q))),
+        None => Err(ApiError::NotFound(format!(
+            "queues {name:?} not found (queues: {})",
+            names.join(", ")
+        ))),
+    }
+}
+
 /// The spec's emergency stop, ONYX side: cordon every node, suspend every workflow.
 async fn emergency_stop(State(s): St) -> ApiResult {
-    let nodes = s.ctl.gpus().node_names();
+    let nodes = s.ctl.cluster().node_names();
     for n in &nodes {
-        s.ctl.gpus().cordon(n, true);
+        s.ctl.cluster().cordon(n, true);
     }
     let suspended = s.ctl.suspend_all().await;
     tracing::warn!(

@@ -12,6 +12,16 @@
 //! [namespaces.sandbox]
 //! parallelism = 4
 //! required_parameters = []
+//! gpu_quota = 8                    # GPUs the namespace's pods hold at once
+//! weight = 2                       # its weight in fair share across tenants
+//!
+//! [queues.research]                # besides the built-in default, dedicated and shared
+//! weight = 2
+//! capability_gpus = 32
+//! unit = "any"                     # any | node (whole nodes, exclusive) | slice (MIG, fractions)
+//!
+//! [priority_classes]
+//! urgent = 1000
 //! ```
 
 use std::collections::BTreeMap;
@@ -37,6 +47,16 @@ pub struct Policy {
     /// Pods of this namespace running at once (0: no limit of its own).
     #[serde(default)]
     pub parallelism: usize,
+    /// GPUs this namespace's pods may hold at once (a tenant's quota; none: no quota).
+    #[serde(default)]
+    pub gpu_quota: Option<u32>,
+    /// The namespace's weight in fair share across tenants.
+    #[serde(default = "one")]
+    pub weight: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 fn default_required() -> Vec<String> {
@@ -48,6 +68,8 @@ impl Default for Policy {
         Policy {
             required_parameters: default_required(),
             parallelism: 0,
+            gpu_quota: None,
+            weight: 1,
         }
     }
 }
@@ -76,6 +98,16 @@ pub struct ServerConfig {
     pub policy: Policy,
     #[serde(default)]
     pub namespaces: BTreeMap<String, Policy>,
+    /// Scheduling queues; `default`, `dedicated` (whole nodes) and `shared` (MIG slices) exist
+    /// unless configured otherwise.
+    #[serde(default)]
+    pub queues: BTreeMap<String, crate::scheduling::QueueConfig>,
+    /// Priority classes by name (`priorityClassName`), higher first.
+    #[serde(default)]
+    pub priority_classes: BTreeMap<String, i64>,
+    /// Let the scheduler re-partition idle MIG GPUs to fit waiting pods.
+    #[serde(default)]
+    pub dynamic_mig: bool,
     /// The `onyx` executable that runs pods (`onyx exec-pod`); the running one by default.
     #[serde(skip)]
     pub exe: PathBuf,
@@ -108,6 +140,9 @@ impl Default for ServerConfig {
             cluster: default_cluster(),
             policy: Policy::default(),
             namespaces: BTreeMap::new(),
+            queues: BTreeMap::new(),
+            priority_classes: BTreeMap::new(),
+            dynamic_mig: false,
             exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("onyx")),
         }
     }
@@ -125,6 +160,22 @@ impl ServerConfig {
         })?;
         c.exe = ServerConfig::default().exe;
         Ok(c)
+    }
+
+    /// What the scheduler needs from this configuration.
+    pub fn scheduling_policy(&self) -> crate::scheduling::Policy {
+        let mut queues = crate::scheduling::builtin_queues();
+        queues.extend(self.queues.clone());
+        crate::scheduling::Policy {
+            queues,
+            priority_classes: self.priority_classes.clone(),
+            tenants: self
+                .namespaces
+                .iter()
+                .map(|(ns, p)| (ns.clone(), (p.gpu_quota, p.weight.max(1))))
+                .collect(),
+            dynamic_mig: self.dynamic_mig,
+        }
     }
 
     pub fn policy(&self, namespace: &str) -> &Policy {
@@ -179,6 +230,33 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("unknown field `bogus`"));
+    }
+
+    #[test]
+    fn queues_extend_the_built_in_ones_and_namespaces_are_tenants() {
+        let c: ServerConfig = toml::from_str(
+            "[queues.research]\nweight = 2\ncapability_gpus = 32\n[queues.shared]\nunit = \"any\"\n[namespaces.vision]\ngpu_quota = 8\n[priority_classes]\nurgent = 1000\n",
+        )
+        .unwrap();
+        let p = c.scheduling_policy();
+        assert_eq!(
+            p.queues.keys().collect::<Vec<_>>(),
+            vec!["dedicated", "default", "research", "shared"]
+        );
+        assert_eq!(p.queues["research"].capability_gpus, Some(32));
+        assert_eq!(
+            p.queues["shared"].unit,
+            scheduler::QueueUnit::Any,
+            "configured wins"
+        );
+        assert_eq!(p.queues["dedicated"].unit, scheduler::QueueUnit::Node);
+        assert_eq!(p.tenants["vision"], (Some(8), 1));
+        assert_eq!(p.priority_classes["urgent"], 1000);
+        let bad = toml::from_str::<ServerConfig>("[queues.x]\nunit = \"rack\"\n");
+        assert!(bad
+            .unwrap_err()
+            .to_string()
+            .contains("unknown variant `rack`"));
     }
 
     #[test]

@@ -471,8 +471,13 @@ impl Controller {
         Ok(json)
     }
 
-    pub fn gpus(&self) -> &crate::gpus::GpuPool {
-        &self.pods.gpus
+    /// Kill a pod to free its node; its step fails with `why`.
+    pub fn evict(&self, pod: &str, why: String) {
+        self.pods.evict(pod, why);
+    }
+
+    pub fn cluster(&self) -> &crate::scheduling::Cluster {
+        &self.pods.cluster
     }
 
     /// Suspend every running workflow (the emergency stop's Argo half); returns their names.
@@ -680,10 +685,18 @@ impl Run {
                     self.pods.insert(req.node_id.clone(), req.pod_name.clone());
                     let tx = self.tx.clone();
                     let pods = self.ctl.pods.clone();
+                    let spec = self.engine.spec();
+                    let ask = crate::scheduling::ask_of(
+                        &self.namespace,
+                        &req.template,
+                        spec.scheduler_name.as_deref(),
+                        spec.pod_priority_class_name.as_deref(),
+                    );
                     tokio::spawn(pods.run(
                         self.namespace.clone(),
                         self.name.clone(),
                         *req,
+                        ask,
                         move |ev| {
                             let _ = tx.send(Cmd::Event(ev, None));
                         },

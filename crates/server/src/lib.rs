@@ -6,8 +6,8 @@ pub mod config;
 pub mod controller;
 pub mod cron;
 pub mod error;
-pub mod gpus;
 pub mod pods;
+pub mod scheduling;
 pub mod submit;
 
 use std::sync::Arc;
@@ -30,21 +30,21 @@ pub enum ServerError {
 }
 
 /// The GPUs pods are placed on: this machine's (`local`) or a cluster file's GPU nodes.
-fn gpu_pool(cluster: &str) -> Result<gpus::GpuPool, ServerError> {
-    if cluster == "local" {
-        return Ok(gpus::GpuPool::local());
+fn cluster(cfg: &ServerConfig) -> Result<scheduling::Cluster, ServerError> {
+    let policy = cfg.scheduling_policy();
+    if cfg.cluster == "local" {
+        return Ok(scheduling::Cluster::local(policy));
     }
-    let text = match cluster_model::builtin(cluster) {
+    let name = &cfg.cluster;
+    let text = match cluster_model::builtin(name) {
         Some(t) => t.to_string(),
-        None => std::fs::read_to_string(cluster).map_err(|source| ServerError::Io {
-            what: format!(
-                "--cluster {cluster} (not a file, and not a built-in cluster: local, onyx)"
-            ),
+        None => std::fs::read_to_string(name).map_err(|source| ServerError::Io {
+            what: format!("--cluster {name} (not a file, and not a built-in cluster: local, onyx)"),
             source,
         })?,
     };
     let cat = cluster_model::Catalogue::builtin();
-    let c = cluster_model::load(cluster, &text, &cat).map_err(|errs| {
+    let c = cluster_model::load(name, &text, &cat).map_err(|errs| {
         ServerError::Config(config::ConfigError::Invalid(
             errs.iter()
                 .map(|e| e.to_string())
@@ -52,12 +52,7 @@ fn gpu_pool(cluster: &str) -> Result<gpus::GpuPool, ServerError> {
                 .join("\n"),
         ))
     })?;
-    let nodes = c
-        .nodes
-        .iter()
-        .filter_map(|n| c.group(n).gpus.as_ref().map(|g| (n.name.clone(), g.count)))
-        .collect();
-    Ok(gpus::GpuPool::virtual_nodes(nodes))
+    Ok(scheduling::Cluster::virtual_nodes(&c, policy))
 }
 
 /// Run the server until SIGINT or SIGTERM. `ready` is called with the bound address once the
@@ -71,13 +66,14 @@ pub async fn serve(
     std::fs::create_dir_all(&cfg.home).map_err(io(format!("creating {}", cfg.home.display())))?;
     let db = cfg.home.join("onyx.db");
     let store = store::Store::open(&db).await?;
-    let pool = gpu_pool(&cfg.cluster)?;
+    let cluster = cluster(&cfg)?;
     tracing::info!(
         "{} GPU(s) to place pods on (--cluster {})",
-        pool.total(),
+        cluster.total_gpus(),
         cfg.cluster
     );
-    let pods = pods::Pods::new(&cfg, pool).map_err(io("installing the image stand-ins".into()))?;
+    let pods =
+        pods::Pods::new(&cfg, cluster).map_err(io("installing the image stand-ins".into()))?;
     let ctl = controller::Controller::new(store, pods);
     let recovered = ctl.recover().await.map_err(ServerError::Recover)?;
     if recovered > 0 {

@@ -14,12 +14,17 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use workflow_engine::{Event, PodRequest, PodResult};
 
 use crate::config::ServerConfig;
-use crate::gpus::{GpuPool, Grant};
+use crate::scheduling::{Ask, Cluster, Grant, Standing};
+
+/// Where a pod's grant is kept in its directory.
+const GRANT_FILE: &str = "grant.json";
 
 pub struct Pods {
-    pub gpus: Arc<GpuPool>,
-    /// Pods killed while they waited for GPUs: they must not start.
+    pub cluster: Arc<Cluster>,
+    /// Pods killed while they waited to be scheduled: they must not start.
     cancelled: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Pods killed to free their node (drain), with why: their result says so.
+    evicted: std::sync::Mutex<HashMap<String, String>>,
     layout: Layout,
     exe: PathBuf,
     global: Option<Arc<Semaphore>>,
@@ -31,12 +36,25 @@ fn limit(n: usize) -> Option<Arc<Semaphore>> {
 }
 
 impl Pods {
-    pub fn new(cfg: &ServerConfig, gpus: GpuPool) -> std::io::Result<Pods> {
+    pub fn new(cfg: &ServerConfig, cluster: Cluster) -> std::io::Result<Pods> {
         let layout = Layout::new(cfg.home.clone());
         layout.install_stand_ins()?;
+        // Pods still running from an earlier life of the server hold what they held, before any
+        // new pod is scheduled.
+        if let Ok(dirs) = std::fs::read_dir(layout.pod_dir("x").parent().unwrap_or(&cfg.home)) {
+            for d in dirs.flatten() {
+                let grant = std::fs::read(d.path().join(GRANT_FILE))
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<Grant>(&b).ok());
+                if let (Some(g), PodState::Running) = (grant, probe(&d.path())) {
+                    cluster.hold(&d.file_name().to_string_lossy(), &g);
+                }
+            }
+        }
         Ok(Pods {
-            gpus: Arc::new(gpus),
+            cluster: Arc::new(cluster),
             cancelled: std::sync::Mutex::new(std::collections::HashSet::new()),
+            evicted: std::sync::Mutex::new(HashMap::new()),
             layout,
             exe: cfg.exe.clone(),
             global: limit(cfg.parallelism),
@@ -71,6 +89,7 @@ impl Pods {
         namespace: String,
         workflow: String,
         req: PodRequest,
+        ask: Result<Ask, String>,
         report: impl Fn(Event) + Send + 'static,
     ) {
         let dir = self.pod_dir(&req.pod_name);
@@ -85,31 +104,32 @@ impl Pods {
         let pod = req.pod_name.clone();
         match probe(&dir) {
             PodState::Finished(o) => {
-                self.gpus.release(&pod);
+                self.cluster.release(&pod);
                 return report(done(Some(o)));
             }
             PodState::Lost => {
-                self.gpus.release(&pod);
+                self.cluster.release(&pod);
                 return report(Event::PodDone(lost(&node_id)));
             }
             PodState::Running => {
-                // Started before a restart: it still holds its GPUs.
-                if let Some(g) = std::fs::read(dir.join("gpus.json"))
+                // Started before a restart: it still holds its node and devices.
+                if let Some(g) = std::fs::read(dir.join(GRANT_FILE))
                     .ok()
                     .and_then(|b| serde_json::from_slice::<Grant>(&b).ok())
                 {
-                    self.gpus.hold(&pod, &g);
+                    self.cluster.hold(&pod, &g);
                 }
                 report(Event::PodRunning {
                     node_id: node_id.clone(),
                 });
                 let ev = self.adopt(&dir, &node_id, &req).await;
-                self.gpus.release(&pod);
+                self.cluster.release(&pod);
                 return report(ev);
             }
             PodState::NotStarted => {}
         }
-        // GPUs first (a pod waiting for GPUs holds no parallelism slot), then the slots.
+        // The scheduler first (a pod waiting to be bound holds no parallelism slot), then the
+        // slots.
         let fail = |node_id: String, message: String| {
             Event::PodDone(PodResult {
                 node_id,
@@ -117,41 +137,49 @@ impl Pods {
                 ..Default::default()
             })
         };
-        let grant = match crate::gpus::requested(&req.template) {
+        let ask = match ask {
+            Ok(a) => a,
             Err(message) => return report(fail(node_id, message)),
-            Ok(0) => None,
-            Ok(count) => {
-                let mut said = String::new();
-                loop {
-                    let wake = self.gpus.released().notified();
-                    if self.cancelled.lock().expect("cancelled").remove(&pod) {
-                        return report(fail(
-                            node_id,
-                            "pod was killed while it waited for GPUs".into(),
-                        ));
+        };
+        self.cluster.ask(&pod, ask);
+        let mut said = String::new();
+        let grant = loop {
+            let wake = self.cluster.changed().notified();
+            if self.cancelled.lock().expect("cancelled").remove(&pod) {
+                self.cluster.release(&pod);
+                return report(fail(
+                    node_id,
+                    "pod was killed while it waited to be scheduled".into(),
+                ));
+            }
+            match self.cluster.standing(&pod) {
+                Some(Standing::Bound(g)) => break *g,
+                Some(Standing::Refused(message)) => {
+                    self.cluster.release(&pod);
+                    return report(fail(node_id, message));
+                }
+                Some(Standing::Waiting(why)) => {
+                    if why != said {
+                        report(Event::PodWaiting {
+                            node_id: node_id.clone(),
+                            message: why.clone(),
+                        });
+                        said = why;
                     }
-                    match self.gpus.try_acquire(&pod, count) {
-                        Err(never) => return report(fail(node_id, never)),
-                        Ok(Ok(g)) => break Some(g),
-                        Ok(Err(why)) => {
-                            if why != said {
-                                report(Event::PodWaiting {
-                                    node_id: node_id.clone(),
-                                    message: why.clone(),
-                                });
-                                said = why;
-                            }
-                        }
-                    }
-                    wake.await;
+                }
+                None => {
+                    return report(fail(node_id, "pod was evicted before it started".into()));
                 }
             }
+            wake.await;
         };
-        if let Some(g) = &grant {
+        // A grant that holds nothing (no devices, no requests, no gang) need not survive a
+        // restart; skipping its file keeps a plain pod's start as cheap as before.
+        if !grant.holds_nothing() {
             let _ = std::fs::create_dir_all(&dir);
             let _ = std::fs::write(
-                dir.join("gpus.json"),
-                serde_json::to_vec(g).unwrap_or_default(),
+                dir.join(GRANT_FILE),
+                serde_json::to_vec(&grant).unwrap_or_default(),
             );
         }
         let _permits = self.permits(&namespace).await;
@@ -173,7 +201,8 @@ impl Pods {
                 let dir = me.layout.pod_dir(&req.pod_name);
                 let mut spec =
                     local_executor::prepare_pod(&me.layout, &input).map_err(|e| e.to_string())?;
-                if let Some(g) = &grant {
+                {
+                    let g = &grant;
                     for c in spec
                         .init
                         .iter_mut()
@@ -190,7 +219,7 @@ impl Pods {
         let cmd = match prepared {
             Ok(Ok(cmd)) => cmd,
             Ok(Err(message)) => {
-                self.gpus.release(&pod);
+                self.cluster.release(&pod);
                 return report(Event::PodDone(PodResult {
                     node_id,
                     message: Some(message),
@@ -198,7 +227,7 @@ impl Pods {
                 }));
             }
             Err(join) => {
-                self.gpus.release(&pod);
+                self.cluster.release(&pod);
                 let message = join.to_string();
                 return report(Event::PodDone(PodResult {
                     node_id,
@@ -210,7 +239,7 @@ impl Pods {
         let mut child = match tokio::process::Command::from(cmd).spawn() {
             Ok(c) => c,
             Err(e) => {
-                self.gpus.release(&pod);
+                self.cluster.release(&pod);
                 return report(Event::PodDone(PodResult {
                     node_id,
                     message: Some(format!("starting the pod: {e}")),
@@ -221,11 +250,31 @@ impl Pods {
         report(Event::PodRunning {
             node_id: node_id.clone(),
         });
-        let _ = child.wait().await;
+        // A kill that came while the pod was being started (before its wrapper wrote the
+        // `started` marker `kill` reads) is carried out here: `kill` wakes this loop.
+        let pgid = child.id();
+        loop {
+            let wake = self.cluster.changed().notified();
+            if self.cancelled.lock().expect("cancelled").remove(&pod) {
+                if let Some(id) = pgid {
+                    local_executor::kill_group(id);
+                }
+            }
+            tokio::select! {
+                _ = child.wait() => break,
+                _ = wake => {}
+            }
+        }
         let outcome = local_executor::read_outcome(&dir);
         local_executor::clean_pod_dir(&dir);
-        self.gpus.release(&pod);
-        report(done(outcome));
+        self.cluster.release(&pod);
+        let mut ev = done(outcome);
+        if let (Some(why), Event::PodDone(r)) =
+            (self.evicted.lock().expect("evicted").remove(&pod), &mut ev)
+        {
+            r.message = Some(why);
+        }
+        report(ev);
     }
 
     /// Wait for a pod started by an earlier life of the server.
@@ -257,7 +306,7 @@ impl Pods {
                 .lock()
                 .expect("cancelled")
                 .insert(pod.to_string());
-            self.gpus.released().notify_waiters();
+            self.cluster.changed().notify_waiters();
         }
         let started = self.pod_dir(pod).join("started");
         if let Some(pid) = std::fs::read_to_string(started)
@@ -268,6 +317,16 @@ impl Pods {
                 local_executor::kill_group(pid);
             }
         }
+    }
+
+    /// Kill a pod to free its node; its step fails with `why` (and is retried elsewhere if
+    /// its retry strategy says so).
+    pub fn evict(&self, pod: &str, why: String) {
+        self.evicted
+            .lock()
+            .expect("evicted")
+            .insert(pod.to_string(), why);
+        self.kill(pod);
     }
 
     /// Remove a pod's directory (its workflow was deleted).

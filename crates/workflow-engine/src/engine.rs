@@ -826,6 +826,11 @@ impl Engine {
         }
     }
 
+    /// The workflow's spec (the shell reads pod defaults such as `schedulerName` from it).
+    pub fn spec(&self) -> &WorkflowSpec {
+        &self.spec
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }

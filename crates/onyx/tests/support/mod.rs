@@ -18,6 +18,27 @@ pub fn temp_home(name: &str) -> PathBuf {
     dir
 }
 
+/// A cluster file of GPU nodes, each `(name, GPUs, MIG layout of every GPU or [])`.
+pub fn cluster_file(home: &Path, nodes: &[(&str, u32, &[&str])]) -> PathBuf {
+    let mut yaml = String::from(
+        "apiVersion: onyx.dev/v1\nkind: Cluster\nmetadata: {name: test}\nspec:\n  racks:\n  - {name: R1, units: 42, feeds: [{name: A, phases: 3, voltage: 415V, current: 80A}]}\n  nodes:\n",
+    );
+    for (i, (name, gpus, mig)) in nodes.iter().enumerate() {
+        let mig = if mig.is_empty() {
+            String::new()
+        } else {
+            format!(", mig: {{enabled: true, layout: [{}]}}", mig.join(", "))
+        };
+        yaml.push_str(&format!(
+            "  - name: {name}\n    role: gpu\n    rack: R1\n    position: {}\n    chassis: supermicro-as-8125gs-tnhr\n    cpus: {{model: amd-epyc-9654, count: 2}}\n    memory: {{dimm: 48GB, count: 24, type: DDR5-4800}}\n    gpus: {{model: nvidia-h100-sxm5-80gb, count: {gpus}{mig}}}\n    psus: {{count: 6, capacity: 3000W, redundancy: 3+3}}\n",
+            1 + 8 * i
+        ));
+    }
+    let path = home.join("cluster.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
 pub struct Server {
     pub child: Child,
     pub base: String,

@@ -1,0 +1,296 @@
+//! The server's pods go through the scheduler: gangs from Volcano's annotations start whole
+//! or not at all, queues and tenant quotas hold, MIG instances and whole nodes are handed out,
+//! and a drained node's gang is evicted whole.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::{cluster_file, node, temp_home, Server};
+
+/// A workflow of parallel steps of one template.
+fn workflow(name: &str, steps: &[&str], template: Value) -> Value {
+    let steps: Vec<Value> = steps
+        .iter()
+        .map(|s| json!({"name": s, "template": "work"}))
+        .collect();
+    let mut template = template;
+    template["name"] = json!("work");
+    json!({"metadata": {"name": name}, "spec": {"entrypoint": "main",
+        "arguments": {"parameters": [{"name": "ticket_id", "value": "T"}]},
+        "templates": [{"name": "main", "steps": [steps]}, template]}})
+}
+
+/// A script step that asks for `resources` and prints where it ran, then sleeps.
+fn step(resources: Value, annotations: Value, sleep: f64) -> Value {
+    json!({"schedulerName": "volcano", "metadata": {"annotations": annotations},
+        "script": {"image": "debian", "command": ["sh"], "resources": {"limits": resources},
+        "source": format!("echo $ONYX_NODE:$ONYX_GPUS:$(date +%s%N); sleep {sleep}")}})
+}
+
+fn submit(s: &Server, ns: &str, wf: Value) {
+    let (c, b) = s.call(
+        "POST",
+        &format!("/api/v1/workflows/{ns}"),
+        Some(json!({"workflow": wf})),
+    );
+    assert_eq!(c, 200, "{b}");
+}
+
+/// Wait until some node of a workflow says `part` in its message; return the message.
+fn message_with(s: &Server, ns: &str, name: &str, part: &str) -> String {
+    let t0 = Instant::now();
+    loop {
+        let (_, w) = s.call("GET", &format!("/api/v1/workflows/{ns}/{name}"), None);
+        if let Some(m) = w["status"]["nodes"].as_object().and_then(|m| {
+            m.values().find_map(|n| {
+                n["message"]
+                    .as_str()
+                    .filter(|m| m.contains(part))
+                    .map(String::from)
+            })
+        }) {
+            return m;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "no node of {name} said {part:?}: {w}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `node:devices:start-ns` printed by a step.
+fn placed(w: &Value, step: &str) -> (String, String, u128) {
+    let out = node(w, step)["outputs"]["result"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{step} printed nothing: {w}"))
+        .to_string();
+    let parts: Vec<&str> = out.split(':').collect();
+    (
+        parts[0].to_string(),
+        parts[1].to_string(),
+        parts[2].parse().unwrap(),
+    )
+}
+
+#[test]
+fn a_gang_starts_whole_or_not_at_all() {
+    let home = temp_home("sched-gang");
+    let cluster = cluster_file(&home, &[("n1", 2, &[])]);
+    let s = Server::start(&home, &["--cluster", cluster.to_str().unwrap()]);
+    // One GPU is held for a while; the gang of two cannot start on the one left.
+    let holder = step(json!({"nvidia.com/gpu": 1}), json!({}), 2.0);
+    submit(&s, "default", workflow("holder", &["hold"], holder));
+    std::thread::sleep(Duration::from_millis(500));
+    let gang = step(
+        json!({"nvidia.com/gpu": 1}),
+        json!({"scheduling.k8s.io/group-name": "train",
+               "scheduling.volcano.sh/group-min-member": "2"}),
+        0.0,
+    );
+    submit(&s, "default", workflow("gang", &["w0", "w1"], gang));
+    let why = message_with(&s, "default", "gang", "gang default/train");
+    assert_eq!(
+        why,
+        "gang default/train cannot place 2 pods at once (1 fit now): 0/1 nodes are available: 1 Insufficient nvidia.com/gpu.",
+        "the gang says why it waits"
+    );
+    let held = s.wait("default", "holder", Duration::from_secs(30));
+    let done = s.wait("default", "gang", Duration::from_secs(30));
+    assert_eq!(done["status"]["phase"], "Succeeded", "{done}");
+    // Neither member started before the holder's GPU was free, and they got both GPUs.
+    let end_of_hold = placed(&held, "hold").2 + 2_000_000_000;
+    let (n0, d0, t0) = placed(&done, "w0");
+    let (n1, d1, t1) = placed(&done, "w1");
+    assert!(
+        t0 >= end_of_hold && t1 >= end_of_hold,
+        "a member started early"
+    );
+    assert_eq!((n0.as_str(), n1.as_str()), ("n1", "n1"));
+    let mut devices = vec![d0, d1];
+    devices.sort();
+    assert_eq!(devices, vec!["0", "1"]);
+    // A gang larger than the cluster is refused, every member with the reason.
+    let big = step(
+        json!({"nvidia.com/gpu": 1}),
+        json!({"scheduling.k8s.io/group-name": "big",
+               "scheduling.volcano.sh/group-min-member": "3"}),
+        0.0,
+    );
+    submit(&s, "default", workflow("big", &["a", "b", "c"], big));
+    let done = s.wait("default", "big", Duration::from_secs(30));
+    assert_eq!(done["status"]["phase"], "Failed", "{done}");
+    assert_eq!(
+        node(&done, "c")["message"],
+        "the gang needs 3 GPUs; the whole cluster has 2"
+    );
+}
+
+#[test]
+fn queues_and_tenant_quotas() {
+    let home = temp_home("sched-queues");
+    let cluster = cluster_file(&home, &[("n1", 2, &[])]);
+    let config = home.join("onyx.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "home = {:?}\n[namespaces.vision]\ngpu_quota = 1\n",
+            home.join("state")
+        ),
+    )
+    .unwrap();
+    let s = Server::start(
+        &home,
+        &[
+            "--cluster",
+            cluster.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    );
+    // The built-in queues.
+    let (c, q) = s.call("GET", "/api/v1/onyx/queues", None);
+    assert_eq!(c, 200);
+    let units: Vec<(String, String)> = q["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| {
+            (
+                q["name"].as_str().unwrap().into(),
+                q["unit"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        units,
+        vec![
+            ("dedicated".into(), "node".into()),
+            ("default".into(), "any".into()),
+            ("shared".into(), "slice".into())
+        ]
+    );
+    let (c, b) = s.call("GET", "/api/v1/onyx/queues/nope", None);
+    assert_eq!(c, 404, "{b}");
+    // vision may hold one GPU: its two steps run one after the other, and the second says why.
+    let one = step(json!({"nvidia.com/gpu": 1}), json!({}), 1.0);
+    submit(&s, "vision", workflow("quota", &["a", "b"], one));
+    let why = message_with(&s, "vision", "quota", "quota");
+    assert_eq!(
+        why,
+        "namespace vision is at its GPU quota (holds 1 of 1, asks 1)"
+    );
+    let (_, q) = s.call("GET", "/api/v1/onyx/queues/default", None);
+    assert_eq!(q["running"], 1, "{q}");
+    assert_eq!(q["pending"], 1, "{q}");
+    let done = s.wait("vision", "quota", Duration::from_secs(30));
+    assert_eq!(done["status"]["phase"], "Succeeded", "{done}");
+    let (a, b) = (placed(&done, "a").2, placed(&done, "b").2);
+    assert!(a.abs_diff(b) >= 1_000_000_000, "the two ran at once");
+    // A queue that does not exist, and a whole GPU asked of the shared queue: refused.
+    let nowhere = step(
+        json!({"nvidia.com/gpu": 1}),
+        json!({"scheduling.volcano.sh/queue-name": "nope"}),
+        0.0,
+    );
+    submit(&s, "default", workflow("nowhere", &["a"], nowhere));
+    let done = s.wait("default", "nowhere", Duration::from_secs(30));
+    assert_eq!(
+        node(&done, "a")["message"],
+        "queue \"nope\" does not exist (queues: dedicated, default, shared)"
+    );
+    let whole = step(
+        json!({"nvidia.com/gpu": 1}),
+        json!({"scheduling.volcano.sh/queue-name": "shared"}),
+        0.0,
+    );
+    submit(&s, "default", workflow("whole", &["a"], whole));
+    let done = s.wait("default", "whole", Duration::from_secs(30));
+    assert!(
+        node(&done, "a")["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("queue shared hands out MIG slices and GPU fractions"),
+        "{done}"
+    );
+}
+
+#[test]
+fn mig_instances_and_whole_nodes() {
+    let home = temp_home("sched-mig");
+    let mig = ["1g.10gb"; 7];
+    let cluster = cluster_file(&home, &[("slices", 1, &mig), ("whole", 2, &[])]);
+    let s = Server::start(&home, &["--cluster", cluster.to_str().unwrap()]);
+    let (_, nodes) = s.call("GET", "/api/v1/onyx/nodes", None);
+    assert_eq!(nodes["items"][0]["mig"], json!([mig]));
+    let infer = step(
+        json!({"nvidia.com/gpu-mig-1g.10gb": 2}),
+        json!({"scheduling.volcano.sh/queue-name": "shared"}),
+        0.0,
+    );
+    submit(&s, "default", workflow("infer", &["a"], infer));
+    let train = step(
+        json!({"nvidia.com/gpu": 2}),
+        json!({"scheduling.volcano.sh/queue-name": "dedicated"}),
+        0.0,
+    );
+    submit(&s, "default", workflow("train", &["a"], train));
+    let done = s.wait("default", "infer", Duration::from_secs(30));
+    assert_eq!(done["status"]["phase"], "Succeeded", "{done}");
+    let (n, d, _) = placed(&done, "a");
+    assert_eq!((n.as_str(), d.as_str()), ("slices", "0/0,0/1"));
+    let done = s.wait("default", "train", Duration::from_secs(30));
+    let (n, d, _) = placed(&done, "a");
+    assert_eq!((n.as_str(), d.as_str()), ("whole", "0,1"));
+}
+
+#[test]
+fn drain_evicts_a_gang_whole() {
+    let home = temp_home("sched-drain");
+    let cluster = cluster_file(&home, &[("a", 1, &[]), ("b", 1, &[])]);
+    let s = Server::start(&home, &["--cluster", cluster.to_str().unwrap()]);
+    let gang = step(
+        json!({"nvidia.com/gpu": 1}),
+        json!({"scheduling.k8s.io/group-name": "g",
+               "scheduling.volcano.sh/group-min-member": "2"}),
+        60.0,
+    );
+    submit(&s, "default", workflow("long", &["w0", "w1"], gang));
+    // Both members run, one on each node.
+    let t0 = Instant::now();
+    loop {
+        let (_, nodes) = s.call("GET", "/api/v1/onyx/nodes", None);
+        let pods: Vec<u64> = nodes["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["pods"].as_u64().unwrap())
+            .collect();
+        if pods == vec![1, 1] {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(20), "{nodes}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (c, b) = s.call(
+        "PUT",
+        "/api/v1/onyx/nodes/a/drain?graceSeconds=0",
+        Some(json!({})),
+    );
+    assert_eq!(c, 200, "{b}");
+    assert_eq!(b["cordoned"], true);
+    let done = s.wait("default", "long", Duration::from_secs(30));
+    assert_eq!(done["status"]["phase"], "Failed", "{done}");
+    for w in ["w0", "w1"] {
+        assert_eq!(
+            node(&done, w)["message"],
+            "pod evicted: node a is being drained",
+            "{w} was evicted with its gang"
+        );
+    }
+    let (_, nodes) = s.call("GET", "/api/v1/onyx/nodes", None);
+    assert_eq!(nodes["items"][0]["cordoned"], true);
+    assert_eq!(nodes["items"][1]["pods"], 0);
+}

@@ -1,0 +1,937 @@
+//! The server's side of scheduling: it keeps the cluster's nodes, queues, tenants and the pods
+//! that hold or wait for resources, and after every change runs one cycle of the pure
+//! `scheduler` crate over them (enqueue, allocate, backfill). A pod starts only once a cycle has
+//! bound it; what it was given (node, GPUs or MIG instances) is its `Grant`.
+//!
+//! Pods join the scheduler with what users already write for Volcano: `schedulerName: volcano`
+//! and the annotation `scheduling.k8s.io/group-name` make a gang (its size from
+//! `scheduling.volcano.sh/group-min-member`), `scheduling.volcano.sh/queue-name` picks a queue,
+//! `priorityClassName` a priority. The nodes are this machine (`--cluster local`: its GPUs and
+//! MIG instances through NVML, none is fine) or a cluster file's GPU nodes (`--cluster onyx`:
+//! the seed's 16 nodes, virtual; steps still run here).
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use scheduler::{
+    GroupSpec, NodeSpec, PodSpec, PriorityClass, Quantity, QueueSpec, QueueUnit, Scenario,
+    TenantSpec,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+use workflow_model::Template;
+
+pub const GROUP_NAME: &str = "scheduling.k8s.io/group-name";
+pub const GROUP_MIN_MEMBER: &str = "scheduling.volcano.sh/group-min-member";
+pub const QUEUE_NAME: &str = "scheduling.volcano.sh/queue-name";
+
+/// What a pod asks of the scheduler.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Ask {
+    pub namespace: String,
+    /// The gang (`scheduling.k8s.io/group-name`) and its minMember.
+    #[serde(default)]
+    pub group: Option<(String, u32)>,
+    pub queue: String,
+    #[serde(default)]
+    pub priority_class: String,
+    pub requests: BTreeMap<String, String>,
+    #[serde(default)]
+    pub node_selector: BTreeMap<String, String>,
+}
+
+/// What a pod was given: its node and devices. Written to the pod's directory so that a
+/// restarted server gives a still-running pod back exactly what it holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Grant {
+    pub node: String,
+    /// Devices as the scheduler names them: `"3"` (GPU 3) or `"3/2"` (MIG instance 2 of GPU 3).
+    pub devices: Vec<String>,
+    /// Their UUIDs (`GPU-…`, `MIG-…`), for `CUDA_VISIBLE_DEVICES`.
+    pub uuids: Vec<String>,
+    /// Whether the devices are this machine's (then `CUDA_VISIBLE_DEVICES` pins them).
+    pub local: bool,
+    /// A fractional GPU share in thousandths, if that is what was asked.
+    #[serde(default)]
+    pub gpu_milli: Option<i64>,
+    pub ask: Ask,
+}
+
+/// Where a pod stands.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Standing {
+    Bound(Box<Grant>),
+    Waiting(String),
+    /// It can never run here; the pod fails with this message.
+    Refused(String),
+}
+
+#[derive(Debug, Clone)]
+struct Node {
+    spec: NodeSpec,
+    /// Per GPU: its UUID, and per MIG instance its UUID.
+    uuids: Vec<(String, Vec<String>)>,
+}
+
+#[derive(Debug, Clone)]
+struct Pod {
+    ask: Ask,
+    standing: Standing,
+    /// Arrival order, so that a cycle serves pods first come, first served within their rules.
+    seq: u64,
+    /// Asks for nothing a cycle accounts for (no requests, no gang, a queue without limits):
+    /// bound at once to a schedulable node, and left out of cycles, which then cost what
+    /// the pods that do ask for something cost.
+    light: bool,
+}
+
+/// A queue as the server's configuration gives it.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    #[serde(default = "one")]
+    pub weight: u32,
+    /// Most GPUs the queue's pods hold at once.
+    #[serde(default)]
+    pub capability_gpus: Option<u32>,
+    /// GPUs the queue deserves (else the cluster's GPUs split by weight).
+    #[serde(default)]
+    pub deserved_gpus: Option<u32>,
+    #[serde(default = "yes")]
+    pub reclaimable: bool,
+    /// `node` (whole nodes, exclusive), `slice` (MIG instances, fractions) or `any`.
+    #[serde(default)]
+    pub unit: QueueUnit,
+}
+
+fn one() -> u32 {
+    1
+}
+fn yes() -> bool {
+    true
+}
+
+impl QueueConfig {
+    fn with_unit(unit: QueueUnit) -> QueueConfig {
+        QueueConfig {
+            weight: 1,
+            capability_gpus: None,
+            deserved_gpus: None,
+            reclaimable: true,
+            unit,
+        }
+    }
+}
+
+/// The queues every server has unless its configuration says otherwise: `default`, and the
+/// spec's `dedicated` (whole 8-GPU nodes, exclusive) and `shared` (MIG slices).
+pub fn builtin_queues() -> BTreeMap<String, QueueConfig> {
+    BTreeMap::from([
+        ("default".into(), QueueConfig::with_unit(QueueUnit::Any)),
+        ("dedicated".into(), QueueConfig::with_unit(QueueUnit::Node)),
+        ("shared".into(), QueueConfig::with_unit(QueueUnit::Slice)),
+    ])
+}
+
+/// Scheduling policy from the server's configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    pub queues: BTreeMap<String, QueueConfig>,
+    pub priority_classes: BTreeMap<String, i64>,
+    /// Per namespace: GPU quota and fair-share weight.
+    pub tenants: BTreeMap<String, (Option<u32>, u32)>,
+    pub dynamic_mig: bool,
+}
+
+struct Inner {
+    nodes: Vec<Node>,
+    cordoned: Vec<bool>,
+    /// Per node, the light pods bound to it.
+    light_load: Vec<usize>,
+    pods: BTreeMap<String, Pod>,
+    seq: u64,
+}
+
+pub struct Cluster {
+    inner: Mutex<Inner>,
+    policy: Policy,
+    local: bool,
+    changed: Notify,
+}
+
+/// One node's use, for `onyx node list`.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeUsage {
+    pub name: String,
+    pub gpus: usize,
+    pub free_gpus: usize,
+    pub mig: Vec<Vec<String>>,
+    pub pods: usize,
+    pub cordoned: bool,
+}
+
+/// One queue's state, for `onyx queue list|get`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueUsage {
+    pub name: String,
+    pub unit: QueueUnit,
+    pub weight: u32,
+    pub capability_gpus: Option<u32>,
+    pub deserved_gpus: Option<u32>,
+    pub reclaimable: bool,
+    /// GPU equivalents its running pods hold (a MIG 1g instance is 1/7).
+    pub allocated_gpus: f64,
+    pub running: usize,
+    pub pending: usize,
+    /// The pods waiting in it and why.
+    pub waiting: BTreeMap<String, String>,
+}
+
+fn annotation(t: &Template, key: &str) -> Option<String> {
+    t.metadata
+        .as_ref()?
+        .get("annotations")?
+        .get(key)?
+        .as_str()
+        .map(str::to_string)
+}
+
+/// What a pod of template `t` asks for. `scheduler_name` and `priority_class` are the
+/// workflow's defaults (`spec.schedulerName`, `spec.podPriorityClassName`).
+pub fn ask_of(
+    namespace: &str,
+    t: &Template,
+    scheduler_name: Option<&str>,
+    priority_class: Option<&str>,
+) -> Result<Ask, String> {
+    let mut containers = Vec::new();
+    if let Some(c) = &t.container {
+        containers.push(c);
+    }
+    if let Some(s) = &t.script {
+        containers.push(&s.container);
+    }
+    if let Some(cs) = &t.container_set {
+        containers.extend(cs.containers.iter());
+    }
+    // A pod asks for the sum of its containers' requests (limits where no request is given,
+    // as Kubernetes defaults them).
+    let mut sums: BTreeMap<String, i128> = BTreeMap::new();
+    for c in containers {
+        let Some(res) = &c.resources else { continue };
+        let get = |part: &str| res.get(part).and_then(|v| v.as_object()).cloned();
+        let mut merged = get("limits").unwrap_or_default();
+        merged.extend(get("requests").unwrap_or_default());
+        for (k, v) in merged {
+            let text = match &v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            let milli = Quantity::Text(text)
+                .milli()
+                .map_err(|e| format!("resources.{k}: {e}"))?;
+            *sums.entry(k).or_default() += milli;
+        }
+    }
+    let requests = sums
+        .into_iter()
+        .filter(|(k, _)| k != "ephemeral-storage")
+        .map(|(k, milli)| {
+            let text = if milli % 1000 == 0 {
+                (milli / 1000).to_string()
+            } else {
+                format!("{milli}m")
+            };
+            (k, text)
+        })
+        .collect();
+    let volcano = t.scheduler_name.as_deref().or(scheduler_name) == Some("volcano");
+    let group = match (volcano, annotation(t, GROUP_NAME)) {
+        (true, Some(name)) => {
+            let min = match annotation(t, GROUP_MIN_MEMBER) {
+                Some(v) => v.trim().parse::<u32>().map_err(|_| {
+                    format!("metadata.annotations.{GROUP_MIN_MEMBER}: expected a whole number, got {v:?}")
+                })?,
+                None => 1,
+            };
+            Some((name, min.max(1)))
+        }
+        (false, Some(_)) => None,
+        (_, None) => None,
+    };
+    Ok(Ask {
+        namespace: namespace.to_string(),
+        group,
+        queue: annotation(t, QUEUE_NAME).unwrap_or_else(|| "default".into()),
+        priority_class: t
+            .priority_class_name
+            .clone()
+            .or(priority_class.map(str::to_string))
+            .unwrap_or_default(),
+        requests,
+        node_selector: BTreeMap::new(),
+    })
+}
+
+impl Cluster {
+    fn new(nodes: Vec<Node>, policy: Policy, local: bool) -> Cluster {
+        let cordoned = vec![false; nodes.len()];
+        Cluster {
+            inner: Mutex::new(Inner {
+                light_load: vec![0; nodes.len()],
+                nodes,
+                cordoned,
+                pods: BTreeMap::new(),
+                seq: 0,
+            }),
+            policy,
+            local,
+            changed: Notify::new(),
+        }
+    }
+
+    /// This machine: its CPUs, memory and GPUs (and MIG instances) through NVML.
+    pub fn local(policy: Policy) -> Cluster {
+        let host = std::fs::read_to_string("/etc/hostname")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "localhost".into());
+        let mut uuids = Vec::new();
+        let mut mig = Vec::new();
+        if let Ok(nvml) = nvml_wrapper::Nvml::init() {
+            for i in 0..nvml.device_count().unwrap_or(0) {
+                let Ok(d) = nvml.device_by_index(i) else {
+                    continue;
+                };
+                let (layout, instance_uuids) = local_mig(&nvml, &d);
+                uuids.push((d.uuid().unwrap_or_default(), instance_uuids));
+                mig.push(layout);
+            }
+        }
+        // Pods without requests always fit; CPU and memory are this machine's.
+        let mut allocatable = BTreeMap::from([
+            ("pods".to_string(), Quantity::Number(100_000.0)),
+            (
+                "nvidia.com/gpu".to_string(),
+                Quantity::Number(uuids.len() as f64),
+            ),
+        ]);
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        allocatable.insert("cpu".into(), Quantity::Number(cpus as f64));
+        allocatable.insert("memory".into(), Quantity::Text(format!("{}", mem_total())));
+        let spec = NodeSpec {
+            name: host,
+            allocatable,
+            mig: Some(mig),
+            ..Default::default()
+        };
+        Cluster::new(vec![Node { spec, uuids }], policy, true)
+    }
+
+    /// A cluster file's GPU nodes, virtual: pods are placed on them and run here.
+    pub fn virtual_nodes(c: &cluster_model::Cluster, policy: Policy) -> Cluster {
+        let cat = cluster_model::Catalogue::builtin();
+        let mut nodes = Vec::new();
+        for n in &c.nodes {
+            let group = c.group(n);
+            let Some(gpus) = &group.gpus else { continue };
+            let cores = cat.cpus.get(&group.cpus.model).map_or(64, |m| m.cores) * group.cpus.count;
+            let memory = group.memory.dimm.value * group.memory.count as f64;
+            let layout: Vec<String> = match &gpus.mig {
+                Some(m) if m.enabled => m.layout.clone(),
+                _ => Vec::new(),
+            };
+            let spec = NodeSpec {
+                name: n.name.clone(),
+                allocatable: BTreeMap::from([
+                    ("cpu".to_string(), Quantity::Number(cores as f64)),
+                    ("memory".to_string(), Quantity::Text(format!("{memory}"))),
+                    ("pods".to_string(), Quantity::Number(1000.0)),
+                    (
+                        "nvidia.com/gpu".to_string(),
+                        Quantity::Number(gpus.count as f64),
+                    ),
+                ]),
+                gpu: Some(scheduler::GpuInfo {
+                    model: gpus.model.clone(),
+                }),
+                mig: Some(vec![layout.clone(); gpus.count as usize]),
+                labels: group.labels.clone(),
+                unschedulable: false,
+            };
+            let uuids = (0..gpus.count)
+                .map(|i| {
+                    let gpu = format!("GPU-{}-{i}", n.name);
+                    let inst = (0..layout.len())
+                        .map(|k| format!("MIG-{gpu}-{k}"))
+                        .collect();
+                    (gpu, inst)
+                })
+                .collect();
+            nodes.push(Node { spec, uuids });
+        }
+        Cluster::new(nodes, policy, false)
+    }
+
+    pub fn total_gpus(&self) -> usize {
+        let inner = self.inner.lock().expect("cluster");
+        inner.nodes.iter().map(|n| n.uuids.len()).sum()
+    }
+
+    /// Woken after every cycle.
+    pub fn changed(&self) -> &Notify {
+        &self.changed
+    }
+
+    /// A pod asks to be scheduled; a cycle runs at once.
+    pub fn ask(&self, pod: &str, ask: Ask) {
+        let mut inner = self.inner.lock().expect("cluster");
+        inner.seq += 1;
+        let seq = inner.seq;
+        let standing = if self.policy.queues.contains_key(&ask.queue) {
+            Standing::Waiting("waiting for the scheduler".into())
+        } else {
+            Standing::Refused(format!(
+                "queue {:?} does not exist (queues: {})",
+                ask.queue,
+                self.queue_names().join(", ")
+            ))
+        };
+        if inner.pods.contains_key(pod) {
+            return;
+        }
+        let light_node = self.light_node(&inner, &ask, &standing);
+        if let Some(i) = light_node {
+            inner.light_load[i] += 1;
+            let grant = Grant {
+                node: inner.nodes[i].spec.name.clone(),
+                devices: Vec::new(),
+                uuids: Vec::new(),
+                local: self.local,
+                gpu_milli: None,
+                ask: ask.clone(),
+            };
+            inner.pods.insert(
+                pod.to_string(),
+                Pod {
+                    ask,
+                    standing: Standing::Bound(Box::new(grant)),
+                    seq,
+                    light: true,
+                },
+            );
+            return;
+        }
+        inner.pods.insert(
+            pod.to_string(),
+            Pod {
+                ask,
+                standing,
+                seq,
+                light: false,
+            },
+        );
+        self.cycle(&mut inner);
+    }
+
+    /// The node a pod that asks for nothing goes to: the schedulable node with the fewest
+    /// such pods. `None` when the pod must go through a cycle.
+    fn light_node(&self, inner: &Inner, ask: &Ask, standing: &Standing) -> Option<usize> {
+        let plain_queue = self
+            .policy
+            .queues
+            .get(&ask.queue)
+            .is_some_and(|q| q.unit == QueueUnit::Any && q.capability_gpus.is_none());
+        if !ask.requests.is_empty()
+            || ask.group.is_some()
+            || !ask.node_selector.is_empty()
+            || !plain_queue
+            || !matches!(standing, Standing::Waiting(_))
+        {
+            return None;
+        }
+        (0..inner.nodes.len())
+            .filter(|i| !inner.cordoned[*i])
+            .min_by_key(|i| inner.light_load[*i])
+    }
+
+    pub fn standing(&self, pod: &str) -> Option<Standing> {
+        let inner = self.inner.lock().expect("cluster");
+        inner.pods.get(pod).map(|p| p.standing.clone())
+    }
+
+    /// A pod that was running before a restart holds what it held.
+    pub fn hold(&self, pod: &str, grant: &Grant) {
+        let mut inner = self.inner.lock().expect("cluster");
+        if inner.pods.contains_key(pod) {
+            return;
+        }
+        inner.seq += 1;
+        let seq = inner.seq;
+        let light =
+            grant.devices.is_empty() && grant.ask.requests.is_empty() && grant.ask.group.is_none();
+        if light {
+            if let Some(i) = inner.nodes.iter().position(|n| n.spec.name == grant.node) {
+                inner.light_load[i] += 1;
+            }
+        }
+        inner.pods.insert(
+            pod.to_string(),
+            Pod {
+                ask: grant.ask.clone(),
+                standing: Standing::Bound(Box::new(grant.clone())),
+                seq,
+                light,
+            },
+        );
+    }
+
+    /// A pod ended (or will not start): what it held is free, and waiting pods may bind.
+    pub fn release(&self, pod: &str) {
+        let mut inner = self.inner.lock().expect("cluster");
+        match inner.pods.remove(pod) {
+            Some(p) if p.light => {
+                if let Standing::Bound(g) = &p.standing {
+                    if let Some(i) = inner.nodes.iter().position(|n| n.spec.name == g.node) {
+                        inner.light_load[i] = inner.light_load[i].saturating_sub(1);
+                    }
+                }
+            }
+            Some(_) => self.cycle(&mut inner),
+            None => {}
+        }
+    }
+
+    /// Cordon (`true`) or uncordon a node; `false` if there is no such node.
+    pub fn cordon(&self, node: &str, on: bool) -> bool {
+        let mut inner = self.inner.lock().expect("cluster");
+        let Some(i) = inner.nodes.iter().position(|n| n.spec.name == node) else {
+            return false;
+        };
+        inner.cordoned[i] = on;
+        self.cycle(&mut inner);
+        true
+    }
+
+    pub fn node_names(&self) -> Vec<String> {
+        let inner = self.inner.lock().expect("cluster");
+        inner.nodes.iter().map(|n| n.spec.name.clone()).collect()
+    }
+
+    /// The pods bound to a node.
+    pub fn pods_on(&self, node: &str) -> Vec<String> {
+        let inner = self.inner.lock().expect("cluster");
+        inner
+            .pods
+            .iter()
+            .filter(|(_, p)| matches!(&p.standing, Standing::Bound(g) if g.node == node))
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    /// These pods and every bound pod of the gangs they belong to.
+    pub fn gang_of(&self, pods: &[String]) -> Vec<String> {
+        let inner = self.inner.lock().expect("cluster");
+        let groups: std::collections::BTreeSet<(String, String)> = pods
+            .iter()
+            .filter_map(|p| inner.pods.get(p))
+            .filter_map(|p| Some((p.ask.namespace.clone(), p.ask.group.as_ref()?.0.clone())))
+            .collect();
+        inner
+            .pods
+            .iter()
+            .filter(|(name, p)| {
+                pods.contains(name)
+                    || matches!(p.standing, Standing::Bound(_))
+                        && p.ask.group.as_ref().is_some_and(|(g, _)| {
+                            groups.contains(&(p.ask.namespace.clone(), g.clone()))
+                        })
+            })
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    pub fn nodes(&self) -> Vec<NodeUsage> {
+        let inner = self.inner.lock().expect("cluster");
+        inner
+            .nodes
+            .iter()
+            .zip(&inner.cordoned)
+            .map(|(n, cordoned)| {
+                let bound: Vec<&Grant> = inner
+                    .pods
+                    .values()
+                    .filter_map(|p| match &p.standing {
+                        Standing::Bound(g) if g.node == n.spec.name => Some(g.as_ref()),
+                        _ => None,
+                    })
+                    .collect();
+                let layout = n.spec.mig.clone().unwrap_or_default();
+                let busy: std::collections::BTreeSet<&str> = bound
+                    .iter()
+                    .flat_map(|g| g.devices.iter())
+                    .map(|d| d.split('/').next().unwrap_or(d))
+                    .collect();
+                NodeUsage {
+                    name: n.spec.name.clone(),
+                    gpus: n.uuids.len(),
+                    free_gpus: (0..n.uuids.len())
+                        .filter(|i| {
+                            !busy.contains(i.to_string().as_str())
+                                && layout.get(*i).is_none_or(|l| l.is_empty())
+                        })
+                        .count(),
+                    mig: layout,
+                    pods: bound.len(),
+                    cordoned: *cordoned,
+                }
+            })
+            .collect()
+    }
+
+    pub fn queues(&self) -> Vec<QueueUsage> {
+        let inner = self.inner.lock().expect("cluster");
+        self.policy
+            .queues
+            .iter()
+            .map(|(name, q)| {
+                let mut usage = QueueUsage {
+                    name: name.clone(),
+                    unit: q.unit,
+                    weight: q.weight,
+                    capability_gpus: q.capability_gpus,
+                    deserved_gpus: q.deserved_gpus,
+                    reclaimable: q.reclaimable,
+                    allocated_gpus: 0.0,
+                    running: 0,
+                    pending: 0,
+                    waiting: BTreeMap::new(),
+                };
+                for (pod, p) in inner.pods.iter().filter(|(_, p)| p.ask.queue == *name) {
+                    match &p.standing {
+                        Standing::Bound(_) => {
+                            usage.running += 1;
+                            usage.allocated_gpus += gpu_equivalents(&p.ask.requests);
+                        }
+                        Standing::Waiting(why) => {
+                            usage.pending += 1;
+                            usage.waiting.insert(pod.clone(), why.clone());
+                        }
+                        Standing::Refused(_) => {}
+                    }
+                }
+                usage
+            })
+            .collect()
+    }
+
+    /// One scheduling cycle over everything the server knows.
+    fn cycle(&self, inner: &mut Inner) {
+        let scenario = self.scenario(inner);
+        let outcome = match scheduler::run(&scenario) {
+            Ok(o) => o,
+            Err(e) => {
+                // The scenario is built here, so this is a bug; pods wait and say so.
+                tracing::error!("scheduling cycle: {e}");
+                return;
+            }
+        };
+        for (name, layout) in &outcome.mig_layouts {
+            if let Some(n) = inner.nodes.iter_mut().find(|n| &n.spec.name == name) {
+                if n.spec.mig.as_ref() != Some(layout) {
+                    tracing::info!("node {name}: MIG layout now {layout:?}");
+                    for (i, l) in layout.iter().enumerate() {
+                        if let Some(u) = n.uuids.get_mut(i) {
+                            u.1 = (0..l.len()).map(|k| format!("MIG-{}-{k}", u.0)).collect();
+                        }
+                    }
+                    n.spec.mig = Some(layout.clone());
+                }
+            }
+        }
+        let Inner { nodes, pods, .. } = inner;
+        for (name, p) in pods.iter_mut() {
+            if !matches!(p.standing, Standing::Waiting(_)) {
+                continue;
+            }
+            let key = format!("{}/{name}", p.ask.namespace);
+            let group_key = p
+                .ask
+                .group
+                .as_ref()
+                .map(|(g, _)| format!("{}/{g}", p.ask.namespace));
+            if let Some(why) = outcome
+                .refused
+                .get(&key)
+                .or_else(|| group_key.as_ref().and_then(|g| outcome.refused.get(g)))
+            {
+                p.standing = Standing::Refused(why.clone());
+            } else if let Some(node) = outcome.binds.get(&key) {
+                let devices = outcome.devices.get(&key).cloned().unwrap_or_default();
+                let n = nodes.iter().find(|n| &n.spec.name == node);
+                let uuids = devices
+                    .iter()
+                    .filter_map(|d| {
+                        let n = n?;
+                        match d.split_once('/') {
+                            Some((g, i)) => n
+                                .uuids
+                                .get(g.parse::<usize>().ok()?)?
+                                .1
+                                .get(i.parse::<usize>().ok()?)
+                                .cloned(),
+                            None => n.uuids.get(d.parse::<usize>().ok()?).map(|u| u.0.clone()),
+                        }
+                    })
+                    .collect();
+                let gpu_milli = p
+                    .ask
+                    .requests
+                    .get("gpu_milli")
+                    .and_then(|v| v.parse::<i64>().ok());
+                p.standing = Standing::Bound(Box::new(Grant {
+                    node: node.clone(),
+                    devices,
+                    uuids,
+                    local: self.local,
+                    gpu_milli,
+                    ask: p.ask.clone(),
+                }));
+            } else {
+                let why =
+                    outcome.reasons.get(&key).cloned().unwrap_or_else(|| {
+                        "waiting for resources: no node has room for it now".into()
+                    });
+                p.standing = Standing::Waiting(why);
+            }
+        }
+        // Refused pods fail; they hold nothing and take no part in later cycles.
+        self.changed.notify_waiters();
+    }
+
+    fn scenario(&self, inner: &Inner) -> Scenario {
+        let mut s = Scenario {
+            name: "server".into(),
+            actions: vec!["enqueue".into(), "allocate".into(), "backfill".into()],
+            ..Default::default()
+        };
+        if self.policy.dynamic_mig {
+            s.config.plugins.push("dynamic-mig".into());
+        }
+        for (n, cordoned) in inner.nodes.iter().zip(&inner.cordoned) {
+            let mut spec = n.spec.clone();
+            spec.unschedulable = *cordoned;
+            s.nodes.push(spec);
+        }
+        for (name, q) in &self.policy.queues {
+            let gpus = |v: Option<u32>| {
+                v.map(|g| {
+                    BTreeMap::from([("nvidia.com/gpu".to_string(), Quantity::Number(g as f64))])
+                })
+                .unwrap_or_default()
+            };
+            s.queues.push(QueueSpec {
+                name: name.clone(),
+                weight: q.weight,
+                capability: gpus(q.capability_gpus),
+                deserved: gpus(q.deserved_gpus),
+                guarantee: BTreeMap::new(),
+                reclaimable: q.reclaimable,
+                parent: String::new(),
+                unit: q.unit,
+            });
+        }
+        s.priority_classes = self
+            .policy
+            .priority_classes
+            .iter()
+            .map(|(name, value)| PriorityClass {
+                name: name.clone(),
+                value: *value,
+            })
+            .collect();
+        s.tenants = self
+            .policy
+            .tenants
+            .iter()
+            .map(|(ns, (quota, weight))| TenantSpec {
+                namespace: ns.clone(),
+                weight: *weight,
+                quota: quota
+                    .map(|g| {
+                        BTreeMap::from([("nvidia.com/gpu".to_string(), Quantity::Number(g as f64))])
+                    })
+                    .unwrap_or_default(),
+            })
+            .collect();
+        let mut by_seq: Vec<(&String, &Pod)> = inner
+            .pods
+            .iter()
+            .filter(|(_, p)| !p.light && !matches!(p.standing, Standing::Refused(_)))
+            .collect();
+        by_seq.sort_by_key(|(_, p)| p.seq);
+        let mut groups: BTreeMap<String, usize> = BTreeMap::new();
+        for (name, p) in by_seq {
+            let group = match &p.ask.group {
+                Some((g, min)) => {
+                    let key = format!("{}/{g}", p.ask.namespace);
+                    let i = *groups.entry(key).or_insert_with(|| {
+                        s.groups.push(GroupSpec {
+                            name: g.clone(),
+                            namespace: p.ask.namespace.clone(),
+                            queue: p.ask.queue.clone(),
+                            min_member: *min,
+                            min_task_member: BTreeMap::new(),
+                            min_resources: BTreeMap::new(),
+                            priority_class: p.ask.priority_class.clone(),
+                            phase: "Pending".into(),
+                        });
+                        s.groups.len() - 1
+                    });
+                    if matches!(p.standing, Standing::Bound(_)) {
+                        s.groups[i].phase = "Running".into();
+                    }
+                    s.groups[i].min_member = s.groups[i].min_member.max(*min);
+                    g.clone()
+                }
+                None => String::new(),
+            };
+            let (phase, node, devices) = match &p.standing {
+                Standing::Bound(g) => ("Running", g.node.clone(), g.devices.clone()),
+                _ => ("Pending", String::new(), Vec::new()),
+            };
+            s.pods.push(PodSpec {
+                name: name.clone(),
+                namespace: p.ask.namespace.clone(),
+                group,
+                phase: phase.into(),
+                node,
+                requests: p
+                    .ask
+                    .requests
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Quantity::Text(v.clone())))
+                    .collect(),
+                priority_class: p.ask.priority_class.clone(),
+                preemptable: true,
+                node_selector: p.ask.node_selector.clone(),
+                queue: p.ask.queue.clone(),
+                devices,
+                ..Default::default()
+            });
+        }
+        // A queue no configuration names is refused by the scheduler as "no queue"; say which
+        // queues there are instead.
+        s
+    }
+
+    /// Whether the queue exists.
+    pub fn has_queue(&self, name: &str) -> bool {
+        self.policy.queues.contains_key(name)
+    }
+
+    pub fn queue_names(&self) -> Vec<String> {
+        self.policy.queues.keys().cloned().collect()
+    }
+}
+
+fn gpu_equivalents(requests: &BTreeMap<String, String>) -> f64 {
+    let mut total = 0.0;
+    for (k, v) in requests {
+        let n: f64 = v.parse().unwrap_or(0.0);
+        if k == "nvidia.com/gpu" {
+            total += n;
+        } else if k == "gpu_milli" {
+            total += n / 1000.0;
+        } else if let Some(p) = k
+            .strip_prefix("nvidia.com/mig-")
+            .or_else(|| k.strip_prefix("nvidia.com/gpu-mig-"))
+        {
+            let slices = scheduler::mig::compute_slices(p).unwrap_or(7) as f64;
+            total += n * slices / 7.0;
+        }
+    }
+    total
+}
+
+fn mem_total() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(1 << 40, |kb| kb * 1024)
+}
+
+/// A GPU's MIG instances as NVML reports them: their profiles (`<g>g.<m>gb`, from the
+/// instance's slice count and memory) and UUIDs. A GPU not in MIG mode has none.
+/// nvml-wrapper does not wrap MIG device handles, so these two calls go to the library itself.
+fn local_mig(nvml: &nvml_wrapper::Nvml, d: &nvml_wrapper::Device) -> (Vec<String>, Vec<String>) {
+    use nvml_wrapper_sys::bindings::{nvmlDevice_t, nvmlReturn_enum_NVML_SUCCESS, NvmlLib};
+    let mut profiles = Vec::new();
+    let mut uuids = Vec::new();
+    let on = d
+        .mig_mode()
+        .is_ok_and(|m| m.current == nvml_wrapper_sys::bindings::NVML_DEVICE_MIG_ENABLE);
+    if !on {
+        return (profiles, uuids);
+    }
+    // SAFETY: the library is NVML itself (already loaded by `nvml`); each call gets a live
+    // device handle and out-pointers to locals of the types the C API declares.
+    let Ok(lib) = (unsafe { NvmlLib::new("libnvidia-ml.so.1") }) else {
+        return (profiles, uuids);
+    };
+    let (Ok(max), Ok(by_index)) = (
+        lib.nvmlDeviceGetMaxMigDeviceCount.as_ref(),
+        lib.nvmlDeviceGetMigDeviceHandleByIndex.as_ref(),
+    ) else {
+        return (profiles, uuids);
+    };
+    let mut count = 0u32;
+    if unsafe { max(d.handle(), &mut count) } != nvmlReturn_enum_NVML_SUCCESS {
+        return (profiles, uuids);
+    }
+    for i in 0..count {
+        let mut handle: nvmlDevice_t = std::ptr::null_mut();
+        if unsafe { by_index(d.handle(), i, &mut handle) } != nvmlReturn_enum_NVML_SUCCESS {
+            continue;
+        }
+        let m = unsafe { nvml_wrapper::Device::new(handle, nvml) };
+        let Ok(attr) = m.attributes() else { continue };
+        // Profiles name memory in 5 or 10 GB steps (1g.10gb has 9.75 GiB usable).
+        let gb = ((attr.memory_size_mb as f64 / 1000.0) / 5.0).round() as u64 * 5;
+        let profile = format!("{}g.{gb}gb", attr.gpu_instance_slice_count);
+        if scheduler::mig::profile(&profile).is_none() {
+            tracing::warn!("MIG instance {i}: profile {profile} is not one ONYX knows; skipped");
+            continue;
+        }
+        profiles.push(profile);
+        uuids.push(m.uuid().unwrap_or_default());
+    }
+    (profiles, uuids)
+}
+
+impl Grant {
+    /// Whether the pod holds nothing a cycle accounts for.
+    pub fn holds_nothing(&self) -> bool {
+        self.devices.is_empty() && self.ask.requests.is_empty() && self.ask.group.is_none()
+    }
+
+    /// The environment a pod gets for its devices.
+    pub fn env(&self) -> Vec<(String, String)> {
+        let mut env = vec![("ONYX_NODE".to_string(), self.node.clone())];
+        if !self.devices.is_empty() {
+            env.push(("ONYX_GPUS".to_string(), self.devices.join(",")));
+        }
+        if let Some(m) = self.gpu_milli {
+            env.push(("ONYX_GPU_MILLI".into(), m.to_string()));
+        }
+        if self.local && !self.uuids.is_empty() {
+            env.push(("CUDA_VISIBLE_DEVICES".into(), self.uuids.join(",")));
+            env.push(("NVIDIA_VISIBLE_DEVICES".into(), self.uuids.join(",")));
+        }
+        env
+    }
+}
