@@ -18,5 +18,6 @@ pub mod direct;
 pub mod durable;
 pub mod images;
 mod pod;
+pub mod resource;
 
 pub use pod::*;

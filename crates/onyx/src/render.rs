@@ -278,7 +278,12 @@ fn pod_name_of(n: &Value) -> String {
         .as_str()
         .or_else(|| n["templateRef"]["template"].as_str())
         .unwrap_or_default();
-    let wf = id.rsplit_once('-').map(|(w, _)| w).unwrap_or(id);
+    // The root node's id is the workflow's name; the others' ids are `<workflow>-<hash>`.
+    let wf = if id == name {
+        id
+    } else {
+        id.rsplit_once('-').map(|(w, _)| w).unwrap_or(id)
+    };
     workflow_engine::pod_name(wf, name, tname)
 }
 
@@ -359,5 +364,26 @@ impl<W: Write> Watcher for TreeWatcher<W> {
         // Home the cursor and clear the screen, then draw.
         let _ = write!(self.out, "\x1b[H\x1b[2J{view}");
         let _ = self.out.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    /// Argo names a workflow's root pod after the workflow (a generated name included), and
+    /// other pods `<workflow>-<template>-<hash>`.
+    #[test]
+    fn pod_names_follow_argos_rule_for_root_and_child_nodes() {
+        let root = json!({"id": "ddp-8vrzw", "name": "ddp-8vrzw", "type": "Pod",
+                          "templateName": "train"});
+        assert_eq!(super::pod_name_of(&root), "ddp-8vrzw");
+        let child = json!({"id": "ddp-8vrzw-1234", "name": "ddp-8vrzw[0].a", "type": "Pod",
+                           "templateName": "work"});
+        assert_eq!(
+            super::pod_name_of(&child),
+            workflow_engine::pod_name("ddp-8vrzw", "ddp-8vrzw[0].a", "work")
+        );
+        assert!(super::pod_name_of(&child).starts_with("ddp-8vrzw-work-"));
     }
 }

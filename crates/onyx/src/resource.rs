@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use local_executor::resource::matches;
 use serde_json::{json, Value};
 use workflow_model::{Object, Template};
 
@@ -190,6 +191,11 @@ pub fn run_resource(
                 .map(str::to_string)
         })
         .unwrap_or_default();
+    if manifest.as_ref().is_some_and(volcano_job::is_volcano_job) {
+        return refuse(
+            "a Volcano Job (batch.volcano.sh/v1alpha1) runs under `onyx server`, which schedules its replicas as one gang; `onyx run` keeps ConfigMaps, Secrets and Workflows".into(),
+        );
+    }
     if (action != "patch"
         || flag_kind.is_some()
         || manifest.as_ref().and_then(|m| m.get("kind")).is_some())
@@ -321,36 +327,10 @@ pub fn run_resource(
         }
         let done = success.as_ref().is_none_or(|s| matches(&obj, s));
         if done {
-            let mut outputs = Vec::new();
-            for p in &t.outputs.parameters {
-                let Some(vf) = &p.value_from else { continue };
-                if let Some(jp) = &vf.json_path {
-                    let path = jp
-                        .trim()
-                        .trim_start_matches('{')
-                        .trim_end_matches('}')
-                        .trim();
-                    let path = if path.starts_with('$') {
-                        path.to_string()
-                    } else {
-                        format!("${path}")
-                    };
-                    match template_eval::jsonpath::query(&obj, &path) {
-                        Ok(v) => outputs.push((
-                            p.name.clone(),
-                            v.as_str()
-                                .map(str::to_string)
-                                .unwrap_or_else(|| v.to_string()),
-                        )),
-                        Err(e) => return refuse(format!("output '{}': {e}", p.name)),
-                    }
-                } else if let Some(jq) = &vf.jq_filter {
-                    match run_jq(jq, &obj) {
-                        Ok(v) => outputs.push((p.name.clone(), v)),
-                        Err(e) => return refuse(format!("output '{}': {e}", p.name)),
-                    }
-                }
-            }
+            let outputs = match local_executor::resource::outputs(&obj, t) {
+                Ok(o) => o,
+                Err(e) => return refuse(e),
+            };
             return ResourceOutcome {
                 ok: true,
                 message: String::new(),
@@ -362,22 +342,6 @@ pub fn run_resource(
         }
         store.wait_change(Duration::from_millis(500));
     }
-}
-
-fn run_jq(filter: &str, obj: &Value) -> Result<String, String> {
-    use std::io::Write;
-    let mut child = std::process::Command::new("jq")
-        .arg("-r")
-        .arg(filter)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("jq: {e}"))?;
-    if let Some(mut i) = child.stdin.take() {
-        let _ = i.write_all(obj.to_string().as_bytes());
-    }
-    let out = child.wait_with_output().map_err(|e| e.to_string())?;
-    Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_string())
 }
 
 fn merge(target: &mut Value, patch: &Value) {
@@ -430,102 +394,5 @@ fn apply_json_patch_op(obj: &mut Value, op: &Value) {
             }
         }
         _ => {}
-    }
-}
-
-/// Argo's resource conditions: label-selector style requirements joined by commas, on field
-/// paths of the object (`status.phase == Succeeded`, `status.phase in (Failed, Error)`,
-/// `status.succeeded > 2`).
-pub fn matches(obj: &Value, condition: &str) -> bool {
-    split_requirements(condition)
-        .iter()
-        .all(|req| requirement(obj, req.trim()))
-}
-
-fn split_requirements(s: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut depth = 0;
-    let mut cur = String::new();
-    for c in s.chars() {
-        match c {
-            '(' => depth += 1,
-            ')' => depth -= 1,
-            ',' if depth == 0 => {
-                out.push(std::mem::take(&mut cur));
-                continue;
-            }
-            _ => {}
-        }
-        cur.push(c);
-    }
-    out.push(cur);
-    out
-}
-
-fn field(obj: &Value, path: &str) -> Option<String> {
-    let mut cur = obj;
-    for p in path.split('.') {
-        cur = cur.get(p)?;
-    }
-    Some(match cur {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    })
-}
-
-fn requirement(obj: &Value, req: &str) -> bool {
-    for op in [" notin ", " in "] {
-        if let Some((k, set)) = req.split_once(op) {
-            let values: Vec<&str> = set
-                .trim()
-                .trim_start_matches('(')
-                .trim_end_matches(')')
-                .split(',')
-                .map(str::trim)
-                .collect();
-            let v = field(obj, k.trim());
-            let inside = v.as_deref().is_some_and(|v| values.contains(&v));
-            return if op == " in " { inside } else { !inside };
-        }
-    }
-    for op in ["==", "!=", ">=", "<=", "=", ">", "<"] {
-        if let Some((k, want)) = req.split_once(op) {
-            let have = field(obj, k.trim());
-            let want = want.trim();
-            return match op {
-                "==" | "=" => have.as_deref() == Some(want),
-                "!=" => have.as_deref() != Some(want),
-                _ => {
-                    let (Some(h), Ok(w)) = (
-                        have.and_then(|h| h.parse::<f64>().ok()),
-                        want.parse::<f64>(),
-                    ) else {
-                        return false;
-                    };
-                    match op {
-                        ">" => h > w,
-                        "<" => h < w,
-                        ">=" => h >= w,
-                        _ => h <= w,
-                    }
-                }
-            };
-        }
-    }
-    field(obj, req).is_some()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn conditions_follow_label_selector_rules() {
-        let o = json!({"status": {"phase": "Failed", "succeeded": 3}});
-        assert!(matches(&o, "status.phase in (Failed, Error)"));
-        assert!(!matches(&o, "status.phase == Succeeded"));
-        assert!(matches(&o, "status.succeeded > 2"));
-        assert!(matches(&o, "status.succeeded > 2, status.phase != Running"));
-        assert!(!matches(&o, "status.succeeded > 9"));
     }
 }

@@ -294,3 +294,90 @@ fn drain_evicts_a_gang_whole() {
     assert_eq!(nodes["items"][0]["cordoned"], true);
     assert_eq!(nodes["items"][1]["pods"], 0);
 }
+
+/// A `resource` template that creates a Volcano Job: its replicas run as one gang with
+/// PyTorch's environment; the master's completion completes the job (its policy) and stops the
+/// workers; the Job's status feeds the template's conditions and output parameters.
+#[test]
+fn a_volcano_job_runs_as_a_gang_with_pytorch_ranks() {
+    let home = temp_home("sched-vcjob");
+    let cluster = cluster_file(&home, &[("n1", 2, &[]), ("n2", 2, &[])]);
+    let s = Server::start(&home, &["--cluster", cluster.to_str().unwrap()]);
+    let container = |script: String| {
+        json!({"name": "torch", "image": "pytorch/pytorch", "command": ["sh", "-c", script],
+               "resources": {"limits": {"nvidia.com/gpu": 1}}})
+    };
+    let record = "echo $RANK $WORLD_SIZE $MASTER_ADDR $MASTER_PORT $ONYX_NODE".to_string();
+    let job = json!({"apiVersion": "batch.volcano.sh/v1alpha1", "kind": "Job",
+        "metadata": {"name": "ddp"},
+        "spec": {"minAvailable": 3, "schedulerName": "volcano", "queue": "default",
+            "plugins": {"pytorch": ["--master=master", "--worker=worker", "--port=23456"]},
+            "tasks": [
+                {"name": "master", "replicas": 1,
+                 "policies": [{"event": "TaskCompleted", "action": "CompleteJob"}],
+                 "template": {"spec": {"containers": [container(format!("sleep 1; {record}"))]}}},
+                {"name": "worker", "replicas": 2,
+                 "template": {"spec": {"containers": [container(format!("{record}; sleep 60"))]}}}]}});
+    let wf = json!({"metadata": {"name": "train"}, "spec": {"entrypoint": "job",
+        "arguments": {"parameters": [{"name": "ticket_id", "value": "T"}]},
+        "templates": [{"name": "job", "resource": {"action": "create",
+            "successCondition": "status.state.phase = Completed",
+            "failureCondition": "status.state.phase = Failed",
+            "manifest": serde_json::to_string(&job).unwrap()},
+            "outputs": {"parameters": [{"name": "phase",
+                "valueFrom": {"jsonPath": "{.status.state.phase}"}}]}}]}});
+    let t0 = Instant::now();
+    submit(&s, "default", wf);
+    let done = s.wait("default", "train", Duration::from_secs(40));
+    assert_eq!(done["status"]["phase"], "Succeeded", "{done}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(30),
+        "the workers were stopped when the master completed the job"
+    );
+    assert_eq!(
+        node(&done, "train")["outputs"]["parameters"][0]["value"],
+        "Completed"
+    );
+    assert_eq!(
+        node(&done, "train")["message"],
+        Value::Null,
+        "no stale progress"
+    );
+    // Each replica's log (pods `<resource pod>-<task>-<index>`) says what it was given.
+    let mut nodes = Vec::new();
+    for (rank, pod) in ["train-master-0", "train-worker-0", "train-worker-1"]
+        .iter()
+        .enumerate()
+    {
+        let line = s.log("default", "train", pod);
+        let f: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(
+            &f[..4],
+            &[rank.to_string().as_str(), "3", "127.0.0.1", "23456"],
+            "{pod}: {line}"
+        );
+        nodes.push(f[4].to_string());
+    }
+    nodes.sort();
+    assert!(
+        nodes == ["n1", "n1", "n2"] || nodes == ["n1", "n2", "n2"],
+        "three GPUs on two 2-GPU nodes: {nodes:?}"
+    );
+    // A job larger than the cluster fails at once, saying why.
+    let mut big = job.clone();
+    big["metadata"]["name"] = json!("big");
+    big["spec"]["tasks"][1]["replicas"] = json!(4);
+    big["spec"]["minAvailable"] = json!(5);
+    let wf = json!({"metadata": {"name": "big"}, "spec": {"entrypoint": "job",
+        "arguments": {"parameters": [{"name": "ticket_id", "value": "T"}]},
+        "templates": [{"name": "job", "resource": {"action": "create",
+            "manifest": serde_json::to_string(&big).unwrap()}}]}});
+    submit(&s, "default", wf);
+    let done = s.wait("default", "big", Duration::from_secs(30));
+    assert_eq!(done["status"]["phase"], "Failed", "{done}");
+    let msg = node(&done, "big")["message"].as_str().unwrap().to_string();
+    assert!(
+        msg.starts_with("Volcano job big Failed: replica big-"),
+        "{msg}"
+    );
+}

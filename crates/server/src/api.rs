@@ -678,7 +678,16 @@ async fn workflow_log(
 
 async fn check_pod(s: &AppState, row: &WorkflowRow, pod: &str) -> Result<(), ApiError> {
     let wf = s.ctl.current(row).await;
-    if !pods_of(&row.name, &wf).iter().any(|p| p == pod) {
+    // A Volcano job's replicas are `<resource node's pod>-<task>-<index>`.
+    let replica_of = |p: &String| {
+        pod.strip_prefix(p.as_str())
+            .is_some_and(|rest| rest.starts_with('-'))
+            && s.ctl.pod_dir(pod).exists()
+    };
+    if !pods_of(&row.name, &wf)
+        .iter()
+        .any(|p| p == pod || replica_of(p))
+    {
         return Err(ApiError::NotFound(format!(
             "pods \"{pod}\" not found in workflow {}",
             row.name

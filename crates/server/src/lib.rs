@@ -6,6 +6,7 @@ pub mod config;
 pub mod controller;
 pub mod cron;
 pub mod error;
+pub mod jobs;
 pub mod pods;
 pub mod scheduling;
 pub mod submit;

@@ -23,6 +23,8 @@ pub struct Pods {
     pub cluster: Arc<Cluster>,
     /// Pods killed while they waited to be scheduled: they must not start.
     cancelled: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// The replica pods of each Volcano job, by the job's pod: killing the job kills them.
+    job_pods: std::sync::Mutex<HashMap<String, Vec<String>>>,
     /// Pods killed to free their node (drain), with why: their result says so.
     evicted: std::sync::Mutex<HashMap<String, String>>,
     layout: Layout,
@@ -55,6 +57,7 @@ impl Pods {
             cluster: Arc::new(cluster),
             cancelled: std::sync::Mutex::new(std::collections::HashSet::new()),
             evicted: std::sync::Mutex::new(HashMap::new()),
+            job_pods: std::sync::Mutex::new(HashMap::new()),
             layout,
             exe: cfg.exe.clone(),
             global: limit(cfg.parallelism),
@@ -298,6 +301,10 @@ impl Pods {
     /// Kill every process of a pod, wherever it was started from (or keep it from starting if
     /// it still waits for GPUs).
     pub fn kill(&self, pod: &str) {
+        let replicas = self.job_pods.lock().expect("job pods").get(pod).cloned();
+        for r in replicas.unwrap_or_default() {
+            self.kill(&r);
+        }
         if !matches!(
             probe(&self.pod_dir(pod)),
             PodState::Running | PodState::Finished(_)
@@ -316,6 +323,15 @@ impl Pods {
             if matches!(probe(&self.pod_dir(pod)), PodState::Running) {
                 local_executor::kill_group(pid);
             }
+        }
+    }
+
+    pub(crate) fn set_job_pods(&self, job: &str, pods: Vec<String>) {
+        let mut map = self.job_pods.lock().expect("job pods");
+        if pods.is_empty() {
+            map.remove(job);
+        } else {
+            map.insert(job.to_string(), pods);
         }
     }
 

@@ -939,7 +939,8 @@ impl Engine {
             }
             Event::PodWaiting { node_id, message } => {
                 if let Some(&i) = self.by_id.get(&node_id) {
-                    if self.nodes[i].status.phase == Phase::Pending
+                    // A resource node (a Volcano job) reports its gang's progress while it runs.
+                    if matches!(self.nodes[i].status.phase, Phase::Pending | Phase::Running)
                         && self.nodes[i].status.message.as_deref() != Some(message.as_str())
                     {
                         self.changed.push(i);
@@ -980,6 +981,8 @@ impl Engine {
                         } else {
                             Phase::Failed
                         };
+                        // Progress reported while it ran is not its end's message.
+                        self.nodes[i].status.message = None;
                         self.finish(
                             i,
                             phase,

@@ -107,6 +107,26 @@ impl Server {
         (code, v)
     }
 
+    /// A pod's main log, as one string.
+    pub fn log(&self, ns: &str, workflow: &str, pod: &str) -> String {
+        let url = format!(
+            "{}/api/v1/workflows/{ns}/{workflow}/log?podName={pod}&logOptions.container=main",
+            self.base
+        );
+        let body = ureq::get(&url)
+            .call()
+            .expect("the log")
+            .into_string()
+            .unwrap();
+        body.lines()
+            .map(|l| {
+                let v: Value = serde_json::from_str(l).unwrap();
+                v["result"]["content"].as_str().unwrap().to_string()
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     /// Poll a workflow until it ends.
     pub fn wait(&self, ns: &str, name: &str, limit: Duration) -> Value {
         let t0 = Instant::now();
