@@ -1070,6 +1070,8 @@ pub fn run(s: &Scenario) -> Result<Outcome, ScenarioError> {
             "enqueue" => {
                 // Admit gangs while their queue's capability holds, counting those admitted.
                 let mut admitted: BTreeMap<usize, i64> = BTreeMap::new();
+                // What each queue holds, summed once (not once per gang).
+                let used_gpu: Vec<i64> = (0..st.queues.len()).map(|q| st.queue_used(q)).collect();
                 for g in st.group_order() {
                     let q = st.groups[g].queue;
                     let need: i64 = st
@@ -1089,7 +1091,7 @@ pub fn run(s: &Scenario) -> Result<Outcome, ScenarioError> {
                             .iter()
                             .map(|p| gpu_milli(&st.pods[*p].req))
                             .sum();
-                        let held = st.queue_used(q) + admitted.get(&q).copied().unwrap_or(0);
+                        let held = used_gpu[q] + admitted.get(&q).copied().unwrap_or(0);
                         if st.queues[q].capability_gpu.is_none_or(|c| held + need <= c) {
                             st.groups[g].phase = "Inqueue".into();
                             *admitted.entry(q).or_default() += need;
@@ -1098,20 +1100,32 @@ pub fn run(s: &Scenario) -> Result<Outcome, ScenarioError> {
                 }
             }
             "allocate" | "backfill" => {
-                // Shares change as gangs bind, and only grow: a heap whose keys are refreshed
-                // when they surface serves gangs in fair-share order at every step.
+                // Shares change as gangs bind. Gangs of one queue and tenant keep their order
+                // (priority, then submission), so each (queue, tenant) is a queue of gangs, and
+                // the next gang is the head of the one whose shares are lowest now.
                 let (mut qused, mut tused) = st.used_vectors();
-                let mut heap: std::collections::BinaryHeap<std::cmp::Reverse<(GroupKey, usize)>> =
-                    (0..st.groups.len())
-                        .filter(|g| !refused_groups.contains(g) && !st.pending_pods(*g).is_empty())
-                        .map(|g| std::cmp::Reverse((st.group_key(g, &qused, &tused), g)))
-                        .collect();
-                while let Some(std::cmp::Reverse((key, g))) = heap.pop() {
-                    let now = st.group_key(g, &qused, &tused);
-                    if now > key {
-                        heap.push(std::cmp::Reverse((now, g)));
-                        continue;
-                    }
+                let mut lanes: BTreeMap<(usize, usize), std::collections::VecDeque<usize>> =
+                    BTreeMap::new();
+                let mut waiting: Vec<usize> = (0..st.groups.len())
+                    .filter(|g| !refused_groups.contains(g) && !st.pending_pods(*g).is_empty())
+                    .collect();
+                waiting.sort_by_key(|g| (-st.groups[*g].priority, st.groups[*g].order));
+                for g in waiting {
+                    let key = (st.groups[g].queue, st.groups[g].tenant);
+                    lanes.entry(key).or_default().push_back(g);
+                }
+                loop {
+                    let next = lanes
+                        .iter()
+                        .filter_map(|(lane, gangs)| {
+                            let g = *gangs.front()?;
+                            Some((st.group_key(g, &qused, &tused), *lane))
+                        })
+                        .min();
+                    let Some((_, lane)) = next else { break };
+                    let Some(g) = lanes.get_mut(&lane).and_then(|l| l.pop_front()) else {
+                        break;
+                    };
                     if action == "allocate"
                         && st.groups[g].phase == "Pending"
                         && actions.iter().any(|a| a == "enqueue")
@@ -1142,7 +1156,7 @@ pub fn run(s: &Scenario) -> Result<Outcome, ScenarioError> {
                         .sum();
                     if st.queues[q]
                         .capability_gpu
-                        .is_some_and(|c| st.queue_used(q) + need > c)
+                        .is_some_and(|c| qused[q][2] as i64 + need > c)
                     {
                         for p in st.pending_pods(g) {
                             out.reasons.insert(
