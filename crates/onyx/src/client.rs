@@ -163,6 +163,10 @@ pub enum ClientCommand {
     /// The scheduler's queues: what each holds and who waits in it.
     #[command(subcommand)]
     Queue(QueueCommand),
+    /// The maintenance window: the next windows and the rolling reboot (drain, reboot,
+    /// uncordon, one node after another).
+    #[command(subcommand)]
+    Maintenance(MaintenanceCommand),
     /// Cordon every node and suspend every workflow (the spec's emergency stop, ONYX side).
     EmergencyStop,
 }
@@ -184,6 +188,14 @@ pub enum NodeCommand {
         #[arg(long, default_value_t = 30)]
         grace: u64,
     },
+}
+
+#[derive(Subcommand)]
+pub enum MaintenanceCommand {
+    /// The schedule, the next windows, and the rollout in progress or last run.
+    Status,
+    /// Start a rolling reboot of every node now, for one window's length.
+    Start,
 }
 
 #[derive(Subcommand)]
@@ -858,6 +870,16 @@ fn run_inner(o: &ClientOpts, cmd: ClientCommand) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
         },
+        ClientCommand::Maintenance(c) => {
+            let v = match c {
+                MaintenanceCommand::Status => api.json("GET", "/api/v1/onyx/maintenance", None)?,
+                MaintenanceCommand::Start => {
+                    api.json("POST", "/api/v1/onyx/maintenance/start", Some(&json!({})))?
+                }
+            };
+            print!("{}", crate::to_yaml(&v));
+            Ok(ExitCode::SUCCESS)
+        }
         ClientCommand::Queue(c) => match c {
             QueueCommand::List => {
                 let v = api.json("GET", "/api/v1/onyx/queues", None)?;
@@ -902,6 +924,17 @@ fn run_inner(o: &ClientOpts, cmd: ClientCommand) -> anyhow::Result<ExitCode> {
                 v["cordoned"].as_array().map_or(0, Vec::len),
                 v["suspended"].as_array().map_or(0, Vec::len)
             );
+            if v["powerConfigured"] == true {
+                println!(
+                    "powered off {} node(s) through their BMCs",
+                    v["poweredOff"].as_array().map_or(0, Vec::len)
+                );
+                for e in v["powerErrors"].as_array().cloned().unwrap_or_default() {
+                    eprintln!("power off failed: {}", e.as_str().unwrap_or_default());
+                }
+            } else {
+                println!("no [power] command is configured: power the GPU nodes off through their BMCs by hand");
+            }
             Ok(ExitCode::SUCCESS)
         }
         ClientCommand::Archive(c) => match c {

@@ -381,3 +381,70 @@ fn a_volcano_job_runs_as_a_gang_with_pytorch_ranks() {
         "{msg}"
     );
 }
+
+/// `onyx maintenance start`: every node is drained, power-cycled through the configured BMC
+/// command and uncordoned, one after another (never two cordoned at once); the emergency stop
+/// powers every node off through the same command.
+#[test]
+fn maintenance_reboots_nodes_one_after_another_and_the_emergency_stop_powers_off() {
+    let home = temp_home("sched-maint");
+    let cluster = cluster_file(&home, &[("a", 1, &[]), ("b", 1, &[])]);
+    let calls = home.join("bmc.log");
+    let config = home.join("onyx.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "home = {:?}\n[maintenance]\ngrace_seconds = 0\nreboot_timeout_seconds = 30\n[power]\ncommand = \"echo {{node}} {{action}} >> {}; echo on\"\n",
+            home.join("state"),
+            calls.display()
+        ),
+    )
+    .unwrap();
+    let s = Server::start(
+        &home,
+        &[
+            "--cluster",
+            cluster.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    );
+    let (c, st) = s.call("GET", "/api/v1/onyx/maintenance", None);
+    assert_eq!(c, 200);
+    assert_eq!(st["schedule"], "0 2 * * FRI#1");
+    assert_eq!(st["nextWindows"].as_array().unwrap().len(), 3);
+    let (c, b) = s.call("POST", "/api/v1/onyx/maintenance/start", Some(json!({})));
+    assert_eq!(c, 200, "{b}");
+    let (c, b) = s.call("POST", "/api/v1/onyx/maintenance/start", Some(json!({})));
+    assert_eq!(c, 400, "a second rollout is refused while one runs: {b}");
+    let t0 = Instant::now();
+    let mut most_cordoned = 0;
+    loop {
+        let (_, nodes) = s.call("GET", "/api/v1/onyx/nodes", None);
+        let cordoned = nodes["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["cordoned"] == true)
+            .count();
+        most_cordoned = most_cordoned.max(cordoned);
+        let (_, st) = s.call("GET", "/api/v1/onyx/maintenance", None);
+        if st["rollout"]["step"]["step"] == "finished" {
+            assert_eq!(st["rollout"]["done"], json!(["a", "b"]), "{st}");
+            assert_eq!(cordoned, 0, "every node is uncordoned at the end");
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "{st}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(most_cordoned, 1, "one node at a time");
+    let log = std::fs::read_to_string(&calls).unwrap();
+    let cycles: Vec<&str> = log.lines().filter(|l| l.ends_with("cycle")).collect();
+    assert_eq!(cycles, vec!["a cycle", "b cycle"]);
+    // The emergency stop powers off every node through the BMC command.
+    let (c, stop) = s.call("POST", "/api/v1/onyx/emergency-stop", Some(json!({})));
+    assert_eq!(c, 200, "{stop}");
+    assert_eq!(stop["poweredOff"], json!(["a", "b"]));
+    let log = std::fs::read_to_string(&calls).unwrap();
+    assert!(log.contains("a off\n") && log.contains("b off\n"), "{log}");
+}

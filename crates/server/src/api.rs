@@ -23,6 +23,7 @@ use crate::submit;
 
 pub struct AppState {
     pub ctl: Arc<Controller>,
+    pub maint: Arc<crate::maintenance::Maintenance>,
     pub cfg: Arc<ServerConfig>,
     pub token: Option<String>,
 }
@@ -72,6 +73,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/onyx/nodes/{name}/cordon", put(cordon_node))
         .route("/api/v1/onyx/nodes/{name}/uncordon", put(uncordon_node))
         .route("/api/v1/onyx/nodes/{name}/drain", put(drain_node))
+        .route("/api/v1/onyx/maintenance", get(maintenance_status))
+        .route("/api/v1/onyx/maintenance/start", post(maintenance_start))
         .route("/api/v1/onyx/queues", get(list_queues))
         .route("/api/v1/onyx/queues/{name}", get(get_queue))
         .route("/api/v1/onyx/emergency-stop", post(emergency_stop))
@@ -1054,26 +1057,25 @@ async fn drain_node(
     Path(name): Path<String>,
     Query(q): Query<DrainQuery>,
 ) -> ApiResult {
-    if !s.ctl.cluster().cordon(&name, true) {
+    let Some(on_node) = s.ctl.drain(&name, Duration::from_secs(q.grace_seconds)) else {
         return Err(no_node(&s, &name));
-    }
-    let on_node = s.ctl.cluster().pods_on(&name);
-    let ctl = s.ctl.clone();
-    let node = name.clone();
-    tokio::spawn(async move {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(q.grace_seconds);
-        while tokio::time::Instant::now() < deadline && !ctl.cluster().pods_on(&node).is_empty() {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        for pod in ctl.cluster().gang_of(&ctl.cluster().pods_on(&node)) {
-            tracing::warn!("drain {node}: evicting pod {pod}");
-            ctl.evict(&pod, format!("pod evicted: node {node} is being drained"));
-        }
-    });
+    };
     Ok(Json(
         json!({"name": name, "cordoned": true, "pods": on_node,
                    "graceSeconds": q.grace_seconds}),
     ))
+}
+
+async fn maintenance_status(State(s): St) -> Json<Value> {
+    Json(s.maint.status())
+}
+
+/// Start a rolling reboot of every node now (the window's length from now).
+async fn maintenance_start(State(s): St) -> ApiResult {
+    s.maint
+        .start_now(s.ctl.cluster().node_names())
+        .map_err(ApiError::FailedPrecondition)?;
+    Ok(Json(s.maint.status()))
 }
 
 fn queue_json(q: crate::scheduling::QueueUsage) -> Value {
@@ -1110,12 +1112,25 @@ async fn emergency_stop(State(s): St) -> ApiResult {
         s.ctl.cluster().cordon(n, true);
     }
     let suspended = s.ctl.suspend_all().await;
+    // The spec's last step: power the GPU nodes off through their BMCs, where configured.
+    let mut powered_off = Vec::new();
+    let mut power_errors = Vec::new();
+    if s.maint.power.configured() {
+        for n in &nodes {
+            match s.maint.power.off(n) {
+                Ok(()) => powered_off.push(n.clone()),
+                Err(e) => power_errors.push(e),
+            }
+        }
+    }
     tracing::warn!(
         "emergency stop: cordoned {} node(s), suspended {} workflow(s)",
         nodes.len(),
         suspended.len()
     );
-    Ok(Json(json!({"cordoned": nodes, "suspended": suspended})))
+    Ok(Json(json!({"cordoned": nodes, "suspended": suspended,
+                   "poweredOff": powered_off, "powerErrors": power_errors,
+                   "powerConfigured": s.maint.power.configured()})))
 }
 
 // ----- archive -----

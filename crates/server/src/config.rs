@@ -22,6 +22,17 @@
 //!
 //! [priority_classes]
 //! urgent = 1000
+//!
+//! [maintenance]                    # the spec's window: first Friday, 2 hours
+//! schedule = "0 2 * * FRI#1"
+//! timezone = "Asia/Tokyo"
+//! window_minutes = 120
+//! automatic = true                 # roll through the nodes when a window opens
+//! grace_seconds = 300
+//! reboot_timeout_seconds = 900
+//!
+//! [power]                          # the nodes' BMCs ({node}, {bmc}, {action}: cycle|off|status)
+//! command = "ipmitool -I lanplus -H {bmc} -U admin -f /etc/onyx/bmc.pass chassis power {action}"
 //! ```
 
 use std::collections::BTreeMap;
@@ -108,6 +119,12 @@ pub struct ServerConfig {
     /// Let the scheduler re-partition idle MIG GPUs to fit waiting pods.
     #[serde(default)]
     pub dynamic_mig: bool,
+    /// The maintenance window and its rolling reboot.
+    #[serde(default)]
+    pub maintenance: crate::maintenance::MaintenanceConfig,
+    /// How to reach the nodes' BMCs (reboots, the emergency stop's power-off).
+    #[serde(default)]
+    pub power: crate::maintenance::PowerConfig,
     /// The `onyx` executable that runs pods (`onyx exec-pod`); the running one by default.
     #[serde(skip)]
     pub exe: PathBuf,
@@ -143,6 +160,8 @@ impl Default for ServerConfig {
             queues: BTreeMap::new(),
             priority_classes: BTreeMap::new(),
             dynamic_mig: false,
+            maintenance: Default::default(),
+            power: Default::default(),
             exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("onyx")),
         }
     }

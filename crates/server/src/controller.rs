@@ -471,6 +471,30 @@ impl Controller {
         Ok(json)
     }
 
+    /// Drain a node: cordon it, give its pods `grace` to end, then evict what is left — and
+    /// every other bound pod of the same gangs, so that a gang moves whole. The pods on the
+    /// node when the drain began, or `None` if there is no such node.
+    pub fn drain(self: &Arc<Self>, node: &str, grace: std::time::Duration) -> Option<Vec<String>> {
+        if !self.cluster().cordon(node, true) {
+            return None;
+        }
+        let on_node = self.cluster().pods_on(node);
+        let ctl = self.clone();
+        let node = node.to_string();
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + grace;
+            while tokio::time::Instant::now() < deadline && !ctl.cluster().pods_on(&node).is_empty()
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            for pod in ctl.cluster().gang_of(&ctl.cluster().pods_on(&node)) {
+                tracing::warn!("drain {node}: evicting pod {pod}");
+                ctl.evict(&pod, format!("pod evicted: node {node} is being drained"));
+            }
+        });
+        Some(on_node)
+    }
+
     /// Kill a pod to free its node; its step fails with `why`.
     pub fn evict(&self, pod: &str, why: String) {
         self.pods.evict(pod, why);

@@ -7,6 +7,7 @@ pub mod controller;
 pub mod cron;
 pub mod error;
 pub mod jobs;
+pub mod maintenance;
 pub mod pods;
 pub mod scheduling;
 pub mod submit;
@@ -31,10 +32,16 @@ pub enum ServerError {
 }
 
 /// The GPUs pods are placed on: this machine's (`local`) or a cluster file's GPU nodes.
-fn cluster(cfg: &ServerConfig) -> Result<scheduling::Cluster, ServerError> {
+/// The cluster pods are placed on, and the BMC address of each node that has one.
+type Nodes = (
+    scheduling::Cluster,
+    std::collections::BTreeMap<String, String>,
+);
+
+fn cluster(cfg: &ServerConfig) -> Result<Nodes, ServerError> {
     let policy = cfg.scheduling_policy();
     if cfg.cluster == "local" {
-        return Ok(scheduling::Cluster::local(policy));
+        return Ok((scheduling::Cluster::local(policy), Default::default()));
     }
     let name = &cfg.cluster;
     let text = match cluster_model::builtin(name) {
@@ -53,7 +60,12 @@ fn cluster(cfg: &ServerConfig) -> Result<scheduling::Cluster, ServerError> {
                 .join("\n"),
         ))
     })?;
-    Ok(scheduling::Cluster::virtual_nodes(&c, policy))
+    let bmcs = c
+        .nodes
+        .iter()
+        .filter_map(|n| Some((n.name.clone(), n.bmc?.to_string())))
+        .collect();
+    Ok((scheduling::Cluster::virtual_nodes(&c, policy), bmcs))
 }
 
 /// Run the server until SIGINT or SIGTERM. `ready` is called with the bound address once the
@@ -67,7 +79,16 @@ pub async fn serve(
     std::fs::create_dir_all(&cfg.home).map_err(io(format!("creating {}", cfg.home.display())))?;
     let db = cfg.home.join("onyx.db");
     let store = store::Store::open(&db).await?;
-    let cluster = cluster(&cfg)?;
+    let (cluster, bmcs) = cluster(&cfg)?;
+    let power = maintenance::Power::new(
+        &cfg.power,
+        bmcs,
+        std::time::Duration::from_secs(cfg.maintenance.simulated_reboot_seconds),
+    );
+    let maint = Arc::new(maintenance::Maintenance::new(
+        cfg.maintenance.clone(),
+        power,
+    ));
     tracing::info!(
         "{} GPU(s) to place pods on (--cluster {})",
         cluster.total_gpus(),
@@ -89,7 +110,9 @@ pub async fn serve(
     let addr = listener
         .local_addr()
         .map_err(io("reading the bound address".into()))?;
+    tokio::spawn(maintenance::run(ctl.clone(), maint.clone()));
     let state = Arc::new(api::AppState {
+        maint,
         ctl,
         cfg: Arc::new(cfg),
         token,
