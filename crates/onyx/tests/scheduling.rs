@@ -448,3 +448,49 @@ fn maintenance_reboots_nodes_one_after_another_and_the_emergency_stop_powers_off
     let log = std::fs::read_to_string(&calls).unwrap();
     assert!(log.contains("a off\n") && log.contains("b off\n"), "{log}");
 }
+
+/// With `dynamic_mig`, an idle whole GPU is re-partitioned to hold the MIG instance a step
+/// asks for, and the node keeps its new layout; on this machine's GPUs it is refused.
+#[test]
+fn dynamic_mig_repartitions_an_idle_gpu() {
+    let home = temp_home("sched-dynmig");
+    let cluster = cluster_file(&home, &[("n1", 1, &[])]);
+    let config = home.join("onyx.toml");
+    std::fs::write(
+        &config,
+        format!("home = {:?}\ndynamic_mig = true\n", home.join("state")),
+    )
+    .unwrap();
+    let s = Server::start(
+        &home,
+        &[
+            "--cluster",
+            cluster.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    );
+    let infer = step(
+        json!({"nvidia.com/mig-3g.40gb": 1}),
+        json!({"scheduling.volcano.sh/queue-name": "shared"}),
+        0.0,
+    );
+    submit(&s, "default", workflow("infer", &["a"], infer));
+    let done = s.wait("default", "infer", Duration::from_secs(30));
+    assert_eq!(done["status"]["phase"], "Succeeded", "{done}");
+    assert_eq!(placed(&done, "a").1, "0/0");
+    let (_, nodes) = s.call("GET", "/api/v1/onyx/nodes", None);
+    assert_eq!(nodes["items"][0]["mig"], json!([["3g.40gb"]]));
+    drop(s);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_onyx"))
+        .args(["server", "--listen", "127.0.0.1:0", "--cluster", "local"])
+        .args(["--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("dynamic_mig: this machine's GPUs keep"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -41,6 +41,13 @@ type Nodes = (
 fn cluster(cfg: &ServerConfig) -> Result<Nodes, ServerError> {
     let policy = cfg.scheduling_policy();
     if cfg.cluster == "local" {
+        if policy.dynamic_mig {
+            // Re-partitioning real GPUs needs them idle and NVIDIA's MIG manager; ONYX does
+            // not drive nvidia-smi behind running work.
+            return Err(ServerError::Config(config::ConfigError::Invalid(
+                "dynamic_mig: this machine's GPUs keep the MIG layout they have (set it with nvidia-smi mig); dynamic MIG works on --cluster onyx or a cluster file".into(),
+            )));
+        }
         return Ok((scheduling::Cluster::local(policy), Default::default()));
     }
     let name = &cfg.cluster;
