@@ -303,6 +303,7 @@ impl Dispatch {
                                 pids.insert(node_id.clone(), pod.child.id());
                                 let _ = self.tx.send(Event::PodRunning {
                                     node_id: node_id.clone(),
+                                    host: None,
                                 });
                                 std::thread::spawn(move || {
                                     let outcome = local_executor::direct::finish(pod, &dir);
@@ -340,6 +341,7 @@ impl Dispatch {
                             pids.insert(node_id.clone(), running.child.id());
                             let _ = self.tx.send(Event::PodRunning {
                                 node_id: node_id.clone(),
+                                host: None,
                             });
                             std::thread::spawn(move || {
                                 let _ = running.child.wait();

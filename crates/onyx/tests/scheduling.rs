@@ -244,6 +244,11 @@ fn mig_instances_and_whole_nodes() {
     let done = s.wait("default", "train", Duration::from_secs(30));
     let (n, d, _) = placed(&done, "a");
     assert_eq!((n.as_str(), d.as_str()), ("whole", "0,1"));
+    assert_eq!(
+        node(&done, "a")["hostNodeName"],
+        "whole",
+        "Argo's hostNodeName"
+    );
 }
 
 #[test]
@@ -492,5 +497,65 @@ fn dynamic_mig_repartitions_an_idle_gpu() {
         String::from_utf8_lossy(&out.stderr).contains("dynamic_mig: this machine's GPUs keep"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// With `preemption`, a waiting step of a higher priority class evicts a running step of a
+/// lower one in its queue (which fails, saying why), and runs.
+#[test]
+fn a_higher_priority_step_preempts_a_lower_one() {
+    let home = temp_home("sched-preempt");
+    let cluster = cluster_file(&home, &[("n1", 2, &[])]);
+    let config = home.join("onyx.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "home = {:?}\npreemption = true\n[priority_classes]\nbatch = 10\nurgent = 1000\n",
+            home.join("state")
+        ),
+    )
+    .unwrap();
+    let s = Server::start(
+        &home,
+        &[
+            "--cluster",
+            cluster.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    );
+    let with_priority = |class: &str, sleep: f64| {
+        let mut t = step(json!({"nvidia.com/gpu": 2}), json!({}), sleep);
+        t["priorityClassName"] = json!(class);
+        t
+    };
+    submit(
+        &s,
+        "default",
+        workflow("low", &["a"], with_priority("batch", 60.0)),
+    );
+    let t0 = Instant::now();
+    loop {
+        let (_, nodes) = s.call("GET", "/api/v1/onyx/nodes", None);
+        if nodes["items"][0]["pods"] == 1 {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    submit(
+        &s,
+        "default",
+        workflow("high", &["a"], with_priority("urgent", 0.0)),
+    );
+    let high = s.wait("default", "high", Duration::from_secs(30));
+    assert_eq!(high["status"]["phase"], "Succeeded", "{high}");
+    let low = s.wait("default", "low", Duration::from_secs(30));
+    assert_eq!(low["status"]["phase"], "Failed", "{low}");
+    let why = node(&low, "a")["message"].as_str().unwrap().to_string();
+    assert!(
+        why.starts_with("pod preempted by default/high")
+            && why.ends_with("of higher priority in queue default"),
+        "{why}"
     );
 }

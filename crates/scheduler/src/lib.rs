@@ -20,6 +20,9 @@ pub struct Outcome {
     /// The devices each bound pod got (see `PodSpec::devices`).
     pub devices: BTreeMap<String, Vec<String>>,
     pub evictions: BTreeSet<String>,
+    /// Why each evicted pod goes (which gang takes its place, or the drain).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub eviction_reasons: BTreeMap<String, String>,
     pub pipelined: BTreeMap<String, Vec<String>>,
     pub group_phases: BTreeMap<String, String>,
     pub mig_layouts: BTreeMap<String, Vec<Vec<String>>>,
@@ -1294,6 +1297,23 @@ pub fn run(s: &Scenario) -> Result<Outcome, ScenarioError> {
                             for p in st.groups[*v].pods.clone() {
                                 if st.pods[p].phase == "Running" {
                                     out.evictions.insert(st.pods[p].key.clone());
+                                    out.eviction_reasons.insert(
+                                        st.pods[p].key.clone(),
+                                        if reclaim {
+                                            format!(
+                                                "pod reclaimed: queue {} is over its share and {} of queue {} needs the resources",
+                                                st.queues[st.groups[*v].queue].name,
+                                                st.groups[g].key,
+                                                st.queues[st.groups[g].queue].name
+                                            )
+                                        } else {
+                                            format!(
+                                                "pod preempted by {}, of higher priority in queue {}",
+                                                st.groups[g].key,
+                                                st.queues[st.groups[g].queue].name
+                                            )
+                                        },
+                                    );
                                     if let Some(n) = st.pods[p].node {
                                         nodes_used.insert(st.nodes[n].name.clone());
                                     }

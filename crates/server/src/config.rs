@@ -119,6 +119,10 @@ pub struct ServerConfig {
     /// Let the scheduler re-partition idle MIG GPUs to fit waiting pods.
     #[serde(default)]
     pub dynamic_mig: bool,
+    /// Evict lower-priority gangs for higher-priority ones in a queue, and reclaim from queues
+    /// over their share (Volcano's preempt and reclaim actions).
+    #[serde(default)]
+    pub preemption: bool,
     /// The maintenance window and its rolling reboot.
     #[serde(default)]
     pub maintenance: crate::maintenance::MaintenanceConfig,
@@ -160,6 +164,7 @@ impl Default for ServerConfig {
             queues: BTreeMap::new(),
             priority_classes: BTreeMap::new(),
             dynamic_mig: false,
+            preemption: false,
             maintenance: Default::default(),
             power: Default::default(),
             exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("onyx")),
@@ -194,6 +199,7 @@ impl ServerConfig {
                 .map(|(ns, p)| (ns.clone(), (p.gpu_quota, p.weight.max(1))))
                 .collect(),
             dynamic_mig: self.dynamic_mig,
+            preemption: self.preemption,
         }
     }
 

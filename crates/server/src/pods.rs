@@ -108,25 +108,29 @@ impl Pods {
         match probe(&dir) {
             PodState::Finished(o) => {
                 self.cluster.release(&pod);
+                self.settle();
                 return report(done(Some(o)));
             }
             PodState::Lost => {
                 self.cluster.release(&pod);
+                self.settle();
                 return report(Event::PodDone(lost(&node_id)));
             }
             PodState::Running => {
                 // Started before a restart: it still holds its node and devices.
-                if let Some(g) = std::fs::read(dir.join(GRANT_FILE))
+                let held = std::fs::read(dir.join(GRANT_FILE))
                     .ok()
-                    .and_then(|b| serde_json::from_slice::<Grant>(&b).ok())
-                {
-                    self.cluster.hold(&pod, &g);
+                    .and_then(|b| serde_json::from_slice::<Grant>(&b).ok());
+                if let Some(g) = &held {
+                    self.cluster.hold(&pod, g);
                 }
                 report(Event::PodRunning {
                     node_id: node_id.clone(),
+                    host: held.map(|g| g.node),
                 });
                 let ev = self.adopt(&dir, &node_id, &req).await;
                 self.cluster.release(&pod);
+                self.settle();
                 return report(ev);
             }
             PodState::NotStarted => {}
@@ -145,11 +149,13 @@ impl Pods {
             Err(message) => return report(fail(node_id, message)),
         };
         self.cluster.ask(&pod, ask);
+        self.settle();
         let mut said = String::new();
         let grant = loop {
             let wake = self.cluster.changed().notified();
             if self.cancelled.lock().expect("cancelled").remove(&pod) {
                 self.cluster.release(&pod);
+                self.settle();
                 return report(fail(
                     node_id,
                     "pod was killed while it waited to be scheduled".into(),
@@ -159,6 +165,7 @@ impl Pods {
                 Some(Standing::Bound(g)) => break *g,
                 Some(Standing::Refused(message)) => {
                     self.cluster.release(&pod);
+                    self.settle();
                     return report(fail(node_id, message));
                 }
                 Some(Standing::Waiting(why)) => {
@@ -223,6 +230,7 @@ impl Pods {
             Ok(Ok(cmd)) => cmd,
             Ok(Err(message)) => {
                 self.cluster.release(&pod);
+                self.settle();
                 return report(Event::PodDone(PodResult {
                     node_id,
                     message: Some(message),
@@ -231,6 +239,7 @@ impl Pods {
             }
             Err(join) => {
                 self.cluster.release(&pod);
+                self.settle();
                 let message = join.to_string();
                 return report(Event::PodDone(PodResult {
                     node_id,
@@ -243,6 +252,7 @@ impl Pods {
             Ok(c) => c,
             Err(e) => {
                 self.cluster.release(&pod);
+                self.settle();
                 return report(Event::PodDone(PodResult {
                     node_id,
                     message: Some(format!("starting the pod: {e}")),
@@ -252,6 +262,7 @@ impl Pods {
         };
         report(Event::PodRunning {
             node_id: node_id.clone(),
+            host: Some(grant.node.clone()),
         });
         // A kill that came while the pod was being started (before its wrapper wrote the
         // `started` marker `kill` reads) is carried out here: `kill` wakes this loop.
@@ -271,6 +282,7 @@ impl Pods {
         let outcome = local_executor::read_outcome(&dir);
         local_executor::clean_pod_dir(&dir);
         self.cluster.release(&pod);
+        self.settle();
         let mut ev = done(outcome);
         if let (Some(why), Event::PodDone(r)) =
             (self.evicted.lock().expect("evicted").remove(&pod), &mut ev)
@@ -323,6 +335,14 @@ impl Pods {
             if matches!(probe(&self.pod_dir(pod)), PodState::Running) {
                 local_executor::kill_group(pid);
             }
+        }
+    }
+
+    /// Carry out the evictions the last cycles decided (preemption, reclaim).
+    fn settle(&self) {
+        for (pod, why) in self.cluster.take_evictions() {
+            tracing::warn!("evicting pod {pod}: {why}");
+            self.evict(&pod, why);
         }
     }
 

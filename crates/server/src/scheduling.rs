@@ -141,6 +141,9 @@ pub struct Policy {
     /// Per namespace: GPU quota and fair-share weight.
     pub tenants: BTreeMap<String, (Option<u32>, u32)>,
     pub dynamic_mig: bool,
+    /// Evict lower-priority gangs of a queue (preempt) and gangs of queues over their share
+    /// (reclaim) for waiting gangs, as Volcano's `preempt` and `reclaim` actions do.
+    pub preemption: bool,
 }
 
 struct Inner {
@@ -148,6 +151,10 @@ struct Inner {
     cordoned: Vec<bool>,
     /// Per node, the light pods bound to it.
     light_load: Vec<usize>,
+    /// Pods a cycle chose to evict, until they are gone (they hold their resources meanwhile).
+    releasing: std::collections::BTreeSet<String>,
+    /// Evictions the pod layer has not carried out yet, with why.
+    to_evict: Vec<(String, String)>,
     pods: BTreeMap<String, Pod>,
     seq: u64,
 }
@@ -280,6 +287,8 @@ impl Cluster {
         Cluster {
             inner: Mutex::new(Inner {
                 light_load: vec![0; nodes.len()],
+                releasing: Default::default(),
+                to_evict: Vec::new(),
                 nodes,
                 cordoned,
                 pods: BTreeMap::new(),
@@ -486,9 +495,15 @@ impl Cluster {
         );
     }
 
+    /// Evictions a cycle decided, for the pod layer to carry out (each is handed out once).
+    pub fn take_evictions(&self) -> Vec<(String, String)> {
+        std::mem::take(&mut self.inner.lock().expect("cluster").to_evict)
+    }
+
     /// A pod ended (or will not start): what it held is free, and waiting pods may bind.
     pub fn release(&self, pod: &str) {
         let mut inner = self.inner.lock().expect("cluster");
+        inner.releasing.remove(pod);
         match inner.pods.remove(pod) {
             Some(p) if p.light => {
                 if let Standing::Bound(g) = &p.standing {
@@ -636,6 +651,19 @@ impl Cluster {
                 return;
             }
         };
+        for key in &outcome.evictions {
+            let Some((_, pod)) = key.split_once('/') else {
+                continue;
+            };
+            if inner.pods.contains_key(pod) && inner.releasing.insert(pod.to_string()) {
+                let why = outcome
+                    .eviction_reasons
+                    .get(key)
+                    .cloned()
+                    .unwrap_or_else(|| "pod evicted by the scheduler".into());
+                inner.to_evict.push((pod.to_string(), why));
+            }
+        }
         for (name, layout) in &outcome.mig_layouts {
             if let Some(n) = inner.nodes.iter_mut().find(|n| &n.spec.name == name) {
                 if n.spec.mig.as_ref() != Some(layout) {
@@ -712,7 +740,15 @@ impl Cluster {
     fn scenario(&self, inner: &Inner) -> Scenario {
         let mut s = Scenario {
             name: "server".into(),
-            actions: vec!["enqueue".into(), "allocate".into(), "backfill".into()],
+            actions: if self.policy.preemption {
+                ["enqueue", "allocate", "preempt", "reclaim", "backfill"]
+                    .map(String::from)
+                    .to_vec()
+            } else {
+                ["enqueue", "allocate", "backfill"]
+                    .map(String::from)
+                    .to_vec()
+            },
             ..Default::default()
         };
         if self.policy.dynamic_mig {
@@ -797,6 +833,9 @@ impl Cluster {
                 None => String::new(),
             };
             let (phase, node, devices) = match &p.standing {
+                Standing::Bound(g) if inner.releasing.contains(name.as_str()) => {
+                    ("Releasing", g.node.clone(), g.devices.clone())
+                }
                 Standing::Bound(g) => ("Running", g.node.clone(), g.devices.clone()),
                 _ => ("Pending", String::new(), Vec::new()),
             };

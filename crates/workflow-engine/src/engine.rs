@@ -80,9 +80,12 @@ pub enum Action {
 /// before handling it, and replaying the log through a new engine rebuilds the same state.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum Event {
-    /// A pod's main process started.
+    /// A pod's main process started, on `host` when a scheduler placed it (the node's
+    /// `hostNodeName`; otherwise this machine's name).
     PodRunning {
         node_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        host: Option<String>,
     },
     /// A pod waits for resources before it can start (the scheduler says why).
     PodWaiting {
@@ -927,9 +930,12 @@ impl Engine {
     /// Apply one event.
     pub fn handle(&mut self, event: Event, now: Time) -> Vec<Action> {
         match event {
-            Event::PodRunning { node_id } => {
+            Event::PodRunning { node_id, host } => {
                 if let Some(&i) = self.by_id.get(&node_id) {
                     if self.nodes[i].status.phase == Phase::Pending {
+                        if host.is_some() {
+                            self.nodes[i].status.host_node_name = host;
+                        }
                         self.changed.push(i);
                         self.nodes[i].status.phase = Phase::Running;
                         self.nodes[i].status.message = None;

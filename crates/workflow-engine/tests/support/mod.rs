@@ -125,6 +125,7 @@ impl Sim {
                     let acts = self.handle(
                         Event::PodRunning {
                             node_id: req.node_id.clone(),
+                            host: None,
                         },
                         self.now,
                     );
