@@ -44,6 +44,7 @@ pub fn node_config() -> EngineConfig {
     EngineConfig {
         node_labels: labels,
         node_name: host,
+        shell_schedules: false,
     }
 }
 

@@ -559,3 +559,25 @@ fn a_higher_priority_step_preempts_a_lower_one() {
         "{why}"
     );
 }
+
+/// Under the server a `nodeSelector` is the scheduler's to honour: on the seed's cluster a step
+/// pinned to a host runs there, one asking for a rack that does not exist waits and says why.
+#[test]
+fn node_selectors_pick_nodes_of_the_cluster() {
+    let home = temp_home("sched-selector");
+    let s = Server::start(&home, &["--cluster", "onyx"]);
+    let mut pinned = step(json!({"nvidia.com/gpu": 1}), json!({}), 0.0);
+    pinned["nodeSelector"] = json!({"kubernetes.io/hostname": "gpu-r1-03"});
+    submit(&s, "default", workflow("pinned", &["a"], pinned));
+    let done = s.wait("default", "pinned", Duration::from_secs(30));
+    assert_eq!(done["status"]["phase"], "Succeeded", "{done}");
+    assert_eq!(node(&done, "a")["hostNodeName"], "gpu-r1-03");
+    let mut nowhere = step(json!({}), json!({}), 0.0);
+    nowhere["nodeSelector"] = json!({"onyx.dev/rack": "R9"});
+    submit(&s, "default", workflow("nowhere", &["a"], nowhere));
+    let why = message_with(&s, "default", "nowhere", "nodes are available");
+    assert_eq!(
+        why,
+        "0/16 nodes are available: 16 node(s) didn't match Pod's node affinity/selector."
+    );
+}

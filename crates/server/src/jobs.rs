@@ -48,6 +48,9 @@ fn replica_template(
     if !plan.priority_class.is_empty() {
         t["priorityClassName"] = json!(plan.priority_class);
     }
+    if let Some(sel) = r.pod_spec.get("nodeSelector").filter(|s| s.is_object()) {
+        t["nodeSelector"] = sel.clone();
+    }
     serde_json::from_value(t).map_err(|e| format!("task {}: {e}", r.task))
 }
 
@@ -104,7 +107,7 @@ impl Pods {
                 Ok(t) => t,
                 Err(e) => return report(done(false, format!("Volcano Job: {e}"), Vec::new())),
             };
-            let ask = ask_of(&namespace, &t, Some("volcano"), None);
+            let ask = ask_of(&namespace, &t, Some("volcano"), None, &Default::default());
             let pod = format!("{pod_name}-{}-{}", r.task, r.index);
             pods.push(pod.clone());
             let req = PodRequest {

@@ -211,6 +211,7 @@ pub fn ask_of(
     t: &Template,
     scheduler_name: Option<&str>,
     priority_class: Option<&str>,
+    node_selector: &BTreeMap<String, String>,
 ) -> Result<Ask, String> {
     let mut containers = Vec::new();
     if let Some(c) = &t.container {
@@ -277,7 +278,16 @@ pub fn ask_of(
             .or(priority_class.map(str::to_string))
             .unwrap_or_default(),
         requests,
-        node_selector: BTreeMap::new(),
+        // The workflow's `spec.nodeSelector`, the template's on top (as Argo merges them).
+        node_selector: node_selector
+            .clone()
+            .into_iter()
+            .chain(
+                t.node_selector
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.0.clone())),
+            )
+            .collect(),
     })
 }
 
@@ -329,6 +339,7 @@ impl Cluster {
         allocatable.insert("cpu".into(), Quantity::Number(cpus as f64));
         allocatable.insert("memory".into(), Quantity::Text(format!("{}", mem_total())));
         let spec = NodeSpec {
+            labels: local_executor::actions::node_config().node_labels,
             name: host,
             allocatable,
             mig: Some(mig),
@@ -365,7 +376,16 @@ impl Cluster {
                     model: gpus.model.clone(),
                 }),
                 mig: Some(vec![layout.clone(); gpus.count as usize]),
-                labels: group.labels.clone(),
+                // The labels a node selector matches: the group's, and those Kubernetes and
+                // NVIDIA's GPU feature discovery put on every node.
+                labels: {
+                    let mut l = group.labels.clone();
+                    l.insert("kubernetes.io/hostname".into(), n.name.clone());
+                    l.insert("onyx.dev/rack".into(), n.rack.clone());
+                    l.insert("nvidia.com/gpu.product".into(), gpus.model.clone());
+                    l.insert("nvidia.com/gpu.count".into(), gpus.count.to_string());
+                    l
+                },
                 unschedulable: false,
             };
             let uuids = (0..gpus.count)

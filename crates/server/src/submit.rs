@@ -118,7 +118,10 @@ pub async fn gather_templates(
     manifest: &Value,
 ) -> Result<BuildContext, ApiError> {
     let mut ctx = BuildContext {
-        config: local_executor::actions::node_config(),
+        config: workflow_engine::EngineConfig {
+            shell_schedules: true,
+            ..local_executor::actions::node_config()
+        },
         ..Default::default()
     };
     let mut todo = BTreeSet::new();

@@ -39,6 +39,10 @@ pub struct EngineConfig {
     pub node_labels: BTreeMap<String, String>,
     /// Name of that node, recorded as `hostNodeName`.
     pub node_name: String,
+    /// The shell's scheduler places pods on nodes and honours `nodeSelector` itself (the
+    /// server); otherwise the engine checks selectors against `node_labels` (`onyx run`).
+    #[serde(default)]
+    pub shell_schedules: bool,
 }
 
 /// Everything a pod needs to run, fully resolved.
@@ -231,9 +235,18 @@ struct StepSlot {
     done: bool,
 }
 
+/// Task `i` of a DAG template (the frame's template is always a DAG).
+fn dag_task(t: &Template, i: usize) -> &DagTask {
+    &t.dag
+        .as_ref()
+        .expect("a DAG frame's template is a DAG")
+        .tasks[i]
+}
+
+/// A DAG task's run state; the task itself is `dag.tasks[i]` of the frame's template (one
+/// copy of a 10^5-task DAG, not two).
 #[derive(Debug, Clone)]
 struct TaskState {
-    task: DagTask,
     deps: Vec<usize>,
     dependents: Vec<usize>,
     depends_logic: String,
@@ -311,7 +324,10 @@ pub struct Engine {
     name: String,
     namespace: String,
     uid: String,
+    /// The workflow as submitted, without `spec.templates` (see `own_templates`).
     raw: Value,
+    /// `Some` when `raw`'s `spec.templates` was taken out (and left `null`).
+    own_templates: Option<Vec<Arc<Value>>>,
     spec: WorkflowSpec,
     templates: HashMap<String, Arc<Value>>,
     store: Arc<TemplateStore>,
@@ -616,16 +632,21 @@ impl Engine {
             }
         }
         let mut templates = HashMap::new();
+        // The workflow's own `spec.templates`, in order, as written: `raw` leaves them out and
+        // `to_json` puts them back, so a 10^5-task DAG's JSON is held once, not twice.
+        let mut own_templates: Vec<Arc<Value>> = Vec::new();
         let defaults = spec_json.get("templateDefaults").cloned();
         if let Some(Value::Array(ts)) = spec_json.get("templates") {
             for t in ts {
+                let original = Arc::new(t.clone());
                 if let Some(n) = t.get("name").and_then(Value::as_str) {
-                    let t = match &defaults {
-                        Some(d) => merge_defaults(t, d),
-                        None => t.clone(),
+                    let used = match &defaults {
+                        Some(d) => Arc::new(merge_defaults(t, d)),
+                        None => original.clone(),
                     };
-                    templates.insert(n.to_string(), Arc::new(t));
+                    templates.insert(n.to_string(), used);
                 }
+                own_templates.push(original);
             }
         }
         // The engine reads templates from `templates` (JSON, decoded on first use); a typed
@@ -633,6 +654,14 @@ impl Engine {
         spec.templates = Vec::new();
         let meta = &wf.metadata;
         let mut raw = wf.raw.clone();
+        // Left in place as `null`, so that `to_json` puts the templates back where they were.
+        let templates_taken = spec.workflow_template_ref.is_none()
+            && raw
+                .pointer_mut("/spec/templates")
+                .filter(|t| t.is_array())
+                .map(Value::take)
+                .is_some();
+        let own_templates = templates_taken.then_some(own_templates);
         if let Some(m) = raw.get_mut("metadata").and_then(Value::as_object_mut) {
             m.insert("name".into(), Value::String(name.into()));
             m.insert(
@@ -655,6 +684,7 @@ impl Engine {
             },
             uid: uid.to_string(),
             raw,
+            own_templates,
             spec,
             templates,
             store,
@@ -1714,6 +1744,9 @@ impl Engine {
     }
 
     fn unschedulable(&self, t: &Template) -> Option<String> {
+        if self.config.shell_schedules {
+            return None;
+        }
         let mut selector: BTreeMap<String, String> = self
             .spec
             .node_selector
@@ -3223,10 +3256,13 @@ impl Engine {
         for (i, task) in dag.tasks.iter().enumerate() {
             index.insert(task.name.clone(), i);
         }
+        // Each task makes at least one node: grow the node table once, not by doubling (at
+        // 10^5 tasks the copies and the pages they touch were a tenth of the time).
+        self.nodes.reserve(dag.tasks.len());
+        self.by_id.reserve(dag.tasks.len());
         let mut tasks: Vec<TaskState> = Vec::with_capacity(dag.tasks.len());
-        for task in &dag.tasks {
+        for _ in &dag.tasks {
             tasks.push(TaskState {
-                task: task.clone(),
                 deps: Vec::new(),
                 dependents: Vec::new(),
                 depends_logic: String::new(),
@@ -3242,7 +3278,7 @@ impl Engine {
         }
         let mut error = None;
         for i in 0..tasks.len() {
-            let task = tasks[i].task.clone();
+            let task = &dag.tasks[i];
             let logic = match &task.depends {
                 Some(d) => d.clone(),
                 None => task.dependencies.to_vec().join(" && "),
@@ -3295,7 +3331,7 @@ impl Engine {
                 let mut leaves: Vec<usize> = (0..tasks.len())
                     .filter(|&i| tasks[i].dependents.is_empty())
                     .collect();
-                leaves.sort_by(|a, b| tasks[*a].task.name.cmp(&tasks[*b].task.name));
+                leaves.sort_by(|a, b| dag.tasks[*a].name.cmp(&dag.tasks[*b].name));
                 leaves
             }
         };
@@ -3366,7 +3402,10 @@ impl Engine {
 
     /// Whether a task whose dependencies are all fulfilled should run (reads only).
     fn depends_verdict(&self, d: usize, i: usize) -> Result<bool, String> {
-        let Frame::Dag { tasks, .. } = &self.nodes[d].frame else {
+        let Frame::Dag {
+            tasks, template, ..
+        } = &self.nodes[d].frame
+        else {
             return Ok(false);
         };
         let t = &tasks[i];
@@ -3394,7 +3433,7 @@ impl Engine {
                 }
             }
             results.insert(
-                tasks[j].task.name.clone(),
+                dag_task(template, j).name.clone(),
                 DepResult {
                     phase: st.phase,
                     any_succeeded: any_ok,
@@ -3409,7 +3448,7 @@ impl Engine {
     /// A node for a task that does not run its template (omitted, errored before start).
     fn task_node_skeleton(&mut self, d: usize, i: usize, ty: NodeType, now: Time) -> usize {
         let (ctx, task) = match &self.nodes[d].frame {
-            Frame::Dag { ctx, tasks, .. } => (ctx.clone(), tasks[i].task.clone()),
+            Frame::Dag { ctx, template, .. } => (ctx.clone(), dag_task(template, i).clone()),
             _ => unreachable!("task of a DAG"),
         };
         let name = format!("{}.{}", self.nodes[d].status.name, task.name);
@@ -3471,31 +3510,34 @@ impl Engine {
     }
 
     fn start_task(&mut self, d: usize, i: usize, now: Time) {
-        let (ctx, task, vars, arts) = match &self.nodes[d].frame {
-            Frame::Dag { ctx, tasks, .. } => (
-                ctx.clone(),
-                tasks[i].task.clone(),
-                self.block_vars(d),
-                self.scope_artifacts(d),
-            ),
+        // The task as a step (one copy of it, for expansion and instantiation).
+        let (ctx, step_like, vars, arts) = match &self.nodes[d].frame {
+            Frame::Dag { ctx, template, .. } => {
+                let task = dag_task(template, i);
+                (
+                    ctx.clone(),
+                    WorkflowStep {
+                        name: task.name.clone(),
+                        template: task.template.clone(),
+                        inline: task.inline.clone(),
+                        arguments: task.arguments.clone(),
+                        template_ref: task.template_ref.clone(),
+                        with_items: task.with_items.clone(),
+                        with_param: task.with_param.clone(),
+                        with_sequence: task.with_sequence.clone(),
+                        when: task.when.clone(),
+                        continue_on: task.continue_on,
+                        on_exit: task.on_exit.clone(),
+                        hooks: task.hooks.clone(),
+                    },
+                    self.block_vars(d),
+                    self.scope_artifacts(d),
+                )
+            }
             _ => return,
         };
+        let task = &step_like;
         let name = format!("{}.{}", self.nodes[d].status.name, task.name);
-        // Expansion.
-        let step_like = WorkflowStep {
-            name: task.name.clone(),
-            template: task.template.clone(),
-            inline: task.inline.clone(),
-            arguments: task.arguments.clone(),
-            template_ref: task.template_ref.clone(),
-            with_items: task.with_items.clone(),
-            with_param: task.with_param.clone(),
-            with_sequence: task.with_sequence.clone(),
-            when: task.when.clone(),
-            continue_on: task.continue_on,
-            on_exit: task.on_exit.clone(),
-            hooks: task.hooks.clone(),
-        };
         let expands =
             task.with_items.is_some() || task.with_param.is_some() || task.with_sequence.is_some();
         let expanded = match self.expand_step(&step_like, &vars) {
@@ -3515,10 +3557,14 @@ impl Engine {
                 self.finish(n, Phase::Skipped, Some("Skipped, empty params".into()), now);
                 return;
             }
+            let Frame::Dag { template, .. } = &self.nodes[d].frame else {
+                return;
+            };
+            let dag_t = dag_task(template, i).clone();
             let items: Vec<(DagTask, Option<usize>)> = expanded
                 .into_iter()
                 .map(|s| {
-                    let mut t = task.clone();
+                    let mut t = dag_t.clone();
                     t.name = s.name;
                     t.arguments = s.arguments;
                     t.when = s.when;
@@ -3752,9 +3798,11 @@ impl Engine {
 
     /// A task's node (or exit handler, or hook) changed: bookkeeping and successors.
     fn task_event(&mut self, d: usize, i: usize, now: Time) {
-        let (task, node, exit, done, hooks_running) = match &self.nodes[d].frame {
-            Frame::Dag { tasks, .. } => (
-                tasks[i].task.clone(),
+        let (name, node, exit, done, hooks_running) = match &self.nodes[d].frame {
+            Frame::Dag {
+                tasks, template, ..
+            } => (
+                dag_task(template, i).name.clone(),
                 tasks[i].node,
                 tasks[i].exit,
                 tasks[i].done,
@@ -3770,7 +3818,7 @@ impl Engine {
         if !phase.fulfilled() {
             return;
         }
-        let prefix = format!("tasks.{}", task.name);
+        let prefix = format!("tasks.{name}");
         if self.nodes[node].status.node_type == NodeType::TaskGroup {
             let children: Vec<usize> = self.nodes[node]
                 .status
@@ -3790,25 +3838,25 @@ impl Engine {
             self.record_scope(d, &prefix, node);
         }
         self.fire_task_hooks(d, i, now);
+        // The task's exit handler, if it has one (its hooks go with it).
+        let exit_handler = match &self.nodes[d].frame {
+            Frame::Dag { template, .. } if phase.completed() => {
+                let task = dag_task(template, i);
+                task.on_exit
+                    .clone()
+                    .or_else(|| task.hooks.get("exit").and_then(|h| h.template.clone()))
+                    .map(|t| (t, task.hooks.clone()))
+            }
+            _ => None,
+        };
         if phase.completed() {
-            if let Some(exit_t) = task
-                .on_exit
-                .clone()
-                .or_else(|| task.hooks.get("exit").and_then(|h| h.template.clone()))
-            {
+            if let Some((exit_t, hooks)) = exit_handler {
                 match exit {
                     None => {
-                        let display = format!("{}.onExit", task.name);
+                        let display = format!("{name}.onExit");
                         let owner = Owner::TaskExit { dag: d, task: i };
-                        let e = self.start_exit_handler(
-                            d,
-                            node,
-                            &exit_t,
-                            &task.hooks,
-                            owner,
-                            display,
-                            now,
-                        );
+                        let e =
+                            self.start_exit_handler(d, node, &exit_t, &hooks, owner, display, now);
                         if let Frame::Dag { tasks, .. } = &mut self.nodes[d].frame {
                             tasks[i].exit = Some(e);
                         }
@@ -3970,7 +4018,7 @@ impl Engine {
         for &t in targets {
             let bp = branch_of(t, tasks, &self.nodes, &mut branch);
             if bp.failed_or_error() {
-                if continues(tasks[t].task.continue_on.unwrap_or_default(), bp) {
+                if continues(dag_task(template, t).continue_on.unwrap_or_default(), bp) {
                     continue;
                 }
                 result = bp;
@@ -4063,15 +4111,20 @@ impl Engine {
 
     fn fire_task_hooks(&mut self, d: usize, i: usize, now: Time) {
         let no_hooks = match &self.nodes[d].frame {
-            Frame::Dag { tasks, .. } => tasks[i].task.hooks.keys().all(|k| k == "exit"),
+            Frame::Dag { template, .. } => dag_task(template, i).hooks.keys().all(|k| k == "exit"),
             _ => true,
         };
         if no_hooks {
             return;
         }
         let (task, node, fired, ctx) = match &self.nodes[d].frame {
-            Frame::Dag { tasks, ctx, .. } => (
-                tasks[i].task.clone(),
+            Frame::Dag {
+                tasks,
+                ctx,
+                template,
+                ..
+            } => (
+                dag_task(template, i).clone(),
                 tasks[i].node,
                 tasks[i].hooks_fired.clone(),
                 ctx.clone(),
@@ -4577,6 +4630,9 @@ impl Engine {
     /// The Workflow object with its status, in Argo's JSON shape.
     pub fn to_json(&self) -> Value {
         let mut wf = self.raw.clone();
+        if let (Some(own), Some(slot)) = (&self.own_templates, wf.pointer_mut("/spec/templates")) {
+            *slot = Value::Array(own.iter().map(|t| (**t).clone()).collect());
+        }
         let mut nodes = Map::new();
         for n in &self.nodes {
             nodes.insert(

@@ -520,3 +520,25 @@ fn replaying_the_event_log_rebuilds_the_same_state() {
     assert_eq!(replayed.to_json(), first.engine.to_json());
     assert_eq!(pods, first.started, "the same pods, in the same order");
 }
+
+/// The engine holds a workflow's templates once; its JSON still shows them as submitted, in
+/// place, with `templateDefaults` not merged into them.
+#[test]
+fn to_json_shows_the_templates_as_submitted() {
+    let yaml = wf("  entrypoint: main\n  templateDefaults: {timeout: 1m}\n  templates:\n  - name: main\n    steps: [[{name: a, template: leaf}]]\n  - name: leaf\n    container: {image: argosay}\n  arguments: {parameters: [{name: p, value: v}]}\n");
+    let sim = Sim::new(&yaml, &[]).unwrap();
+    let j = sim.engine.to_json();
+    let keys: Vec<&String> = j["spec"].as_object().unwrap().keys().collect();
+    assert_eq!(
+        keys,
+        vec!["entrypoint", "templateDefaults", "templates", "arguments"],
+        "templates stay where they were"
+    );
+    assert_eq!(
+        j["spec"]["templates"],
+        serde_json::json!([
+            {"name": "main", "steps": [[{"name": "a", "template": "leaf"}]]},
+            {"name": "leaf", "container": {"image": "argosay"}}
+        ])
+    );
+}

@@ -74,6 +74,7 @@ fn test_config() -> EngineConfig {
     EngineConfig {
         node_labels: labels,
         node_name: "node-1".into(),
+        shell_schedules: false,
     }
 }
 
