@@ -61,6 +61,21 @@ fn message_with(s: &Server, ns: &str, name: &str, part: &str) -> String {
     }
 }
 
+/// A server on `cluster` with these lines of configuration (its home is `home/state`).
+fn start_with_config(home: &std::path::Path, cluster: &std::path::Path, config: &str) -> Server {
+    let path = home.join("onyx.toml");
+    std::fs::write(&path, format!("home = {:?}\n{config}", home.join("state"))).unwrap();
+    Server::start(
+        home,
+        &[
+            "--cluster",
+            cluster.to_str().unwrap(),
+            "--config",
+            path.to_str().unwrap(),
+        ],
+    )
+}
+
 /// `node:devices:start-ns` printed by a step.
 fn placed(w: &Value, step: &str) -> (String, String, u128) {
     let out = node(w, step)["outputs"]["result"]
@@ -132,24 +147,7 @@ fn a_gang_starts_whole_or_not_at_all() {
 fn queues_and_tenant_quotas() {
     let home = temp_home("sched-queues");
     let cluster = cluster_file(&home, &[("n1", 2, &[])]);
-    let config = home.join("onyx.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "home = {:?}\n[namespaces.vision]\ngpu_quota = 1\n",
-            home.join("state")
-        ),
-    )
-    .unwrap();
-    let s = Server::start(
-        &home,
-        &[
-            "--cluster",
-            cluster.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-        ],
-    );
+    let s = start_with_config(&home, &cluster, "[namespaces.vision]\ngpu_quota = 1\n");
     // The built-in queues.
     let (c, q) = s.call("GET", "/api/v1/onyx/queues", None);
     assert_eq!(c, 200);
@@ -395,24 +393,10 @@ fn maintenance_reboots_nodes_one_after_another_and_the_emergency_stop_powers_off
     let home = temp_home("sched-maint");
     let cluster = cluster_file(&home, &[("a", 1, &[]), ("b", 1, &[])]);
     let calls = home.join("bmc.log");
-    let config = home.join("onyx.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "home = {:?}\n[maintenance]\ngrace_seconds = 0\nreboot_timeout_seconds = 30\n[power]\ncommand = \"echo {{node}} {{action}} >> {}; echo on\"\n",
-            home.join("state"),
-            calls.display()
-        ),
-    )
-    .unwrap();
-    let s = Server::start(
+    let s = start_with_config(
         &home,
-        &[
-            "--cluster",
-            cluster.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-        ],
+        &cluster,
+        &format!("[maintenance]\ngrace_seconds = 0\nreboot_timeout_seconds = 30\n[power]\ncommand = \"echo {{node}} {{action}} >> {}; echo on\"\n",            calls.display()),
     );
     let (c, st) = s.call("GET", "/api/v1/onyx/maintenance", None);
     assert_eq!(c, 200);
@@ -460,21 +444,8 @@ fn maintenance_reboots_nodes_one_after_another_and_the_emergency_stop_powers_off
 fn dynamic_mig_repartitions_an_idle_gpu() {
     let home = temp_home("sched-dynmig");
     let cluster = cluster_file(&home, &[("n1", 1, &[])]);
+    let s = start_with_config(&home, &cluster, "dynamic_mig = true\n");
     let config = home.join("onyx.toml");
-    std::fs::write(
-        &config,
-        format!("home = {:?}\ndynamic_mig = true\n", home.join("state")),
-    )
-    .unwrap();
-    let s = Server::start(
-        &home,
-        &[
-            "--cluster",
-            cluster.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-        ],
-    );
     let infer = step(
         json!({"nvidia.com/mig-3g.40gb": 1}),
         json!({"scheduling.volcano.sh/queue-name": "shared"}),
@@ -506,23 +477,10 @@ fn dynamic_mig_repartitions_an_idle_gpu() {
 fn a_higher_priority_step_preempts_a_lower_one() {
     let home = temp_home("sched-preempt");
     let cluster = cluster_file(&home, &[("n1", 2, &[])]);
-    let config = home.join("onyx.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "home = {:?}\npreemption = true\n[priority_classes]\nbatch = 10\nurgent = 1000\n",
-            home.join("state")
-        ),
-    )
-    .unwrap();
-    let s = Server::start(
+    let s = start_with_config(
         &home,
-        &[
-            "--cluster",
-            cluster.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-        ],
+        &cluster,
+        "preemption = true\n[priority_classes]\nbatch = 10\nurgent = 1000\n",
     );
     let with_priority = |class: &str, sleep: f64| {
         let mut t = step(json!({"nvidia.com/gpu": 2}), json!({}), sleep);
