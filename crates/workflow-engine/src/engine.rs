@@ -3032,7 +3032,8 @@ impl Engine {
 
     /// Put a finished node's outputs, status and times into its block's scope under `prefix`.
     fn record_scope(&mut self, block: usize, prefix: &str, node: usize) {
-        let st = self.nodes[node].status.clone();
+        // Read what is needed from the node, then write the block's scope (no status copy).
+        let st = &self.nodes[node].status;
         let mut vars: Vec<(String, String)> = vec![
             (format!("{prefix}.status"), st.phase.as_str().to_string()),
             (format!("{prefix}.id"), st.id.clone()),
