@@ -76,6 +76,8 @@ struct Node {
     gpus: Vec<Gpu>,
     labels: BTreeMap<String, String>,
     unschedulable: bool,
+    /// Taints that bar pods which do not tolerate them (NoSchedule, NoExecute).
+    taints: Vec<Taint>,
     pods_cap: i128,
     /// Held whole by one pod of a `node`-unit queue.
     exclusive: bool,
@@ -90,6 +92,7 @@ struct Pod {
     req: Req,
     preemptable: bool,
     selector: BTreeMap<String, String>,
+    tolerations: Vec<Toleration>,
 }
 
 struct Group {
@@ -322,6 +325,12 @@ impl State {
                 gpus,
                 labels: n.labels.clone(),
                 unschedulable: n.unschedulable,
+                taints: n
+                    .taints
+                    .iter()
+                    .filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")
+                    .cloned()
+                    .collect(),
                 pods_cap,
                 exclusive: false,
             });
@@ -430,6 +439,7 @@ impl State {
                 req,
                 preemptable: p.preemptable,
                 selector: p.node_selector.clone(),
+                tolerations: p.tolerations.clone(),
             });
         }
         let total = [
@@ -485,6 +495,15 @@ impl State {
                 .selector
                 .iter()
                 .all(|(k, v)| node.labels.get(k) == Some(v))
+            && self.untolerated(p, n).is_none()
+    }
+
+    /// A taint of node `n` that pod `p` does not tolerate.
+    fn untolerated(&self, p: usize, n: usize) -> Option<&Taint> {
+        self.nodes[n]
+            .taints
+            .iter()
+            .find(|t| !self.pods[p].tolerations.iter().any(|tol| tol.tolerates(t)))
     }
 
     /// Whether `req` fits node `n` now (with dynamic MIG, an idle GPU may be re-partitioned).
@@ -753,6 +772,8 @@ impl State {
                 .count() as u32;
             let reason = if node.unschedulable {
                 "node(s) were unschedulable".to_string()
+            } else if let Some(t) = self.untolerated(p, n) {
+                format!("node(s) had untolerated taint {{{}: {}}}", t.key, t.value)
             } else if !self.selector_ok(p, n) {
                 "node(s) didn't match Pod's node affinity/selector".into()
             } else if node.exclusive {

@@ -44,6 +44,54 @@ pub struct NodeSpec {
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub unschedulable: bool,
+    /// Kubernetes taints: pods that do not tolerate a `NoSchedule` or `NoExecute` taint are
+    /// not placed here (`PreferNoSchedule` is a preference and does not bar a pod).
+    #[serde(default)]
+    pub taints: Vec<Taint>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Taint {
+    pub key: String,
+    #[serde(default)]
+    pub value: String,
+    pub effect: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Toleration {
+    /// Empty with `operator: Exists`: every taint.
+    #[serde(default)]
+    pub key: String,
+    /// `Equal` (the default) or `Exists`.
+    #[serde(default)]
+    pub operator: String,
+    #[serde(default)]
+    pub value: String,
+    /// Empty: every effect.
+    #[serde(default)]
+    pub effect: String,
+    #[serde(default)]
+    pub toleration_seconds: Option<i64>,
+}
+
+impl Toleration {
+    /// Kubernetes' rule (`v1.Toleration.ToleratesTaint`).
+    pub fn tolerates(&self, t: &Taint) -> bool {
+        if !self.effect.is_empty() && self.effect != t.effect {
+            return false;
+        }
+        if !self.key.is_empty() && self.key != t.key {
+            return false;
+        }
+        match self.operator.as_str() {
+            "Exists" => true,
+            "" | "Equal" => self.value == t.value,
+            _ => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -204,6 +252,8 @@ pub struct PodSpec {
     /// Which queue a pod without a group belongs to.
     #[serde(default)]
     pub queue: String,
+    #[serde(default)]
+    pub tolerations: Vec<Toleration>,
     /// The devices a Running pod holds, as the scheduler reported them when it bound the pod
     /// (`"3"`: GPU 3, whole or a fraction of it; `"3/2"`: MIG instance 2 of GPU 3). Without
     /// them a Running pod is given the first devices that fit.

@@ -387,6 +387,8 @@ impl Cluster {
                     l
                 },
                 unschedulable: false,
+                // The cluster model has no taints; cordoning is how a node is kept free.
+                taints: Vec::new(),
             };
             let uuids = (0..gpus.count)
                 .map(|i| {
