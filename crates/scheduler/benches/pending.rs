@@ -65,6 +65,7 @@ fn main() {
             node_selector: BTreeMap::new(),
             queue: String::new(),
             devices: Vec::new(),
+            tolerations: Vec::new(),
         });
     }
     let base = CURRENT.load(Ordering::Relaxed);

@@ -71,6 +71,7 @@ fn scenario() -> impl Strategy<Value = Scenario> {
                     node_selector: BTreeMap::new(),
                     queue: String::new(),
                     devices: Vec::new(),
+                    tolerations: Vec::new(),
                 });
             }
         }
