@@ -852,28 +852,9 @@ fn gpu_steps_are_placed_wait_and_are_refused() {
             {"name": "gpu", "script": {"image": "debian", "command": ["sh"],
                 "resources": {"limits": {"nvidia.com/gpu": 1}},
                 "source": "sleep 1; echo $ONYX_NODE:$ONYX_GPUS"}}]}});
-    let (c, b) = s.call(
-        "POST",
-        "/api/v1/workflows/default",
-        Some(json!({"workflow": wf})),
-    );
-    assert_eq!(c, 200, "{b}");
+    s.submit("default", wf);
     // The third step waits for a GPU, and says so.
-    let t0 = std::time::Instant::now();
-    let mut saw_wait = None;
-    while t0.elapsed() < Duration::from_secs(20) && saw_wait.is_none() {
-        let (_, w) = s.call("GET", "/api/v1/workflows/default/three", None);
-        saw_wait = w["status"]["nodes"].as_object().and_then(|m| {
-            m.values().find_map(|n| {
-                n["message"]
-                    .as_str()
-                    .filter(|m| m.contains("nodes are available"))
-                    .map(String::from)
-            })
-        });
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let msg = saw_wait.expect("a step reported that it waits for GPUs");
+    let msg = s.message_with("default", "three", "nodes are available");
     assert_eq!(
         msg,
         "0/1 nodes are available: 1 Insufficient nvidia.com/gpu."
@@ -901,12 +882,7 @@ fn gpu_steps_are_placed_wait_and_are_refused() {
         "arguments": {"parameters": [{"name": "ticket_id", "value": "T"}]},
         "templates": [{"name": "gpu", "container": {"image": "debian", "command": ["true"],
             "resources": {"limits": {"nvidia.com/gpu": 3}}}}]}});
-    let (c, b) = s.call(
-        "POST",
-        "/api/v1/workflows/default",
-        Some(json!({"workflow": big})),
-    );
-    assert_eq!(c, 200, "{b}");
+    s.submit("default", big);
     let done = s.wait("default", "big", Duration::from_secs(30));
     assert_ne!(done["status"]["phase"], "Succeeded");
     assert_eq!(
@@ -946,27 +922,12 @@ fn cordon_uncordon_and_emergency_stop() {
         "arguments": {"parameters": [{"name": "ticket_id", "value": "T"}]},
         "templates": [{"name": "gpu", "container": {"image": "debian", "command": ["true"],
             "resources": {"limits": {"nvidia.com/gpu": 1}}}}]}});
-    let (c, b) = s.call(
-        "POST",
-        "/api/v1/workflows/default",
-        Some(json!({"workflow": wf})),
+    s.submit("default", wf);
+    assert_eq!(
+        s.message_with("default", "one", "nodes are available"),
+        "0/1 nodes are available: 1 node(s) were unschedulable.",
+        "the step says it waits on a cordoned node"
     );
-    assert_eq!(c, 200, "{b}");
-    let t0 = std::time::Instant::now();
-    loop {
-        let (_, w) = s.call("GET", "/api/v1/workflows/default/one", None);
-        if node(&w, "one")["message"]
-            .as_str()
-            .is_some_and(|m| m == "0/1 nodes are available: 1 node(s) were unschedulable.")
-        {
-            break;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "the step never said it waits on a cordoned node: {w}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
     let (c, _) = s.call(
         "PUT",
         "/api/v1/onyx/nodes/gpu-node/uncordon",

@@ -29,38 +29,6 @@ fn step(resources: Value, annotations: Value, sleep: f64) -> Value {
         "source": format!("echo $ONYX_NODE:$ONYX_GPUS:$(date +%s%N); sleep {sleep}")}})
 }
 
-fn submit(s: &Server, ns: &str, wf: Value) {
-    let (c, b) = s.call(
-        "POST",
-        &format!("/api/v1/workflows/{ns}"),
-        Some(json!({"workflow": wf})),
-    );
-    assert_eq!(c, 200, "{b}");
-}
-
-/// Wait until some node of a workflow says `part` in its message; return the message.
-fn message_with(s: &Server, ns: &str, name: &str, part: &str) -> String {
-    let t0 = Instant::now();
-    loop {
-        let (_, w) = s.call("GET", &format!("/api/v1/workflows/{ns}/{name}"), None);
-        if let Some(m) = w["status"]["nodes"].as_object().and_then(|m| {
-            m.values().find_map(|n| {
-                n["message"]
-                    .as_str()
-                    .filter(|m| m.contains(part))
-                    .map(String::from)
-            })
-        }) {
-            return m;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "no node of {name} said {part:?}: {w}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// A server on `cluster` with these lines of configuration (its home is `home/state`).
 fn start_with_config(home: &std::path::Path, cluster: &std::path::Path, config: &str) -> Server {
     let path = home.join("onyx.toml");
@@ -97,7 +65,7 @@ fn a_gang_starts_whole_or_not_at_all() {
     let s = Server::start(&home, &["--cluster", cluster.to_str().unwrap()]);
     // One GPU is held for a while; the gang of two cannot start on the one left.
     let holder = step(json!({"nvidia.com/gpu": 1}), json!({}), 2.0);
-    submit(&s, "default", workflow("holder", &["hold"], holder));
+    s.submit("default", workflow("holder", &["hold"], holder));
     std::thread::sleep(Duration::from_millis(500));
     let gang = step(
         json!({"nvidia.com/gpu": 1}),
@@ -105,8 +73,8 @@ fn a_gang_starts_whole_or_not_at_all() {
                "scheduling.volcano.sh/group-min-member": "2"}),
         0.0,
     );
-    submit(&s, "default", workflow("gang", &["w0", "w1"], gang));
-    let why = message_with(&s, "default", "gang", "gang default/train");
+    s.submit("default", workflow("gang", &["w0", "w1"], gang));
+    let why = s.message_with("default", "gang", "gang default/train");
     assert_eq!(
         why,
         "gang default/train cannot place 2 pods at once (1 fit now): 0/1 nodes are available: 1 Insufficient nvidia.com/gpu.",
@@ -134,7 +102,7 @@ fn a_gang_starts_whole_or_not_at_all() {
                "scheduling.volcano.sh/group-min-member": "3"}),
         0.0,
     );
-    submit(&s, "default", workflow("big", &["a", "b", "c"], big));
+    s.submit("default", workflow("big", &["a", "b", "c"], big));
     let done = s.wait("default", "big", Duration::from_secs(30));
     assert_eq!(done["status"]["phase"], "Failed", "{done}");
     assert_eq!(
@@ -174,8 +142,8 @@ fn queues_and_tenant_quotas() {
     assert_eq!(c, 404, "{b}");
     // vision may hold one GPU: its two steps run one after the other, and the second says why.
     let one = step(json!({"nvidia.com/gpu": 1}), json!({}), 1.0);
-    submit(&s, "vision", workflow("quota", &["a", "b"], one));
-    let why = message_with(&s, "vision", "quota", "quota");
+    s.submit("vision", workflow("quota", &["a", "b"], one));
+    let why = s.message_with("vision", "quota", "quota");
     assert_eq!(
         why,
         "namespace vision is at its GPU quota (holds 1 of 1, asks 1)"
@@ -193,7 +161,7 @@ fn queues_and_tenant_quotas() {
         json!({"scheduling.volcano.sh/queue-name": "nope"}),
         0.0,
     );
-    submit(&s, "default", workflow("nowhere", &["a"], nowhere));
+    s.submit("default", workflow("nowhere", &["a"], nowhere));
     let done = s.wait("default", "nowhere", Duration::from_secs(30));
     assert_eq!(
         node(&done, "a")["message"],
@@ -204,7 +172,7 @@ fn queues_and_tenant_quotas() {
         json!({"scheduling.volcano.sh/queue-name": "shared"}),
         0.0,
     );
-    submit(&s, "default", workflow("whole", &["a"], whole));
+    s.submit("default", workflow("whole", &["a"], whole));
     let done = s.wait("default", "whole", Duration::from_secs(30));
     assert!(
         node(&done, "a")["message"]
@@ -228,13 +196,13 @@ fn mig_instances_and_whole_nodes() {
         json!({"scheduling.volcano.sh/queue-name": "shared"}),
         0.0,
     );
-    submit(&s, "default", workflow("infer", &["a"], infer));
+    s.submit("default", workflow("infer", &["a"], infer));
     let train = step(
         json!({"nvidia.com/gpu": 2}),
         json!({"scheduling.volcano.sh/queue-name": "dedicated"}),
         0.0,
     );
-    submit(&s, "default", workflow("train", &["a"], train));
+    s.submit("default", workflow("train", &["a"], train));
     let done = s.wait("default", "infer", Duration::from_secs(30));
     assert_eq!(done["status"]["phase"], "Succeeded", "{done}");
     let (n, d, _) = placed(&done, "a");
@@ -260,7 +228,7 @@ fn drain_evicts_a_gang_whole() {
                "scheduling.volcano.sh/group-min-member": "2"}),
         60.0,
     );
-    submit(&s, "default", workflow("long", &["w0", "w1"], gang));
+    s.submit("default", workflow("long", &["w0", "w1"], gang));
     // Both members run, one on each node.
     let t0 = Instant::now();
     loop {
@@ -330,7 +298,7 @@ fn a_volcano_job_runs_as_a_gang_with_pytorch_ranks() {
             "outputs": {"parameters": [{"name": "phase",
                 "valueFrom": {"jsonPath": "{.status.state.phase}"}}]}}]}});
     let t0 = Instant::now();
-    submit(&s, "default", wf);
+    s.submit("default", wf);
     let done = s.wait("default", "train", Duration::from_secs(40));
     assert_eq!(done["status"]["phase"], "Succeeded", "{done}");
     assert!(
@@ -375,7 +343,7 @@ fn a_volcano_job_runs_as_a_gang_with_pytorch_ranks() {
         "arguments": {"parameters": [{"name": "ticket_id", "value": "T"}]},
         "templates": [{"name": "job", "resource": {"action": "create",
             "manifest": serde_json::to_string(&big).unwrap()}}]}});
-    submit(&s, "default", wf);
+    s.submit("default", wf);
     let done = s.wait("default", "big", Duration::from_secs(30));
     assert_eq!(done["status"]["phase"], "Failed", "{done}");
     let msg = node(&done, "big")["message"].as_str().unwrap().to_string();
@@ -451,7 +419,7 @@ fn dynamic_mig_repartitions_an_idle_gpu() {
         json!({"scheduling.volcano.sh/queue-name": "shared"}),
         0.0,
     );
-    submit(&s, "default", workflow("infer", &["a"], infer));
+    s.submit("default", workflow("infer", &["a"], infer));
     let done = s.wait("default", "infer", Duration::from_secs(30));
     assert_eq!(done["status"]["phase"], "Succeeded", "{done}");
     assert_eq!(placed(&done, "a").1, "0/0");
@@ -487,8 +455,7 @@ fn a_higher_priority_step_preempts_a_lower_one() {
         t["priorityClassName"] = json!(class);
         t
     };
-    submit(
-        &s,
+    s.submit(
         "default",
         workflow("low", &["a"], with_priority("batch", 60.0)),
     );
@@ -501,8 +468,7 @@ fn a_higher_priority_step_preempts_a_lower_one() {
         assert!(t0.elapsed() < Duration::from_secs(20));
         std::thread::sleep(Duration::from_millis(50));
     }
-    submit(
-        &s,
+    s.submit(
         "default",
         workflow("high", &["a"], with_priority("urgent", 0.0)),
     );
@@ -526,14 +492,14 @@ fn node_selectors_pick_nodes_of_the_cluster() {
     let s = Server::start(&home, &["--cluster", "onyx"]);
     let mut pinned = step(json!({"nvidia.com/gpu": 1}), json!({}), 0.0);
     pinned["nodeSelector"] = json!({"kubernetes.io/hostname": "gpu-r1-03"});
-    submit(&s, "default", workflow("pinned", &["a"], pinned));
+    s.submit("default", workflow("pinned", &["a"], pinned));
     let done = s.wait("default", "pinned", Duration::from_secs(30));
     assert_eq!(done["status"]["phase"], "Succeeded", "{done}");
     assert_eq!(node(&done, "a")["hostNodeName"], "gpu-r1-03");
     let mut nowhere = step(json!({}), json!({}), 0.0);
     nowhere["nodeSelector"] = json!({"onyx.dev/rack": "R9"});
-    submit(&s, "default", workflow("nowhere", &["a"], nowhere));
-    let why = message_with(&s, "default", "nowhere", "nodes are available");
+    s.submit("default", workflow("nowhere", &["a"], nowhere));
+    let why = s.message_with("default", "nowhere", "nodes are available");
     assert_eq!(
         why,
         "0/16 nodes are available: 16 node(s) didn't match Pod's node affinity/selector."

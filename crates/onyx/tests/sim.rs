@@ -1,6 +1,25 @@
 //! `onyx sim placement` on a small trace in the openb format.
 
-use std::process::Command;
+use std::process::{Command, Output};
+
+/// Run `onyx ARGS...`.
+fn onyx(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_onyx"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Run `onyx ARGS...`, which must succeed; its standard output.
+fn onyx_ok(args: &[&str]) -> String {
+    let out = onyx(args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
 
 #[test]
 fn placement_prints_the_curve_and_the_summary_line() {
@@ -25,27 +44,18 @@ fn placement_prints_the_curve_and_the_summary_line() {
     }
     std::fs::write(&pods, p).unwrap();
     for policy in ["random", "bestfit", "dotprod", "fgd", "onyx"] {
-        let out = Command::new(env!("CARGO_BIN_EXE_onyx"))
-            .args([
-                "sim",
-                "placement",
-                "--nodes",
-                nodes.to_str().unwrap(),
-                "--pods",
-                pods.to_str().unwrap(),
-                "--policy",
-                policy,
-                "--seed",
-                "42",
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let text = String::from_utf8_lossy(&out.stdout);
+        let text = onyx_ok(&[
+            "sim",
+            "placement",
+            "--nodes",
+            nodes.to_str().unwrap(),
+            "--pods",
+            pods.to_str().unwrap(),
+            "--policy",
+            policy,
+            "--seed",
+            "42",
+        ]);
         let last = text.lines().last().unwrap();
         assert!(
             last.starts_with("alloc_at_100=")
@@ -67,19 +77,16 @@ fn placement_prints_the_curve_and_the_summary_line() {
             .unwrap();
         assert!((0.0..=100.0).contains(&alloc));
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_onyx"))
-        .args([
-            "sim",
-            "placement",
-            "--nodes",
-            nodes.to_str().unwrap(),
-            "--pods",
-            pods.to_str().unwrap(),
-            "--policy",
-            "nope",
-        ])
-        .output()
-        .unwrap();
+    let out = onyx(&[
+        "sim",
+        "placement",
+        "--nodes",
+        nodes.to_str().unwrap(),
+        "--pods",
+        pods.to_str().unwrap(),
+        "--policy",
+        "nope",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr)
         .contains("unknown policy \"nope\": expected random, bestfit, dotprod, fgd or onyx"));
@@ -96,12 +103,9 @@ fn scenario_files_pass() {
         .collect();
     files.sort();
     assert!(files.len() >= 13, "scenario files are missing");
-    let out = Command::new(env!("CARGO_BIN_EXE_onyx"))
-        .arg("sim")
-        .arg("scenario")
-        .args(&files)
-        .output()
-        .unwrap();
+    let mut args = vec!["sim", "scenario"];
+    args.extend(files.iter().map(String::as_str));
+    let out = onyx(&args);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(
@@ -122,10 +126,7 @@ fn scenario_files_pass() {
         ),
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_onyx"))
-        .args(["sim", "scenario", wrong.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = onyx(&["sim", "scenario", wrong.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -151,25 +152,16 @@ fn jobs_replay_reports_waits_and_utilisation() {
     }
     std::fs::write(&trace, t).unwrap();
     for policy in ["fifo", "backfill", "fair"] {
-        let out = Command::new(env!("CARGO_BIN_EXE_onyx"))
-            .args([
-                "sim",
-                "jobs",
-                "--trace",
-                trace.to_str().unwrap(),
-                "--cluster",
-                "onyx",
-                "--policy",
-                policy,
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let text = String::from_utf8_lossy(&out.stdout);
+        let text = onyx_ok(&[
+            "sim",
+            "jobs",
+            "--trace",
+            trace.to_str().unwrap(),
+            "--cluster",
+            "onyx",
+            "--policy",
+            policy,
+        ]);
         assert!(
             text.starts_with("cluster=onyx nodes=16 gpus=128 jobs=40 refused=0\n"),
             "{text}"

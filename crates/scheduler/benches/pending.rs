@@ -56,16 +56,10 @@ fn main() {
             name: format!("p{i}"),
             namespace: "t".into(),
             group: String::new(),
-            task: String::new(),
             phase: "Pending".into(),
-            node: String::new(),
             requests: r,
-            priority_class: String::new(),
             preemptable: true,
-            node_selector: BTreeMap::new(),
-            queue: String::new(),
-            devices: Vec::new(),
-            tolerations: Vec::new(),
+            ..Default::default()
         });
     }
     let base = CURRENT.load(Ordering::Relaxed);

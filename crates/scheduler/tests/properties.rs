@@ -62,16 +62,10 @@ fn scenario() -> impl Strategy<Value = Scenario> {
                     name: format!("g{gi}-p{pi}"),
                     namespace: "t".into(),
                     group: format!("g{gi}"),
-                    task: String::new(),
                     phase: "Pending".into(),
-                    node: String::new(),
                     requests: req,
-                    priority_class: String::new(),
                     preemptable: true,
-                    node_selector: BTreeMap::new(),
-                    queue: String::new(),
-                    devices: Vec::new(),
-                    tolerations: Vec::new(),
+                    ..Default::default()
                 });
             }
         }

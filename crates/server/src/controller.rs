@@ -744,33 +744,34 @@ impl Run {
                     node_id,
                     pod_name,
                     template,
-                } if crate::jobs::volcano_manifest(&template).is_some() => {
-                    let manifest = crate::jobs::volcano_manifest(&template).unwrap_or_default();
-                    self.pods.insert(node_id.clone(), pod_name.clone());
-                    let tx = self.tx.clone();
-                    let job = crate::jobs::JobStart {
-                        namespace: self.namespace.clone(),
-                        workflow: self.name.clone(),
-                        node_id,
-                        pod_name,
-                        template,
-                        manifest,
-                    };
-                    tokio::spawn(self.ctl.pods.clone().run_job(job, move |ev| {
-                        let _ = tx.send(Cmd::Event(ev, None));
-                    }));
-                }
-                Action::Resource { node_id, .. } => {
-                    let _ = self.tx.send(Cmd::Event(
-                        Event::ResourceDone {
+                } => match crate::jobs::volcano_manifest(&template) {
+                    Some(manifest) => {
+                        self.pods.insert(node_id.clone(), pod_name.clone());
+                        let tx = self.tx.clone();
+                        let job = crate::jobs::JobStart {
+                            namespace: self.namespace.clone(),
+                            workflow: self.name.clone(),
                             node_id,
-                            phase_ok: false,
-                            message: "resource templates other than Volcano Jobs (batch.volcano.sh/v1alpha1) run under `onyx run`; the server does not run them yet".into(),
-                            outputs: Vec::new(),
-                        },
-                        None,
-                    ));
-                }
+                            pod_name,
+                            template,
+                            manifest,
+                        };
+                        tokio::spawn(self.ctl.pods.clone().run_job(job, move |ev| {
+                            let _ = tx.send(Cmd::Event(ev, None));
+                        }));
+                    }
+                    None => {
+                        let _ = self.tx.send(Cmd::Event(
+                            Event::ResourceDone {
+                                node_id,
+                                phase_ok: false,
+                                message: "resource templates other than Volcano Jobs (batch.volcano.sh/v1alpha1) run under `onyx run`; the server does not run them yet".into(),
+                                outputs: Vec::new(),
+                            },
+                            None,
+                        ));
+                    }
+                },
             }
         }
     }

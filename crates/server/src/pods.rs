@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use local_executor::durable::{probe, PodState};
 use local_executor::{Layout, PodInput};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use workflow_engine::{Event, PodRequest, PodResult};
 
 use crate::config::ServerConfig;
@@ -25,6 +25,9 @@ pub struct Pods {
     cancelled: std::sync::Mutex<std::collections::HashSet<String>>,
     /// The replica pods of each Volcano job, by the job's pod: killing the job kills them.
     job_pods: std::sync::Mutex<HashMap<String, Vec<String>>>,
+    /// Woken by every kill, so that a pod killed while its process was being started is
+    /// killed once it exists (scheduling cycles do not wake running pods).
+    kills: Notify,
     /// Pods killed to free their node (drain), with why: their result says so.
     evicted: std::sync::Mutex<HashMap<String, String>>,
     layout: Layout,
@@ -58,6 +61,7 @@ impl Pods {
             cancelled: std::sync::Mutex::new(std::collections::HashSet::new()),
             evicted: std::sync::Mutex::new(HashMap::new()),
             job_pods: std::sync::Mutex::new(HashMap::new()),
+            kills: Notify::new(),
             layout,
             exe: cfg.exe.clone(),
             global: limit(cfg.parallelism),
@@ -268,7 +272,7 @@ impl Pods {
         // `started` marker `kill` reads) is carried out here: `kill` wakes this loop.
         let pgid = child.id();
         loop {
-            let wake = self.cluster.changed().notified();
+            let wake = self.kills.notified();
             if self.cancelled.lock().expect("cancelled").remove(&pod) {
                 if let Some(id) = pgid {
                     local_executor::kill_group(id);
@@ -326,6 +330,7 @@ impl Pods {
                 .expect("cancelled")
                 .insert(pod.to_string());
             self.cluster.changed().notify_waiters();
+            self.kills.notify_waiters();
         }
         let started = self.pod_dir(pod).join("started");
         if let Some(pid) = std::fs::read_to_string(started)

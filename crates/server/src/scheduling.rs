@@ -881,14 +881,7 @@ impl Cluster {
                 ..Default::default()
             });
         }
-        // A queue no configuration names is refused by the scheduler as "no queue"; say which
-        // queues there are instead.
         s
-    }
-
-    /// Whether the queue exists.
-    pub fn has_queue(&self, name: &str) -> bool {
-        self.policy.queues.contains_key(name)
     }
 
     pub fn queue_names(&self) -> Vec<String> {

@@ -107,6 +107,39 @@ impl Server {
         (code, v)
     }
 
+    /// Submit a workflow to namespace `ns`; it must be accepted.
+    pub fn submit(&self, ns: &str, wf: Value) {
+        let (c, b) = self.call(
+            "POST",
+            &format!("/api/v1/workflows/{ns}"),
+            Some(serde_json::json!({"workflow": wf})),
+        );
+        assert_eq!(c, 200, "{b}");
+    }
+
+    /// Wait until some node of a workflow says `part` in its message; return the message.
+    pub fn message_with(&self, ns: &str, name: &str, part: &str) -> String {
+        let t0 = Instant::now();
+        loop {
+            let (_, w) = self.call("GET", &format!("/api/v1/workflows/{ns}/{name}"), None);
+            if let Some(m) = w["status"]["nodes"].as_object().and_then(|m| {
+                m.values().find_map(|n| {
+                    n["message"]
+                        .as_str()
+                        .filter(|m| m.contains(part))
+                        .map(String::from)
+                })
+            }) {
+                return m;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "no node of {name} said {part:?}: {w}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// A pod's main log, as one string.
     pub fn log(&self, ns: &str, workflow: &str, pod: &str) -> String {
         let url = format!(
