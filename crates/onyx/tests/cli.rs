@@ -312,3 +312,19 @@ fn ctrl_c_terminates_the_workflow_and_its_pods() {
     std::thread::sleep(std::time::Duration::from_secs(3));
     assert!(!marker.exists(), "the pod kept running after Ctrl-C");
 }
+
+/// Argo sets a pod's `nodeSelector` from the template when it has one and from the workflow
+/// otherwise; the two are never merged. Here the workflow's selector names no node, the
+/// template's names this one: the step runs. Without its own, the step waits until the deadline.
+#[test]
+fn template_node_selector_replaces_the_workflows() {
+    let h = home("selector");
+    let spec = "  entrypoint: main\n  activeDeadlineSeconds: 3\n  nodeSelector: {kubernetes.io/arch: no-such-arch}\n  templates:\n  - name: main\n";
+    let f = write(&h, "own.yaml", &format!("{HEAD}{spec}    nodeSelector: {{kubernetes.io/os: linux}}\n    container: {{image: argosay, args: [echo, ran]}}\n"));
+    let (code, wf) = run_json(&h, &[&f], &[]);
+    assert_eq!(code, 0, "{wf}");
+    let f = write(&h, "inherited.yaml", &format!("{HEAD}{spec}    container: {{image: argosay, args: [echo, ran]}}\n"));
+    let (code, wf) = run_json(&h, &[&f], &[]);
+    assert_eq!(code, 1, "{wf}");
+    assert_eq!(wf["status"]["phase"], "Failed");
+}

@@ -1747,18 +1747,14 @@ impl Engine {
         if self.config.shell_schedules {
             return None;
         }
-        let mut selector: BTreeMap<String, String> = self
-            .spec
-            .node_selector
-            .iter()
-            .map(|(k, v)| (k.clone(), v.0.clone()))
-            .collect();
-        selector.extend(
-            t.node_selector
-                .iter()
-                .map(|(k, v)| (k.clone(), v.0.clone())),
-        );
-        for (k, v) in &selector {
+        // Argo's rule (`addSchedulingConstraints`): a template's selector replaces the
+        // workflow's; the two are not merged.
+        let selector = if t.node_selector.is_empty() {
+            &self.spec.node_selector
+        } else {
+            &t.node_selector
+        };
+        for (k, v) in selector.iter().map(|(k, v)| (k, &v.0)) {
             if self.config.node_labels.get(k) != Some(v) {
                 return Some(format!("0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector ({k}={v})"));
             }
