@@ -505,3 +505,70 @@ fn node_selectors_pick_nodes_of_the_cluster() {
         "0/16 nodes are available: 16 node(s) didn't match Pod's node affinity/selector."
     );
 }
+
+/// Taints on a node group keep every pod off that node unless it tolerates them (Kubernetes'
+/// matching); a template's `tolerations` and `nodeSelector` replace the workflow's as a whole,
+/// as Argo sets them on the pod. Bad tolerations fail the step with the field at fault.
+#[test]
+fn taints_admit_only_pods_that_tolerate_them() {
+    let home = temp_home("sched-taints");
+    let cluster = cluster_file(&home, &[("a", 8, &[]), ("b", 8, &[])]);
+    let yaml = std::fs::read_to_string(&cluster).unwrap().replace(
+        "  - name: b\n",
+        "  - name: b\n    taints: [{key: dedicated, value: training, effect: NoSchedule}]\n",
+    );
+    std::fs::write(&cluster, yaml).unwrap();
+    let s = Server::start(&home, &["--cluster", cluster.to_str().unwrap()]);
+
+    // Pinned to the tainted node without a toleration: waits, and says why.
+    let mut plain = step(json!({"nvidia.com/gpu": 1}), json!({}), 0.0);
+    plain["nodeSelector"] = json!({"kubernetes.io/hostname": "b"});
+    s.submit("default", workflow("plain", &["a"], plain.clone()));
+    let why = s.message_with("default", "plain", "nodes are available");
+    assert!(
+        why.starts_with("0/2 nodes are available:")
+            && why.contains("1 node(s) had untolerated taint {dedicated: training}")
+            && why.contains("1 node(s) didn't match Pod's node affinity/selector"),
+        "{why}"
+    );
+
+    // The same step tolerating the taint runs there.
+    let mut tolerant = plain.clone();
+    tolerant["tolerations"] = json!([{"key": "dedicated", "operator": "Equal",
+        "value": "training", "effect": "NoSchedule"}]);
+    s.submit("default", workflow("tolerant", &["a"], tolerant));
+    let done = s.wait("default", "tolerant", Duration::from_secs(30));
+    assert_eq!(done["status"]["phase"], "Succeeded", "{done}");
+    assert_eq!(node(&done, "a")["hostNodeName"], "b");
+
+    // The workflow's toleration (Exists) applies to a template without its own; the template's
+    // selector (b) replaces the workflow's (a) instead of being merged with it.
+    let mut wf = workflow("defaults", &["a"], plain.clone());
+    wf["spec"]["tolerations"] = json!([{"key": "dedicated", "operator": "Exists"}]);
+    wf["spec"]["nodeSelector"] = json!({"kubernetes.io/hostname": "a"});
+    s.submit("default", wf);
+    let done = s.wait("default", "defaults", Duration::from_secs(30));
+    assert_eq!(done["status"]["phase"], "Succeeded", "{done}");
+    assert_eq!(node(&done, "a")["hostNodeName"], "b");
+
+    // Pods that ask for nothing skip the scheduling cycle but still keep off the tainted node.
+    let light = step(json!({}), json!({}), 0.0);
+    s.submit("default", workflow("light", &["a", "b", "c", "d"], light));
+    let done = s.wait("default", "light", Duration::from_secs(30));
+    assert_eq!(done["status"]["phase"], "Succeeded", "{done}");
+    for st in ["a", "b", "c", "d"] {
+        assert_eq!(node(&done, st)["hostNodeName"], "a", "{st}: {done}");
+    }
+
+    // A toleration Kubernetes would refuse fails the step and names the field.
+    let mut bad = plain;
+    bad["tolerations"] = json!([{"key": "dedicated", "operator": "Maybe"}]);
+    s.submit("default", workflow("bad", &["a"], bad));
+    let done = s.wait("default", "bad", Duration::from_secs(30));
+    assert_eq!(done["status"]["phase"], "Failed", "{done}");
+    let msg = node(&done, "a")["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("tolerations[0].operator: expected Equal or Exists, got \"Maybe\""),
+        "{done}"
+    );
+}

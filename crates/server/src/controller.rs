@@ -710,17 +710,10 @@ impl Run {
                     let tx = self.tx.clone();
                     let pods = self.ctl.pods.clone();
                     let spec = self.engine.spec();
-                    let selector = spec
-                        .node_selector
-                        .iter()
-                        .map(|(k, v)| (k.clone(), v.0.clone()))
-                        .collect();
                     let ask = crate::scheduling::ask_of(
                         &self.namespace,
                         &req.template,
-                        spec.scheduler_name.as_deref(),
-                        spec.pod_priority_class_name.as_deref(),
-                        &selector,
+                        &crate::scheduling::PodDefaults::of(spec),
                     );
                     tokio::spawn(pods.run(
                         self.namespace.clone(),

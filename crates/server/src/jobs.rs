@@ -14,7 +14,7 @@ use workflow_engine::{Event, PodRequest};
 use workflow_model::Template;
 
 use crate::pods::Pods;
-use crate::scheduling::{ask_of, GROUP_MIN_MEMBER, GROUP_NAME, QUEUE_NAME};
+use crate::scheduling::{ask_of, PodDefaults, GROUP_MIN_MEMBER, GROUP_NAME, QUEUE_NAME};
 
 /// The Volcano Job a resource template creates, if it creates one.
 pub fn volcano_manifest(t: &Template) -> Option<Value> {
@@ -50,6 +50,9 @@ fn replica_template(
     }
     if let Some(sel) = r.pod_spec.get("nodeSelector").filter(|s| s.is_object()) {
         t["nodeSelector"] = sel.clone();
+    }
+    if let Some(tol) = r.pod_spec.get("tolerations").filter(|t| t.is_array()) {
+        t["tolerations"] = tol.clone();
     }
     serde_json::from_value(t).map_err(|e| format!("task {}: {e}", r.task))
 }
@@ -107,7 +110,14 @@ impl Pods {
                 Ok(t) => t,
                 Err(e) => return report(done(false, format!("Volcano Job: {e}"), Vec::new())),
             };
-            let ask = ask_of(&namespace, &t, Some("volcano"), None, &Default::default());
+            let ask = ask_of(
+                &namespace,
+                &t,
+                &PodDefaults {
+                    scheduler_name: Some("volcano"),
+                    ..Default::default()
+                },
+            );
             let pod = format!("{pod_name}-{}-{}", r.task, r.index);
             pods.push(pod.clone());
             let req = PodRequest {

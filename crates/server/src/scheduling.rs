@@ -6,7 +6,7 @@
 //! Pods join the scheduler with what users already write for Volcano: `schedulerName: volcano`
 //! and the annotation `scheduling.k8s.io/group-name` make a gang (its size from
 //! `scheduling.volcano.sh/group-min-member`), `scheduling.volcano.sh/queue-name` picks a queue,
-//! `priorityClassName` a priority. The nodes are this machine (`--cluster local`: its GPUs and
+//! `priorityClassName` a priority, `nodeSelector` and `tolerations` the nodes it may use. The nodes are this machine (`--cluster local`: its GPUs and
 //! MIG instances through NVML, none is fine) or a cluster file's GPU nodes (`--cluster onyx`:
 //! the seed's 16 nodes, virtual; steps still run here).
 
@@ -14,12 +14,12 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use scheduler::{
-    GroupSpec, NodeSpec, PodSpec, PriorityClass, Quantity, QueueSpec, QueueUnit, Scenario,
-    TenantSpec,
+    GroupSpec, NodeSpec, PodSpec, PriorityClass, Quantity, QueueSpec, QueueUnit, Scenario, Taint,
+    TenantSpec, Toleration,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
-use workflow_model::Template;
+use workflow_model::{AnyString, Template, WorkflowSpec};
 
 pub const GROUP_NAME: &str = "scheduling.k8s.io/group-name";
 pub const GROUP_MIN_MEMBER: &str = "scheduling.volcano.sh/group-min-member";
@@ -38,6 +38,28 @@ pub struct Ask {
     pub requests: BTreeMap<String, String>,
     #[serde(default)]
     pub node_selector: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+}
+
+/// What a workflow's spec gives every pod unless the template says otherwise.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PodDefaults<'a> {
+    pub scheduler_name: Option<&'a str>,
+    pub priority_class: Option<&'a str>,
+    pub node_selector: Option<&'a BTreeMap<String, AnyString>>,
+    pub tolerations: &'a [serde_json::Value],
+}
+
+impl<'a> PodDefaults<'a> {
+    pub fn of(spec: &'a WorkflowSpec) -> PodDefaults<'a> {
+        PodDefaults {
+            scheduler_name: spec.scheduler_name.as_deref(),
+            priority_class: spec.pod_priority_class_name.as_deref(),
+            node_selector: Some(&spec.node_selector),
+            tolerations: &spec.tolerations,
+        }
+    }
 }
 
 /// What a pod was given: its node and devices. Written to the pod's directory so that a
@@ -204,15 +226,12 @@ fn annotation(t: &Template, key: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// What a pod of template `t` asks for. `scheduler_name` and `priority_class` are the
-/// workflow's defaults (`spec.schedulerName`, `spec.podPriorityClassName`).
-pub fn ask_of(
-    namespace: &str,
-    t: &Template,
-    scheduler_name: Option<&str>,
-    priority_class: Option<&str>,
-    node_selector: &BTreeMap<String, String>,
-) -> Result<Ask, String> {
+/// What a pod of template `t` asks for. Each of the template's scheduling fields replaces the
+/// workflow's default as a whole (Argo's `addSchedulingConstraints`: a template's
+/// `nodeSelector` or `tolerations` are not merged with the workflow's).
+pub fn ask_of(namespace: &str, t: &Template, defaults: &PodDefaults) -> Result<Ask, String> {
+    let scheduler_name = defaults.scheduler_name;
+    let priority_class = defaults.priority_class;
     let mut containers = Vec::new();
     if let Some(c) = &t.container {
         containers.push(c);
@@ -278,17 +297,56 @@ pub fn ask_of(
             .or(priority_class.map(str::to_string))
             .unwrap_or_default(),
         requests,
-        // The workflow's `spec.nodeSelector`, the template's on top (as Argo merges them).
-        node_selector: node_selector
-            .clone()
-            .into_iter()
-            .chain(
-                t.node_selector
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.0.clone())),
-            )
-            .collect(),
+        node_selector: match (&t.node_selector, defaults.node_selector) {
+            (own, Some(wf)) if own.is_empty() => wf,
+            (own, _) => own,
+        }
+        .iter()
+        .map(|(k, v)| (k.clone(), v.0.clone()))
+        .collect(),
+        tolerations: tolerations_of(if t.tolerations.is_empty() {
+            defaults.tolerations
+        } else {
+            &t.tolerations
+        })?,
     })
+}
+
+/// Kubernetes tolerations, each checked field by field.
+fn tolerations_of(list: &[serde_json::Value]) -> Result<Vec<Toleration>, String> {
+    list.iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let tol: Toleration = serde_json::from_value(v.clone())
+                .map_err(|e| format!("tolerations[{i}]: {e}"))?;
+            if !matches!(tol.operator.as_str(), "" | "Equal" | "Exists") {
+                return Err(format!(
+                    "tolerations[{i}].operator: expected Equal or Exists, got {:?}",
+                    tol.operator
+                ));
+            }
+            if tol.operator == "Exists" && !tol.value.is_empty() {
+                return Err(format!(
+                    "tolerations[{i}].value: must be empty when operator is Exists"
+                ));
+            }
+            if tol.key.is_empty() && tol.operator != "Exists" {
+                return Err(format!(
+                    "tolerations[{i}].operator: must be Exists when key is empty"
+                ));
+            }
+            if !matches!(
+                tol.effect.as_str(),
+                "" | "NoSchedule" | "PreferNoSchedule" | "NoExecute"
+            ) {
+                return Err(format!(
+                    "tolerations[{i}].effect: expected NoSchedule, PreferNoSchedule or NoExecute, got {:?}",
+                    tol.effect
+                ));
+            }
+            Ok(tol)
+        })
+        .collect()
 }
 
 impl Cluster {
@@ -387,8 +445,15 @@ impl Cluster {
                     l
                 },
                 unschedulable: false,
-                // The cluster model has no taints; cordoning is how a node is kept free.
-                taints: Vec::new(),
+                taints: group
+                    .taints
+                    .iter()
+                    .map(|t| Taint {
+                        key: t.key.clone(),
+                        value: t.value.clone(),
+                        effect: t.effect.as_str().to_string(),
+                    })
+                    .collect(),
             };
             let uuids = (0..gpus.count)
                 .map(|i| {
@@ -482,7 +547,9 @@ impl Cluster {
             return None;
         }
         (0..inner.nodes.len())
-            .filter(|i| !inner.cordoned[*i])
+            .filter(|i| {
+                !inner.cordoned[*i] && bars(&inner.nodes[*i].spec, &ask.tolerations).is_none()
+            })
             .min_by_key(|i| inner.light_load[*i])
     }
 
@@ -876,6 +943,7 @@ impl Cluster {
                 priority_class: p.ask.priority_class.clone(),
                 preemptable: true,
                 node_selector: p.ask.node_selector.clone(),
+                tolerations: p.ask.tolerations.clone(),
                 queue: p.ask.queue.clone(),
                 devices,
                 ..Default::default()
@@ -887,6 +955,13 @@ impl Cluster {
     pub fn queue_names(&self) -> Vec<String> {
         self.policy.queues.keys().cloned().collect()
     }
+}
+
+/// A taint of the node that bars a pod with these tolerations (`PreferNoSchedule` bars none).
+fn bars<'a>(node: &'a NodeSpec, tolerations: &[Toleration]) -> Option<&'a Taint> {
+    node.taints
+        .iter()
+        .find(|t| t.effect != "PreferNoSchedule" && !tolerations.iter().any(|tol| tol.tolerates(t)))
 }
 
 fn gpu_equivalents(requests: &BTreeMap<String, String>) -> f64 {

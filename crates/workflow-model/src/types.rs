@@ -127,6 +127,9 @@ pub struct WorkflowSpec {
     pub volumes: Vec<Value>,
     pub volume_claim_templates: Vec<Value>,
     pub node_selector: BTreeMap<String, AnyString>,
+    /// Kubernetes tolerations for every pod (a template's own replace these).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Value>,
     pub workflow_metadata: Option<Value>,
     pub archive_logs: Option<bool>,
     pub pod_spec_patch: Option<String>,
@@ -333,6 +336,8 @@ pub struct Template {
     pub parallelism: Option<i64>,
     pub fail_fast: Option<bool>,
     pub node_selector: BTreeMap<String, AnyString>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Value>,
     pub synchronization: Option<Synchronization>,
     pub memoize: Option<Memoize>,
     pub timeout: Option<String>,
