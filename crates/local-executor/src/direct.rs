@@ -42,10 +42,112 @@ fn under(path: &str, dir: &str) -> bool {
     path == dir || path.strip_prefix(dir).is_some_and(|r| r.starts_with('/'))
 }
 
+/// Private roots reused from pod to pod. A root is an overlay's writable layer with the fresh
+/// directories made opaque, its work directory and a mount point; making and deleting those
+/// dozen inodes per pod on ext4 cost more than the pod itself (ext4 scans past recently
+/// deleted inodes to allocate new ones). A finished pod's slot is emptied of what the pod wrote
+/// and handed to the next pod; a slot that cannot be brought back to its skeleton is deleted.
+pub struct Sandboxes {
+    base: PathBuf,
+    free: std::sync::Mutex<Vec<PathBuf>>,
+    made: std::sync::atomic::AtomicUsize,
+}
+
+/// What a slot's writable layer holds between pods (paths relative to it).
+const SKELETON: &[&str] = &["tmp", "var", "var/tmp", "mnt", ".onyx-home"];
+
+impl Sandboxes {
+    /// Slots live under `home/sandboxes/<pid>`; those of processes that are gone are removed.
+    pub fn new(home: &Path) -> Sandboxes {
+        let root = home.join("sandboxes");
+        if let Ok(entries) = fs::read_dir(&root) {
+            for e in entries.flatten() {
+                let alive = e
+                    .file_name()
+                    .to_str()
+                    .and_then(|n| n.parse::<i32>().ok())
+                    .is_some_and(|pid| {
+                        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+                    });
+                if !alive {
+                    let _ = fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        Sandboxes {
+            base: root.join(std::process::id().to_string()),
+            free: std::sync::Mutex::new(Vec::new()),
+            made: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    fn take(&self) -> std::io::Result<PathBuf> {
+        if let Some(slot) = self.free.lock().expect("sandboxes").pop() {
+            return Ok(slot);
+        }
+        let k = self.made.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let slot = self.base.join(k.to_string());
+        let upper = slot.join("upper");
+        for d in [&upper, &slot.join("work"), &slot.join("root")] {
+            fs::create_dir_all(d)?;
+        }
+        // Fresh directories are opaque directories of the writable layer: they hide the host's
+        // content without a scratch directory and a bind mount each.
+        for target in FRESH {
+            let d = upper.join(target.trim_start_matches('/'));
+            fs::create_dir_all(&d)?;
+            xattr::set(&d, "trusted.overlay.opaque", b"y")?;
+        }
+        fs::create_dir_all(upper.join(IN_ROOT_HOME.trim_start_matches('/')))?;
+        Self::reset_modes(&upper)?;
+        Ok(slot)
+    }
+
+    fn reset_modes(upper: &Path) -> std::io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        for (d, mode) in [("tmp", 0o1777), ("var/tmp", 0o1777), ("mnt", 0o755)] {
+            fs::set_permissions(upper.join(d), fs::Permissions::from_mode(mode))?;
+        }
+        Ok(())
+    }
+
+    /// Give a slot back once its pod has exited: whatever the pod wrote goes, the skeleton stays.
+    fn give_back(&self, slot: PathBuf) {
+        let upper = slot.join("upper");
+        if Self::empty_to_skeleton(&upper, Path::new("")).is_ok()
+            && Self::reset_modes(&upper).is_ok()
+        {
+            self.free.lock().expect("sandboxes").push(slot);
+        } else {
+            let _ = fs::remove_dir_all(&slot);
+        }
+    }
+
+    fn empty_to_skeleton(dir: &Path, rel: &Path) -> std::io::Result<()> {
+        for e in fs::read_dir(dir.join(rel))? {
+            let e = e?;
+            let r = rel.join(e.file_name());
+            let keep = r.to_str().is_some_and(|r| SKELETON.contains(&r));
+            let ty = e.file_type()?;
+            if keep && ty.is_dir() {
+                Self::empty_to_skeleton(dir, &r)?;
+            } else if keep {
+                // A skeleton directory the pod replaced (removed, or a whiteout): not reusable.
+                return Err(std::io::Error::other("skeleton changed"));
+            } else if ty.is_dir() {
+                fs::remove_dir_all(e.path())?;
+            } else {
+                fs::remove_file(e.path())?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Where a container path is on the host.
 struct Layout {
     isolated: bool,
-    dir: PathBuf,
+    upper: PathBuf,
     mounts: Vec<(String, PathBuf)>,
 }
 
@@ -64,7 +166,7 @@ impl Layout {
             Some((target, source)) => {
                 source.join(path[target.trim_end_matches('/').len()..].trim_start_matches('/'))
             }
-            None => self.dir.join("upper").join(path.trim_start_matches('/')),
+            None => self.upper.join(path.trim_start_matches('/')),
         }
     }
 }
@@ -93,6 +195,8 @@ pub struct DirectPod {
     pub child: Child,
     layout: Layout,
     spec: PodSpec,
+    /// The private root's slot and where it goes back to.
+    slot: Option<(PathBuf, std::sync::Arc<Sandboxes>)>,
 }
 
 fn cstr(p: &Path) -> std::io::Result<CString> {
@@ -100,8 +204,13 @@ fn cstr(p: &Path) -> std::io::Result<CString> {
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
 }
 
-/// Stage the inputs and start the pod's only container.
-pub fn start(spec: &PodSpec, dir: &Path) -> Result<DirectPod, DirectError> {
+/// Stage the inputs and start the pod's only container, in a private root from `sandboxes`
+/// when this process may make one (root, and `ONYX_NO_SANDBOX` unset).
+pub fn start(
+    spec: &PodSpec,
+    dir: &Path,
+    sandboxes: &std::sync::Arc<Sandboxes>,
+) -> Result<DirectPod, DirectError> {
     let c = spec.main[0].clone();
     let isolated =
         nix::unistd::Uid::effective().is_root() && std::env::var_os("ONYX_NO_SANDBOX").is_none();
@@ -109,36 +218,28 @@ pub fn start(spec: &PodSpec, dir: &Path) -> Result<DirectPod, DirectError> {
     for m in &c.mounts {
         mounts.push((m.target.clone(), m.source.clone()));
     }
+    let slot = if isolated {
+        Some(sandboxes.take()?)
+    } else {
+        None
+    };
+    // From here on a failure gives the slot back.
+    let guard = SlotGuard(slot.clone().map(|s| (s, sandboxes.clone())));
+    let slot_dir = slot.unwrap_or_default();
     let layout = Layout {
         isolated,
-        dir: dir.to_path_buf(),
+        upper: slot_dir.join("upper"),
         mounts,
     };
-    let upper = dir.join("upper");
-    let work = dir.join("work-ovl");
-    let root = dir.join("root");
+    let upper = slot_dir.join("upper");
+    let work = slot_dir.join("work");
+    let root = slot_dir.join("root");
     if isolated {
-        for d in [&upper, &work, &root] {
-            fs::create_dir_all(d)?;
-        }
-        // Fresh directories are opaque directories of the writable layer: they hide the host's
-        // content without a scratch directory and a bind mount each (fewer inodes made and
-        // deleted per pod, fewer mounts to tear down).
-        for target in FRESH {
-            let d = upper.join(target.trim_start_matches('/'));
-            fs::create_dir_all(&d)?;
-            xattr::set(&d, "trusted.overlay.opaque", b"y")?;
-            if *target != "/mnt" {
-                use std::os::unix::fs::PermissionsExt;
-                fs::set_permissions(&d, fs::Permissions::from_mode(0o1777))?;
-            }
-        }
         for (target, source) in &layout.mounts {
             fs::create_dir_all(source)?;
             // The mount point, made in the writable layer so the merged root has it.
             fs::create_dir_all(upper.join(target.trim_start_matches('/')))?;
         }
-        fs::create_dir_all(upper.join(IN_ROOT_HOME.trim_start_matches('/')))?;
     }
     // Inputs go straight to where the pod will see them.
     crate::pod::stage_inputs(spec, &dir.join("scratch"), |p| layout.host_path(p))
@@ -274,7 +375,25 @@ pub fn start(spec: &PodSpec, dir: &Path) -> Result<DirectPod, DirectError> {
         child,
         layout,
         spec: spec.clone(),
+        slot: guard.disarm(),
     })
+}
+
+/// Gives a slot back unless disarmed (a start that failed half-way).
+struct SlotGuard(Option<(PathBuf, std::sync::Arc<Sandboxes>)>);
+
+impl SlotGuard {
+    fn disarm(mut self) -> Option<(PathBuf, std::sync::Arc<Sandboxes>)> {
+        self.0.take()
+    }
+}
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        if let Some((slot, pool)) = self.0.take() {
+            pool.give_back(slot);
+        }
+    }
 }
 
 /// Wait for the pod, collect its outputs and write `result.json`.
@@ -331,6 +450,12 @@ pub fn finish(mut pod: DirectPod, dir: &Path) -> PodOutcome {
     let tmp = dir.join("result.json.tmp");
     if fs::write(&tmp, serde_json::to_vec(&outcome).unwrap_or_default()).is_ok() {
         let _ = fs::rename(&tmp, dir.join("result.json"));
+    }
+    if let Some((slot, pool)) = pod.slot.take() {
+        // What the pod left running dies with it (as its container would), so that nothing
+        // writes into the slot once it is the next pod's.
+        crate::pod::kill_group(pod.child.id());
+        pool.give_back(slot);
     }
     outcome
 }

@@ -103,6 +103,7 @@ pub fn run(
 ) -> anyhow::Result<RunOutcome> {
     let layout = Layout::new(opts.home.clone());
     layout.install_stand_ins()?;
+    let sandboxes = Arc::new(local_executor::direct::Sandboxes::new(&opts.home));
     // Config maps visible to the engine: those loaded plus those resources created.
     let mut store = (*shared.store).clone();
     store.config_maps.extend(shared.objects.config_maps());
@@ -129,6 +130,7 @@ pub fn run(
     let mut ctx = Dispatch {
         shared: shared.clone(),
         layout,
+        sandboxes,
         tx: tx.clone(),
         opts: opts.clone(),
         workflow: name.to_string(),
@@ -246,6 +248,7 @@ fn supplied_defaults(
 struct Dispatch {
     shared: Arc<Shared>,
     layout: Layout,
+    sandboxes: Arc<local_executor::direct::Sandboxes>,
     tx: Sender<Event>,
     opts: RunOptions,
     workflow: String,
@@ -298,7 +301,7 @@ impl Dispatch {
                     // Single-container pods start directly; others (and any direct start that
                     // fails to set up) go through the `onyx exec-pod` wrapper.
                     if local_executor::direct::eligible(&spec) {
-                        match local_executor::direct::start(&spec, &dir) {
+                        match local_executor::direct::start(&spec, &dir, &self.sandboxes) {
                             Ok(pod) => {
                                 pids.insert(node_id.clone(), pod.child.id());
                                 let _ = self.tx.send(Event::PodRunning {

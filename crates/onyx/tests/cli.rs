@@ -323,8 +323,45 @@ fn template_node_selector_replaces_the_workflows() {
     let f = write(&h, "own.yaml", &format!("{HEAD}{spec}    nodeSelector: {{kubernetes.io/os: linux}}\n    container: {{image: argosay, args: [echo, ran]}}\n"));
     let (code, wf) = run_json(&h, &[&f], &[]);
     assert_eq!(code, 0, "{wf}");
-    let f = write(&h, "inherited.yaml", &format!("{HEAD}{spec}    container: {{image: argosay, args: [echo, ran]}}\n"));
+    let f = write(
+        &h,
+        "inherited.yaml",
+        &format!("{HEAD}{spec}    container: {{image: argosay, args: [echo, ran]}}\n"),
+    );
     let (code, wf) = run_json(&h, &[&f], &[]);
     assert_eq!(code, 1, "{wf}");
     assert_eq!(wf["status"]["phase"], "Failed");
+}
+
+/// Pods get their private roots from reused slots: what one pod leaves in its fresh /tmp,
+/// /var/tmp or /mnt, or writes over the host's files, is gone for the next pod, and the fresh
+/// directories keep their modes. Only meaningful where pods are sandboxed (as root).
+#[test]
+fn reused_private_roots_start_empty() {
+    if !nix_is_root() || std::env::var_os("ONYX_NO_SANDBOX").is_some() {
+        eprintln!("skipped: pods are sandboxed only when run as root");
+        return;
+    }
+    let h = home("reuse");
+    let f = write(&h, "wf.yaml", &format!("{HEAD}  entrypoint: main\n  parallelism: 1\n  templates:\n  - name: main\n    steps:\n    - - {{name: dirty, template: dirty}}\n    - - {{name: check, template: check}}\n  - name: dirty\n    container: {{image: alpine, command: [sh, -c, 'echo x > /tmp/leak; echo x > /var/tmp/leak; mkdir /mnt/d; chmod 700 /tmp; echo x >> /etc/hosts.allow; mkdir -p /opt/onyx-leak']}}\n  - name: check\n    container: {{image: alpine, command: [sh, -c, 'ls -A /tmp /var/tmp /mnt; stat -c %a /tmp /var/tmp; test -e /opt/onyx-leak && echo leaked; cat /etc/hosts.allow 2>/dev/null | grep -c x; true']}}\n"));
+    let (code, wf) = run_json(&h, &[&f], &[]);
+    assert_eq!(code, 0, "{wf}");
+    let out = node(&wf, "check")["outputs"]["result"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let host_x = std::fs::read_to_string("/etc/hosts.allow")
+        .map(|s| s.lines().filter(|l| l.contains('x')).count())
+        .unwrap_or(0);
+    assert_eq!(
+        out,
+        format!("/mnt:\n\n/tmp:\n\n/var/tmp:\n1777\n1777\n{host_x}"),
+        "{wf}"
+    );
+}
+
+fn nix_is_root() -> bool {
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
 }
