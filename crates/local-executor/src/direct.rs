@@ -16,6 +16,7 @@ use std::process::{Child, Command, Stdio};
 
 use crate::artifacts;
 use crate::pod::{PodOutcome, PodSpec};
+use crate::spawn;
 
 /// Directories a pod gets fresh and empty, with where they live on the host.
 const FRESH: &[&str] = &["/tmp", "/var/tmp", "/mnt"];
@@ -192,7 +193,7 @@ impl From<std::ffi::NulError> for DirectError {
 }
 
 pub struct DirectPod {
-    pub child: Child,
+    proc: Proc,
     layout: Layout,
     spec: PodSpec,
     /// The private root's slot and where it goes back to.
@@ -282,27 +283,15 @@ pub fn start(
     let Some(program) = program else {
         return Err(DirectError::CommandNotFound(prog.clone()));
     };
-    let mut cmd = Command::new(&program);
-    cmd.arg0(prog)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(stdout_file)
-        .stderr(stderr_file)
-        .process_group(0);
-    cmd.env("PATH", &pod_path);
-    for (k, v) in &c.env {
-        cmd.env(k, v);
-    }
-    let workdir_c = CString::new(workdir.clone())
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    if isolated {
-        // Everything the child needs, prepared before the fork: it must not allocate.
-        let opts = CString::new(format!(
-            "lowerdir=/,upperdir={},workdir={}",
-            upper.display(),
-            work.display()
-        ))?;
-        let root_c = cstr(&root)?;
+    let proc = if isolated {
+        // The argv and environment the pod gets: ours, with its PATH and its own variables.
+        let mut env: Vec<(std::ffi::OsString, std::ffi::OsString)> =
+            std::env::vars_os().filter(|(k, _)| k != "PATH").collect();
+        env.push(("PATH".into(), pod_path.clone().into()));
+        for (k, v) in &c.env {
+            env.retain(|(x, _)| x.as_os_str() != std::ffi::OsStr::new(k));
+            env.push((k.into(), v.into()));
+        }
         let mut binds: Vec<(CString, CString, bool)> = Vec::new();
         for (target, source) in &layout.mounts {
             binds.push((
@@ -324,59 +313,82 @@ pub fn start(
                 binds.push((CString::new(f)?, cstr(&root.join(&f[1..]))?, false));
             }
         }
-        // SAFETY: the closure only makes system calls on data prepared above.
-        unsafe {
-            cmd.pre_exec(move || {
-                use nix::mount::{mount, MsFlags};
-                use nix::sched::{unshare, CloneFlags};
-                let io = |e: nix::Error| std::io::Error::from_raw_os_error(e as i32);
-                unshare(CloneFlags::CLONE_NEWNS).map_err(io)?;
-                mount(
-                    None::<&str>,
-                    "/",
-                    None::<&str>,
-                    MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-                    None::<&str>,
-                )
-                .map_err(io)?;
-                mount(
-                    Some("overlay"),
-                    root_c.as_c_str(),
-                    Some("overlay"),
-                    MsFlags::empty(),
-                    Some(opts.as_c_str()),
-                )
-                .map_err(io)?;
-                for (src, dst, rec) in &binds {
-                    let flags = if *rec {
-                        MsFlags::MS_BIND | MsFlags::MS_REC
-                    } else {
-                        MsFlags::MS_BIND
-                    };
-                    mount(
-                        Some(src.as_c_str()),
-                        dst.as_c_str(),
-                        None::<&str>,
-                        flags,
-                        None::<&str>,
-                    )
-                    .map_err(io)?;
-                }
-                nix::unistd::chroot(root_c.as_c_str()).map_err(io)?;
-                nix::unistd::chdir(workdir_c.as_c_str()).map_err(io)?;
-                Ok(())
-            });
-        }
+        let plan = spawn::Plan {
+            program: cstr(Path::new(&program))?,
+            argv: std::iter::once(prog.as_str())
+                .chain(args.iter().map(String::as_str))
+                .map(CString::new)
+                .collect::<Result<_, _>>()?,
+            envp: env
+                .into_iter()
+                .map(|(k, v)| {
+                    let mut kv = k.into_encoded_bytes();
+                    kv.push(b'=');
+                    kv.extend(v.into_encoded_bytes());
+                    CString::new(kv)
+                })
+                .collect::<Result<_, _>>()?,
+            stdout: stdout_file,
+            stderr: stderr_file,
+            overlay: CString::new(format!(
+                "lowerdir=/,upperdir={},workdir={}",
+                upper.display(),
+                work.display()
+            ))?,
+            root: cstr(&root)?,
+            binds,
+            workdir: CString::new(workdir.clone())?,
+        };
+        Proc::Raw(spawn::spawn_in_private_root(&plan)?)
     } else {
-        cmd.current_dir(&workdir);
-    }
-    let child = cmd.spawn()?;
+        let mut cmd = Command::new(&program);
+        cmd.arg0(prog)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(stdout_file)
+            .stderr(stderr_file)
+            .process_group(0)
+            .current_dir(&workdir);
+        cmd.env("PATH", &pod_path);
+        for (k, v) in &c.env {
+            cmd.env(k, v);
+        }
+        Proc::Std(cmd.spawn()?)
+    };
     Ok(DirectPod {
-        child,
+        proc,
         layout,
         spec: spec.clone(),
         slot: guard.disarm(),
     })
+}
+
+/// A started pod's process: through the standard library, or cloned into its private root.
+enum Proc {
+    Std(Child),
+    Raw(i32),
+}
+
+impl DirectPod {
+    /// The pod's process id, which is also its process group.
+    pub fn id(&self) -> u32 {
+        match &self.proc {
+            Proc::Std(c) => c.id(),
+            Proc::Raw(pid) => *pid as u32,
+        }
+    }
+
+    /// Wait for the pod's process; its exit code, or 128 + the signal that killed it.
+    fn wait(&mut self) -> i32 {
+        use std::os::unix::process::ExitStatusExt;
+        match &mut self.proc {
+            Proc::Std(c) => match c.wait() {
+                Ok(s) => s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(9)),
+                Err(_) => 1,
+            },
+            Proc::Raw(pid) => spawn::wait(*pid),
+        }
+    }
 }
 
 /// Gives a slot back unless disarmed (a start that failed half-way).
@@ -398,12 +410,7 @@ impl Drop for SlotGuard {
 
 /// Wait for the pod, collect its outputs and write `result.json`.
 pub fn finish(mut pod: DirectPod, dir: &Path) -> PodOutcome {
-    let status = pod.child.wait();
-    use std::os::unix::process::ExitStatusExt;
-    let code = match status {
-        Ok(s) => s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(9)),
-        Err(_) => 1,
-    };
+    let code = pod.wait();
     let mut outcome = PodOutcome {
         exit_code: Some(code),
         ..Default::default()
@@ -454,7 +461,7 @@ pub fn finish(mut pod: DirectPod, dir: &Path) -> PodOutcome {
     if let Some((slot, pool)) = pod.slot.take() {
         // What the pod left running dies with it (as its container would), so that nothing
         // writes into the slot once it is the next pod's.
-        crate::pod::kill_group(pod.child.id());
+        crate::pod::kill_group(pod.id());
         pool.give_back(slot);
     }
     outcome

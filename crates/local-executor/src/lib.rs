@@ -19,5 +19,6 @@ pub mod durable;
 pub mod images;
 mod pod;
 pub mod resource;
+mod spawn;
 
 pub use pod::*;

@@ -303,7 +303,7 @@ impl Dispatch {
                     if local_executor::direct::eligible(&spec) {
                         match local_executor::direct::start(&spec, &dir, &self.sandboxes) {
                             Ok(pod) => {
-                                pids.insert(node_id.clone(), pod.child.id());
+                                pids.insert(node_id.clone(), pod.id());
                                 let _ = self.tx.send(Event::PodRunning {
                                     node_id: node_id.clone(),
                                     host: None,
