@@ -313,10 +313,19 @@ pub fn start(
                 binds.push((CString::new(f)?, cstr(&root.join(&f[1..]))?, false));
             }
         }
+        // Inside the root ONYX's home is at `/.onyx-home` (a home under /tmp would be hidden
+        // by the pod's fresh /tmp): paths into it (scripts, stand-ins) point there.
+        let home_s = spec.home.display().to_string();
+        let in_root = |a: &str| match a.strip_prefix(&home_s) {
+            Some(rest) if rest.is_empty() || rest.starts_with('/') => {
+                format!("{IN_ROOT_HOME}{rest}")
+            }
+            _ => a.to_string(),
+        };
         let plan = spawn::Plan {
-            program: cstr(Path::new(&program))?,
-            argv: std::iter::once(prog.as_str())
-                .chain(args.iter().map(String::as_str))
+            program: CString::new(in_root(&program))?,
+            argv: std::iter::once(in_root(prog))
+                .chain(args.iter().map(|a| in_root(a)))
                 .map(CString::new)
                 .collect::<Result<_, _>>()?,
             envp: env

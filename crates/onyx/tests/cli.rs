@@ -365,3 +365,24 @@ fn nix_is_root() -> bool {
         .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
         .unwrap_or(false)
 }
+
+/// A pod's fresh /tmp hides the host's: with ONYX's home under /tmp, scripts and the argosay
+/// stand-in (files in the home) are still found, at the home's place inside the pod's root.
+#[test]
+fn a_home_under_tmp_still_runs_scripts() {
+    let h = home("tmp-home");
+    let state = std::env::temp_dir().join(format!("onyx-cli-home-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    let f = write(&h, "wf.yaml", &format!("{HEAD}  entrypoint: main\n  templates:\n  - name: main\n    steps:\n    - - {{name: script, template: script}}\n      - {{name: say, template: say}}\n  - name: script\n    script: {{image: debian, command: [sh], source: 'echo from-script'}}\n  - name: say\n    container: {{image: argoproj/argosay:v2, args: [echo, from-argosay]}}\n"));
+    let out = Command::new(env!("CARGO_BIN_EXE_onyx"))
+        .args(["run", "-o", "json", f.to_str().unwrap()])
+        .env("ONYX_HOME", &state)
+        .output()
+        .expect("onyx runs");
+    let _ = std::fs::remove_dir_all(&state);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let wf: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(out.status.code(), Some(0), "{wf}");
+    assert_eq!(node(&wf, "script")["outputs"]["result"], "from-script");
+    assert_eq!(node(&wf, "say")["outputs"]["result"], "from-argosay");
+}
