@@ -54,19 +54,28 @@ pub struct Sandboxes {
     made: std::sync::atomic::AtomicUsize,
 }
 
+impl Drop for Sandboxes {
+    /// Every slot is back (pods hold the pool until they give theirs back): remove them all.
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.base);
+    }
+}
+
 /// What a slot's writable layer holds between pods (paths relative to it).
 const SKELETON: &[&str] = &["tmp", "var", "var/tmp", "mnt", ".onyx-home"];
 
 impl Sandboxes {
-    /// Slots live under `home/sandboxes/<pid>`; those of processes that are gone are removed.
+    /// Slots live under `home/sandboxes/<pid>-<n>`, one folder per pool (a process may run
+    /// several workflows, each with its pool); those of processes that are gone are removed.
     pub fn new(home: &Path) -> Sandboxes {
+        static POOLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let root = home.join("sandboxes");
         if let Ok(entries) = fs::read_dir(&root) {
             for e in entries.flatten() {
                 let alive = e
                     .file_name()
                     .to_str()
-                    .and_then(|n| n.parse::<i32>().ok())
+                    .and_then(|n| n.split('-').next()?.parse::<i32>().ok())
                     .is_some_and(|pid| {
                         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
                     });
@@ -76,7 +85,11 @@ impl Sandboxes {
             }
         }
         Sandboxes {
-            base: root.join(std::process::id().to_string()),
+            base: root.join(format!(
+                "{}-{}",
+                std::process::id(),
+                POOLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            )),
             free: std::sync::Mutex::new(Vec::new()),
             made: std::sync::atomic::AtomicUsize::new(0),
         }
@@ -474,4 +487,39 @@ pub fn finish(mut pod: DirectPod, dir: &Path) -> PodOutcome {
         pool.give_back(slot);
     }
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two workflows run by one process (the conformance runner, the server) never share a
+    /// slot: each pool has its own folder, and a dropped pool leaves nothing behind.
+    #[test]
+    fn pools_of_one_process_are_apart_and_clean_up() {
+        let home = std::env::temp_dir().join(format!("onyx-pools-{}", std::process::id()));
+        let a = Sandboxes::new(&home);
+        let b = Sandboxes::new(&home);
+        assert_ne!(a.base, b.base);
+        if !nix::unistd::Uid::effective().is_root() {
+            eprintln!("skipped the slot half: the opaque-directory xattr needs root");
+            return;
+        }
+        let (sa, sb) = (a.take().unwrap(), b.take().unwrap());
+        assert_ne!(sa, sb);
+        fs::write(sa.join("upper/tmp/left-over"), "x").unwrap();
+        fs::create_dir_all(sa.join("upper/etc")).unwrap();
+        a.give_back(sa.clone());
+        let again = a.take().unwrap();
+        assert_eq!(again, sa, "an emptied slot is reused");
+        assert!(!again.join("upper/tmp/left-over").exists());
+        assert!(!again.join("upper/etc").exists());
+        assert!(again.join("upper/var/tmp").is_dir());
+        a.give_back(again);
+        let base = a.base.clone();
+        drop(a);
+        assert!(!base.exists());
+        drop(b);
+        let _ = fs::remove_dir_all(&home);
+    }
 }
