@@ -572,3 +572,68 @@ fn taints_admit_only_pods_that_tolerate_them() {
         "{done}"
     );
 }
+
+/// Hierarchical queues from the configuration (`parent`): the parent's capability bounds its
+/// children together, a pod in a parent queue is refused as Volcano refuses it, and a server
+/// whose queues form a cycle does not start.
+#[test]
+fn hierarchical_queues_from_the_configuration() {
+    let home = temp_home("sched-queue-tree");
+    let cluster = cluster_file(&home, &[("n1", 2, &[])]);
+    let tree = "[queues.team]\ncapability_gpus = 1\n[queues.team-a]\nparent = \"team\"\n[queues.team-b]\nparent = \"team\"\n";
+    let s = start_with_config(&home, &cluster, tree);
+    let (_, q) = s.call("GET", "/api/v1/onyx/queues/team-a", None);
+    assert_eq!(q["parent"], "team", "{q}");
+    // team-a and team-b share team's one GPU: their steps run one after the other.
+    let in_queue = |q: &str| {
+        step(
+            json!({"nvidia.com/gpu": 1}),
+            json!({"scheduling.volcano.sh/queue-name": q}),
+            1.0,
+        )
+    };
+    s.submit("default", workflow("a", &["s"], in_queue("team-a")));
+    s.submit("default", workflow("b", &["s"], in_queue("team-b")));
+    let why = s.message_with("default", "b", "capability");
+    assert!(why.starts_with("queue team is at its capability"), "{why}");
+    let (a, b) = (
+        s.wait("default", "a", Duration::from_secs(30)),
+        s.wait("default", "b", Duration::from_secs(30)),
+    );
+    assert_eq!(a["status"]["phase"], "Succeeded", "{a}");
+    assert_eq!(b["status"]["phase"], "Succeeded", "{b}");
+    let (_, ta, _) = placed(&a, "s");
+    let (_, tb, _) = placed(&b, "s");
+    assert!(!ta.is_empty() && !tb.is_empty());
+    // A pod in the parent queue itself is refused with Volcano's rule.
+    s.submit("default", workflow("parent", &["s"], in_queue("team")));
+    let done = s.wait("default", "parent", Duration::from_secs(30));
+    assert_eq!(done["status"]["phase"], "Failed", "{done}");
+    let msg = node(&done, "s")["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("queue team has child queues: jobs can only be submitted to leaf queues"),
+        "{done}"
+    );
+    drop(s);
+
+    // Queues that form a cycle: the server refuses to start and says why.
+    let path = home.join("cycle.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "home = {:?}\n[queues.p]\nparent = \"q\"\n[queues.q]\nparent = \"p\"\n",
+            home.join("state2")
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_onyx"))
+        .args(["server", "--listen", "127.0.0.1:0", "--cluster"])
+        .arg(&cluster)
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .expect("onyx server runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("its parents form a cycle"), "{err}");
+}

@@ -110,10 +110,14 @@ struct Group {
 struct Queue {
     name: String,
     weight: u32,
+    /// Its own `capability`, else its nearest ancestor's (Volcano's inheritance).
     capability_gpu: Option<i64>,
     deserved_gpu: Option<i64>,
     reclaimable: bool,
     unit: QueueUnit,
+    /// Hierarchical queues: the parent (`None`: under the implicit root) and the children.
+    parent: Option<usize>,
+    children: Vec<usize>,
 }
 
 struct Tenant {
@@ -207,6 +211,97 @@ struct State {
     total: [i128; 3],
 }
 
+/// Hierarchical queues (Volcano's `capacity` plugin with `enableHierarchy`): every queue hangs
+/// under an implicit `root` (`parent: ""` or `root`). A child's capability may not exceed its
+/// parent's and is inherited when unset; the children's `deserved` may not add up to more than
+/// their parent's.
+fn link_queue_tree(queues: &mut [Queue], specs: &[QueueSpec]) -> Result<(), ScenarioError> {
+    let bad = |m: String| ScenarioError::Invalid(m);
+    for spec in specs {
+        if spec.parent.is_empty() || spec.parent == "root" {
+            continue;
+        }
+        let q = queues
+            .iter()
+            .position(|x| x.name == spec.name)
+            .expect("every spec is a queue");
+        let p = queues
+            .iter()
+            .position(|x| x.name == spec.parent)
+            .ok_or_else(|| {
+                bad(format!(
+                    "queue {}: parent {:?} is not a queue",
+                    spec.name, spec.parent
+                ))
+            })?;
+        queues[q].parent = Some(p);
+        queues[p].children.push(q);
+    }
+    // No cycles: every chain of parents ends at the root within as many steps as there are queues.
+    for q in 0..queues.len() {
+        let mut at = queues[q].parent;
+        let mut steps = 0;
+        while let Some(p) = at {
+            steps += 1;
+            if steps > queues.len() {
+                return Err(bad(format!(
+                    "queue {}: its parents form a cycle",
+                    queues[q].name
+                )));
+            }
+            at = queues[p].parent;
+        }
+    }
+    // Parents before children, so that inheritance reads settled values.
+    let mut order: Vec<usize> = (0..queues.len()).collect();
+    let depth = |q: usize, queues: &[Queue]| {
+        let mut d = 0;
+        let mut at = queues[q].parent;
+        while let Some(p) = at {
+            d += 1;
+            at = queues[p].parent;
+        }
+        d
+    };
+    order.sort_by_key(|q| depth(*q, queues));
+    let gpus = |m: i64| format!("{} nvidia.com/gpu", m as f64 / 1000.0);
+    for q in order {
+        let Some(p) = queues[q].parent else { continue };
+        match (queues[q].capability_gpu, queues[p].capability_gpu) {
+            (Some(own), Some(parent)) if own > parent => {
+                return Err(bad(format!(
+                    "queue {}: capability {} exceeds its parent {}'s {}",
+                    queues[q].name,
+                    gpus(own),
+                    queues[p].name,
+                    gpus(parent)
+                )));
+            }
+            (None, inherited) => queues[q].capability_gpu = inherited,
+            _ => {}
+        }
+    }
+    for p in 0..queues.len() {
+        let Some(parent) = queues[p].deserved_gpu else {
+            continue;
+        };
+        let sum: i64 = queues[p]
+            .children
+            .iter()
+            .filter_map(|c| queues[*c].deserved_gpu)
+            .sum();
+        if sum > parent {
+            return Err(bad(format!(
+                "queue {}: its children deserve {} in all, more than its own {}",
+                queues[p].name,
+                gpus(sum),
+                gpus(parent)
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl State {
     fn build(s: &Scenario, out: &mut Outcome) -> Result<State, ScenarioError> {
         let bad = |m: String| ScenarioError::Invalid(m);
@@ -230,6 +325,8 @@ impl State {
                 deserved_gpu: gpu_of(&q.deserved)?,
                 reclaimable: q.reclaimable,
                 unit: q.unit,
+                parent: None,
+                children: Vec::new(),
             });
         }
         if !queues.iter().any(|q| q.name == "default") {
@@ -240,8 +337,11 @@ impl State {
                 deserved_gpu: None,
                 reclaimable: true,
                 unit: QueueUnit::Any,
+                parent: None,
+                children: Vec::new(),
             });
         }
+        link_queue_tree(&mut queues, &s.queues)?;
         let mut tenants: Vec<Tenant> = Vec::new();
         for t in &s.tenants {
             let mut quota = [None; 3];
@@ -549,12 +649,12 @@ impl State {
         }
     }
 
-    /// The queue's GPU-equivalent allocation (thousandths).
+    /// The GPU-equivalent allocation (thousandths) of the queue and the queues under it.
     fn queue_used(&self, q: usize) -> i64 {
         self.pods
             .iter()
             .filter(|p| {
-                self.groups[p.group].queue == q
+                self.is_within(self.groups[p.group].queue, q)
                     && p.node.is_some()
                     && matches!(p.phase.as_str(), "Running" | "Bound")
             })
@@ -566,13 +666,63 @@ impl State {
         self.nodes.iter().map(|n| n.gpus.len() as i64 * 1000).sum()
     }
 
-    /// Deserved share: explicit, else the cluster's GPUs by weight (proportion plugin).
+    /// Deserved share: explicit, else the parent's (the cluster's, under the root) split among
+    /// siblings by weight (proportion plugin).
     fn deserved(&self, q: usize) -> i64 {
         if let Some(d) = self.queues[q].deserved_gpu {
             return d;
         }
-        let total_w: u32 = self.queues.iter().map(|q| q.weight).sum();
-        self.cluster_gpu() * self.queues[q].weight as i64 / total_w.max(1) as i64
+        let above = match self.queues[q].parent {
+            Some(p) => self.deserved(p),
+            None => self.cluster_gpu(),
+        };
+        (above as f64 * self.weight_fraction_among_siblings(q)) as i64
+    }
+
+    /// The queue's weight over its siblings' (queues with the same parent) weights.
+    fn weight_fraction_among_siblings(&self, q: usize) -> f64 {
+        let parent = self.queues[q].parent;
+        let total_w: u32 = self
+            .queues
+            .iter()
+            .filter(|x| x.parent == parent)
+            .map(|x| x.weight)
+            .sum();
+        self.queues[q].weight as f64 / total_w.max(1) as f64
+    }
+
+    /// Whether queue `q` is `ancestor` or under it.
+    fn is_within(&self, q: usize, ancestor: usize) -> bool {
+        let mut at = Some(q);
+        while let Some(x) = at {
+            if x == ancestor {
+                return true;
+            }
+            at = self.queues[x].parent;
+        }
+        false
+    }
+
+    /// The queue and its ancestors, the queue first.
+    fn queue_chain(&self, q: usize) -> Vec<usize> {
+        let mut chain = vec![q];
+        let mut at = self.queues[q].parent;
+        while let Some(p) = at {
+            chain.push(p);
+            at = self.queues[p].parent;
+        }
+        chain
+    }
+
+    /// Usage per queue summed over its subtree (a parent holds what its children hold).
+    fn rolled_up(&self, direct: &[[i128; 3]]) -> Vec<[i128; 3]> {
+        let mut out = vec![[0i128; 3]; self.queues.len()];
+        for (q, u) in direct.iter().enumerate() {
+            for a in self.queue_chain(q) {
+                add(&mut out[a], *u, 1);
+            }
+        }
+        out
     }
 
     fn pending_pods(&self, g: usize) -> Vec<usize> {
@@ -686,20 +836,24 @@ impl State {
                 add(&mut by_tenant[g.tenant], usage(&p.req), 1);
             }
         }
-        (by_queue, by_tenant)
+        (self.rolled_up(&by_queue), by_tenant)
     }
 
     /// A queue's share (thousandths): its dominant resource against what it deserves — the
     /// explicit `deserved` GPUs, else the cluster's resources split by queue weight (Volcano's
     /// proportion plugin).
     fn queue_share(&self, q: usize, used: &[i128; 3]) -> i128 {
-        let total_w: u32 = self.queues.iter().map(|q| q.weight).sum();
+        let fraction: f64 = self
+            .queue_chain(q)
+            .iter()
+            .map(|a| self.weight_fraction_among_siblings(*a))
+            .product();
         (0..3)
             .map(|r| {
                 let deserved = if r == 2 {
                     self.deserved(q) as i128
                 } else {
-                    self.total[r] * self.queues[q].weight as i128 / total_w.max(1) as i128
+                    (self.total[r] as f64 * fraction) as i128
                 };
                 used[r] * 1000 / deserved.max(1)
             })
@@ -721,8 +875,15 @@ impl State {
     /// submission order.
     fn group_key(&self, g: usize, qused: &[[i128; 3]], tused: &[[i128; 3]]) -> GroupKey {
         let group = &self.groups[g];
+        // Hierarchical queues compare top-down: siblings under the root by their shares, then
+        // the children of the lower one, down to the gang's own queue.
+        let mut chain = self.queue_chain(group.queue);
+        chain.reverse();
         (
-            self.queue_share(group.queue, &qused[group.queue]),
+            chain
+                .iter()
+                .map(|q| self.queue_share(*q, &qused[*q]))
+                .collect(),
             self.tenant_share(group.tenant, &tused[group.tenant]),
             -group.priority,
             group.order,
@@ -1019,7 +1180,7 @@ fn describe(r: &Req) -> String {
 }
 
 /// Queue share, tenant share, negated priority, submission order: smaller is served first.
-type GroupKey = (i128, i128, i64, usize);
+type GroupKey = (Vec<i128>, i128, i64, usize);
 
 /// Run one scheduling cycle.
 pub fn run(s: &Scenario) -> Result<Outcome, ScenarioError> {
@@ -1072,6 +1233,18 @@ pub fn run(s: &Scenario) -> Result<Outcome, ScenarioError> {
             ));
         }
     }
+    for g in 0..st.groups.len() {
+        let q = &st.queues[st.groups[g].queue];
+        if !q.children.is_empty() && !out.refused.contains_key(&st.groups[g].key) {
+            out.refused.insert(
+                st.groups[g].key.clone(),
+                format!(
+                    "queue {} has child queues: jobs can only be submitted to leaf queues",
+                    q.name
+                ),
+            );
+        }
+    }
     let refused_groups: BTreeSet<usize> = (0..st.groups.len())
         .filter(|g| {
             out.refused.contains_key(&st.groups[*g].key)
@@ -1093,32 +1266,39 @@ pub fn run(s: &Scenario) -> Result<Outcome, ScenarioError> {
         match action.as_str() {
             "enqueue" => {
                 // Admit gangs while their queue's capability holds, counting those admitted.
+                // (per queue, counting its subtree: a parent's capability bounds its children).
                 let mut admitted: BTreeMap<usize, i64> = BTreeMap::new();
                 // What each queue holds, summed once (not once per gang).
                 let used_gpu: Vec<i64> = (0..st.queues.len()).map(|q| st.queue_used(q)).collect();
                 for g in st.group_order() {
-                    let q = st.groups[g].queue;
                     let need: i64 = st
                         .pending_pods(g)
                         .iter()
                         .map(|p| gpu_milli(&st.pods[*p].req))
                         .sum();
                     if st.groups[g].phase == "Inqueue" {
-                        *admitted.entry(q).or_default() += need;
+                        for a in st.queue_chain(st.groups[g].queue) {
+                            *admitted.entry(a).or_default() += need;
+                        }
                     }
                 }
                 for g in st.group_order() {
                     if st.groups[g].phase == "Pending" && !refused_groups.contains(&g) {
-                        let q = st.groups[g].queue;
+                        let chain = st.queue_chain(st.groups[g].queue);
                         let need: i64 = st
                             .pending_pods(g)
                             .iter()
                             .map(|p| gpu_milli(&st.pods[*p].req))
                             .sum();
-                        let held = used_gpu[q] + admitted.get(&q).copied().unwrap_or(0);
-                        if st.queues[q].capability_gpu.is_none_or(|c| held + need <= c) {
+                        let fits = chain.iter().all(|a| {
+                            let held = used_gpu[*a] + admitted.get(a).copied().unwrap_or(0);
+                            st.queues[*a].capability_gpu.is_none_or(|c| held + need <= c)
+                        });
+                        if fits {
                             st.groups[g].phase = "Inqueue".into();
-                            *admitted.entry(q).or_default() += need;
+                            for a in chain {
+                                *admitted.entry(a).or_default() += need;
+                            }
                         }
                     }
                 }
@@ -1154,12 +1334,29 @@ pub fn run(s: &Scenario) -> Result<Outcome, ScenarioError> {
                         && st.groups[g].phase == "Pending"
                         && actions.iter().any(|a| a == "enqueue")
                     {
-                        // Not admitted: its queue's capability is taken.
-                        let q = &st.queues[st.groups[g].queue];
+                        // Not admitted: its queue's capability (or an ancestor's) is taken.
+                        let need: i64 = st
+                            .pending_pods(g)
+                            .iter()
+                            .map(|p| gpu_milli(&st.pods[*p].req))
+                            .sum();
+                        let chain = st.queue_chain(st.groups[g].queue);
+                        let full = chain
+                            .iter()
+                            .copied()
+                            .find(|a| {
+                                st.queues[*a]
+                                    .capability_gpu
+                                    .is_some_and(|c| st.queue_used(*a) + need > c)
+                            })
+                            .unwrap_or(chain[0]);
                         for p in st.pending_pods(g) {
                             out.reasons.insert(
                                 st.pods[p].key.clone(),
-                                format!("queue {} is at its capability; the gang waits to be admitted", q.name),
+                                format!(
+                                    "queue {} is at its capability; the gang waits to be admitted",
+                                    st.queues[full].name
+                                ),
                             );
                         }
                         continue;
@@ -1178,14 +1375,15 @@ pub fn run(s: &Scenario) -> Result<Outcome, ScenarioError> {
                         .iter()
                         .map(|p| gpu_milli(&st.pods[*p].req))
                         .sum();
-                    if st.queues[q]
-                        .capability_gpu
-                        .is_some_and(|c| qused[q][2] as i64 + need > c)
-                    {
+                    if let Some(full) = st.queue_chain(q).into_iter().find(|a| {
+                        st.queues[*a]
+                            .capability_gpu
+                            .is_some_and(|c| qused[*a][2] as i64 + need > c)
+                    }) {
                         for p in st.pending_pods(g) {
                             out.reasons.insert(
                                 st.pods[p].key.clone(),
-                                format!("queue {} is at its capability", st.queues[q].name),
+                                format!("queue {} is at its capability", st.queues[full].name),
                             );
                         }
                         continue;
@@ -1210,7 +1408,9 @@ pub fn run(s: &Scenario) -> Result<Outcome, ScenarioError> {
                                     .insert(st.pods[p].key.clone(), st.nodes[n].name.clone());
                                 out.devices.insert(st.pods[p].key.clone(), st.devices_of(p));
                                 let u = usage(&st.pods[p].req);
-                                add(&mut qused[st.groups[g].queue], u, 1);
+                                for a in st.queue_chain(st.groups[g].queue) {
+                                    add(&mut qused[a], u, 1);
+                                }
                                 add(&mut tused[t], u, 1);
                             }
                             st.groups[g].phase = "Running".into();
@@ -1266,8 +1466,14 @@ pub fn run(s: &Scenario) -> Result<Outcome, ScenarioError> {
                         })
                         .filter(|v| st.groups[*v].pods.iter().all(|p| st.pods[*p].preemptable))
                         .collect();
+                    // Reclaim looks at sibling queues first, then up the tree (the deepest
+                    // common ancestor first); within that, lowest priority, newest first.
+                    let mine = st.queue_chain(q);
                     victims.sort_by_key(|v| {
+                        let theirs = st.queue_chain(st.groups[*v].queue);
+                        let shared = mine.iter().filter(|a| theirs.contains(a)).count();
                         (
+                            std::cmp::Reverse(shared),
                             st.groups[*v].priority,
                             std::cmp::Reverse(st.groups[*v].order),
                         )

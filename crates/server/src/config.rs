@@ -20,6 +20,9 @@
 //! capability_gpus = 32
 //! unit = "any"                     # any | node (whole nodes, exclusive) | slice (MIG, fractions)
 //!
+//! [queues.vision]                  # hierarchical: research's capability bounds it and its siblings
+//! parent = "research"
+//!
 //! [priority_classes]
 //! urgent = 1000
 //!

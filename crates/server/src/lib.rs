@@ -40,6 +40,9 @@ type Nodes = (
 
 fn cluster(cfg: &ServerConfig) -> Result<Nodes, ServerError> {
     let policy = cfg.scheduling_policy();
+    policy
+        .check_queues()
+        .map_err(|e| ServerError::Config(config::ConfigError::Invalid(e)))?;
     if cfg.cluster == "local" {
         if policy.dynamic_mig {
             // Re-partitioning real GPUs needs them idle and NVIDIA's MIG manager; ONYX does

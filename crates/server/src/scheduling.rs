@@ -124,6 +124,10 @@ pub struct QueueConfig {
     /// `node` (whole nodes, exclusive), `slice` (MIG instances, fractions) or `any`.
     #[serde(default)]
     pub unit: QueueUnit,
+    /// Hierarchical queues: the parent queue (unset or `root`: under the root). Only leaf
+    /// queues take pods; a parent's capability bounds its children together.
+    #[serde(default)]
+    pub parent: Option<String>,
 }
 
 fn one() -> u32 {
@@ -141,6 +145,7 @@ impl QueueConfig {
             deserved_gpus: None,
             reclaimable: true,
             unit,
+            parent: None,
         }
     }
 }
@@ -166,6 +171,41 @@ pub struct Policy {
     /// Evict lower-priority gangs of a queue (preempt) and gangs of queues over their share
     /// (reclaim) for waiting gangs, as Volcano's `preempt` and `reclaim` actions do.
     pub preemption: bool,
+}
+
+impl Policy {
+    /// The configured queues as the scheduler takes them.
+    fn queue_specs(&self) -> Vec<QueueSpec> {
+        let gpus = |v: Option<u32>| {
+            v.map(|g| BTreeMap::from([("nvidia.com/gpu".to_string(), Quantity::Number(g as f64))]))
+                .unwrap_or_default()
+        };
+        self.queues
+            .iter()
+            .map(|(name, q)| QueueSpec {
+                name: name.clone(),
+                weight: q.weight,
+                capability: gpus(q.capability_gpus),
+                deserved: gpus(q.deserved_gpus),
+                guarantee: BTreeMap::new(),
+                reclaimable: q.reclaimable,
+                parent: q.parent.clone().unwrap_or_default(),
+                unit: q.unit,
+            })
+            .collect()
+    }
+
+    /// Whether the scheduler accepts these queues (a tree without cycles, children within
+    /// their parents' capability and deserved share); checked when the server starts.
+    pub fn check_queues(&self) -> Result<(), String> {
+        let s = Scenario {
+            queues: self.queue_specs(),
+            ..Default::default()
+        };
+        scheduler::run(&s)
+            .map(|_| ())
+            .map_err(|e| format!("queues: {e}"))
+    }
 }
 
 struct Inner {
@@ -209,6 +249,8 @@ pub struct QueueUsage {
     pub capability_gpus: Option<u32>,
     pub deserved_gpus: Option<u32>,
     pub reclaimable: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
     /// GPU equivalents its running pods hold (a MIG 1g instance is 1/7).
     pub allocated_gpus: f64,
     pub running: usize,
@@ -706,6 +748,7 @@ impl Cluster {
                     capability_gpus: q.capability_gpus,
                     deserved_gpus: q.deserved_gpus,
                     reclaimable: q.reclaimable,
+                    parent: q.parent.clone(),
                     allocated_gpus: 0.0,
                     running: 0,
                     pending: 0,
@@ -848,24 +891,7 @@ impl Cluster {
             spec.unschedulable = *cordoned;
             s.nodes.push(spec);
         }
-        for (name, q) in &self.policy.queues {
-            let gpus = |v: Option<u32>| {
-                v.map(|g| {
-                    BTreeMap::from([("nvidia.com/gpu".to_string(), Quantity::Number(g as f64))])
-                })
-                .unwrap_or_default()
-            };
-            s.queues.push(QueueSpec {
-                name: name.clone(),
-                weight: q.weight,
-                capability: gpus(q.capability_gpus),
-                deserved: gpus(q.deserved_gpus),
-                guarantee: BTreeMap::new(),
-                reclaimable: q.reclaimable,
-                parent: String::new(),
-                unit: q.unit,
-            });
-        }
+        s.queues = self.policy.queue_specs();
         s.priority_classes = self
             .policy
             .priority_classes
