@@ -144,7 +144,14 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
             fail(1);
         }
         for (from, to) in [(a.stdin, 0), (a.stdout, 1), (a.stderr, 2)] {
-            if libc::dup2(from, to) < 0 {
+            // dup2 onto itself keeps close-on-exec (when ONYX was started without that
+            // descriptor): clear it instead.
+            let r = if from == to {
+                libc::fcntl(to, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(from, to)
+            };
+            if r < 0 {
                 fail(2);
             }
         }
