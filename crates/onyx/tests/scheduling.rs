@@ -574,13 +574,13 @@ fn taints_admit_only_pods_that_tolerate_them() {
 }
 
 /// Hierarchical queues from the configuration (`parent`): the parent's capability bounds its
-/// children together, a pod in a parent queue is refused as Volcano refuses it, and a server
-/// whose queues form a cycle does not start.
+/// children together, a pod in a parent queue is refused as Volcano refuses it, a queue's
+/// guarantee stays free for it, and a server whose queues form a cycle does not start.
 #[test]
 fn hierarchical_queues_from_the_configuration() {
     let home = temp_home("sched-queue-tree");
     let cluster = cluster_file(&home, &[("n1", 2, &[])]);
-    let tree = "[queues.team]\ncapability_gpus = 1\n[queues.team-a]\nparent = \"team\"\n[queues.team-b]\nparent = \"team\"\n";
+    let tree = "[queues.team]\ncapability_gpus = 1\n[queues.team-a]\nparent = \"team\"\n[queues.team-b]\nparent = \"team\"\n[queues.kept]\nguarantee_gpus = 1\n";
     let s = start_with_config(&home, &cluster, tree);
     let (_, q) = s.call("GET", "/api/v1/onyx/queues/team-a", None);
     assert_eq!(q["parent"], "team", "{q}");
@@ -614,6 +614,17 @@ fn hierarchical_queues_from_the_configuration() {
         msg.contains("queue team has child queues: jobs can only be submitted to leaf queues"),
         "{done}"
     );
+    // The GPU guaranteed to `kept` stays free for it: a 2-GPU step elsewhere waits and says so.
+    s.submit(
+        "default",
+        workflow(
+            "both",
+            &["s"],
+            step(json!({"nvidia.com/gpu": 2}), json!({}), 0.0),
+        ),
+    );
+    let why = s.message_with("default", "both", "guaranteed");
+    assert_eq!(why, "the free GPUs are guaranteed to queue(s) kept");
     drop(s);
 
     // Queues that form a cycle: the server refuses to start and says why.

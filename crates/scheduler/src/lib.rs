@@ -113,6 +113,8 @@ struct Queue {
     /// Its own `capability`, else its nearest ancestor's (Volcano's inheritance).
     capability_gpu: Option<i64>,
     deserved_gpu: Option<i64>,
+    /// GPUs kept for this queue's subtree: other queues never take the part it does not use.
+    guarantee_gpu: Option<i64>,
     reclaimable: bool,
     unit: QueueUnit,
     /// Hierarchical queues: the parent (`None`: under the implicit root) and the children.
@@ -281,6 +283,36 @@ fn link_queue_tree(queues: &mut [Queue], specs: &[QueueSpec]) -> Result<(), Scen
             _ => {}
         }
     }
+    for q in queues.iter() {
+        if let (Some(g), Some(c)) = (q.guarantee_gpu, q.capability_gpu) {
+            if g > c {
+                return Err(bad(format!(
+                    "queue {}: guarantee {} exceeds its capability {}",
+                    q.name,
+                    gpus(g),
+                    gpus(c)
+                )));
+            }
+        }
+    }
+    for p in 0..queues.len() {
+        let Some(parent) = queues[p].guarantee_gpu else {
+            continue;
+        };
+        let sum: i64 = queues[p]
+            .children
+            .iter()
+            .filter_map(|c| queues[*c].guarantee_gpu)
+            .sum();
+        if sum > parent {
+            return Err(bad(format!(
+                "queue {}: its children are guaranteed {} in all, more than its own {}",
+                queues[p].name,
+                gpus(sum),
+                gpus(parent)
+            )));
+        }
+    }
     for p in 0..queues.len() {
         let Some(parent) = queues[p].deserved_gpu else {
             continue;
@@ -323,6 +355,7 @@ impl State {
                 weight: q.weight.max(1),
                 capability_gpu: gpu_of(&q.capability)?,
                 deserved_gpu: gpu_of(&q.deserved)?,
+                guarantee_gpu: gpu_of(&q.guarantee)?,
                 reclaimable: q.reclaimable,
                 unit: q.unit,
                 parent: None,
@@ -335,6 +368,7 @@ impl State {
                 weight: 1,
                 capability_gpu: None,
                 deserved_gpu: None,
+                guarantee_gpu: None,
                 reclaimable: true,
                 unit: QueueUnit::Any,
                 parent: None,
@@ -689,6 +723,31 @@ impl State {
             .map(|x| x.weight)
             .sum();
         self.queues[q].weight as f64 / total_w.max(1) as f64
+    }
+
+    /// GPUs (thousandths) that queue `q` may not take because other queues' guarantees keep
+    /// them: the unused part of each outermost guarantee whose subtree `q` is not in, and the
+    /// queue names, for the waiting reason.
+    fn guaranteed_to_others(&self, q: usize, qused: &[[i128; 3]]) -> (i64, Vec<String>) {
+        let mut kept = 0;
+        let mut names = Vec::new();
+        for (r, queue) in self.queues.iter().enumerate() {
+            let Some(g) = queue.guarantee_gpu else {
+                continue;
+            };
+            let outermost = self.queue_chain(r)[1..]
+                .iter()
+                .all(|a| self.queues[*a].guarantee_gpu.is_none());
+            if !outermost || self.is_within(q, r) {
+                continue;
+            }
+            let unused = g - qused[r][2] as i64;
+            if unused > 0 {
+                kept += unused;
+                names.push(queue.name.clone());
+            }
+        }
+        (kept, names)
     }
 
     /// Whether queue `q` is `ancestor` or under it.
@@ -1387,6 +1446,25 @@ pub fn run(s: &Scenario) -> Result<Outcome, ScenarioError> {
                             );
                         }
                         continue;
+                    }
+                    let (kept, keepers) = st.guaranteed_to_others(q, &qused);
+                    if kept > 0 {
+                        let used: i64 = (0..st.queues.len())
+                            .filter(|a| st.queues[*a].parent.is_none())
+                            .map(|a| qused[a][2] as i64)
+                            .sum();
+                        if st.cluster_gpu() - used - need < kept {
+                            for p in st.pending_pods(g) {
+                                out.reasons.insert(
+                                    st.pods[p].key.clone(),
+                                    format!(
+                                        "the free GPUs are guaranteed to queue(s) {}",
+                                        keepers.join(", ")
+                                    ),
+                                );
+                            }
+                            continue;
+                        }
                     }
                     let t = st.groups[g].tenant;
                     if let Some(why) = st.over_quota(t, &tused[t], &st.pending_need(g)) {

@@ -1,4 +1,4 @@
-//! Hierarchical queues refuse trees Volcano's admission refuses, with the queue at fault.
+//! Queue trees (and guarantees) that Volcano's admission refuses are refused, with the queue at fault.
 
 fn error_of(queues: &str) -> String {
     let text = format!(
@@ -27,6 +27,14 @@ fn bad_queue_trees_are_refused_with_the_queue_at_fault() {
         "  - {name: p, deserved: {nvidia.com/gpu: 4}}\n  - {name: c1, parent: p, deserved: {nvidia.com/gpu: 3}}\n  - {name: c2, parent: p, deserved: {nvidia.com/gpu: 2}}\n"
     )
     .contains("queue p: its children deserve 5 nvidia.com/gpu in all, more than its own 4 nvidia.com/gpu"));
+    assert!(error_of(
+        "  - {name: p, capability: {nvidia.com/gpu: 4}, guarantee: {nvidia.com/gpu: 6}}\n"
+    )
+    .contains("queue p: guarantee 6 nvidia.com/gpu exceeds its capability 4 nvidia.com/gpu"));
+    assert!(error_of(
+        "  - {name: p, guarantee: {nvidia.com/gpu: 2}}\n  - {name: c, parent: p, guarantee: {nvidia.com/gpu: 3}}\n"
+    )
+    .contains("queue p: its children are guaranteed 3 nvidia.com/gpu in all, more than its own 2 nvidia.com/gpu"));
 }
 
 #[test]

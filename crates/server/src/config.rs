@@ -20,6 +20,8 @@
 //! capability_gpus = 32
 //! unit = "any"                     # any | node (whole nodes, exclusive) | slice (MIG, fractions)
 //!
+//! guarantee_gpus = 8               # kept for research: other queues never take what it does not use
+//!
 //! [queues.vision]                  # hierarchical: research's capability bounds it and its siblings
 //! parent = "research"
 //!

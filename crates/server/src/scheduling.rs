@@ -119,6 +119,9 @@ pub struct QueueConfig {
     /// GPUs the queue deserves (else the cluster's GPUs split by weight).
     #[serde(default)]
     pub deserved_gpus: Option<u32>,
+    /// GPUs kept for the queue: other queues never take the part it does not use.
+    #[serde(default)]
+    pub guarantee_gpus: Option<u32>,
     #[serde(default = "yes")]
     pub reclaimable: bool,
     /// `node` (whole nodes, exclusive), `slice` (MIG instances, fractions) or `any`.
@@ -143,6 +146,7 @@ impl QueueConfig {
             weight: 1,
             capability_gpus: None,
             deserved_gpus: None,
+            guarantee_gpus: None,
             reclaimable: true,
             unit,
             parent: None,
@@ -187,7 +191,7 @@ impl Policy {
                 weight: q.weight,
                 capability: gpus(q.capability_gpus),
                 deserved: gpus(q.deserved_gpus),
-                guarantee: BTreeMap::new(),
+                guarantee: gpus(q.guarantee_gpus),
                 reclaimable: q.reclaimable,
                 parent: q.parent.clone().unwrap_or_default(),
                 unit: q.unit,
@@ -248,6 +252,7 @@ pub struct QueueUsage {
     pub weight: u32,
     pub capability_gpus: Option<u32>,
     pub deserved_gpus: Option<u32>,
+    pub guarantee_gpus: Option<u32>,
     pub reclaimable: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parent: Option<String>,
@@ -747,6 +752,7 @@ impl Cluster {
                     weight: q.weight,
                     capability_gpus: q.capability_gpus,
                     deserved_gpus: q.deserved_gpus,
+                    guarantee_gpus: q.guarantee_gpus,
                     reclaimable: q.reclaimable,
                     parent: q.parent.clone(),
                     allocated_gpus: 0.0,
