@@ -74,7 +74,8 @@ fn a_gang_starts_whole_or_not_at_all() {
         0.0,
     );
     s.submit("default", workflow("gang", &["w0", "w1"], gang));
-    let why = s.message_with("default", "gang", "gang default/train");
+    // (Until its second pod has asked, the gang first says it waits for its pods.)
+    let why = s.message_with("default", "gang", "gang default/train cannot place");
     assert_eq!(
         why,
         "gang default/train cannot place 2 pods at once (1 fit now): 0/1 nodes are available: 1 Insufficient nvidia.com/gpu.",
