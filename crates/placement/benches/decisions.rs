@@ -96,7 +96,7 @@ fn main() {
     );
     let mut rng = StdRng::seed_from_u64(42);
     for policy in [Policy::Onyx, Policy::Fgd, Policy::BestFit] {
-        let mut cluster = Cluster::new(onyx_nodes(), typical.clone());
+        let mut cluster = Cluster::for_policy(onyx_nodes(), typical.clone(), policy);
         let n = 200_000;
         let t0 = Instant::now();
         let mut failures = 0;
@@ -105,7 +105,7 @@ fn main() {
             if cluster.place(&r, policy, &mut rng).is_none() {
                 failures += 1;
                 if failures > 50 {
-                    cluster = Cluster::new(onyx_nodes(), typical.clone());
+                    cluster = Cluster::for_policy(onyx_nodes(), typical.clone(), policy);
                     failures = 0;
                 }
             }

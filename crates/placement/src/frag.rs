@@ -23,14 +23,30 @@ pub struct TypicalPod {
 
 pub struct Fragmentation {
     typical: Vec<TypicalPod>,
+    /// Also count the GPU capacity the node's CPU cannot serve (see `with_cpu_stranding`).
+    cpu_stranding: bool,
     memo: RefCell<FnvHashMap<(i64, Vec<i32>), f64>>,
 }
 
 impl Fragmentation {
+    /// FGD's measure, as its simulator computes it.
     pub fn new(typical: Vec<TypicalPod>) -> Fragmentation {
         Fragmentation {
             typical,
+            cpu_stranding: false,
             memo: RefCell::new(FnvHashMap::default()),
+        }
+    }
+
+    /// FGD's measure extended to CPU: for a shape that fits, the free GPU capacity beyond what
+    /// the node's CPU can serve copies of that shape with is a fragment too. FGD counts a
+    /// node's GPUs as fragment for a shape only when not even one copy fits; a node with eight
+    /// free GPUs and the CPU for one more pod of the shape strands the other seven just as
+    /// surely. (ONYX's default; the measure is otherwise FGD's.)
+    pub fn with_cpu_stranding(typical: Vec<TypicalPod>) -> Fragmentation {
+        Fragmentation {
+            cpu_stranding: true,
+            ..Fragmentation::new(typical)
         }
     }
 
@@ -74,7 +90,12 @@ impl Fragmentation {
                     .filter(|g| **g < t.milli)
                     .map(|g| *g as i64)
                     .sum();
-                frag += t.freq * small as f64;
+                let mut usable = s.gpu_left_total() - small;
+                if self.cpu_stranding && t.cpu > 0 {
+                    let copies = s.cpu_left / t.cpu;
+                    usable = usable.min(copies * t.num_gpu as i64 * t.milli as i64);
+                }
+                frag += t.freq * (s.gpu_left_total() - usable) as f64;
             } else {
                 frag += t.freq * total;
             }
@@ -154,6 +175,36 @@ mod tests {
         }]);
         assert_eq!(g.of(&node(1, &[1000, 1000, 400])), 400.0);
         assert_eq!(g.of(&node(1, &[1000, 400])), 1400.0);
+    }
+
+    #[test]
+    fn cpu_stranding_counts_the_gpus_the_cpu_cannot_serve() {
+        let shape = || {
+            vec![TypicalPod {
+                cpu: 11_000,
+                num_gpu: 1,
+                milli: 1000,
+                freq: 1.0,
+            }]
+        };
+        // Eight free GPUs, CPU for one more pod of the shape.
+        let n = node(20_000, &[1000; 8]);
+        assert_eq!(Fragmentation::new(shape()).of(&n), 0.0);
+        assert_eq!(Fragmentation::with_cpu_stranding(shape()).of(&n), 7000.0);
+        // CPU for all eight: nothing stranded; partly used GPUs still count as in FGD.
+        let roomy = node(96_000, &[1000, 1000, 300]);
+        assert_eq!(Fragmentation::with_cpu_stranding(shape()).of(&roomy), 300.0);
+        // Shares: two copies of a half-GPU shape by CPU, on 2.5 GPUs of usable capacity.
+        let half = Fragmentation::with_cpu_stranding(vec![TypicalPod {
+            cpu: 4000,
+            num_gpu: 1,
+            milli: 500,
+            freq: 1.0,
+        }]);
+        assert_eq!(
+            half.of(&node(9000, &[1000, 1000, 500, 200])),
+            2700.0 - 1000.0
+        );
     }
 
     #[test]

@@ -127,9 +127,11 @@ pub enum Policy {
     /// one (least GPU, then CPU, left): with that the published figures are reproduced; with
     /// uniformly random ties the same score allocates about 5 points less.
     Fgd,
-    /// ONYX's default: FGD's score against every pod shape of the workload (not only the most
-    /// popular ones), the fullest node among equals, and inside the node the tightest GPU that
-    /// fits a share pod (best fit), so that whole GPUs stay whole.
+    /// ONYX's default: FGD's score with GPUs stranded by CPU counted as fragments
+    /// (`Fragmentation::with_cpu_stranding`; build the cluster with `Cluster::for_policy`),
+    /// against every pod shape of the workload (not only the most popular ones), the fullest
+    /// node among equals, and inside the node the tightest GPU that fits a share pod (best
+    /// fit), so that whole GPUs stay whole.
     Onyx,
 }
 
@@ -177,8 +179,22 @@ pub struct Placed {
 }
 
 impl Cluster {
+    /// A cluster scored with FGD's fragmentation measure.
     pub fn new(nodes: Vec<NodeState>, typical: Vec<TypicalPod>) -> Cluster {
-        let frag = Fragmentation::new(typical);
+        Cluster::with_measure(nodes, Fragmentation::new(typical))
+    }
+
+    /// A cluster scored with the measure `policy` uses: ONYX's counts CPU-stranded GPUs.
+    pub fn for_policy(nodes: Vec<NodeState>, typical: Vec<TypicalPod>, policy: Policy) -> Cluster {
+        let frag = if policy == Policy::Onyx {
+            Fragmentation::with_cpu_stranding(typical)
+        } else {
+            Fragmentation::new(typical)
+        };
+        Cluster::with_measure(nodes, frag)
+    }
+
+    fn with_measure(nodes: Vec<NodeState>, frag: Fragmentation) -> Cluster {
         let mut c = Cluster {
             node_class: Vec::with_capacity(nodes.len()),
             classes: Vec::new(),

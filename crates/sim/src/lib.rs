@@ -154,7 +154,7 @@ pub fn run_placement(trace: &Trace, policy: Policy, seed: u64, tune: f64) -> Pla
     // `podPopularityThreshold`); ONYX measures fragmentation against every shape seen.
     let popularity = if policy == Policy::Onyx { 1.0 } else { 0.95 };
     let typical = placement::typical_pods(&shapes, popularity);
-    let mut cluster = Cluster::new(trace.nodes.clone(), typical);
+    let mut cluster = Cluster::for_policy(trace.nodes.clone(), typical, policy);
     let capacity = cluster.gpu_capacity_milli;
     let pods = workload(trace, seed, tune, capacity);
     // The placement's own random source, apart from the workload's.
