@@ -92,7 +92,7 @@ fn main() {
             .iter()
             .map(|r| (r.cpu, r.num_gpu, r.milli))
             .collect::<Vec<_>>(),
-        1.0,
+        0.95,
     );
     let mut rng = StdRng::seed_from_u64(42);
     for policy in [Policy::Onyx, Policy::Fgd, Policy::BestFit] {

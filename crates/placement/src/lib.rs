@@ -129,9 +129,8 @@ pub enum Policy {
     Fgd,
     /// ONYX's default: FGD's score with GPUs stranded by CPU counted as fragments
     /// (`Fragmentation::with_cpu_stranding`; build the cluster with `Cluster::for_policy`),
-    /// against every pod shape of the workload (not only the most popular ones), the fullest
-    /// node among equals, and inside the node the tightest GPU that fits a share pod (best
-    /// fit), so that whole GPUs stay whole.
+    /// the fullest node among equals, and inside the node the tightest GPU that fits a share
+    /// pod (best fit), so that whole GPUs stay whole.
     Onyx,
 }
 

@@ -151,9 +151,8 @@ pub fn run_placement(trace: &Trace, policy: Policy, seed: u64, tune: f64) -> Pla
         .map(|p| (p.cpu, p.num_gpu, p.milli))
         .collect();
     // FGD's simulator keeps the most popular shapes covering 95% of the pods (its experiments'
-    // `podPopularityThreshold`); ONYX measures fragmentation against every shape seen.
-    let popularity = if policy == Policy::Onyx { 1.0 } else { 0.95 };
-    let typical = placement::typical_pods(&shapes, popularity);
+    // `podPopularityThreshold`); ONYX uses the same typical workload.
+    let typical = placement::typical_pods(&shapes, 0.95);
     let mut cluster = Cluster::for_policy(trace.nodes.clone(), typical, policy);
     let capacity = cluster.gpu_capacity_milli;
     let pods = workload(trace, seed, tune, capacity);
