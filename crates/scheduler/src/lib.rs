@@ -76,7 +76,7 @@ struct Node {
     gpus: Vec<Gpu>,
     labels: BTreeMap<String, String>,
     unschedulable: bool,
-    /// Taints that bar pods which do not tolerate them (NoSchedule, NoExecute).
+    /// Its taints (see `untolerated`).
     taints: Vec<Taint>,
     pods_cap: i128,
     /// Held whole by one pod of a `node`-unit queue.
@@ -213,6 +213,17 @@ struct State {
     total: [i128; 3],
 }
 
+/// A queue and its ancestors, the queue first (the tree has no cycles once linked).
+fn queue_chain(queues: &[Queue], q: usize) -> Vec<usize> {
+    let mut chain = vec![q];
+    let mut at = queues[q].parent;
+    while let Some(p) = at {
+        chain.push(p);
+        at = queues[p].parent;
+    }
+    chain
+}
+
 /// Hierarchical queues (Volcano's `capacity` plugin with `enableHierarchy`): every queue hangs
 /// under an implicit `root` (`parent: ""` or `root`). A child's capability may not exceed its
 /// parent's and is inherited when unset; the children's `deserved` may not add up to more than
@@ -256,16 +267,7 @@ fn link_queue_tree(queues: &mut [Queue], specs: &[QueueSpec]) -> Result<(), Scen
     }
     // Parents before children, so that inheritance reads settled values.
     let mut order: Vec<usize> = (0..queues.len()).collect();
-    let depth = |q: usize, queues: &[Queue]| {
-        let mut d = 0;
-        let mut at = queues[q].parent;
-        while let Some(p) = at {
-            d += 1;
-            at = queues[p].parent;
-        }
-        d
-    };
-    order.sort_by_key(|q| depth(*q, queues));
+    order.sort_by_key(|q| queue_chain(queues, *q).len());
     let gpus = |m: i64| format!("{} nvidia.com/gpu", m as f64 / 1000.0);
     for q in order {
         let Some(p) = queues[q].parent else { continue };
@@ -295,42 +297,28 @@ fn link_queue_tree(queues: &mut [Queue], specs: &[QueueSpec]) -> Result<(), Scen
             }
         }
     }
-    for p in 0..queues.len() {
-        let Some(parent) = queues[p].guarantee_gpu else {
-            continue;
-        };
-        let sum: i64 = queues[p]
-            .children
-            .iter()
-            .filter_map(|c| queues[*c].guarantee_gpu)
-            .sum();
-        if sum > parent {
-            return Err(bad(format!(
-                "queue {}: its children are guaranteed {} in all, more than its own {}",
-                queues[p].name,
-                gpus(sum),
-                gpus(parent)
-            )));
+    // The children's guarantees and deserved shares fit inside their parent's.
+    let within_parent = |field: fn(&Queue) -> Option<i64>, what: &str| {
+        for parent in queues.iter() {
+            let Some(own) = field(parent) else { continue };
+            let sum: i64 = parent
+                .children
+                .iter()
+                .filter_map(|c| field(&queues[*c]))
+                .sum();
+            if sum > own {
+                return Err(bad(format!(
+                    "queue {}: its children {what} {} in all, more than its own {}",
+                    parent.name,
+                    gpus(sum),
+                    gpus(own)
+                )));
+            }
         }
-    }
-    for p in 0..queues.len() {
-        let Some(parent) = queues[p].deserved_gpu else {
-            continue;
-        };
-        let sum: i64 = queues[p]
-            .children
-            .iter()
-            .filter_map(|c| queues[*c].deserved_gpu)
-            .sum();
-        if sum > parent {
-            return Err(bad(format!(
-                "queue {}: its children deserve {} in all, more than its own {}",
-                queues[p].name,
-                gpus(sum),
-                gpus(parent)
-            )));
-        }
-    }
+        Ok(())
+    };
+    within_parent(|q| q.guarantee_gpu, "are guaranteed")?;
+    within_parent(|q| q.deserved_gpu, "deserve")?;
     Ok(())
 }
 
@@ -459,12 +447,7 @@ impl State {
                 gpus,
                 labels: n.labels.clone(),
                 unschedulable: n.unschedulable,
-                taints: n
-                    .taints
-                    .iter()
-                    .filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")
-                    .cloned()
-                    .collect(),
+                taints: n.taints.clone(),
                 pods_cap,
                 exclusive: false,
             });
@@ -632,12 +615,9 @@ impl State {
             && self.untolerated(p, n).is_none()
     }
 
-    /// A taint of node `n` that pod `p` does not tolerate.
+    /// A taint of node `n` that bars pod `p`.
     fn untolerated(&self, p: usize, n: usize) -> Option<&Taint> {
-        self.nodes[n]
-            .taints
-            .iter()
-            .find(|t| !self.pods[p].tolerations.iter().any(|tol| tol.tolerates(t)))
+        untolerated(&self.nodes[n].taints, &self.pods[p].tolerations)
     }
 
     /// Whether `req` fits node `n` now (with dynamic MIG, an idle GPU may be re-partitioned).
@@ -764,13 +744,7 @@ impl State {
 
     /// The queue and its ancestors, the queue first.
     fn queue_chain(&self, q: usize) -> Vec<usize> {
-        let mut chain = vec![q];
-        let mut at = self.queues[q].parent;
-        while let Some(p) = at {
-            chain.push(p);
-            at = self.queues[p].parent;
-        }
-        chain
+        queue_chain(&self.queues, q)
     }
 
     /// Usage per queue summed over its subtree (a parent holds what its children hold).
@@ -1066,6 +1040,14 @@ impl State {
     }
 
     /// What a group's pending pods ask for, as one vector.
+    /// GPU equivalents (thousandths) the gang's pending pods ask for.
+    fn pending_gpu(&self, g: usize) -> i64 {
+        self.pending_pods(g)
+            .iter()
+            .map(|p| gpu_milli(&self.pods[*p].req))
+            .sum()
+    }
+
     fn pending_need(&self, g: usize) -> [i128; 3] {
         let mut need = [0i128; 3];
         for p in self.pending_pods(g) {
@@ -1330,11 +1312,7 @@ pub fn run(s: &Scenario) -> Result<Outcome, ScenarioError> {
                 // What each queue holds, summed once (not once per gang).
                 let used_gpu: Vec<i64> = (0..st.queues.len()).map(|q| st.queue_used(q)).collect();
                 for g in st.group_order() {
-                    let need: i64 = st
-                        .pending_pods(g)
-                        .iter()
-                        .map(|p| gpu_milli(&st.pods[*p].req))
-                        .sum();
+                    let need = st.pending_gpu(g);
                     if st.groups[g].phase == "Inqueue" {
                         for a in st.queue_chain(st.groups[g].queue) {
                             *admitted.entry(a).or_default() += need;
@@ -1344,11 +1322,7 @@ pub fn run(s: &Scenario) -> Result<Outcome, ScenarioError> {
                 for g in st.group_order() {
                     if st.groups[g].phase == "Pending" && !refused_groups.contains(&g) {
                         let chain = st.queue_chain(st.groups[g].queue);
-                        let need: i64 = st
-                            .pending_pods(g)
-                            .iter()
-                            .map(|p| gpu_milli(&st.pods[*p].req))
-                            .sum();
+                        let need = st.pending_gpu(g);
                         let fits = chain.iter().all(|a| {
                             let held = used_gpu[*a] + admitted.get(a).copied().unwrap_or(0);
                             st.queues[*a].capability_gpu.is_none_or(|c| held + need <= c)
@@ -1394,11 +1368,7 @@ pub fn run(s: &Scenario) -> Result<Outcome, ScenarioError> {
                         && actions.iter().any(|a| a == "enqueue")
                     {
                         // Not admitted: its queue's capability (or an ancestor's) is taken.
-                        let need: i64 = st
-                            .pending_pods(g)
-                            .iter()
-                            .map(|p| gpu_milli(&st.pods[*p].req))
-                            .sum();
+                        let need = st.pending_gpu(g);
                         let chain = st.queue_chain(st.groups[g].queue);
                         let full = chain
                             .iter()
@@ -1429,11 +1399,7 @@ pub fn run(s: &Scenario) -> Result<Outcome, ScenarioError> {
                         continue; // backfill places best-effort pods only
                     }
                     let q = st.groups[g].queue;
-                    let need: i64 = st
-                        .pending_pods(g)
-                        .iter()
-                        .map(|p| gpu_milli(&st.pods[*p].req))
-                        .sum();
+                    let need = st.pending_gpu(g);
                     if let Some(full) = st.queue_chain(q).into_iter().find(|a| {
                         st.queues[*a]
                             .capability_gpu

@@ -77,6 +77,15 @@ pub struct Toleration {
     pub toleration_seconds: Option<i64>,
 }
 
+/// The first of `taints` that bars a pod with these tolerations: a `NoSchedule` or `NoExecute`
+/// taint none of them tolerates (`PreferNoSchedule` is a preference and bars no pod).
+pub fn untolerated<'a>(taints: &'a [Taint], tolerations: &[Toleration]) -> Option<&'a Taint> {
+    taints.iter().find(|t| {
+        matches!(t.effect.as_str(), "NoSchedule" | "NoExecute")
+            && !tolerations.iter().any(|tol| tol.tolerates(t))
+    })
+}
+
 impl Toleration {
     /// Kubernetes' rule (`v1.Toleration.ToleratesTaint`).
     pub fn tolerates(&self, t: &Taint) -> bool {

@@ -595,7 +595,9 @@ impl Cluster {
         }
         (0..inner.nodes.len())
             .filter(|i| {
-                !inner.cordoned[*i] && bars(&inner.nodes[*i].spec, &ask.tolerations).is_none()
+                !inner.cordoned[*i]
+                    && scheduler::untolerated(&inner.nodes[*i].spec.taints, &ask.tolerations)
+                        .is_none()
             })
             .min_by_key(|i| inner.light_load[*i])
     }
@@ -987,13 +989,6 @@ impl Cluster {
     pub fn queue_names(&self) -> Vec<String> {
         self.policy.queues.keys().cloned().collect()
     }
-}
-
-/// A taint of the node that bars a pod with these tolerations (`PreferNoSchedule` bars none).
-fn bars<'a>(node: &'a NodeSpec, tolerations: &[Toleration]) -> Option<&'a Taint> {
-    node.taints
-        .iter()
-        .find(|t| t.effect != "PreferNoSchedule" && !tolerations.iter().any(|tol| tol.tolerates(t)))
 }
 
 fn gpu_equivalents(requests: &BTreeMap<String, String>) -> f64 {
