@@ -39,10 +39,10 @@ impl Fragmentation {
     }
 
     /// FGD's measure extended to CPU: for a shape that fits, the free GPU capacity beyond what
-    /// the node's CPU can serve copies of that shape with is a fragment too. FGD counts a
-    /// node's GPUs as fragment for a shape only when not even one copy fits; a node with eight
-    /// free GPUs and the CPU for one more pod of the shape strands the other seven just as
-    /// surely. (ONYX's default; the measure is otherwise FGD's.)
+    /// the node's free CPU serves at the shape's ratio of CPU to GPU is a fragment too. FGD
+    /// counts a node's GPUs as fragment for a shape only when not even one copy fits; a node
+    /// with eight free GPUs and the CPU for one more pod of the shape strands the other seven
+    /// just as surely. (ONYX's default; the measure is otherwise FGD's.)
     pub fn with_cpu_stranding(typical: Vec<TypicalPod>) -> Fragmentation {
         Fragmentation {
             cpu_stranding: true,
@@ -92,8 +92,13 @@ impl Fragmentation {
                     .sum();
                 let mut usable = s.gpu_left_total() - small;
                 if self.cpu_stranding && t.cpu > 0 {
-                    let copies = s.cpu_left / t.cpu;
-                    usable = usable.min(copies * t.num_gpu as i64 * t.milli as i64);
+                    // The GPU capacity the free CPU serves at the shape's CPU per GPU, not
+                    // rounded down to whole copies: rounding makes one core decide between
+                    // no fragment and a whole GPU of it, and placement then chases those
+                    // steps (on multi-GPU workloads it broke whole nodes to avoid them).
+                    let served =
+                        s.cpu_left as i128 * t.num_gpu as i128 * t.milli as i128 / t.cpu as i128;
+                    usable = usable.min(served.min(i64::MAX as i128) as i64);
                 }
                 frag += t.freq * (s.gpu_left_total() - usable) as f64;
             } else {
@@ -187,14 +192,17 @@ mod tests {
                 freq: 1.0,
             }]
         };
-        // Eight free GPUs, CPU for one more pod of the shape.
-        let n = node(20_000, &[1000; 8]);
+        // Eight free GPUs, CPU for two pods of the shape: the other six are stranded.
+        let n = node(22_000, &[1000; 8]);
         assert_eq!(Fragmentation::new(shape()).of(&n), 0.0);
-        assert_eq!(Fragmentation::with_cpu_stranding(shape()).of(&n), 7000.0);
+        assert_eq!(Fragmentation::with_cpu_stranding(shape()).of(&n), 6000.0);
+        // Not rounded to whole copies: 16.5 cores serve 1.5 GPUs.
+        let n = node(16_500, &[1000; 8]);
+        assert_eq!(Fragmentation::with_cpu_stranding(shape()).of(&n), 6500.0);
         // CPU for all eight: nothing stranded; partly used GPUs still count as in FGD.
         let roomy = node(96_000, &[1000, 1000, 300]);
         assert_eq!(Fragmentation::with_cpu_stranding(shape()).of(&roomy), 300.0);
-        // Shares: two copies of a half-GPU shape by CPU, on 2.5 GPUs of usable capacity.
+        // Shares: 9 cores serve 9/4 half-GPU pods (1,125 thousandths) of 2.5 GPUs usable.
         let half = Fragmentation::with_cpu_stranding(vec![TypicalPod {
             cpu: 4000,
             num_gpu: 1,
@@ -203,7 +211,7 @@ mod tests {
         }]);
         assert_eq!(
             half.of(&node(9000, &[1000, 1000, 500, 200])),
-            2700.0 - 1000.0
+            2700.0 - 1125.0
         );
     }
 
