@@ -120,8 +120,8 @@ pub struct WorkflowSpec {
     pub active_deadline_seconds: Option<i64>,
     pub shutdown: Option<String>,
     pub workflow_template_ref: Option<WorkflowTemplateRef>,
-    pub synchronization: Option<Synchronization>,
-    pub retry_strategy: Option<RetryStrategy>,
+    pub synchronization: Option<Box<Synchronization>>,
+    pub retry_strategy: Option<Box<RetryStrategy>>,
     pub template_defaults: Option<Value>,
     pub hooks: BTreeMap<String, LifecycleHook>,
     pub volumes: Vec<Value>,
@@ -167,7 +167,7 @@ pub struct Parameter {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub value: Option<AnyString>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub value_from: Option<ValueFrom>,
+    pub value_from: Option<Box<ValueFrom>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub global_name: Option<String>,
     #[serde(rename = "enum", skip_serializing_if = "Vec::is_empty")]
@@ -231,7 +231,7 @@ pub struct Artifact {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub raw: Option<RawArtifact>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub http: Option<HttpArtifact>,
+    pub http: Option<Box<HttpArtifact>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub s3: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -319,27 +319,27 @@ pub struct Template {
     pub daemon: Option<bool>,
     pub steps: Option<Vec<ParallelSteps>>,
     pub container: Option<Container>,
-    pub container_set: Option<ContainerSet>,
-    pub script: Option<Script>,
-    pub resource: Option<ResourceTemplate>,
+    pub container_set: Option<Box<ContainerSet>>,
+    pub script: Option<Box<Script>>,
+    pub resource: Option<Box<ResourceTemplate>>,
     pub dag: Option<DagTemplate>,
     pub suspend: Option<SuspendTemplate>,
     pub data: Option<Value>,
-    pub http: Option<HttpTemplate>,
+    pub http: Option<Box<HttpTemplate>>,
     pub plugin: Option<Value>,
     pub volumes: Vec<Value>,
     pub init_containers: Vec<Container>,
     pub sidecars: Vec<Container>,
     pub archive_location: Option<Value>,
     pub active_deadline_seconds: Option<IntOrString>,
-    pub retry_strategy: Option<RetryStrategy>,
+    pub retry_strategy: Option<Box<RetryStrategy>>,
     pub parallelism: Option<i64>,
     pub fail_fast: Option<bool>,
     pub node_selector: BTreeMap<String, AnyString>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tolerations: Vec<Value>,
-    pub synchronization: Option<Synchronization>,
-    pub memoize: Option<Memoize>,
+    pub synchronization: Option<Box<Synchronization>>,
+    pub memoize: Option<Box<Memoize>>,
     pub timeout: Option<String>,
     pub pod_spec_patch: Option<String>,
     pub priority_class_name: Option<String>,
