@@ -21,6 +21,30 @@ fn onyx_ok(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `onyx sim placement` on a trace; its whole output.
+fn sim_placement(
+    nodes: &std::path::Path,
+    pods: &std::path::Path,
+    policy: &str,
+    seeds: &str,
+    more: &[&str],
+) -> String {
+    let mut args = vec![
+        "sim",
+        "placement",
+        "--nodes",
+        nodes.to_str().unwrap(),
+        "--pods",
+        pods.to_str().unwrap(),
+        "--policy",
+        policy,
+        "--seed",
+        seeds,
+    ];
+    args.extend_from_slice(more);
+    onyx_ok(&args)
+}
+
 #[test]
 fn placement_prints_the_curve_and_the_summary_line() {
     let dir = std::env::temp_dir().join(format!("onyx-sim-{}", std::process::id()));
@@ -44,18 +68,7 @@ fn placement_prints_the_curve_and_the_summary_line() {
     }
     std::fs::write(&pods, p).unwrap();
     for policy in ["random", "bestfit", "dotprod", "fgd", "onyx"] {
-        let text = onyx_ok(&[
-            "sim",
-            "placement",
-            "--nodes",
-            nodes.to_str().unwrap(),
-            "--pods",
-            pods.to_str().unwrap(),
-            "--policy",
-            policy,
-            "--seed",
-            "42",
-        ]);
+        let text = sim_placement(&nodes, &pods, policy, "42", &[]);
         let last = text.lines().last().unwrap();
         assert!(
             last.starts_with("alloc_at_100=")
@@ -107,20 +120,13 @@ fn onyx_beats_fgd_on_the_paper_trace_and_fgd_matches_the_paper() {
         return;
     }
     let summary = |policy: &str| -> (f64, f64) {
-        let text = onyx_ok(&[
-            "sim",
-            "placement",
-            "--nodes",
-            openb.join("openb_node_list_gpu_node.csv").to_str().unwrap(),
-            "--pods",
-            openb.join("openb_pod_list_default.csv").to_str().unwrap(),
-            "--policy",
+        let text = sim_placement(
+            &openb.join("openb_node_list_gpu_node.csv"),
+            &openb.join("openb_pod_list_default.csv"),
             policy,
-            "--seed",
             "42-51",
-            "--tune",
-            "1.3",
-        ]);
+            &["--tune", "1.3"],
+        );
         let last = text.lines().last().unwrap();
         let field = |name: &str| -> f64 {
             last.split(' ')
