@@ -21,14 +21,14 @@ fn onyx_ok(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// `onyx sim placement` on a trace; its whole output.
-fn sim_placement(
-    nodes: &std::path::Path,
-    pods: &std::path::Path,
-    policy: &str,
-    seeds: &str,
-    more: &[&str],
-) -> String {
+/// The arguments of `onyx sim placement` on a trace.
+fn placement_args<'a>(
+    nodes: &'a std::path::Path,
+    pods: &'a std::path::Path,
+    policy: &'a str,
+    seeds: &'a str,
+    more: &[&'a str],
+) -> Vec<&'a str> {
     let mut args = vec![
         "sim",
         "placement",
@@ -42,7 +42,7 @@ fn sim_placement(
         seeds,
     ];
     args.extend_from_slice(more);
-    onyx_ok(&args)
+    args
 }
 
 #[test]
@@ -68,7 +68,7 @@ fn placement_prints_the_curve_and_the_summary_line() {
     }
     std::fs::write(&pods, p).unwrap();
     for policy in ["random", "bestfit", "dotprod", "fgd", "onyx"] {
-        let text = sim_placement(&nodes, &pods, policy, "42", &[]);
+        let text = onyx_ok(&placement_args(&nodes, &pods, policy, "42", &[]));
         let last = text.lines().last().unwrap();
         assert!(
             last.starts_with("alloc_at_100=")
@@ -90,16 +90,7 @@ fn placement_prints_the_curve_and_the_summary_line() {
             .unwrap();
         assert!((0.0..=100.0).contains(&alloc));
     }
-    let out = onyx(&[
-        "sim",
-        "placement",
-        "--nodes",
-        nodes.to_str().unwrap(),
-        "--pods",
-        pods.to_str().unwrap(),
-        "--policy",
-        "nope",
-    ]);
+    let out = onyx(&placement_args(&nodes, &pods, "nope", "42", &[]));
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr)
         .contains("unknown policy \"nope\": expected random, bestfit, dotprod, fgd or onyx"));
@@ -120,13 +111,15 @@ fn onyx_beats_fgd_on_the_paper_trace_and_fgd_matches_the_paper() {
         return;
     }
     let summary = |policy: &str| -> (f64, f64) {
-        let text = sim_placement(
-            &openb.join("openb_node_list_gpu_node.csv"),
-            &openb.join("openb_pod_list_default.csv"),
+        let nodes = openb.join("openb_node_list_gpu_node.csv");
+        let pods = openb.join("openb_pod_list_default.csv");
+        let text = onyx_ok(&placement_args(
+            &nodes,
+            &pods,
             policy,
             "42-51",
             &["--tune", "1.3"],
-        );
+        ));
         let last = text.lines().last().unwrap();
         let field = |name: &str| -> f64 {
             last.split(' ')

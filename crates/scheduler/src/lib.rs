@@ -1039,7 +1039,6 @@ impl State {
         pending.iter().map(|p| (*p, why.clone())).collect()
     }
 
-    /// What a group's pending pods ask for, as one vector.
     /// GPU equivalents (thousandths) the gang's pending pods ask for.
     fn pending_gpu(&self, g: usize) -> i64 {
         self.pending_pods(g)
@@ -1048,6 +1047,7 @@ impl State {
             .sum()
     }
 
+    /// What a group's pending pods ask for, as one vector.
     fn pending_need(&self, g: usize) -> [i128; 3] {
         let mut need = [0i128; 3];
         for p in self.pending_pods(g) {

@@ -189,6 +189,14 @@ struct ScopeVars {
 }
 
 impl ScopeVars {
+    /// A block's scope before any of its steps or tasks has finished.
+    fn over(own: Vars) -> ScopeVars {
+        ScopeVars {
+            own,
+            ..Default::default()
+        }
+    }
+
     fn insert(&mut self, name: String, value: String) {
         self.own.insert(name, value);
     }
@@ -1752,10 +1760,7 @@ impl Engine {
                 self.set_deadline(i, deadline);
                 self.nodes[i].status.phase = Phase::Running;
                 let scope = Scope {
-                    vars: ScopeVars {
-                        own: self.scope_base(&t),
-                        ..Default::default()
-                    },
+                    vars: ScopeVars::over(self.scope_base(&t)),
                     artifacts: self.scope_artifacts_base(&t),
                 };
                 let mut sctx = ctx.clone();
@@ -3418,10 +3423,7 @@ impl Engine {
             .filter(|&i| tasks[i].needed && tasks[i].unfinished_deps == 0)
             .collect();
         let scope = Scope {
-            vars: ScopeVars {
-                own: self.scope_base(&t),
-                ..Default::default()
-            },
+            vars: ScopeVars::over(self.scope_base(&t)),
             artifacts: self.scope_artifacts_base(&t),
         };
         let mut dctx = ctx.clone();
