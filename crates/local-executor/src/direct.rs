@@ -43,13 +43,28 @@ fn under(path: &str, dir: &str) -> bool {
     path == dir || path.strip_prefix(dir).is_some_and(|r| r.starts_with('/'))
 }
 
-/// Private roots reused from pod to pod. A root is an overlay's writable layer with the fresh
-/// directories made opaque, its work directory and a mount point; making and deleting those
-/// dozen inodes per pod on ext4 cost more than the pod itself (ext4 scans past recently
-/// deleted inodes to allocate new ones). A finished pod's slot is emptied of what the pod wrote
-/// and handed to the next pod; a slot that cannot be brought back to its skeleton is deleted.
+/// Private roots reused from pod to pod. A slot is an overlay's writable layer (`upper`) with
+/// the fresh directories made opaque, its work directory and a mount point (`root`); making and
+/// deleting those dozen inodes per pod on ext4 cost more than the pod itself (ext4 scans past
+/// recently deleted inodes to allocate new ones).
+///
+/// When the controller lives in a mount namespace of its own ([`crate::namespace`]), a slot's
+/// overlay and its binds (`/proc`, `/dev`, `/sys`, ONYX's home, `/etc/resolv.conf`, ...) are
+/// mounted once, when the slot is made, and a pod only chroots into it. Otherwise each pod mounts
+/// them in a namespace of its own and they go with it.
+///
+/// A finished pod's slot is emptied of what the pod wrote and handed to the next pod. A mounted
+/// slot is emptied through its merged view (the overlay's layers must not change under it) and
+/// only where the pod wrote paths the host does not have: a pod that changed a host file (a
+/// copy-up or a whiteout in the upper layer), or mounted something over a path it wrote, gets
+/// its slot unmounted and deleted, so the next pod never sees another pod's files. (A mount a
+/// privileged pod makes over a host path it did not write stays for the slot's next pods, as
+/// it would on a Kubernetes node for the pods after it.)
 pub struct Sandboxes {
     base: PathBuf,
+    home: PathBuf,
+    /// Slots stay mounted in the controller's namespace from pod to pod.
+    mounted: bool,
     free: std::sync::Mutex<Vec<PathBuf>>,
     made: std::sync::atomic::AtomicUsize,
 }
@@ -57,12 +72,55 @@ pub struct Sandboxes {
 impl Drop for Sandboxes {
     /// Every slot is back (pods hold the pool until they give theirs back): remove them all.
     fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.base);
+        for slot in self.free.get_mut().map(std::mem::take).unwrap_or_default() {
+            self.discard(&slot);
+        }
+        let _ = fs::remove_dir(&self.base);
     }
 }
 
 /// What a slot's writable layer holds between pods (paths relative to it).
 const SKELETON: &[&str] = &["tmp", "var", "var/tmp", "mnt", ".onyx-home"];
+
+/// Host paths bound into every private root (recursive binds: their submounts come along).
+const SYSTEM_DIRS: &[&str] = &["/proc", "/dev", "/sys"];
+/// Host files bound into every private root, when the host has them.
+const HOST_FILES: &[&str] = &["/etc/resolv.conf", "/etc/hosts", "/etc/hostname"];
+
+/// The binds every private root gets: (host source, target under `root`, recursive).
+fn system_binds(home: &Path, root: &Path) -> Vec<(PathBuf, PathBuf, bool)> {
+    let mut binds: Vec<(PathBuf, PathBuf, bool)> = SYSTEM_DIRS
+        .iter()
+        .map(|d| (PathBuf::from(d), root.join(&d[1..]), true))
+        .collect();
+    // Not recursive: the slots' own roots are mounts under the home.
+    binds.push((home.to_path_buf(), root.join(&IN_ROOT_HOME[1..]), false));
+    for f in HOST_FILES {
+        if Path::new(f).exists() {
+            binds.push((PathBuf::from(f), root.join(&f[1..]), false));
+        }
+    }
+    binds
+}
+
+fn bind(source: &Path, target: &Path, recursive: bool) -> std::io::Result<()> {
+    use nix::mount::MsFlags;
+    let flags = if recursive {
+        MsFlags::MS_BIND | MsFlags::MS_REC
+    } else {
+        MsFlags::MS_BIND
+    };
+    nix::mount::mount(Some(source), target, None::<&str>, flags, None::<&str>)
+        .map_err(|e| std::io::Error::other(format!("bind {}: {e}", source.display())))
+}
+
+fn overlay_options(slot: &Path) -> String {
+    format!(
+        "lowerdir=/,upperdir={},workdir={}",
+        slot.join("upper").display(),
+        slot.join("work").display()
+    )
+}
 
 impl Sandboxes {
     /// Slots live under `home/sandboxes/<pid>-<n>`, one folder per pool (a process may run
@@ -80,7 +138,12 @@ impl Sandboxes {
                         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
                     });
                 if !alive {
-                    let _ = fs::remove_dir_all(e.path());
+                    // Its mounts went with its namespace; removed slot by slot all the same,
+                    // never across a mount point.
+                    for slot in fs::read_dir(e.path()).into_iter().flatten().flatten() {
+                        remove_slot_dirs(&slot.path());
+                    }
+                    let _ = fs::remove_dir(e.path());
                 }
             }
         }
@@ -90,6 +153,8 @@ impl Sandboxes {
                 std::process::id(),
                 POOLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             )),
+            home: home.to_path_buf(),
+            mounted: crate::namespace::entered(),
             free: std::sync::Mutex::new(Vec::new()),
             made: std::sync::atomic::AtomicUsize::new(0),
         }
@@ -101,6 +166,14 @@ impl Sandboxes {
         }
         let k = self.made.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let slot = self.base.join(k.to_string());
+        let made = self.make(&slot);
+        if made.is_err() {
+            self.discard(&slot);
+        }
+        made.map(|()| slot)
+    }
+
+    fn make(&self, slot: &Path) -> std::io::Result<()> {
         let upper = slot.join("upper");
         for d in [&upper, &slot.join("work"), &slot.join("root")] {
             fs::create_dir_all(d)?;
@@ -114,27 +187,60 @@ impl Sandboxes {
         }
         fs::create_dir_all(upper.join(IN_ROOT_HOME.trim_start_matches('/')))?;
         Self::reset_modes(&upper)?;
-        Ok(slot)
-    }
-
-    fn reset_modes(upper: &Path) -> std::io::Result<()> {
-        use std::os::unix::fs::PermissionsExt;
-        for (d, mode) in [("tmp", 0o1777), ("var/tmp", 0o1777), ("mnt", 0o755)] {
-            fs::set_permissions(upper.join(d), fs::Permissions::from_mode(mode))?;
+        if self.mounted {
+            let root = slot.join("root");
+            nix::mount::mount(
+                Some("overlay"),
+                &root,
+                Some("overlay"),
+                nix::mount::MsFlags::empty(),
+                Some(overlay_options(slot).as_str()),
+            )
+            .map_err(|e| std::io::Error::other(format!("overlay root: {e}")))?;
+            for (source, target, recursive) in system_binds(&self.home, &root) {
+                bind(&source, &target, recursive)?;
+            }
         }
         Ok(())
     }
 
-    /// Give a slot back once its pod has exited: whatever the pod wrote goes, the skeleton stays.
-    fn give_back(&self, slot: PathBuf) {
-        let upper = slot.join("upper");
-        if Self::empty_to_skeleton(&upper, Path::new("")).is_ok()
-            && Self::reset_modes(&upper).is_ok()
-        {
+    fn reset_modes(dir: &Path) -> std::io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        for (d, mode) in [("tmp", 0o1777), ("var/tmp", 0o1777), ("mnt", 0o755)] {
+            fs::set_permissions(dir.join(d), fs::Permissions::from_mode(mode))?;
+        }
+        Ok(())
+    }
+
+    /// Give a slot back once its pod has exited (after `pod_binds`, the mounts made for the
+    /// pod's volumes, are undone): whatever the pod wrote goes, the skeleton stays.
+    fn give_back(&self, slot: PathBuf, pod_binds: &[PathBuf]) {
+        for target in pod_binds.iter().rev() {
+            let _ = nix::mount::umount2(target, nix::mount::MntFlags::MNT_DETACH);
+        }
+        let emptied = if self.mounted {
+            Self::empty_mounted(&slot)
+        } else {
+            let upper = slot.join("upper");
+            Self::empty_to_skeleton(&upper, Path::new("")).and_then(|()| Self::reset_modes(&upper))
+        };
+        if emptied.is_ok() {
             self.free.lock().expect("sandboxes").push(slot);
         } else {
-            let _ = fs::remove_dir_all(&slot);
+            self.discard(&slot);
         }
+    }
+
+    /// Unmount a slot (if mounted) and delete it, never across a mount point: a slot that
+    /// cannot be unmounted is left where it is.
+    fn discard(&self, slot: &Path) {
+        if self.mounted {
+            match nix::mount::umount2(&slot.join("root"), nix::mount::MntFlags::MNT_DETACH) {
+                Ok(()) | Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOENT) => {}
+                Err(_) => return,
+            }
+        }
+        remove_slot_dirs(slot);
     }
 
     fn empty_to_skeleton(dir: &Path, rel: &Path) -> std::io::Result<()> {
@@ -156,12 +262,118 @@ impl Sandboxes {
         }
         Ok(())
     }
+
+    /// Empty a mounted slot through its merged view, or fail when it cannot be reused.
+    fn empty_mounted(slot: &Path) -> std::io::Result<()> {
+        let root = slot.join("root");
+        for f in FRESH {
+            if is_mount_root(&root.join(&f[1..]))? {
+                return Err(std::io::Error::other(format!("the pod mounted over {f}")));
+            }
+        }
+        let mut doomed = Vec::new();
+        Self::pod_writes(&slot.join("upper"), Path::new(""), &mut doomed)?;
+        for rel in doomed {
+            remove_within_mount(&root.join(rel))?;
+        }
+        Self::reset_modes(&root)
+    }
+
+    /// What a pod wrote into the upper layer `upper` under `rel` that can be deleted through
+    /// the merged view without touching the host's layer: everything in a fresh directory (they
+    /// are opaque), and paths the host does not have. Anything else (a host file or directory
+    /// copied up, a whiteout, a skeleton directory replaced) is an error: the slot goes.
+    fn pod_writes(upper: &Path, rel: &Path, doomed: &mut Vec<PathBuf>) -> std::io::Result<()> {
+        let fresh = FRESH.iter().any(|f| Path::new(&f[1..]) == rel);
+        for e in fs::read_dir(upper.join(rel))? {
+            let e = e?;
+            let r = rel.join(e.file_name());
+            if fresh {
+                doomed.push(r);
+                continue;
+            }
+            let skeleton = r.to_str().is_some_and(|r| SKELETON.contains(&r));
+            if skeleton && e.file_type()?.is_dir() {
+                Self::pod_writes(upper, &r, doomed)?;
+            } else if !skeleton
+                && fs::symlink_metadata(Path::new("/").join(&r)).is_err()
+                && !is_whiteout(&e)?
+            {
+                doomed.push(r);
+            } else {
+                return Err(std::io::Error::other(format!(
+                    "the pod changed the host's /{}",
+                    r.display()
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An overlay whiteout: a character device 0:0 in the upper layer.
+fn is_whiteout(e: &fs::DirEntry) -> std::io::Result<bool> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    Ok(e.file_type()?.is_char_device() && e.metadata()?.rdev() == 0)
+}
+
+/// Delete a file or a directory tree, failing (with what is left in place) at a mount point:
+/// a pod may have mounted something over a path it wrote, and deleting through that mount
+/// would delete what it shows. The slot is then discarded, which detaches every mount under it.
+fn remove_within_mount(path: &Path) -> std::io::Result<()> {
+    if is_mount_root(path)? {
+        return Err(std::io::Error::other(format!(
+            "{} is a mount point",
+            path.display()
+        )));
+    }
+    if fs::symlink_metadata(path)?.is_dir() {
+        for e in fs::read_dir(path)? {
+            remove_within_mount(&e?.path())?;
+        }
+        fs::remove_dir(path)
+    } else {
+        fs::remove_file(path)
+    }
+}
+
+/// Whether `path` (not followed) is the root of a mount, from `statx`'s
+/// `STATX_ATTR_MOUNT_ROOT` (Linux 5.8); an older kernel that cannot say counts as yes.
+fn is_mount_root(path: &Path) -> std::io::Result<bool> {
+    use nix::libc;
+    let c = cstr(path)?;
+    // SAFETY: statx writes into the zeroed buffer it is given, nothing else.
+    let mut st: libc::statx = unsafe { std::mem::zeroed() };
+    let r = unsafe {
+        libc::statx(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+            0,
+            &mut st,
+        )
+    };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let known = st.stx_attributes_mask & libc::STATX_ATTR_MOUNT_ROOT as u64 != 0;
+    Ok(!known || st.stx_attributes & libc::STATX_ATTR_MOUNT_ROOT as u64 != 0)
+}
+
+/// Delete a slot's folders, not crossing into its root (only an empty root is removed).
+fn remove_slot_dirs(slot: &Path) {
+    let _ = fs::remove_dir_all(slot.join("upper"));
+    let _ = fs::remove_dir_all(slot.join("work"));
+    let _ = fs::remove_dir(slot.join("root"));
+    let _ = fs::remove_dir(slot);
 }
 
 /// Where a container path is on the host.
 struct Layout {
     isolated: bool,
-    upper: PathBuf,
+    /// Where the rest of the root is: a mounted slot's merged view, or the writable layer of a
+    /// slot the pod mounts itself.
+    view: PathBuf,
     mounts: Vec<(String, PathBuf)>,
 }
 
@@ -180,7 +392,7 @@ impl Layout {
             Some((target, source)) => {
                 source.join(path[target.trim_end_matches('/').len()..].trim_start_matches('/'))
             }
-            None => self.upper.join(path.trim_start_matches('/')),
+            None => self.view.join(path.trim_start_matches('/')),
         }
     }
 }
@@ -209,8 +421,8 @@ pub struct DirectPod {
     proc: Proc,
     layout: Layout,
     spec: PodSpec,
-    /// The private root's slot and where it goes back to.
-    slot: Option<(PathBuf, std::sync::Arc<Sandboxes>)>,
+    /// The private root's slot, given back when the pod is finished.
+    slot: Option<HeldSlot>,
 }
 
 fn cstr(p: &Path) -> std::io::Result<CString> {
@@ -228,31 +440,45 @@ pub fn start(
     let c = spec.main[0].clone();
     let isolated =
         nix::unistd::Uid::effective().is_root() && std::env::var_os("ONYX_NO_SANDBOX").is_none();
-    let mut mounts: Vec<(String, PathBuf)> = Vec::new();
-    for m in &c.mounts {
-        mounts.push((m.target.clone(), m.source.clone()));
-    }
-    let slot = if isolated {
-        Some(sandboxes.take()?)
+    let mounts: Vec<(String, PathBuf)> = c
+        .mounts
+        .iter()
+        .map(|m| (m.target.clone(), m.source.clone()))
+        .collect();
+    // From here on a failure gives the slot back.
+    let mut held = SlotGuard(if isolated {
+        Some(HeldSlot {
+            dir: sandboxes.take()?,
+            pod_binds: Vec::new(),
+            pool: sandboxes.clone(),
+        })
     } else {
         None
-    };
-    // From here on a failure gives the slot back.
-    let guard = SlotGuard(slot.clone().map(|s| (s, sandboxes.clone())));
-    let slot_dir = slot.unwrap_or_default();
+    });
+    let slot_dir = held.0.as_ref().map(|h| h.dir.clone()).unwrap_or_default();
+    let root = slot_dir.join("root");
+    let premounted = isolated && sandboxes.mounted;
     let layout = Layout {
         isolated,
-        upper: slot_dir.join("upper"),
+        view: if premounted {
+            root.clone()
+        } else {
+            slot_dir.join("upper")
+        },
         mounts,
     };
-    let upper = slot_dir.join("upper");
-    let work = slot_dir.join("work");
-    let root = slot_dir.join("root");
     if isolated {
         for (target, source) in &layout.mounts {
             fs::create_dir_all(source)?;
-            // The mount point, made in the writable layer so the merged root has it.
-            fs::create_dir_all(upper.join(target.trim_start_matches('/')))?;
+            // The mount point, made where the merged root will have it.
+            let point = layout.view.join(target.trim_start_matches('/'));
+            fs::create_dir_all(&point)?;
+            if premounted {
+                bind(source, &point, false)?;
+                if let Some(h) = held.0.as_mut() {
+                    h.pod_binds.push(root.join(target.trim_start_matches('/')));
+                }
+            }
         }
     }
     // Inputs go straight to where the pod will see them.
@@ -266,14 +492,19 @@ pub fn start(
         }
     });
     if isolated {
-        fs::create_dir_all(upper.join(workdir.trim_start_matches('/')))?;
+        fs::create_dir_all(layout.view.join(workdir.trim_start_matches('/')))?;
     } else {
         fs::create_dir_all(&workdir)?;
     }
     // stdout and stderr go straight to files (no pipes, no reader threads); the result is
-    // read back from the stdout file after the exit.
+    // read back from the stdout file after the exit. Unless it is, both streams share one log,
+    // as a container's do in `kubectl logs`: a file less to make per pod.
     let stdout_file = fs::File::create(dir.join("main.log"))?;
-    let stderr_file = fs::File::create(dir.join("main.err.log"))?;
+    let stderr_file = if spec.capture_result {
+        fs::File::create(dir.join("main.err.log"))?
+    } else {
+        stdout_file.try_clone()?
+    };
     let Some((prog, args)) = c.command.split_first() else {
         return Err(DirectError::CommandNotFound(String::new()));
     };
@@ -305,27 +536,25 @@ pub fn start(
             env.retain(|(x, _)| x.as_os_str() != std::ffi::OsStr::new(k));
             env.push((k.into(), v.into()));
         }
-        let mut binds: Vec<(CString, CString, bool)> = Vec::new();
-        for (target, source) in &layout.mounts {
-            binds.push((
-                cstr(source)?,
-                cstr(&root.join(target.trim_start_matches('/')))?,
-                false,
-            ));
-        }
-        for sys in ["/proc", "/dev", "/sys"] {
-            binds.push((CString::new(sys)?, cstr(&root.join(&sys[1..]))?, true));
-        }
-        binds.push((
-            cstr(&spec.home)?,
-            cstr(&root.join(&IN_ROOT_HOME[1..]))?,
-            true,
-        ));
-        for f in ["/etc/resolv.conf", "/etc/hosts", "/etc/hostname"] {
-            if Path::new(f).exists() {
-                binds.push((CString::new(f)?, cstr(&root.join(&f[1..]))?, false));
+        let child_mounts = if premounted {
+            None
+        } else {
+            let mut binds: Vec<(CString, CString, bool)> = Vec::new();
+            for (target, source) in &layout.mounts {
+                binds.push((
+                    cstr(source)?,
+                    cstr(&root.join(target.trim_start_matches('/')))?,
+                    false,
+                ));
             }
-        }
+            for (source, target, recursive) in system_binds(&spec.home, &root) {
+                binds.push((cstr(&source)?, cstr(&target)?, recursive));
+            }
+            Some(spawn::ChildMounts {
+                overlay: CString::new(overlay_options(&slot_dir))?,
+                binds,
+            })
+        };
         // Inside the root ONYX's home is at `/.onyx-home` (a home under /tmp would be hidden
         // by the pod's fresh /tmp): paths into it (scripts, stand-ins) point there.
         let home_s = spec.home.display().to_string();
@@ -352,13 +581,8 @@ pub fn start(
                 .collect::<Result<_, _>>()?,
             stdout: stdout_file,
             stderr: stderr_file,
-            overlay: CString::new(format!(
-                "lowerdir=/,upperdir={},workdir={}",
-                upper.display(),
-                work.display()
-            ))?,
+            mounts: child_mounts,
             root: cstr(&root)?,
-            binds,
             workdir: CString::new(workdir.clone())?,
         };
         Proc::Raw(spawn::spawn_in_private_root(&plan)?)
@@ -381,7 +605,7 @@ pub fn start(
         proc,
         layout,
         spec: spec.clone(),
-        slot: guard.disarm(),
+        slot: held.0.take(),
     })
 }
 
@@ -413,24 +637,31 @@ impl DirectPod {
     }
 }
 
-/// Gives a slot back unless disarmed (a start that failed half-way).
-struct SlotGuard(Option<(PathBuf, std::sync::Arc<Sandboxes>)>);
+/// A slot a pod holds, with the mounts made for the pod's volumes.
+struct HeldSlot {
+    dir: PathBuf,
+    pod_binds: Vec<PathBuf>,
+    pool: std::sync::Arc<Sandboxes>,
+}
 
-impl SlotGuard {
-    fn disarm(mut self) -> Option<(PathBuf, std::sync::Arc<Sandboxes>)> {
-        self.0.take()
+impl HeldSlot {
+    fn release(self) {
+        self.pool.give_back(self.dir, &self.pod_binds);
     }
 }
 
+/// Gives a slot back unless taken out (a start that failed half-way).
+struct SlotGuard(Option<HeldSlot>);
+
 impl Drop for SlotGuard {
     fn drop(&mut self) {
-        if let Some((slot, pool)) = self.0.take() {
-            pool.give_back(slot);
+        if let Some(h) = self.0.take() {
+            h.release();
         }
     }
 }
 
-/// Wait for the pod, collect its outputs and write `result.json`.
+/// Wait for the pod and collect its outputs.
 pub fn finish(mut pod: DirectPod, dir: &Path) -> PodOutcome {
     let code = pod.wait();
     let mut outcome = PodOutcome {
@@ -476,15 +707,14 @@ pub fn finish(mut pod: DirectPod, dir: &Path) -> PodOutcome {
             }
         }
     }
-    let tmp = dir.join("result.json.tmp");
-    if fs::write(&tmp, serde_json::to_vec(&outcome).unwrap_or_default()).is_ok() {
-        let _ = fs::rename(&tmp, dir.join("result.json"));
-    }
-    if let Some((slot, pool)) = pod.slot.take() {
+    // No `result.json`: that file is how a restarted server learns what a wrapper's pod did,
+    // and direct pods run only under a controller whose state ends with its process (`onyx
+    // run`, the conformance runner), which has the outcome in hand.
+    if let Some(slot) = pod.slot.take() {
         // What the pod left running dies with it (as its container would), so that nothing
         // writes into the slot once it is the next pod's.
         crate::pod::kill_group(pod.id());
-        pool.give_back(slot);
+        slot.release();
     }
     outcome
 }
@@ -509,13 +739,13 @@ mod tests {
         assert_ne!(sa, sb);
         fs::write(sa.join("upper/tmp/left-over"), "x").unwrap();
         fs::create_dir_all(sa.join("upper/etc")).unwrap();
-        a.give_back(sa.clone());
+        a.give_back(sa.clone(), &[]);
         let again = a.take().unwrap();
         assert_eq!(again, sa, "an emptied slot is reused");
         assert!(!again.join("upper/tmp/left-over").exists());
         assert!(!again.join("upper/etc").exists());
         assert!(again.join("upper/var/tmp").is_dir());
-        a.give_back(again);
+        a.give_back(again, &[]);
         let base = a.base.clone();
         drop(a);
         assert!(!base.exists());

@@ -17,6 +17,7 @@ pub mod artifacts;
 pub mod direct;
 pub mod durable;
 pub mod images;
+pub mod namespace;
 mod pod;
 pub mod resource;
 mod spawn;

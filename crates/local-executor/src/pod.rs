@@ -630,11 +630,12 @@ fn isolate(spec: &PodSpec, dir: &Path, volumes: &[Mount]) -> Result<bool, String
     // workflow might list or save (its own /tmp, say).
     let home_in_root = root.join(IN_ROOT_HOME.trim_start_matches('/'));
     fs::create_dir_all(&home_in_root).map_err(|e| format!("{}: {e}", home_in_root.display()))?;
+    // Not recursive: the controller's sandbox slots are mounts under the home.
     mount(
         Some(&spec.home),
         &home_in_root,
         None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
+        MsFlags::MS_BIND,
         None::<&str>,
     )
     .map_err(|e| format!("bind {}: {e}", spec.home.display()))?;

@@ -20,13 +20,20 @@ pub struct Plan {
     pub envp: Vec<CString>,
     pub stdout: File,
     pub stderr: File,
-    /// Overlay mount options (`lowerdir=/,upperdir=…,workdir=…`).
-    pub overlay: CString,
+    /// The mounts the child makes in a mount namespace of its own before it enters `root`;
+    /// `None` when `root` is mounted already (a slot of the controller's namespace).
+    pub mounts: Option<ChildMounts>,
     pub root: CString,
-    /// (source, target inside `root`, recursive).
-    pub binds: Vec<(CString, CString, bool)>,
     /// The working directory inside the root.
     pub workdir: CString,
+}
+
+/// A root the child mounts for itself.
+pub struct ChildMounts {
+    /// Overlay mount options (`lowerdir=/,upperdir=…,workdir=…`).
+    pub overlay: CString,
+    /// (source, target inside the root, recursive).
+    pub binds: Vec<(CString, CString, bool)>,
 }
 
 /// What the child reads: raw pointers into a `Plan`, and where it reports a failure.
@@ -37,6 +44,7 @@ struct ChildArgs {
     stdin: libc::c_int,
     stdout: libc::c_int,
     stderr: libc::c_int,
+    /// Null when the root is mounted already.
     overlay: *const libc::c_char,
     root: *const libc::c_char,
     binds: Vec<(*const libc::c_char, *const libc::c_char, libc::c_ulong)>,
@@ -77,11 +85,15 @@ pub fn spawn_in_private_root(plan: &Plan) -> std::io::Result<i32> {
         stdin: null.as_raw_fd(),
         stdout: plan.stdout.as_raw_fd(),
         stderr: plan.stderr.as_raw_fd(),
-        overlay: plan.overlay.as_ptr(),
+        overlay: plan
+            .mounts
+            .as_ref()
+            .map_or(std::ptr::null(), |m| m.overlay.as_ptr()),
         root: plan.root.as_ptr(),
         binds: plan
-            .binds
+            .mounts
             .iter()
+            .flat_map(|m| &m.binds)
             .map(|(s, t, rec)| {
                 let flags = if *rec {
                     libc::MS_BIND | libc::MS_REC
@@ -155,33 +167,35 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
                 fail(2);
             }
         }
-        if libc::unshare(libc::CLONE_NEWNS) != 0 {
-            fail(3);
-        }
-        let none_c = std::ptr::null::<libc::c_char>();
-        if libc::mount(
-            none_c,
-            c"/".as_ptr(),
-            none_c,
-            libc::MS_REC | libc::MS_PRIVATE,
-            std::ptr::null(),
-        ) != 0
-        {
-            fail(4);
-        }
-        if libc::mount(
-            c"overlay".as_ptr(),
-            a.root,
-            c"overlay".as_ptr(),
-            0,
-            a.overlay as *const libc::c_void,
-        ) != 0
-        {
-            fail(5);
-        }
-        for (src, dst, flags) in &a.binds {
-            if libc::mount(*src, *dst, none_c, *flags, std::ptr::null()) != 0 {
-                fail(6);
+        if !a.overlay.is_null() {
+            if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                fail(3);
+            }
+            let none_c = std::ptr::null::<libc::c_char>();
+            if libc::mount(
+                none_c,
+                c"/".as_ptr(),
+                none_c,
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ) != 0
+            {
+                fail(4);
+            }
+            if libc::mount(
+                c"overlay".as_ptr(),
+                a.root,
+                c"overlay".as_ptr(),
+                0,
+                a.overlay as *const libc::c_void,
+            ) != 0
+            {
+                fail(5);
+            }
+            for (src, dst, flags) in &a.binds {
+                if libc::mount(*src, *dst, none_c, *flags, std::ptr::null()) != 0 {
+                    fail(6);
+                }
             }
         }
         if libc::chroot(a.root) != 0 {

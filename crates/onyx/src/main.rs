@@ -116,6 +116,19 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let home = absolute(&cli.home);
+    if matches!(
+        cli.command,
+        Command::Run { .. } | Command::Server { .. } | Command::Conformance { .. }
+    ) && nix::unistd::Uid::effective().is_root()
+        && std::env::var_os("ONYX_NO_SANDBOX").is_none()
+    {
+        // Before any thread starts (see `namespace`); without it each pod mounts its own root.
+        if let Err(e) = local_executor::namespace::enter_private_mount_namespace() {
+            eprintln!(
+                "onyx: no mount namespace of its own ({e}); pods mount their roots one by one"
+            );
+        }
+    }
     match cli.command {
         Command::ExecPod { dir } => match local_executor::run_pod(&dir) {
             Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
