@@ -107,18 +107,33 @@ pub fn spawn_in_private_root(plan: &Plan) -> std::io::Result<i32> {
         failed_step: AtomicI32::new(0),
         errno: AtomicI32::new(0),
     };
-    let mut stack = vec![0u8; CHILD_STACK];
-    // The stack grows down from its end, which must be 16-byte aligned.
-    let top = (stack.as_mut_ptr() as usize + CHILD_STACK) & !15;
+    // The child's stack, kept per thread from spawn to spawn (a fresh one per pod faulted in
+    // fresh pages each time). With CLONE_VFORK the thread is suspended while the child uses it.
+    thread_local! {
+        static STACK: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    STACK.with(|stack| {
+        let mut stack = stack.borrow_mut();
+        if stack.len() < CHILD_STACK {
+            stack.resize(CHILD_STACK, 0);
+        }
+        // The stack grows down from its end, which must be 16-byte aligned.
+        let top = (stack.as_mut_ptr() as usize + CHILD_STACK) & !15;
+        clone_child(&args, top)
+    })
+}
+
+/// Clone the child onto the stack whose top is `top` and report how its set-up went.
+fn clone_child(args: &ChildArgs, top: usize) -> std::io::Result<i32> {
     // SAFETY: with CLONE_VFORK this thread is suspended until the child execs or exits, so
-    // `args` and `stack` outlive every use the child makes of them; the child only makes
+    // `args` and the stack outlive every use the child makes of them; the child only makes
     // system calls (see `child_main`).
     let pid = unsafe {
         libc::clone(
             child_main,
             top as *mut libc::c_void,
             libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
-            &args as *const ChildArgs as *mut libc::c_void,
+            args as *const ChildArgs as *mut libc::c_void,
         )
     };
     if pid < 0 {
@@ -133,7 +148,6 @@ pub fn spawn_in_private_root(plan: &Plan) -> std::io::Result<i32> {
             format!("{}: {e}", STEPS.get(step as usize).unwrap_or(&"?")),
         ));
     }
-    drop(stack);
     Ok(pid)
 }
 

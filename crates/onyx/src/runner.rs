@@ -131,6 +131,7 @@ pub fn run(
         shared: shared.clone(),
         layout,
         sandboxes,
+        waiters: Waiters::new(),
         tx: tx.clone(),
         opts: opts.clone(),
         workflow: name.to_string(),
@@ -249,9 +250,64 @@ struct Dispatch {
     shared: Arc<Shared>,
     layout: Layout,
     sandboxes: Arc<local_executor::direct::Sandboxes>,
+    waiters: Waiters,
     tx: Sender<Event>,
     opts: RunOptions,
     workflow: String,
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Threads that wait for pods and collect their outcomes, kept for the next pod: a thread
+/// started per pod cost more than the pod's own wait (its start, and the fresh memory its
+/// allocator then faults in). A job never queues behind a busy thread: it goes to an idle one
+/// (claimed before the send) or to a new one.
+struct Waiters {
+    tx: Sender<Job>,
+    rx: Arc<std::sync::Mutex<mpsc::Receiver<Job>>>,
+    idle: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Waiters {
+    fn new() -> Waiters {
+        let (tx, rx) = mpsc::channel();
+        Waiters {
+            tx,
+            rx: Arc::new(std::sync::Mutex::new(rx)),
+            idle: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+        }
+    }
+
+    fn run(&self, job: impl FnOnce() + Send + 'static) {
+        use std::sync::atomic::Ordering;
+        let claimed = self
+            .idle
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok();
+        if claimed {
+            if let Err(mpsc::SendError(job)) = self.tx.send(Box::new(job)) {
+                std::thread::spawn(job);
+            }
+            return;
+        }
+        let (rx, idle) = (self.rx.clone(), self.idle.clone());
+        std::thread::spawn(move || {
+            job();
+            loop {
+                idle.fetch_add(1, Ordering::AcqRel);
+                // The lock is held only while waiting for the next job; the sender hung up
+                // (the run ended) ends the thread.
+                let next = rx
+                    .lock()
+                    .map_err(|_| ())
+                    .and_then(|r| r.recv().map_err(|_| ()));
+                match next {
+                    Ok(job) => job(),
+                    Err(()) => return,
+                }
+            }
+        });
+    }
 }
 
 impl Dispatch {
@@ -308,9 +364,8 @@ impl Dispatch {
                                     node_id: node_id.clone(),
                                     host: None,
                                 });
-                                std::thread::spawn(move || {
+                                self.waiters.run(move || {
                                     let outcome = local_executor::direct::finish(pod, &dir);
-                                    local_executor::clean_pod_dir(&dir);
                                     let _ = tx.send(Event::PodDone(
                                         local_executor::actions::pod_result(
                                             node_id,
@@ -346,7 +401,7 @@ impl Dispatch {
                                 node_id: node_id.clone(),
                                 host: None,
                             });
-                            std::thread::spawn(move || {
+                            self.waiters.run(move || {
                                 let _ = running.child.wait();
                                 local_executor::clean_pod_dir(&running.dir);
                                 let outcome = local_executor::read_outcome(&running.dir);
@@ -434,4 +489,47 @@ fn spawn_child(shared: &Arc<Shared>, opts: &RunOptions, obj: Value) -> Result<St
         }
     });
     Ok(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A job never waits behind a busy waiter: the first blocks until the second has run,
+    /// and threads freed by finished jobs take the next ones.
+    #[test]
+    fn waiters_run_jobs_side_by_side_and_are_reused() {
+        let w = Waiters::new();
+        let (a_tx, a_rx) = mpsc::channel::<()>();
+        let (done_tx, done_rx) = mpsc::channel::<&'static str>();
+        let d = done_tx.clone();
+        w.run(move || {
+            a_rx.recv_timeout(Duration::from_secs(10)).expect("B ran");
+            d.send("a").unwrap();
+        });
+        let d = done_tx.clone();
+        w.run(move || {
+            a_tx.send(()).unwrap();
+            d.send("b").unwrap();
+        });
+        let mut got = vec![
+            done_rx.recv_timeout(Duration::from_secs(10)).unwrap(),
+            done_rx.recv_timeout(Duration::from_secs(10)).unwrap(),
+        ];
+        got.sort();
+        assert_eq!(got, ["a", "b"]);
+        // Both threads are idle now (each counts itself before it waits).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while w.idle.load(std::sync::atomic::Ordering::Acquire) < 2 {
+            assert!(Instant::now() < deadline, "the threads did not come back");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        for i in 0..10 {
+            let d = done_tx.clone();
+            w.run(move || d.send(if i % 2 == 0 { "even" } else { "odd" }).unwrap());
+        }
+        for _ in 0..10 {
+            done_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        }
+    }
 }
