@@ -56,16 +56,15 @@ fn under(path: &str, dir: &str) -> bool {
 /// A finished pod's slot is emptied of what the pod wrote and handed to the next pod. A mounted
 /// slot is emptied through its merged view (the overlay's layers must not change under it) and
 /// only where the pod wrote paths the host does not have: a pod that changed a host file (a
-/// copy-up or a whiteout in the upper layer), or mounted something over a path it wrote, gets
-/// its slot unmounted and deleted, so the next pod never sees another pod's files. (A mount a
-/// privileged pod makes over a host path it did not write stays for the slot's next pods, as
-/// it would on a Kubernetes node for the pods after it.)
+/// copy-up or a whiteout in the upper layer) or left a mount of its own in its root (the
+/// root's mount count differs from the slot's) gets its slot unmounted and deleted, so the
+/// next pod never sees another pod's files or mounts.
 pub struct Sandboxes {
     base: PathBuf,
     home: PathBuf,
     /// Slots stay mounted in the controller's namespace from pod to pod.
     mounted: bool,
-    free: std::sync::Mutex<Vec<PathBuf>>,
+    free: std::sync::Mutex<Vec<Slot>>,
     made: std::sync::atomic::AtomicUsize,
 }
 
@@ -73,10 +72,17 @@ impl Drop for Sandboxes {
     /// Every slot is back (pods hold the pool until they give theirs back): remove them all.
     fn drop(&mut self) {
         for slot in self.free.get_mut().map(std::mem::take).unwrap_or_default() {
-            self.discard(&slot);
+            self.discard(&slot.dir);
         }
         let _ = fs::remove_dir(&self.base);
     }
+}
+
+/// A slot's folder, and how many mounts its root has when no pod is in it (a mounted slot's
+/// overlay and binds with their submounts; 0 for a slot each pod mounts itself).
+struct Slot {
+    dir: PathBuf,
+    mounts: usize,
 }
 
 /// What a slot's writable layer holds between pods (paths relative to it).
@@ -160,20 +166,23 @@ impl Sandboxes {
         }
     }
 
-    fn take(&self) -> std::io::Result<PathBuf> {
+    fn take(&self) -> std::io::Result<Slot> {
         if let Some(slot) = self.free.lock().expect("sandboxes").pop() {
             return Ok(slot);
         }
         let k = self.made.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let slot = self.base.join(k.to_string());
-        let made = self.make(&slot);
-        if made.is_err() {
-            self.discard(&slot);
+        let dir = self.base.join(k.to_string());
+        match self.make(&dir) {
+            Ok(mounts) => Ok(Slot { dir, mounts }),
+            Err(e) => {
+                self.discard(&dir);
+                Err(e)
+            }
         }
-        made.map(|()| slot)
     }
 
-    fn make(&self, slot: &Path) -> std::io::Result<()> {
+    /// Make a slot's folders (and mount it, in the controller's namespace); its mount count.
+    fn make(&self, slot: &Path) -> std::io::Result<usize> {
         let upper = slot.join("upper");
         for d in [&upper, &slot.join("work"), &slot.join("root")] {
             fs::create_dir_all(d)?;
@@ -200,8 +209,9 @@ impl Sandboxes {
             for (source, target, recursive) in system_binds(&self.home, &root) {
                 bind(&source, &target, recursive)?;
             }
+            return mounts_under(&root);
         }
-        Ok(())
+        Ok(0)
     }
 
     fn reset_modes(dir: &Path) -> std::io::Result<()> {
@@ -214,20 +224,20 @@ impl Sandboxes {
 
     /// Give a slot back once its pod has exited (after `pod_binds`, the mounts made for the
     /// pod's volumes, are undone): whatever the pod wrote goes, the skeleton stays.
-    fn give_back(&self, slot: PathBuf, pod_binds: &[PathBuf]) {
+    fn give_back(&self, slot: Slot, pod_binds: &[PathBuf]) {
         for target in pod_binds.iter().rev() {
             let _ = nix::mount::umount2(target, nix::mount::MntFlags::MNT_DETACH);
         }
         let emptied = if self.mounted {
             Self::empty_mounted(&slot)
         } else {
-            let upper = slot.join("upper");
+            let upper = slot.dir.join("upper");
             Self::empty_to_skeleton(&upper, Path::new("")).and_then(|()| Self::reset_modes(&upper))
         };
         if emptied.is_ok() {
             self.free.lock().expect("sandboxes").push(slot);
         } else {
-            self.discard(&slot);
+            self.discard(&slot.dir);
         }
     }
 
@@ -264,15 +274,15 @@ impl Sandboxes {
     }
 
     /// Empty a mounted slot through its merged view, or fail when it cannot be reused.
-    fn empty_mounted(slot: &Path) -> std::io::Result<()> {
-        let root = slot.join("root");
-        for f in FRESH {
-            if is_mount_root(&root.join(&f[1..]))? {
-                return Err(std::io::Error::other(format!("the pod mounted over {f}")));
-            }
+    fn empty_mounted(slot: &Slot) -> std::io::Result<()> {
+        let root = slot.dir.join("root");
+        // A mount the pod made anywhere in its root (its fresh /tmp, a host path) would stay
+        // for the next pods; only the slot's own may be there.
+        if mounts_under(&root)? != slot.mounts {
+            return Err(std::io::Error::other("the pod left a mount in its root"));
         }
         let mut doomed = Vec::new();
-        Self::pod_writes(&slot.join("upper"), Path::new(""), &mut doomed)?;
+        Self::pod_writes(&slot.dir.join("upper"), Path::new(""), &mut doomed)?;
         for rel in doomed {
             remove_within_mount(&root.join(rel))?;
         }
@@ -318,8 +328,9 @@ fn is_whiteout(e: &fs::DirEntry) -> std::io::Result<bool> {
 }
 
 /// Delete a file or a directory tree, failing (with what is left in place) at a mount point:
-/// a pod may have mounted something over a path it wrote, and deleting through that mount
-/// would delete what it shows. The slot is then discarded, which detaches every mount under it.
+/// deleting through a mount would delete what it shows. (The slot's mount count rules out a
+/// pod's mounts already; this keeps a deletion safe should that count ever be wrong.) The
+/// slot is then discarded, which detaches every mount under it.
 fn remove_within_mount(path: &Path) -> std::io::Result<()> {
     if is_mount_root(path)? {
         return Err(std::io::Error::other(format!(
@@ -358,6 +369,30 @@ fn is_mount_root(path: &Path) -> std::io::Result<bool> {
     }
     let known = st.stx_attributes_mask & libc::STATX_ATTR_MOUNT_ROOT as u64 != 0;
     Ok(!known || st.stx_attributes & libc::STATX_ATTR_MOUNT_ROOT as u64 != 0)
+}
+
+/// How many mounts of this process's namespace are at or under `root`, from
+/// `/proc/self/mountinfo` (whose mount points escape space, tab, newline and backslash as
+/// `\ooo`).
+fn mounts_under(root: &Path) -> std::io::Result<usize> {
+    let table = fs::read("/proc/self/mountinfo")?;
+    let mut prefix = Vec::new();
+    for b in root.as_os_str().as_encoded_bytes() {
+        if matches!(b, b' ' | b'\t' | b'\n' | b'\\') {
+            prefix.extend(format!("\\{b:03o}").into_bytes());
+        } else {
+            prefix.push(*b);
+        }
+    }
+    Ok(table
+        .split(|b| *b == b'\n')
+        .filter_map(|line| line.split(|b| *b == b' ').nth(4))
+        .filter(|point| {
+            point
+                .strip_prefix(prefix.as_slice())
+                .is_some_and(|rest| rest.is_empty() || rest[0] == b'/')
+        })
+        .count())
 }
 
 /// Delete a slot's folders, not crossing into its root (only an empty root is removed).
@@ -448,14 +483,18 @@ pub fn start(
     // From here on a failure gives the slot back.
     let mut held = SlotGuard(if isolated {
         Some(HeldSlot {
-            dir: sandboxes.take()?,
+            slot: sandboxes.take()?,
             pod_binds: Vec::new(),
             pool: sandboxes.clone(),
         })
     } else {
         None
     });
-    let slot_dir = held.0.as_ref().map(|h| h.dir.clone()).unwrap_or_default();
+    let slot_dir = held
+        .0
+        .as_ref()
+        .map(|h| h.slot.dir.clone())
+        .unwrap_or_default();
     let root = slot_dir.join("root");
     let premounted = isolated && sandboxes.mounted;
     let layout = Layout {
@@ -639,14 +678,14 @@ impl DirectPod {
 
 /// A slot a pod holds, with the mounts made for the pod's volumes.
 struct HeldSlot {
-    dir: PathBuf,
+    slot: Slot,
     pod_binds: Vec<PathBuf>,
     pool: std::sync::Arc<Sandboxes>,
 }
 
 impl HeldSlot {
     fn release(self) {
-        self.pool.give_back(self.dir, &self.pod_binds);
+        self.pool.give_back(self.slot, &self.pod_binds);
     }
 }
 
@@ -723,6 +762,14 @@ pub fn finish(mut pod: DirectPod, dir: &Path) -> PodOutcome {
 mod tests {
     use super::*;
 
+    /// Mounts are counted at or under a path, not under every path sharing its first bytes.
+    #[test]
+    fn mounts_are_counted_under_a_path_only() {
+        assert!(mounts_under(Path::new("/proc")).unwrap() >= 1);
+        assert_eq!(mounts_under(Path::new("/pro")).unwrap(), 0);
+        assert_eq!(mounts_under(Path::new("/onyx-no-such-dir")).unwrap(), 0);
+    }
+
     /// Two workflows run by one process (the conformance runner, the server) never share a
     /// slot: each pool has its own folder, and a dropped pool leaves nothing behind.
     #[test]
@@ -736,15 +783,16 @@ mod tests {
             return;
         }
         let (sa, sb) = (a.take().unwrap(), b.take().unwrap());
-        assert_ne!(sa, sb);
-        fs::write(sa.join("upper/tmp/left-over"), "x").unwrap();
-        fs::create_dir_all(sa.join("upper/etc")).unwrap();
-        a.give_back(sa.clone(), &[]);
+        assert_ne!(sa.dir, sb.dir);
+        let first = sa.dir.clone();
+        fs::write(first.join("upper/tmp/left-over"), "x").unwrap();
+        fs::create_dir_all(first.join("upper/etc")).unwrap();
+        a.give_back(sa, &[]);
         let again = a.take().unwrap();
-        assert_eq!(again, sa, "an emptied slot is reused");
-        assert!(!again.join("upper/tmp/left-over").exists());
-        assert!(!again.join("upper/etc").exists());
-        assert!(again.join("upper/var/tmp").is_dir());
+        assert_eq!(again.dir, first, "an emptied slot is reused");
+        assert!(!first.join("upper/tmp/left-over").exists());
+        assert!(!first.join("upper/etc").exists());
+        assert!(first.join("upper/var/tmp").is_dir());
         a.give_back(again, &[]);
         let base = a.base.clone();
         drop(a);

@@ -362,8 +362,9 @@ fn reused_private_roots_start_empty() {
 
 /// Reused roots stay mounted from pod to pod (in the controller's own mount namespace): a
 /// pod's volume is bound for that pod only, a path the pod made that the host lacks is removed
-/// before the next pod, and a mount a pod leaves over its own files is never deleted through
-/// (here a folder of ONYX's home bound over one in the pod's /tmp). No
+/// before the next pod, a mount a pod leaves over its own files is never deleted through
+/// (here a folder of ONYX's home bound over one in the pod's /tmp), and a mount a pod leaves
+/// anywhere (a tmpfs over its /mnt) is not there for the next pod. No
 /// mount is left on the host afterwards.
 #[test]
 fn reused_roots_keep_volumes_and_pod_mounts_to_their_pod() {
@@ -384,7 +385,7 @@ fn reused_roots_keep_volumes_and_pod_mounts_to_their_pod() {
         &h,
         "wf.yaml",
         &format!(
-            "{HEAD}  entrypoint: main\n  parallelism: 1\n  volumes: [{{name: hd, hostPath: {{path: '{}'}}}}]\n  templates:\n  - name: main\n    steps:\n    - - {{name: vol, template: vol}}\n    - - {{name: mnt, template: mnt}}\n    - - {{name: top, template: top}}\n    - - {{name: check, template: check}}\n  - name: vol\n    container: {{image: alpine, command: [sh, -c, 'cat {vol}/in/seed; echo from-pod > {vol}/in/out'], volumeMounts: [{{name: hd, mountPath: '{vol}/in'}}]}}\n  - name: mnt\n    container: {{image: alpine, command: [sh, -c, 'mkdir /tmp/b && mount --bind /.onyx-home/precious /tmp/b 2>/dev/null; true']}}\n  - name: top\n    container: {{image: alpine, command: [sh, -c, 'mkdir -p {top}/a && echo x > {top}/a/f && echo x > /tmp/t']}}\n  - name: check\n    container: {{image: alpine, command: [sh, -c, 'ls -A /tmp; test -e {vol} && echo vol-left; test -e {top} && echo top-left; true']}}\n",
+            "{HEAD}  entrypoint: main\n  parallelism: 1\n  volumes: [{{name: hd, hostPath: {{path: '{}'}}}}]\n  templates:\n  - name: main\n    steps:\n    - - {{name: vol, template: vol}}\n    - - {{name: mnt, template: mnt}}\n    - - {{name: over, template: over}}\n    - - {{name: top, template: top}}\n    - - {{name: check, template: check}}\n  - name: vol\n    container: {{image: alpine, command: [sh, -c, 'cat {vol}/in/seed; echo from-pod > {vol}/in/out'], volumeMounts: [{{name: hd, mountPath: '{vol}/in'}}]}}\n  - name: mnt\n    container: {{image: alpine, command: [sh, -c, 'mkdir /tmp/b && mount --bind /.onyx-home/precious /tmp/b 2>/dev/null; true']}}\n  - name: over\n    container: {{image: alpine, command: [sh, -c, 'mount -t tmpfs none /mnt 2>/dev/null && touch /mnt/mark; true']}}\n  - name: top\n    container: {{image: alpine, command: [sh, -c, 'mkdir -p {top}/a && echo x > {top}/a/f && echo x > /tmp/t']}}\n  - name: check\n    container: {{image: alpine, command: [sh, -c, 'ls -A /tmp /mnt; test -e {vol} && echo vol-left; test -e {top} && echo top-left; true']}}\n",
             host_dir.display()
         ),
     );
@@ -395,7 +396,11 @@ fn reused_roots_keep_volumes_and_pod_mounts_to_their_pod() {
         std::fs::read_to_string(host_dir.join("out")).unwrap(),
         "from-pod\n"
     );
-    assert_eq!(node(&wf, "check")["outputs"]["result"], "", "{wf}");
+    assert_eq!(
+        node(&wf, "check")["outputs"]["result"],
+        "/mnt:\n\n/tmp:",
+        "{wf}"
+    );
     assert_eq!(std::fs::read_to_string(&keep).unwrap(), "kept");
     assert!(!Path::new(&top).exists() && !Path::new(&vol).exists());
     let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
