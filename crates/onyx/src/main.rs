@@ -122,12 +122,9 @@ fn main() -> ExitCode {
     ) && nix::unistd::Uid::effective().is_root()
         && std::env::var_os("ONYX_NO_SANDBOX").is_none()
     {
-        // Before any thread starts (see `namespace`); without it each pod mounts its own root.
-        if let Err(e) = local_executor::namespace::enter_private_mount_namespace() {
-            eprintln!(
-                "onyx: no mount namespace of its own ({e}); pods mount their roots one by one"
-            );
-        }
+        // Before any thread starts (see `namespace`). Where it is refused (a container without
+        // CAP_SYS_ADMIN) each pod mounts its own root, or runs through the wrapper, as before.
+        let _ = local_executor::namespace::enter_private_mount_namespace();
     }
     match cli.command {
         Command::ExecPod { dir } => match local_executor::run_pod(&dir) {
