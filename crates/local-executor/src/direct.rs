@@ -83,6 +83,10 @@ impl Drop for Sandboxes {
 struct Slot {
     dir: PathBuf,
     mounts: usize,
+    /// The namespace's mount table, open: `poll` on it says whether any mount changed in the
+    /// namespace since the slot last looked, so the table is read only then (reading it per
+    /// pod cost more than the rest of the slot's upkeep).
+    mount_events: Option<fs::File>,
 }
 
 /// What a slot's writable layer holds between pods (paths relative to it).
@@ -173,7 +177,11 @@ impl Sandboxes {
         let k = self.made.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = self.base.join(k.to_string());
         match self.make(&dir) {
-            Ok(mounts) => Ok(Slot { dir, mounts }),
+            Ok((mounts, mount_events)) => Ok(Slot {
+                dir,
+                mounts,
+                mount_events,
+            }),
             Err(e) => {
                 self.discard(&dir);
                 Err(e)
@@ -181,8 +189,9 @@ impl Sandboxes {
         }
     }
 
-    /// Make a slot's folders (and mount it, in the controller's namespace); its mount count.
-    fn make(&self, slot: &Path) -> std::io::Result<usize> {
+    /// Make a slot's folders (and mount it, in the controller's namespace); its mount count
+    /// and the mount table to watch.
+    fn make(&self, slot: &Path) -> std::io::Result<(usize, Option<fs::File>)> {
         let upper = slot.join("upper");
         for d in [&upper, &slot.join("work"), &slot.join("root")] {
             fs::create_dir_all(d)?;
@@ -209,9 +218,10 @@ impl Sandboxes {
             for (source, target, recursive) in system_binds(&self.home, &root) {
                 bind(&source, &target, recursive)?;
             }
-            return mounts_under(&root);
+            let events = fs::File::open("/proc/self/mountinfo")?;
+            return Ok((mounts_under(&root)?, Some(events)));
         }
-        Ok(0)
+        Ok((0, None))
     }
 
     fn reset_modes(dir: &Path) -> std::io::Result<()> {
@@ -278,7 +288,7 @@ impl Sandboxes {
         let root = slot.dir.join("root");
         // A mount the pod made anywhere in its root (its fresh /tmp, a host path) would stay
         // for the next pods; only the slot's own may be there.
-        if mounts_under(&root)? != slot.mounts {
+        if mounts_changed(slot.mount_events.as_ref()) && mounts_under(&root)? != slot.mounts {
             return Err(std::io::Error::other("the pod left a mount in its root"));
         }
         let mut doomed = Vec::new();
@@ -369,6 +379,25 @@ fn is_mount_root(path: &Path) -> std::io::Result<bool> {
     }
     let known = st.stx_attributes_mask & libc::STATX_ATTR_MOUNT_ROOT as u64 != 0;
     Ok(!known || st.stx_attributes & libc::STATX_ATTR_MOUNT_ROOT as u64 != 0)
+}
+
+/// Whether a mount changed in this process's namespace since `table` (an open
+/// `/proc/self/mountinfo`) was last asked; yes when it cannot tell.
+fn mounts_changed(table: Option<&fs::File>) -> bool {
+    use nix::libc;
+    use std::os::fd::AsRawFd;
+    let Some(table) = table else {
+        return true;
+    };
+    let mut p = libc::pollfd {
+        fd: table.as_raw_fd(),
+        events: libc::POLLPRI,
+        revents: 0,
+    };
+    // SAFETY: poll on one descriptor we own, no waiting.
+    let r = unsafe { libc::poll(&mut p, 1, 0) };
+    // Nothing to report is 0 (the table is always readable, but only POLLPRI was asked for).
+    r < 0 || p.revents & (libc::POLLERR | libc::POLLPRI) != 0
 }
 
 /// How many mounts of this process's namespace are at or under `root`, from
