@@ -9,18 +9,13 @@
 
 use std::time::Instant;
 
-use placement::{typical_pods, Cluster, NodeState, Policy, Request, MILLI};
+use placement::{typical_pods, Cluster, NodeState, Policy, Request};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 fn onyx_nodes() -> Vec<NodeState> {
     (0..16)
-        .map(|_| NodeState {
-            cpu_left: 192_000,
-            mem_left: 1_048_576,
-            model: 0,
-            gpu_left: vec![MILLI; 8],
-        })
+        .map(|_| NodeState::empty(192_000, 1_048_576, 0, 8))
         .collect()
 }
 

@@ -12,7 +12,7 @@ mod frag;
 use fnv::FnvHashMap;
 use rand::Rng;
 
-pub use frag::{typical_pods, Fragmentation, TypicalPod};
+pub use frag::{typical_pods, typical_pods_by_model, Fragmentation, TypicalPod};
 
 /// Thousandths of a GPU per GPU.
 pub const MILLI: i32 = 1000;
@@ -23,6 +23,10 @@ pub const MAX_SPEC_GPU: f64 = 8_000.0;
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NodeState {
     pub cpu_left: i64,
+    /// The node's CPU when empty: part of the state because ONYX's measure counts only the
+    /// GPUs that placement stranded, not those the node's own shape strands, and keeps large
+    /// nodes for the pods only they can host.
+    pub cpu_capacity: i64,
     pub mem_left: i64,
     /// Index into the cluster's GPU model names.
     pub model: u16,
@@ -31,6 +35,17 @@ pub struct NodeState {
 }
 
 impl NodeState {
+    /// An empty node: `cpu` thousandths of a core, `mem` MiB, `gpus` whole GPUs of `model`.
+    pub fn empty(cpu: i64, mem: i64, model: u16, gpus: usize) -> NodeState {
+        NodeState {
+            cpu_left: cpu,
+            cpu_capacity: cpu,
+            mem_left: mem,
+            model,
+            gpu_left: vec![MILLI; gpus],
+        }
+    }
+
     pub fn gpu_left_total(&self) -> i64 {
         self.gpu_left.iter().map(|g| *g as i64).sum()
     }
@@ -127,10 +142,13 @@ pub enum Policy {
     /// one (least GPU, then CPU, left): with that the published figures are reproduced; with
     /// uniformly random ties the same score allocates about 5 points less.
     Fgd,
-    /// ONYX's default: FGD's score with GPUs stranded by CPU counted as fragments
-    /// (`Fragmentation::with_cpu_stranding`; build the cluster with `Cluster::for_policy`),
-    /// the fullest node among equals, and inside the node the tightest GPU that fits a share
-    /// pod (best fit), so that whole GPUs stay whole.
+    /// ONYX's default: FGD's score over ONYX's measure (`Fragmentation::onyx`: GPUs that
+    /// placement stranded behind used-up CPU count as fragments, and so does a node's whole
+    /// free capacity for the share of a shape's pods pinned to other GPU models; build the
+    /// cluster with `Cluster::for_policy` and the typical workload with
+    /// `typical_pods_by_model`). Among equal scores the node with the least CPU capacity (large
+    /// nodes kept for the pods only they can host), then the fullest; inside the node the
+    /// tightest GPU that fits a share pod (best fit), so that whole GPUs stay whole.
     Onyx,
 }
 
@@ -183,10 +201,10 @@ impl Cluster {
         Cluster::with_measure(nodes, Fragmentation::new(typical))
     }
 
-    /// A cluster scored with the measure `policy` uses: ONYX's counts CPU-stranded GPUs.
+    /// A cluster scored with the measure `policy` uses (ONYX's: `Fragmentation::onyx`).
     pub fn for_policy(nodes: Vec<NodeState>, typical: Vec<TypicalPod>, policy: Policy) -> Cluster {
         let frag = if policy == Policy::Onyx {
-            Fragmentation::with_cpu_stranding(typical)
+            Fragmentation::onyx(typical)
         } else {
             Fragmentation::new(typical)
         };
@@ -250,7 +268,7 @@ impl Cluster {
     pub fn place(&mut self, r: &Request, policy: Policy, rng: &mut impl Rng) -> Option<Placed> {
         // Candidates: (class, gpu choice, next state, score); higher score wins.
         let mut best: Vec<(usize, NodeState)> = Vec::new();
-        let mut best_key: Option<(i64, i64, i64, i64)> = None;
+        let mut best_key: Option<Key> = None;
         for k in 0..self.classes.len() {
             let class = &self.classes[k];
             if class.nodes.is_empty() {
@@ -265,17 +283,17 @@ impl Cluster {
                 vec![None]
             };
             // Per class, the best GPU choice (FGD: first best integer score; ONYX: exact).
-            let mut class_best: Option<((i64, i64, i64, i64), NodeState)> = None;
+            let mut class_best: Option<(Key, NodeState)> = None;
             for choice in choices {
                 let Some(next) = fit(&class.state, r, choice) else {
                     continue;
                 };
                 let key = match policy {
-                    Policy::Random => (0, 0, 0, 0),
+                    Policy::Random => (0, 0, 0, 0, 0),
                     Policy::BestFit => {
                         let s = 0.5 * next.cpu_left as f64 / MAX_SPEC_CPU
                             + 0.5 * next.gpu_left_total() as f64 / MAX_SPEC_GPU;
-                        (((1.0 - s) * 100.0) as i64, 0, 0, 0)
+                        (((1.0 - s) * 100.0) as i64, 0, 0, 0, 0)
                     }
                     Policy::DotProd => {
                         let n = class.nodes[0];
@@ -284,13 +302,14 @@ impl Cluster {
                         let free_g = class.state.gpu_left_total() as f64 / gc.max(1) as f64;
                         let req_c = r.cpu as f64 / cc.max(1) as f64;
                         let req_g = r.gpu_total() as f64 / gc.max(1) as f64;
-                        (((free_c * req_c + free_g * req_g) * 1e6) as i64, 0, 0, 0)
+                        (((free_c * req_c + free_g * req_g) * 1e6) as i64, 0, 0, 0, 0)
                     }
                     Policy::Fgd => {
                         let after = self.frag.of(&next);
                         let delta = class.frag - after;
                         (
                             (sigmoid(delta / 1000.0) * 100.0) as i64,
+                            0,
                             -next.gpu_left_total(),
                             -next.cpu_left,
                             0,
@@ -302,6 +321,7 @@ impl Cluster {
                         let chosen_free = choice.map_or(0, |i| class.state.gpu_left[i] as i64);
                         (
                             (sigmoid(delta / 1000.0) * 100.0) as i64,
+                            -next.cpu_capacity,
                             -next.gpu_left_total(),
                             -next.cpu_left,
                             -chosen_free,
@@ -411,6 +431,9 @@ impl Cluster {
             .sum()
     }
 }
+
+/// A candidate's rank, higher first: score, then the policy's tie-breaks.
+type Key = (i64, i64, i64, i64, i64);
 
 fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())

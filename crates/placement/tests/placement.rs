@@ -11,6 +11,7 @@ fn nodes() -> Vec<NodeState> {
     for (i, gpus) in [8usize, 8, 4, 2, 2, 1].into_iter().enumerate() {
         v.push(NodeState {
             cpu_left: 32_000 + 16_000 * (i as i64 % 2),
+            cpu_capacity: 32_000 + 16_000 * (i as i64 % 2),
             mem_left: 256 * 1024,
             model: (i % 2) as u16,
             gpu_left: vec![MILLI; gpus],
@@ -75,6 +76,7 @@ proptest! {
 fn onyx_packs_share_pods_onto_the_tightest_gpu() {
     let n = NodeState {
         cpu_left: 64_000,
+        cpu_capacity: 64_000,
         mem_left: 1 << 20,
         model: 0,
         gpu_left: vec![MILLI, 600, 300],
@@ -92,4 +94,37 @@ fn onyx_packs_share_pods_onto_the_tightest_gpu() {
         .unwrap();
     // The 300 GPU took it: the whole GPU stays whole, the 600 still takes a half-GPU pod.
     assert_eq!(c.state(0).gpu_left, vec![MILLI, 600, 50]);
+}
+
+#[test]
+fn onyx_keeps_the_larger_node_among_equal_scores() {
+    // A 64-core node with two GPUs and a 128-core node with one. An 11-core 1-GPU pod leaves
+    // neither fragmented for the typical shape (itself), so the scores tie; FGD's fullest node
+    // is the 128-core one (no GPU left after), ONYX's is the smaller node, and the 128-core
+    // node stays free for the 100-core pod that only it can host.
+    let nodes = vec![
+        NodeState::empty(64_000, 1 << 20, 0, 2),
+        NodeState::empty(128_000, 1 << 20, 0, 1),
+    ];
+    let small = Request {
+        cpu: 11_000,
+        mem: 1,
+        num_gpu: 1,
+        milli: MILLI,
+        models: 0,
+    };
+    let large = Request {
+        cpu: 100_000,
+        ..small
+    };
+    let typical = || typical_pods(&[(11_000, 1, MILLI)], 1.0);
+    let mut rng = StdRng::seed_from_u64(1);
+
+    let mut onyx = Cluster::for_policy(nodes.clone(), typical(), Policy::Onyx);
+    assert_eq!(onyx.place(&small, Policy::Onyx, &mut rng).unwrap().node, 0);
+    assert_eq!(onyx.place(&large, Policy::Onyx, &mut rng).unwrap().node, 1);
+
+    let mut fgd = Cluster::for_policy(nodes, typical(), Policy::Fgd);
+    assert_eq!(fgd.place(&small, Policy::Fgd, &mut rng).unwrap().node, 1);
+    assert!(fgd.place(&large, Policy::Fgd, &mut rng).is_none());
 }

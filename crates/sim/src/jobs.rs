@@ -238,14 +238,7 @@ impl Sim<'_> {
 
 /// Replay `jobs` on `nodes` 8-GPU nodes.
 pub fn run_jobs(jobs: &[Job], nodes: usize, policy: QueuePolicy) -> JobsReport {
-    let node_states: Vec<NodeState> = (0..nodes)
-        .map(|_| NodeState {
-            cpu_left: 0,
-            mem_left: 0,
-            model: 0,
-            gpu_left: vec![MILLI; 8],
-        })
-        .collect();
+    let node_states: Vec<NodeState> = (0..nodes).map(|_| NodeState::empty(0, 0, 0, 8)).collect();
     let capacity = (nodes * 8) as u32;
     let mut tenants: BTreeMap<String, usize> = BTreeMap::new();
     for j in jobs {

@@ -71,12 +71,12 @@ pub fn load_trace(nodes: &Path, pods: &Path) -> Result<Trace, SimError> {
     for (i, row) in rd.deserialize::<NodeRow>().enumerate() {
         let r = row.map_err(|e| trace_err(nodes, format!("row {}: {e}", i + 2)))?;
         let model = model_index(&r.model, &mut models);
-        out_nodes.push(NodeState {
-            cpu_left: r.cpu_milli,
-            mem_left: r.memory_mib,
+        out_nodes.push(NodeState::empty(
+            r.cpu_milli,
+            r.memory_mib,
             model,
-            gpu_left: vec![placement::MILLI; r.gpu as usize],
-        });
+            r.gpu as usize,
+        ));
     }
     let mut out_pods = Vec::new();
     let mut rd = csv::Reader::from_path(pods).map_err(|e| trace_err(pods, e.to_string()))?;
@@ -151,8 +151,18 @@ pub fn run_placement(trace: &Trace, policy: Policy, seed: u64, tune: f64) -> Pla
         .map(|p| (p.cpu, p.num_gpu, p.milli))
         .collect();
     // FGD's simulator keeps the most popular shapes covering 95% of the pods (its experiments'
-    // `podPopularityThreshold`); ONYX uses the same typical workload.
-    let typical = placement::typical_pods(&shapes, 0.95);
+    // `podPopularityThreshold`); ONYX uses the same shapes, each with the share of its pods
+    // allowed on each GPU model.
+    let typical = if policy == Policy::Onyx {
+        let shapes: Vec<(i64, u8, i32, u64)> = trace
+            .pods
+            .iter()
+            .map(|p| (p.cpu, p.num_gpu, p.milli, p.models))
+            .collect();
+        placement::typical_pods_by_model(&shapes, 0.95, trace.models.len())
+    } else {
+        placement::typical_pods(&shapes, 0.95)
+    };
     let mut cluster = Cluster::for_policy(trace.nodes.clone(), typical, policy);
     let capacity = cluster.gpu_capacity_milli;
     let pods = workload(trace, seed, tune, capacity);
