@@ -38,8 +38,9 @@ impl TypicalPod {
 
 pub struct Fragmentation {
     typical: Vec<TypicalPod>,
-    /// Also count the GPU capacity that placement stranded behind used-up CPU (see `onyx`).
-    cpu_stranding: bool,
+    /// Also count the GPU capacity that placement stranded behind used-up CPU (see `onyx`):
+    /// the thousandths of a GPU the workload's GPU pods use per thousandth of a core.
+    cpu_stranding: Option<f64>,
     /// Keyed by everything `compute` reads.
     memo: RefCell<FnvHashMap<MemoKey, f64>>,
 }
@@ -52,27 +53,40 @@ impl Fragmentation {
     pub fn new(typical: Vec<TypicalPod>) -> Fragmentation {
         Fragmentation {
             typical,
-            cpu_stranding: false,
+            cpu_stranding: None,
             memo: RefCell::new(FnvHashMap::default()),
         }
     }
 
     /// ONYX's measure: FGD's, plus, for a shape that fits, the free GPU capacity that placement
     /// stranded behind used-up CPU. FGD counts a node's GPUs as fragment for a shape only when
-    /// not even one copy fits; a node with eight free GPUs and the CPU for one more pod of the
-    /// shape strands the other seven just as surely. Stranded is what the free CPU cannot serve
-    /// at the shape's CPU per GPU beyond what the empty node itself cannot serve: a node built
-    /// with little CPU per GPU is not fragmented by being empty, and counting its own shortfall
-    /// made placement break whole nodes to "use" it (a fresh node's score rose with every GPU
-    /// taken from it, and 8-GPU pods failed from 60% arrived on).
+    /// not even one copy fits; a node with eight free GPUs and the CPU for one more pod strands
+    /// the other seven just as surely. Stranded is the free GPU capacity beyond what the free
+    /// CPU serves at the typical workload's CPU per GPU (its GPU pods' GPU demand over their
+    /// CPU demand, by frequency), less what the empty node itself cannot serve:
+    /// - the workload's ratio, not each shape's own: a node is filled by the mix, and per shape
+    ///   a pod a little heavier on CPU than the node's own ratio "strands" GPUs for the shapes
+    ///   near that ratio, which sent such pods to the largest nodes and broke the ones only
+    ///   120-core 8-GPU pods fit;
+    /// - less the empty node's own shortfall: a node built with little CPU per GPU is not
+    ///   fragmented by being empty, and counting its shortfall made placement break whole nodes
+    ///   to "use" it (a fresh node's score rose with every GPU taken from it, and 8-GPU pods
+    ///   failed from 60% arrived on).
     ///
     /// Model pins count as in FGD's own definition of a shape that cannot fit: a node's whole
     /// free capacity is fragment for the share of a shape's pods that may not use its GPU
     /// model (`TypicalPod::allowed`, from `typical_pods_by_model`), so pods that may run
     /// anywhere fill the models nobody pinned before the ones pinned pods need.
     pub fn onyx(typical: Vec<TypicalPod>) -> Fragmentation {
+        let gpu_pods = typical.iter().filter(|t| t.milli > 0);
+        let gpu: f64 = gpu_pods
+            .clone()
+            .map(|t| t.freq * t.num_gpu as f64 * t.milli as f64)
+            .sum();
+        let cpu: f64 = gpu_pods.map(|t| t.freq * t.cpu as f64).sum();
         Fragmentation {
-            cpu_stranding: true,
+            // A workload whose GPU pods ask for no CPU strands nothing.
+            cpu_stranding: (cpu > 0.0).then_some(gpu / cpu),
             ..Fragmentation::new(typical)
         }
     }
@@ -124,22 +138,19 @@ impl Fragmentation {
                     .filter(|g| **g < t.milli)
                     .map(|g| *g as i64)
                     .sum();
-                let mut usable = s.gpu_left_total() - small;
-                if self.cpu_stranding && t.cpu > 0 {
-                    // The GPU capacity CPU serves at the shape's CPU per GPU, not rounded
-                    // down to whole copies: rounding makes one core decide between no fragment
-                    // and a whole GPU of it, and placement then chases those steps (on
-                    // multi-GPU workloads it broke whole nodes to avoid them).
-                    let served = |cpu: i64| -> i64 {
-                        let v = cpu as i128 * t.num_gpu as i128 * t.milli as i128 / t.cpu as i128;
-                        v.min(i64::MAX as i128) as i64
-                    };
-                    let capacity = s.gpu_left.len() as i64 * MILLI as i64;
-                    let own_shortfall = (capacity - served(s.cpu_capacity)).max(0);
-                    let stranded = (usable - served(s.cpu_left) - own_shortfall).max(0);
+                let mut usable = (s.gpu_left_total() - small) as f64;
+                if let Some(gpu_per_cpu) = self.cpu_stranding.filter(|_| t.cpu > 0) {
+                    // The GPU capacity CPU serves, not rounded down to whole pods: rounding
+                    // makes one core decide between no fragment and a whole GPU of it, and
+                    // placement then chases those steps (on multi-GPU workloads it broke whole
+                    // nodes to avoid them).
+                    let served = |cpu: i64| cpu as f64 * gpu_per_cpu;
+                    let capacity = (s.gpu_left.len() as i64 * MILLI as i64) as f64;
+                    let own_shortfall = (capacity - served(s.cpu_capacity)).max(0.0);
+                    let stranded = (usable - served(s.cpu_left) - own_shortfall).max(0.0);
                     usable -= stranded;
                 }
-                frag += freq * (s.gpu_left_total() - usable) as f64;
+                frag += freq * (total - usable);
             } else {
                 frag += freq * total;
             }
@@ -269,6 +280,11 @@ mod tests {
         assert_eq!(g.of(&node(1, &[1000, 400])), 1400.0);
     }
 
+    /// Equal to a thousandth of a thousandth of a GPU (the measure is in floating point).
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-6
+    }
+
     #[test]
     fn cpu_stranding_counts_the_gpus_placement_left_without_cpu() {
         let onyx = || Fragmentation::onyx(vec![shape(11_000, 1, 1000)]);
@@ -276,26 +292,43 @@ mod tests {
         // shape, the other six GPUs are stranded (FGD sees no fragment: one copy fits).
         let n = used(22_000, 96_000, &[1000; 8]);
         assert_eq!(Fragmentation::new(vec![shape(11_000, 1, 1000)]).of(&n), 0.0);
-        assert_eq!(onyx().of(&n), 6000.0);
+        assert!(close(onyx().of(&n), 6000.0));
         // Not rounded to whole copies: 16.5 cores serve 1.5 GPUs.
-        assert_eq!(onyx().of(&used(16_500, 96_000, &[1000; 8])), 6500.0);
+        assert!(close(onyx().of(&used(16_500, 96_000, &[1000; 8])), 6500.0));
         // CPU for all eight: nothing stranded; partly used GPUs still count as in FGD.
-        assert_eq!(onyx().of(&node(96_000, &[1000, 1000, 300])), 300.0);
+        assert!(close(onyx().of(&node(96_000, &[1000, 1000, 300])), 300.0));
         // A node built with 44 cores for 8 GPUs serves four pods of the shape when empty:
         // that shortfall is the node's, not placement's, and is no fragment...
-        assert_eq!(onyx().of(&node(44_000, &[1000; 8])), 0.0);
+        assert!(close(onyx().of(&node(44_000, &[1000; 8])), 0.0));
         // ...nor after a pod of the shape took a GPU and its 11 cores (three left to serve,
         // seven free, still the node's own four short)...
         let one_taken = [1000, 1000, 1000, 1000, 1000, 1000, 1000, 0];
-        assert_eq!(onyx().of(&used(33_000, 44_000, &one_taken)), 0.0);
+        assert!(close(onyx().of(&used(33_000, 44_000, &one_taken)), 0.0));
         // ...but 11 cores taken by a CPU-only pod strand one GPU more.
-        assert_eq!(onyx().of(&used(33_000, 44_000, &[1000; 8])), 1000.0);
+        assert!(close(onyx().of(&used(33_000, 44_000, &[1000; 8])), 1000.0));
         // Shares: 9 cores serve 9/4 half-GPU pods (1,125 thousandths) of 2.5 GPUs usable.
         let half = Fragmentation::onyx(vec![shape(4000, 1, 500)]);
-        assert_eq!(
+        assert!(close(
             half.of(&used(9000, 64_000, &[1000, 1000, 500, 200])),
             2700.0 - 1125.0
-        );
+        ));
+    }
+
+    #[test]
+    fn cpu_is_served_at_the_workloads_cpu_per_gpu_not_each_shapes() {
+        // Half the pods take 11 cores per GPU, half 1 core: the workload takes 6 cores per
+        // GPU, so 22 free cores serve 3.67 of the eight free GPUs, for either shape. (Each
+        // shape's own ratio would strand six GPUs for the first and none for the second.)
+        let mix = |freq: f64, cpu: i64| TypicalPod {
+            freq,
+            ..shape(cpu, 1, 1000)
+        };
+        let f = Fragmentation::onyx(vec![mix(0.5, 11_000), mix(0.5, 1000)]);
+        let n = used(22_000, 96_000, &[1000; 8]);
+        assert!(close(f.of(&n), 8000.0 - 22_000.0 / 6.0), "{}", f.of(&n));
+        // GPU pods that ask for no CPU strand nothing.
+        let no_cpu = Fragmentation::onyx(vec![shape(0, 1, 1000)]);
+        assert_eq!(no_cpu.of(&n), 0.0);
     }
 
     #[test]
