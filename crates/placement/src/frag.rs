@@ -95,7 +95,7 @@ impl Fragmentation {
         &self.typical
     }
 
-    /// The node's fragmentation in thousandths of a GPU (memoised by CPU left and GPU shares).
+    /// The node's fragmentation in thousandths of a GPU (memoised by the state it reads).
     pub fn of(&self, s: &NodeState) -> f64 {
         let key = (s.cpu_left, s.cpu_capacity, s.model, s.gpu_left.clone());
         if let Some(v) = self.memo.borrow().get(&key) {
@@ -115,6 +115,19 @@ impl Fragmentation {
         if total == 0.0 {
             return 0.0;
         }
+        // What the node's CPU serves now and what it never could (`onyx`): the same for
+        // every shape, since CPU serves GPUs at the workload's ratio. Not rounded down to
+        // whole pods: rounding makes one core decide between no fragment and a whole GPU of
+        // it, and placement then chases those steps (on multi-GPU workloads it broke whole
+        // nodes to avoid them).
+        let cpu_serves = self.cpu_stranding.map(|gpu_per_cpu| {
+            let served = |cpu: i64| cpu as f64 * gpu_per_cpu;
+            let capacity = (s.gpu_left.len() as i64 * MILLI as i64) as f64;
+            (
+                served(s.cpu_left),
+                (capacity - served(s.cpu_capacity)).max(0.0),
+            )
+        });
         let mut frag = 0.0;
         for t in &self.typical {
             let allowed = t.allowed_on(s.model);
@@ -139,16 +152,8 @@ impl Fragmentation {
                     .map(|g| *g as i64)
                     .sum();
                 let mut usable = (s.gpu_left_total() - small) as f64;
-                if let Some(gpu_per_cpu) = self.cpu_stranding.filter(|_| t.cpu > 0) {
-                    // The GPU capacity CPU serves, not rounded down to whole pods: rounding
-                    // makes one core decide between no fragment and a whole GPU of it, and
-                    // placement then chases those steps (on multi-GPU workloads it broke whole
-                    // nodes to avoid them).
-                    let served = |cpu: i64| cpu as f64 * gpu_per_cpu;
-                    let capacity = (s.gpu_left.len() as i64 * MILLI as i64) as f64;
-                    let own_shortfall = (capacity - served(s.cpu_capacity)).max(0.0);
-                    let stranded = (usable - served(s.cpu_left) - own_shortfall).max(0.0);
-                    usable -= stranded;
+                if let Some((served, own_shortfall)) = cpu_serves.filter(|_| t.cpu > 0) {
+                    usable -= (usable - served - own_shortfall).max(0.0);
                 }
                 frag += freq * (total - usable);
             } else {

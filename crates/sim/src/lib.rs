@@ -145,11 +145,6 @@ pub fn workload(trace: &Trace, seed: u64, tune: f64, capacity_milli: i64) -> Vec
 }
 
 pub fn run_placement(trace: &Trace, policy: Policy, seed: u64, tune: f64) -> PlacementReport {
-    let shapes: Vec<(i64, u8, i32)> = trace
-        .pods
-        .iter()
-        .map(|p| (p.cpu, p.num_gpu, p.milli))
-        .collect();
     // FGD's simulator keeps the most popular shapes covering 95% of the pods (its experiments'
     // `podPopularityThreshold`); ONYX uses the same shapes, each with the share of its pods
     // allowed on each GPU model.
@@ -161,6 +156,11 @@ pub fn run_placement(trace: &Trace, policy: Policy, seed: u64, tune: f64) -> Pla
             .collect();
         placement::typical_pods_by_model(&shapes, 0.95, trace.models.len())
     } else {
+        let shapes: Vec<(i64, u8, i32)> = trace
+            .pods
+            .iter()
+            .map(|p| (p.cpu, p.num_gpu, p.milli))
+            .collect();
         placement::typical_pods(&shapes, 0.95)
     };
     let mut cluster = Cluster::for_policy(trace.nodes.clone(), typical, policy);
