@@ -160,9 +160,12 @@ impl Pods {
             if self.cancelled.lock().expect("cancelled").remove(&pod) {
                 self.cluster.release(&pod);
                 self.settle();
+                // An eviction (a drain) can reach a pod already bound but not yet started;
+                // its step fails with the eviction's reason, as a started pod's does.
+                let why = self.evicted.lock().expect("evicted").remove(&pod);
                 return report(fail(
                     node_id,
-                    "pod was killed while it waited to be scheduled".into(),
+                    why.unwrap_or_else(|| "pod was killed while it waited to be scheduled".into()),
                 ));
             }
             match self.cluster.standing(&pod) {
