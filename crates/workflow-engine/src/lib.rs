@@ -12,8 +12,32 @@
 //! * A node's phase only moves forward: Pending → Running → a fulfilled phase, never back.
 //! * Every fulfilled node is reported to its owner exactly once (through the work queue).
 
+mod completion;
+mod dag;
+mod deadlines;
+mod depends;
 mod engine;
+mod execute;
+mod hooks;
+mod loops;
+mod maps;
+mod memo;
+mod nodes;
+mod outputs;
+mod pods;
+mod protocol;
+mod retry;
+mod scope;
+mod shutdown;
+mod state;
 pub mod status;
+mod steps;
+mod suspend;
+mod sync;
+mod templates;
+mod variables;
 
-pub use engine::*;
+pub use deadlines::parse_duration;
+pub use protocol::*;
+pub use state::Engine;
 pub use status::*;

@@ -1,0 +1,113 @@
+//! The workflow's end: the root node's phase, then the workflow's exit handler (with
+//! `workflow.status`, `workflow.failures`, `workflow.duration` in scope), then the
+//! workflow's own phase and message as Argo sets them.
+//!
+//! The workflow finishes once, after its exit handler; a `Terminate` shutdown skips it.
+
+use serde_json::{json, Value};
+
+use crate::state::{Ctx, Engine, Holder, Owner, TScope};
+use crate::status::{format_time, NodeType, Phase, Time};
+use crate::templates::resolve_arguments;
+
+impl Engine {
+    pub(crate) fn root_done(&mut self, root: usize, now: Time) {
+        let phase = self.nodes[root].status.phase;
+        self.root_phase = Some(phase);
+        let exit = self
+            .spec
+            .on_exit
+            .clone()
+            .or_else(|| self.spec.hooks.get("exit").and_then(|h| h.template.clone()));
+        let exit = exit.filter(|_| self.shutdown != Some(true));
+        match exit {
+            Some(t) => {
+                let mut vars = self.globals.clone();
+                vars.insert("workflow.status".into(), phase.as_str().into());
+                vars.insert("workflow.failures".into(), self.failures_json());
+                let dur = (now - self.started_at.unwrap_or(now)).num_milliseconds() as f64 / 1000.0;
+                vars.insert("workflow.duration".into(), format!("{dur}"));
+                self.globals = vars;
+                let ctx = Ctx {
+                    tscope: TScope::Local,
+                    boundary: None,
+                    on_exit: true,
+                };
+                let name = format!("{}.onExit", self.name);
+                let args = self
+                    .spec
+                    .hooks
+                    .get("exit")
+                    .map(|h| h.arguments.clone())
+                    .unwrap_or_default();
+                let args = resolve_arguments(&args, &self.globals, &self.global_artifacts)
+                    .unwrap_or_default();
+                let e = self.execute(
+                    &name,
+                    &Holder::named(&t),
+                    &args,
+                    &ctx,
+                    Owner::WorkflowExit,
+                    Some(name.clone()),
+                    now,
+                );
+                self.exit_node = Some(e);
+            }
+            None => self.complete_workflow(now),
+        }
+    }
+
+    fn failures_json(&self) -> String {
+        let mut out = Vec::new();
+        for n in &self.nodes {
+            let s = &n.status;
+            if s.phase.failed_or_error() && s.node_type == NodeType::Pod {
+                out.push(json!({
+                    "displayName": s.display_name,
+                    "message": s.message.clone().unwrap_or_default(),
+                    "templateName": s.template_name.clone().unwrap_or_default(),
+                    "phase": s.phase.as_str(),
+                    "podName": n.pod_name.clone().unwrap_or_default(),
+                    "finishedAt": s.finished_at.map(|t| format_time(&t)).unwrap_or_default(),
+                }));
+            }
+        }
+        Value::Array(out).to_string()
+    }
+
+    pub(crate) fn complete_workflow(&mut self, now: Time) {
+        if self.is_finished() {
+            return;
+        }
+        let root_phase = self.root_phase.unwrap_or(Phase::Error);
+        let mut phase = match root_phase {
+            Phase::Succeeded | Phase::Skipped | Phase::Omitted => Phase::Succeeded,
+            Phase::Error => Phase::Error,
+            _ => Phase::Failed,
+        };
+        let mut message = self.nodes.first().and_then(|n| n.status.message.clone());
+        if let Some(e) = self.exit_node {
+            let ep = self.nodes[e].status.phase;
+            if ep.failed_or_error() && phase == Phase::Succeeded {
+                phase = Phase::Failed;
+                message = self.nodes[e].status.message.clone();
+            }
+        }
+        if let Some(t) = self.shutdown {
+            message = Some(format!(
+                "Stopped with strategy '{}'",
+                if t { "Terminate" } else { "Stop" }
+            ));
+            if phase == Phase::Succeeded {
+                phase = Phase::Failed;
+            }
+        }
+        if self.deadline.is_some_and(|d| now >= d) && phase != Phase::Succeeded {
+            message = Some("Step exceeded its deadline".into());
+        }
+        self.phase = phase;
+        self.message = message;
+        self.finished_at = Some(now);
+        self.fire_workflow_hooks(now);
+    }
+}

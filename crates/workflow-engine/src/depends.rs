@@ -1,0 +1,281 @@
+//! Argo's `depends` language: bare task names expanded as Argo does
+//! (`A` → `A.Succeeded || A.Skipped || A.Daemoned`, plus `Failed`/`Errored` under
+//! `continueOn`), compiled once per DAG into a [`DependsExpr`] and evaluated over the
+//! dependencies' results.
+//!
+//! Pure and engine-free; a malformed expression is an error that names it, never a panic.
+
+use workflow_model::ContinueOn;
+
+use crate::maps::HashMap;
+use crate::status::Phase;
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DepResult {
+    pub(crate) phase: Phase,
+    pub(crate) any_succeeded: bool,
+    pub(crate) all_failed: bool,
+}
+
+/// Rewrite bare task names in `depends` into Argo's expansion.
+pub(crate) fn expand_depends(
+    logic: &str,
+    continue_on: &dyn Fn(&str) -> Option<ContinueOn>,
+) -> String {
+    let mut out = String::new();
+    let chars: Vec<char> = logic.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c.is_alphanumeric() {
+            let start = i;
+            while i < chars.len()
+                && (chars[i].is_alphanumeric()
+                    || chars[i] == '-'
+                    || chars[i] == '_'
+                    || chars[i] == '.')
+            {
+                i += 1;
+            }
+            let word: String = chars[start..i].iter().collect();
+            let has_result = word
+                .rsplit_once('.')
+                .is_some_and(|(_, s)| s.chars().next().is_some_and(|c| c.is_uppercase()));
+            if has_result {
+                out.push_str(&word);
+            } else {
+                let co = continue_on(&word).unwrap_or_default();
+                let mut parts = vec![
+                    format!("{word}.Succeeded"),
+                    format!("{word}.Skipped"),
+                    format!("{word}.Daemoned"),
+                ];
+                if co.error {
+                    parts.push(format!("{word}.Errored"));
+                }
+                if co.failed {
+                    parts.push(format!("{word}.Failed"));
+                }
+                out.push('(');
+                out.push_str(&parts.join(" || "));
+                out.push(')');
+            }
+        } else {
+            out.push(c);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// A compiled `depends` expression: parsed once per DAG, evaluated per task in O(size).
+#[derive(Debug, Clone)]
+pub(crate) enum DependsExpr {
+    Result(String, String),
+    Not(Box<DependsExpr>),
+    And(Vec<DependsExpr>),
+    Or(Vec<DependsExpr>),
+}
+
+pub(crate) fn parse_depends(logic: &str) -> Result<Option<DependsExpr>, String> {
+    #[derive(Debug, PartialEq)]
+    enum Tok {
+        Word(String),
+        And,
+        Or,
+        Not,
+        Open,
+        Close,
+    }
+    let chars: Vec<char> = logic.chars().collect();
+    let mut toks = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        match c {
+            ' ' | '\t' | '\n' | '\r' => i += 1,
+            '(' => {
+                toks.push(Tok::Open);
+                i += 1
+            }
+            ')' => {
+                toks.push(Tok::Close);
+                i += 1
+            }
+            '!' => {
+                toks.push(Tok::Not);
+                i += 1
+            }
+            '&' | '|' if chars.get(i + 1) == Some(&c) => {
+                toks.push(if c == '&' { Tok::And } else { Tok::Or });
+                i += 2
+            }
+            c if c.is_alphanumeric() || c == '_' => {
+                let start = i;
+                while i < chars.len()
+                    && (chars[i].is_alphanumeric() || matches!(chars[i], '-' | '_' | '.'))
+                {
+                    i += 1;
+                }
+                toks.push(Tok::Word(chars[start..i].iter().collect()));
+            }
+            other => return Err(format!("unexpected '{other}' in depends '{logic}'")),
+        }
+    }
+    if toks.is_empty() {
+        return Ok(None);
+    }
+    fn or(t: &[Tok], p: &mut usize, logic: &str) -> Result<DependsExpr, String> {
+        let mut parts = vec![and(t, p, logic)?];
+        while t.get(*p) == Some(&Tok::Or) {
+            *p += 1;
+            parts.push(and(t, p, logic)?);
+        }
+        Ok(if parts.len() == 1 {
+            parts.remove(0)
+        } else {
+            DependsExpr::Or(parts)
+        })
+    }
+    fn and(t: &[Tok], p: &mut usize, logic: &str) -> Result<DependsExpr, String> {
+        let mut parts = vec![unary(t, p, logic)?];
+        while t.get(*p) == Some(&Tok::And) {
+            *p += 1;
+            parts.push(unary(t, p, logic)?);
+        }
+        Ok(if parts.len() == 1 {
+            parts.remove(0)
+        } else {
+            DependsExpr::And(parts)
+        })
+    }
+    fn unary(t: &[Tok], p: &mut usize, logic: &str) -> Result<DependsExpr, String> {
+        match t.get(*p) {
+            Some(Tok::Not) => {
+                *p += 1;
+                Ok(DependsExpr::Not(Box::new(unary(t, p, logic)?)))
+            }
+            Some(Tok::Open) => {
+                *p += 1;
+                let e = or(t, p, logic)?;
+                if t.get(*p) != Some(&Tok::Close) {
+                    return Err(format!("missing ')' in depends '{logic}'"));
+                }
+                *p += 1;
+                Ok(e)
+            }
+            Some(Tok::Word(w)) => {
+                *p += 1;
+                let (task, result) = w
+                    .rsplit_once('.')
+                    .ok_or_else(|| format!("'{w}' has no result in depends '{logic}'"))?;
+                Ok(DependsExpr::Result(task.to_string(), result.to_string()))
+            }
+            _ => Err(format!("incomplete depends '{logic}'")),
+        }
+    }
+    let mut p = 0;
+    let e = or(&toks, &mut p, logic)?;
+    if p != toks.len() {
+        return Err(format!(
+            "unexpected text after the expression in depends '{logic}'"
+        ));
+    }
+    Ok(Some(e))
+}
+
+pub(crate) fn eval_depends_expr(
+    e: &DependsExpr,
+    results: &HashMap<String, DepResult>,
+) -> Result<bool, String> {
+    Ok(match e {
+        DependsExpr::Not(x) => !eval_depends_expr(x, results)?,
+        DependsExpr::And(xs) => {
+            for x in xs {
+                if !eval_depends_expr(x, results)? {
+                    return Ok(false);
+                }
+            }
+            true
+        }
+        DependsExpr::Or(xs) => {
+            for x in xs {
+                if eval_depends_expr(x, results)? {
+                    return Ok(true);
+                }
+            }
+            false
+        }
+        DependsExpr::Result(task, result) => {
+            let r = results
+                .get(task)
+                .ok_or_else(|| format!("task '{task}' has no result yet"))?;
+            match result.as_str() {
+                "Succeeded" => r.phase == Phase::Succeeded,
+                "Failed" => r.phase == Phase::Failed,
+                "Errored" => r.phase == Phase::Error,
+                "Skipped" => r.phase == Phase::Skipped,
+                "Omitted" => r.phase == Phase::Omitted,
+                "Daemoned" => false,
+                "AnySucceeded" => r.any_succeeded,
+                "AllFailed" => r.all_failed,
+                other => return Err(format!("unknown task result '{other}'")),
+            }
+        }
+    })
+}
+
+/// Evaluate an expanded `depends` expression over the dependencies' results.
+#[cfg(test)]
+fn eval_depends(logic: &str, results: &HashMap<String, DepResult>) -> Result<bool, String> {
+    match parse_depends(logic)? {
+        None => Ok(true),
+        Some(e) => eval_depends_expr(&e, results),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn depends_expansion_matches_argo() {
+        let co = |n: &str| {
+            if n == "B" {
+                Some(ContinueOn {
+                    error: false,
+                    failed: true,
+                })
+            } else {
+                None
+            }
+        };
+        assert_eq!(
+            expand_depends("A && B.Failed", &co),
+            "(A.Succeeded || A.Skipped || A.Daemoned) && B.Failed"
+        );
+        assert_eq!(
+            expand_depends("B", &co),
+            "(B.Succeeded || B.Skipped || B.Daemoned || B.Failed)"
+        );
+        let mut r = HashMap::default();
+        r.insert(
+            "A".to_string(),
+            DepResult {
+                phase: Phase::Succeeded,
+                any_succeeded: false,
+                all_failed: false,
+            },
+        );
+        r.insert(
+            "B".to_string(),
+            DepResult {
+                phase: Phase::Failed,
+                any_succeeded: false,
+                all_failed: false,
+            },
+        );
+        assert!(eval_depends(&expand_depends("A && B.Failed", &co), &r).unwrap());
+        assert!(!eval_depends(&expand_depends("A && B.Succeeded", &co), &r).unwrap());
+    }
+}

@@ -1,0 +1,320 @@
+//! Running a template: `execute` makes (or finds) the node for a step, task, hook or exit
+//! handler and starts it — a retry node when the template retries, otherwise one instance:
+//! a steps or DAG block, a suspend, or a pod-like leaf queued for `pods`.
+//!
+//! A template that cannot be resolved or instantiated ends its node in `Error` with the
+//! reason; it never stops the workflow's other branches.
+
+use std::sync::Arc;
+
+use chrono::Duration;
+use serde_json::Value;
+use template_eval::{substitute_json, Vars};
+use workflow_model::{Arguments, Template, TemplateKind, TemplateRef};
+
+use crate::deadlines::parse_duration;
+use crate::scope::{Scope, ScopeVars};
+use crate::state::{fix_display, is_pod_kind, Ctx, Engine, Frame, Holder, Owner};
+use crate::status::{pod_name, NodeType, Phase, Time};
+
+impl Engine {
+    /// Create (or find) the node for running `holder` under `node_name` and start it.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn execute(
+        &mut self,
+        node_name: &str,
+        holder: &Holder,
+        args: &Arguments,
+        ctx: &Ctx,
+        owner: Owner,
+        display: Option<String>,
+        now: Time,
+    ) -> usize {
+        let display = display.unwrap_or_else(|| {
+            if node_name == self.name {
+                self.name.clone()
+            } else {
+                node_name
+                    .rsplit('.')
+                    .next()
+                    .unwrap_or(node_name)
+                    .to_string()
+            }
+        });
+        let display = fix_display(node_name, &display);
+        let (tmpl, tscope, tname, tref) = match self.resolve(holder, &ctx.tscope) {
+            Ok(r) => r,
+            Err(e) => {
+                let i = self.new_node(
+                    node_name,
+                    &display,
+                    NodeType::Skipped,
+                    holder.template.as_deref(),
+                    holder.template_ref.clone(),
+                    &ctx.tscope,
+                    ctx.boundary.clone(),
+                    owner,
+                    Frame::Leaf,
+                    now,
+                );
+                self.finish(i, Phase::Error, Some(e), now);
+                return i;
+            }
+        };
+        let tname_opt = if tname.is_empty() {
+            None
+        } else {
+            Some(tname.as_str())
+        };
+        let (body, t, inputs) = match self.instantiate(&tmpl, args, node_name, &tname) {
+            Ok(r) => r,
+            Err(e) => {
+                let i = self.new_node(
+                    node_name,
+                    &display,
+                    NodeType::Pod,
+                    tname_opt,
+                    tref,
+                    &tscope,
+                    ctx.boundary.clone(),
+                    owner,
+                    Frame::Leaf,
+                    now,
+                );
+                self.finish(i, Phase::Error, Some(e), now);
+                return i;
+            }
+        };
+        let retry = t.retry_strategy.clone().or_else(|| {
+            if t.kind().is_some_and(is_pod_kind) {
+                self.spec.retry_strategy.clone()
+            } else {
+                None
+            }
+        });
+        let inner_ctx = Ctx {
+            tscope: tscope.clone(),
+            boundary: ctx.boundary.clone(),
+            on_exit: ctx.on_exit,
+        };
+        if let Some(_rs) = retry {
+            let frame = Frame::Retry {
+                template: Arc::new(body),
+                ctx: Box::new(inner_ctx),
+                tname: tname.clone(),
+                attempts: Vec::new(),
+                wait_until: None,
+            };
+            let i = self.new_node(
+                node_name,
+                &display,
+                NodeType::Retry,
+                tname_opt,
+                tref,
+                &tscope,
+                ctx.boundary.clone(),
+                owner,
+                frame,
+                now,
+            );
+            if !inputs.parameters.is_empty() || !inputs.artifacts.is_empty() {
+                self.nodes[i].status.inputs = Some(inputs);
+            }
+            self.nodes[i].status.phase = Phase::Running;
+            self.retry_step(i, now);
+            return i;
+        }
+        self.execute_instance(
+            node_name,
+            &display,
+            Arc::new(body),
+            t,
+            inputs,
+            &tname,
+            tref,
+            &inner_ctx,
+            owner,
+            None,
+            now,
+        )
+    }
+
+    /// Start one instance of an instantiated template (an attempt, or the node itself).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn execute_instance(
+        &mut self,
+        node_name: &str,
+        display: &str,
+        body: Arc<Value>,
+        mut t: Template,
+        inputs: Arguments,
+        tname: &str,
+        tref: Option<TemplateRef>,
+        ctx: &Ctx,
+        owner: Owner,
+        retries: Option<usize>,
+        now: Time,
+    ) -> usize {
+        let tname_opt = if tname.is_empty() { None } else { Some(tname) };
+        let kind = t.kind();
+        let ty = match kind {
+            Some(TemplateKind::Steps) => NodeType::Steps,
+            Some(TemplateKind::Dag) => NodeType::DAG,
+            Some(TemplateKind::Suspend) => NodeType::Suspend,
+            Some(TemplateKind::Http) => NodeType::HTTP,
+            Some(TemplateKind::Plugin) => NodeType::Plugin,
+            _ => NodeType::Pod,
+        };
+        let pod_name = pod_name(&self.name, node_name, tname);
+        if retries.is_some() {
+            // An attempt's pod name and retry count are known only now.
+            let mut vars = Vars::new();
+            vars.insert("pod.name".into(), pod_name.clone());
+            vars.insert("node.name".into(), node_name.to_string());
+            if let Some(r) = retries {
+                vars.insert("retries".into(), r.to_string());
+            }
+            if let Ok(v) = substitute_json(&body, &vars, true) {
+                if let Ok(nt) = workflow_model::decode::<Template>(&v) {
+                    t = nt;
+                }
+            }
+        }
+        let i = self.new_node(
+            node_name,
+            display,
+            ty,
+            tname_opt,
+            tref,
+            &ctx.tscope,
+            ctx.boundary.clone(),
+            owner,
+            Frame::Leaf,
+            now,
+        );
+        if !inputs.parameters.is_empty() || !inputs.artifacts.is_empty() {
+            self.nodes[i].status.inputs = Some(inputs);
+        }
+        if kind.is_some_and(is_pod_kind) {
+            self.nodes[i].pod_name = Some(pod_name);
+        }
+        let Some(kind) = kind else {
+            self.finish(i, Phase::Error, Some(format!("template '{tname}' has no container, script, steps, dag, suspend, resource or http")), now);
+            return i;
+        };
+        if let Some(m) = &t.memoize {
+            if self.memo_hit(i, m, now) {
+                return i;
+            }
+        }
+        let t = Arc::new(t);
+        self.nodes[i].template = Some(t.clone());
+        // Template deadlines: `timeout` for any template, `activeDeadlineSeconds` for pods.
+        let mut deadline = None;
+        if let Some(to) = t.timeout.as_deref().and_then(parse_duration) {
+            deadline = Some(now + to);
+        }
+        if let Some(ads) = &t.active_deadline_seconds {
+            if let Ok(s) = ads.text().trim().parse::<i64>() {
+                let d = now + Duration::seconds(s);
+                deadline = Some(deadline.map_or(d, |x: Time| x.min(d)));
+            }
+        }
+        // Template-level synchronization: wait for the lock before starting.
+        if let Some(sync) = &t.synchronization {
+            match self.lock_name(sync) {
+                Ok(lock) => self.nodes[i].lock = Some(lock),
+                Err(e) => {
+                    self.finish(i, Phase::Error, Some(e), now);
+                    return i;
+                }
+            }
+        }
+        match kind {
+            TemplateKind::Steps => {
+                self.set_deadline(i, deadline);
+                self.nodes[i].status.phase = Phase::Running;
+                let scope = Scope {
+                    vars: ScopeVars::over(self.scope_base(&t)),
+                    artifacts: self.scope_artifacts_base(&t),
+                };
+                let mut sctx = ctx.clone();
+                sctx.boundary = Some(self.nodes[i].status.id.clone());
+                self.nodes[i].frame = Frame::Steps {
+                    template: t.clone(),
+                    ctx: Box::new(sctx),
+                    scope: Box::new(scope),
+                    group: 0,
+                    last_group_node: None,
+                };
+                self.start_step_group(i, now);
+            }
+            TemplateKind::Dag => {
+                self.set_deadline(i, deadline);
+                self.nodes[i].status.phase = Phase::Running;
+                self.start_dag(i, t.clone(), ctx, now);
+            }
+            TemplateKind::Suspend => {
+                self.nodes[i].status.phase = Phase::Running;
+                let dur = t
+                    .suspend
+                    .as_ref()
+                    .and_then(|s| s.duration.as_ref())
+                    .map(|d| d.text());
+                if let Some(d) = dur {
+                    match parse_duration(&d) {
+                        Some(d) => {
+                            self.set_deadline(i, Some(now + d));
+                        }
+                        None => {
+                            self.finish(
+                                i,
+                                Phase::Error,
+                                Some(format!("suspend duration '{d}' is not a duration")),
+                                now,
+                            );
+                        }
+                    }
+                }
+            }
+            TemplateKind::Data | TemplateKind::Plugin => {
+                self.finish(
+                    i,
+                    Phase::Error,
+                    Some(format!(
+                        "{kind:?} templates are not supported by ONYX's local executor"
+                    )),
+                    now,
+                );
+            }
+            _ => {
+                self.set_deadline(i, deadline);
+                if let Some(msg) = self.unschedulable(&t) {
+                    self.nodes[i].status.message = Some(msg);
+                    return i;
+                }
+                self.pod_queue.push_back(i);
+            }
+        }
+        i
+    }
+
+    fn unschedulable(&self, t: &Template) -> Option<String> {
+        if self.config.shell_schedules {
+            return None;
+        }
+        // Argo's rule (`addSchedulingConstraints`): a template's selector replaces the
+        // workflow's; the two are not merged.
+        let selector = if t.node_selector.is_empty() {
+            &self.spec.node_selector
+        } else {
+            &t.node_selector
+        };
+        for (k, v) in selector.iter().map(|(k, v)| (k, &v.0)) {
+            if self.config.node_labels.get(k) != Some(v) {
+                return Some(format!("0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector ({k}={v})"));
+            }
+        }
+        None
+    }
+}

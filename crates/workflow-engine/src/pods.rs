@@ -1,0 +1,387 @@
+//! Pods and the other leaves the shell runs (HTTP and resource templates): starting queued
+//! ones while the workflow's `parallelism`, locks and suspension allow, and turning what the
+//! shell reports — running, waiting, done — into node phases and outputs as Argo does
+//! (exit codes, `outputs.result` capped at 256 KB, output parameters and artifacts).
+//!
+//! The engine never runs anything itself: it emits `StartPod`/`Http`/`Resource` and waits
+//! for the matching event. A pod counts against parallelism from its start to its end, once.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use serde_json::{json, Value};
+use workflow_model::{Artifact, Outputs, Parameter};
+
+use crate::protocol::{Action, PodRequest, PodResult, MAX_RESULT_BYTES};
+use crate::state::Engine;
+use crate::status::{Phase, Time};
+
+impl Engine {
+    /// Start queued pods while parallelism, locks and suspension allow. Returns whether it
+    /// did anything.
+    pub(crate) fn try_start_pods(&mut self, now: Time) -> bool {
+        if self.suspended || self.is_finished() {
+            return false;
+        }
+        let limit = self.spec.parallelism.map(|p| p.max(1) as usize);
+        let mut progressed = false;
+        let mut waiting = VecDeque::new();
+        while let Some(i) = self.pod_queue.pop_front() {
+            if self.nodes[i].status.phase.fulfilled() || self.halted(i) {
+                continue;
+            }
+            if limit.is_some_and(|l| self.running_pods >= l) {
+                waiting.push_back(i);
+                waiting.extend(self.pod_queue.drain(..));
+                break;
+            }
+            if let Some(lock) = self.nodes[i].lock.clone() {
+                if !self.nodes[i].started && !self.try_acquire(&lock) {
+                    self.nodes[i].status.message = Some(format!(
+                        "Waiting for {} lock. Lock status: 0/1",
+                        lock.split('#').next().unwrap_or(&lock)
+                    ));
+                    waiting.push_back(i);
+                    continue;
+                }
+            }
+            self.start_pod(i, now);
+            progressed = true;
+        }
+        self.pod_queue = waiting;
+        progressed
+    }
+
+    fn start_pod(&mut self, i: usize, now: Time) {
+        let t = self.nodes[i]
+            .template
+            .clone()
+            .expect("pod nodes have a template");
+        self.nodes[i].started = true;
+        self.nodes[i].status.started_at = Some(now);
+        self.nodes[i].status.message = None;
+        self.nodes[i].status.host_node_name =
+            Some(self.config.node_name.clone()).filter(|s| !s.is_empty());
+        self.running_pods += 1;
+        let node_id = self.nodes[i].status.id.clone();
+        let pod_name = self.nodes[i].pod_name.clone().unwrap_or_default();
+        if t.http.is_some() {
+            self.nodes[i].status.phase = Phase::Running;
+            self.actions.push(Action::Http {
+                node_id,
+                template: t,
+            });
+            return;
+        }
+        if t.resource.is_some() {
+            self.nodes[i].status.phase = Phase::Running;
+            self.actions.push(Action::Resource {
+                node_id,
+                pod_name,
+                template: t,
+            });
+            return;
+        }
+        let mut inputs = Vec::new();
+        let mut input_error = None;
+        for a in &t.inputs.artifacts {
+            let mut a = a.clone();
+            if let Some(from) = a.from.clone() {
+                match self
+                    .global_artifacts
+                    .get(from.trim_start_matches("{{").trim_end_matches("}}"))
+                {
+                    Some(src) => {
+                        let (name, path, sub_path, mode) =
+                            (a.name.clone(), a.path.clone(), a.sub_path.clone(), a.mode);
+                        a = src.clone();
+                        a.name = name;
+                        a.path = path;
+                        a.sub_path = sub_path.or(a.sub_path);
+                        a.mode = mode;
+                        a.global_name = None;
+                    }
+                    None if a.optional => continue,
+                    None => {
+                        input_error = Some(format!(
+                            "unable to resolve input artifact {} from '{from}'",
+                            a.name
+                        ));
+                        break;
+                    }
+                }
+            }
+            inputs.push(a);
+        }
+        if let Some(e) = input_error {
+            self.running_pods -= 1;
+            self.finish(i, Phase::Error, Some(e), now);
+            return;
+        }
+        let outputs: Vec<Artifact> = t
+            .outputs
+            .artifacts
+            .iter()
+            .map(|a| {
+                let mut a = a.clone();
+                let key = match a
+                    .s3
+                    .as_ref()
+                    .and_then(|s| s.get("key"))
+                    .and_then(Value::as_str)
+                {
+                    Some(k) => k.to_string(),
+                    None => {
+                        let ext = if a.archive_none() { "" } else { ".tgz" };
+                        format!("{}/{}/{}{ext}", self.name, pod_name, a.name)
+                    }
+                };
+                a.local = Some(workflow_model::LocalArtifact { key });
+                a
+            })
+            .collect();
+        let mut volumes = self.spec.volumes.clone();
+        volumes.extend(self.spec.volume_claim_templates.iter().map(|v| json!({"name": v.pointer("/metadata/name").cloned().unwrap_or_default(), "persistentVolumeClaim": {"claimName": v.pointer("/metadata/name").cloned().unwrap_or_default()}})));
+        volumes.extend(t.volumes.iter().cloned());
+        let req = PodRequest {
+            node_id,
+            pod_name,
+            template: t.clone(),
+            input_artifacts: inputs,
+            output_artifacts: outputs,
+            volumes,
+            deadline: self.nodes[i].deadline,
+            capture_result: t.script.is_some()
+                || t.container.is_some()
+                || t.container_set.is_some(),
+        };
+        self.actions.push(Action::StartPod(Box::new(req)));
+    }
+
+    pub(crate) fn release_pod_slot(&mut self, i: usize) {
+        if self.nodes[i].started && !self.nodes[i].status.phase.fulfilled() {
+            self.running_pods = self.running_pods.saturating_sub(1);
+        }
+    }
+
+    /// A pod's main process started (on `host` when a scheduler placed it).
+    pub(crate) fn pod_running(&mut self, node_id: &str, host: Option<String>, now: Time) {
+        let Some(&i) = self.by_id.get(node_id) else {
+            return;
+        };
+        if self.nodes[i].status.phase == Phase::Pending {
+            if host.is_some() {
+                self.nodes[i].status.host_node_name = host;
+            }
+            self.changed.push(i);
+            self.nodes[i].status.phase = Phase::Running;
+            self.nodes[i].status.message = None;
+            self.on_running(i, now);
+        }
+    }
+
+    /// A pod waits for resources; the scheduler's reason becomes the node's message.
+    pub(crate) fn pod_waiting(&mut self, node_id: &str, message: String) {
+        let Some(&i) = self.by_id.get(node_id) else {
+            return;
+        };
+        // A resource node (a Volcano job) reports its gang's progress while it runs.
+        if matches!(self.nodes[i].status.phase, Phase::Pending | Phase::Running)
+            && self.nodes[i].status.message.as_deref() != Some(message.as_str())
+        {
+            self.changed.push(i);
+            self.nodes[i].status.message = Some(message);
+        }
+    }
+
+    pub(crate) fn pod_done(&mut self, r: PodResult, now: Time) {
+        let Some(&i) = self.by_id.get(&r.node_id) else {
+            return;
+        };
+        if self.nodes[i].status.phase.fulfilled() {
+            return;
+        }
+        self.release_pod_slot(i);
+        let t = self.nodes[i]
+            .template
+            .clone()
+            .expect("pod nodes have a template");
+        let mut out = Outputs::default();
+        let mut phase = Phase::Succeeded;
+        let mut message = r.message.clone();
+        if let Some(code) = r.exit_code {
+            out.exit_code = Some(code.to_string());
+            if code != 0 {
+                phase = Phase::Failed;
+                if message.is_none() {
+                    message = Some(format!("Error (exit code {code})"));
+                }
+            }
+        } else {
+            phase = Phase::Error;
+        }
+        if r.deadline_exceeded {
+            phase = Phase::Failed;
+            message = Some("Pod was active on the node longer than the specified deadline".into());
+        }
+        if let Some(s) = r.stdout {
+            let mut s = s.strip_suffix('\n').unwrap_or(&s).to_string();
+            if s.len() > MAX_RESULT_BYTES {
+                let mut cut = MAX_RESULT_BYTES;
+                while !s.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                s.truncate(cut);
+            }
+            out.result = Some(s);
+        }
+        for p in &t.outputs.parameters {
+            let mut p = p.clone();
+            let got = r
+                .parameters
+                .iter()
+                .find(|(n, _)| *n == p.name)
+                .and_then(|(_, v)| v.clone());
+            match got {
+                Some(v) => {
+                    p.value = Some(workflow_model::AnyString(
+                        v.trim_end_matches('\n').to_string(),
+                    ))
+                }
+                None => match p.value_from.as_ref().and_then(|v| v.default.clone()) {
+                    Some(d) => p.value = Some(d),
+                    None if p.value.is_some() => {}
+                    None => {
+                        if phase == Phase::Succeeded {
+                            phase = Phase::Error;
+                            message = Some(format!(
+                                "failed to get output parameter '{}': {} not found",
+                                p.name,
+                                p.value_from
+                                    .as_ref()
+                                    .and_then(|v| v.path.clone())
+                                    .unwrap_or_default()
+                            ));
+                        }
+                        continue;
+                    }
+                },
+            }
+            out.parameters.push(p);
+        }
+        for a in &t.outputs.artifacts {
+            match r.artifacts.iter().find(|x| x.name == a.name) {
+                Some(saved) => out.artifacts.push(saved.clone()),
+                None if a.optional || phase != Phase::Succeeded => {}
+                None => {
+                    phase = Phase::Error;
+                    message = Some(format!(
+                        "failed to save output artifact '{}': {} not found",
+                        a.name,
+                        a.path.clone().unwrap_or_default()
+                    ));
+                }
+            }
+        }
+        if !out.is_empty() {
+            self.nodes[i].status.outputs = Some(out);
+        }
+        self.finish(i, phase, message, now);
+    }
+
+    pub(crate) fn http_done(
+        &mut self,
+        node_id: &str,
+        status: u16,
+        body: String,
+        headers: BTreeMap<String, Vec<String>>,
+        error: Option<String>,
+        now: Time,
+    ) {
+        let Some(&i) = self.by_id.get(node_id) else {
+            return;
+        };
+        if self.nodes[i].status.phase.fulfilled() {
+            return;
+        }
+        self.release_pod_slot(i);
+        if let Some(e) = error {
+            self.finish(i, Phase::Failed, Some(e), now);
+            return;
+        }
+        let t = self.nodes[i]
+            .template
+            .clone()
+            .expect("http nodes have a template");
+        let http = t.http.clone().unwrap_or_default();
+        let ok = match http
+            .success_condition
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())
+        {
+            Some(cond) => {
+                let env =
+                    json!({"response": {"statusCode": status, "body": body, "headers": headers}});
+                match template_eval::expr::eval(cond, &env) {
+                    Ok(Value::Bool(b)) => Ok(b),
+                    Ok(other) => Err(format!(
+                        "successCondition '{cond}' gave {other}, not a boolean"
+                    )),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+            None => Ok((200..300).contains(&status)),
+        };
+        self.nodes[i].status.outputs = Some(Outputs {
+            result: Some(body),
+            ..Default::default()
+        });
+        match ok {
+            Ok(true) => self.finish(i, Phase::Succeeded, None, now),
+            Ok(false) => self.finish(
+                i,
+                Phase::Failed,
+                Some(format!("received non-2xx response code: {status}")),
+                now,
+            ),
+            Err(e) => self.finish(i, Phase::Error, Some(e), now),
+        }
+    }
+
+    /// A resource template's action ended, with the output parameters read from its object.
+    pub(crate) fn resource_done(
+        &mut self,
+        node_id: &str,
+        phase_ok: bool,
+        message: String,
+        outputs: Vec<(String, String)>,
+        now: Time,
+    ) {
+        let Some(&i) = self.by_id.get(node_id) else {
+            return;
+        };
+        if self.nodes[i].status.phase.fulfilled() {
+            return;
+        }
+        self.release_pod_slot(i);
+        let mut out = Outputs::default();
+        for (k, v) in outputs {
+            out.parameters.push(Parameter {
+                name: k,
+                value: Some(workflow_model::AnyString(v)),
+                ..Default::default()
+            });
+        }
+        if !out.is_empty() {
+            self.nodes[i].status.outputs = Some(out);
+        }
+        let phase = if phase_ok {
+            Phase::Succeeded
+        } else {
+            Phase::Failed
+        };
+        // Progress reported while it ran is not its end's message.
+        self.nodes[i].status.message = None;
+        let message = Some(message).filter(|m| !m.is_empty());
+        self.finish(i, phase, message, now);
+    }
+}

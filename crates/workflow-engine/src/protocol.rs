@@ -1,0 +1,145 @@
+//! What passes between the engine and its shell: the [`Event`]s the shell reports, the
+//! [`Action`]s the engine asks for, and the facts the engine is built with
+//! ([`TemplateStore`], [`EngineConfig`]).
+//!
+//! Events are plain data (serde): a durable shell logs each one before handing it over, and
+//! replaying the log through a new engine rebuilds the same state. Nothing here may hold a
+//! handle, a clock or a callback — only values a log can keep.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::Value;
+use workflow_model::{Artifact, Template, WorkflowObject};
+
+use crate::status::Time;
+
+/// Largest `outputs.result` Argo keeps (256 KB).
+pub const MAX_RESULT_BYTES: usize = 256 * 1024;
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum EngineError {
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Objects a workflow can refer to: WorkflowTemplates, ClusterWorkflowTemplates, ConfigMaps.
+#[derive(Debug, Default, Clone)]
+pub struct TemplateStore {
+    pub workflow_templates: std::collections::HashMap<String, WorkflowObject>,
+    pub cluster_workflow_templates: std::collections::HashMap<String, WorkflowObject>,
+    pub config_maps: std::collections::HashMap<String, BTreeMap<String, String>>,
+}
+
+/// Facts about the place the workflow runs, for scheduling decisions the engine makes.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct EngineConfig {
+    /// Labels of the node steps run on; a `nodeSelector` that does not match leaves the pod
+    /// Pending, as Kubernetes would.
+    pub node_labels: BTreeMap<String, String>,
+    /// Name of that node, recorded as `hostNodeName`.
+    pub node_name: String,
+    /// The shell's scheduler places pods on nodes and honours `nodeSelector` itself (the
+    /// server); otherwise the engine checks selectors against `node_labels` (`onyx run`).
+    #[serde(default)]
+    pub shell_schedules: bool,
+}
+
+/// Everything a pod needs to run, fully resolved.
+#[derive(Debug, Clone)]
+pub struct PodRequest {
+    pub node_id: String,
+    pub pod_name: String,
+    pub template: Arc<Template>,
+    /// Input artifacts with their resolved source.
+    pub input_artifacts: Vec<Artifact>,
+    /// Output artifacts with the repository key each must be stored under.
+    pub output_artifacts: Vec<Artifact>,
+    pub volumes: Vec<Value>,
+    pub deadline: Option<Time>,
+    pub capture_result: bool,
+}
+
+/// What the engine asks of the shell.
+#[derive(Debug, Clone)]
+pub enum Action {
+    StartPod(Box<PodRequest>),
+    KillPod {
+        node_id: String,
+        pod_name: String,
+        reason: String,
+    },
+    Http {
+        node_id: String,
+        template: Arc<Template>,
+    },
+    Resource {
+        node_id: String,
+        pod_name: String,
+        template: Arc<Template>,
+    },
+}
+
+/// What happened outside the engine. Events are data (serde): a durable shell logs each one
+/// before handling it, and replaying the log through a new engine rebuilds the same state.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub enum Event {
+    /// A pod's main process started, on `host` when a scheduler placed it (the node's
+    /// `hostNodeName`; otherwise this machine's name).
+    PodRunning {
+        node_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        host: Option<String>,
+    },
+    /// A pod waits for resources before it can start (the scheduler says why).
+    PodWaiting {
+        node_id: String,
+        message: String,
+    },
+    /// A pod finished (or could not start: `exit_code` None with a message).
+    PodDone(PodResult),
+    /// An HTTP template's request finished.
+    HttpDone {
+        node_id: String,
+        status: u16,
+        body: String,
+        headers: BTreeMap<String, Vec<String>>,
+        error: Option<String>,
+    },
+    /// A resource template finished.
+    ResourceDone {
+        node_id: String,
+        phase_ok: bool,
+        message: String,
+        outputs: Vec<(String, String)>,
+    },
+    /// Resume the workflow, or one suspend node (matched by node id, name or display name),
+    /// supplying values for `supplied` output parameters.
+    Resume {
+        node: Option<String>,
+        supplied: BTreeMap<String, String>,
+    },
+    Suspend,
+    /// `shutdown: Stop` (exit handlers still run) or `Terminate` (they don't).
+    Shutdown {
+        terminate: bool,
+    },
+    /// Time has passed; deadlines and timers are checked.
+    Tick,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct PodResult {
+    pub node_id: String,
+    pub exit_code: Option<i32>,
+    /// stdout, for `outputs.result`.
+    pub stdout: Option<String>,
+    /// Output parameter values read from files; `None` when the file was missing.
+    pub parameters: Vec<(String, Option<String>)>,
+    /// Output artifacts actually saved (others were missing).
+    pub artifacts: Vec<Artifact>,
+    /// Why the pod failed to run, if it did not.
+    pub message: Option<String>,
+    /// Killed for exceeding its deadline.
+    pub deadline_exceeded: bool,
+}
