@@ -7,7 +7,7 @@ use cluster_model::catalogue::version_cmp;
 use cluster_model::{Catalogue, Cluster, NodeGroup};
 use ipnet::Ipv4Net;
 
-use crate::{Finding, Severity};
+use crate::finding::{Finding, Severity};
 
 struct Out<'a>(&'a mut Vec<Finding>);
 

@@ -324,7 +324,7 @@ impl Api {
 fn print_obj(v: &Value, f: Format) -> anyhow::Result<()> {
     match f {
         Format::Json => println!("{}", serde_json::to_string_pretty(v)?),
-        Format::Yaml => print!("{}", crate::to_yaml(v)),
+        Format::Yaml => print!("{}", render::to_yaml(v)),
         Format::Name => println!("{}", v["metadata"]["name"].as_str().unwrap_or_default()),
         Format::Wide => println!("{}", render::summary(v)),
     }
@@ -450,7 +450,7 @@ fn age(t: &Value) -> String {
 fn list_workflows(items: &[Value], f: Format, all_ns: bool) -> anyhow::Result<()> {
     match f {
         Format::Json => println!("{}", serde_json::to_string_pretty(&json!(items))?),
-        Format::Yaml => print!("{}", crate::to_yaml(&json!(items))),
+        Format::Yaml => print!("{}", render::to_yaml(&json!(items))),
         Format::Name => {
             for w in items {
                 println!("{}", w["metadata"]["name"].as_str().unwrap_or_default());
@@ -877,7 +877,7 @@ fn run_inner(o: &ClientOpts, cmd: ClientCommand) -> anyhow::Result<ExitCode> {
                     api.json("POST", "/api/v1/onyx/maintenance/start", Some(&json!({})))?
                 }
             };
-            print!("{}", crate::to_yaml(&v));
+            print!("{}", render::to_yaml(&v));
             Ok(ExitCode::SUCCESS)
         }
         ClientCommand::Queue(c) => match c {
@@ -912,7 +912,7 @@ fn run_inner(o: &ClientOpts, cmd: ClientCommand) -> anyhow::Result<ExitCode> {
                 let v = api.json("GET", &format!("/api/v1/onyx/queues/{}", enc(&name)), None)?;
                 match output {
                     Format::Json => println!("{}", serde_json::to_string_pretty(&v)?),
-                    _ => print!("{}", crate::to_yaml(&v)),
+                    _ => print!("{}", render::to_yaml(&v)),
                 }
                 Ok(ExitCode::SUCCESS)
             }
@@ -1091,7 +1091,7 @@ fn objects(api: &Api, base: &str, field: &str, c: ObjectCommand) -> anyhow::Resu
             let items = v["items"].as_array().cloned().unwrap_or_default();
             match output {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&items)?),
-                Format::Yaml => print!("{}", crate::to_yaml(&json!(items))),
+                Format::Yaml => print!("{}", render::to_yaml(&json!(items))),
                 _ => {
                     let mut rows = vec![vec!["NAME".to_string(), "AGE".into()]];
                     for i in &items {
@@ -1110,7 +1110,7 @@ fn objects(api: &Api, base: &str, field: &str, c: ObjectCommand) -> anyhow::Resu
             match output {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&v)?),
                 Format::Name => println!("{name}"),
-                _ => print!("{}", crate::to_yaml(&v)),
+                _ => print!("{}", render::to_yaml(&v)),
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -4,6 +4,7 @@ mod client;
 mod cluster;
 mod conformance;
 mod inputs;
+mod names;
 mod render;
 mod resource;
 mod runner;
@@ -229,11 +230,6 @@ fn serve(
             ExitCode::from(1)
         }
     }
-}
-
-/// YAML for printing.
-pub fn to_yaml(v: &serde_json::Value) -> String {
-    serde_yaml_ng::to_string(v).unwrap_or_default()
 }
 
 fn absolute(p: &std::path::Path) -> PathBuf {

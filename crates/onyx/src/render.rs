@@ -367,6 +367,11 @@ impl<W: Write> Watcher for TreeWatcher<W> {
     }
 }
 
+/// YAML for printing.
+pub fn to_yaml(v: &serde_json::Value) -> String {
+    serde_yaml_ng::to_string(v).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

@@ -242,7 +242,7 @@ pub fn run_resource(
                         .and_then(Value::as_str)
                     {
                         obj["metadata"]["name"] =
-                            Value::String(format!("{g}{}", crate::runner::random_suffix()));
+                            Value::String(format!("{g}{}", crate::names::random_suffix()));
                     }
                 }
                 name = obj

@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use local_executor::{Layout, PodInput};
-use rand::Rng;
 use serde_json::Value;
 use workflow_engine::{Action, Engine, Event, Phase, PodResult, TemplateStore, Time};
 use workflow_model::{Template, WorkflowObject};
 
+use crate::names::random_suffix;
 use crate::resource::{ObjectStore, Spawner};
 
 static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -38,14 +38,6 @@ pub fn handle_interrupts() {
 
 fn interrupted() -> bool {
     INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
-}
-
-pub fn random_suffix() -> String {
-    const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::thread_rng();
-    (0..5)
-        .map(|_| CHARS[rng.gen_range(0..CHARS.len())] as char)
-        .collect()
 }
 
 #[derive(Clone)]

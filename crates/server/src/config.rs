@@ -130,10 +130,10 @@ pub struct ServerConfig {
     pub preemption: bool,
     /// The maintenance window and its rolling reboot.
     #[serde(default)]
-    pub maintenance: crate::maintenance::MaintenanceConfig,
+    pub maintenance: MaintenanceConfig,
     /// How to reach the nodes' BMCs (reboots, the emergency stop's power-off).
     #[serde(default)]
-    pub power: crate::maintenance::PowerConfig,
+    pub power: PowerConfig,
     /// The `onyx` executable that runs pods (`onyx exec-pod`); the running one by default.
     #[serde(skip)]
     pub exe: PathBuf,
@@ -240,6 +240,74 @@ impl ServerConfig {
         }
         Ok(token)
     }
+}
+
+/// The monthly maintenance window (spec §10): when it opens and how the rollout paces itself.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaintenanceConfig {
+    /// Cron schedule of the windows' starts (the spec: the first Friday of each month).
+    #[serde(default = "default_schedule")]
+    pub schedule: String,
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+    #[serde(default = "default_minutes")]
+    pub window_minutes: i64,
+    /// Start the rollout when a window opens (otherwise `onyx maintenance start`).
+    #[serde(default)]
+    pub automatic: bool,
+    /// What a node's pods get to end on their own before they are evicted.
+    #[serde(default = "default_grace")]
+    pub grace_seconds: i64,
+    /// How long a node may take to come back before the rollout stops.
+    #[serde(default = "default_reboot")]
+    pub reboot_timeout_seconds: i64,
+    /// Without a power command: how long a simulated reboot takes.
+    #[serde(default = "default_simulated")]
+    pub simulated_reboot_seconds: u64,
+}
+
+fn default_schedule() -> String {
+    ::maintenance::DEFAULT_SCHEDULE.into()
+}
+fn default_timezone() -> String {
+    "UTC".into()
+}
+fn default_minutes() -> i64 {
+    120
+}
+fn default_grace() -> i64 {
+    300
+}
+fn default_reboot() -> i64 {
+    900
+}
+fn default_simulated() -> u64 {
+    5
+}
+
+impl Default for MaintenanceConfig {
+    fn default() -> Self {
+        MaintenanceConfig {
+            schedule: default_schedule(),
+            timezone: default_timezone(),
+            window_minutes: default_minutes(),
+            automatic: false,
+            grace_seconds: default_grace(),
+            reboot_timeout_seconds: default_reboot(),
+            simulated_reboot_seconds: default_simulated(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PowerConfig {
+    /// A shell command that acts on a node's power through its BMC, with `{node}`, `{bmc}`
+    /// and `{action}` (cycle, off, status) filled in. `status` must print `on` when the node
+    /// is powered.
+    #[serde(default)]
+    pub command: Option<String>,
 }
 
 #[cfg(test)]

@@ -13,10 +13,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use store::{ArchivedRow, EventRow, NewWorkflow, Store, WorkflowRow};
 use tokio::sync::{broadcast, mpsc, oneshot};
-use workflow_engine::{Action, Engine, EngineConfig, Event, PodRequest, TemplateStore, Time};
+use workflow_engine::{Action, Engine, Event, PodRequest, Time};
 use workflow_model::WorkflowObject;
 
 use crate::error::ApiError;
+use crate::manifest::{apply_parameters, load_object, template_store, workflow_of, BuildContext};
 use crate::pods::Pods;
 
 /// One entry of a workflow's event log.
@@ -24,15 +25,6 @@ use crate::pods::Pods;
 enum Logged {
     Start,
     Event(Event),
-}
-
-/// What a workflow was built from, besides its manifest: stored with it, so that a replay
-/// builds the same engine even if templates changed since.
-#[derive(Debug, Serialize, Deserialize, Default)]
-pub struct BuildContext {
-    pub workflow_templates: Vec<Value>,
-    pub cluster_workflow_templates: Vec<Value>,
-    pub config: EngineConfig,
 }
 
 enum Cmd {
@@ -68,56 +60,6 @@ fn nanos(t: Time) -> i64 {
 
 fn from_nanos(n: i64) -> Time {
     Utc.timestamp_nanos(n)
-}
-
-/// Parse a stored or submitted object (JSON) the way files are read.
-pub fn load_object(what: &str, v: &Value) -> Result<workflow_model::Loaded, ApiError> {
-    let text = serde_json::to_string(v).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let (mut objs, diags) = workflow_model::load_str(what, &text);
-    let errors: Vec<String> = diags
-        .iter()
-        .filter(|d| d.severity == workflow_model::Severity::Error)
-        .map(|d| {
-            if d.path.is_empty() {
-                d.message.clone()
-            } else {
-                format!("{}: {}", d.path, d.message)
-            }
-        })
-        .collect();
-    if !errors.is_empty() {
-        return Err(ApiError::InvalidArgument(errors.join("; ")));
-    }
-    if objs.is_empty() {
-        return Err(ApiError::InvalidArgument(format!("{what} is empty")));
-    }
-    Ok(objs.remove(0))
-}
-
-fn workflow_of(l: workflow_model::Loaded) -> Result<WorkflowObject, ApiError> {
-    match l.object {
-        workflow_model::Object::Workflow(w)
-        | workflow_model::Object::WorkflowTemplate(w)
-        | workflow_model::Object::ClusterWorkflowTemplate(w) => Ok(w),
-        _ => Err(ApiError::InvalidArgument(
-            "expected an argoproj.io/v1alpha1 Workflow".into(),
-        )),
-    }
-}
-
-fn template_store(ctx: &BuildContext) -> Result<TemplateStore, ApiError> {
-    let mut store = TemplateStore::default();
-    for v in &ctx.workflow_templates {
-        let w = workflow_of(load_object("stored WorkflowTemplate", v)?)?;
-        store.workflow_templates.insert(w.metadata.name.clone(), w);
-    }
-    for v in &ctx.cluster_workflow_templates {
-        let w = workflow_of(load_object("stored ClusterWorkflowTemplate", v)?)?;
-        store
-            .cluster_workflow_templates
-            .insert(w.metadata.name.clone(), w);
-    }
-    Ok(store)
 }
 
 /// A workflow accepted for running, not yet committed.
@@ -441,7 +383,7 @@ impl Controller {
         }
         let mut manifest: Value =
             serde_json::from_str(&row.manifest).map_err(|e| ApiError::Internal(e.to_string()))?;
-        crate::submit::apply_parameters(&mut manifest, params);
+        apply_parameters(&mut manifest, params);
         let wf = workflow_of(load_object("stored Workflow", &manifest)?)?;
         let ctx: BuildContext =
             serde_json::from_str(&row.context).map_err(|e| ApiError::Internal(e.to_string()))?;

@@ -19,9 +19,9 @@ use serde_json::{json, Value};
 use store::ListQuery;
 use workflow_engine::Event;
 
-use crate::api::AppState;
 use crate::controller::now;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// How late our own loop may fire a schedule and still call it on time.
 const ON_TIME: i64 = 10;
@@ -314,7 +314,7 @@ async fn step(state: &Arc<AppState>, row: &store::ObjectRow) -> Result<(), ApiEr
         }
     }
     if let Some(wf) = p.submit.take() {
-        match crate::api::submit(state, &ns, wf, &[], false).await {
+        match crate::submit::submit(state, &ns, wf, &[], false).await {
             // Already there: this schedule was run before (exactly once, by name).
             Ok(_) | Err(ApiError::AlreadyExists(_)) => {}
             Err(e) => {

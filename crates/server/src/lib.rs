@@ -8,8 +8,10 @@ pub mod cron;
 pub mod error;
 pub mod jobs;
 pub mod maintenance;
+pub mod manifest;
 pub mod pods;
 pub mod scheduling;
+pub mod state;
 pub mod submit;
 
 use std::sync::Arc;
@@ -121,7 +123,7 @@ pub async fn serve(
         .local_addr()
         .map_err(io("reading the bound address".into()))?;
     tokio::spawn(maintenance::run(ctl.clone(), maint.clone()));
-    let state = Arc::new(api::AppState {
+    let state = Arc::new(state::AppState {
         maint,
         ctl,
         cfg: Arc::new(cfg),

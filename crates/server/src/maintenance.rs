@@ -12,77 +12,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use maintenance::{Action, NodeBudget, NodeFacts, Rollout, Window};
-use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::config::{MaintenanceConfig, PowerConfig};
 use crate::controller::Controller;
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MaintenanceConfig {
-    /// Cron schedule of the windows' starts (the spec: the first Friday of each month).
-    #[serde(default = "default_schedule")]
-    pub schedule: String,
-    #[serde(default = "default_timezone")]
-    pub timezone: String,
-    #[serde(default = "default_minutes")]
-    pub window_minutes: i64,
-    /// Start the rollout when a window opens (otherwise `onyx maintenance start`).
-    #[serde(default)]
-    pub automatic: bool,
-    /// What a node's pods get to end on their own before they are evicted.
-    #[serde(default = "default_grace")]
-    pub grace_seconds: i64,
-    /// How long a node may take to come back before the rollout stops.
-    #[serde(default = "default_reboot")]
-    pub reboot_timeout_seconds: i64,
-    /// Without a power command: how long a simulated reboot takes.
-    #[serde(default = "default_simulated")]
-    pub simulated_reboot_seconds: u64,
-}
-
-fn default_schedule() -> String {
-    maintenance::DEFAULT_SCHEDULE.into()
-}
-fn default_timezone() -> String {
-    "UTC".into()
-}
-fn default_minutes() -> i64 {
-    120
-}
-fn default_grace() -> i64 {
-    300
-}
-fn default_reboot() -> i64 {
-    900
-}
-fn default_simulated() -> u64 {
-    5
-}
-
-impl Default for MaintenanceConfig {
-    fn default() -> Self {
-        MaintenanceConfig {
-            schedule: default_schedule(),
-            timezone: default_timezone(),
-            window_minutes: default_minutes(),
-            automatic: false,
-            grace_seconds: default_grace(),
-            reboot_timeout_seconds: default_reboot(),
-            simulated_reboot_seconds: default_simulated(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PowerConfig {
-    /// A shell command that acts on a node's power through its BMC, with `{node}`, `{bmc}`
-    /// and `{action}` (cycle, off, status) filled in. `status` must print `on` when the node
-    /// is powered.
-    #[serde(default)]
-    pub command: Option<String>,
-}
 
 /// The BMCs of the cluster's nodes and how to reach them.
 pub struct Power {

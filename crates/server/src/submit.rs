@@ -7,35 +7,9 @@ use serde_json::{json, Value};
 use workflow_model::lint::Registry;
 
 use crate::config::Policy;
-use crate::controller::{load_object, BuildContext};
 use crate::error::ApiError;
-
-/// Apply `-p name=value` overrides to `spec.arguments.parameters` (Argo's submit semantics:
-/// an existing parameter gets the value, a new one is added).
-pub fn apply_parameters(manifest: &mut Value, params: &[(String, String)]) {
-    if params.is_empty() {
-        return;
-    }
-    if !manifest["spec"]["arguments"].is_object() {
-        manifest["spec"]["arguments"] = json!({});
-    }
-    let list = &mut manifest["spec"]["arguments"]["parameters"];
-    if !list.is_array() {
-        *list = json!([]);
-    }
-    let items = list.as_array_mut().expect("an array");
-    for (k, v) in params {
-        match items.iter_mut().find(|p| p["name"] == k.as_str()) {
-            Some(p) => {
-                p["value"] = json!(v);
-                if let Some(m) = p.as_object_mut() {
-                    m.remove("valueFrom");
-                }
-            }
-            None => items.push(json!({"name": k, "value": v})),
-        }
-    }
-}
+use crate::manifest::{apply_parameters, load_object, BuildContext};
+use crate::state::AppState;
 
 /// Parse `name=value` (Argo's `parameters` strings in submit options and retry requests).
 pub fn parse_parameters(list: &[String]) -> Result<Vec<(String, String)>, ApiError> {
@@ -234,6 +208,60 @@ pub fn check_policy(
         }
     }
     Ok(())
+}
+
+/// A Workflow object as clients send it: `kind` and `apiVersion` may be left out.
+pub fn normalize_workflow(manifest: &mut Value) -> Result<(), ApiError> {
+    if !manifest.is_object() {
+        return Err(ApiError::InvalidArgument(
+            "workflow: expected an object".into(),
+        ));
+    }
+    if manifest["kind"].is_null() {
+        manifest["kind"] = json!("Workflow");
+    }
+    if manifest["apiVersion"].is_null() {
+        manifest["apiVersion"] = json!("argoproj.io/v1alpha1");
+    }
+    if manifest["kind"] != "Workflow" {
+        return Err(ApiError::InvalidArgument(format!(
+            "workflow.kind: expected Workflow, got {}",
+            manifest["kind"]
+        )));
+    }
+    Ok(())
+}
+
+/// Validate, apply policy, and (unless a dry run) commit and start a workflow.
+pub async fn submit(
+    s: &AppState,
+    ns: &str,
+    mut manifest: Value,
+    params: &[(String, String)],
+    dry_run: bool,
+) -> Result<Value, ApiError> {
+    normalize_workflow(&mut manifest)?;
+    match manifest["metadata"]["namespace"].as_str() {
+        Some(other) if !other.is_empty() && other != ns => {
+            return Err(ApiError::InvalidArgument(format!(
+                "workflow.metadata.namespace {other:?} does not match the request's namespace {ns:?}"
+            )))
+        }
+        _ => {}
+    }
+    apply_parameters(&mut manifest, params);
+    let name = resolve_name(&manifest)?;
+    let ctx = gather_templates(&s.ctl.store, ns, &manifest).await?;
+    check_policy(s.cfg.policy(ns), &name, &manifest, &ctx)?;
+    let loaded = validate("workflow", &manifest, &ctx)?;
+    let workflow_model::Object::Workflow(wf) = &loaded.object else {
+        return Err(ApiError::InvalidArgument("expected a Workflow".into()));
+    };
+    let accepted = s.ctl.accept(wf, &manifest, ns, &name, ctx)?;
+    if dry_run {
+        return Ok(accepted.json);
+    }
+    s.ctl.create(accepted).await
 }
 
 #[cfg(test)]

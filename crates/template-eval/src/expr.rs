@@ -6,7 +6,9 @@
 
 use serde_json::{Map, Number, Value};
 
-use crate::{sprig, EvalError};
+use crate::error::EvalError;
+use crate::sprig;
+use crate::value::{equal, float, go_format, num, truthy};
 
 #[derive(Debug, Clone, PartialEq)]
 enum Tok {
@@ -533,37 +535,6 @@ struct Ctx<'a> {
     src: &'a str,
 }
 
-pub(crate) fn truthy(v: &Value) -> Option<bool> {
-    match v {
-        Value::Bool(b) => Some(*b),
-        _ => None,
-    }
-}
-
-pub(crate) fn num(v: &Value) -> Option<f64> {
-    match v {
-        Value::Number(n) => n.as_f64(),
-        _ => None,
-    }
-}
-
-pub(crate) fn float(f: f64) -> Value {
-    Number::from_f64(f)
-        .map(Value::Number)
-        .unwrap_or(Value::Null)
-}
-
-/// expr-lang's equality: numbers compare by value whatever their type.
-pub(crate) fn equal(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| equal(a, b))
-        }
-        _ => a == b,
-    }
-}
-
 impl Ctx<'_> {
     fn err(&self, message: impl Into<String>) -> EvalError {
         EvalError::Runtime {
@@ -622,7 +593,7 @@ impl Ctx<'_> {
                     let k = self.eval(k)?;
                     let k = match k {
                         Value::String(s) => s,
-                        other => crate::go_format(&other),
+                        other => go_format(&other),
                     };
                     m.insert(k, self.eval(v)?);
                 }
@@ -659,13 +630,13 @@ impl Ctx<'_> {
                     .ok_or_else(|| self.err("index out of range"))?
             }
             (Value::Null, _) => {
-                return Err(self.err(format!("cannot fetch {} from nil", crate::go_format(k))))
+                return Err(self.err(format!("cannot fetch {} from nil", go_format(k))))
             }
             _ => {
                 return Err(self.err(format!(
                     "cannot fetch {} from {}",
-                    crate::go_format(k),
-                    crate::go_format(o)
+                    go_format(k),
+                    go_format(o)
                 )))
             }
         })
@@ -700,8 +671,8 @@ impl Ctx<'_> {
             let ord = ord.ok_or_else(|| {
                 self.err(format!(
                     "invalid operation: {} {op} {}",
-                    crate::go_format(&a),
-                    crate::go_format(&b)
+                    go_format(&a),
+                    go_format(&b)
                 ))
             })?;
             Ok(Value::Bool(match op {
@@ -750,8 +721,8 @@ impl Ctx<'_> {
                 (Value::String(x), Value::String(y)) => Ok(Value::String(format!("{x}{y}"))),
                 _ => Err(self.err(format!(
                     "invalid operation: {} + {}",
-                    crate::go_format(&a),
-                    crate::go_format(&b)
+                    go_format(&a),
+                    go_format(&b)
                 ))),
             },
             "+" if a.is_array() && b.is_array() => {
@@ -762,8 +733,8 @@ impl Ctx<'_> {
             "+" | "-" | "*" | "/" | "%" | "**" => arith(op, &a, &b).ok_or_else(|| {
                 self.err(format!(
                     "invalid operation: {} {op} {}",
-                    crate::go_format(&a),
-                    crate::go_format(&b)
+                    go_format(&a),
+                    go_format(&b)
                 ))
             }),
             _ => Err(self.err(format!("unknown operator {op}"))),
@@ -810,10 +781,7 @@ impl Ctx<'_> {
             Value::Array(a) => a,
             Value::Null => Vec::new(),
             other => {
-                return Err(self.err(format!(
-                    "{name} needs a list, found {}",
-                    crate::go_format(&other)
-                )))
+                return Err(self.err(format!("{name} needs a list, found {}", go_format(&other))))
             }
         };
         let mut results = Vec::with_capacity(items.len());
@@ -909,7 +877,7 @@ impl Ctx<'_> {
             _ => {
                 let mut groups = Map::new();
                 for (k, item) in results.iter().zip(items) {
-                    let key = crate::go_format(k);
+                    let key = go_format(k);
                     if let Some(a) = groups
                         .entry(key)
                         .or_insert_with(|| Value::Array(Vec::new()))
@@ -959,10 +927,7 @@ fn to_f64(v: &Value) -> Result<f64, String> {
             .parse::<f64>()
             .map_err(|_| format!("cannot convert {s:?} to a number")),
         Value::Bool(b) => Ok(if *b { 1.0 } else { 0.0 }),
-        other => Err(format!(
-            "cannot convert {} to a number",
-            crate::go_format(other)
-        )),
+        other => Err(format!("cannot convert {} to a number", go_format(other))),
     }
 }
 
@@ -993,14 +958,11 @@ fn builtin(name: &str, args: &[Value]) -> Result<Value, String> {
                             .map_err(|_| format!("cannot convert {s:?} to an int"))
                     }
                 }
-                other => Err(format!(
-                    "cannot convert {} to an int",
-                    crate::go_format(other)
-                )),
+                other => Err(format!("cannot convert {} to an int", go_format(other))),
             }
         }
         "asFloat" | "float" => Ok(float(to_f64(arg(0)?)?)),
-        "string" | "toString" => Ok(Value::String(crate::go_format(arg(0)?))),
+        "string" | "toString" => Ok(Value::String(go_format(arg(0)?))),
         "toJson" | "toJSON" => serde_json::to_string(arg(0)?)
             .map(Value::String)
             .map_err(|e| e.to_string()),
@@ -1023,12 +985,7 @@ fn builtin(name: &str, args: &[Value]) -> Result<Value, String> {
             Value::String(s) => s.chars().count(),
             Value::Array(a) => a.len(),
             Value::Object(o) => o.len(),
-            other => {
-                return Err(format!(
-                    "invalid argument for len: {}",
-                    crate::go_format(other)
-                ))
-            }
+            other => return Err(format!("invalid argument for len: {}", go_format(other))),
         } as i64)),
         "abs" => {
             let v = arg(0)?;
@@ -1057,11 +1014,7 @@ fn builtin(name: &str, args: &[Value]) -> Result<Value, String> {
             let items = arg(0)?.as_array().cloned().unwrap_or_default();
             let sep = args.get(1).and_then(|v| v.as_str()).unwrap_or("");
             Ok(Value::String(
-                items
-                    .iter()
-                    .map(crate::go_format)
-                    .collect::<Vec<_>>()
-                    .join(sep),
+                items.iter().map(go_format).collect::<Vec<_>>().join(sep),
             ))
         }
         "keys" => Ok(Value::Array(
@@ -1130,7 +1083,7 @@ fn builtin(name: &str, args: &[Value]) -> Result<Value, String> {
                     let (l, h) = bounds(chars.len(), lo, hi);
                     Ok(Value::String(chars[l..h].iter().collect()))
                 }
-                other => Err(format!("cannot slice {}", crate::go_format(other))),
+                other => Err(format!("cannot slice {}", go_format(other))),
             }
         }
         _ => Err(format!("unknown function {name}")),

@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-use crate::EvalError;
+use crate::error::EvalError;
 
 #[derive(Debug, Clone, PartialEq)]
 enum Tok {
@@ -196,7 +196,7 @@ impl Parser {
     }
     fn primary(&mut self) -> Result<Ast, String> {
         match self.bump() {
-            Tok::Num(n) => Ok(Ast::Lit(crate::expr::float(n))),
+            Tok::Num(n) => Ok(Ast::Lit(crate::value::float(n))),
             Tok::Str(s) => Ok(Ast::Lit(Value::String(s))),
             Tok::Bool(b) => Ok(Ast::Lit(Value::Bool(b))),
             Tok::Op("(") => {
@@ -241,14 +241,14 @@ fn eval_ast(ast: &Ast) -> Result<Value, String> {
             let v = eval_ast(e)?;
             match (*op, &v) {
                 ("!", Value::Bool(b)) => Value::Bool(!b),
-                ("-", Value::Number(n)) => crate::expr::float(-n.as_f64().unwrap_or(0.0)),
+                ("-", Value::Number(n)) => crate::value::float(-n.as_f64().unwrap_or(0.0)),
                 ("~", Value::Number(n)) => {
-                    crate::expr::float(!(n.as_f64().unwrap_or(0.0) as i64) as f64)
+                    crate::value::float(!(n.as_f64().unwrap_or(0.0) as i64) as f64)
                 }
                 _ => {
                     return Err(format!(
                         "Value '{}' cannot be used with the modifier '{op}'",
-                        crate::go_format(&v)
+                        crate::value::go_format(&v)
                     ))
                 }
             }
@@ -259,7 +259,7 @@ fn eval_ast(ast: &Ast) -> Result<Value, String> {
             other => {
                 return Err(format!(
                     "Value '{}' cannot be used with the ternary operator",
-                    crate::go_format(&other)
+                    crate::value::go_format(&other)
                 ))
             }
         },
@@ -267,7 +267,7 @@ fn eval_ast(ast: &Ast) -> Result<Value, String> {
             let a = eval_ast(l)?;
             if *op == "&&" || *op == "||" {
                 let Value::Bool(x) = a else {
-                    return Err(format!("Value '{}' cannot be used with the logical operator '{op}', it is not a bool", crate::go_format(&a)));
+                    return Err(format!("Value '{}' cannot be used with the logical operator '{op}', it is not a bool", crate::value::go_format(&a)));
                 };
                 if (*op == "&&" && !x) || (*op == "||" && x) {
                     return Ok(Value::Bool(x));
@@ -275,7 +275,7 @@ fn eval_ast(ast: &Ast) -> Result<Value, String> {
                 let b = eval_ast(r)?;
                 return match b {
                     Value::Bool(y) => Ok(Value::Bool(y)),
-                    other => Err(format!("Value '{}' cannot be used with the logical operator '{op}', it is not a bool", crate::go_format(&other))),
+                    other => Err(format!("Value '{}' cannot be used with the logical operator '{op}', it is not a bool", crate::value::go_format(&other))),
                 };
             }
             if *op == "??" {
@@ -285,7 +285,7 @@ fn eval_ast(ast: &Ast) -> Result<Value, String> {
             let mismatch = || {
                 format!(
                     "Value '{}' cannot be used with the comparator '{op}', it is not a number",
-                    crate::go_format(&a)
+                    crate::value::go_format(&a)
                 )
             };
             match *op {
@@ -308,7 +308,7 @@ fn eval_ast(ast: &Ast) -> Result<Value, String> {
                 }
                 "=~" | "!~" => {
                     let (Value::String(x), Value::String(pattern)) = (&a, &b) else {
-                        return Err(format!("Value '{}' cannot be used with the comparator '{op}', it is not a string", crate::go_format(&a)));
+                        return Err(format!("Value '{}' cannot be used with the comparator '{op}', it is not a string", crate::value::go_format(&a)));
                     };
                     let re = regex::Regex::new(pattern).map_err(|e| {
                         format!("Unable to compile regexp pattern '{pattern}': {e}")
@@ -320,21 +320,23 @@ fn eval_ast(ast: &Ast) -> Result<Value, String> {
                     _ => {
                         return Err(format!(
                         "Value '{}' cannot be used with the comparator 'in', it is not an array",
-                        crate::go_format(&b)
+                        crate::value::go_format(&b)
                     ))
                     }
                 },
                 "+" => match (&a, &b) {
                     (Value::Number(x), Value::Number(y)) => {
-                        crate::expr::float(x.as_f64().unwrap_or(0.0) + y.as_f64().unwrap_or(0.0))
+                        crate::value::float(x.as_f64().unwrap_or(0.0) + y.as_f64().unwrap_or(0.0))
                     }
-                    (Value::String(_), _) | (_, Value::String(_)) => {
-                        Value::String(format!("{}{}", crate::go_format(&a), crate::go_format(&b)))
-                    }
+                    (Value::String(_), _) | (_, Value::String(_)) => Value::String(format!(
+                        "{}{}",
+                        crate::value::go_format(&a),
+                        crate::value::go_format(&b)
+                    )),
                     _ => {
                         return Err(format!(
                             "Value '{}' cannot be used with the modifier '+'",
-                            crate::go_format(&a)
+                            crate::value::go_format(&a)
                         ))
                     }
                 },
@@ -342,12 +344,12 @@ fn eval_ast(ast: &Ast) -> Result<Value, String> {
                     let (Value::Number(x), Value::Number(y)) = (&a, &b) else {
                         return Err(format!(
                             "Value '{}' ({}) cannot be used with the modifier '{op}', it is not a number",
-                            crate::go_format(if a.is_number() { &b } else { &a }),
+                            crate::value::go_format(if a.is_number() { &b } else { &a }),
                             type_name(if a.is_number() { &b } else { &a })
                         ));
                     };
                     let (x, y) = (x.as_f64().unwrap_or(0.0), y.as_f64().unwrap_or(0.0));
-                    crate::expr::float(match *op {
+                    crate::value::float(match *op {
                         "-" => x - y,
                         "*" => x * y,
                         "/" => x / y,
@@ -399,7 +401,7 @@ pub fn should_execute(when: &str) -> Result<bool, EvalError> {
             expr: when.into(),
             message: format!(
                 "Expected boolean evaluation for '{when}'. Got {}",
-                crate::go_format(&other)
+                crate::value::go_format(&other)
             ),
         }),
     }

@@ -9,22 +9,17 @@
 //! * [`govaluate`] evaluates `when` conditions with govaluate's rules, where bare words are
 //!   strings.
 
+mod error;
 pub mod expr;
 pub mod govaluate;
 pub mod jsonpath;
 mod sprig;
+mod value;
+
+pub use error::EvalError;
+pub use value::go_format;
 
 use serde_json::{Map, Value};
-
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum EvalError {
-    #[error("failed to resolve {{{{{0}}}}}")]
-    Unresolved(String),
-    #[error("invalid expression '{expr}': {message}")]
-    Syntax { expr: String, message: String },
-    #[error("failed to evaluate '{expr}': {message}")]
-    Runtime { expr: String, message: String },
-}
 
 /// Variables visible to templates: flat names as Argo writes them (`inputs.parameters.x`).
 /// A persistent map: scopes are cloned per step in O(1), so a DAG of 100,000 tasks does not
@@ -156,46 +151,6 @@ fn eval_expression_tag<L: Lookup + ?Sized>(
         return Err(EvalError::Unresolved(format!("={expression}")));
     }
     Ok(go_format(&v))
-}
-
-/// Go's `fmt.Sprintf("%v", v)` for the values an expression can produce.
-pub fn go_format(v: &Value) -> String {
-    match v {
-        Value::Null => "<nil>".into(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) => format_number(n),
-        Value::String(s) => s.clone(),
-        Value::Array(a) => {
-            let parts: Vec<String> = a.iter().map(go_format).collect();
-            format!("[{}]", parts.join(" "))
-        }
-        Value::Object(o) => {
-            let mut keys: Vec<&String> = o.keys().collect();
-            keys.sort();
-            let parts: Vec<String> = keys
-                .iter()
-                .map(|k| format!("{}:{}", k, go_format(&o[*k])))
-                .collect();
-            format!("map[{}]", parts.join(" "))
-        }
-    }
-}
-
-pub(crate) fn format_number(n: &serde_json::Number) -> String {
-    if let Some(i) = n.as_i64() {
-        return i.to_string();
-    }
-    let f = n.as_f64().unwrap_or(0.0);
-    if f.fract() == 0.0 && f.abs() < 1e21 {
-        format!("{}", f as i64)
-    } else {
-        let s = format!("{f}");
-        if f.abs() >= 1e21 {
-            format!("{f:e}")
-        } else {
-            s
-        }
-    }
 }
 
 /// Turn flat dotted names into nested maps, as Argo's `expand.Expand` does:

@@ -5,8 +5,7 @@
 use base64::Engine;
 use serde_json::Value;
 
-use crate::expr::{equal, float};
-use crate::go_format;
+use crate::value::{equal, float, go_format};
 
 fn to_i64(v: &Value) -> i64 {
     match v {

@@ -1,0 +1,204 @@
+//! Fairness: what each queue and tenant uses, deserves and is guaranteed (Volcano's
+//! proportion, capacity and drf plugins), and the order gangs are served in.
+
+use crate::resources::{add, gpu_milli, usage, RESOURCE_NAMES};
+use crate::state::{queue_chain, State};
+
+/// Queue share, tenant share, negated priority, submission order: smaller is served first.
+pub(crate) type GroupKey = (Vec<i128>, i128, i64, usize);
+
+impl State {
+    /// The GPU-equivalent allocation (thousandths) of the queue and the queues under it.
+    pub(crate) fn queue_used(&self, q: usize) -> i64 {
+        self.pods
+            .iter()
+            .filter(|p| {
+                self.is_within(self.groups[p.group].queue, q)
+                    && p.node.is_some()
+                    && matches!(p.phase.as_str(), "Running" | "Bound")
+            })
+            .map(|p| gpu_milli(&p.req))
+            .sum()
+    }
+
+    pub(crate) fn cluster_gpu(&self) -> i64 {
+        self.nodes.iter().map(|n| n.gpus.len() as i64 * 1000).sum()
+    }
+
+    /// Deserved share: explicit, else the parent's (the cluster's, under the root) split among
+    /// siblings by weight (proportion plugin).
+    pub(crate) fn deserved(&self, q: usize) -> i64 {
+        if let Some(d) = self.queues[q].deserved_gpu {
+            return d;
+        }
+        let above = match self.queues[q].parent {
+            Some(p) => self.deserved(p),
+            None => self.cluster_gpu(),
+        };
+        (above as f64 * self.weight_fraction_among_siblings(q)) as i64
+    }
+
+    /// The queue's weight over its siblings' (queues with the same parent) weights.
+    pub(crate) fn weight_fraction_among_siblings(&self, q: usize) -> f64 {
+        let parent = self.queues[q].parent;
+        let total_w: u32 = self
+            .queues
+            .iter()
+            .filter(|x| x.parent == parent)
+            .map(|x| x.weight)
+            .sum();
+        self.queues[q].weight as f64 / total_w.max(1) as f64
+    }
+
+    /// GPUs (thousandths) that queue `q` may not take because other queues' guarantees keep
+    /// them: the unused part of each outermost guarantee whose subtree `q` is not in, and the
+    /// queue names, for the waiting reason.
+    pub(crate) fn guaranteed_to_others(&self, q: usize, qused: &[[i128; 3]]) -> (i64, Vec<String>) {
+        let mut kept = 0;
+        let mut names = Vec::new();
+        for (r, queue) in self.queues.iter().enumerate() {
+            let Some(g) = queue.guarantee_gpu else {
+                continue;
+            };
+            let outermost = self.queue_chain(r)[1..]
+                .iter()
+                .all(|a| self.queues[*a].guarantee_gpu.is_none());
+            if !outermost || self.is_within(q, r) {
+                continue;
+            }
+            let unused = g - qused[r][2] as i64;
+            if unused > 0 {
+                kept += unused;
+                names.push(queue.name.clone());
+            }
+        }
+        (kept, names)
+    }
+
+    /// Whether queue `q` is `ancestor` or under it.
+    pub(crate) fn is_within(&self, q: usize, ancestor: usize) -> bool {
+        let mut at = Some(q);
+        while let Some(x) = at {
+            if x == ancestor {
+                return true;
+            }
+            at = self.queues[x].parent;
+        }
+        false
+    }
+
+    /// The queue and its ancestors, the queue first.
+    pub(crate) fn queue_chain(&self, q: usize) -> Vec<usize> {
+        queue_chain(&self.queues, q)
+    }
+
+    /// Usage per queue summed over its subtree (a parent holds what its children hold).
+    pub(crate) fn rolled_up(&self, direct: &[[i128; 3]]) -> Vec<[i128; 3]> {
+        let mut out = vec![[0i128; 3]; self.queues.len()];
+        for (q, u) in direct.iter().enumerate() {
+            for a in self.queue_chain(q) {
+                add(&mut out[a], *u, 1);
+            }
+        }
+        out
+    }
+
+    /// What the pods that hold resources hold, per queue and per tenant.
+    pub(crate) fn used_vectors(&self) -> (Vec<[i128; 3]>, Vec<[i128; 3]>) {
+        let mut by_queue = vec![[0i128; 3]; self.queues.len()];
+        let mut by_tenant = vec![[0i128; 3]; self.tenants.len()];
+        for p in &self.pods {
+            if p.node.is_some() && matches!(p.phase.as_str(), "Running" | "Bound") {
+                let g = &self.groups[p.group];
+                add(&mut by_queue[g.queue], usage(&p.req), 1);
+                add(&mut by_tenant[g.tenant], usage(&p.req), 1);
+            }
+        }
+        (self.rolled_up(&by_queue), by_tenant)
+    }
+
+    /// A queue's share (thousandths): its dominant resource against what it deserves — the
+    /// explicit `deserved` GPUs, else the cluster's resources split by queue weight (Volcano's
+    /// proportion plugin).
+    pub(crate) fn queue_share(&self, q: usize, used: &[i128; 3]) -> i128 {
+        let fraction: f64 = self
+            .queue_chain(q)
+            .iter()
+            .map(|a| self.weight_fraction_among_siblings(*a))
+            .product();
+        (0..3)
+            .map(|r| {
+                let deserved = if r == 2 {
+                    self.deserved(q) as i128
+                } else {
+                    (self.total[r] as f64 * fraction) as i128
+                };
+                used[r] * 1000 / deserved.max(1)
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// A tenant's dominant share (thousandths of the cluster), divided by its weight (DRF).
+    pub(crate) fn tenant_share(&self, t: usize, used: &[i128; 3]) -> i128 {
+        (0..3)
+            .map(|r| used[r] * 1000 / self.total[r].max(1))
+            .max()
+            .unwrap_or(0)
+            / self.tenants[t].weight as i128
+    }
+
+    /// The order gangs are served in: queues furthest below their fair share first, in a
+    /// queue the tenant with the smallest dominant share (DRF), then higher priority, then
+    /// submission order.
+    pub(crate) fn group_key(&self, g: usize, qused: &[[i128; 3]], tused: &[[i128; 3]]) -> GroupKey {
+        let group = &self.groups[g];
+        // Hierarchical queues compare top-down: siblings under the root by their shares, then
+        // the children of the lower one, down to the gang's own queue.
+        let mut chain = self.queue_chain(group.queue);
+        chain.reverse();
+        (
+            chain
+                .iter()
+                .map(|q| self.queue_share(*q, &qused[*q]))
+                .collect(),
+            self.tenant_share(group.tenant, &tused[group.tenant]),
+            -group.priority,
+            group.order,
+        )
+    }
+
+    pub(crate) fn group_order(&self) -> Vec<usize> {
+        let (qused, tused) = self.used_vectors();
+        let mut order: Vec<usize> = (0..self.groups.len()).collect();
+        order.sort_by_cached_key(|g| self.group_key(*g, &qused, &tused));
+        order
+    }
+
+    /// Why the tenant's quota keeps `need` out, if it does.
+    pub(crate) fn over_quota(
+        &self,
+        t: usize,
+        used: &[i128; 3],
+        need: &[i128; 3],
+    ) -> Option<String> {
+        let tenant = &self.tenants[t];
+        (0..3).find_map(|r| {
+            let q = tenant.quota[r]?;
+            (used[r] + need[r] > q).then(|| {
+                let show = |v: i128| match r {
+                    1 => format!("{}Gi", v / (1 << 30)),
+                    _ => format!("{}", v as f64 / 1000.0),
+                };
+                format!(
+                    "namespace {} is at its {} quota (holds {} of {}, asks {})",
+                    tenant.namespace,
+                    RESOURCE_NAMES[r],
+                    show(used[r]),
+                    show(q),
+                    show(need[r])
+                )
+            })
+        })
+    }
+}

@@ -1,0 +1,87 @@
+//! The workflow archive (`/api/v1/archived-workflows`): finished workflows kept after their
+//! live object is gone, listed, read, deleted, retried and resubmitted as Argo's archive is.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+use super::common::{find, list_body, list_query, ApiResult, JsonBody, St, Q};
+use super::workflows::{resubmit_manifest, retry_with};
+
+pub(super) fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/api/v1/archived-workflows", get(list_archived))
+        .route(
+            "/api/v1/archived-workflows/{uid}",
+            get(get_archived).delete(delete_archived),
+        )
+        .route(
+            "/api/v1/archived-workflows/{uid}/retry",
+            put(retry_archived),
+        )
+        .route(
+            "/api/v1/archived-workflows/{uid}/resubmit",
+            put(resubmit_archived),
+        )
+}
+
+pub(super) async fn list_archived(State(s): St, Query(q): Q) -> ApiResult {
+    let ns = q.get("namespace").filter(|n| !n.is_empty()).cloned();
+    let query = list_query(&q, ns)?;
+    let page = s.ctl.store.list_archived(&query).await?;
+    Ok(Json(list_body(page.items, page.next, "WorkflowList")))
+}
+
+pub(super) async fn archived(s: &AppState, uid: &str) -> Result<store::ArchivedRow, ApiError> {
+    s.ctl
+        .store
+        .archived(uid)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("archived workflow {uid:?} not found")))
+}
+
+pub(super) async fn get_archived(State(s): St, Path(uid): Path<String>) -> ApiResult {
+    let row = archived(&s, &uid).await?;
+    Ok(Json(serde_json::from_str(&row.body).unwrap_or_default()))
+}
+
+pub(super) async fn delete_archived(State(s): St, Path(uid): Path<String>) -> ApiResult {
+    s.ctl.store.delete_archived(&uid).await?;
+    Ok(Json(json!({})))
+}
+
+pub(super) async fn retry_archived(
+    State(s): St,
+    Path(uid): Path<String>,
+    JsonBody(body): JsonBody,
+) -> ApiResult {
+    let a = archived(&s, &uid).await?;
+    let row = find(&s, &a.namespace, &a.name).await.map_err(|_| {
+        ApiError::FailedPrecondition(format!(
+            "workflow {:?} is no longer live; resubmit it instead (PUT /api/v1/archived-workflows/{uid}/resubmit)",
+            a.name
+        ))
+    })?;
+    retry_with(&s, &row, &body).await
+}
+
+pub(super) async fn resubmit_archived(
+    State(s): St,
+    Path(uid): Path<String>,
+    JsonBody(body): JsonBody,
+) -> ApiResult {
+    let a = archived(&s, &uid).await?;
+    let wf: Value = serde_json::from_str(&a.body).unwrap_or_default();
+    let ns = body["namespace"]
+        .as_str()
+        .filter(|n| !n.is_empty())
+        .unwrap_or(&a.namespace)
+        .to_string();
+    resubmit_manifest(&s, &ns, wf, &a.name, &body).await
+}

@@ -1,0 +1,158 @@
+//! ONYX's own operations (`/api/v1/onyx/…`), which Argo's API has no room for: nodes and
+//! their cordon and drain, queues and what they hold, the maintenance rollout and the
+//! emergency stop. Each only asks the controller or the maintenance driver; none decides.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+use super::common::{ApiResult, St};
+
+pub(super) fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/api/v1/onyx/nodes", get(list_nodes))
+        .route("/api/v1/onyx/nodes/{name}/cordon", put(cordon_node))
+        .route("/api/v1/onyx/nodes/{name}/uncordon", put(uncordon_node))
+        .route("/api/v1/onyx/nodes/{name}/drain", put(drain_node))
+        .route("/api/v1/onyx/maintenance", get(maintenance_status))
+        .route("/api/v1/onyx/maintenance/start", post(maintenance_start))
+        .route("/api/v1/onyx/queues", get(list_queues))
+        .route("/api/v1/onyx/queues/{name}", get(get_queue))
+        .route("/api/v1/onyx/emergency-stop", post(emergency_stop))
+}
+
+pub(super) async fn list_nodes(State(s): St) -> Json<Value> {
+    let items: Vec<Value> = s
+        .ctl
+        .cluster()
+        .nodes()
+        .into_iter()
+        .map(|n| {
+            json!({"name": n.name, "gpus": n.gpus, "freeGpus": n.free_gpus, "mig": n.mig,
+                   "pods": n.pods, "cordoned": n.cordoned})
+        })
+        .collect();
+    Json(json!({"cluster": s.cfg.cluster, "items": items}))
+}
+
+pub(super) fn no_node(s: &AppState, name: &str) -> ApiError {
+    ApiError::NotFound(format!(
+        "nodes {name:?} not found (nodes: {})",
+        s.ctl.cluster().node_names().join(", ")
+    ))
+}
+
+pub(super) async fn set_cordon(s: &AppState, name: &str, on: bool) -> ApiResult {
+    if !s.ctl.cluster().cordon(name, on) {
+        return Err(no_node(s, name));
+    }
+    Ok(Json(json!({"name": name, "cordoned": on})))
+}
+
+pub(super) async fn cordon_node(State(s): St, Path(name): Path<String>) -> ApiResult {
+    set_cordon(&s, &name, true).await
+}
+
+pub(super) async fn uncordon_node(State(s): St, Path(name): Path<String>) -> ApiResult {
+    set_cordon(&s, &name, false).await
+}
+
+#[derive(serde::Deserialize)]
+pub(super) struct DrainQuery {
+    #[serde(rename = "graceSeconds", default = "default_grace")]
+    grace_seconds: u64,
+}
+
+pub(super) fn default_grace() -> u64 {
+    30
+}
+
+/// Drain a node: cordon it, give its pods their grace period to end, then evict what is
+/// left — and every other pod of the same gangs, so that a gang is moved whole.
+pub(super) async fn drain_node(
+    State(s): St,
+    Path(name): Path<String>,
+    Query(q): Query<DrainQuery>,
+) -> ApiResult {
+    let Some(on_node) = s.ctl.drain(&name, Duration::from_secs(q.grace_seconds)) else {
+        return Err(no_node(&s, &name));
+    };
+    Ok(Json(
+        json!({"name": name, "cordoned": true, "pods": on_node,
+                   "graceSeconds": q.grace_seconds}),
+    ))
+}
+
+pub(super) async fn maintenance_status(State(s): St) -> Json<Value> {
+    Json(s.maint.status())
+}
+
+/// Start a rolling reboot of every node now (the window's length from now).
+pub(super) async fn maintenance_start(State(s): St) -> ApiResult {
+    s.maint
+        .start_now(s.ctl.cluster().node_names())
+        .map_err(ApiError::FailedPrecondition)?;
+    Ok(Json(s.maint.status()))
+}
+
+pub(super) fn queue_json(q: crate::scheduling::QueueUsage) -> Value {
+    serde_json::to_value(q).unwrap_or_default()
+}
+
+pub(super) async fn list_queues(State(s): St) -> Json<Value> {
+    let items: Vec<Value> = s
+        .ctl
+        .cluster()
+        .queues()
+        .into_iter()
+        .map(queue_json)
+        .collect();
+    Json(json!({"items": items}))
+}
+
+pub(super) async fn get_queue(State(s): St, Path(name): Path<String>) -> ApiResult {
+    let queues = s.ctl.cluster().queues();
+    let names: Vec<String> = queues.iter().map(|q| q.name.clone()).collect();
+    match queues.into_iter().find(|q| q.name == name) {
+        Some(q) => Ok(Json(queue_json(q))),
+        None => Err(ApiError::NotFound(format!(
+            "queues {name:?} not found (queues: {})",
+            names.join(", ")
+        ))),
+    }
+}
+
+/// The spec's emergency stop, ONYX side: cordon every node, suspend every workflow.
+pub(super) async fn emergency_stop(State(s): St) -> ApiResult {
+    let nodes = s.ctl.cluster().node_names();
+    for n in &nodes {
+        s.ctl.cluster().cordon(n, true);
+    }
+    let suspended = s.ctl.suspend_all().await;
+    // The spec's last step: power the GPU nodes off through their BMCs, where configured.
+    let mut powered_off = Vec::new();
+    let mut power_errors = Vec::new();
+    if s.maint.power.configured() {
+        for n in &nodes {
+            match s.maint.power.off(n) {
+                Ok(()) => powered_off.push(n.clone()),
+                Err(e) => power_errors.push(e),
+            }
+        }
+    }
+    tracing::warn!(
+        "emergency stop: cordoned {} node(s), suspended {} workflow(s)",
+        nodes.len(),
+        suspended.len()
+    );
+    Ok(Json(json!({"cordoned": nodes, "suspended": suspended,
+                   "poweredOff": powered_off, "powerErrors": power_errors,
+                   "powerConfigured": s.maint.power.configured()})))
+}

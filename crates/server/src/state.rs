@@ -1,0 +1,15 @@
+//! What every request handler and background task of the server shares. Below `api` and
+//! `cron`, so that both can hold it without knowing each other.
+
+use std::sync::Arc;
+
+use crate::config::ServerConfig;
+use crate::controller::Controller;
+use crate::maintenance::Maintenance;
+
+pub struct AppState {
+    pub ctl: Arc<Controller>,
+    pub maint: Arc<Maintenance>,
+    pub cfg: Arc<ServerConfig>,
+    pub token: Option<String>,
+}
