@@ -319,6 +319,15 @@ impl Engine {
         if let (Some(own), Some(slot)) = (&self.own_templates, wf.pointer_mut("/spec/templates")) {
             *slot = Value::Array(own.iter().map(|t| (**t).clone()).collect());
         }
+        // Argo's `suspend` and `resume` set and clear `spec.suspend`; clients (the UI, `argo
+        // get`) read a suspended workflow from there.
+        if let Some(spec) = wf.get_mut("spec").and_then(Value::as_object_mut) {
+            if self.suspended {
+                spec.insert("suspend".into(), Value::Bool(true));
+            } else {
+                spec.remove("suspend");
+            }
+        }
         let mut nodes = Map::new();
         for n in &self.nodes {
             nodes.insert(

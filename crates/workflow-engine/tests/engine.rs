@@ -542,3 +542,24 @@ fn to_json_shows_the_templates_as_submitted() {
         ])
     );
 }
+
+/// `argo suspend` sets `spec.suspend: true` on the Workflow and `argo resume` clears it
+/// (Argo's `util.SuspendWorkflow`/`ResumeWorkflow` patch the spec); clients read a suspended
+/// workflow from there.
+#[test]
+fn suspend_and_resume_show_in_spec_suspend() {
+    let yaml = wf(&format!("  entrypoint: main\n  templates:\n  - name: main\n    steps: [[{{name: a, template: say, arguments: {{parameters: [{{name: msg, value: A}}]}}}}]]\n{SAY}"));
+    let mut sim = Sim::new(&yaml, &[]).unwrap();
+    let now = support::t0();
+    assert_eq!(sim.engine.to_json()["spec"].get("suspend"), None);
+    sim.engine.handle(workflow_engine::Event::Suspend, now);
+    assert_eq!(sim.engine.to_json()["spec"]["suspend"], true);
+    sim.engine.handle(
+        workflow_engine::Event::Resume {
+            node: None,
+            supplied: Default::default(),
+        },
+        now,
+    );
+    assert_eq!(sim.engine.to_json()["spec"].get("suspend"), None);
+}
