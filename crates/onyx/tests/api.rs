@@ -953,3 +953,61 @@ fn cordon_uncordon_and_emergency_stop() {
     let (_, nodes) = s.call("GET", "/api/v1/onyx/nodes", None);
     assert_eq!(nodes["items"][0]["cordoned"], true);
 }
+
+/// An empty namespace means every namespace, as in Argo's server (`argo list -A`, and the
+/// UI's list and catalog): workflows, their watch stream, and stored templates.
+#[test]
+fn an_empty_namespace_lists_every_namespace() {
+    let home = temp_home("api-all-ns");
+    let s = Server::start(&home, &[]);
+    s.submit("default", hello("in-default", true));
+    s.submit("team-b", hello("in-team-b", true));
+    let (c, list) = s.call("GET", "/api/v1/workflows/", None);
+    assert_eq!(c, 200, "{list}");
+    let mut names: Vec<String> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            format!(
+                "{}/{}",
+                w["metadata"]["namespace"].as_str().unwrap(),
+                w["metadata"]["name"].as_str().unwrap()
+            )
+        })
+        .collect();
+    names.sort();
+    assert_eq!(names, ["default/in-default", "team-b/in-team-b"]);
+    for ns in ["default", "team-b"] {
+        let (c, b) = s.call(
+            "POST",
+            &format!("/api/v1/workflow-templates/{ns}"),
+            Some(json!({"template": {"metadata": {"name": format!("t-{ns}")}, "spec": {"entrypoint": "main",
+                "templates": [{"name": "main", "container": {"image": "argoproj/argosay:v2"}}]}}})),
+        );
+        assert_eq!(c, 200, "{b}");
+    }
+    let (c, templates) = s.call("GET", "/api/v1/workflow-templates/", None);
+    assert_eq!(c, 200, "{templates}");
+    assert_eq!(
+        templates["items"].as_array().unwrap().len(),
+        2,
+        "{templates}"
+    );
+    // The watch stream with no namespace starts with every workflow.
+    let r = ureq::get(&format!("{}/api/v1/workflow-events/", s.base))
+        .call()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(r.into_reader()));
+    let mut seen: Vec<String> = (0..2)
+        .map(|_| {
+            let v: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+            v["result"]["object"]["metadata"]["name"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(seen, ["in-default", "in-team-b"]);
+}

@@ -249,6 +249,11 @@ pub async fn submit(
         }
         _ => {}
     }
+    // The engine reads the namespace from the manifest (`metadata.namespace`,
+    // `{{workflow.namespace}}`): a workflow posted to a namespace's path is in that namespace.
+    if manifest["metadata"].is_object() {
+        manifest["metadata"]["namespace"] = json!(ns);
+    }
     apply_parameters(&mut manifest, params);
     let name = resolve_name(&manifest)?;
     let ctx = gather_templates(&s.ctl.store, ns, &manifest).await?;

@@ -224,7 +224,15 @@ pub(super) fn ns_name(p: &HashMap<String, String>) -> (String, String) {
 
 /// Create, list, lint, get, update and delete of one kind of stored object under `base`.
 pub(super) fn object_routes(k: &'static Kind, base: &str) -> Router<Arc<AppState>> {
-    Router::new()
+    let mut router = Router::new();
+    if let Some(all) = base.strip_suffix("{ns}") {
+        // An empty namespace lists every namespace's objects, as Argo's server does.
+        router = router.route(
+            all,
+            get(move |State(s): St, Query(q): Q| async move { list_obj(&s, k, None, &q).await }),
+        );
+    }
+    router
         .route(
             base,
             get(

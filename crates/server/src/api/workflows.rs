@@ -24,6 +24,7 @@ use super::common::{find, list_body, list_query, string_list, ApiResult, JsonBod
 
 pub(super) fn routes() -> Router<Arc<AppState>> {
     Router::new()
+        .route("/api/v1/workflows/", get(list_all_workflows))
         .route(
             "/api/v1/workflows/{ns}",
             get(list_workflows).post(create_workflow),
@@ -41,7 +42,13 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
         .route("/api/v1/workflows/{ns}/{name}/set", put(set_node))
         .route("/api/v1/workflows/{ns}/{name}/retry", put(retry))
         .route("/api/v1/workflows/{ns}/{name}/resubmit", put(resubmit))
+        .route("/api/v1/workflow-events/", get(watch_all_workflows))
         .route("/api/v1/workflow-events/{ns}", get(watch_workflows))
+}
+
+/// `workflows/` with no namespace: every namespace's workflows (`argo list -A`).
+pub(super) async fn list_all_workflows(s: St, q: Q) -> ApiResult {
+    list_workflows(s, Path(String::new()), q).await
 }
 
 pub(super) async fn list_workflows(State(s): St, Path(ns): Path<String>, Query(q): Q) -> ApiResult {
@@ -319,6 +326,11 @@ pub(super) async fn resubmit(
     let row = find(&s, &ns, &name).await?;
     let manifest: Value = serde_json::from_str(&row.manifest).unwrap_or_default();
     resubmit_manifest(&s, &ns, manifest, &name, &body).await
+}
+
+/// `workflow-events/` with no namespace: every namespace's workflows.
+pub(super) async fn watch_all_workflows(s: St, q: Q) -> Result<Response, ApiError> {
+    watch_workflows(s, Path(String::new()), q).await
 }
 
 /// `workflow-events`: a stream of `{"result": {"type": ..., "object": ...}}`, one per line.
