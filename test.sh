@@ -30,6 +30,14 @@ else
   [ -z "${CI:-}" ] || exit 1
 fi
 
+# The web UI in Debian's headless Chromium, driven by Playwright (.ci/run installs both).
+if python3 -c 'import playwright, pytest' 2>/dev/null && [ -x "${CHROMIUM:-/usr/bin/chromium}" ]; then
+  ONYX_BIN="$PWD/target/debug/onyx" python3 -m pytest -q -p no:cacheprovider tests/ui
+else
+  echo "UI tests: need the Python package playwright and Debian's chromium (apt-get install chromium; pip install playwright); skipped" >&2
+  [ -z "${CI:-}" ] || exit 1
+fi
+
 if [ -n "$conformance_pid" ]; then
   status=0
   wait "$conformance_pid" || status=$?

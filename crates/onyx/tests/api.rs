@@ -618,6 +618,19 @@ fn authentication_body_limit_and_public_address() {
         16,
         "token not valid: send `Authorization: Bearer <token>` with the server's token",
     )(s.call("GET", "/api/v1/workflows/default", None));
+    // The UI's files hold no data: a browser opens them without a token (its pages then send
+    // the user's token to the API, which still refuses without it).
+    let page = ureq::get(&format!("{}/", s.base)).call().unwrap();
+    assert_eq!(page.header("content-type"), Some("text/html"));
+    assert!(page.into_string().unwrap().contains("/ui/app.js"));
+    let script = ureq::get(&format!("{}/ui/app.js", s.base)).call().unwrap();
+    assert_eq!(script.header("content-type"), Some("text/javascript"));
+    match ureq::get(&format!("{}/ui/nope.js", s.base)).call() {
+        Err(ureq::Error::Status(404, r)) => {
+            assert_eq!(r.into_string().unwrap(), "the UI has no file \"nope.js\"")
+        }
+        other => panic!("expected 404, got {other:?}"),
+    }
     let ok = ureq::get(&format!("{}/api/v1/workflows/sandbox", s.base))
         .set("Authorization", "Bearer 0123456789abcdef-secret")
         .call()

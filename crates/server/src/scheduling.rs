@@ -241,6 +241,46 @@ pub struct NodeUsage {
     pub mig: Vec<Vec<String>>,
     pub pods: usize,
     pub cordoned: bool,
+    /// The GPU model (`nvidia.com/gpu.product`), empty on a node without GPUs.
+    pub gpu_model: String,
+    pub labels: BTreeMap<String, String>,
+    pub taints: Vec<scheduler::Taint>,
+    /// Each GPU with who holds it, whole, in part or instance by instance.
+    pub devices: Vec<GpuUsage>,
+}
+
+/// One GPU of a node and its holders, for the UI's cluster map.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GpuUsage {
+    pub index: usize,
+    pub uuid: String,
+    /// Pods holding the whole GPU or a fraction of it (none when it is MIG-partitioned).
+    pub holders: Vec<Holder>,
+    /// MIG instances by start slot order, as the layout lists them; empty for a whole GPU.
+    pub instances: Vec<InstanceUsage>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceUsage {
+    pub profile: String,
+    pub uuid: String,
+    pub holder: Option<Holder>,
+}
+
+/// A pod holding a device, with what a reader of the cluster map needs to find its workflow.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Holder {
+    pub pod: String,
+    pub namespace: String,
+    pub queue: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gang: Option<String>,
+    /// A fractional share in thousandths of the GPU, when that is what the pod asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpu_milli: Option<i64>,
 }
 
 /// One queue's state, for `onyx queue list|get`.
@@ -711,19 +751,59 @@ impl Cluster {
             .iter()
             .zip(&inner.cordoned)
             .map(|(n, cordoned)| {
-                let bound: Vec<&Grant> = inner
+                let bound: Vec<(&String, &Grant)> = inner
                     .pods
-                    .values()
-                    .filter_map(|p| match &p.standing {
-                        Standing::Bound(g) if g.node == n.spec.name => Some(g.as_ref()),
+                    .iter()
+                    .filter_map(|(pod, p)| match &p.standing {
+                        Standing::Bound(g) if g.node == n.spec.name => Some((pod, g.as_ref())),
                         _ => None,
                     })
                     .collect();
                 let layout = n.spec.mig.clone().unwrap_or_default();
                 let busy: std::collections::BTreeSet<&str> = bound
                     .iter()
-                    .flat_map(|g| g.devices.iter())
+                    .flat_map(|(_, g)| g.devices.iter())
                     .map(|d| d.split('/').next().unwrap_or(d))
+                    .collect();
+                let holder = |pod: &String, g: &Grant| Holder {
+                    pod: pod.clone(),
+                    namespace: g.ask.namespace.clone(),
+                    queue: g.ask.queue.clone(),
+                    gang: g.ask.group.as_ref().map(|(name, _)| name.clone()),
+                    gpu_milli: g.gpu_milli,
+                };
+                let holders_of = |device: &str| {
+                    bound
+                        .iter()
+                        .filter(|(_, g)| g.devices.iter().any(|d| d == device))
+                        .map(|(pod, g)| holder(pod, g))
+                        .collect::<Vec<_>>()
+                };
+                let devices = n
+                    .uuids
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (uuid, mig_uuids))| {
+                        let profiles = layout.get(i).cloned().unwrap_or_default();
+                        GpuUsage {
+                            index: i,
+                            uuid: uuid.clone(),
+                            holders: if profiles.is_empty() {
+                                holders_of(&i.to_string())
+                            } else {
+                                Vec::new()
+                            },
+                            instances: profiles
+                                .into_iter()
+                                .enumerate()
+                                .map(|(j, profile)| InstanceUsage {
+                                    profile,
+                                    uuid: mig_uuids.get(j).cloned().unwrap_or_default(),
+                                    holder: holders_of(&format!("{i}/{j}")).into_iter().next(),
+                                })
+                                .collect(),
+                        }
+                    })
                     .collect();
                 NodeUsage {
                     name: n.spec.name.clone(),
@@ -737,6 +817,15 @@ impl Cluster {
                     mig: layout,
                     pods: bound.len(),
                     cordoned: *cordoned,
+                    gpu_model: n
+                        .spec
+                        .gpu
+                        .as_ref()
+                        .map(|g| g.model.clone())
+                        .unwrap_or_default(),
+                    labels: n.spec.labels.clone(),
+                    taints: n.spec.taints.clone(),
+                    devices,
                 }
             })
             .collect()

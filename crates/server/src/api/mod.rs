@@ -28,7 +28,7 @@ use common::St;
 
 pub fn router(state: Arc<AppState>) -> Router {
     let limit = state.cfg.max_body_bytes;
-    Router::new()
+    let api = Router::new()
         .merge(info::routes())
         .merge(workflows::routes())
         .merge(logs::routes())
@@ -37,7 +37,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(archive::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
-        .layer(axum::extract::DefaultBodyLimit::max(limit))
+        .layer(axum::extract::DefaultBodyLimit::max(limit));
+    // The UI's files hold no data (the pages ask the API, with the user's token), so they are
+    // served outside the authentication layer: a browser cannot send a bearer token when it
+    // opens a page.
+    Router::new()
+        .merge(web_ui::routes())
+        .merge(api)
         .with_state(state)
 }
 

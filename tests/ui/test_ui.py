@@ -1,0 +1,293 @@
+"""The web UI in a real browser: Debian's headless Chromium, driven by Playwright (PyPI), against
+a real `onyx server`. Each test asserts what a user sees and that what they click changes the
+workflow on the server. Screenshots of every page go to $ONYX_UI_SHOTS when it is set (that is
+how docs/ui/ is made: `ONYX_UI_SHOTS=docs/ui ./test.sh`)."""
+
+import json
+import os
+import re
+import subprocess
+import tempfile
+import time
+import urllib.request
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ONYX = os.environ.get("ONYX_BIN", os.path.join(ROOT, "target", "debug", "onyx"))
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+SHOTS = os.environ.get("ONYX_UI_SHOTS")
+
+
+def start_server(*args):
+    home = tempfile.mkdtemp(prefix="onyx-ui-")
+    env = dict(os.environ, ONYX_HOME=home, PATH=os.environ.get("PATH", "") + ":/usr/games")
+    proc = subprocess.Popen(
+        [ONYX, "server", "--listen", "127.0.0.1:0", *args],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    for line in proc.stderr:
+        m = re.search(r"listening on (http://\S+)", line)
+        if m:
+            return proc, m.group(1)
+    raise AssertionError("onyx server did not say where it listens")
+
+
+def api(base, method, path, body=None):
+    req = urllib.request.Request(
+        base + path, method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req) as res:
+        return json.loads(res.read() or b"{}")
+
+
+def submit(base, workflow):
+    return api(base, "POST", "/api/v1/workflows/default", {"workflow": workflow})
+
+
+def shot(page, name):
+    if SHOTS:
+        os.makedirs(SHOTS, exist_ok=True)
+        page.screenshot(path=os.path.join(SHOTS, f"{name}.png"))
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is not installed (Debian package chromium); the UI tests need it")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def local_server():
+    proc, base = start_server()
+    yield base
+    proc.kill()
+    proc.wait()
+
+
+@pytest.fixture
+def page(browser):
+    ctx = browser.new_context(viewport={"width": 1280, "height": 800})
+    pg = ctx.new_page()
+    errors = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    yield pg
+    ctx.close()
+    assert not errors, f"the page threw: {errors}"
+
+
+DAG = {
+    "metadata": {"name": "ui-dag"},
+    "spec": {
+        "entrypoint": "main",
+        "arguments": {"parameters": [{"name": "ticket_id", "value": "T-UI"}]},
+        "templates": [
+            {"name": "main", "dag": {"tasks": [
+                {"name": "prepare", "template": "say"},
+                {"name": "flaky", "template": "flaky", "depends": "prepare"},
+                {"name": "broken", "template": "broken", "depends": "prepare"},
+                {"name": "train", "template": "slow", "depends": "prepare"},
+                {"name": "report", "template": "say", "depends": "flaky && train"},
+            ]}},
+            {"name": "say", "container": {"image": "alpine", "command": ["sh", "-c", "echo ready"]}},
+            # Fails its first attempt, succeeds on the retry.
+            {"name": "flaky", "retryStrategy": {"limit": 2},
+             "container": {"image": "alpine", "command": ["sh", "-c", "echo attempt {{retries}}; [ {{retries}} -ge 1 ]"]}},
+            {"name": "broken", "container": {"image": "alpine", "command": ["sh", "-c", "echo broken; exit 3"]}},
+            {"name": "slow", "container": {"image": "alpine", "command": ["sh", "-c",
+                "for i in 1 2 3 4 5 6 7 8; do echo epoch $i; sleep 1; done"]}},
+        ],
+    },
+}
+
+
+def test_a_dag_page_shows_every_node_with_its_phase_and_streams_the_log(local_server, page):
+    submit(local_server, DAG)
+    page.goto(f"{local_server}/#/workflows/default/ui-dag")
+    train = page.locator('g.node[data-node-name="train"]')
+    expect(train).to_have_attribute("data-phase", "Running", timeout=15000)
+    # The log of the running step grows while it runs (streamed, not loaded once).
+    train.click()
+    logs = page.locator("#logs")
+    expect(logs).to_contain_text("epoch 2", timeout=10000)
+    early = logs.inner_text()
+    assert "epoch 8" not in early, "the log was read after the step ended, not streamed"
+    expect(logs).to_contain_text("epoch 8", timeout=15000)
+    # When the workflow ends, every node is drawn with the phase the server gives it.
+    expect(page.locator(".bar .phase")).to_have_text("Failed", timeout=20000)
+    wf = api(local_server, "GET", "/api/v1/workflows/default/ui-dag")
+    nodes = wf["status"]["nodes"]
+    page.wait_for_timeout(1200)  # the graph redraws at most once a second
+    drawn = {g.get_attribute("data-node-id"): g.get_attribute("data-phase")
+             for g in page.locator("g.node").all()}
+    assert drawn == {i: n["phase"] for i, n in nodes.items()}, drawn
+    phases = {g.get_attribute("data-node-name"): g.get_attribute("data-phase")
+              for g in page.locator("g.node").all()}
+    assert phases["broken"] == "Failed"
+    assert phases["flaky"] == "Succeeded", "the retried task succeeded on its second attempt"
+    assert phases["flaky(0)"] == "Failed" and phases["flaky(1)"] == "Succeeded"
+    assert phases["report"] == "Succeeded"
+    page.locator('g.node[data-node-name="broken"]').click()
+    expect(page.locator("#details")).to_contain_text("exit code 3")
+    shot(page, "workflow")
+
+
+def test_suspend_and_resume_from_the_page_change_the_workflow_on_the_server(local_server, page):
+    wf = {
+        "metadata": {"name": "ui-suspend"},
+        "spec": {"entrypoint": "main",
+                 "arguments": {"parameters": [{"name": "ticket_id", "value": "T-UI"}]},
+                 "templates": [
+                     {"name": "main", "steps": [[{"name": "a", "template": "nap"}], [{"name": "b", "template": "nap"}]]},
+                     {"name": "nap", "container": {"image": "alpine", "command": ["sh", "-c", "sleep 4"]}},
+                 ]},
+    }
+    submit(local_server, wf)
+    page.goto(f"{local_server}/#/workflows/default/ui-suspend")
+    page.locator("[data-action=suspend]").click()
+    expect(page.locator("[data-action=resume]")).to_be_visible(timeout=5000)
+    suspended = api(local_server, "GET", "/api/v1/workflows/default/ui-suspend")
+    assert suspended["spec"].get("suspend") is True
+    running = [n["displayName"] for n in suspended["status"]["nodes"].values() if n["type"] == "Pod"]
+    assert running == ["a"], f"suspended while {running} ran: the test needs a to still run"
+    time.sleep(5)  # step a ends; b must not start while suspended
+    nodes = api(local_server, "GET", "/api/v1/workflows/default/ui-suspend")["status"]["nodes"]
+    b = [n for n in nodes.values() if n["displayName"] == "b"]
+    assert all(n["phase"] == "Pending" for n in b), f"b ran while suspended: {b}"
+    page.locator("[data-action=resume]").click()
+    expect(page.locator("[data-action=suspend]")).to_be_visible(timeout=5000)
+    assert not api(local_server, "GET", "/api/v1/workflows/default/ui-suspend")["spec"].get("suspend")
+    expect(page.locator(".bar .phase")).to_have_text("Succeeded", timeout=20000)
+
+
+def test_the_list_updates_live_and_filters(local_server, page):
+    page.goto(f"{local_server}/#/workflows")
+    expect(page.locator(".live")).to_be_visible()
+    submit(local_server, {
+        "metadata": {"name": "ui-live", "labels": {"team": "vision"}},
+        "spec": {"entrypoint": "s", "arguments": {"parameters": [{"name": "ticket_id", "value": "T"}]},
+                 "templates": [{"name": "s", "container": {"image": "alpine", "command": ["true"]}}]},
+    })
+    row = page.locator('tr[data-name="ui-live"]')
+    expect(row).to_have_attribute("data-phase", "Succeeded", timeout=15000)
+    shot(page, "workflows")
+    page.goto(f"{local_server}/#/workflows?labels=team%3Dvision")
+    expect(page.locator('tr[data-name="ui-live"]')).to_be_visible()
+    expect(page.locator('tr[data-name="ui-dag"]')).to_have_count(0)
+
+
+def test_submit_from_a_template_form_shows_the_apis_refusal_then_submits(local_server, page):
+    api(local_server, "POST", "/api/v1/workflow-templates/default", {"template": {
+        "metadata": {"name": "ui-train", "annotations": {"workflows.argoproj.io/description": "Train a model on one GPU."}},
+        "spec": {"entrypoint": "t",
+                 "arguments": {"parameters": [{"name": "size", "value": "small", "enum": ["small", "large"]}]},
+                 "templates": [{"name": "t", "container": {"image": "alpine", "command": ["sh", "-c", "echo {{workflow.parameters.size}}"]}}]},
+    }})
+    page.goto(f"{local_server}/#/catalog")
+    card = page.locator('article.card[data-name="ui-train"]')
+    expect(card).to_contain_text("Train a model on one GPU.")
+    expect(card).to_contain_text("one of small, large")
+    shot(page, "catalog")
+    card.get_by_role("link", name="Submit…").click()
+    expect(page.locator("select#p-size option")).to_have_count(2)
+    page.select_option("select#p-size", "large")
+    # Without a ticket_id the server refuses, and the form says so in the server's words.
+    page.get_by_role("button", name="Submit", exact=True).click()
+    refusal = page.locator(".form-error")
+    expect(refusal).to_contain_text("ticket_id")
+    try:
+        api(local_server, "POST", "/api/v1/workflows/default/submit",
+            {"resourceKind": "WorkflowTemplate", "resourceName": "ui-train"})
+        raise AssertionError("the API accepted a submission without ticket_id")
+    except urllib.error.HTTPError as e:
+        message = json.loads(e.read())["message"]
+    generated = re.compile(r'workflow "ui-train-[a-z0-9]+"')
+    assert generated.sub("W", message) in generated.sub("W", refusal.inner_text()), message
+    shot(page, "submit")
+    page.locator("input.extra-value").first.fill("T-42")
+    page.get_by_role("button", name="Submit", exact=True).click()
+    expect(page.locator(".bar .phase")).to_have_text("Succeeded", timeout=15000)
+    name = page.locator(".bar h1").inner_text()
+    wf = api(local_server, "GET", f"/api/v1/workflows/default/{name}")
+    params = {p["name"]: p["value"] for p in wf["spec"]["arguments"]["parameters"]}
+    assert params == {"size": "large", "ticket_id": "T-42"}, params
+
+
+def test_an_unreachable_api_is_said_in_words(browser):
+    ctx = browser.new_context()
+    pg = ctx.new_page()
+    proc, base = start_server()
+    pg.goto(f"{base}/#/workflows")
+    expect(pg.locator(".live")).to_be_visible()
+    proc.kill()
+    proc.wait()
+    # The page is loaded; going to another page of it asks the (dead) API.
+    pg.evaluate("location.hash = '#/catalog'")
+    err = pg.locator(".error").first
+    expect(err).to_contain_text("did not answer")
+    expect(err).to_contain_text("Check that `onyx server` is running")
+    assert "{" not in err.inner_text(), "a raw JSON error was shown"
+    ctx.close()
+
+
+def test_the_cluster_page_draws_the_gpus_a_gang_and_mig_steps_hold(browser):
+    proc, base = start_server("--cluster", "onyx")
+    try:
+        gang = {"schedulerName": "volcano",
+                "metadata": {"annotations": {"scheduling.k8s.io/group-name": "ddp",
+                                             "scheduling.volcano.sh/group-min-member": "2",
+                                             "scheduling.volcano.sh/queue-name": "dedicated"}},
+                "container": {"image": "alpine", "command": ["sh", "-c", "sleep 30"],
+                              "resources": {"limits": {"nvidia.com/gpu": 8}}}}
+        mig = {"schedulerName": "volcano",
+               "metadata": {"annotations": {"scheduling.volcano.sh/queue-name": "shared"}},
+               "container": {"image": "alpine", "command": ["sh", "-c", "sleep 30"],
+                             "resources": {"limits": {"nvidia.com/gpu-mig-1g.10gb": 1}}}}
+        submit(base, {"metadata": {"name": "train"}, "spec": {
+            "entrypoint": "main", "arguments": {"parameters": [{"name": "ticket_id", "value": "T"}]},
+            "templates": [{"name": "main", "steps": [[{"name": "w0", "template": "w"}, {"name": "w1", "template": "w"}]]},
+                          {"name": "w", **gang}]}})
+        submit(base, {"metadata": {"name": "infer"}, "spec": {
+            "entrypoint": "main", "arguments": {"parameters": [{"name": "ticket_id", "value": "T"}]},
+            "templates": [{"name": "main", "steps": [[{"name": "a", "template": "m"}, {"name": "b", "template": "m"}]]},
+                          {"name": "m", **mig}]}})
+        # Wait until the scheduler holds what both asked for, then look at the page.
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            nodes = api(base, "GET", "/api/v1/onyx/nodes")["items"]
+            whole = [(n["name"], d["index"]) for n in nodes for d in n["devices"] if d["holders"]]
+            slices = [(n["name"], d["index"], j) for n in nodes for d in n["devices"]
+                      for j, i in enumerate(d["instances"]) if i["holder"]]
+            if len(whole) == 16 and len(slices) == 2:
+                break
+            time.sleep(0.2)
+        assert len(whole) == 16 and len(slices) == 2, (whole, slices)
+        ctx = browser.new_context(viewport={"width": 1280, "height": 800})
+        pg = ctx.new_page()
+        pg.goto(f"{base}/#/cluster")
+        expect(pg.locator("#nodes article.node")).to_have_count(len(nodes))
+        for node, index in whole:
+            gpu = pg.locator(f'[data-gpu="{node}/{index}"]')
+            expect(gpu).to_have_attribute("data-state", "held")
+            assert gpu.get_attribute("data-holder").startswith("train-")
+        for node, index, j in slices:
+            inst = pg.locator(f'[data-gpu="{node}/{index}"] [data-mig="{index}/{j}"]')
+            expect(inst).to_have_attribute("data-state", "held")
+            assert inst.get_attribute("data-holder").startswith("infer-")
+        held = pg.locator('.gpu[data-state="held"]').count()
+        assert held == 16 + len({(n, i) for n, i, _ in slices}), held
+        expect(pg.locator('#queues tr[data-queue="dedicated"]')).to_contain_text("2")
+        shot(pg, "cluster")
+        pg.set_viewport_size({"width": 390, "height": 844})
+        shot(pg, "cluster-phone")
+        ctx.close()
+    finally:
+        proc.kill()
+        proc.wait()
