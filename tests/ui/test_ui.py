@@ -139,6 +139,26 @@ def test_a_dag_page_shows_every_node_with_its_phase_and_streams_the_log(local_se
     shot(page, "workflow")
 
 
+def test_a_wide_loop_is_drawn_collapsed_and_expands_on_demand(local_server, page):
+    submit(local_server, {
+        "metadata": {"name": "ui-wide"},
+        "spec": {"entrypoint": "main", "arguments": {"parameters": [{"name": "ticket_id", "value": "T"}]},
+                 "templates": [
+                     {"name": "main", "steps": [[{"name": "item", "template": "zero", "withSequence": {"count": "100"}}]]},
+                     {"name": "zero", "suspend": {"duration": "0"}}]},
+    })
+    page.goto(f"{local_server}/#/workflows/default/ui-wide")
+    expect(page.locator(".bar .phase")).to_have_text("Succeeded", timeout=15000)
+    more = page.locator("g.more")
+    expect(more).to_have_attribute("aria-label", "+80 more: 80 Succeeded; show them")
+    items = page.locator('g.node[data-type="Suspend"]')
+    expect(items).to_have_count(20)
+    more.focus()
+    page.keyboard.press("Enter")
+    expect(items).to_have_count(100)
+    expect(page.locator("g.more")).to_have_count(0)
+
+
 def test_suspend_and_resume_from_the_page_change_the_workflow_on_the_server(local_server, page):
     wf = {
         "metadata": {"name": "ui-suspend"},

@@ -2,7 +2,7 @@
 // written, and the lifecycle actions. Kept live by the watch stream on this one workflow.
 
 import { h, fill, call, stream, errorBox, phaseBadge, duration, enc, podName, toast } from '/ui/lib.js';
-import { draw } from '/ui/graph.js';
+import { draw, patch } from '/ui/graph.js';
 
 const ACTIONS = [
   // [label, verb, when it applies, confirm?]
@@ -26,6 +26,8 @@ export function workflowPage(r, main) {
   let logStop = null;
   let logFor = null;
   let drawn = 0;
+  let layoutMs = 0;
+  const expanded = new Set();
   let redraw = null;
 
   const header = h('div.bar');
@@ -148,24 +150,28 @@ export function workflowPage(r, main) {
   };
 
   const renderGraph = () => {
-    drawn = Date.now();
     redraw = null;
     const nodes = (wf.status && wf.status.nodes) || {};
     if (!Object.keys(nodes).length) {
       fill(graph, h('p.hint', 'No nodes yet: the workflow has not started.'));
       return;
     }
-    draw(graph, nodes, selected, select);
+    const t = performance.now();
+    draw(graph, nodes, selected, select, expanded, (id) => { expanded.add(id); renderGraph(); });
+    drawn = Date.now();
+    layoutMs = performance.now() - t;
   };
 
   const update = (w) => {
     wf = w;
     renderHeader();
-    // Layout is the costly part on a large graph: redraw at most once a second.
-    const wait = 1000 - (Date.now() - drawn);
+    renderDetails();
+    // Phases change in place; only new nodes need a layout, which is the costly part on a
+    // large graph: at most once a second, and never more than a quarter of the time.
+    if (patch(graph, (wf.status && wf.status.nodes) || {}, expanded)) return;
+    const wait = Math.max(1000, 3 * layoutMs) - (Date.now() - drawn);
     if (wait <= 0) renderGraph();
     else if (!redraw) redraw = setTimeout(renderGraph, wait);
-    renderDetails();
   };
 
   const start = () => {
