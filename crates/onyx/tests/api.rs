@@ -922,7 +922,13 @@ fn cordon_uncordon_and_emergency_stop() {
     assert_eq!(
         nodes["items"][0],
         json!({"name": "gpu-node", "gpus": 2, "freeGpus": 2, "mig": [[], []], "pods": 0,
-               "cordoned": false})
+               "cordoned": false, "gpuModel": "nvidia-h100-sxm5-80gb",
+               "labels": {"kubernetes.io/hostname": "gpu-node", "nvidia.com/gpu.count": "2",
+                          "nvidia.com/gpu.product": "nvidia-h100-sxm5-80gb", "onyx.dev/rack": "R1"},
+               "taints": [],
+               "devices": [
+                   {"index": 0, "uuid": "GPU-gpu-node-0", "holders": [], "instances": []},
+                   {"index": 1, "uuid": "GPU-gpu-node-1", "holders": [], "instances": []}]})
     );
     error(404, 5, "nodes \"nope\" not found (nodes: gpu-node)")(s.call(
         "PUT",

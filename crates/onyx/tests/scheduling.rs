@@ -649,3 +649,54 @@ fn hierarchical_queues_from_the_configuration() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("its parents form a cycle"), "{err}");
 }
+
+/// The usage ledger: what each step held of the GPUs, for how long, counted in GPU
+/// equivalents (a 1g MIG instance is 1/7 of a GPU), read back per namespace and queue.
+#[test]
+fn usage_counts_gpu_hours_per_namespace_and_queue() {
+    let home = temp_home("sched-usage");
+    let mig = ["1g.10gb"; 7];
+    let cluster = cluster_file(&home, &[("slices", 1, &mig), ("whole", 2, &[])]);
+    let s = Server::start(&home, &["--cluster", cluster.to_str().unwrap()]);
+    let infer = step(
+        json!({"nvidia.com/gpu-mig-1g.10gb": 2}),
+        json!({"scheduling.volcano.sh/queue-name": "shared"}),
+        1.0,
+    );
+    s.submit("vision", workflow("infer", &["a"], infer));
+    let train = step(
+        json!({"nvidia.com/gpu": 2}),
+        json!({"scheduling.volcano.sh/queue-name": "dedicated"}),
+        1.0,
+    );
+    s.submit("nlp", workflow("train", &["a"], train));
+    for (ns, name) in [("vision", "infer"), ("nlp", "train")] {
+        let done = s.wait(ns, name, Duration::from_secs(30));
+        assert_eq!(done["status"]["phase"], "Succeeded", "{done}");
+    }
+    std::thread::sleep(Duration::from_millis(300)); // the ledger's writes land
+    let (c, u) = s.call("GET", "/api/v1/onyx/usage", None);
+    assert_eq!(c, 200, "{u}");
+    let hours = |ns: &str, queue: &str| {
+        u["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["namespace"] == ns)
+            .unwrap_or_else(|| panic!("no {ns} in {u}"))["queues"][queue]
+            .as_f64()
+            .unwrap()
+    };
+    // Each step held its devices for its 1 s sleep plus start-up: between 1 s and 10 s.
+    let seconds = |h: f64, gpus: f64| h * 3600.0 / gpus;
+    let mig_s = seconds(hours("vision", "shared"), 2.0 / 7.0);
+    let whole_s = seconds(hours("nlp", "dedicated"), 2.0);
+    assert!((1.0..10.0).contains(&mig_s), "{mig_s} s: {u}");
+    assert!((1.0..10.0).contains(&whole_s), "{whole_s} s: {u}");
+    let (c, e) = s.call("GET", "/api/v1/onyx/usage?month=2026-13", None);
+    assert_eq!(c, 400, "{e}");
+    assert_eq!(
+        e["message"],
+        "month \"2026-13\": expected YYYY-MM, such as 2026-11"
+    );
+}

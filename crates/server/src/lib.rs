@@ -13,6 +13,7 @@ pub mod pods;
 pub mod scheduling;
 pub mod state;
 pub mod submit;
+pub mod usage;
 
 use std::sync::Arc;
 
@@ -106,8 +107,15 @@ pub async fn serve(
         cluster.total_gpus(),
         cfg.cluster
     );
+    let ledger = cluster.take_ledger().expect("the ledger is taken once");
     let pods =
         pods::Pods::new(&cfg, cluster).map_err(io("installing the image stand-ins".into()))?;
+    // Pods adopted from before a restart hold their GPUs again by now.
+    tokio::spawn(usage::record(
+        store.clone(),
+        pods.cluster.holding_gpus(),
+        ledger,
+    ));
     let ctl = controller::Controller::new(store, pods);
     let recovered = ctl.recover().await.map_err(ServerError::Recover)?;
     if recovered > 0 {

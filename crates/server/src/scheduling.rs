@@ -230,6 +230,44 @@ pub struct Cluster {
     policy: Policy,
     local: bool,
     changed: Notify,
+    /// Every grant that holds GPUs and every release of one, for the usage ledger.
+    ledger: tokio::sync::mpsc::UnboundedSender<Ledger>,
+    ledger_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<Ledger>>>,
+}
+
+/// A change to what pods hold of the GPUs, in the order the cluster saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ledger {
+    Held(store::UsageRow),
+    Released { pod: String, at_ns: i64 },
+}
+
+fn now_ns() -> i64 {
+    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
+}
+
+/// What a grant holds in GPU equivalents: a whole GPU 1, a fraction its share, a MIG
+/// instance its compute slices over 7 (an instance of an unknown profile counts whole).
+fn granted_gpu_equivalents(grant: &Grant, node: Option<&Node>) -> f64 {
+    if let Some(milli) = grant.gpu_milli {
+        return milli as f64 / 1000.0 * grant.devices.len().max(1) as f64;
+    }
+    grant
+        .devices
+        .iter()
+        .map(|d| match d.split_once('/') {
+            Some((g, i)) => node
+                .and_then(|n| {
+                    let layout = n.spec.mig.as_ref()?;
+                    let profile = layout
+                        .get(g.parse::<usize>().ok()?)?
+                        .get(i.parse::<usize>().ok()?)?;
+                    scheduler::mig::compute_slices(profile)
+                })
+                .map_or(1.0, |s| s as f64 / 7.0),
+            None => 1.0,
+        })
+        .sum()
 }
 
 /// One node's use, for `onyx node list`.
@@ -439,6 +477,7 @@ fn tolerations_of(list: &[serde_json::Value]) -> Result<Vec<Toleration>, String>
 impl Cluster {
     fn new(nodes: Vec<Node>, policy: Policy, local: bool) -> Cluster {
         let cordoned = vec![false; nodes.len()];
+        let (ledger, ledger_rx) = tokio::sync::mpsc::unbounded_channel();
         Cluster {
             inner: Mutex::new(Inner {
                 light_load: vec![0; nodes.len()],
@@ -452,7 +491,40 @@ impl Cluster {
             policy,
             local,
             changed: Notify::new(),
+            ledger,
+            ledger_rx: Mutex::new(Some(ledger_rx)),
         }
+    }
+
+    /// The ledger's changes, for the one task that writes them to the store.
+    pub fn take_ledger(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Ledger>> {
+        self.ledger_rx.lock().expect("ledger").take()
+    }
+
+    /// Pods that hold GPUs now.
+    pub fn holding_gpus(&self) -> Vec<String> {
+        let inner = self.inner.lock().expect("cluster");
+        inner
+            .pods
+            .iter()
+            .filter(|(_, p)| matches!(&p.standing, Standing::Bound(g) if !g.devices.is_empty() || g.gpu_milli.is_some()))
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    fn note_held(&self, pod: &str, grant: &Grant, node: Option<&Node>) {
+        if grant.devices.is_empty() && grant.gpu_milli.is_none() {
+            return;
+        }
+        let _ = self.ledger.send(Ledger::Held(store::UsageRow {
+            pod: pod.to_string(),
+            namespace: grant.ask.namespace.clone(),
+            queue: grant.ask.queue.clone(),
+            node: grant.node.clone(),
+            gpus: granted_gpu_equivalents(grant, node),
+            started_ns: now_ns(),
+            ended_ns: None,
+        }));
     }
 
     /// This machine: its CPUs, memory and GPUs (and MIG instances) through NVML.
@@ -662,6 +734,8 @@ impl Cluster {
                 inner.light_load[i] += 1;
             }
         }
+        let node = inner.nodes.iter().find(|n| n.spec.name == grant.node);
+        self.note_held(pod, grant, node);
         inner.pods.insert(
             pod.to_string(),
             Pod {
@@ -682,7 +756,16 @@ impl Cluster {
     pub fn release(&self, pod: &str) {
         let mut inner = self.inner.lock().expect("cluster");
         inner.releasing.remove(pod);
-        match inner.pods.remove(pod) {
+        let removed = inner.pods.remove(pod);
+        if let Some(Standing::Bound(g)) = removed.as_ref().map(|p| &p.standing) {
+            if !g.devices.is_empty() || g.gpu_milli.is_some() {
+                let _ = self.ledger.send(Ledger::Released {
+                    pod: pod.to_string(),
+                    at_ns: now_ns(),
+                });
+            }
+        }
+        match removed {
             Some(p) if p.light => {
                 if let Standing::Bound(g) = &p.standing {
                     if let Some(i) = inner.nodes.iter().position(|n| n.spec.name == g.node) {
@@ -946,14 +1029,16 @@ impl Cluster {
                     .requests
                     .get("gpu_milli")
                     .and_then(|v| v.parse::<i64>().ok());
-                p.standing = Standing::Bound(Box::new(Grant {
+                let grant = Grant {
                     node: node.clone(),
                     devices,
                     uuids,
                     local: self.local,
                     gpu_milli,
                     ask: p.ask.clone(),
-                }));
+                };
+                self.note_held(name, &grant, n);
+                p.standing = Standing::Bound(Box::new(grant));
             } else {
                 let why =
                     outcome.reasons.get(&key).cloned().unwrap_or_else(|| {

@@ -101,6 +101,20 @@ pub struct ObjectRow {
     pub body: String,
 }
 
+/// A pod's hold on GPUs, from its grant (`started_ns`) to its release (`ended_ns`, `None` while
+/// it holds them).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageRow {
+    pub pod: String,
+    pub namespace: String,
+    pub queue: String,
+    pub node: String,
+    /// GPU equivalents: a whole GPU 1, a fraction its share, a MIG instance slices/7.
+    pub gpus: f64,
+    pub started_ns: i64,
+    pub ended_ns: Option<i64>,
+}
+
 /// A page of a list and the token for the next one (`None`: this was the last).
 #[derive(Debug)]
 pub struct Page<T> {
@@ -152,6 +166,15 @@ enum Write {
         kind: String,
         namespace: String,
         name: String,
+    },
+    UsageStarted(Box<UsageRow>),
+    UsageEnded {
+        pod: String,
+        ended_ns: i64,
+    },
+    UsageCloseAllBut {
+        holding: Vec<String>,
+        ended_ns: i64,
     },
 }
 
@@ -396,6 +419,53 @@ impl Store {
             labels,
             body: r.get(6),
         }))
+    }
+
+    /// A pod was granted GPUs. A pod that already has an open hold (re-adopted after a
+    /// restart) keeps it: its use runs on from its first grant.
+    pub async fn usage_started(&self, row: UsageRow) -> Result<(), StoreError> {
+        self.write(Write::UsageStarted(Box::new(row))).await
+    }
+
+    /// A pod released what it held.
+    pub async fn usage_ended(&self, pod: &str, ended_ns: i64) -> Result<(), StoreError> {
+        self.write(Write::UsageEnded {
+            pod: pod.into(),
+            ended_ns,
+        })
+        .await
+    }
+
+    /// On start: every open hold of a pod not among `holding` ended while the server was
+    /// down; it is closed at `ended_ns` (the restart: an upper bound, never an undercount).
+    pub async fn usage_close_all_but(
+        &self,
+        holding: Vec<String>,
+        ended_ns: i64,
+    ) -> Result<(), StoreError> {
+        self.write(Write::UsageCloseAllBut { holding, ended_ns })
+            .await
+    }
+
+    /// Every hold that overlaps `[from_ns, to_ns)`, oldest first.
+    pub async fn usage(&self, from_ns: i64, to_ns: i64) -> Result<Vec<UsageRow>, StoreError> {
+        let rows = sqlx::query("SELECT pod, namespace, queue, node, gpus, started_ns, ended_ns FROM gpu_usage WHERE started_ns < ? AND (ended_ns IS NULL OR ended_ns > ?) ORDER BY started_ns, pod")
+            .bind(to_ns)
+            .bind(from_ns)
+            .fetch_all(&self.read)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| UsageRow {
+                pod: r.get(0),
+                namespace: r.get(1),
+                queue: r.get(2),
+                node: r.get(3),
+                gpus: r.get(4),
+                started_ns: r.get(5),
+                ended_ns: r.get(6),
+            })
+            .collect())
     }
 
     pub async fn object(
@@ -691,6 +761,38 @@ async fn apply(tx: &mut SqliteConnection, w: &Write) -> Result<(), StoreError> {
                     "{}.argoproj.io \"{name}\" not found",
                     plural(kind)
                 )));
+            }
+        }
+        Write::UsageStarted(u) => {
+            sqlx::query("INSERT INTO gpu_usage (pod, started_ns, ended_ns, namespace, queue, node, gpus) SELECT ?, ?, NULL, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM gpu_usage WHERE pod = ? AND ended_ns IS NULL) ON CONFLICT DO NOTHING")
+                .bind(&u.pod)
+                .bind(u.started_ns)
+                .bind(&u.namespace)
+                .bind(&u.queue)
+                .bind(&u.node)
+                .bind(u.gpus)
+                .bind(&u.pod)
+                .execute(&mut *tx)
+                .await?;
+        }
+        Write::UsageEnded { pod, ended_ns } => {
+            sqlx::query("UPDATE gpu_usage SET ended_ns = max(started_ns, ?) WHERE pod = ? AND ended_ns IS NULL")
+                .bind(ended_ns)
+                .bind(pod)
+                .execute(&mut *tx)
+                .await?;
+        }
+        Write::UsageCloseAllBut { holding, ended_ns } => {
+            let open: Vec<String> =
+                sqlx::query_scalar("SELECT pod FROM gpu_usage WHERE ended_ns IS NULL")
+                    .fetch_all(&mut *tx)
+                    .await?;
+            for pod in open.iter().filter(|p| !holding.contains(p)) {
+                sqlx::query("UPDATE gpu_usage SET ended_ns = max(started_ns, ?) WHERE pod = ? AND ended_ns IS NULL")
+                    .bind(ended_ns)
+                    .bind(pod)
+                    .execute(&mut *tx)
+                    .await?;
             }
         }
     }

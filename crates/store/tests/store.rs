@@ -168,3 +168,51 @@ async fn archive_and_objects() {
         .unwrap()
         .is_none());
 }
+
+/// The GPU ledger: a hold opens at its grant and closes at its release; a second grant of a
+/// pod that still holds (re-adopted after a restart) keeps the first; on start, holds of pods
+/// that no longer hold anything close; a query returns every hold overlapping its window.
+#[tokio::test]
+async fn gpu_usage_ledger() {
+    let path = temp_db("usage");
+    let hold = |pod: &str, ns: &str, gpus: f64, at: i64| store::UsageRow {
+        pod: pod.into(),
+        namespace: ns.into(),
+        queue: "default".into(),
+        node: "n1".into(),
+        gpus,
+        started_ns: at,
+        ended_ns: None,
+    };
+    {
+        let s = Store::open(&path).await.unwrap();
+        s.usage_started(hold("a", "vision", 8.0, 100))
+            .await
+            .unwrap();
+        s.usage_started(hold("a", "vision", 8.0, 150))
+            .await
+            .unwrap();
+        s.usage_started(hold("b", "nlp", 1.0 / 7.0, 200))
+            .await
+            .unwrap();
+        s.usage_started(hold("c", "nlp", 0.5, 300)).await.unwrap();
+        s.usage_ended("a", 400).await.unwrap();
+        s.usage_ended("a", 500).await.unwrap();
+        let all = s.usage(0, 1000).await.unwrap();
+        assert_eq!(all.len(), 3, "{all:?}");
+        assert_eq!((all[0].started_ns, all[0].ended_ns), (100, Some(400)));
+    }
+    // Restarted: c still runs, b ended while the server was down.
+    let s = Store::open(&path).await.unwrap();
+    s.usage_close_all_but(vec!["c".into()], 900).await.unwrap();
+    let all = s.usage(0, 1000).await.unwrap();
+    let ended: Vec<(&str, Option<i64>)> =
+        all.iter().map(|u| (u.pod.as_str(), u.ended_ns)).collect();
+    assert_eq!(ended, [("a", Some(400)), ("b", Some(900)), ("c", None)]);
+    assert_eq!(all[1].gpus, 1.0 / 7.0);
+    // Windows: only holds that overlap.
+    let pods = |v: Vec<store::UsageRow>| v.into_iter().map(|u| u.pod).collect::<Vec<_>>();
+    assert_eq!(pods(s.usage(0, 100).await.unwrap()), Vec::<String>::new());
+    assert_eq!(pods(s.usage(400, 901).await.unwrap()), ["b", "c"]);
+    assert_eq!(pods(s.usage(2000, 3000).await.unwrap()), ["c"]);
+}

@@ -21,6 +21,7 @@ mod common;
 mod info;
 mod logs;
 mod objects;
+mod usage;
 mod workflows;
 
 pub use common::JsonBody;
@@ -35,6 +36,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(objects::routes())
         .merge(cluster::routes())
         .merge(archive::routes())
+        .merge(usage::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .layer(axum::extract::DefaultBodyLimit::max(limit));

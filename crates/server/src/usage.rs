@@ -1,0 +1,196 @@
+//! GPU usage: the ledger's writer (every grant and release of GPUs, in the store) and the
+//! report read from it — GPU-hours per namespace and queue over a window, and per day, with a
+//! MIG instance counted as its compute slices over 7 and a fraction as its share, as Kubecost
+//! counts shared GPUs. The report is a pure function of the ledger's rows, the window and now.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
+use serde::Serialize;
+use store::{Store, UsageRow};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use crate::error::ApiError;
+use crate::scheduling::Ledger;
+
+/// Write the ledger's changes to the store, in order. First, holds left open by pods that
+/// ended while the server was down are closed (at this start: an upper bound).
+pub async fn record(store: Store, holding: Vec<String>, mut changes: UnboundedReceiver<Ledger>) {
+    let now = Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+    if let Err(e) = store.usage_close_all_but(holding, now).await {
+        tracing::error!("closing the GPU holds of pods gone while the server was down: {e}");
+    }
+    while let Some(change) = changes.recv().await {
+        let done = match change {
+            Ledger::Held(row) => store.usage_started(row).await,
+            Ledger::Released { pod, at_ns } => store.usage_ended(&pod, at_ns).await,
+        };
+        if let Err(e) = done {
+            tracing::error!("recording GPU usage: {e}");
+        }
+    }
+}
+
+/// A calendar month, `YYYY-MM`, as `[start, end)` in UTC.
+pub fn month(text: &str) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
+    let bad =
+        || ApiError::InvalidArgument(format!("month {text:?}: expected YYYY-MM, such as 2026-11"));
+    let (y, m) = text.split_once('-').ok_or_else(bad)?;
+    let (y, m): (i32, u32) = (y.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+    let start = NaiveDate::from_ymd_opt(y, m, 1).ok_or_else(bad)?;
+    let next = if m == 12 {
+        NaiveDate::from_ymd_opt(y + 1, 1, 1)
+    } else {
+        NaiveDate::from_ymd_opt(y, m + 1, 1)
+    }
+    .ok_or_else(bad)?;
+    let at = |d: NaiveDate| Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).expect("midnight"));
+    Ok((at(start), at(next)))
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NamespaceUsage {
+    pub namespace: String,
+    pub gpu_hours: f64,
+    /// GPU-hours by queue.
+    pub queues: BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageReport {
+    pub from: String,
+    pub to: String,
+    pub namespaces: Vec<NamespaceUsage>,
+    /// Per day (`YYYY-MM-DD`), GPU-hours by namespace.
+    pub days: BTreeMap<String, BTreeMap<String, f64>>,
+    pub total_gpu_hours: f64,
+}
+
+const HOUR_NS: f64 = 3_600e9;
+const DAY_NS: i64 = 86_400_000_000_000;
+
+/// GPU-hours of `rows` inside `[from, to)`; a hold still open counts until `now`.
+pub fn report(
+    rows: &[UsageRow],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> UsageReport {
+    let ns = |t: DateTime<Utc>| t.timestamp_nanos_opt().unwrap_or(i64::MAX);
+    let (lo, hi, now) = (ns(from), ns(to), ns(now));
+    let mut by_ns: BTreeMap<String, NamespaceUsage> = BTreeMap::new();
+    let mut days: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
+    for r in rows {
+        let start = r.started_ns.max(lo);
+        let end = r.ended_ns.unwrap_or(now).min(hi);
+        if end <= start {
+            continue;
+        }
+        let hours = (end - start) as f64 / HOUR_NS * r.gpus;
+        let entry = by_ns
+            .entry(r.namespace.clone())
+            .or_insert_with(|| NamespaceUsage {
+                namespace: r.namespace.clone(),
+                ..Default::default()
+            });
+        entry.gpu_hours += hours;
+        *entry.queues.entry(r.queue.clone()).or_default() += hours;
+        // Split by UTC day.
+        let mut at = start;
+        while at < end {
+            let day_end = (at.div_euclid(DAY_NS) + 1) * DAY_NS;
+            let upto = day_end.min(end);
+            let day = Utc.timestamp_nanos(at).date_naive();
+            let key = format!("{:04}-{:02}-{:02}", day.year(), day.month(), day.day());
+            *days
+                .entry(key)
+                .or_default()
+                .entry(r.namespace.clone())
+                .or_default() += (upto - at) as f64 / HOUR_NS * r.gpus;
+            at = upto;
+        }
+    }
+    let mut namespaces: Vec<NamespaceUsage> = by_ns.into_values().collect();
+    namespaces.sort_by(|a, b| {
+        b.gpu_hours
+            .total_cmp(&a.gpu_hours)
+            .then(a.namespace.cmp(&b.namespace))
+    });
+    UsageReport {
+        from: from.to_rfc3339(),
+        to: to.to_rfc3339(),
+        total_gpu_hours: namespaces.iter().map(|n| n.gpu_hours).sum(),
+        namespaces,
+        days,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(d: u32, h: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, d, h, 0, 0).unwrap()
+    }
+
+    fn hold(
+        ns: &str,
+        queue: &str,
+        gpus: f64,
+        from: DateTime<Utc>,
+        to: Option<DateTime<Utc>>,
+    ) -> UsageRow {
+        UsageRow {
+            pod: format!("{ns}-{}", from.timestamp()),
+            namespace: ns.into(),
+            queue: queue.into(),
+            node: "n".into(),
+            gpus,
+            started_ns: from.timestamp_nanos_opt().unwrap(),
+            ended_ns: to.map(|t| t.timestamp_nanos_opt().unwrap()),
+        }
+    }
+
+    #[test]
+    fn gpu_hours_are_cut_to_the_window_split_by_day_and_mig_counts_its_slices() {
+        let rows = [
+            // 8 GPUs from Oct 31 22:00 to Nov 1 02:00: only the 2 hours in November count.
+            hold(
+                "vision",
+                "dedicated",
+                8.0,
+                Utc.with_ymd_and_hms(2026, 10, 31, 22, 0, 0).unwrap(),
+                Some(at(1, 2)),
+            ),
+            // A 1g MIG instance (1/7 of a GPU) for 14 hours across midnight.
+            hold("nlp", "shared", 1.0 / 7.0, at(2, 18), Some(at(3, 8))),
+            // Still running at "now" (Nov 10 12:00): counted until now.
+            hold("nlp", "default", 0.5, at(10, 10), None),
+        ];
+        let (from, to) = month("2026-11").unwrap();
+        let r = report(&rows, from, to, at(10, 12));
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
+        assert_eq!(r.namespaces[0].namespace, "vision");
+        assert!(close(r.namespaces[0].gpu_hours, 16.0), "{r:?}");
+        let nlp = &r.namespaces[1];
+        assert!(close(nlp.gpu_hours, 2.0 + 1.0), "{r:?}");
+        assert!(close(nlp.queues["shared"], 2.0) && close(nlp.queues["default"], 1.0));
+        assert!(close(r.days["2026-11-02"]["nlp"], 6.0 / 7.0));
+        assert!(close(r.days["2026-11-03"]["nlp"], 8.0 / 7.0));
+        assert!(close(r.total_gpu_hours, 19.0));
+    }
+
+    #[test]
+    fn a_month_is_checked() {
+        assert_eq!(
+            month("2026-12").unwrap().1,
+            Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap()
+        );
+        for bad in ["2026", "2026-13", "x-1", ""] {
+            let e = month(bad).unwrap_err().to_string();
+            assert!(e.contains("expected YYYY-MM"), "{e}");
+        }
+    }
+}

@@ -1,0 +1,16 @@
+-- What each pod held of the GPUs, from its grant to its release: the ledger GPU-hours per
+-- namespace and queue are read from. `gpus` is GPU equivalents: a whole GPU 1, a fraction its
+-- share, a MIG instance its compute slices over 7 (as Kubecost counts shared GPUs).
+-- `ended_ns` is NULL while the pod holds them.
+CREATE TABLE gpu_usage (
+    pod        TEXT NOT NULL,
+    started_ns INTEGER NOT NULL,
+    ended_ns   INTEGER,
+    namespace  TEXT NOT NULL,
+    queue      TEXT NOT NULL,
+    node       TEXT NOT NULL,
+    gpus       REAL NOT NULL,
+    PRIMARY KEY (pod, started_ns)
+) WITHOUT ROWID;
+CREATE INDEX gpu_usage_by_time ON gpu_usage (started_ns);
+CREATE INDEX gpu_usage_open ON gpu_usage (pod) WHERE ended_ns IS NULL;
