@@ -307,6 +307,31 @@ def test_the_cluster_page_draws_the_gpus_a_gang_and_mig_steps_hold(browser):
         shot(pg, "cluster")
         pg.set_viewport_size({"width": 390, "height": 844})
         shot(pg, "cluster-phone")
+        # Usage: once both have ended, the month's GPU-hours per namespace are the ledger's,
+        # MIG counted as 1/7 of a GPU an instance.
+        for name in ("train", "infer"):
+            deadline = time.time() + 60
+            while api(base, "GET", f"/api/v1/workflows/default/{name}")["status"].get("phase") != "Succeeded":
+                assert time.time() < deadline, f"{name} did not succeed"
+                time.sleep(0.5)
+        time.sleep(0.5)
+        usage = api(base, "GET", "/api/v1/onyx/usage")
+        queues = usage["namespaces"][0]["queues"]
+        # 16 GPUs and two 1/7 instances, each for its 30 s step (and its start and end): the
+        # ratio is the GPU equivalents' whatever the machine's load.
+        assert 16 * 29 / 3600 < queues["dedicated"] < 16 * 120 / 3600, usage
+        ratio = queues["shared"] / queues["dedicated"]
+        assert abs(ratio - (2 / 7) / 16) < 0.1 * (2 / 7) / 16, usage
+        pg.set_viewport_size({"width": 1280, "height": 800})
+        pg.goto(f"{base}/#/usage")
+        row = pg.locator('#usage tr[data-namespace="default"]')
+        expect(row).to_contain_text(f"{usage['namespaces'][0]['gpuHours']:.2f}")
+        expect(row).to_contain_text("dedicated")
+        expect(pg.locator("#gpu-chart canvas")).to_have_count(1)
+        expect(pg.locator("#success-total")).to_contain_text("2 finished, 2 succeeded (100.0 %)")
+        shot(pg, "usage")
+        pg.goto(f"{base}/#/usage?month=1999-01")
+        expect(pg.locator("#usage")).to_contain_text("No GPU was held in 1999-01.")
         ctx.close()
     finally:
         proc.kill()

@@ -7,6 +7,7 @@ import { workflowPage } from '/ui/workflow.js';
 import { catalogPage, submitPage } from '/ui/catalog.js';
 import { archivePage } from '/ui/archive.js';
 import { clusterPage } from '/ui/cluster.js';
+import { usagePage } from '/ui/usage.js';
 
 const pages = {
   workflows: (r, main) => (r.parts.length >= 3 ? workflowPage(r, main) : workflowList(r, main)),
@@ -14,6 +15,7 @@ const pages = {
   submit: submitPage,
   archive: archivePage,
   cluster: clusterPage,
+  usage: usagePage,
 };
 
 let stop = null;
