@@ -258,7 +258,10 @@ def test_an_unreachable_api_is_said_in_words(browser):
 
 
 def test_the_cluster_page_draws_the_gpus_a_gang_and_mig_steps_hold(browser):
-    proc, base = start_server("--cluster", "onyx")
+    config = os.path.join(tempfile.mkdtemp(prefix="onyx-ui-cfg-"), "onyx.toml")
+    with open(config, "w") as f:
+        f.write('[namespaces.default]\ngpu_quota = 20\nrequired_parameters = ["ticket_id"]\n')
+    proc, base = start_server("--cluster", "onyx", "--config", config)
     try:
         gang = {"schedulerName": "volcano",
                 "metadata": {"annotations": {"scheduling.k8s.io/group-name": "ddp",
@@ -304,6 +307,8 @@ def test_the_cluster_page_draws_the_gpus_a_gang_and_mig_steps_hold(browser):
         held = pg.locator('.gpu[data-state="held"]').count()
         assert held == 16 + len({(n, i) for n, i, _ in slices}), held
         expect(pg.locator('#queues tr[data-queue="dedicated"]')).to_contain_text("2")
+        # The namespace's GPUs against its quota: 16 whole and two 1/7 instances of 20.
+        expect(pg.locator('#ns-usage tr[data-namespace="default"]')).to_contain_text(f"{16 + 2 / 7:.2f} / 20")
         shot(pg, "cluster")
         pg.set_viewport_size({"width": 390, "height": 844})
         shot(pg, "cluster-phone")

@@ -152,6 +152,17 @@ fn queues_and_tenant_quotas() {
     let (_, q) = s.call("GET", "/api/v1/onyx/queues/default", None);
     assert_eq!(q["running"], 1, "{q}");
     assert_eq!(q["pending"], 1, "{q}");
+    let (_, ns) = s.call("GET", "/api/v1/onyx/namespaces", None);
+    let vision = ns["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["namespace"] == "vision")
+        .unwrap_or_else(|| panic!("{ns}"));
+    assert_eq!(
+        vision,
+        &json!({"namespace": "vision", "gpuQuota": 1, "weight": 1, "heldGpus": 1.0})
+    );
     let done = s.wait("vision", "quota", Duration::from_secs(30));
     assert_eq!(done["status"]["phase"], "Succeeded", "{done}");
     let (a, b) = (placed(&done, "a").2, placed(&done, "b").2);

@@ -321,6 +321,17 @@ pub struct Holder {
     pub gpu_milli: Option<i64>,
 }
 
+/// A namespace's GPUs held now against its quota.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NamespaceUsage {
+    pub namespace: String,
+    pub gpu_quota: Option<u32>,
+    pub weight: u32,
+    /// GPU equivalents its pods hold (a MIG 1g instance is 1/7).
+    pub held_gpus: f64,
+}
+
 /// One queue's state, for `onyx queue list|get`.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -912,6 +923,43 @@ impl Cluster {
                 }
             })
             .collect()
+    }
+
+    /// Every namespace with a configured quota or weight, or holding GPUs now: what it holds
+    /// (GPU equivalents) against its quota.
+    pub fn namespaces(&self) -> Vec<NamespaceUsage> {
+        let inner = self.inner.lock().expect("cluster");
+        let mut out: BTreeMap<String, NamespaceUsage> = self
+            .policy
+            .tenants
+            .iter()
+            .map(|(ns, (quota, weight))| {
+                let usage = NamespaceUsage {
+                    namespace: ns.clone(),
+                    gpu_quota: *quota,
+                    weight: *weight,
+                    held_gpus: 0.0,
+                };
+                (ns.clone(), usage)
+            })
+            .collect();
+        for p in inner.pods.values() {
+            if let Standing::Bound(g) = &p.standing {
+                if g.devices.is_empty() && g.gpu_milli.is_none() {
+                    continue;
+                }
+                let node = inner.nodes.iter().find(|n| n.spec.name == g.node);
+                out.entry(g.ask.namespace.clone())
+                    .or_insert_with(|| NamespaceUsage {
+                        namespace: g.ask.namespace.clone(),
+                        gpu_quota: None,
+                        weight: 1,
+                        held_gpus: 0.0,
+                    })
+                    .held_gpus += granted_gpu_equivalents(g, node);
+            }
+        }
+        out.into_values().collect()
     }
 
     pub fn queues(&self) -> Vec<QueueUsage> {

@@ -1,7 +1,8 @@
 // The cluster: every node with its GPUs drawn as GPUs — whole, split into MIG instances
 // (each as wide as its compute slices, with its profile and holder), shared by fractions, or
 // idle — its cordon state and taints; the queues with what they may, deserve and hold, and
-// what waits in each and why (the scheduler's own reasons); and GPUs held per namespace.
+// what waits in each and why (the scheduler's own reasons); and GPUs held per namespace
+// against its quota.
 // It refreshes when a workflow changes (the watch stream), not on a timer.
 
 import { h, fill, call, stream, errorBox } from '/ui/lib.js';
@@ -87,17 +88,14 @@ function queues(list) {
         : h('span.meta', 'nothing waits'))))));
 }
 
-function usage(nodes) {
-  const per = new Map();
-  for (const n of nodes) {
-    for (const d of n.devices || []) {
-      for (const x of d.holders || []) per.set(x.namespace, (per.get(x.namespace) || 0) + (x.gpuMilli ? x.gpuMilli / 1000 : 1));
-      for (const i of d.instances || []) if (i.holder) per.set(i.holder.namespace, (per.get(i.holder.namespace) || 0) + slices(i.profile) / 7);
-    }
-  }
-  if (!per.size) return h('p.meta', 'No GPU is held.');
-  return h('table.list', { id: 'ns-usage' }, h('thead', h('tr', h('th', 'Namespace'), h('th', 'GPUs held (MIG as its fraction)'))),
-    h('tbody', [...per].sort((a, b) => b[1] - a[1]).map(([ns, g]) => h('tr', h('td', h('span.swatch', { style: `--ns-hue:${hue(ns)}` }), ns), h('td', g.toFixed(2))))));
+function namespaces(list) {
+  if (!list.length) return h('p.meta', 'No namespace holds a GPU, and none has a quota.');
+  return h('table.list', { id: 'ns-usage' },
+    h('thead', h('tr', ['Namespace', 'GPUs held (MIG as its fraction) / quota', 'Weight'].map((c) => h('th', c)))),
+    h('tbody', [...list].sort((a, b) => b.heldGpus - a.heldGpus || a.namespace.localeCompare(b.namespace)).map((n) => h('tr', { 'data-namespace': n.namespace },
+      h('td', h('span.swatch', { style: `--ns-hue:${hue(n.namespace)}` }), n.namespace),
+      h('td', n.gpuQuota != null ? bar(n.heldGpus, n.gpuQuota) : h('span', `${n.heldGpus.toFixed(2)} (no quota)`)),
+      h('td', n.weight)))));
 }
 
 export function clusterPage(r, main) {
@@ -108,7 +106,7 @@ export function clusterPage(r, main) {
   const load = async () => {
     timer = null;
     try {
-      const [nodes, qs] = await Promise.all([call('GET', '/api/v1/onyx/nodes'), call('GET', '/api/v1/onyx/queues')]);
+      const [nodes, qs, ns] = await Promise.all([call('GET', '/api/v1/onyx/nodes'), call('GET', '/api/v1/onyx/queues'), call('GET', '/api/v1/onyx/namespaces')]);
       document.getElementById('cluster-name').textContent = `--cluster ${nodes.cluster}`;
       const items = nodes.items || [];
       const gpus = items.reduce((a, n) => a + (n.devices || []).length, 0);
@@ -118,7 +116,7 @@ export function clusterPage(r, main) {
             h('span.gpu.mig.mini'), ' MIG instances, as wide as their compute slices'),
           h('div.nodes', { id: 'nodes' }, items.map(nodeCard))),
         h('section', h('h2', 'Queues'), queues(qs.items || [])),
-        h('section', h('h2', 'GPUs held per namespace'), usage(items)));
+        h('section', h('h2', 'GPUs held per namespace, against quota'), namespaces(ns.items || [])));
     } catch (err) {
       fill(body, errorBox('Loading the cluster', err, load));
     }

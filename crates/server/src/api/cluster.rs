@@ -24,6 +24,7 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
         .route("/api/v1/onyx/maintenance", get(maintenance_status))
         .route("/api/v1/onyx/maintenance/start", post(maintenance_start))
         .route("/api/v1/onyx/queues", get(list_queues))
+        .route("/api/v1/onyx/namespaces", get(list_namespaces))
         .route("/api/v1/onyx/queues/{name}", get(get_queue))
         .route("/api/v1/onyx/emergency-stop", post(emergency_stop))
 }
@@ -41,6 +42,11 @@ pub(super) async fn list_nodes(State(s): St) -> Json<Value> {
         })
         .collect();
     Json(json!({"cluster": s.cfg.cluster, "items": items}))
+}
+
+/// Namespaces (tenants): the GPUs each holds now against its quota, and its fair-share weight.
+pub(super) async fn list_namespaces(State(s): St) -> Json<Value> {
+    Json(json!({"items": s.ctl.cluster().namespaces()}))
 }
 
 pub(super) fn no_node(s: &AppState, name: &str) -> ApiError {
