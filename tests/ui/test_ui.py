@@ -334,6 +334,7 @@ def test_the_cluster_page_draws_the_gpus_a_gang_and_mig_steps_hold(browser):
         expect(row).to_contain_text("dedicated")
         expect(pg.locator("#gpu-chart canvas")).to_have_count(1)
         expect(pg.locator("#success-total")).to_contain_text("2 finished, 2 succeeded (100.0 %)")
+        expect(pg.locator("#wait-total")).to_contain_text(f"{usage['meanWaitSeconds']:.1f} s on average over 4 pods")
         shot(pg, "usage")
         pg.goto(f"{base}/#/usage?month=1999-01")
         expect(pg.locator("#usage")).to_contain_text("No GPU was held in 1999-01.")

@@ -167,6 +167,19 @@ fn queues_and_tenant_quotas() {
     assert_eq!(done["status"]["phase"], "Succeeded", "{done}");
     let (a, b) = (placed(&done, "a").2, placed(&done, "b").2);
     assert!(a.abs_diff(b) >= 1_000_000_000, "the two ran at once");
+    // The second waited for the first's second: the ledger's mean wait of the two is half that
+    // or more.
+    std::thread::sleep(Duration::from_millis(300));
+    let (_, u) = s.call("GET", "/api/v1/onyx/usage", None);
+    let waits: u64 = u["waits"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|w| w["pods"].as_u64().unwrap())
+        .sum();
+    assert_eq!(waits, 2, "{u}");
+    let mean = u["meanWaitSeconds"].as_f64().unwrap();
+    assert!((0.5..10.0).contains(&mean), "{mean}: {u}");
     // A queue that does not exist, and a whole GPU asked of the shared queue: refused.
     let nowhere = step(
         json!({"nvidia.com/gpu": 1}),

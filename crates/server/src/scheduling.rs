@@ -105,6 +105,8 @@ struct Pod {
     /// bound at once to a schedulable node, and left out of cycles, which then cost what
     /// the pods that do ask for something cost.
     light: bool,
+    /// When it asked (nanoseconds since the epoch): its wait ends at its grant.
+    asked_ns: i64,
 }
 
 /// A queue as the server's configuration gives it.
@@ -523,17 +525,19 @@ impl Cluster {
             .collect()
     }
 
-    fn note_held(&self, pod: &str, grant: &Grant, node: Option<&Node>) {
+    fn note_held(&self, pod: &str, grant: &Grant, node: Option<&Node>, asked_ns: i64) {
         if grant.devices.is_empty() && grant.gpu_milli.is_none() {
             return;
         }
+        let now = now_ns();
         let _ = self.ledger.send(Ledger::Held(store::UsageRow {
             pod: pod.to_string(),
             namespace: grant.ask.namespace.clone(),
             queue: grant.ask.queue.clone(),
             node: grant.node.clone(),
             gpus: granted_gpu_equivalents(grant, node),
-            started_ns: now_ns(),
+            asked_ns: asked_ns.min(now),
+            started_ns: now,
             ended_ns: None,
         }));
     }
@@ -684,6 +688,7 @@ impl Cluster {
                     standing: Standing::Bound(Box::new(grant)),
                     seq,
                     light: true,
+                    asked_ns: now_ns(),
                 },
             );
             return;
@@ -695,6 +700,7 @@ impl Cluster {
                 standing,
                 seq,
                 light: false,
+                asked_ns: now_ns(),
             },
         );
         self.cycle(&mut inner);
@@ -746,7 +752,7 @@ impl Cluster {
             }
         }
         let node = inner.nodes.iter().find(|n| n.spec.name == grant.node);
-        self.note_held(pod, grant, node);
+        self.note_held(pod, grant, node, now_ns());
         inner.pods.insert(
             pod.to_string(),
             Pod {
@@ -754,6 +760,7 @@ impl Cluster {
                 standing: Standing::Bound(Box::new(grant.clone())),
                 seq,
                 light,
+                asked_ns: now_ns(),
             },
         );
     }
@@ -1085,7 +1092,7 @@ impl Cluster {
                     gpu_milli,
                     ask: p.ask.clone(),
                 };
-                self.note_held(name, &grant, n);
+                self.note_held(name, &grant, n, p.asked_ns);
                 p.standing = Standing::Bound(Box::new(grant));
             } else {
                 let why =

@@ -66,6 +66,18 @@ pub struct UsageReport {
     /// Per day (`YYYY-MM-DD`), GPU-hours by namespace.
     pub days: BTreeMap<String, BTreeMap<String, f64>>,
     pub total_gpu_hours: f64,
+    /// Per day a GPU pod was granted (`YYYY-MM-DD`): how many were, and their mean wait from
+    /// asking to be scheduled to their grant.
+    pub waits: BTreeMap<String, Wait>,
+    /// The mean wait of every GPU pod granted in the window (`None`: none was).
+    pub mean_wait_seconds: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Wait {
+    pub pods: u64,
+    pub mean_wait_seconds: f64,
 }
 
 const HOUR_NS: f64 = 3_600e9;
@@ -82,7 +94,17 @@ pub fn report(
     let (lo, hi, now) = (ns(from), ns(to), ns(now));
     let mut by_ns: BTreeMap<String, NamespaceUsage> = BTreeMap::new();
     let mut days: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
+    let mut waits: BTreeMap<String, (u64, f64)> = BTreeMap::new();
+    let day_of = |at: i64| {
+        let day = Utc.timestamp_nanos(at).date_naive();
+        format!("{:04}-{:02}-{:02}", day.year(), day.month(), day.day())
+    };
     for r in rows {
+        if (lo..hi).contains(&r.started_ns) {
+            let w = waits.entry(day_of(r.started_ns)).or_default();
+            w.0 += 1;
+            w.1 += (r.started_ns - r.asked_ns).max(0) as f64 / 1e9;
+        }
         let start = r.started_ns.max(lo);
         let end = r.ended_ns.unwrap_or(now).min(hi);
         if end <= start {
@@ -118,7 +140,21 @@ pub fn report(
             .total_cmp(&a.gpu_hours)
             .then(a.namespace.cmp(&b.namespace))
     });
+    let (pods, wait_s) = waits
+        .values()
+        .fold((0, 0.0), |(n, s), (m, t)| (n + m, s + t));
     UsageReport {
+        mean_wait_seconds: (pods > 0).then(|| wait_s / pods as f64),
+        waits: waits
+            .into_iter()
+            .map(|(day, (n, total))| {
+                let wait = Wait {
+                    pods: n,
+                    mean_wait_seconds: total / n as f64,
+                };
+                (day, wait)
+            })
+            .collect(),
         from: from.to_rfc3339(),
         to: to.to_rfc3339(),
         total_gpu_hours: namespaces.iter().map(|n| n.gpu_hours).sum(),
@@ -148,6 +184,9 @@ mod tests {
             queue: queue.into(),
             node: "n".into(),
             gpus,
+            // Each waited a minute, except the one still running: ten.
+            asked_ns: from.timestamp_nanos_opt().unwrap()
+                - if to.is_some() { 60 } else { 600 } * 1_000_000_000,
             started_ns: from.timestamp_nanos_opt().unwrap(),
             ended_ns: to.map(|t| t.timestamp_nanos_opt().unwrap()),
         }
@@ -180,6 +219,16 @@ mod tests {
         assert!(close(r.days["2026-11-02"]["nlp"], 6.0 / 7.0));
         assert!(close(r.days["2026-11-03"]["nlp"], 8.0 / 7.0));
         assert!(close(r.total_gpu_hours, 19.0));
+        // The hold granted in October is not this month's wait.
+        assert_eq!(r.waits.len(), 2, "{r:?}");
+        assert_eq!(
+            r.waits["2026-11-10"],
+            Wait {
+                pods: 1,
+                mean_wait_seconds: 600.0
+            }
+        );
+        assert!(close(r.mean_wait_seconds.unwrap(), 330.0));
     }
 
     #[test]

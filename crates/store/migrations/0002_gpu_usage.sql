@@ -1,11 +1,13 @@
 -- What each pod held of the GPUs, from its grant to its release: the ledger GPU-hours per
 -- namespace and queue are read from. `gpus` is GPU equivalents: a whole GPU 1, a fraction its
 -- share, a MIG instance its compute slices over 7 (as Kubecost counts shared GPUs).
+-- `asked_ns` is when the pod asked to be scheduled (its wait is `started_ns - asked_ns`);
 -- `ended_ns` is NULL while the pod holds them.
 CREATE TABLE gpu_usage (
     pod        TEXT NOT NULL,
     started_ns INTEGER NOT NULL,
     ended_ns   INTEGER,
+    asked_ns   INTEGER NOT NULL,
     namespace  TEXT NOT NULL,
     queue      TEXT NOT NULL,
     node       TEXT NOT NULL,

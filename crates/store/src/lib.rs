@@ -111,6 +111,8 @@ pub struct UsageRow {
     pub node: String,
     /// GPU equivalents: a whole GPU 1, a fraction its share, a MIG instance slices/7.
     pub gpus: f64,
+    /// When the pod asked to be scheduled: its wait is `started_ns - asked_ns`.
+    pub asked_ns: i64,
     pub started_ns: i64,
     pub ended_ns: Option<i64>,
 }
@@ -449,7 +451,7 @@ impl Store {
 
     /// Every hold that overlaps `[from_ns, to_ns)`, oldest first.
     pub async fn usage(&self, from_ns: i64, to_ns: i64) -> Result<Vec<UsageRow>, StoreError> {
-        let rows = sqlx::query("SELECT pod, namespace, queue, node, gpus, started_ns, ended_ns FROM gpu_usage WHERE started_ns < ? AND (ended_ns IS NULL OR ended_ns > ?) ORDER BY started_ns, pod")
+        let rows = sqlx::query("SELECT pod, namespace, queue, node, gpus, asked_ns, started_ns, ended_ns FROM gpu_usage WHERE started_ns < ? AND (ended_ns IS NULL OR ended_ns > ?) ORDER BY started_ns, pod")
             .bind(to_ns)
             .bind(from_ns)
             .fetch_all(&self.read)
@@ -462,8 +464,9 @@ impl Store {
                 queue: r.get(2),
                 node: r.get(3),
                 gpus: r.get(4),
-                started_ns: r.get(5),
-                ended_ns: r.get(6),
+                asked_ns: r.get(5),
+                started_ns: r.get(6),
+                ended_ns: r.get(7),
             })
             .collect())
     }
@@ -764,9 +767,10 @@ async fn apply(tx: &mut SqliteConnection, w: &Write) -> Result<(), StoreError> {
             }
         }
         Write::UsageStarted(u) => {
-            sqlx::query("INSERT INTO gpu_usage (pod, started_ns, ended_ns, namespace, queue, node, gpus) SELECT ?, ?, NULL, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM gpu_usage WHERE pod = ? AND ended_ns IS NULL) ON CONFLICT DO NOTHING")
+            sqlx::query("INSERT INTO gpu_usage (pod, started_ns, ended_ns, asked_ns, namespace, queue, node, gpus) SELECT ?, ?, NULL, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM gpu_usage WHERE pod = ? AND ended_ns IS NULL) ON CONFLICT DO NOTHING")
                 .bind(&u.pod)
                 .bind(u.started_ns)
+                .bind(u.asked_ns)
                 .bind(&u.namespace)
                 .bind(&u.queue)
                 .bind(&u.node)

@@ -181,6 +181,7 @@ async fn gpu_usage_ledger() {
         queue: "default".into(),
         node: "n1".into(),
         gpus,
+        asked_ns: at - 10,
         started_ns: at,
         ended_ns: None,
     };
@@ -210,6 +211,7 @@ async fn gpu_usage_ledger() {
         all.iter().map(|u| (u.pod.as_str(), u.ended_ns)).collect();
     assert_eq!(ended, [("a", Some(400)), ("b", Some(900)), ("c", None)]);
     assert_eq!(all[1].gpus, 1.0 / 7.0);
+    assert_eq!(all[1].asked_ns, 190, "the wait is kept");
     // Windows: only holds that overlap.
     let pods = |v: Vec<store::UsageRow>| v.into_iter().map(|u| u.pod).collect::<Vec<_>>();
     assert_eq!(pods(s.usage(0, 100).await.unwrap()), Vec::<String>::new());

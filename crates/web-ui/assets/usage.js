@@ -1,6 +1,7 @@
 // Usage over a month: GPU-hours per namespace and queue from the server's usage ledger (a MIG
 // instance counts as its compute slices over 7, a fraction as its share), GPU-hours per day as
-// a chart, and the workflows that finished each day with their success rate.
+// a chart, the workflows that finished each day with their success rate, and the mean wait of
+// GPU pods from asking to be scheduled to their grant.
 
 import { h, fill, call, errorBox, enc } from '/ui/lib.js';
 import uPlot from '/ui/vendor/uPlot.esm.js';
@@ -83,6 +84,7 @@ export function usagePage(r, main) {
       const total = [...finished.values()].reduce((a, d) => ({ ok: a.ok + d.ok, all: a.all + d.all }), { ok: 0, all: 0 });
       const gpuChart = h('div.chart', { id: 'gpu-chart' });
       const okChart = h('div.chart', { id: 'success-chart' });
+      const waitChart = h('div.chart', { id: 'wait-chart' });
       fill(body,
         h('p.meta', `${hours(u.totalGpuHours)} GPU-hours in ${month} (UTC), MIG instances counted as their share of a GPU.`),
         table,
@@ -91,7 +93,12 @@ export function usagePage(r, main) {
           h('p.meta', { id: 'success-total' }, total.all
             ? `${total.all} finished, ${total.ok} succeeded (${((100 * total.ok) / total.all).toFixed(1)} %).`
             : `No workflow finished in ${month}.`),
-          okChart));
+          okChart),
+        h('section', h('h2', 'Mean wait of GPU pods per day'),
+          h('p.meta', { id: 'wait-total' }, u.meanWaitSeconds != null
+            ? `From asking to be scheduled to holding their GPUs: ${u.meanWaitSeconds.toFixed(1)} s on average over ${Object.values(u.waits).reduce((a, w) => a + w.pods, 0)} pods.`
+            : `No GPU pod was granted in ${month}.`),
+          waitChart));
       charts.forEach((c) => c.destroy());
       charts.length = 0;
       if (names.length) {
@@ -105,6 +112,9 @@ export function usagePage(r, main) {
         { label: 'finished', color: '#5d6b7e', values: days.map((d) => finished.get(d).all) },
         { label: 'succeeded', color: '#18a97a', values: days.map((d) => finished.get(d).ok) },
       ], 'workflows'));
+      charts.push(chart(waitChart, '', days, [
+        { label: 'mean wait (s)', color: '#d99a1e', values: days.map((d) => (u.waits[d] ? u.waits[d].meanWaitSeconds : null)) },
+      ], 'seconds'));
     } catch (err) {
       fill(body, errorBox(`Loading usage for ${month}`, err, load));
     }
