@@ -5,17 +5,11 @@
 // against its quota.
 // It refreshes when a workflow changes (the watch stream), not on a timer.
 
-import { h, fill, call, stream, errorBox } from '/ui/lib.js';
+import { h, fill, hue, call, stream, errorBox } from '/ui/lib.js';
 
 function slices(profile) {
   const m = /^(\d+)g/.exec(profile || '');
   return m ? Number(m[1]) : 1;
-}
-
-function hue(s) {
-  let x = 0;
-  for (const c of s) x = (x * 31 + c.charCodeAt(0)) >>> 0;
-  return x % 360;
 }
 
 function holderStyle(holder) {

@@ -162,6 +162,13 @@ export function phaseBadge(phase) {
   return h(`span.phase.p-${p}`, { title: p }, p);
 }
 
+/** A namespace's colour on every page: a hue drawn from its name. */
+export function hue(s) {
+  let x = 0;
+  for (const c of s) x = (x * 31 + c.charCodeAt(0)) >>> 0;
+  return x % 360;
+}
+
 export function ago(iso) {
   if (!iso) return '';
   const s = Math.round((Date.now() - Date.parse(iso)) / 1000);

@@ -3,18 +3,12 @@
 // a chart, the workflows that finished each day with their success rate, and the mean wait of
 // GPU pods from asking to be scheduled to their grant.
 
-import { h, fill, call, errorBox, enc } from '/ui/lib.js';
+import { h, fill, hue, call, errorBox, enc } from '/ui/lib.js';
 import uPlot from '/ui/vendor/uPlot.esm.js';
 
 function thisMonth() {
   const d = new Date();
   return `${d.getUTCFullYear()}-${String(d.getUTCMonth() + 1).padStart(2, '0')}`;
-}
-
-function hue(s) {
-  let x = 0;
-  for (const c of s) x = (x * 31 + c.charCodeAt(0)) >>> 0;
-  return x % 360;
 }
 
 /** GPU-hours as a reader wants them: two decimals, or two significant digits when small. */
