@@ -310,6 +310,12 @@ def test_the_cluster_page_draws_the_gpus_a_gang_and_mig_steps_hold(browser):
         # The namespace's GPUs against its quota: 16 whole and two 1/7 instances of 20.
         expect(pg.locator('#ns-usage tr[data-namespace="default"]')).to_contain_text(f"{16 + 2 / 7:.2f} / 20")
         shot(pg, "cluster")
+        # A step's page says which GPUs it holds (from the usage ledger).
+        pg.goto(f"{base}/#/workflows/default/infer")
+        pg.locator('g.node[data-node-name="a"]').click()
+        expect(pg.locator("#node-gpus")).to_contain_text("MIG instance")
+        expect(pg.locator("#node-gpus")).to_contain_text("(0.143 GPU)")
+        pg.goto(f"{base}/#/cluster")
         pg.set_viewport_size({"width": 390, "height": 844})
         shot(pg, "cluster-phone")
         # Usage: once both have ended, the month's GPU-hours per namespace are the ledger's,

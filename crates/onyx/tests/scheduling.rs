@@ -717,6 +717,26 @@ fn usage_counts_gpu_hours_per_namespace_and_queue() {
     let whole_s = seconds(hours("nlp", "dedicated"), 2.0);
     assert!((1.0..10.0).contains(&mig_s), "{mig_s} s: {u}");
     assert!((1.0..10.0).contains(&whole_s), "{whole_s} s: {u}");
+    // Per pod: the devices it held, as it saw them (ONYX_GPUS).
+    let log = ureq::get(&format!("{}/api/v1/workflows/vision/infer/log", s.base))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    let line: Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
+    let pod = line["result"]["podName"].as_str().unwrap();
+    let (c, held) = s.call("GET", &format!("/api/v1/onyx/usage/pods/{pod}"), None);
+    assert_eq!(c, 200, "{held}");
+    let done = s.wait("vision", "infer", Duration::from_secs(1));
+    let (node_name, devices, _) = placed(&done, "a");
+    let item = &held["items"][0];
+    assert_eq!(item["node"], node_name.as_str(), "{held}");
+    assert_eq!(
+        item["devices"],
+        json!(devices.split(',').collect::<Vec<_>>()),
+        "{held}"
+    );
+    assert!(item["released"].is_string(), "{held}");
     let (c, e) = s.call("GET", "/api/v1/onyx/usage?month=2026-13", None);
     assert_eq!(c, 400, "{e}");
     assert_eq!(

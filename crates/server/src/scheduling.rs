@@ -536,6 +536,7 @@ impl Cluster {
             queue: grant.ask.queue.clone(),
             node: grant.node.clone(),
             gpus: granted_gpu_equivalents(grant, node),
+            devices: grant.devices.clone(),
             asked_ns: asked_ns.min(now),
             started_ns: now,
             ended_ns: None,

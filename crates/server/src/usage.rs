@@ -184,6 +184,7 @@ mod tests {
             queue: queue.into(),
             node: "n".into(),
             gpus,
+            devices: vec!["0".into()],
             // Each waited a minute, except the one still running: ten.
             asked_ns: from.timestamp_nanos_opt().unwrap()
                 - if to.is_some() { 60 } else { 600 } * 1_000_000_000,

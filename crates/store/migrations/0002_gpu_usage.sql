@@ -12,6 +12,8 @@ CREATE TABLE gpu_usage (
     queue      TEXT NOT NULL,
     node       TEXT NOT NULL,
     gpus       REAL NOT NULL,
+    -- The devices as the scheduler names them (`3`, `3/2` for MIG instance 2 of GPU 3), comma-separated.
+    devices    TEXT NOT NULL,
     PRIMARY KEY (pod, started_ns)
 ) WITHOUT ROWID;
 CREATE INDEX gpu_usage_by_time ON gpu_usage (started_ns);

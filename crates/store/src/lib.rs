@@ -111,6 +111,8 @@ pub struct UsageRow {
     pub node: String,
     /// GPU equivalents: a whole GPU 1, a fraction its share, a MIG instance slices/7.
     pub gpus: f64,
+    /// The devices as the scheduler names them: `3`, or `3/2` for MIG instance 2 of GPU 3.
+    pub devices: Vec<String>,
     /// When the pod asked to be scheduled: its wait is `started_ns - asked_ns`.
     pub asked_ns: i64,
     pub started_ns: i64,
@@ -451,24 +453,21 @@ impl Store {
 
     /// Every hold that overlaps `[from_ns, to_ns)`, oldest first.
     pub async fn usage(&self, from_ns: i64, to_ns: i64) -> Result<Vec<UsageRow>, StoreError> {
-        let rows = sqlx::query("SELECT pod, namespace, queue, node, gpus, asked_ns, started_ns, ended_ns FROM gpu_usage WHERE started_ns < ? AND (ended_ns IS NULL OR ended_ns > ?) ORDER BY started_ns, pod")
+        let rows = sqlx::query("SELECT pod, namespace, queue, node, gpus, asked_ns, started_ns, ended_ns, devices FROM gpu_usage WHERE started_ns < ? AND (ended_ns IS NULL OR ended_ns > ?) ORDER BY started_ns, pod")
             .bind(to_ns)
             .bind(from_ns)
             .fetch_all(&self.read)
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| UsageRow {
-                pod: r.get(0),
-                namespace: r.get(1),
-                queue: r.get(2),
-                node: r.get(3),
-                gpus: r.get(4),
-                asked_ns: r.get(5),
-                started_ns: r.get(6),
-                ended_ns: r.get(7),
-            })
-            .collect())
+        Ok(rows.iter().map(usage_row).collect())
+    }
+
+    /// What one pod held, each time it was granted GPUs, oldest first.
+    pub async fn usage_of_pod(&self, pod: &str) -> Result<Vec<UsageRow>, StoreError> {
+        let rows = sqlx::query("SELECT pod, namespace, queue, node, gpus, asked_ns, started_ns, ended_ns, devices FROM gpu_usage WHERE pod = ? ORDER BY started_ns")
+            .bind(pod)
+            .fetch_all(&self.read)
+            .await?;
+        Ok(rows.iter().map(usage_row).collect())
     }
 
     pub async fn object(
@@ -767,7 +766,7 @@ async fn apply(tx: &mut SqliteConnection, w: &Write) -> Result<(), StoreError> {
             }
         }
         Write::UsageStarted(u) => {
-            sqlx::query("INSERT INTO gpu_usage (pod, started_ns, ended_ns, asked_ns, namespace, queue, node, gpus) SELECT ?, ?, NULL, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM gpu_usage WHERE pod = ? AND ended_ns IS NULL) ON CONFLICT DO NOTHING")
+            sqlx::query("INSERT INTO gpu_usage (pod, started_ns, ended_ns, asked_ns, namespace, queue, node, gpus, devices) SELECT ?, ?, NULL, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM gpu_usage WHERE pod = ? AND ended_ns IS NULL) ON CONFLICT DO NOTHING")
                 .bind(&u.pod)
                 .bind(u.started_ns)
                 .bind(u.asked_ns)
@@ -775,6 +774,7 @@ async fn apply(tx: &mut SqliteConnection, w: &Write) -> Result<(), StoreError> {
                 .bind(&u.queue)
                 .bind(&u.node)
                 .bind(u.gpus)
+                .bind(u.devices.join(","))
                 .bind(&u.pod)
                 .execute(&mut *tx)
                 .await?;
@@ -801,6 +801,25 @@ async fn apply(tx: &mut SqliteConnection, w: &Write) -> Result<(), StoreError> {
         }
     }
     Ok(())
+}
+
+fn usage_row(r: &sqlx::sqlite::SqliteRow) -> UsageRow {
+    let devices: String = r.get(8);
+    UsageRow {
+        pod: r.get(0),
+        namespace: r.get(1),
+        queue: r.get(2),
+        node: r.get(3),
+        gpus: r.get(4),
+        devices: devices
+            .split(',')
+            .filter(|d| !d.is_empty())
+            .map(String::from)
+            .collect(),
+        asked_ns: r.get(5),
+        started_ns: r.get(6),
+        ended_ns: r.get(7),
+    }
 }
 
 /// Kubernetes' resource name for a kind, as its error messages say it.

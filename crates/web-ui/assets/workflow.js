@@ -111,24 +111,24 @@ export function workflowPage(r, main) {
       n.outputs && n.outputs.result !== undefined ? [h('h3', 'Result'), h('pre.small', n.outputs.result)] : null,
       arts('Output artifacts', n.outputs && n.outputs.artifacts),
       h('div.gpus', { id: 'node-gpus' }));
-    if (n.type === 'Pod' && n.phase === 'Running') showGpus(podName(name, n));
+    if (n.type === 'Pod') showGpus(podName(name, n), n.phase);
   };
 
-  const showGpus = async (pod) => {
+  // What the pod held of the GPUs, from the server's usage ledger: kept after the pod ends.
+  // Asked again only when the node's phase changes, not on every event of the workflow.
+  let gpus = { key: null, items: [] };
+  const showGpus = async (pod, phaseNow) => {
     try {
-      const cluster = await call('GET', '/api/v1/onyx/nodes');
-      const held = [];
-      for (const node of cluster.items || []) {
-        for (const d of node.devices || []) {
-          if ((d.holders || []).some((x) => x.pod === pod)) held.push(`${node.name} GPU ${d.index}`);
-          (d.instances || []).forEach((inst, j) => {
-            if (inst.holder && inst.holder.pod === pod) held.push(`${node.name} GPU ${d.index} MIG ${inst.profile} (#${j})`);
-          });
-        }
-      }
+      const key = `${pod}:${phaseNow}`;
+      if (gpus.key !== key) gpus = { key, items: (await call('GET', `/api/v1/onyx/usage/pods/${enc(pod)}`)).items };
+      const u = gpus;
       const box = details.querySelector('#node-gpus');
-      if (box && held.length) fill(box, h('h3', 'GPUs it holds'), h('ul', held.map((x) => h('li', x))));
-    } catch (_) { /* the cluster view is optional here; the graph still works */ }
+      if (!box || !u.items.length) return;
+      const device = (d) => (d.includes('/') ? `GPU ${d.split('/')[0]} MIG instance ${d.split('/')[1]}` : `GPU ${d}`);
+      fill(box, h('h3', 'GPUs it held'), h('ul', u.items.map((x) => h('li',
+        `${x.node}: ${x.devices.map(device).join(', ') || 'a share'} (${x.gpus.toFixed(3).replace(/\.?0+$/, '')} GPU) · waited ${duration(x.asked, x.granted)}`
+        + ` · held ${duration(x.granted, x.released)}${x.released ? '' : ', still'}`))));
+    } catch (_) { /* the ledger is optional here; the rest of the page works */ }
   };
 
   const showLogs = (node) => {

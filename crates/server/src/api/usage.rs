@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use chrono::{Datelike, Utc};
-use serde_json::json;
+use chrono::{Datelike, TimeZone, Utc};
+use serde_json::{json, Value};
 
 use crate::state::AppState;
 use crate::usage;
@@ -15,7 +15,28 @@ use crate::usage;
 use super::common::{ApiResult, St, Q};
 
 pub(super) fn routes() -> Router<Arc<AppState>> {
-    Router::new().route("/api/v1/onyx/usage", get(gpu_usage))
+    Router::new()
+        .route("/api/v1/onyx/usage", get(gpu_usage))
+        .route("/api/v1/onyx/usage/pods/{pod}", get(pod_usage))
+}
+
+/// What one pod held of the GPUs, each time it was granted some: node, devices, GPU
+/// equivalents, and when it asked, got and released them (still held: no `released`).
+async fn pod_usage(State(s): St, Path(pod): Path<String>) -> ApiResult {
+    let time = |ns: i64| Utc.timestamp_nanos(ns).to_rfc3339();
+    let items: Vec<Value> = s
+        .ctl
+        .store
+        .usage_of_pod(&pod)
+        .await?
+        .into_iter()
+        .map(|u| {
+            json!({"node": u.node, "devices": u.devices, "gpus": u.gpus, "namespace": u.namespace,
+                   "queue": u.queue, "asked": time(u.asked_ns), "granted": time(u.started_ns),
+                   "released": u.ended_ns.map(time)})
+        })
+        .collect();
+    Ok(Json(json!({"pod": pod, "items": items})))
 }
 
 async fn gpu_usage(State(s): St, Query(q): Q) -> ApiResult {
