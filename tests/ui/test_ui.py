@@ -310,6 +310,12 @@ def test_the_cluster_page_draws_the_gpus_a_gang_and_mig_steps_hold(browser):
         # The namespace's GPUs against its quota: 16 whole and two 1/7 instances of 20.
         expect(pg.locator('#ns-usage tr[data-namespace="default"]')).to_contain_text(f"{16 + 2 / 7:.2f} / 20")
         shot(pg, "cluster")
+        # Cordon state as the page shows it.
+        api(base, "PUT", "/api/v1/onyx/nodes/gpu-r1-03/cordon", {})
+        pg.reload()
+        expect(pg.locator('article.node[data-node="gpu-r1-03"]')).to_have_attribute("data-state", "cordoned")
+        expect(pg.locator('article.node[data-node="gpu-r1-03"] .badge')).to_have_text("cordoned")
+        api(base, "PUT", "/api/v1/onyx/nodes/gpu-r1-03/uncordon", {})
         # A step's page says which GPUs it holds (from the usage ledger).
         pg.goto(f"{base}/#/workflows/default/infer")
         pg.locator('g.node[data-node-name="a"]').click()

@@ -922,7 +922,7 @@ fn cordon_uncordon_and_emergency_stop() {
     assert_eq!(
         nodes["items"][0],
         json!({"name": "gpu-node", "gpus": 2, "freeGpus": 2, "mig": [[], []], "pods": 0,
-               "cordoned": false, "gpuModel": "nvidia-h100-sxm5-80gb",
+               "cordoned": false, "draining": false, "gpuModel": "nvidia-h100-sxm5-80gb",
                "labels": {"kubernetes.io/hostname": "gpu-node", "nvidia.com/gpu.count": "2",
                           "nvidia.com/gpu.product": "nvidia-h100-sxm5-80gb", "onyx.dev/rack": "R1"},
                "taints": [],

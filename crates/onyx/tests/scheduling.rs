@@ -277,8 +277,21 @@ fn drain_evicts_a_gang_whole() {
     );
     assert_eq!(c, 200, "{b}");
     assert_eq!(b["cordoned"], true);
+    let draining = |s: &Server| {
+        let (_, nodes) = s.call("GET", "/api/v1/onyx/nodes", None);
+        nodes["items"][0]["draining"].as_bool().unwrap()
+    };
+    assert!(draining(&s), "a drain under way is shown as one");
     let done = s.wait("default", "long", Duration::from_secs(30));
     assert_eq!(done["status"]["phase"], "Failed", "{done}");
+    let t0 = Instant::now();
+    while draining(&s) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the drain never ended"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     for w in ["w0", "w1"] {
         assert_eq!(
             node(&done, w)["message"],

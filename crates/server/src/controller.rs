@@ -48,6 +48,8 @@ pub struct Controller {
     pods: Arc<Pods>,
     live: Mutex<HashMap<String, mpsc::UnboundedSender<Cmd>>>,
     watch: broadcast::Sender<WatchEvent>,
+    /// Nodes being drained: cordoned, their pods given their grace, not yet empty.
+    draining: Mutex<HashSet<String>>,
 }
 
 pub fn now() -> Time {
@@ -78,6 +80,7 @@ impl Controller {
             pods: Arc::new(pods),
             live: Mutex::new(HashMap::new()),
             watch,
+            draining: Mutex::new(HashSet::new()),
         })
     }
 
@@ -423,6 +426,7 @@ impl Controller {
         let on_node = self.cluster().pods_on(node);
         let ctl = self.clone();
         let node = node.to_string();
+        self.draining.lock().expect("draining").insert(node.clone());
         tokio::spawn(async move {
             let deadline = tokio::time::Instant::now() + grace;
             while tokio::time::Instant::now() < deadline && !ctl.cluster().pods_on(&node).is_empty()
@@ -433,8 +437,18 @@ impl Controller {
                 tracing::warn!("drain {node}: evicting pod {pod}");
                 ctl.evict(&pod, format!("pod evicted: node {node} is being drained"));
             }
+            // Drained once the evicted pods are gone (they hold their node until then).
+            while !ctl.cluster().pods_on(&node).is_empty() {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            ctl.draining.lock().expect("draining").remove(&node);
         });
         Some(on_node)
+    }
+
+    /// Whether a drain of `node` is under way (cordoned, pods not all gone yet).
+    pub fn is_draining(&self, node: &str) -> bool {
+        self.draining.lock().expect("draining").contains(node)
     }
 
     /// Kill a pod to free its node; its step fails with `why`.

@@ -54,9 +54,10 @@ function gpu(node, d) {
 function nodeCard(node) {
   const devices = node.devices || [];
   const held = devices.filter((d) => (d.holders || []).length || (d.instances || []).some((i) => i.holder)).length;
-  return h(`article.node${node.cordoned ? '.cordoned' : ''}`, { 'data-node': node.name },
+  return h(`article.node${node.cordoned ? '.cordoned' : ''}`, { 'data-node': node.name, 'data-state': node.draining ? 'draining' : node.cordoned ? 'cordoned' : 'ready' },
     h('header', h('h3', node.name),
-      node.cordoned ? h('span.badge.warn', 'cordoned') : null,
+      node.draining ? h('span.badge.warn', { title: 'cordoned; its pods get their grace period, then are evicted' }, 'draining')
+        : node.cordoned ? h('span.badge.warn', 'cordoned') : null,
       h('span.meta', `${node.gpuModel || 'no GPU'} · ${held}/${devices.length} GPUs in use · ${node.pods} ${node.pods === 1 ? 'pod' : 'pods'}`)),
     devices.length ? h('div.gpus', devices.map((d) => gpu(node, d))) : h('p.meta', 'CPU only'),
     (node.taints || []).length ? h('div.taints', node.taints.map((t) => h('code', `${t.key}${t.value ? `=${t.value}` : ''}:${t.effect}`))) : null);

@@ -37,7 +37,8 @@ pub(super) async fn list_nodes(State(s): St) -> Json<Value> {
         .into_iter()
         .map(|n| {
             json!({"name": n.name, "gpus": n.gpus, "freeGpus": n.free_gpus, "mig": n.mig,
-                   "pods": n.pods, "cordoned": n.cordoned, "gpuModel": n.gpu_model,
+                   "pods": n.pods, "cordoned": n.cordoned, "draining": s.ctl.is_draining(&n.name),
+                   "gpuModel": n.gpu_model,
                    "labels": n.labels, "taints": n.taints, "devices": n.devices})
         })
         .collect();
