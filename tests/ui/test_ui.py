@@ -240,6 +240,28 @@ def test_submit_from_a_template_form_shows_the_apis_refusal_then_submits(local_s
     assert params == {"size": "large", "ticket_id": "T-42"}, params
 
 
+def test_an_archived_workflow_opens_as_its_graph_and_resubmits(local_server, page):
+    submit(local_server, {
+        "metadata": {"name": "ui-arch"},
+        "spec": {"entrypoint": "main", "arguments": {"parameters": [{"name": "ticket_id", "value": "T"}]},
+                 "templates": [{"name": "main", "steps": [[{"name": "only", "template": "s"}]]},
+                               {"name": "s", "container": {"image": "alpine", "command": ["true"]}}]},
+    })
+    deadline = time.time() + 20
+    while api(local_server, "GET", "/api/v1/workflows/default/ui-arch")["status"].get("phase") != "Succeeded":
+        assert time.time() < deadline
+        time.sleep(0.2)
+    api(local_server, "DELETE", "/api/v1/workflows/default/ui-arch")
+    page.goto(f"{local_server}/#/archive")
+    page.get_by_role("link", name="ui-arch").click()
+    expect(page.locator('g.node[data-node-name="only"]')).to_have_attribute("data-phase", "Succeeded")
+    expect(page.locator(".bar .badge")).to_have_text("archived")
+    page.locator("[data-action=resubmit]").click()
+    expect(page.locator(".bar h1")).not_to_have_text("ui-arch", timeout=5000)
+    expect(page.locator(".bar .phase")).to_have_text("Succeeded", timeout=15000)
+    assert page.locator(".bar h1").inner_text().startswith("ui-arch")
+
+
 def test_an_unreachable_api_is_said_in_words(browser):
     ctx = browser.new_context()
     pg = ctx.new_page()

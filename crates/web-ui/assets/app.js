@@ -13,7 +13,7 @@ const pages = {
   workflows: (r, main) => (r.parts.length >= 3 ? workflowPage(r, main) : workflowList(r, main)),
   catalog: catalogPage,
   submit: submitPage,
-  archive: archivePage,
+  archive: (r, main) => (r.parts.length >= 2 ? workflowPage(r, main) : archivePage(r, main)),
   cluster: clusterPage,
   usage: usagePage,
 };

@@ -19,7 +19,7 @@ export function archivePage(r, main) {
           location.hash = `#/workflows/${enc(out.metadata.namespace)}/${enc(out.metadata.name)}`;
         } catch (err) { toast(`${verb} failed: ${err.message}`, true); }
       };
-      return h('tr', h('td', phaseBadge(s.phase)), h('td', w.metadata.name), h('td', w.metadata.namespace),
+      return h('tr', h('td', phaseBadge(s.phase)), h('td', h('a', { href: `#/archive/${enc(uid)}` }, w.metadata.name)), h('td', w.metadata.namespace),
         h('td', { title: s.startedAt || '' }, ago(s.startedAt)), h('td', duration(s.startedAt, s.finishedAt)),
         h('td', h('button', { type: 'button', onclick: () => again('resubmit') }, 'Resubmit'),
           ['Failed', 'Error'].includes(s.phase) ? h('button', { type: 'button', onclick: () => again('retry') }, 'Retry') : null));

@@ -1,5 +1,7 @@
 // One workflow: its graph, the chosen node's details, that node's pod log streamed as it is
 // written, and the lifecycle actions. Kept live by the watch stream on this one workflow.
+// An archived workflow (`#/archive/UID`) is the same page, read once, with the archive's
+// actions (resubmit, retry, delete) and no log (its pods are gone).
 
 import { h, fill, call, stream, errorBox, phaseBadge, duration, enc, podName, toast } from '/ui/lib.js';
 import { draw, patch } from '/ui/graph.js';
@@ -15,11 +17,18 @@ const ACTIONS = [
   ['Delete', 'delete', () => true, 'Delete this workflow and its logs?'],
 ];
 
+const ARCHIVED_ACTIONS = [
+  ['Resubmit', 'resubmit', () => true],
+  ['Retry', 'retry', (w) => ['Failed', 'Error'].includes(phase(w))],
+  ['Delete', 'delete', () => true, 'Delete this workflow from the archive?'],
+];
+
 function phase(w) { return (w.status && w.status.phase) || 'Pending'; }
 function running(w) { return ['Pending', 'Running'].includes(phase(w)); }
 
 export function workflowPage(r, main) {
-  const [, ns, name] = r.parts;
+  const archived = r.parts[0] === 'archive' ? r.parts[1] : null;
+  let [, ns, name] = r.parts;
   const controller = new AbortController();
   let wf = null;
   let selected = r.query.get('node') || null;
@@ -40,16 +49,18 @@ export function workflowPage(r, main) {
     h('div.split', graph, details),
     h('section.log-section', logTitle, logs));
 
-  const path = `/api/v1/workflows/${enc(ns)}/${enc(name)}`;
+  const path = archived ? `/api/v1/archived-workflows/${enc(archived)}` : `/api/v1/workflows/${enc(ns)}/${enc(name)}`;
+  const here = () => (archived ? `#/archive/${enc(archived)}` : `#/workflows/${enc(ns)}/${enc(name)}`);
+  if (archived) fill(logs, 'Pod logs are kept with live workflows only; this one is archived.');
 
   const renderHeader = () => {
     const s = wf.status || {};
     fill(header, 
-      h('h1', name), phaseBadge(phase(wf)),
+      h('h1', name), phaseBadge(phase(wf)), archived ? h('span.badge', 'archived') : null,
       wf.spec.suspend ? h('span.badge', 'suspended') : null,
       h('span.meta', `${ns} · ${duration(s.startedAt, s.finishedAt)}${s.progress ? ` · ${s.progress}` : ''}`),
       s.message ? h('span.msg', s.message) : null);
-    fill(actions, ...ACTIONS.filter(([, , ok]) => ok(wf)).map(([labelText, verb, , confirmText]) =>
+    fill(actions, ...(archived ? ARCHIVED_ACTIONS : ACTIONS).filter(([, , ok]) => ok(wf)).map(([labelText, verb, , confirmText]) =>
       h('button', { type: 'button', 'data-action': verb, onclick: () => act(verb, labelText, confirmText) }, labelText)));
   };
 
@@ -59,10 +70,15 @@ export function workflowPage(r, main) {
       if (verb === 'delete') {
         await call('DELETE', path);
         toast(`Deleted ${name}.`);
-        location.hash = `#/workflows?namespace=${enc(ns)}`;
+        location.hash = archived ? '#/archive' : `#/workflows?namespace=${enc(ns)}`;
         return;
       }
-      const out = await call('PUT', `${path}/${verb}`, {});
+      const out = await call('PUT', `${path}/${verb}`, archived ? { namespace: ns } : {});
+      if (archived) {
+        toast(`${labelText}: running as ${out.metadata.name}.`);
+        location.hash = `#/workflows/${enc(out.metadata.namespace)}/${enc(out.metadata.name)}`;
+        return;
+      }
       toast(`${labelText}: done.`);
       if (verb === 'resubmit' && out.metadata && out.metadata.name !== name) {
         location.hash = `#/workflows/${enc(ns)}/${enc(out.metadata.name)}`;
@@ -77,10 +93,10 @@ export function workflowPage(r, main) {
   const select = (node) => {
     selected = node.id;
     const q = new URLSearchParams({ node: node.id });
-    history.replaceState(null, '', `#/workflows/${enc(ns)}/${enc(name)}?${q}`);
+    history.replaceState(null, '', `${here()}?${q}`);
     renderDetails();
     for (const g of graph.querySelectorAll('g.node')) g.classList.toggle('selected', g.dataset.nodeId === node.id);
-    if (node.type === 'Pod') showLogs(node);
+    if (node.type === 'Pod' && !archived) showLogs(node);
   };
 
   const renderDetails = () => {
@@ -176,7 +192,10 @@ export function workflowPage(r, main) {
 
   const start = () => {
     call('GET', path).then((w) => {
+      ns = w.metadata.namespace;
+      name = w.metadata.name;
       update(w);
+      if (archived) return undefined;
       const n = selected && w.status && w.status.nodes && w.status.nodes[selected];
       if (n && n.type === 'Pod') showLogs(n);
       const q = new URLSearchParams({ 'listOptions.fieldSelector': `metadata.name=${name}` });
@@ -187,7 +206,7 @@ export function workflowPage(r, main) {
           update(ev.object);
         }
       }, controller.signal);
-    }).catch((err) => fill(main, errorBox(`Loading workflow ${ns}/${name}`, err, () => { fill(main); workflowPage(r, main); })));
+    }).catch((err) => fill(main, errorBox(archived ? `Loading archived workflow ${archived}` : `Loading workflow ${ns}/${name}`, err, () => { fill(main); workflowPage(r, main); })));
   };
   start();
   return () => {
