@@ -137,6 +137,10 @@ def test_a_dag_page_shows_every_node_with_its_phase_and_streams_the_log(local_se
     page.locator('g.node[data-node-name="broken"]').click()
     expect(page.locator("#details")).to_contain_text("exit code 3")
     shot(page, "workflow")
+    page.set_viewport_size({"width": 390, "height": 844})
+    # At phone width the details stack under the graph, and nothing is wider than the screen.
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    shot(page, "workflow-phone")
 
 
 def test_a_wide_loop_is_drawn_collapsed_and_expands_on_demand(local_server, page):
