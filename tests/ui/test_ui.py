@@ -257,6 +257,8 @@ def test_an_archived_workflow_opens_as_its_graph_and_resubmits(local_server, pag
         time.sleep(0.2)
     api(local_server, "DELETE", "/api/v1/workflows/default/ui-arch")
     page.goto(f"{local_server}/#/archive")
+    expect(page.get_by_role("link", name="ui-arch")).to_be_visible()
+    shot(page, "archive")
     page.get_by_role("link", name="ui-arch").click()
     expect(page.locator('g.node[data-node-name="only"]')).to_have_attribute("data-phase", "Succeeded")
     expect(page.locator(".bar .badge")).to_have_text("archived")
