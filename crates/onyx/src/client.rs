@@ -163,6 +163,9 @@ pub enum ClientCommand {
     /// The scheduler's queues: what each holds and who waits in it.
     #[command(subcommand)]
     Queue(QueueCommand),
+    /// GPU- and CPU-hours and their cost, from the server's usage ledger.
+    #[command(subcommand)]
+    Usage(UsageCommand),
     /// The maintenance window: the next windows and the rolling reboot (drain, reboot,
     /// uncordon, one node after another).
     #[command(subcommand)]
@@ -196,6 +199,19 @@ pub enum MaintenanceCommand {
     Status,
     /// Start a rolling reboot of every node now, for one window's length.
     Start,
+}
+
+#[derive(Subcommand)]
+pub enum UsageCommand {
+    /// A month's GPU-hours (a MIG instance counts as its share of a GPU), CPU-hours and cost
+    /// per namespace and queue.
+    Report {
+        /// The month, YYYY-MM (UTC); the current one by default.
+        #[arg(long)]
+        month: Option<String>,
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: crate::usage::ReportFormat,
+    },
 }
 
 #[derive(Subcommand)]
@@ -878,6 +894,15 @@ fn run_inner(o: &ClientOpts, cmd: ClientCommand) -> anyhow::Result<ExitCode> {
                 }
             };
             print!("{}", render::to_yaml(&v));
+            Ok(ExitCode::SUCCESS)
+        }
+        ClientCommand::Usage(UsageCommand::Report { month, output }) => {
+            let path = match &month {
+                Some(m) => format!("/api/v1/usage?month={}", enc(m)),
+                None => "/api/v1/usage".to_string(),
+            };
+            let v = api.json("GET", &path, None)?;
+            crate::usage::print(&v, output, &mut std::io::stdout().lock())?;
             Ok(ExitCode::SUCCESS)
         }
         ClientCommand::Queue(c) => match c {

@@ -9,6 +9,7 @@ mod render;
 mod resource;
 mod runner;
 mod sim;
+mod usage;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

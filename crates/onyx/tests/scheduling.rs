@@ -694,9 +694,13 @@ fn usage_counts_gpu_hours_per_namespace_and_queue() {
     let home = temp_home("sched-usage");
     let mig = ["1g.10gb"; 7];
     let cluster = cluster_file(&home, &[("slices", 1, &mig), ("whole", 2, &[])]);
-    let s = Server::start(&home, &["--cluster", cluster.to_str().unwrap()]);
+    let s = start_with_config(
+        &home,
+        &cluster,
+        "[prices]\ncurrency = \"JPY\"\ngpu_hour = 450.0\ncpu_hour = 5.0\n",
+    );
     let infer = step(
-        json!({"nvidia.com/gpu-mig-1g.10gb": 2}),
+        json!({"nvidia.com/gpu-mig-1g.10gb": 2, "cpu": "500m"}),
         json!({"scheduling.volcano.sh/queue-name": "shared"}),
         1.0,
     );
@@ -750,6 +754,56 @@ fn usage_counts_gpu_hours_per_namespace_and_queue() {
         "{held}"
     );
     assert!(item["released"].is_string(), "{held}");
+    // Half a core for as long as the MIG instances: CPU-hours, and the cost at the prices.
+    let vision = u["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["namespace"] == "vision")
+        .unwrap();
+    let cpu_s = vision["cpuHours"].as_f64().unwrap() * 3600.0 / 0.5;
+    assert!((cpu_s - mig_s).abs() < 1e-6, "{cpu_s} vs {mig_s}: {u}");
+    let cost =
+        vision["gpuHours"].as_f64().unwrap() * 450.0 + vision["cpuHours"].as_f64().unwrap() * 5.0;
+    assert!(
+        (vision["cost"].as_f64().unwrap() - cost).abs() < 1e-9,
+        "{u}"
+    );
+    assert_eq!(u["currency"], "JPY");
+    // The same through the CLI, as CSV.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_onyx"))
+        .args(["usage", "report", "-o", "csv", "--server", &s.base])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csv = String::from_utf8(out.stdout).unwrap();
+    let rows: Vec<Vec<&str>> = csv.lines().map(|l| l.split(',').collect()).collect();
+    assert_eq!(
+        rows[0],
+        [
+            "month",
+            "namespace",
+            "queue",
+            "gpu_hours",
+            "cpu_hours",
+            "cost",
+            "currency"
+        ]
+    );
+    let shared = rows
+        .iter()
+        .find(|r| r[1] == "vision" && r[2] == "shared")
+        .unwrap();
+    let gpu_hours: f64 = shared[3].parse().unwrap();
+    assert!(
+        (gpu_hours - hours("vision", "shared")).abs() < 1e-6,
+        "{csv}"
+    );
+    assert_eq!(shared[6], "JPY");
     let (c, e) = s.call("GET", "/api/v1/onyx/usage?month=2026-13", None);
     assert_eq!(c, 400, "{e}");
     assert_eq!(

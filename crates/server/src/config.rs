@@ -36,6 +36,11 @@
 //! grace_seconds = 300
 //! reboot_timeout_seconds = 900
 //!
+//! [prices]                         # for the usage report's cost (onyx usage report)
+//! currency = "JPY"
+//! gpu_hour = 450.0                 # a whole GPU for an hour (a MIG 1g instance is 1/7 of it)
+//! cpu_hour = 5.0                   # a requested core for an hour
+//!
 //! [power]                          # the nodes' BMCs ({node}, {bmc}, {action}: cycle|off|status)
 //! command = "ipmitool -I lanplus -H {bmc} -U admin -f /etc/onyx/bmc.pass chassis power {action}"
 //! ```
@@ -134,6 +139,9 @@ pub struct ServerConfig {
     /// How to reach the nodes' BMCs (reboots, the emergency stop's power-off).
     #[serde(default)]
     pub power: PowerConfig,
+    /// What GPU- and CPU-hours cost, for the usage report.
+    #[serde(default)]
+    pub prices: Prices,
     /// The `onyx` executable that runs pods (`onyx exec-pod`); the running one by default.
     #[serde(skip)]
     pub exe: PathBuf,
@@ -172,6 +180,7 @@ impl Default for ServerConfig {
             preemption: false,
             maintenance: Default::default(),
             power: Default::default(),
+            prices: Default::default(),
             exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("onyx")),
         }
     }
@@ -240,6 +249,35 @@ impl ServerConfig {
         }
         Ok(token)
     }
+}
+
+/// Prices of the usage report (none set: every cost is 0).
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Prices {
+    // Read as the config file writes them (`gpu_hour`); reports show them the same way.
+    #[serde(default = "default_currency")]
+    pub currency: String,
+    /// A whole GPU for an hour; a MIG instance or a fraction pays its share.
+    #[serde(default)]
+    pub gpu_hour: f64,
+    /// A requested CPU core for an hour.
+    #[serde(default)]
+    pub cpu_hour: f64,
+}
+
+impl Default for Prices {
+    fn default() -> Self {
+        Prices {
+            currency: default_currency(),
+            gpu_hour: 0.0,
+            cpu_hour: 0.0,
+        }
+    }
+}
+
+fn default_currency() -> String {
+    "USD".into()
 }
 
 /// The monthly maintenance window (spec §10): when it opens and how the rollout paces itself.

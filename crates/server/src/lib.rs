@@ -113,7 +113,7 @@ pub async fn serve(
     // Pods adopted from before a restart hold their GPUs again by now.
     tokio::spawn(usage::record(
         store.clone(),
-        pods.cluster.holding_gpus(),
+        pods.cluster.ledgered_pods(),
         ledger,
     ));
     let ctl = controller::Controller::new(store, pods);

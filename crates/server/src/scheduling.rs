@@ -232,7 +232,7 @@ pub struct Cluster {
     policy: Policy,
     local: bool,
     changed: Notify,
-    /// Every grant that holds GPUs and every release of one, for the usage ledger.
+    /// Every grant that holds GPUs or CPU and every release of one, for the usage ledger.
     ledger: tokio::sync::mpsc::UnboundedSender<Ledger>,
     ledger_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<Ledger>>>,
 }
@@ -242,6 +242,21 @@ pub struct Cluster {
 pub enum Ledger {
     Held(store::UsageRow),
     Released { pod: String, at_ns: i64 },
+}
+
+/// CPU cores a grant's requests add up to (`cpu: 500m` is 0.5).
+fn granted_cpus(grant: &Grant) -> f64 {
+    grant
+        .ask
+        .requests
+        .get("cpu")
+        .and_then(|v| scheduler::Quantity::Text(v.clone()).milli().ok())
+        .map_or(0.0, |m| m as f64 / 1000.0)
+}
+
+/// Whether the usage ledger records a grant: it holds GPUs or asked for CPU.
+fn ledgered(grant: &Grant) -> bool {
+    !grant.devices.is_empty() || grant.gpu_milli.is_some() || granted_cpus(grant) > 0.0
 }
 
 fn now_ns() -> i64 {
@@ -514,19 +529,19 @@ impl Cluster {
         self.ledger_rx.lock().expect("ledger").take()
     }
 
-    /// Pods that hold GPUs now.
-    pub fn holding_gpus(&self) -> Vec<String> {
+    /// Pods whose grant the usage ledger holds open now.
+    pub fn ledgered_pods(&self) -> Vec<String> {
         let inner = self.inner.lock().expect("cluster");
         inner
             .pods
             .iter()
-            .filter(|(_, p)| matches!(&p.standing, Standing::Bound(g) if !g.devices.is_empty() || g.gpu_milli.is_some()))
+            .filter(|(_, p)| matches!(&p.standing, Standing::Bound(g) if ledgered(g)))
             .map(|(name, _)| name.clone())
             .collect()
     }
 
     fn note_held(&self, pod: &str, grant: &Grant, node: Option<&Node>, asked_ns: i64) {
-        if grant.devices.is_empty() && grant.gpu_milli.is_none() {
+        if !ledgered(grant) {
             return;
         }
         let now = now_ns();
@@ -536,6 +551,7 @@ impl Cluster {
             queue: grant.ask.queue.clone(),
             node: grant.node.clone(),
             gpus: granted_gpu_equivalents(grant, node),
+            cpus: granted_cpus(grant),
             devices: grant.devices.clone(),
             asked_ns: asked_ns.min(now),
             started_ns: now,
@@ -777,7 +793,7 @@ impl Cluster {
         inner.releasing.remove(pod);
         let removed = inner.pods.remove(pod);
         if let Some(Standing::Bound(g)) = removed.as_ref().map(|p| &p.standing) {
-            if !g.devices.is_empty() || g.gpu_milli.is_some() {
+            if ledgered(g) {
                 let _ = self.ledger.send(Ledger::Released {
                     pod: pod.to_string(),
                     at_ns: now_ns(),

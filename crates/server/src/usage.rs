@@ -10,6 +10,7 @@ use serde::Serialize;
 use store::{Store, UsageRow};
 use tokio::sync::mpsc::UnboundedReceiver;
 
+use crate::config::Prices;
 use crate::error::ApiError;
 use crate::scheduling::Ledger;
 
@@ -55,6 +56,12 @@ pub struct NamespaceUsage {
     pub gpu_hours: f64,
     /// GPU-hours by queue.
     pub queues: BTreeMap<String, f64>,
+    /// Hours of requested CPU cores.
+    pub cpu_hours: f64,
+    /// CPU-hours by queue.
+    pub cpu_queues: BTreeMap<String, f64>,
+    /// GPU-hours and CPU-hours at the configured prices.
+    pub cost: f64,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -66,6 +73,11 @@ pub struct UsageReport {
     /// Per day (`YYYY-MM-DD`), GPU-hours by namespace.
     pub days: BTreeMap<String, BTreeMap<String, f64>>,
     pub total_gpu_hours: f64,
+    pub total_cpu_hours: f64,
+    pub total_cost: f64,
+    pub currency: String,
+    /// The prices the costs are at.
+    pub prices: Prices,
     /// Per day a GPU pod was granted (`YYYY-MM-DD`): how many were, and their mean wait from
     /// asking to be scheduled to their grant.
     pub waits: BTreeMap<String, Wait>,
@@ -83,12 +95,14 @@ pub struct Wait {
 const HOUR_NS: f64 = 3_600e9;
 const DAY_NS: i64 = 86_400_000_000_000;
 
-/// GPU-hours of `rows` inside `[from, to)`; a hold still open counts until `now`.
+/// GPU- and CPU-hours of `rows` inside `[from, to)`, and their cost at `prices`; a hold still
+/// open counts until `now`.
 pub fn report(
     rows: &[UsageRow],
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     now: DateTime<Utc>,
+    prices: &Prices,
 ) -> UsageReport {
     let ns = |t: DateTime<Utc>| t.timestamp_nanos_opt().unwrap_or(i64::MAX);
     let (lo, hi, now) = (ns(from), ns(to), ns(now));
@@ -100,7 +114,7 @@ pub fn report(
         format!("{:04}-{:02}-{:02}", day.year(), day.month(), day.day())
     };
     for r in rows {
-        if (lo..hi).contains(&r.started_ns) {
+        if (lo..hi).contains(&r.started_ns) && r.gpus > 0.0 {
             let w = waits.entry(day_of(r.started_ns)).or_default();
             w.0 += 1;
             w.1 += (r.started_ns - r.asked_ns).max(0) as f64 / 1e9;
@@ -110,13 +124,19 @@ pub fn report(
         if end <= start {
             continue;
         }
-        let hours = (end - start) as f64 / HOUR_NS * r.gpus;
+        let held = (end - start) as f64 / HOUR_NS;
+        let hours = held * r.gpus;
         let entry = by_ns
             .entry(r.namespace.clone())
             .or_insert_with(|| NamespaceUsage {
                 namespace: r.namespace.clone(),
                 ..Default::default()
             });
+        entry.cpu_hours += held * r.cpus;
+        *entry.cpu_queues.entry(r.queue.clone()).or_default() += held * r.cpus;
+        if r.gpus == 0.0 {
+            continue;
+        }
         entry.gpu_hours += hours;
         *entry.queues.entry(r.queue.clone()).or_default() += hours;
         // Split by UTC day.
@@ -135,6 +155,9 @@ pub fn report(
         }
     }
     let mut namespaces: Vec<NamespaceUsage> = by_ns.into_values().collect();
+    for n in &mut namespaces {
+        n.cost = n.gpu_hours * prices.gpu_hour + n.cpu_hours * prices.cpu_hour;
+    }
     namespaces.sort_by(|a, b| {
         b.gpu_hours
             .total_cmp(&a.gpu_hours)
@@ -158,6 +181,10 @@ pub fn report(
         from: from.to_rfc3339(),
         to: to.to_rfc3339(),
         total_gpu_hours: namespaces.iter().map(|n| n.gpu_hours).sum(),
+        total_cpu_hours: namespaces.iter().map(|n| n.cpu_hours).sum(),
+        total_cost: namespaces.iter().map(|n| n.cost).sum(),
+        currency: prices.currency.clone(),
+        prices: prices.clone(),
         namespaces,
         days,
     }
@@ -184,6 +211,7 @@ mod tests {
             queue: queue.into(),
             node: "n".into(),
             gpus,
+            cpus: 4.0,
             devices: vec!["0".into()],
             // Each waited a minute, except the one still running: ten.
             asked_ns: from.timestamp_nanos_opt().unwrap()
@@ -210,7 +238,12 @@ mod tests {
             hold("nlp", "default", 0.5, at(10, 10), None),
         ];
         let (from, to) = month("2026-11").unwrap();
-        let r = report(&rows, from, to, at(10, 12));
+        let prices = Prices {
+            currency: "JPY".into(),
+            gpu_hour: 450.0,
+            cpu_hour: 5.0,
+        };
+        let r = report(&rows, from, to, at(10, 12), &prices);
         let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
         assert_eq!(r.namespaces[0].namespace, "vision");
         assert!(close(r.namespaces[0].gpu_hours, 16.0), "{r:?}");
@@ -220,6 +253,14 @@ mod tests {
         assert!(close(r.days["2026-11-02"]["nlp"], 6.0 / 7.0));
         assert!(close(r.days["2026-11-03"]["nlp"], 8.0 / 7.0));
         assert!(close(r.total_gpu_hours, 19.0));
+        // 4 cores each: 2 + 14 + 2 hours in the window.
+        assert!(close(r.total_cpu_hours, 4.0 * 18.0), "{r:?}");
+        assert!(
+            close(r.namespaces[0].cost, 16.0 * 450.0 + 8.0 * 5.0),
+            "{r:?}"
+        );
+        assert!(close(r.total_cost, 19.0 * 450.0 + 72.0 * 5.0));
+        assert_eq!(r.currency, "JPY");
         // The hold granted in October is not this month's wait.
         assert_eq!(r.waits.len(), 2, "{r:?}");
         assert_eq!(

@@ -111,6 +111,8 @@ pub struct UsageRow {
     pub node: String,
     /// GPU equivalents: a whole GPU 1, a fraction its share, a MIG instance slices/7.
     pub gpus: f64,
+    /// CPU cores its requests add up to.
+    pub cpus: f64,
     /// The devices as the scheduler names them: `3`, or `3/2` for MIG instance 2 of GPU 3.
     pub devices: Vec<String>,
     /// When the pod asked to be scheduled: its wait is `started_ns - asked_ns`.
@@ -453,7 +455,7 @@ impl Store {
 
     /// Every hold that overlaps `[from_ns, to_ns)`, oldest first.
     pub async fn usage(&self, from_ns: i64, to_ns: i64) -> Result<Vec<UsageRow>, StoreError> {
-        let rows = sqlx::query("SELECT pod, namespace, queue, node, gpus, asked_ns, started_ns, ended_ns, devices FROM gpu_usage WHERE started_ns < ? AND (ended_ns IS NULL OR ended_ns > ?) ORDER BY started_ns, pod")
+        let rows = sqlx::query("SELECT pod, namespace, queue, node, gpus, asked_ns, started_ns, ended_ns, devices, cpus FROM pod_usage WHERE started_ns < ? AND (ended_ns IS NULL OR ended_ns > ?) ORDER BY started_ns, pod")
             .bind(to_ns)
             .bind(from_ns)
             .fetch_all(&self.read)
@@ -463,7 +465,7 @@ impl Store {
 
     /// What one pod held, each time it was granted GPUs, oldest first.
     pub async fn usage_of_pod(&self, pod: &str) -> Result<Vec<UsageRow>, StoreError> {
-        let rows = sqlx::query("SELECT pod, namespace, queue, node, gpus, asked_ns, started_ns, ended_ns, devices FROM gpu_usage WHERE pod = ? ORDER BY started_ns")
+        let rows = sqlx::query("SELECT pod, namespace, queue, node, gpus, asked_ns, started_ns, ended_ns, devices, cpus FROM pod_usage WHERE pod = ? ORDER BY started_ns")
             .bind(pod)
             .fetch_all(&self.read)
             .await?;
@@ -766,7 +768,7 @@ async fn apply(tx: &mut SqliteConnection, w: &Write) -> Result<(), StoreError> {
             }
         }
         Write::UsageStarted(u) => {
-            sqlx::query("INSERT INTO gpu_usage (pod, started_ns, ended_ns, asked_ns, namespace, queue, node, gpus, devices) SELECT ?, ?, NULL, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM gpu_usage WHERE pod = ? AND ended_ns IS NULL) ON CONFLICT DO NOTHING")
+            sqlx::query("INSERT INTO pod_usage (pod, started_ns, ended_ns, asked_ns, namespace, queue, node, gpus, cpus, devices) SELECT ?, ?, NULL, ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM pod_usage WHERE pod = ? AND ended_ns IS NULL) ON CONFLICT DO NOTHING")
                 .bind(&u.pod)
                 .bind(u.started_ns)
                 .bind(u.asked_ns)
@@ -774,13 +776,14 @@ async fn apply(tx: &mut SqliteConnection, w: &Write) -> Result<(), StoreError> {
                 .bind(&u.queue)
                 .bind(&u.node)
                 .bind(u.gpus)
+                .bind(u.cpus)
                 .bind(u.devices.join(","))
                 .bind(&u.pod)
                 .execute(&mut *tx)
                 .await?;
         }
         Write::UsageEnded { pod, ended_ns } => {
-            sqlx::query("UPDATE gpu_usage SET ended_ns = max(started_ns, ?) WHERE pod = ? AND ended_ns IS NULL")
+            sqlx::query("UPDATE pod_usage SET ended_ns = max(started_ns, ?) WHERE pod = ? AND ended_ns IS NULL")
                 .bind(ended_ns)
                 .bind(pod)
                 .execute(&mut *tx)
@@ -788,11 +791,11 @@ async fn apply(tx: &mut SqliteConnection, w: &Write) -> Result<(), StoreError> {
         }
         Write::UsageCloseAllBut { holding, ended_ns } => {
             let open: Vec<String> =
-                sqlx::query_scalar("SELECT pod FROM gpu_usage WHERE ended_ns IS NULL")
+                sqlx::query_scalar("SELECT pod FROM pod_usage WHERE ended_ns IS NULL")
                     .fetch_all(&mut *tx)
                     .await?;
             for pod in open.iter().filter(|p| !holding.contains(p)) {
-                sqlx::query("UPDATE gpu_usage SET ended_ns = max(started_ns, ?) WHERE pod = ? AND ended_ns IS NULL")
+                sqlx::query("UPDATE pod_usage SET ended_ns = max(started_ns, ?) WHERE pod = ? AND ended_ns IS NULL")
                     .bind(ended_ns)
                     .bind(pod)
                     .execute(&mut *tx)
@@ -811,6 +814,7 @@ fn usage_row(r: &sqlx::sqlite::SqliteRow) -> UsageRow {
         queue: r.get(2),
         node: r.get(3),
         gpus: r.get(4),
+        cpus: r.get(9),
         devices: devices
             .split(',')
             .filter(|d| !d.is_empty())

@@ -181,6 +181,7 @@ async fn gpu_usage_ledger() {
         queue: "default".into(),
         node: "n1".into(),
         gpus,
+        cpus: 2.0,
         devices: vec!["0".into(), "1/3".into()],
         asked_ns: at - 10,
         started_ns: at,
@@ -214,6 +215,7 @@ async fn gpu_usage_ledger() {
     assert_eq!(all[1].gpus, 1.0 / 7.0);
     assert_eq!(all[1].asked_ns, 190, "the wait is kept");
     assert_eq!(all[1].devices, ["0", "1/3"]);
+    assert_eq!(all[1].cpus, 2.0);
     let a = s.usage_of_pod("a").await.unwrap();
     assert_eq!((a.len(), a[0].ended_ns), (1, Some(400)));
     // Windows: only holds that overlap.

@@ -56,13 +56,15 @@ export function usagePage(r, main) {
       const names = u.namespaces.map((n) => n.namespace);
       const max = Math.max(1e-9, ...u.namespaces.map((n) => n.gpuHours));
       const table = h('table.list', { id: 'usage' },
-        h('thead', h('tr', ['Namespace', 'GPU-hours', 'By queue'].map((c) => h('th', c)))),
+        h('thead', h('tr', ['Namespace', 'GPU-hours', 'By queue', 'CPU-hours', 'Cost'].map((c) => h('th', c)))),
         h('tbody', u.namespaces.length ? u.namespaces.map((n) => h('tr', { 'data-namespace': n.namespace, 'data-gpu-hours': n.gpuHours },
           h('td', h('span.swatch', { style: `--ns-hue:${hue(n.namespace)}` }), n.namespace),
           h('td', h('div.meter', h('div.meter-fill', { style: `width:${(100 * n.gpuHours) / max}%;background:hsl(${hue(n.namespace)} 62% 52%)` }),
             h('span', hours(n.gpuHours)))),
-          h('td', Object.entries(n.queues).map(([q, v]) => h('span.badge', `${q} ${hours(v)}`)))))
-          : h('tr', h('td.empty', { colspan: 3 }, `No GPU was held in ${month}.`))));
+          h('td', Object.entries(n.queues).map(([q, v]) => h('span.badge', `${q} ${hours(v)}`))),
+          h('td', hours(n.cpuHours)),
+          h('td', `${n.cost.toFixed(2)} ${u.currency}`)))
+          : h('tr', h('td.empty', { colspan: 5 }, `No GPU was held in ${month}.`))));
       // Workflows that finished in the month, by day.
       const finished = new Map(days.map((d) => [d, { ok: 0, all: 0 }]));
       const seen = new Set();
@@ -80,7 +82,7 @@ export function usagePage(r, main) {
       const okChart = h('div.chart', { id: 'success-chart' });
       const waitChart = h('div.chart', { id: 'wait-chart' });
       fill(body,
-        h('p.meta', `${hours(u.totalGpuHours)} GPU-hours in ${month} (UTC), MIG instances counted as their share of a GPU.`),
+        h('p.meta', `${hours(u.totalGpuHours)} GPU-hours and ${hours(u.totalCpuHours)} CPU-hours in ${month} (UTC), ${u.totalCost.toFixed(2)} ${u.currency} at the configured prices; MIG instances count as their share of a GPU.`),
         table,
         h('section', h('h2', 'GPU-hours per day'), gpuChart),
         h('section', h('h2', 'Workflows finished per day'),

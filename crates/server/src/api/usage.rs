@@ -1,5 +1,6 @@
-//! `GET /api/v1/onyx/usage?month=YYYY-MM`: GPU-hours per namespace and queue, and per day, read
-//! from the usage ledger (`crate::usage`). Without `month`, the current one.
+//! `GET /api/v1/usage?month=YYYY-MM` (also under `/api/v1/onyx/`): GPU- and CPU-hours per
+//! namespace and queue, per day, and their cost at the configured prices, read from the usage
+//! ledger (`crate::usage`). Without `month`, the current one.
 
 use std::sync::Arc;
 
@@ -16,7 +17,8 @@ use super::common::{ApiResult, St, Q};
 
 pub(super) fn routes() -> Router<Arc<AppState>> {
     Router::new()
-        .route("/api/v1/onyx/usage", get(gpu_usage))
+        .route("/api/v1/onyx/usage", get(month_usage))
+        .route("/api/v1/usage", get(month_usage))
         .route("/api/v1/onyx/usage/pods/{pod}", get(pod_usage))
 }
 
@@ -39,7 +41,7 @@ async fn pod_usage(State(s): St, Path(pod): Path<String>) -> ApiResult {
     Ok(Json(json!({"pod": pod, "items": items})))
 }
 
-async fn gpu_usage(State(s): St, Query(q): Q) -> ApiResult {
+async fn month_usage(State(s): St, Query(q): Q) -> ApiResult {
     let now = Utc::now();
     let month = q
         .get("month")
@@ -54,7 +56,7 @@ async fn gpu_usage(State(s): St, Query(q): Q) -> ApiResult {
             to.timestamp_nanos_opt().unwrap_or(i64::MAX),
         )
         .await?;
-    let report = usage::report(&rows, from, to, now);
+    let report = usage::report(&rows, from, to, now, &s.cfg.prices);
     let mut body = serde_json::to_value(report).unwrap_or_default();
     body["month"] = json!(month);
     Ok(Json(body))
