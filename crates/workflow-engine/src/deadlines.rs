@@ -6,7 +6,6 @@
 
 use chrono::Duration;
 
-use crate::protocol::Action;
 use crate::state::Engine;
 use crate::status::{NodeType, Phase, Time};
 
@@ -105,18 +104,7 @@ impl Engine {
                     self.nodes[i].deadline = None;
                     let msg =
                         "Pod was active on the node longer than the specified deadline".to_string();
-                    if self.nodes[i].started {
-                        self.release_pod_slot(i);
-                        let (id, pod) = (
-                            self.nodes[i].status.id.clone(),
-                            self.nodes[i].pod_name.clone().unwrap_or_default(),
-                        );
-                        self.actions.push(Action::KillPod {
-                            node_id: id,
-                            pod_name: pod,
-                            reason: msg.clone(),
-                        });
-                    }
+                    self.kill_started_pod(i, &msg);
                     self.finish(i, Phase::Failed, Some(msg), now);
                 }
             }
@@ -130,18 +118,7 @@ impl Engine {
                     }
                     let ty = self.nodes[i].status.node_type;
                     if matches!(ty, NodeType::Pod | NodeType::HTTP | NodeType::Suspend) {
-                        if self.nodes[i].started {
-                            self.release_pod_slot(i);
-                            let (id, pod) = (
-                                self.nodes[i].status.id.clone(),
-                                self.nodes[i].pod_name.clone().unwrap_or_default(),
-                            );
-                            self.actions.push(Action::KillPod {
-                                node_id: id,
-                                pod_name: pod,
-                                reason: "workflow deadline".into(),
-                            });
-                        }
+                        self.kill_started_pod(i, "workflow deadline");
                         self.finish(
                             i,
                             Phase::Failed,

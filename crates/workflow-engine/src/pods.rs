@@ -16,6 +16,20 @@ use crate::state::Engine;
 use crate::status::{Phase, Time};
 
 impl Engine {
+    /// Stop a leaf being ended early (deadline, shutdown, a block's timeout): a started pod
+    /// gives back its parallelism slot and the shell is asked to kill it.
+    pub(crate) fn kill_started_pod(&mut self, i: usize, reason: &str) {
+        if !self.nodes[i].started {
+            return;
+        }
+        self.release_pod_slot(i);
+        self.actions.push(Action::KillPod {
+            node_id: self.nodes[i].status.id.clone(),
+            pod_name: self.nodes[i].pod_name.clone().unwrap_or_default(),
+            reason: reason.into(),
+        });
+    }
+
     /// Start queued pods while parallelism, locks and suspension allow. Returns whether it
     /// did anything.
     pub(crate) fn try_start_pods(&mut self, now: Time) -> bool {

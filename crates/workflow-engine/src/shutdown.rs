@@ -4,7 +4,6 @@
 //!
 //! `Stop` lets exit handlers run; `Terminate` does not. Nothing new starts after either.
 
-use crate::protocol::Action;
 use crate::state::{Engine, Frame};
 use crate::status::{NodeType, Phase, Time};
 
@@ -64,18 +63,7 @@ impl Engine {
                     NodeType::Pod | NodeType::HTTP | NodeType::Suspend
                 )
             {
-                if self.nodes[i].started {
-                    self.release_pod_slot(i);
-                    let (id, pod) = (
-                        self.nodes[i].status.id.clone(),
-                        self.nodes[i].pod_name.clone().unwrap_or_default(),
-                    );
-                    self.actions.push(Action::KillPod {
-                        node_id: id,
-                        pod_name: pod,
-                        reason: reason.into(),
-                    });
-                }
+                self.kill_started_pod(i, reason);
                 self.finish(i, Phase::Failed, Some(reason.into()), now);
             }
         }
@@ -116,18 +104,7 @@ impl Engine {
                     NodeType::Pod | NodeType::HTTP | NodeType::Suspend
                 )
             {
-                if self.nodes[i].started {
-                    self.release_pod_slot(i);
-                    let (id, pod) = (
-                        self.nodes[i].status.id.clone(),
-                        self.nodes[i].pod_name.clone().unwrap_or_default(),
-                    );
-                    self.actions.push(Action::KillPod {
-                        node_id: id,
-                        pod_name: pod,
-                        reason: "workflow shutdown".into(),
-                    });
-                }
+                self.kill_started_pod(i, "workflow shutdown");
                 let strategy = if terminate { "Terminate" } else { "Stop" };
                 self.finish(
                     i,
