@@ -404,6 +404,9 @@ impl Dispatch {
                         }
                     }
                 }
+                // `onyx run` has no metrics endpoint: a sample has nowhere to go. Samples
+                // that cannot be computed still show as the workflow's MetricsError.
+                Action::Metric(_) => {}
                 Action::KillPod { node_id, .. } => {
                     if let Some(pid) = pids.remove(&node_id) {
                         local_executor::kill_group(pid);

@@ -50,6 +50,8 @@ pub struct Controller {
     watch: broadcast::Sender<WatchEvent>,
     /// Nodes being drained: cordoned, their pods given their grace, not yet empty.
     draining: Mutex<HashSet<String>>,
+    /// What `/metrics` reports of the controller's work, and the custom metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 pub fn now() -> Time {
@@ -77,6 +79,9 @@ impl Controller {
         let (watch, _) = broadcast::channel(4096);
         Arc::new(Controller {
             store,
+            metrics: Arc::new(crate::metrics::Metrics::with_scheduling(
+                pods.cluster.latency.clone(),
+            )),
             pods: Arc::new(pods),
             live: Mutex::new(HashMap::new()),
             watch,
@@ -218,6 +223,9 @@ impl Controller {
                     Action::Http { ref node_id, .. } | Action::Resource { ref node_id, .. } => {
                         other.insert(node_id.clone(), a.clone());
                     }
+                    // Samples of the past are not replayed: a restarted controller's
+                    // custom metrics start afresh, as Argo's do.
+                    Action::Metric(_) => {}
                 }
             }
         }
@@ -306,6 +314,7 @@ impl Controller {
             )));
         };
         let (tx, rx) = oneshot::channel();
+        self.metrics.queued();
         h.send(Cmd::Event(ev, Some(tx))).map_err(|_| {
             ApiError::FailedPrecondition(format!("workflow {} has completed", row.name))
         })?;
@@ -324,6 +333,7 @@ impl Controller {
         }
         let status: Value = serde_json::from_str(&row.status).unwrap_or(Value::Null);
         self.store.delete_workflow(&row.uid).await?;
+        self.metrics.forget(&row.uid);
         for pod in pod_names(&row.name, &status) {
             self.pods.remove(&pod);
         }
@@ -472,6 +482,7 @@ impl Controller {
         let mut out = Vec::new();
         for (_, h) in handles {
             let (tx, rx) = oneshot::channel();
+            self.metrics.queued();
             if h.send(Cmd::Event(Event::Suspend, Some(tx))).is_ok() {
                 if let Ok(v) = rx.await {
                     out.push(
@@ -585,8 +596,10 @@ impl Run {
                 cmds.push(c);
             }
             let at = now();
+            let handled_at = Instant::now();
             let mut events: Vec<Event> = Vec::new();
             let mut replies: Vec<oneshot::Sender<Value>> = Vec::new();
+            let queued = cmds.iter().filter(|c| matches!(c, Cmd::Event(..))).count();
             for c in cmds {
                 match c {
                     Cmd::Event(ev, reply) => {
@@ -622,6 +635,11 @@ impl Run {
                     let actions = self.engine.handle(ev, at);
                     self.dispatch(actions);
                 }
+            }
+            if queued > 0 || !replies.is_empty() {
+                self.ctl
+                    .metrics
+                    .operated(queued, handled_at.elapsed().as_secs_f64());
             }
             if !replies.is_empty() {
                 let snapshot = self.engine.to_json();
@@ -664,6 +682,7 @@ impl Run {
                 Action::StartPod(req) => {
                     self.pods.insert(req.node_id.clone(), req.pod_name.clone());
                     let tx = self.tx.clone();
+                    let metrics = self.ctl.metrics.clone();
                     let pods = self.ctl.pods.clone();
                     let spec = self.engine.spec();
                     let ask = crate::scheduling::ask_of(
@@ -677,15 +696,23 @@ impl Run {
                         *req,
                         ask,
                         move |ev| {
+                            metrics.queued();
                             let _ = tx.send(Cmd::Event(ev, None));
                         },
                     ));
                 }
                 Action::KillPod { pod_name, .. } => self.ctl.pods.kill(&pod_name),
+                Action::Metric(m) => {
+                    if let Err(e) = self.ctl.metrics.apply(&self.uid, &m) {
+                        tracing::warn!("workflow {}/{}: {e}", self.namespace, self.name);
+                    }
+                }
                 Action::Http { node_id, template } => {
                     let tx = self.tx.clone();
+                    let metrics = self.ctl.metrics.clone();
                     tokio::task::spawn_blocking(move || {
                         let ev = local_executor::actions::http_call(node_id, &template);
+                        metrics.queued();
                         let _ = tx.send(Cmd::Event(ev, None));
                     });
                 }
@@ -697,6 +724,7 @@ impl Run {
                     Some(manifest) => {
                         self.pods.insert(node_id.clone(), pod_name.clone());
                         let tx = self.tx.clone();
+                        let metrics = self.ctl.metrics.clone();
                         let job = crate::jobs::JobStart {
                             namespace: self.namespace.clone(),
                             workflow: self.name.clone(),
@@ -706,10 +734,12 @@ impl Run {
                             manifest,
                         };
                         tokio::spawn(self.ctl.pods.clone().run_job(job, move |ev| {
+                            metrics.queued();
                             let _ = tx.send(Cmd::Event(ev, None));
                         }));
                     }
                     None => {
+                        self.ctl.metrics.queued();
                         let _ = self.tx.send(Cmd::Event(
                             Event::ResourceDone {
                                 node_id,
@@ -765,6 +795,13 @@ impl Run {
         }
         self.persist(true).await;
         let json = self.engine.to_json();
+        if let (Some(s), Some(f)) = (self.engine.started_at(), self.engine.finished_at()) {
+            self.ctl.metrics.workflow_finished(
+                &self.namespace,
+                self.engine.phase().as_str(),
+                (f - s).num_milliseconds() as f64 / 1000.0,
+            );
+        }
         let labels = labels_of(&json);
         let created = json
             .pointer("/metadata/creationTimestamp")

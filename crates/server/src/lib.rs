@@ -9,6 +9,7 @@ pub mod error;
 pub mod jobs;
 pub mod maintenance;
 pub mod manifest;
+pub mod metrics;
 pub mod pods;
 pub mod scheduling;
 pub mod state;

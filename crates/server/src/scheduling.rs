@@ -235,6 +235,8 @@ pub struct Cluster {
     /// Every grant that holds GPUs or CPU and every release of one, for the usage ledger.
     ledger: tokio::sync::mpsc::UnboundedSender<Ledger>,
     ledger_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<Ledger>>>,
+    /// Milliseconds each scheduling cycle took (Volcano's e2e scheduling latency buckets).
+    pub latency: prometheus_client::metrics::histogram::Histogram,
 }
 
 /// A change to what pods hold of the GPUs, in the order the cluster saw it.
@@ -366,6 +368,13 @@ pub struct QueueUsage {
     pub allocated_gpus: f64,
     pub running: usize,
     pub pending: usize,
+    /// Pod groups (gangs; a pod outside a gang is a group of its own) with a bound pod, and
+    /// with every pod waiting: Volcano's Running and Pending PodGroups.
+    pub running_groups: usize,
+    pub pending_groups: usize,
+    /// When the longest-waiting pod asked (nanoseconds since the epoch).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oldest_wait_ns: Option<i64>,
     /// The pods waiting in it and why.
     pub waiting: BTreeMap<String, String>,
 }
@@ -516,6 +525,9 @@ impl Cluster {
                 pods: BTreeMap::new(),
                 seq: 0,
             }),
+            latency: prometheus_client::metrics::histogram::Histogram::new(
+                prometheus_client::metrics::histogram::exponential_buckets(5.0, 2.0, 10),
+            ),
             policy,
             local,
             changed: Notify::new(),
@@ -658,6 +670,11 @@ impl Cluster {
             nodes.push(Node { spec, uuids });
         }
         Cluster::new(nodes, policy, false)
+    }
+
+    /// Whether the nodes are this machine (GPUs read through NVML) rather than virtual.
+    pub fn is_local(&self) -> bool {
+        self.local
     }
 
     pub fn total_gpus(&self) -> usize {
@@ -1004,21 +1021,39 @@ impl Cluster {
                     allocated_gpus: 0.0,
                     running: 0,
                     pending: 0,
+                    running_groups: 0,
+                    pending_groups: 0,
+                    oldest_wait_ns: None,
                     waiting: BTreeMap::new(),
                 };
+                let mut bound_groups = std::collections::BTreeSet::new();
+                let mut waiting_groups = std::collections::BTreeSet::new();
                 for (pod, p) in inner.pods.iter().filter(|(_, p)| p.ask.queue == *name) {
+                    let group = match &p.ask.group {
+                        Some((g, _)) => format!("{}/{g}", p.ask.namespace),
+                        None => format!("pod:{pod}"),
+                    };
                     match &p.standing {
                         Standing::Bound(_) => {
                             usage.running += 1;
                             usage.allocated_gpus += gpu_equivalents(&p.ask.requests);
+                            bound_groups.insert(group);
                         }
                         Standing::Waiting(why) => {
                             usage.pending += 1;
                             usage.waiting.insert(pod.clone(), why.clone());
+                            waiting_groups.insert(group);
+                            usage.oldest_wait_ns = Some(
+                                usage
+                                    .oldest_wait_ns
+                                    .map_or(p.asked_ns, |o| o.min(p.asked_ns)),
+                            );
                         }
                         Standing::Refused(_) => {}
                     }
                 }
+                usage.running_groups = bound_groups.len();
+                usage.pending_groups = waiting_groups.difference(&bound_groups).count();
                 usage
             })
             .collect()
@@ -1026,8 +1061,11 @@ impl Cluster {
 
     /// One scheduling cycle over everything the server knows.
     fn cycle(&self, inner: &mut Inner) {
+        let began = std::time::Instant::now();
         let scenario = self.scenario(inner);
-        let outcome = match scheduler::run(&scenario) {
+        let outcome = scheduler::run(&scenario);
+        self.latency.observe(began.elapsed().as_secs_f64() * 1000.0);
+        let outcome = match outcome {
             Ok(o) => o,
             Err(e) => {
                 // The scenario is built here, so this is a bug; pods wait and say so.

@@ -329,6 +329,20 @@ impl Store {
         Ok(rows.iter().map(workflow_row).collect())
     }
 
+    /// How many live (not archived, not deleted) workflows each namespace has in each phase:
+    /// what Argo's `argo_workflows_count` gauge counts.
+    pub async fn count_by_phase(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT namespace, phase, COUNT(*) FROM workflows GROUP BY namespace, phase ORDER BY namespace, phase",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
+    }
+
     pub async fn events(&self, uid: &str) -> Result<Vec<EventRow>, StoreError> {
         let rows = sqlx::query("SELECT seq, at_ns, body FROM events WHERE uid = ? ORDER BY seq")
             .bind(uid)

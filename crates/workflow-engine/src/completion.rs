@@ -108,6 +108,7 @@ impl Engine {
         self.phase = phase;
         self.message = message;
         self.finished_at = Some(now);
+        self.emit_workflow_metrics(false, now);
         self.fire_workflow_hooks(now);
     }
 }

@@ -165,6 +165,7 @@ impl Engine {
             changed: Vec::new(),
             pending_retries: Vec::new(),
             root_phase: None,
+            metrics_error: None,
         };
         e.init_globals()?;
         Ok(e)
@@ -177,6 +178,16 @@ impl Engine {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// When the workflow started (its first `start`).
+    pub fn started_at(&self) -> Option<Time> {
+        self.started_at
+    }
+
+    /// When the workflow finished, once it has.
+    pub fn finished_at(&self) -> Option<Time> {
+        self.finished_at
     }
 
     pub fn phase(&self) -> Phase {
@@ -239,6 +250,7 @@ impl Engine {
         if let Some(s) = &self.spec.shutdown {
             self.shutdown = Some(s == "Terminate");
         }
+        self.emit_workflow_metrics(true, now);
         let entry = self.spec.entrypoint.clone().unwrap_or_default();
         let ctx = Ctx {
             tscope: TScope::Local,
@@ -343,6 +355,10 @@ impl Engine {
         });
         if let Some(m) = &self.message {
             status["message"] = Value::String(m.clone());
+        }
+        if let Some(e) = &self.metrics_error {
+            status["conditions"] =
+                json!([{"type": "MetricsError", "status": "True", "message": e}]);
         }
         if !self.global_outputs.is_empty() {
             status["outputs"] = serde_json::to_value(&self.global_outputs).unwrap_or_default();

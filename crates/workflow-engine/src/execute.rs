@@ -198,6 +198,10 @@ impl Engine {
         if kind.is_some_and(is_pod_kind) {
             self.nodes[i].pod_name = Some(pod_name);
         }
+        if let Some(m) = t.metrics.take() {
+            self.nodes[i].metrics = Some(m);
+            self.emit_node_metrics(i, true, now);
+        }
         let Some(kind) = kind else {
             self.finish(i, Phase::Error, Some(format!("template '{tname}' has no container, script, steps, dag, suspend, resource or http")), now);
             return i;

@@ -22,6 +22,7 @@ mod hooks;
 mod loops;
 mod maps;
 mod memo;
+mod metrics;
 mod nodes;
 mod outputs;
 mod pods;

@@ -60,6 +60,7 @@ impl Engine {
             lock: None,
             memo_key: None,
             pod_name: None,
+            metrics: None,
         });
         self.by_id.insert(id, idx);
         self.changed.push(idx);
@@ -94,6 +95,10 @@ impl Engine {
             n.status.message = message;
         }
         n.status.finished_at = Some(now);
+        if n.metrics.is_some() {
+            self.emit_node_metrics(i, false, now);
+        }
+        let n = &mut self.nodes[i];
         // An ended node never reads its instantiated template again; at 10^5 nodes keeping
         // them costs kilobytes per node.
         n.template = None;

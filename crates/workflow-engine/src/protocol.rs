@@ -78,6 +78,46 @@ pub enum Action {
         pod_name: String,
         template: Arc<Template>,
     },
+    /// Update a custom metric that the workflow or a template declares (`metrics.prometheus`),
+    /// with its tags already substituted. Not a side effect the workflow waits on: a shell
+    /// replaying a log after a restart drops these, as Argo's controller loses its custom
+    /// metrics when it restarts.
+    Metric(Box<MetricUpdate>),
+}
+
+/// One custom metric sample, as Argo's controller computes it (`computeMetrics`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricUpdate {
+    /// The name as declared, without Argo's `argo_workflows_` prefix.
+    pub name: String,
+    pub help: String,
+    /// Label pairs, sorted by key (Argo's constant labels).
+    pub labels: Vec<(String, String)>,
+    pub value: MetricValue,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetricValue {
+    /// Add to a counter.
+    Counter(f64),
+    Gauge(GaugeOperation, f64),
+    /// Observe a value; `buckets` are the histogram's upper bounds, ascending.
+    Histogram {
+        buckets: Vec<f64>,
+        value: f64,
+    },
+    /// A realtime gauge: seconds since `since`, frozen at `until` once that is known.
+    Realtime {
+        since: Time,
+        until: Option<Time>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GaugeOperation {
+    Set,
+    Add,
+    Sub,
 }
 
 /// What happened outside the engine. Events are data (serde): a durable shell logs each one

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use serde_json::Value;
 use template_eval::Vars;
 use workflow_model::{
-    ContinueOn, DagTask, LifecycleHook, Outputs, Template, TemplateKind, TemplateRef, WorkflowSpec,
-    WorkflowStep,
+    ContinueOn, DagTask, LifecycleHook, Metrics, Outputs, Template, TemplateKind, TemplateRef,
+    WorkflowSpec, WorkflowStep,
 };
 
 use crate::depends::DependsExpr;
@@ -188,6 +188,8 @@ pub(crate) struct Node {
     pub(crate) lock: Option<String>,
     pub(crate) memo_key: Option<(String, String)>,
     pub(crate) pod_name: Option<String>,
+    /// The template's `metrics`, emitted when the node ends (realtime gauges when it starts).
+    pub(crate) metrics: Option<Box<Metrics>>,
 }
 
 /// One workflow's state.
@@ -234,6 +236,9 @@ pub struct Engine {
     pub(crate) changed: Vec<usize>,
     pub(crate) pending_retries: Vec<usize>,
     pub(crate) root_phase: Option<Phase>,
+    /// The last custom metric that could not be emitted, and why (Argo's `MetricsError`
+    /// condition).
+    pub(crate) metrics_error: Option<String>,
 }
 
 pub(crate) fn err(msg: impl Into<String>) -> EngineError {

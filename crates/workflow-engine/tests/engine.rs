@@ -563,3 +563,58 @@ fn suspend_and_resume_show_in_spec_suspend() {
     );
     assert_eq!(sim.engine.to_json()["spec"].get("suspend"), None);
 }
+
+/// Argo's `computeMetrics`: a template's metrics when its node ends (`status`, `duration`,
+/// `outputs.*` in scope, `when` filtering), the workflow's realtime gauges at its start and
+/// all its metrics at its end; a metric without help is skipped and recorded as the
+/// `MetricsError` condition, never failing a node.
+#[test]
+fn custom_metrics_are_emitted_when_nodes_and_the_workflow_end() {
+    use workflow_engine::{MetricValue, Time};
+    let s = run(&wf("  entrypoint: main\n  metrics:\n    prometheus:\n    - name: wf_duration\n      help: Workflow duration\n      gauge: {realtime: true, value: '{{workflow.duration}}'}\n    - name: wf_result\n      help: Workflows by status\n      labels: [{key: status, value: '{{workflow.status}}'}]\n      counter: {value: '1'}\n  templates:\n  - name: main\n    steps:\n    - - name: a\n        template: num\n    - - name: b\n        template: fail\n        continueOn: {failed: true}\n  - name: num\n    metrics:\n      prometheus:\n      - name: num_hist\n        help: Numbers\n        when: '{{status}} == Succeeded'\n        histogram: {buckets: [10, 2.5, 5], value: '{{outputs.result}}'}\n      - name: no_help\n        counter: {value: '1'}\n    container: {image: argosay, args: [echo, '4']}\n  - name: fail\n    metrics:\n      prometheus:\n      - name: result_counter\n        help: Results\n        labels: [{key: name, value: fail}, {key: status, value: '{{status}}'}]\n        counter: {value: '1'}\n      - name: skipped_when_succeeded\n        help: Only on success\n        when: '{{status}} == Succeeded'\n        counter: {value: '1'}\n    container: {image: argosay, args: [exit, '1']}\n"));
+    assert_eq!(s.phase(), "Succeeded");
+    let by_name = |n: &str| s.metrics.iter().filter(|m| m.name == n).collect::<Vec<_>>();
+    let hist = by_name("num_hist");
+    assert_eq!(hist.len(), 1);
+    assert_eq!(
+        hist[0].value,
+        MetricValue::Histogram {
+            buckets: vec![2.5, 5.0, 10.0],
+            value: 4.0
+        }
+    );
+    let results = by_name("result_counter");
+    assert_eq!(results.len(), 1);
+    assert_eq!(
+        results[0].labels,
+        vec![
+            ("name".to_string(), "fail".to_string()),
+            ("status".to_string(), "Failed".to_string())
+        ]
+    );
+    assert_eq!(results[0].value, MetricValue::Counter(1.0));
+    assert!(by_name("skipped_when_succeeded").is_empty());
+    assert!(by_name("no_help").is_empty());
+    // The workflow's realtime gauge at its start (still counting) and at its end (frozen).
+    let durations = by_name("wf_duration");
+    assert_eq!(durations.len(), 2);
+    let ends: Vec<Option<Time>> = durations
+        .iter()
+        .map(|m| match &m.value {
+            MetricValue::Realtime { until, .. } => *until,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert!(ends[0].is_none() && ends[1].is_some(), "{ends:?}");
+    let wf_result = by_name("wf_result");
+    assert_eq!(
+        wf_result[0].labels,
+        vec![("status".to_string(), "Succeeded".to_string())]
+    );
+    let conditions = &s.json()["status"]["conditions"];
+    assert_eq!(conditions[0]["type"], "MetricsError");
+    assert!(conditions[0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("must contain a help string"));
+}

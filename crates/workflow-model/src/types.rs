@@ -138,6 +138,7 @@ pub struct WorkflowSpec {
     pub scheduler_name: Option<String>,
     pub priority: Option<i64>,
     pub pod_priority_class_name: Option<String>,
+    pub metrics: Option<Box<Metrics>>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -344,6 +345,59 @@ pub struct Template {
     pub pod_spec_patch: Option<String>,
     pub priority_class_name: Option<String>,
     pub scheduler_name: Option<String>,
+    pub metrics: Option<Box<Metrics>>,
+}
+
+/// `metrics:` of a workflow or template: Prometheus metrics the controller emits when the
+/// node (or workflow) ends, or while it runs for a realtime gauge.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Metrics {
+    pub prometheus: Vec<PrometheusMetric>,
+}
+
+/// One metric of `metrics.prometheus` (Argo's `Prometheus` type): exactly one of `gauge`,
+/// `histogram`, `counter`; its name gets Argo's `argo_workflows_` prefix when exposed.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, rename_all = "camelCase")]
+pub struct PrometheusMetric {
+    pub name: String,
+    pub labels: Vec<MetricLabel>,
+    pub help: String,
+    pub when: Option<String>,
+    pub gauge: Option<GaugeMetric>,
+    pub histogram: Option<HistogramMetric>,
+    pub counter: Option<CounterMetric>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct MetricLabel {
+    pub key: String,
+    pub value: AnyString,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct GaugeMetric {
+    pub value: AnyString,
+    pub realtime: Option<bool>,
+    /// `Set` (the default), `Add` or `Sub`.
+    pub operation: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct HistogramMetric {
+    pub value: AnyString,
+    /// Argo's `Amount`s: numbers (or numeric strings).
+    pub buckets: Vec<Value>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct CounterMetric {
+    pub value: AnyString,
 }
 
 /// The kind of work a template describes; exactly one must be set.

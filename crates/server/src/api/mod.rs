@@ -20,6 +20,7 @@ mod cluster;
 mod common;
 mod info;
 mod logs;
+mod metrics;
 mod objects;
 mod usage;
 mod workflows;
@@ -37,6 +38,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(cluster::routes())
         .merge(archive::routes())
         .merge(usage::routes())
+        .merge(metrics::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .layer(axum::extract::DefaultBodyLimit::max(limit));

@@ -18,6 +18,8 @@ pub struct Sim {
     running: Vec<(Time, PodResult)>,
     pub started: Vec<String>,
     pub killed: Vec<String>,
+    /// Custom metric samples, in the order the engine emitted them.
+    pub metrics: Vec<workflow_engine::MetricUpdate>,
     /// How many times each pod name (template + args) has run, for fail-once.
     attempts: HashMap<String, u32>,
     pub max_running: usize,
@@ -92,6 +94,7 @@ impl Sim {
             running: Vec::new(),
             started: Vec::new(),
             killed: Vec::new(),
+            metrics: Vec::new(),
             attempts: HashMap::new(),
             max_running: 0,
             resume_after: None,
@@ -132,6 +135,7 @@ impl Sim {
                     );
                     self.apply(acts);
                 }
+                Action::Metric(m) => self.metrics.push(*m),
                 Action::KillPod { node_id, .. } => {
                     self.killed.push(node_id.clone());
                     self.running.retain(|(_, r)| r.node_id != node_id);
