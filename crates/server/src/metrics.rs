@@ -322,6 +322,8 @@ pub struct Snapshot {
     pub store_bytes: Option<u64>,
     /// (available, size) of the filesystem the store is on.
     pub store_fs: Option<(u64, u64)>,
+    /// Seconds pods waited to be scheduled, per queue.
+    pub waits: Vec<(String, Histogram)>,
     pub now: Option<DateTime<Utc>>,
 }
 
@@ -611,6 +613,8 @@ impl Collector for Scrape {
 
         // Volcano's scheduler metrics.
         let q = &s.queues;
+        let total_gpus: f64 = s.nodes.iter().map(|n| n.gpus as f64).sum();
+        let deserved = effective_deserved(q, total_gpus);
         gauges(
             &mut enc,
             "volcano_queue_weight",
@@ -637,8 +641,7 @@ impl Collector for Scrape {
             &mut enc,
             "volcano_queue_deserved_scalar_resources",
             "Deserved scalar resources for one queue",
-            q.iter()
-                .filter_map(|q| q.deserved_gpus.map(|d| gpu(q, d as f64))),
+            q.iter().map(|q| gpu(q, deserved[&q.name])),
         )?;
         gauges(
             &mut enc,
@@ -651,12 +654,10 @@ impl Collector for Scrape {
             &mut enc,
             "volcano_queue_share",
             "Share for one queue (allocated over deserved GPUs)",
-            q.iter().filter_map(|q| {
-                let d = q.deserved_gpus.filter(|d| *d > 0)?;
-                Some((
-                    vec![("queue_name", q.name.clone())],
-                    q.allocated_gpus / d as f64,
-                ))
+            q.iter().map(|q| {
+                let d = deserved[&q.name];
+                let share = if d > 0.0 { q.allocated_gpus / d } else { 0.0 };
+                (vec![("queue_name", q.name.clone())], share)
             }),
         )?;
         gauges(
@@ -664,7 +665,7 @@ impl Collector for Scrape {
             "volcano_queue_overused",
             "If one queue is overused",
             q.iter().map(|q| {
-                let over = q.deserved_gpus.is_some_and(|d| q.allocated_gpus > d as f64);
+                let over = q.allocated_gpus > deserved[&q.name];
                 (vec![("queue_name", q.name.clone())], over as u8 as f64)
             }),
         )?;
@@ -700,6 +701,14 @@ impl Collector for Scrape {
                 });
                 (vec![("queue_name", q.name.clone())], wait)
             }),
+        )?;
+        histograms(
+            &mut enc,
+            "onyx_pod_scheduling_wait_seconds",
+            "Seconds pods with requests waited from asking to be scheduled to their grant, per queue",
+            s.waits
+                .iter()
+                .map(|(q, h)| (vec![("queue_name", q.clone())], h)),
         )?;
         histograms(
             &mut enc,
@@ -830,6 +839,53 @@ impl Collector for Scrape {
         }
         Ok(())
     }
+}
+
+/// Each queue's deserved GPUs as Volcano's proportion plugin sees them: the configured
+/// `deserved`, else its weight's part of what its parent deserves (the cluster for a queue at
+/// the top), among its siblings.
+fn effective_deserved(queues: &[QueueUsage], total: f64) -> BTreeMap<String, f64> {
+    fn of(
+        name: &str,
+        queues: &[QueueUsage],
+        total: f64,
+        out: &mut BTreeMap<String, f64>,
+        depth: usize,
+    ) -> f64 {
+        if let Some(d) = out.get(name) {
+            return *d;
+        }
+        let Some(q) = queues.iter().find(|q| q.name == name) else {
+            return 0.0;
+        };
+        let d = match q.deserved_gpus {
+            Some(d) => d as f64,
+            None => {
+                let parent = match (&q.parent, depth < queues.len()) {
+                    (Some(p), true) => of(p, queues, total, out, depth + 1),
+                    _ => total,
+                };
+                let siblings: u32 = queues
+                    .iter()
+                    .filter(|s| s.parent == q.parent)
+                    .map(|s| s.weight)
+                    .sum();
+                if siblings == 0 {
+                    0.0
+                } else {
+                    parent * q.weight as f64 / siblings as f64
+                }
+            }
+        };
+        let d = q.capability_gpus.map_or(d, |c| d.min(c as f64));
+        out.insert(name.to_string(), d);
+        d
+    }
+    let mut out = BTreeMap::new();
+    for q in queues {
+        of(&q.name, queues, total, &mut out, 0);
+    }
+    out
 }
 
 /// The store's size (database and WAL) and its filesystem's free and total bytes.

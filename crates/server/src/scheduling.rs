@@ -237,7 +237,14 @@ pub struct Cluster {
     ledger_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<Ledger>>>,
     /// Milliseconds each scheduling cycle took (Volcano's e2e scheduling latency buckets).
     pub latency: prometheus_client::metrics::histogram::Histogram,
+    /// Seconds pods waited from asking to their grant, per queue.
+    waits: Mutex<BTreeMap<String, prometheus_client::metrics::histogram::Histogram>>,
 }
+
+/// Buckets of a pod's wait for resources: from a second to half a day.
+const WAIT_BUCKETS: [f64; 10] = [
+    1.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 14400.0, 43200.0,
+];
 
 /// A change to what pods hold of the GPUs, in the order the cluster saw it.
 #[derive(Debug, Clone, PartialEq)]
@@ -525,6 +532,7 @@ impl Cluster {
                 pods: BTreeMap::new(),
                 seq: 0,
             }),
+            waits: Mutex::new(BTreeMap::new()),
             latency: prometheus_client::metrics::histogram::Histogram::new(
                 prometheus_client::metrics::histogram::exponential_buckets(5.0, 2.0, 10),
             ),
@@ -670,6 +678,12 @@ impl Cluster {
             nodes.push(Node { spec, uuids });
         }
         Cluster::new(nodes, policy, false)
+    }
+
+    /// How long pods waited for their grant, per queue (the histograms are shared handles).
+    pub fn waits(&self) -> Vec<(String, prometheus_client::metrics::histogram::Histogram)> {
+        let waits = self.waits.lock().expect("waits");
+        waits.iter().map(|(q, h)| (q.clone(), h.clone())).collect()
     }
 
     /// Whether the nodes are this machine (GPUs read through NVML) rather than virtual.
@@ -1148,6 +1162,14 @@ impl Cluster {
                     ask: p.ask.clone(),
                 };
                 self.note_held(name, &grant, n, p.asked_ns);
+                self.waits
+                    .lock()
+                    .expect("waits")
+                    .entry(p.ask.queue.clone())
+                    .or_insert_with(|| {
+                        prometheus_client::metrics::histogram::Histogram::new(WAIT_BUCKETS)
+                    })
+                    .observe((now_ns() - p.asked_ns).max(0) as f64 / 1e9);
                 p.standing = Standing::Bound(Box::new(grant));
             } else {
                 let why =

@@ -51,6 +51,7 @@ async fn metrics(State(s): St) -> impl IntoResponse {
         quotas,
         store_bytes,
         store_fs,
+        waits: cluster.waits(),
         now: None,
     };
     let text = render(&s.ctl.metrics, snapshot);

@@ -1,0 +1,429 @@
+//! Observability against the real tools: Debian's Prometheus scrapes `onyx server` while
+//! workflows run and is asked, through its own query API, what it saw; `promtool` checks the
+//! shipped config and alert rules and runs their unit tests; every Grafana panel's query is
+//! run in that Prometheus and may name only metrics ONYX really exposes.
+//!
+//! Prometheus and promtool come from Debian's `prometheus` package (`.ci/run` installs it).
+//! Without them these tests say so and pass, except under CI (`CI` set), where they fail.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::{temp_home, Server};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The tool's path, or None (with the reason said) when it is not installed outside CI.
+fn tool(name: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{name} is not installed (apt-get install prometheus); CI must run this test"
+        );
+        eprintln!("{name} is not installed (apt-get install prometheus): test skipped");
+    }
+    found
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn get_json(url: &str) -> Value {
+    match ureq::get(url).call() {
+        Ok(r) => serde_json::from_str(&r.into_string().unwrap_or_default()).unwrap_or(Value::Null),
+        Err(ureq::Error::Status(_, r)) => {
+            serde_json::from_str(&r.into_string().unwrap_or_default()).unwrap_or(Value::Null)
+        }
+        Err(_) => Value::Null,
+    }
+}
+
+/// An instant query's result vector, through Prometheus' HTTP API.
+fn query(prom: &str, q: &str) -> Value {
+    let url = format!("{prom}/api/v1/query?query={}", urlencode(q));
+    get_json(&url)
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The query's single value, once Prometheus has one.
+fn value(prom: &str, q: &str) -> Option<f64> {
+    let r = query(prom, q);
+    let v = r["data"]["result"].as_array()?.first()?["value"][1]
+        .as_str()?
+        .parse()
+        .ok()?;
+    Some(v)
+}
+
+/// Wait until `q` evaluates to `want` in Prometheus (it scrapes every second).
+fn expect(prom: &str, q: &str, want: f64) {
+    let t0 = Instant::now();
+    loop {
+        let got = value(prom, q);
+        if got == Some(want) {
+            return;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "Prometheus: {q} is {got:?}, expected {want}: {}",
+            query(prom, q)
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn metric_workflow(name: &str, script: &str, resources: Value) -> Value {
+    json!({"metadata": {"name": name}, "spec": {"entrypoint": "work",
+        "arguments": {"parameters": [{"name": "ticket_id", "value": "T-9"}]},
+        "templates": [{"name": "work",
+            "metrics": {"prometheus": [
+                {"name": "onyx_test_results", "help": "Results of the test's steps",
+                 "labels": [{"key": "status", "value": "{{status}}"}],
+                 "counter": {"value": "1"}},
+                {"name": "onyx_test_value", "help": "Values the test's steps printed",
+                 "when": "{{status}} == Succeeded",
+                 "histogram": {"buckets": [1, 5, 10], "value": "{{outputs.result}}"}}]},
+            "script": {"image": "debian", "command": ["sh"], "source": script,
+                       "resources": {"limits": resources}}}]}})
+}
+
+#[test]
+fn prometheus_scrapes_workflow_scheduler_and_gpu_metrics() {
+    let Some(prometheus) = tool("prometheus") else {
+        return;
+    };
+    let home = temp_home("obs-prometheus");
+    let onyx_toml = home.join("onyx.toml");
+    std::fs::write(
+        &onyx_toml,
+        format!(
+            "home = {:?}\n[namespaces.vision]\ngpu_quota = 8\n",
+            home.join("state")
+        ),
+    )
+    .unwrap();
+    let s = Server::start(
+        &home,
+        &["--cluster", "onyx", "--config", onyx_toml.to_str().unwrap()],
+    );
+    let port = free_port();
+    let target = s.base.trim_start_matches("http://").to_string();
+    let rules = repo().join("deploy/prometheus/onyx-rules.yaml");
+    let config = home.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nrule_files: [{:?}]\nscrape_configs:\n- job_name: onyx\n  static_configs: [{{targets: ['{target}']}}]\n",
+            rules.canonicalize().unwrap()
+        ),
+    )
+    .unwrap();
+    let prom = Killed(
+        Command::new(prometheus)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", home.join("tsdb").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus starts"),
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    // Prometheus scrapes the server before any workflow runs.
+    expect(&url, r#"up{job="onyx"}"#, 1.0);
+
+    for i in 0..3 {
+        s.submit(
+            "default",
+            metric_workflow(&format!("ok-{i}"), "echo 4", json!({})),
+        );
+    }
+    s.submit(
+        "default",
+        metric_workflow("broken", "exit 3", json!({})),
+    );
+    s.submit(
+        "vision",
+        metric_workflow("gpu", "echo 7; sleep 4", json!({"nvidia.com/gpu": 1})),
+    );
+    // While the GPU step runs: its GPU is held by its namespace and busy (modelled).
+    expect(
+        &url,
+        r#"sum(onyx_gpus_allocated{namespace="vision",queue="default"})"#,
+        1.0,
+    );
+    expect(&url, "max(DCGM_FI_DEV_GPU_UTIL)", 100.0);
+    expect(&url, "count(DCGM_FI_DEV_GPU_UTIL == 100)", 1.0);
+    for (ns, name) in [
+        ("default", "ok-0"),
+        ("default", "ok-1"),
+        ("default", "ok-2"),
+        ("default", "broken"),
+        ("vision", "gpu"),
+    ] {
+        s.wait(ns, name, Duration::from_secs(60));
+    }
+
+    // Argo's own gauge and the spec's per-namespace name.
+    expect(&url, r#"argo_workflows_count{status="Succeeded"}"#, 4.0);
+    expect(&url, r#"argo_workflows_count{status="Failed"}"#, 1.0);
+    expect(
+        &url,
+        r#"argo_workflows_workflow_count{namespace="vision",status="Succeeded"}"#,
+        1.0,
+    );
+    // A histogram: every finished workflow observed once, by namespace and phase.
+    expect(
+        &url,
+        "sum(argo_workflows_workflow_duration_seconds_count)",
+        5.0,
+    );
+    expect(
+        &url,
+        r#"argo_workflows_workflow_duration_seconds_count{namespace="default",status="Failed"}"#,
+        1.0,
+    );
+    // The templates' custom metrics: a counter per status, a histogram only on success.
+    expect(
+        &url,
+        r#"argo_workflows_onyx_test_results{status="Succeeded"}"#,
+        4.0,
+    );
+    expect(
+        &url,
+        r#"argo_workflows_onyx_test_results{status="Failed"}"#,
+        1.0,
+    );
+    expect(&url, "argo_workflows_onyx_test_value_count", 4.0);
+    expect(&url, "argo_workflows_onyx_test_value_sum", 19.0);
+    expect(&url, r#"argo_workflows_onyx_test_value_bucket{le="5"}"#, 3.0);
+    // Scheduler and GPUs: the seed's 16 nodes × 8 GPUs, one pod waited for its grant.
+    expect(&url, "count(DCGM_FI_DEV_GPU_UTIL)", 128.0);
+    expect(&url, "count(onyx_node_schedulable)", 16.0);
+    expect(
+        &url,
+        r#"onyx_pod_scheduling_wait_seconds_count{queue_name="default"}"#,
+        1.0,
+    );
+    expect(&url, r#"volcano_queue_weight{queue_name="default"}"#, 1.0);
+
+    // The shipped alert rules load and evaluate.
+    let rules = get_json(&format!("{url}/api/v1/rules"));
+    let groups = rules["data"]["groups"].as_array().expect("rule groups");
+    assert_eq!(groups.len(), 5, "{rules}");
+    let t0 = Instant::now();
+    loop {
+        let rules = get_json(&format!("{url}/api/v1/rules"));
+        let healths: Vec<String> = rules["data"]["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|g| g["rules"].as_array().unwrap().clone())
+            .map(|r| r["health"].as_str().unwrap_or_default().to_string())
+            .collect();
+        if healths.iter().all(|h| h == "ok") {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(20), "{rules}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+
+    // Every dashboard panel's query runs, and names only metrics Prometheus has from ONYX.
+    let names: BTreeSet<String> = get_json(&format!("{url}/api/v1/label/__name__/values"))
+        ["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    let mut checked = 0;
+    for entry in std::fs::read_dir(repo().join("deploy/grafana")).unwrap() {
+        let path = entry.unwrap().path();
+        let dashboard: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        for panel in dashboard["panels"].as_array().unwrap() {
+            for target in panel["targets"].as_array().unwrap() {
+                let expr = target["expr"].as_str().unwrap();
+                let r = query(&url, expr);
+                assert_eq!(
+                    r["status"],
+                    "success",
+                    "{}: panel {:?}: {expr}: {r}",
+                    path.display(),
+                    panel["title"]
+                );
+                for name in metric_names(expr) {
+                    assert!(
+                        names.contains(&name),
+                        "{}: panel {:?} queries {name}, which onyx server does not expose",
+                        path.display(),
+                        panel["title"]
+                    );
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 18, "only {checked} panel queries found");
+    drop(prom);
+}
+
+/// The metric names a PromQL expression reads: identifiers outside label matchers, strings
+/// and grouping clauses, not followed by `(` (functions, aggregations).
+fn metric_names(expr: &str) -> Vec<String> {
+    let mut cleaned = String::new();
+    let mut depth_braces = 0;
+    let mut in_string = false;
+    for c in expr.chars() {
+        match c {
+            '"' => in_string = !in_string,
+            '{' if !in_string => depth_braces += 1,
+            '}' if !in_string => depth_braces -= 1,
+            _ if in_string || depth_braces > 0 => {}
+            _ => cleaned.push(c),
+        }
+    }
+    // Grouping clauses name labels, not metrics.
+    let grouping = regex_lite_strip(&cleaned);
+    let mut out = Vec::new();
+    let chars: Vec<char> = grouping.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c.is_ascii_alphabetic() || c == '_' || c == ':' {
+            let start = i;
+            while i < chars.len()
+                && (chars[i].is_ascii_alphanumeric() || chars[i] == '_' || chars[i] == ':')
+            {
+                i += 1;
+            }
+            let word: String = chars[start..i].iter().collect();
+            let next = chars[i..].iter().find(|c| !c.is_whitespace());
+            let preceded_by_digit = start > 0 && chars[start - 1].is_ascii_digit();
+            if next != Some(&'(') && !preceded_by_digit && !is_keyword(&word) {
+                out.push(word);
+            }
+        } else if c == '[' {
+            // A range: `[5m]`.
+            while i < chars.len() && chars[i] != ']' {
+                i += 1;
+            }
+            i += 1;
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+fn is_keyword(w: &str) -> bool {
+    matches!(
+        w,
+        "by" | "without" | "on" | "ignoring" | "group_left" | "group_right" | "and" | "or"
+            | "unless" | "bool" | "offset"
+    )
+}
+
+/// Remove `by (…)`, `on (…)`, `without (…)`, `ignoring (…)` and their label lists.
+fn regex_lite_strip(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    'outer: while !rest.is_empty() {
+        for kw in ["by", "without", "on", "ignoring", "group_left", "group_right"] {
+            if let Some(after) = rest.strip_prefix(kw) {
+                let boundary = out
+                    .chars()
+                    .last()
+                    .is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_'));
+                let trimmed = after.trim_start();
+                if boundary && trimmed.starts_with('(') {
+                    if let Some(end) = trimmed.find(')') {
+                        out.push(' ');
+                        rest = &trimmed[end + 1..];
+                        continue 'outer;
+                    }
+                }
+            }
+        }
+        let c = rest.chars().next().unwrap();
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
+#[test]
+fn panel_queries_are_read_for_metric_names_only() {
+    assert_eq!(
+        metric_names(
+            r#"sum by (queue_name) (rate(a_b_sum{x="y(z)"}[1h])) / on (namespace) c:d * 1024"#
+        ),
+        vec!["a_b_sum", "c:d"]
+    );
+    assert_eq!(
+        metric_names("histogram_quantile(0.99, sum by (le) (rate(x_bucket[5m])))"),
+        vec!["x_bucket"]
+    );
+}
+
+#[test]
+fn promtool_checks_the_shipped_config_rules_and_their_tests() {
+    let Some(promtool) = tool("promtool") else {
+        return;
+    };
+    let dir = repo().join("deploy/prometheus");
+    for args in [
+        vec!["check", "config", "prometheus.yml"],
+        vec!["check", "rules", "onyx-rules.yaml"],
+        vec!["test", "rules", "onyx-rules.test.yaml"],
+    ] {
+        let out = Command::new(&promtool)
+            .args(&args)
+            .current_dir(&dir)
+            .output()
+            .expect("promtool runs");
+        assert!(
+            out.status.success(),
+            "promtool {}: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
