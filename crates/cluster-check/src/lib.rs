@@ -103,6 +103,11 @@ pub const RULES: &[(&str, &str, &str)] = &[
         "operational settings",
         "replica counts against disruption budgets; leader-elected components scaled out",
     ),
+    (
+        "monitoring.metric-names",
+        "monitoring",
+        "metric names the design reads from an exporter against the names it exposes",
+    ),
 ];
 
 /// Check a cluster. `today` (YYYY-MM-DD) is an input, so the check is reproducible.

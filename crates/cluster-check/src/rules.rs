@@ -62,6 +62,7 @@ pub fn all(c: &Cluster, cat: &Catalogue, today: &str, out: &mut Vec<Finding>) {
     versions(c, cat, today, &mut o);
     scheduling(c, cat, &mut o);
     operations(c, &mut o);
+    monitoring(c, &mut o);
 }
 
 /// A node's maximum draw: CPUs, GPUs, DIMMs, drives and NICs at their maximum, plus the
@@ -1176,6 +1177,36 @@ fn operations(c: &Cluster, o: &mut Out) {
                 format!("{} is leader-elected: one replica works, the others wait; scaling it to {} replicas (HPA) adds no throughput", comp.name, comp.max_replicas.unwrap_or(comp.replicas)),
                 &[("replicas", comp.replicas.to_string()), ("max_replicas", comp.max_replicas.unwrap_or(comp.replicas).to_string())],
                 "2 replicas (one standby) without an HPA; scale with the controller's worker settings instead");
+        }
+    }
+}
+
+/// DCGM exporter 1.x's metric names and the names dcgm-exporter 2.x and later (NVIDIA's
+/// current exporter, the one the GPU operator deploys) exposes for the same field.
+const DCGM_RENAMED: &[(&str, &str)] = &[
+    ("dcgm_gpu_utilization", "DCGM_FI_DEV_GPU_UTIL"),
+    ("dcgm_fb_used", "DCGM_FI_DEV_FB_USED"),
+    ("dcgm_fb_free", "DCGM_FI_DEV_FB_FREE"),
+    ("dcgm_gpu_temp", "DCGM_FI_DEV_GPU_TEMP"),
+    ("dcgm_power_usage", "DCGM_FI_DEV_POWER_USAGE"),
+    ("dcgm_mem_copy_utilization", "DCGM_FI_DEV_MEM_COPY_UTIL"),
+    ("dcgm_sm_clock", "DCGM_FI_DEV_SM_CLOCK"),
+    ("dcgm_memory_clock", "DCGM_FI_DEV_MEM_CLOCK"),
+];
+
+fn monitoring(c: &Cluster, o: &mut Out) {
+    for s in c.spec().services.iter().filter(|s| s.name.contains("dcgm")) {
+        for m in &s.metrics {
+            if let Some((old, new)) = DCGM_RENAMED.iter().find(|(old, _)| old == m) {
+                o.push(
+                    "monitoring.metric-names",
+                    Severity::Warning,
+                    &s.name,
+                    format!("{old} is DCGM exporter 1.x's name; dcgm-exporter 2.x and later (and onyx server's /metrics) expose it as {new}, so dashboards and alerts written with {old} find no data"),
+                    &[("old", old.to_string()), ("new", new.to_string())],
+                    format!("query {new} (deploy/grafana and deploy/prometheus use the current names)"),
+                );
+            }
         }
     }
 }

@@ -477,6 +477,22 @@ fn operations() {
 }
 
 #[test]
+fn monitoring() {
+    breaks(
+        "monitoring.metric-names",
+        Severity::Warning,
+        |v| {
+            v["spec"]["services"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"name": "dcgm-exporter", "port": 9400, "protocol": "TCP",
+                             "metrics": ["DCGM_FI_DEV_GPU_UTIL", "dcgm_fb_used"]}))
+        },
+        "dcgm_fb_used is DCGM exporter 1.x's name; dcgm-exporter 2.x and later (and onyx server's /metrics) expose it as DCGM_FI_DEV_FB_USED",
+    );
+}
+
+#[test]
 fn every_rule_is_tested_here() {
     let text = include_str!("rules.rs");
     for (id, _, _) in RULES {

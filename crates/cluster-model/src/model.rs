@@ -300,6 +300,10 @@ pub struct Service {
     /// URLs clients are given for it (the spec's endpoints), checked for port and scheme.
     #[serde(default)]
     pub endpoints: Vec<String>,
+    /// Metric names the design reads from it (dashboards, alerts), checked against what the
+    /// exporter really exposes.
+    #[serde(default)]
+    pub metrics: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

@@ -33,6 +33,7 @@ fn the_seed_has_its_known_problems_and_the_review_shows_them_as_printed() {
         "ERROR [versions.compatibility] os rocky-9.3 / kernel 5.15",
         "ERROR [scheduling.mig] nvidia.com/gpu-mig-1g.10gb",
         "ERROR [operations.replicas] workflow-controller",
+        "WARNING [monitoring.metric-names] dcgm-exporter",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in\n{text}");
     }

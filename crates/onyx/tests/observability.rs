@@ -157,7 +157,10 @@ fn prometheus_scrapes_workflow_scheduler_and_gpu_metrics() {
     let prom = Killed(
         Command::new(prometheus)
             .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", home.join("tsdb").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                home.join("tsdb").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -174,10 +177,7 @@ fn prometheus_scrapes_workflow_scheduler_and_gpu_metrics() {
             metric_workflow(&format!("ok-{i}"), "echo 4", json!({})),
         );
     }
-    s.submit(
-        "default",
-        metric_workflow("broken", "exit 3", json!({})),
-    );
+    s.submit("default", metric_workflow("broken", "exit 3", json!({})));
     s.submit(
         "vision",
         metric_workflow("gpu", "echo 7; sleep 4", json!({"nvidia.com/gpu": 1})),
@@ -232,7 +232,11 @@ fn prometheus_scrapes_workflow_scheduler_and_gpu_metrics() {
     );
     expect(&url, "argo_workflows_onyx_test_value_count", 4.0);
     expect(&url, "argo_workflows_onyx_test_value_sum", 19.0);
-    expect(&url, r#"argo_workflows_onyx_test_value_bucket{le="5"}"#, 3.0);
+    expect(
+        &url,
+        r#"argo_workflows_onyx_test_value_bucket{le="5"}"#,
+        3.0,
+    );
     // Scheduler and GPUs: the seed's 16 nodes × 8 GPUs, one pod waited for its grant.
     expect(&url, "count(DCGM_FI_DEV_GPU_UTIL)", 128.0);
     expect(&url, "count(onyx_node_schedulable)", 16.0);
@@ -265,8 +269,7 @@ fn prometheus_scrapes_workflow_scheduler_and_gpu_metrics() {
     }
 
     // Every dashboard panel's query runs, and names only metrics Prometheus has from ONYX.
-    let names: BTreeSet<String> = get_json(&format!("{url}/api/v1/label/__name__/values"))
-        ["data"]
+    let names: BTreeSet<String> = get_json(&format!("{url}/api/v1/label/__name__/values"))["data"]
         .as_array()
         .unwrap()
         .iter()
@@ -355,8 +358,16 @@ fn metric_names(expr: &str) -> Vec<String> {
 fn is_keyword(w: &str) -> bool {
     matches!(
         w,
-        "by" | "without" | "on" | "ignoring" | "group_left" | "group_right" | "and" | "or"
-            | "unless" | "bool" | "offset"
+        "by" | "without"
+            | "on"
+            | "ignoring"
+            | "group_left"
+            | "group_right"
+            | "and"
+            | "or"
+            | "unless"
+            | "bool"
+            | "offset"
     )
 }
 
@@ -365,7 +376,14 @@ fn regex_lite_strip(s: &str) -> String {
     let mut out = String::new();
     let mut rest = s;
     'outer: while !rest.is_empty() {
-        for kw in ["by", "without", "on", "ignoring", "group_left", "group_right"] {
+        for kw in [
+            "by",
+            "without",
+            "on",
+            "ignoring",
+            "group_left",
+            "group_right",
+        ] {
             if let Some(after) = rest.strip_prefix(kw) {
                 let boundary = out
                     .chars()
