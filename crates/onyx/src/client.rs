@@ -955,7 +955,11 @@ fn run_inner(o: &ClientOpts, cmd: ClientCommand) -> anyhow::Result<ExitCode> {
                     v["poweredOff"].as_array().map_or(0, Vec::len)
                 );
                 for e in v["powerErrors"].as_array().cloned().unwrap_or_default() {
-                    eprintln!("power off failed: {}", e.as_str().unwrap_or_default());
+                    eprintln!(
+                        "power off of {} failed: {}",
+                        e["node"].as_str().unwrap_or("?"),
+                        e["error"].as_str().unwrap_or_default()
+                    );
                 }
             } else {
                 println!("no [power] command is configured: power the GPU nodes off through their BMCs by hand");

@@ -3,8 +3,11 @@
 //! shipped config and alert rules and runs their unit tests; every Grafana panel's query is
 //! run in that Prometheus and may name only metrics ONYX really exposes.
 //!
-//! Prometheus and promtool come from Debian's `prometheus` package (`.ci/run` installs it).
-//! Without them these tests say so and pass, except under CI (`CI` set), where they fail.
+//! The emergency stop drives Redfish BMCs emulated by PyPI's `sushy-tools`.
+//!
+//! Prometheus and promtool come from Debian's `prometheus` package, `sushy-emulator` from
+//! PyPI's `sushy-tools` (`.ci/run` installs both). Without them these tests say so and pass,
+//! except under CI (`CI` set), where they fail.
 
 mod support;
 
@@ -444,4 +447,167 @@ fn promtool_checks_the_shipped_config_rules_and_their_tests() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+/// A Redfish BMC: PyPI's `sushy-tools` emulator (its fake driver: power changes land 1-11 s
+/// after the request, as on real hardware), on its own loopback address, with a login.
+fn sushy(home: &Path, name: &str, address: &str, port: u16) -> Killed {
+    let htpasswd = home.join(format!("{name}.htpasswd"));
+    let hash = Command::new("python3")
+        .args([
+            "-c",
+            &format!(
+                "import bcrypt; print(bcrypt.hashpw(b'pw-{name}', bcrypt.gensalt()).decode())"
+            ),
+        ])
+        .output()
+        .expect("python3 with bcrypt (a sushy-tools dependency)");
+    std::fs::write(
+        &htpasswd,
+        format!("admin-{name}:{}", String::from_utf8_lossy(&hash.stdout)),
+    )
+    .unwrap();
+    let config = home.join(format!("{name}.py"));
+    std::fs::write(
+        &config,
+        format!(
+            "SUSHY_EMULATOR_FAKE_DRIVER = True\nSUSHY_EMULATOR_FAKE_SYSTEMS = [{{'uuid': 'system-{name}', 'name': '{name}', 'power_state': 'On', 'nics': []}}]\nSUSHY_EMULATOR_AUTH_FILE = {:?}\nSUSHY_EMULATOR_STATE_DIR = {:?}\n",
+            htpasswd.display().to_string(),
+            home.join(format!("sushy-{name}")).display().to_string()
+        ),
+    )
+    .unwrap();
+    let child = Killed(
+        Command::new("python3")
+            .args(["-m", "sushy_tools.emulator.main", "--config"])
+            .arg(&config)
+            .args(["--interface", address, "--port", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sushy-emulator starts"),
+    );
+    let t0 = Instant::now();
+    while std::net::TcpStream::connect((address, port)).is_err() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "sushy-emulator on {address}:{port} did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child
+}
+
+fn emulated_power(address: &str, port: u16, name: &str) -> String {
+    let r = ureq::get(&format!(
+        "http://{address}:{port}/redfish/v1/Systems/system-{name}"
+    ))
+    .set(
+        "Authorization",
+        &format!(
+            "Basic {}",
+            base64_encode(&format!("admin-{name}:pw-{name}"))
+        ),
+    )
+    .call()
+    .expect("the emulator answers");
+    let v: Value = serde_json::from_str(&r.into_string().unwrap()).unwrap();
+    v["PowerState"].as_str().unwrap().to_string()
+}
+
+fn base64_encode(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+/// The spec's emergency stop with Redfish BMCs: two emulated BMCs are powered off (their
+/// PowerState read back from the emulator), every node is cordoned and the running workflow
+/// suspended; a third BMC that accepts connections but never answers is reported by name and
+/// does not keep the others on.
+#[test]
+fn the_emergency_stop_powers_nodes_off_over_redfish() {
+    let has_sushy = Command::new("python3")
+        .args(["-c", "import sushy_tools, bcrypt"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_sushy {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "sushy-tools is not installed (pip install sushy-tools); CI must run this test"
+        );
+        eprintln!("sushy-tools is not installed (pip install sushy-tools): test skipped");
+        return;
+    }
+    let home = temp_home("obs-redfish");
+    let port = free_port();
+    let _a = sushy(&home, "a", "127.0.0.2", port);
+    let _b = sushy(&home, "b", "127.0.0.3", port);
+    // Accepted by the kernel's backlog, never answered: a hung BMC.
+    let _hung = std::net::TcpListener::bind(("127.0.0.4", port)).unwrap();
+    let cluster = support::cluster_file(&home, &[("a", 1, &[]), ("b", 1, &[]), ("c", 1, &[])]);
+    let yaml = std::fs::read_to_string(&cluster).unwrap();
+    let yaml = ["a", "b", "c"].iter().zip(2..).fold(yaml, |y, (n, i)| {
+        y.replace(
+            &format!("  - name: {n}\n"),
+            &format!("  - name: {n}\n    bmc: 127.0.0.{i}\n"),
+        )
+    });
+    std::fs::write(&cluster, yaml).unwrap();
+    let credentials = home.join("bmc-credentials.toml");
+    std::fs::write(
+        &credentials,
+        "[nodes.a]\nusername = \"admin-a\"\npassword = \"pw-a\"\n[nodes.b]\nusername = \"admin-b\"\npassword = \"pw-b\"\n[default]\nusername = \"admin\"\npassword = \"x\"\n",
+    )
+    .unwrap();
+    let config = home.join("onyx.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "home = {:?}\n[power.redfish]\nscheme = \"http\"\nport = {port}\ntimeout_seconds = 3\noff_wait_seconds = 30\ncredentials_file = {:?}\n",
+            home.join("state"),
+            credentials
+        ),
+    )
+    .unwrap();
+    let s = Server::start(
+        &home,
+        &[
+            "--cluster",
+            cluster.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    );
+    s.submit(
+        "default",
+        json!({"metadata": {"name": "long"}, "spec": {"entrypoint": "work",
+            "arguments": {"parameters": [{"name": "ticket_id", "value": "T-5"}]},
+            "templates": [{"name": "work", "steps": [[{"name": "one", "template": "sleep"}], [{"name": "two", "template": "sleep"}]]},
+                          {"name": "sleep", "script": {"image": "debian", "command": ["sh"], "source": "sleep 2"}}]}}),
+    );
+    assert_eq!(emulated_power("127.0.0.2", port, "a"), "On");
+    let t0 = Instant::now();
+    let (c, stop) = s.call("POST", "/api/v1/onyx/emergency-stop", Some(json!({})));
+    let took = t0.elapsed();
+    assert_eq!(c, 200, "{stop}");
+    assert_eq!(stop["cordoned"], json!(["a", "b", "c"]), "{stop}");
+    assert_eq!(stop["suspended"], json!(["long"]), "{stop}");
+    assert_eq!(stop["poweredOff"], json!(["a", "b"]), "{stop}");
+    let errors = stop["powerErrors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{stop}");
+    assert_eq!(errors[0]["node"], "c");
+    assert!(
+        errors[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("no answer within 3 s"),
+        "{stop}"
+    );
+    // The hung BMC cost its own timeout, not the others' wait on top of it.
+    assert!(took < Duration::from_secs(40), "{took:?}");
+    // Read back from the emulators themselves.
+    assert_eq!(emulated_power("127.0.0.2", port, "a"), "Off");
+    assert_eq!(emulated_power("127.0.0.3", port, "b"), "Off");
+    let (_, wf) = s.call("GET", "/api/v1/workflows/default/long", None);
+    assert_eq!(wf["spec"]["suspend"], true, "{wf}");
 }

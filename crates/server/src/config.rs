@@ -43,6 +43,14 @@
 //!
 //! [power]                          # the nodes' BMCs ({node}, {bmc}, {action}: cycle|off|status)
 //! command = "ipmitool -I lanplus -H {bmc} -U admin -f /etc/onyx/bmc.pass chassis power {action}"
+//!
+//! [power.redfish]                  # or Redfish, at each node's `bmc` address of the cluster file
+//! scheme = "https"
+//! port = 443
+//! system = "1"                     # /redfish/v1/Systems/1 (default: the first member)
+//! timeout_seconds = 10             # per request: a BMC that does not answer fails its node only
+//! off_wait_seconds = 60            # the emergency stop reads PowerState back until Off
+//! credentials_file = "/etc/onyx/bmc-credentials.toml"  # [default] and [nodes.NAME]: username, password
 //! ```
 
 use std::collections::BTreeMap;
@@ -346,6 +354,80 @@ pub struct PowerConfig {
     /// is powered.
     #[serde(default)]
     pub command: Option<String>,
+    /// Drive the BMCs over Redfish instead of a command.
+    #[serde(default)]
+    pub redfish: Option<RedfishConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedfishConfig {
+    #[serde(default = "default_scheme")]
+    pub scheme: String,
+    /// The BMCs' Redfish port (the scheme's default when unset).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// The ComputerSystem's id or path (`{node}` is the node's name); default: the first
+    /// member of `/redfish/v1/Systems`.
+    #[serde(default)]
+    pub system: Option<String>,
+    #[serde(default = "default_bmc_timeout")]
+    pub timeout_seconds: u64,
+    #[serde(default = "default_off_wait")]
+    pub off_wait_seconds: u64,
+    /// A TOML file of BMC logins: `[default]` and `[nodes.NAME]`, each `username`, `password`.
+    #[serde(default)]
+    pub credentials_file: Option<PathBuf>,
+}
+
+fn default_scheme() -> String {
+    "https".into()
+}
+
+fn default_bmc_timeout() -> u64 {
+    10
+}
+
+fn default_off_wait() -> u64 {
+    60
+}
+
+/// BMC logins, kept out of the config file (which may be readable by more people).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BmcCredentials {
+    #[serde(default)]
+    pub default: Option<Login>,
+    #[serde(default)]
+    pub nodes: BTreeMap<String, Login>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Login {
+    pub username: String,
+    pub password: String,
+}
+
+impl BmcCredentials {
+    pub fn load(path: &Path) -> Result<BmcCredentials, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::Invalid(format!(
+                "power.redfish.credentials_file {}: {e}",
+                path.display()
+            ))
+        })?;
+        toml::from_str(&text).map_err(|e| {
+            ConfigError::Invalid(format!(
+                "power.redfish.credentials_file {}: {e}",
+                path.display()
+            ))
+        })
+    }
+
+    pub fn of(&self, node: &str) -> Option<&Login> {
+        self.nodes.get(node).or(self.default.as_ref())
+    }
 }
 
 #[cfg(test)]

@@ -98,7 +98,7 @@ pub async fn serve(
         &cfg.power,
         bmcs,
         std::time::Duration::from_secs(cfg.maintenance.simulated_reboot_seconds),
-    );
+    )?;
     let maint = Arc::new(maintenance::Maintenance::new(
         cfg.maintenance.clone(),
         power,

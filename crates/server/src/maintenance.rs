@@ -1,9 +1,10 @@
 //! The maintenance window and the BMC, server side. The `maintenance` crate decides; this
 //! module feeds it the time and what the cluster shows (pods on the node, whether it is back)
 //! once a second and carries out its actions: drain (the controller's), power-cycle through
-//! the BMC, uncordon. Power goes through a configured command (`ipmitool … chassis power
-//! {action}`, or any Redfish client) with `{node}`, `{bmc}` and `{action}` (`cycle`, `off`,
-//! `status`) filled in; without one, a node's reboot is simulated (it is back after
+//! the BMC, uncordon. Power goes over Redfish (`[power.redfish]`: `ComputerSystem.Reset` at
+//! each node's BMC address, the power state read back) or through a configured command
+//! (`ipmitool … chassis power {action}`) with `{node}`, `{bmc}` and `{action}` (`cycle`,
+//! `off`, `status`) filled in; without either, a node's reboot is simulated (it is back after
 //! `simulated_reboot_seconds`), which is what virtual clusters and tests use.
 
 use std::collections::BTreeMap;
@@ -14,12 +15,25 @@ use chrono::{DateTime, Utc};
 use maintenance::{Action, NodeBudget, NodeFacts, Rollout, Window};
 use serde_json::{json, Value};
 
-use crate::config::{MaintenanceConfig, PowerConfig};
+use crate::config::{BmcCredentials, ConfigError, MaintenanceConfig, PowerConfig, RedfishConfig};
 use crate::controller::Controller;
+
+/// How the server reaches the BMCs.
+enum Driver {
+    /// A shell command with `{node}`, `{bmc}`, `{action}`.
+    Command(String),
+    /// Redfish at each node's BMC address.
+    Redfish {
+        cfg: RedfishConfig,
+        credentials: BmcCredentials,
+    },
+    /// No BMC: reboots are simulated (virtual clusters, tests).
+    Simulated,
+}
 
 /// The BMCs of the cluster's nodes and how to reach them.
 pub struct Power {
-    command: Option<String>,
+    driver: Driver,
     bmcs: BTreeMap<String, String>,
     simulated: Duration,
     /// When each node was last power-cycled (simulated reboots end after `simulated`).
@@ -27,21 +41,41 @@ pub struct Power {
 }
 
 impl Power {
-    pub fn new(cfg: &PowerConfig, bmcs: BTreeMap<String, String>, simulated: Duration) -> Power {
-        Power {
-            command: cfg.command.clone(),
+    pub fn new(
+        cfg: &PowerConfig,
+        bmcs: BTreeMap<String, String>,
+        simulated: Duration,
+    ) -> Result<Power, ConfigError> {
+        let driver = match (&cfg.command, &cfg.redfish) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Invalid(
+                    "[power]: set either command or [power.redfish], not both".into(),
+                ))
+            }
+            (Some(c), None) => Driver::Command(c.clone()),
+            (None, Some(r)) => Driver::Redfish {
+                credentials: match &r.credentials_file {
+                    Some(f) => BmcCredentials::load(f)?,
+                    None => BmcCredentials::default(),
+                },
+                cfg: r.clone(),
+            },
+            (None, None) => Driver::Simulated,
+        };
+        Ok(Power {
+            driver,
             bmcs,
             simulated,
             cycled: Mutex::new(BTreeMap::new()),
-        }
+        })
     }
 
     pub fn configured(&self) -> bool {
-        self.command.is_some()
+        !matches!(self.driver, Driver::Simulated)
     }
 
     fn run(&self, node: &str, action: &str) -> Result<String, String> {
-        let Some(cmd) = &self.command else {
+        let Driver::Command(cmd) = &self.driver else {
             return Ok(String::new());
         };
         let bmc = self.bmcs.get(node).cloned().unwrap_or_default();
@@ -63,9 +97,42 @@ impl Power {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    /// Reboot a node (power cycle).
+    /// The node's BMC as a Redfish client.
+    fn redfish(&self, node: &str) -> Result<Option<(redfish::Bmc, &RedfishConfig)>, String> {
+        let Driver::Redfish { cfg, credentials } = &self.driver else {
+            return Ok(None);
+        };
+        let address = self
+            .bmcs
+            .get(node)
+            .ok_or_else(|| format!("node {node} has no bmc address in the cluster file"))?;
+        let base = match cfg.port {
+            Some(p) => format!("{}://{address}:{p}", cfg.scheme),
+            None => format!("{}://{address}", cfg.scheme),
+        };
+        let system = cfg.system.as_ref().map(|s| s.replace("{node}", node));
+        let login = credentials
+            .of(node)
+            .map(|l| (l.username.as_str(), l.password.as_str()));
+        let bmc = redfish::Bmc::new(
+            &base,
+            system.as_deref(),
+            login,
+            Duration::from_secs(cfg.timeout_seconds),
+        );
+        Ok(Some((bmc, cfg)))
+    }
+
+    /// Reboot a node (power cycle; Redfish: GracefulRestart).
     pub fn cycle(&self, node: &str) -> Result<(), String> {
-        self.run(node, "cycle")?;
+        match self.redfish(node)? {
+            Some((bmc, _)) => bmc
+                .reset(redfish::ResetType::GracefulRestart)
+                .map_err(|e| e.to_string())?,
+            None => {
+                self.run(node, "cycle")?;
+            }
+        }
         self.cycled
             .lock()
             .expect("power")
@@ -73,17 +140,32 @@ impl Power {
         Ok(())
     }
 
+    /// Power a node off (Redfish: ForceOff, then PowerState read back until Off).
     pub fn off(&self, node: &str) -> Result<(), String> {
-        self.run(node, "off").map(|_| ())
+        match self.redfish(node)? {
+            Some((bmc, cfg)) => bmc
+                .reset_and_wait(
+                    redfish::ResetType::ForceOff,
+                    "Off",
+                    Duration::from_secs(cfg.off_wait_seconds),
+                )
+                .map_err(|e| e.to_string()),
+            None => self.run(node, "off").map(|_| ()),
+        }
     }
 
     /// Whether a node is back after its power cycle.
     pub fn ready(&self, node: &str) -> bool {
-        match &self.command {
-            Some(_) => self
+        match &self.driver {
+            Driver::Redfish { .. } => self
+                .redfish(node)
+                .ok()
+                .flatten()
+                .is_some_and(|(bmc, _)| bmc.power_state().is_ok_and(|s| s == "On")),
+            Driver::Command(_) => self
                 .run(node, "status")
                 .is_ok_and(|out| out.to_ascii_lowercase().contains("on")),
-            None => self
+            Driver::Simulated => self
                 .cycled
                 .lock()
                 .expect("power")

@@ -144,14 +144,27 @@ pub(super) async fn emergency_stop(State(s): St) -> ApiResult {
         s.ctl.cluster().cordon(n, true);
     }
     let suspended = s.ctl.suspend_all().await;
-    // The spec's last step: power the GPU nodes off through their BMCs, where configured.
+    // The spec's last step: power the GPU nodes off through their BMCs, where configured —
+    // every node at once, so that one BMC that does not answer delays only itself.
     let mut powered_off = Vec::new();
     let mut power_errors = Vec::new();
     if s.maint.power.configured() {
-        for n in &nodes {
-            match s.maint.power.off(n) {
-                Ok(()) => powered_off.push(n.clone()),
-                Err(e) => power_errors.push(e),
+        let calls: Vec<_> = nodes
+            .iter()
+            .map(|n| {
+                let maint = s.maint.clone();
+                let node = n.clone();
+                tokio::task::spawn_blocking(move || (node.clone(), maint.power.off(&node)))
+            })
+            .collect();
+        for call in calls {
+            match call.await {
+                Ok((node, Ok(()))) => powered_off.push(node),
+                Ok((node, Err(e))) => {
+                    tracing::error!("emergency stop: powering {node} off: {e}");
+                    power_errors.push(json!({"node": node, "error": e}));
+                }
+                Err(e) => power_errors.push(json!({"node": null, "error": e.to_string()})),
             }
         }
     }
