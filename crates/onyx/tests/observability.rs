@@ -611,3 +611,177 @@ fn the_emergency_stop_powers_nodes_off_over_redfish() {
     let (_, wf) = s.call("GET", "/api/v1/workflows/default/long", None);
     assert_eq!(wf["spec"]["suspend"], true, "{wf}");
 }
+
+/// One call a webhook receiver got, and what it answered.
+#[derive(Debug, Clone)]
+struct Call {
+    path: String,
+    headers: std::collections::HashMap<String, String>,
+    body: String,
+    status: u16,
+}
+
+/// A webhook receiver on loopback that fails its first `failures` calls with 500.
+fn receiver(failures: usize) -> (String, std::sync::Arc<std::sync::Mutex<Vec<Call>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Call>::new()));
+    let seen = calls.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            if reader.read_line(&mut request_line).is_err() {
+                continue;
+            }
+            let path = request_line
+                .split(' ')
+                .nth(1)
+                .unwrap_or_default()
+                .to_string();
+            let mut headers = std::collections::HashMap::new();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some((k, v)) = line.trim_end().split_once(':') {
+                    headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+                }
+            }
+            let len: usize = headers
+                .get("content-length")
+                .and_then(|l| l.parse().ok())
+                .unwrap_or(0);
+            let mut body = vec![0; len];
+            let _ = reader.read_exact(&mut body);
+            let mut calls = seen.lock().unwrap();
+            let status = if calls.len() < failures { 500 } else { 200 };
+            calls.push(Call {
+                path,
+                headers,
+                body: String::from_utf8_lossy(&body).into_owned(),
+                status,
+            });
+            drop(calls);
+            let reason = if status == 200 {
+                "OK"
+            } else {
+                "Internal Server Error"
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} {reason}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+    });
+    (base, calls)
+}
+
+/// The spec's Triggers: a webhook receiver that fails its first three calls still gets each
+/// notification acknowledged exactly once after it recovers — also when the server was
+/// killed (-9) between its failed calls. Generic bodies are signed (HMAC-SHA256).
+#[test]
+fn webhooks_get_every_notification_once_across_failures_and_a_crash() {
+    use hmac::{Hmac, Mac};
+    let (base, calls) = receiver(3);
+    let home = temp_home("obs-webhooks");
+    let secret = home.join("webhook-secret");
+    std::fs::write(&secret, "s3cr3t\n").unwrap();
+    let config = home.join("onyx.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "home = {:?}\n[[notifications.webhooks]]\nname = \"ops\"\nurl = \"{base}/generic\"\nsecret_file = {:?}\nretry_seconds = 0.5\n[[notifications.webhooks]]\nname = \"chat\"\nurl = \"{base}/slack\"\nformat = \"slack\"\nphases = [\"Failed\"]\nretry_seconds = 0.5\n",
+            home.join("state"),
+            secret
+        ),
+    )
+    .unwrap();
+    let args = ["--config", config.to_str().unwrap()];
+    let mut s = Server::start(&home, &args);
+    let wf = |name: &str, script: &str| {
+        json!({"metadata": {"name": name}, "spec": {"entrypoint": "work",
+            "arguments": {"parameters": [{"name": "ticket_id", "value": "T-77"}]},
+            "templates": [{"name": "work", "script": {"image": "debian", "command": ["sh"], "source": script}}]}})
+    };
+    s.submit("default", wf("ok", "true"));
+    s.submit("default", wf("bad", "exit 1"));
+    s.wait("default", "ok", Duration::from_secs(30));
+    s.wait("default", "bad", Duration::from_secs(30));
+    let t0 = Instant::now();
+    while calls.lock().unwrap().len() < 2 {
+        assert!(t0.elapsed() < Duration::from_secs(20), "no webhook call");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Killed between the receiver's failures: the outbox is all that remembers them.
+    s.kill9();
+    let _s = Server::start(&home, &args);
+    let acked = |calls: &[Call]| -> Vec<String> {
+        let mut keys: Vec<String> = calls
+            .iter()
+            .filter(|c| c.status == 200)
+            .map(|c| c.headers["x-onyx-delivery"].clone())
+            .collect();
+        keys.sort();
+        keys
+    };
+    let t0 = Instant::now();
+    while acked(&calls.lock().unwrap()).len() < 3 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "{:#?}",
+            calls.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(1500)); // nothing more arrives
+    let calls = calls.lock().unwrap().clone();
+    let keys = acked(&calls);
+    let mut distinct = keys.clone();
+    distinct.dedup();
+    assert_eq!(
+        keys, distinct,
+        "a notification acknowledged twice: {calls:#?}"
+    );
+    let kinds: Vec<String> = keys
+        .iter()
+        .map(|k| k.split_once('/').unwrap().1.to_string())
+        .collect();
+    let mut kinds_sorted = kinds.clone();
+    kinds_sorted.sort();
+    assert_eq!(
+        kinds_sorted,
+        vec!["chat/Failed", "ops/Failed", "ops/Succeeded"],
+        "{calls:#?}"
+    );
+    assert_eq!(calls.iter().filter(|c| c.status == 500).count(), 3);
+    for c in &calls {
+        if c.path == "/generic" {
+            let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"s3cr3t").unwrap();
+            mac.update(c.body.as_bytes());
+            let want: String = mac
+                .finalize()
+                .into_bytes()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            assert_eq!(c.headers["x-onyx-signature-256"], format!("sha256={want}"));
+            let v: Value = serde_json::from_str(&c.body).unwrap();
+            assert_eq!(v["ticketId"], "T-77");
+        } else {
+            assert_eq!(c.path, "/slack");
+            assert!(!c.headers.contains_key("x-onyx-signature-256"));
+            let v: Value = serde_json::from_str(&c.body).unwrap();
+            assert!(
+                v["text"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(":x: Workflow default/bad Failed after"),
+                "{v}"
+            );
+        }
+    }
+}

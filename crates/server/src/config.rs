@@ -44,6 +44,14 @@
 //! [power]                          # the nodes' BMCs ({node}, {bmc}, {action}: cycle|off|status)
 //! command = "ipmitool -I lanplus -H {bmc} -U admin -f /etc/onyx/bmc.pass chassis power {action}"
 //!
+//! [[notifications.webhooks]]        # the spec's Triggers: told when workflows end
+//! name = "ops-slack"
+//! url = "https://hooks.slack.com/services/…"
+//! format = "slack"                 # slack | generic (ONYX's JSON event)
+//! phases = ["Failed", "Error"]     # default: Succeeded, Failed, Error (Running too, if listed)
+//! namespaces = []                  # default: every namespace
+//! secret_file = "/etc/onyx/webhook-secret"  # HMAC-SHA256 of the body in X-Onyx-Signature-256
+//!
 //! [power.redfish]                  # or Redfish, at each node's `bmc` address of the cluster file
 //! scheme = "https"
 //! port = 443
@@ -150,6 +158,9 @@ pub struct ServerConfig {
     /// What GPU- and CPU-hours cost, for the usage report.
     #[serde(default)]
     pub prices: Prices,
+    /// Webhooks told when workflows reach a phase (the spec's Triggers).
+    #[serde(default)]
+    pub notifications: NotificationsConfig,
     /// The `onyx` executable that runs pods (`onyx exec-pod`); the running one by default.
     #[serde(skip)]
     pub exe: PathBuf,
@@ -189,6 +200,7 @@ impl Default for ServerConfig {
             maintenance: Default::default(),
             power: Default::default(),
             prices: Default::default(),
+            notifications: Default::default(),
             exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("onyx")),
         }
     }
@@ -487,4 +499,62 @@ mod tests {
         assert!(e.contains("refusing to listen on 0.0.0.0:2746"), "{e}");
         assert!(ServerConfig::default().check().unwrap().is_none());
     }
+}
+
+/// `[notifications]`: webhooks and when they are called.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationsConfig {
+    #[serde(default)]
+    pub webhooks: Vec<WebhookConfig>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookFormat {
+    /// ONYX's event as JSON.
+    #[default]
+    Generic,
+    /// Slack's incoming-webhook message (`text` and an attachment).
+    Slack,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub name: String,
+    pub url: String,
+    #[serde(default)]
+    pub format: WebhookFormat,
+    #[serde(default = "default_webhook_phases")]
+    pub phases: Vec<String>,
+    /// Only workflows of these namespaces (empty: all).
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+    /// A file holding the HMAC key the body is signed with.
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+    /// The first retry's delay; each retry doubles it, up to `max_retry_seconds`.
+    #[serde(default = "default_retry")]
+    pub retry_seconds: f64,
+    #[serde(default = "default_max_retry")]
+    pub max_retry_seconds: f64,
+    #[serde(default = "default_webhook_timeout")]
+    pub timeout_seconds: u64,
+}
+
+fn default_webhook_phases() -> Vec<String> {
+    vec!["Succeeded".into(), "Failed".into(), "Error".into()]
+}
+
+fn default_retry() -> f64 {
+    1.0
+}
+
+fn default_max_retry() -> f64 {
+    300.0
+}
+
+fn default_webhook_timeout() -> u64 {
+    10
 }

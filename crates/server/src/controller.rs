@@ -52,6 +52,8 @@ pub struct Controller {
     draining: Mutex<HashSet<String>>,
     /// What `/metrics` reports of the controller's work, and the custom metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The webhooks told of workflows' phases.
+    notifier: Arc<crate::notify::Notifier>,
 }
 
 pub fn now() -> Time {
@@ -75,7 +77,11 @@ pub struct Accepted {
 }
 
 impl Controller {
-    pub fn new(store: Store, pods: Pods) -> Arc<Controller> {
+    pub fn new(
+        store: Store,
+        pods: Pods,
+        notifier: Arc<crate::notify::Notifier>,
+    ) -> Arc<Controller> {
         let (watch, _) = broadcast::channel(4096);
         Arc::new(Controller {
             store,
@@ -86,6 +92,7 @@ impl Controller {
             live: Mutex::new(HashMap::new()),
             watch,
             draining: Mutex::new(HashSet::new()),
+            notifier,
         })
     }
 
@@ -568,6 +575,7 @@ impl Run {
             }
             let actions = self.engine.start(at);
             self.dispatch(actions);
+            self.notify().await;
         }
         self.dispatch(pending);
         loop {
@@ -788,12 +796,29 @@ impl Run {
         });
     }
 
+    /// Queue the webhooks' messages for the workflow's phase now.
+    async fn notify(&mut self) {
+        let mut json = self.engine.to_json();
+        json["metadata"]["namespace"] = Value::String(self.namespace.clone());
+        let ev = crate::notify::WorkflowEvent::of(&json, &self.uid);
+        if let Err(e) = self.ctl.notifier.enqueue(&ev).await {
+            tracing::error!(
+                "workflow {}/{}: queueing notifications: {e}",
+                self.namespace,
+                self.name
+            );
+        }
+    }
+
     async fn finish(mut self) {
         // Daemons and anything else still running end with the workflow.
         for pod in self.pods.values() {
             self.ctl.pods.kill(pod);
         }
         self.persist(true).await;
+        // Committed before the archive marks the workflow finished: a crash in between
+        // replays the workflow, whose messages are then already queued (by key).
+        self.notify().await;
         let json = self.engine.to_json();
         if let (Some(s), Some(f)) = (self.engine.started_at(), self.engine.finished_at()) {
             self.ctl.metrics.workflow_finished(

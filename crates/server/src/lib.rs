@@ -10,6 +10,7 @@ pub mod jobs;
 pub mod maintenance;
 pub mod manifest;
 pub mod metrics;
+pub mod notify;
 pub mod pods;
 pub mod scheduling;
 pub mod state;
@@ -117,7 +118,9 @@ pub async fn serve(
         pods.cluster.ledgered_pods(),
         ledger,
     ));
-    let ctl = controller::Controller::new(store, pods);
+    let notifier = Arc::new(notify::Notifier::new(&cfg.notifications, store.clone())?);
+    tokio::spawn(notify::run(notifier.clone()));
+    let ctl = controller::Controller::new(store, pods, notifier);
     let recovered = ctl.recover().await.map_err(ServerError::Recover)?;
     if recovered > 0 {
         tracing::info!(

@@ -141,6 +141,16 @@ pub struct ListQuery {
 }
 
 enum Write {
+    Notify(Vec<NewNotification>),
+    NotificationSent {
+        id: i64,
+        at_ns: i64,
+    },
+    NotificationFailed {
+        id: i64,
+        next_ns: i64,
+        error: String,
+    },
     InsertWorkflow(Box<NewWorkflow>),
     AppendEvents {
         uid: String,
@@ -185,6 +195,25 @@ enum Write {
 }
 
 type Reply = oneshot::Sender<Result<(), StoreError>>;
+
+/// A notification to queue: `key` names it uniquely (workflow uid, webhook, phase).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewNotification {
+    pub key: String,
+    pub webhook: String,
+    pub body: String,
+    pub created_ns: i64,
+}
+
+/// A queued notification not yet acknowledged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notification {
+    pub id: i64,
+    pub key: String,
+    pub webhook: String,
+    pub body: String,
+    pub attempts: i64,
+}
 
 #[derive(Clone)]
 pub struct Store {
@@ -327,6 +356,59 @@ impl Store {
             .fetch_all(&self.read)
             .await?;
         Ok(rows.iter().map(workflow_row).collect())
+    }
+
+    /// Queue notifications; one whose key is already queued (or delivered) is left alone.
+    pub async fn notify(&self, rows: Vec<NewNotification>) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.write(Write::Notify(rows)).await
+    }
+
+    /// Undelivered notifications due at `now_ns`, oldest first.
+    pub async fn due_notifications(
+        &self,
+        now_ns: i64,
+        limit: i64,
+    ) -> Result<Vec<Notification>, StoreError> {
+        let rows = sqlx::query("SELECT id, key, webhook, body, attempts FROM notifications WHERE delivered_ns IS NULL AND next_ns <= ? ORDER BY id LIMIT ?")
+            .bind(now_ns)
+            .bind(limit)
+            .fetch_all(&self.read)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Notification {
+                id: r.get(0),
+                key: r.get(1),
+                webhook: r.get(2),
+                body: r.get(3),
+                attempts: r.get(4),
+            })
+            .collect())
+    }
+
+    /// Undelivered notifications, all webhooks.
+    pub async fn pending_notifications(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) FROM notifications WHERE delivered_ns IS NULL")
+            .fetch_one(&self.read)
+            .await?;
+        Ok(row.get(0))
+    }
+
+    pub async fn notification_sent(&self, id: i64, at_ns: i64) -> Result<(), StoreError> {
+        self.write(Write::NotificationSent { id, at_ns }).await
+    }
+
+    pub async fn notification_failed(
+        &self,
+        id: i64,
+        next_ns: i64,
+        error: String,
+    ) -> Result<(), StoreError> {
+        self.write(Write::NotificationFailed { id, next_ns, error })
+            .await
     }
 
     /// How many live (not archived, not deleted) workflows each namespace has in each phase:
@@ -601,6 +683,33 @@ async fn writer(mut conn: SqliteConnection, mut rx: mpsc::UnboundedReceiver<(Wri
 
 async fn apply(tx: &mut SqliteConnection, w: &Write) -> Result<(), StoreError> {
     match w {
+        Write::Notify(rows) => {
+            for n in rows {
+                sqlx::query("INSERT INTO notifications (key, webhook, body, created_ns, next_ns) VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING")
+                    .bind(&n.key)
+                    .bind(&n.webhook)
+                    .bind(&n.body)
+                    .bind(n.created_ns)
+                    .bind(n.created_ns)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        Write::NotificationSent { id, at_ns } => {
+            sqlx::query("UPDATE notifications SET delivered_ns = ?, attempts = attempts + 1, last_error = NULL WHERE id = ?")
+                .bind(at_ns)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        Write::NotificationFailed { id, next_ns, error } => {
+            sqlx::query("UPDATE notifications SET next_ns = ?, attempts = attempts + 1, last_error = ? WHERE id = ?")
+                .bind(next_ns)
+                .bind(error)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
         Write::InsertWorkflow(wf) => {
             let done = sqlx::query("INSERT INTO workflows (uid, namespace, name, created_ns, phase, finished_ns, manifest, params, context, status) VALUES (?, ?, ?, ?, 'Pending', NULL, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
                 .bind(&wf.uid)
