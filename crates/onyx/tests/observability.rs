@@ -785,3 +785,177 @@ fn webhooks_get_every_notification_once_across_failures_and_a_crash() {
         }
     }
 }
+
+/// Every audit line of a server's trail, rotated files first.
+fn audit_lines(dir: &Path) -> Vec<Value> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .collect();
+    files.sort_by_key(|p| p.file_name().unwrap() == "audit.jsonl");
+    files
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(f)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str::<Value>(l).expect("each line is JSON"))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The audit trail: API changes (who, what, namespace, ticket, result — refusals too) and
+/// every workflow event as JSON lines, rotated by size; pushed to Loki's push API from a
+/// bounded buffer that, while Loki fails, drops its oldest lines and says so in /metrics.
+/// (Grafana Loki does not install here — Debian's `loki` package is an unrelated program —
+/// so the receiver is a loopback listener that checks the push API's shape.)
+#[test]
+fn the_audit_trail_records_changes_and_events_and_feeds_loki() {
+    let (loki, pushes) = receiver(3);
+    let home = temp_home("obs-audit");
+    let config = home.join("onyx.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "home = {:?}\n[audit]\nmax_bytes = 1500\nloki_url = \"{loki}\"\nloki_buffer_lines = 4\n[audit.loki_labels]\njob = \"onyx-test\"\n",
+            home.join("state")
+        ),
+    )
+    .unwrap();
+    let s = Server::start(&home, &["--config", config.to_str().unwrap()]);
+    s.submit(
+        "default",
+        json!({"metadata": {"name": "audited"}, "spec": {"entrypoint": "work",
+            "arguments": {"parameters": [{"name": "ticket_id", "value": "T-31"}]},
+            "templates": [{"name": "work", "steps": [[{"name": "a", "template": "nap"}], [{"name": "b", "template": "nap"}]]},
+                          {"name": "nap", "script": {"image": "debian", "command": ["sh"], "source": "sleep 0.5"}}]}}),
+    );
+    let (c, _) = s.call(
+        "PUT",
+        "/api/v1/workflows/default/audited/suspend",
+        Some(json!({})),
+    );
+    assert_eq!(c, 200);
+    let (c, _) = s.call(
+        "PUT",
+        "/api/v1/workflows/default/audited/resume",
+        Some(json!({})),
+    );
+    assert_eq!(c, 200);
+    // Refused: no ticket_id.
+    let (c, _) = s.call(
+        "POST",
+        "/api/v1/workflows/default",
+        Some(json!({"workflow": {"metadata": {"name": "no-ticket"}, "spec": {"entrypoint": "w",
+            "templates": [{"name": "w", "script": {"image": "debian", "command": ["sh"], "source": "true"}}]}}})),
+    );
+    assert_eq!(c, 400);
+    s.wait("default", "audited", Duration::from_secs(30));
+    let (c, _) = s.call("DELETE", "/api/v1/workflows/default/audited", None);
+    assert_eq!(c, 200);
+
+    let dir = home.join("state/audit");
+    let t0 = Instant::now();
+    let lines = loop {
+        let lines = audit_lines(&dir);
+        if lines.iter().any(|l| l["action"] == "delete") {
+            break lines;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "{lines:#?}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let api = |action: &str| {
+        lines
+            .iter()
+            .find(|l| l["kind"] == "api" && l["action"] == action)
+            .unwrap_or_else(|| panic!("no {action} in {lines:#?}"))
+            .clone()
+    };
+    let create = api("create");
+    assert_eq!(create["who"], "anonymous");
+    assert_eq!(create["namespace"], "default");
+    assert_eq!(create["name"], "audited");
+    assert_eq!(create["ticketId"], "T-31");
+    assert_eq!(create["status"], 200);
+    assert_eq!(create["result"], "ok");
+    // The ticket of a call on an existing workflow comes from the workflow.
+    assert_eq!(api("suspend")["ticketId"], "T-31");
+    assert_eq!(api("delete")["ticketId"], "T-31");
+    let refused = lines
+        .iter()
+        .find(|l| l["kind"] == "api" && l["name"] == "no-ticket")
+        .expect("the refused submission is audited");
+    assert_eq!(refused["status"], 400);
+    assert_eq!(refused["result"], "error");
+    let events: Vec<&str> = lines
+        .iter()
+        .filter(|l| l["kind"] == "workflow" && l["name"] == "audited")
+        .map(|l| l["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(events.first(), Some(&"Start"), "{events:?}");
+    for e in ["Suspend", "Resume", "PodDone"] {
+        assert!(events.contains(&e), "{e} not in {events:?}");
+    }
+    assert!(lines
+        .iter()
+        .filter(|l| l["kind"] == "workflow")
+        .all(|l| l["ticketId"] == "T-31"));
+    let rotated = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("audit-"))
+        .count();
+    assert!(rotated >= 1, "1,500-byte files rotate");
+
+    // Loki: three failed pushes with a 4-line buffer drop the oldest lines, counted; then
+    // every later line arrives, in Loki's push shape, the delete among them.
+    let t0 = Instant::now();
+    loop {
+        let pushed: Vec<Value> = pushes
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| c.status == 200)
+            .map(|c| serde_json::from_str(&c.body).unwrap())
+            .collect();
+        let has_delete = pushed.iter().any(|p| {
+            p["streams"].as_array().unwrap().iter().any(|s| {
+                s["stream"]["job"] == "onyx-test"
+                    && s["stream"]["kind"] == "api"
+                    && s["values"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|v| v[1].as_str().unwrap().contains("\"action\":\"delete\""))
+            })
+        });
+        if has_delete {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "{:#?}",
+            pushes.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(pushes
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|c| c.path == "/loki/api/v1/push"));
+    let metrics = ureq::get(&format!("{}/metrics", s.base))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    let dropped: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("onyx_audit_loki_dropped_lines "))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .expect("the dropped-lines counter");
+    assert!(dropped > 0.0, "{metrics}");
+}

@@ -44,6 +44,13 @@
 //! [power]                          # the nodes' BMCs ({node}, {bmc}, {action}: cycle|off|status)
 //! command = "ipmitool -I lanplus -H {bmc} -U admin -f /etc/onyx/bmc.pass chassis power {action}"
 //!
+//! [audit]                          # every API change and workflow event, as JSON lines
+//! dir = "/var/lib/onyx/audit"      # default: $ONYX_HOME/audit
+//! max_bytes = 104857600            # rotate past this size
+//! keep_days = 183                  # the spec's six months
+//! loki_url = "http://loki.onyx.internal:3100"   # also push every line to Loki
+//! loki_buffer_lines = 10000        # held while Loki is away; past it the oldest are dropped, counted
+//!
 //! [[notifications.webhooks]]        # the spec's Triggers: told when workflows end
 //! name = "ops-slack"
 //! url = "https://hooks.slack.com/services/…"
@@ -161,6 +168,9 @@ pub struct ServerConfig {
     /// Webhooks told when workflows reach a phase (the spec's Triggers).
     #[serde(default)]
     pub notifications: NotificationsConfig,
+    /// The audit trail: where, how long, and Loki.
+    #[serde(default)]
+    pub audit: AuditSettings,
     /// The `onyx` executable that runs pods (`onyx exec-pod`); the running one by default.
     #[serde(skip)]
     pub exe: PathBuf,
@@ -201,6 +211,7 @@ impl Default for ServerConfig {
             power: Default::default(),
             prices: Default::default(),
             notifications: Default::default(),
+            audit: Default::default(),
             exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("onyx")),
         }
     }
@@ -557,4 +568,68 @@ fn default_max_retry() -> f64 {
 
 fn default_webhook_timeout() -> u64 {
     10
+}
+
+/// `[audit]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSettings {
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    #[serde(default = "default_audit_bytes")]
+    pub max_bytes: u64,
+    #[serde(default = "default_keep_days")]
+    pub keep_days: u64,
+    #[serde(default)]
+    pub loki_url: Option<String>,
+    #[serde(default)]
+    pub loki_labels: BTreeMap<String, String>,
+    #[serde(default = "default_loki_buffer")]
+    pub loki_buffer_lines: usize,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        AuditSettings {
+            dir: None,
+            max_bytes: default_audit_bytes(),
+            keep_days: default_keep_days(),
+            loki_url: None,
+            loki_labels: BTreeMap::new(),
+            loki_buffer_lines: default_loki_buffer(),
+        }
+    }
+}
+
+fn default_audit_bytes() -> u64 {
+    100 * 1024 * 1024
+}
+
+fn default_keep_days() -> u64 {
+    183
+}
+
+fn default_loki_buffer() -> usize {
+    10_000
+}
+
+impl AuditSettings {
+    /// The audit crate's configuration, with the directory under `home` by default.
+    pub fn resolve(&self, home: &Path) -> audit::AuditConfig {
+        audit::AuditConfig {
+            dir: self.dir.clone().unwrap_or_else(|| home.join("audit")),
+            max_bytes: self.max_bytes,
+            keep_days: self.keep_days,
+            loki: self.loki_url.as_ref().map(|url| audit::LokiConfig {
+                url: url.clone(),
+                labels: self
+                    .loki_labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                buffer_lines: self.loki_buffer_lines,
+                timeout: std::time::Duration::from_secs(10),
+            }),
+        }
+    }
 }

@@ -54,6 +54,8 @@ pub struct Controller {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The webhooks told of workflows' phases.
     notifier: Arc<crate::notify::Notifier>,
+    /// The audit trail, which gets every workflow event as it is logged.
+    audit: audit::AuditLog,
 }
 
 pub fn now() -> Time {
@@ -81,6 +83,7 @@ impl Controller {
         store: Store,
         pods: Pods,
         notifier: Arc<crate::notify::Notifier>,
+        audit: audit::AuditLog,
     ) -> Arc<Controller> {
         let (watch, _) = broadcast::channel(4096);
         Arc::new(Controller {
@@ -93,6 +96,7 @@ impl Controller {
             watch,
             draining: Mutex::new(HashSet::new()),
             notifier,
+            audit,
         })
     }
 
@@ -669,6 +673,23 @@ impl Run {
     }
 
     async fn log(&mut self, entries: Vec<(Time, Logged)>) -> Result<(), store::StoreError> {
+        let ticket = self
+            .engine
+            .spec()
+            .arguments
+            .parameters
+            .iter()
+            .find(|p| p.name == "ticket_id")
+            .and_then(|p| p.value.as_ref().map(|v| v.0.clone()));
+        for (at, e) in &entries {
+            let (event, node) = event_summary(e);
+            self.ctl.audit.record(audit::Record::new(
+                "workflow",
+                *at,
+                json!({"namespace": self.namespace, "name": self.name, "uid": self.uid,
+                       "event": event, "node": node, "ticketId": ticket}),
+            ));
+        }
         let rows: Vec<EventRow> = entries
             .into_iter()
             .map(|(at, e)| {
@@ -848,5 +869,26 @@ impl Run {
             tracing::error!("workflow {}/{}: archiving: {e}", self.namespace, self.name);
         }
         self.ctl.live.lock().expect("live map").remove(&self.uid);
+    }
+}
+
+/// A logged entry's name (`Start`, `PodDone`, `Suspend`, …) and the node it is about.
+fn event_summary(e: &Logged) -> (String, Option<String>) {
+    match e {
+        Logged::Start => ("Start".into(), None),
+        Logged::Event(ev) => match serde_json::to_value(ev).unwrap_or(Value::Null) {
+            Value::String(name) => (name, None),
+            Value::Object(m) => match m.into_iter().next() {
+                Some((name, body)) => {
+                    let node = body["node_id"]
+                        .as_str()
+                        .or(body["node"].as_str())
+                        .map(str::to_string);
+                    (name, node)
+                }
+                None => ("Event".into(), None),
+            },
+            _ => ("Event".into(), None),
+        },
     }
 }

@@ -118,9 +118,11 @@ pub async fn serve(
         pods.cluster.ledgered_pods(),
         ledger,
     ));
+    let audit = audit::AuditLog::start(cfg.audit.resolve(&cfg.home))
+        .map_err(|e| ServerError::Config(config::ConfigError::Invalid(format!("[audit]: {e}"))))?;
     let notifier = Arc::new(notify::Notifier::new(&cfg.notifications, store.clone())?);
     tokio::spawn(notify::run(notifier.clone()));
-    let ctl = controller::Controller::new(store, pods, notifier);
+    let ctl = controller::Controller::new(store, pods, notifier, audit.clone());
     let recovered = ctl.recover().await.map_err(ServerError::Recover)?;
     if recovered > 0 {
         tracing::info!(
@@ -136,6 +138,7 @@ pub async fn serve(
         .map_err(io("reading the bound address".into()))?;
     tokio::spawn(maintenance::run(ctl.clone(), maint.clone()));
     let state = Arc::new(state::AppState {
+        audit,
         maint,
         ctl,
         cfg: Arc::new(cfg),

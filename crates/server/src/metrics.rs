@@ -324,6 +324,8 @@ pub struct Snapshot {
     pub store_fs: Option<(u64, u64)>,
     /// Seconds pods waited to be scheduled, per queue.
     pub waits: Vec<(String, Histogram)>,
+    /// The audit trail's counters.
+    pub audit: Option<std::sync::Arc<audit::Stats>>,
     pub now: Option<DateTime<Utc>>,
 }
 
@@ -815,6 +817,41 @@ impl Collector for Scrape {
                 .iter()
                 .map(|(ns, q)| (vec![("namespace", ns.clone())], *q)),
         )?;
+        if let Some(a) = &s.audit {
+            use std::sync::atomic::Ordering::Relaxed;
+            let n = |c: &std::sync::atomic::AtomicU64| c.load(Relaxed) as f64;
+            argo_counter(
+                &mut enc,
+                "onyx_audit_records_written",
+                "Audit records written to the audit file",
+                n(&a.written),
+            )?;
+            argo_counter(&mut enc, "onyx_audit_records_dropped", "Audit records lost: the writer's queue was full or the file could not be written (each is also logged)", n(&a.dropped))?;
+            argo_counter(
+                &mut enc,
+                "onyx_audit_loki_pushed_lines",
+                "Audit lines Loki accepted",
+                n(&a.loki_pushed),
+            )?;
+            argo_counter(
+                &mut enc,
+                "onyx_audit_loki_dropped_lines",
+                "Audit lines dropped from the full Loki buffer (they remain in the audit file)",
+                n(&a.loki_dropped),
+            )?;
+            argo_counter(
+                &mut enc,
+                "onyx_audit_loki_push_failures",
+                "Pushes to Loki that failed (retried)",
+                n(&a.loki_failures),
+            )?;
+            gauges(
+                &mut enc,
+                "onyx_audit_loki_pending_lines",
+                "Audit lines waiting for Loki",
+                [(Vec::new(), n(&a.loki_pending))],
+            )?;
+        }
         if let Some(b) = s.store_bytes {
             gauges(
                 &mut enc,

@@ -8,6 +8,7 @@ use crate::controller::Controller;
 use crate::maintenance::Maintenance;
 
 pub struct AppState {
+    pub audit: audit::AuditLog,
     pub ctl: Arc<Controller>,
     pub maint: Arc<Maintenance>,
     pub cfg: Arc<ServerConfig>,

@@ -52,6 +52,7 @@ async fn metrics(State(s): St) -> impl IntoResponse {
         store_bytes,
         store_fs,
         waits: cluster.waits(),
+        audit: Some(s.audit.stats.clone()),
         now: None,
     };
     let text = render(&s.ctl.metrics, snapshot);

@@ -16,6 +16,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 mod archive;
+mod audit;
 mod cluster;
 mod common;
 mod info;
@@ -41,6 +42,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(metrics::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        // Outside authentication, so that refused attempts are audited too.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            audit::audit_changes,
+        ))
         .layer(axum::extract::DefaultBodyLimit::max(limit));
     // The UI's files hold no data (the pages ask the API, with the user's token), so they are
     // served outside the authentication layer: a browser cannot send a bearer token when it
