@@ -1,6 +1,7 @@
 //! `onyx usage report`: a month's GPU- and CPU-hours and their cost per namespace and queue,
-//! from the server's usage ledger (`GET /api/v1/usage`), as a table, JSON or CSV (one row a
-//! namespace and queue, for a spreadsheet or a billing import).
+//! and each namespace's artifact storage (GB-hours, on a row whose queue is `-`), from the
+//! server's usage ledger (`GET /api/v1/usage`), as a table, JSON or CSV (one row a namespace
+//! and queue, for a spreadsheet or a billing import).
 
 use std::io::Write;
 
@@ -22,12 +23,14 @@ struct Line {
     queue: String,
     gpu_hours: f64,
     cpu_hours: f64,
+    storage_gb_hours: f64,
     cost: f64,
 }
 
 fn lines(report: &Value) -> Vec<Line> {
     let price = |k: &str| report["prices"][k].as_f64().unwrap_or(0.0);
     let (gpu_price, cpu_price) = (price("gpu_hour"), price("cpu_hour"));
+    let storage_price = price("storage_gb_month") / 730.0;
     let mut out = Vec::new();
     for n in report["namespaces"].as_array().into_iter().flatten() {
         let hours = |field: &str, q: &str| n[field][q].as_f64().unwrap_or(0.0);
@@ -46,7 +49,19 @@ fn lines(report: &Value) -> Vec<Line> {
                 queue: q.to_string(),
                 gpu_hours,
                 cpu_hours,
+                storage_gb_hours: 0.0,
                 cost: gpu_hours * gpu_price + cpu_hours * cpu_price,
+            });
+        }
+        let storage = n["storageGbHours"].as_f64().unwrap_or(0.0);
+        if n["storageBytes"].as_u64().unwrap_or(0) > 0 {
+            out.push(Line {
+                namespace: n["namespace"].as_str().unwrap_or_default().to_string(),
+                queue: "-".into(),
+                gpu_hours: 0.0,
+                cpu_hours: 0.0,
+                storage_gb_hours: storage,
+                cost: storage * storage_price,
             });
         }
     }
@@ -66,6 +81,7 @@ pub fn print(report: &Value, format: ReportFormat, out: &mut dyn Write) -> anyho
                 "queue",
                 "gpu_hours",
                 "cpu_hours",
+                "storage_gb_hours",
                 "cost",
                 "currency",
             ])?;
@@ -77,6 +93,7 @@ pub fn print(report: &Value, format: ReportFormat, out: &mut dyn Write) -> anyho
                     &l.queue,
                     &format!("{:.6}", l.gpu_hours),
                     &format!("{:.6}", l.cpu_hours),
+                    &format!("{:.6}", l.storage_gb_hours),
                     &format!("{:.2}", l.cost),
                     currency,
                 ])?;
@@ -84,15 +101,23 @@ pub fn print(report: &Value, format: ReportFormat, out: &mut dyn Write) -> anyho
             w.flush().context("writing the CSV")?;
         }
         ReportFormat::Table => {
-            let mut rows = vec![["NAMESPACE", "QUEUE", "GPU-HOURS", "CPU-HOURS", "COST"]
-                .map(String::from)
-                .to_vec()];
+            let mut rows = vec![[
+                "NAMESPACE",
+                "QUEUE",
+                "GPU-HOURS",
+                "CPU-HOURS",
+                "STORAGE-GB-HOURS",
+                "COST",
+            ]
+            .map(String::from)
+            .to_vec()];
             for l in lines(report) {
                 rows.push(vec![
                     l.namespace,
                     l.queue,
                     format!("{:.2}", l.gpu_hours),
                     format!("{:.2}", l.cpu_hours),
+                    format!("{:.2}", l.storage_gb_hours),
                     format!("{:.2} {currency}", l.cost),
                 ]);
             }
@@ -102,14 +127,15 @@ pub fn print(report: &Value, format: ReportFormat, out: &mut dyn Write) -> anyho
                 String::new(),
                 format!("{:.2}", total("totalGpuHours")),
                 format!("{:.2}", total("totalCpuHours")),
+                format!("{:.2}", total("totalStorageGbHours")),
                 format!("{:.2} {currency}", total("totalCost")),
             ]);
-            let widths: Vec<usize> = (0..5)
+            let widths: Vec<usize> = (0..6)
                 .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
                 .collect();
             writeln!(
                 out,
-                "usage for {} (UTC); a MIG instance counts as its share of a GPU",
+                "usage for {} (UTC); a MIG instance counts as its share of a GPU; queue - is a namespace's artifact storage",
                 report["month"].as_str().unwrap_or_default()
             )?;
             for r in rows {
@@ -132,10 +158,11 @@ mod tests {
 
     fn report() -> Value {
         json!({"month": "2026-11", "currency": "JPY",
-               "prices": {"currency": "JPY", "gpu_hour": 450.0, "cpu_hour": 5.0},
-               "totalGpuHours": 16.5, "totalCpuHours": 10.0, "totalCost": 7475.0,
+               "prices": {"currency": "JPY", "gpu_hour": 450.0, "cpu_hour": 5.0, "storage_gb_month": 730.0},
+               "totalGpuHours": 16.5, "totalCpuHours": 10.0, "totalStorageGbHours": 2.0, "totalCost": 7477.0,
                "namespaces": [
                  {"namespace": "vision", "gpuHours": 16.5, "cpuHours": 10.0,
+                  "storageBytes": 1000000000, "storageGbHours": 2.0,
                   "queues": {"dedicated": 16.0, "shared": 0.5},
                   "cpuQueues": {"dedicated": 8.0, "shared": 2.0}}]})
     }
@@ -146,9 +173,10 @@ mod tests {
         print(&report(), ReportFormat::Csv, &mut out).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "month,namespace,queue,gpu_hours,cpu_hours,cost,currency\n\
-             2026-11,vision,dedicated,16.000000,8.000000,7240.00,JPY\n\
-             2026-11,vision,shared,0.500000,2.000000,235.00,JPY\n"
+            "month,namespace,queue,gpu_hours,cpu_hours,storage_gb_hours,cost,currency\n\
+             2026-11,vision,dedicated,16.000000,8.000000,0.000000,7240.00,JPY\n\
+             2026-11,vision,shared,0.500000,2.000000,0.000000,235.00,JPY\n\
+             2026-11,vision,-,0.000000,0.000000,2.000000,2.00,JPY\n"
         );
     }
 
@@ -161,15 +189,34 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             cells(lines[1]),
-            ["NAMESPACE", "QUEUE", "GPU-HOURS", "CPU-HOURS", "COST"]
+            [
+                "NAMESPACE",
+                "QUEUE",
+                "GPU-HOURS",
+                "CPU-HOURS",
+                "STORAGE-GB-HOURS",
+                "COST"
+            ]
         );
         assert_eq!(
             cells(lines[2]),
-            ["vision", "dedicated", "16.00", "8.00", "7240.00", "JPY"]
+            [
+                "vision",
+                "dedicated",
+                "16.00",
+                "8.00",
+                "0.00",
+                "7240.00",
+                "JPY"
+            ]
         );
         assert_eq!(
             cells(lines[4]),
-            ["TOTAL", "16.50", "10.00", "7475.00", "JPY"]
+            ["vision", "-", "0.00", "0.00", "2.00", "2.00", "JPY"]
+        );
+        assert_eq!(
+            cells(lines[5]),
+            ["TOTAL", "16.50", "10.00", "2.00", "7477.00", "JPY"]
         );
         // Columns line up: every figure of a column starts where its heading does.
         let at = lines[1].find("GPU-HOURS").unwrap();

@@ -790,6 +790,7 @@ fn usage_counts_gpu_hours_per_namespace_and_queue() {
             "queue",
             "gpu_hours",
             "cpu_hours",
+            "storage_gb_hours",
             "cost",
             "currency"
         ]
@@ -803,7 +804,29 @@ fn usage_counts_gpu_hours_per_namespace_and_queue() {
         (gpu_hours - hours("vision", "shared")).abs() < 1e-6,
         "{csv}"
     );
-    assert_eq!(shared[6], "JPY");
+    assert_eq!(shared[7], "JPY");
+    // Storage: the bytes a namespace's workflows left in the artifact repository.
+    s.submit(
+        "vision",
+        json!({"metadata": {"name": "art"}, "spec": {"entrypoint": "work",
+            "arguments": {"parameters": [{"name": "ticket_id", "value": "T"}]},
+            "templates": [{"name": "work",
+                "script": {"image": "debian", "command": ["sh"],
+                           "source": "head -c 1000 /dev/zero > /tmp/out.bin"},
+                "outputs": {"artifacts": [{"name": "out", "path": "/tmp/out.bin",
+                                           "archive": {"none": {}}}]}}]}}),
+    );
+    let done = s.wait("vision", "art", Duration::from_secs(30));
+    assert_eq!(done["status"]["phase"], "Succeeded", "{done}");
+    let (_, u) = s.call("GET", "/api/v1/onyx/usage", None);
+    let vision = u["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["namespace"] == "vision")
+        .unwrap();
+    assert_eq!(vision["storageBytes"], 1000, "{u}");
+    assert!(vision["storageGbHours"].as_f64().unwrap() > 0.0, "{u}");
     let (c, e) = s.call("GET", "/api/v1/onyx/usage?month=2026-13", None);
     assert_eq!(c, 400, "{e}");
     assert_eq!(

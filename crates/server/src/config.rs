@@ -40,6 +40,7 @@
 //! currency = "JPY"
 //! gpu_hour = 450.0                 # a whole GPU for an hour (a MIG 1g instance is 1/7 of it)
 //! cpu_hour = 5.0                   # a requested core for an hour
+//! storage_gb_month = 3.0           # a GB of artifacts kept for a month
 //!
 //! [power]                          # the nodes' BMCs ({node}, {bmc}, {action}: cycle|off|status)
 //! command = "ipmitool -I lanplus -H {bmc} -U admin -f /etc/onyx/bmc.pass chassis power {action}"
@@ -295,6 +296,9 @@ pub struct Prices {
     /// A requested CPU core for an hour.
     #[serde(default)]
     pub cpu_hour: f64,
+    /// A GB (10^9 bytes) of artifacts stored for a month (730 hours).
+    #[serde(default)]
+    pub storage_gb_month: f64,
 }
 
 impl Default for Prices {
@@ -303,6 +307,7 @@ impl Default for Prices {
             currency: default_currency(),
             gpu_hour: 0.0,
             cpu_hour: 0.0,
+            storage_gb_month: 0.0,
         }
     }
 }

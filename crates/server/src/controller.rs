@@ -841,6 +841,24 @@ impl Run {
         // replays the workflow, whose messages are then already queued (by key).
         self.notify().await;
         let json = self.engine.to_json();
+        let artifacts = stored_artifacts(&json, |key| self.ctl.pods.artifact_path(key))
+            .into_iter()
+            .map(|(key, bytes)| store::ArtifactRow {
+                uid: self.uid.clone(),
+                key,
+                namespace: self.namespace.clone(),
+                workflow: self.name.clone(),
+                bytes: bytes as i64,
+                stored_ns: nanos(now()),
+            })
+            .collect();
+        if let Err(e) = self.ctl.store.artifacts_stored(artifacts).await {
+            tracing::error!(
+                "workflow {}/{}: recording artifact sizes: {e}",
+                self.namespace,
+                self.name
+            );
+        }
         if let (Some(s), Some(f)) = (self.engine.started_at(), self.engine.finished_at()) {
             self.ctl.metrics.workflow_finished(
                 &self.namespace,
@@ -891,4 +909,34 @@ fn event_summary(e: &Logged) -> (String, Option<String>) {
             _ => ("Event".into(), None),
         },
     }
+}
+
+/// The output artifacts a workflow's nodes stored in the local repository, with their sizes
+/// in bytes (a directory counts its files).
+fn stored_artifacts(
+    wf: &Value,
+    path_of: impl Fn(&str) -> std::path::PathBuf,
+) -> Vec<(String, u64)> {
+    fn size(p: &std::path::Path) -> u64 {
+        match std::fs::symlink_metadata(p) {
+            Ok(m) if m.is_dir() => std::fs::read_dir(p)
+                .map(|d| d.flatten().map(|e| size(&e.path())).sum())
+                .unwrap_or(0),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        }
+    }
+    let mut out: BTreeMap<String, u64> = BTreeMap::new();
+    let nodes = wf.pointer("/status/nodes").and_then(Value::as_object);
+    for n in nodes.into_iter().flat_map(|m| m.values()) {
+        for a in n["outputs"]["artifacts"].as_array().into_iter().flatten() {
+            if let Some(key) = a["local"]["key"].as_str() {
+                if !key.contains("..") {
+                    out.entry(key.to_string())
+                        .or_insert_with(|| size(&path_of(key)));
+                }
+            }
+        }
+    }
+    out.into_iter().collect()
 }

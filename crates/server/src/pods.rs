@@ -73,6 +73,11 @@ impl Pods {
         })
     }
 
+    /// Where an artifact of the local repository lives.
+    pub fn artifact_path(&self, key: &str) -> PathBuf {
+        self.layout.repository().join(key)
+    }
+
     pub fn pod_dir(&self, pod: &str) -> PathBuf {
         self.layout.pod_dir(pod)
     }

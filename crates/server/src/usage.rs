@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
 use serde::Serialize;
-use store::{Store, UsageRow};
+use store::{ArtifactRow, Store, UsageRow};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::config::Prices;
@@ -60,7 +60,11 @@ pub struct NamespaceUsage {
     pub cpu_hours: f64,
     /// CPU-hours by queue.
     pub cpu_queues: BTreeMap<String, f64>,
-    /// GPU-hours and CPU-hours at the configured prices.
+    /// Artifact bytes its workflows had stored by the window's end.
+    pub storage_bytes: u64,
+    /// Those bytes over the time they were stored within the window, in GB-hours (10^9 bytes).
+    pub storage_gb_hours: f64,
+    /// GPU-hours, CPU-hours and storage at the configured prices.
     pub cost: f64,
 }
 
@@ -74,6 +78,8 @@ pub struct UsageReport {
     pub days: BTreeMap<String, BTreeMap<String, f64>>,
     pub total_gpu_hours: f64,
     pub total_cpu_hours: f64,
+    pub total_storage_bytes: u64,
+    pub total_storage_gb_hours: f64,
     pub total_cost: f64,
     pub currency: String,
     /// The prices the costs are at.
@@ -93,12 +99,15 @@ pub struct Wait {
 }
 
 const HOUR_NS: f64 = 3_600e9;
+/// A billing month, as cloud storage prices count it (365 × 24 / 12).
+const HOURS_PER_MONTH: f64 = 730.0;
 const DAY_NS: i64 = 86_400_000_000_000;
 
 /// GPU- and CPU-hours of `rows` inside `[from, to)`, and their cost at `prices`; a hold still
 /// open counts until `now`.
 pub fn report(
     rows: &[UsageRow],
+    artifacts: &[ArtifactRow],
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     now: DateTime<Utc>,
@@ -154,9 +163,22 @@ pub fn report(
             at = upto;
         }
     }
+    for a in artifacts.iter().filter(|a| a.stored_ns < hi) {
+        let entry = by_ns
+            .entry(a.namespace.clone())
+            .or_insert_with(|| NamespaceUsage {
+                namespace: a.namespace.clone(),
+                ..Default::default()
+            });
+        entry.storage_bytes += a.bytes.max(0) as u64;
+        let held = (now.min(hi) - a.stored_ns.max(lo)).max(0) as f64 / HOUR_NS;
+        entry.storage_gb_hours += a.bytes.max(0) as f64 / 1e9 * held;
+    }
     let mut namespaces: Vec<NamespaceUsage> = by_ns.into_values().collect();
     for n in &mut namespaces {
-        n.cost = n.gpu_hours * prices.gpu_hour + n.cpu_hours * prices.cpu_hour;
+        n.cost = n.gpu_hours * prices.gpu_hour
+            + n.cpu_hours * prices.cpu_hour
+            + n.storage_gb_hours / HOURS_PER_MONTH * prices.storage_gb_month;
     }
     namespaces.sort_by(|a, b| {
         b.gpu_hours
@@ -182,6 +204,8 @@ pub fn report(
         to: to.to_rfc3339(),
         total_gpu_hours: namespaces.iter().map(|n| n.gpu_hours).sum(),
         total_cpu_hours: namespaces.iter().map(|n| n.cpu_hours).sum(),
+        total_storage_bytes: namespaces.iter().map(|n| n.storage_bytes).sum(),
+        total_storage_gb_hours: namespaces.iter().map(|n| n.storage_gb_hours).sum(),
         total_cost: namespaces.iter().map(|n| n.cost).sum(),
         currency: prices.currency.clone(),
         prices: prices.clone(),
@@ -242,8 +266,9 @@ mod tests {
             currency: "JPY".into(),
             gpu_hour: 450.0,
             cpu_hour: 5.0,
+            storage_gb_month: 0.0,
         };
-        let r = report(&rows, from, to, at(10, 12), &prices);
+        let r = report(&rows, &[], from, to, at(10, 12), &prices);
         let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
         assert_eq!(r.namespaces[0].namespace, "vision");
         assert!(close(r.namespaces[0].gpu_hours, 16.0), "{r:?}");
@@ -271,6 +296,58 @@ mod tests {
             }
         );
         assert!(close(r.mean_wait_seconds.unwrap(), 330.0));
+    }
+
+    /// Storage: bytes stored by the window's end, GB-hours from each artifact's store time
+    /// (or the window's start) to now (or the window's end), at a price per GB-month.
+    #[test]
+    fn artifact_storage_is_billed_per_namespace_in_gb_hours() {
+        let artifact = |ns: &str, bytes: i64, at: DateTime<Utc>| ArtifactRow {
+            uid: format!("{ns}-{bytes}"),
+            key: "k".into(),
+            namespace: ns.into(),
+            workflow: "w".into(),
+            bytes,
+            stored_ns: at.timestamp_nanos_opt().unwrap(),
+        };
+        let (from, to) = month("2026-11").unwrap();
+        let prices = Prices {
+            currency: "JPY".into(),
+            gpu_hour: 0.0,
+            cpu_hour: 0.0,
+            storage_gb_month: 730.0,
+        };
+        let october = Utc.with_ymd_and_hms(2026, 10, 20, 0, 0, 0).unwrap();
+        let artifacts = [
+            // 2 GB from October: the 9.5 days of November until now count.
+            artifact("vision", 2_000_000_000, october),
+            // 1 GB stored 2 hours before now.
+            artifact("nlp", 1_000_000_000, at(10, 10)),
+            // Stored after the window: not this month's.
+            artifact(
+                "nlp",
+                5,
+                Utc.with_ymd_and_hms(2026, 12, 2, 0, 0, 0).unwrap(),
+            ),
+        ];
+        let r = report(&[], &artifacts, from, to, at(10, 12), &prices);
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-6;
+        let vision = r
+            .namespaces
+            .iter()
+            .find(|n| n.namespace == "vision")
+            .unwrap();
+        assert_eq!(vision.storage_bytes, 2_000_000_000);
+        assert!(
+            close(vision.storage_gb_hours, 2.0 * (9.0 * 24.0 + 12.0)),
+            "{r:?}"
+        );
+        // 730 per GB-month is 1 per GB-hour.
+        assert!(close(vision.cost, vision.storage_gb_hours), "{r:?}");
+        let nlp = r.namespaces.iter().find(|n| n.namespace == "nlp").unwrap();
+        assert_eq!(nlp.storage_bytes, 1_000_000_000);
+        assert!(close(nlp.storage_gb_hours, 2.0));
+        assert_eq!(r.total_storage_bytes, 3_000_000_000);
     }
 
     #[test]

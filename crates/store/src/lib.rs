@@ -141,6 +141,7 @@ pub struct ListQuery {
 }
 
 enum Write {
+    ArtifactsStored(Vec<ArtifactRow>),
     Notify(Vec<NewNotification>),
     NotificationSent {
         id: i64,
@@ -195,6 +196,17 @@ enum Write {
 }
 
 type Reply = oneshot::Sender<Result<(), StoreError>>;
+
+/// An artifact a finished workflow left in the repository, and its size.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArtifactRow {
+    pub uid: String,
+    pub key: String,
+    pub namespace: String,
+    pub workflow: String,
+    pub bytes: i64,
+    pub stored_ns: i64,
+}
 
 /// A notification to queue: `key` names it uniquely (workflow uid, webhook, phase).
 #[derive(Debug, Clone, PartialEq)]
@@ -356,6 +368,33 @@ impl Store {
             .fetch_all(&self.read)
             .await?;
         Ok(rows.iter().map(workflow_row).collect())
+    }
+
+    /// Record the artifacts a finished workflow stored (a replay records nothing twice).
+    pub async fn artifacts_stored(&self, rows: Vec<ArtifactRow>) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.write(Write::ArtifactsStored(rows)).await
+    }
+
+    /// Artifacts stored before `to_ns`.
+    pub async fn artifacts_before(&self, to_ns: i64) -> Result<Vec<ArtifactRow>, StoreError> {
+        let rows = sqlx::query("SELECT uid, key, namespace, workflow, bytes, stored_ns FROM artifact_usage WHERE stored_ns < ? ORDER BY stored_ns")
+            .bind(to_ns)
+            .fetch_all(&self.read)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| ArtifactRow {
+                uid: r.get(0),
+                key: r.get(1),
+                namespace: r.get(2),
+                workflow: r.get(3),
+                bytes: r.get(4),
+                stored_ns: r.get(5),
+            })
+            .collect())
     }
 
     /// Queue notifications; one whose key is already queued (or delivered) is left alone.
@@ -683,6 +722,19 @@ async fn writer(mut conn: SqliteConnection, mut rx: mpsc::UnboundedReceiver<(Wri
 
 async fn apply(tx: &mut SqliteConnection, w: &Write) -> Result<(), StoreError> {
     match w {
+        Write::ArtifactsStored(rows) => {
+            for a in rows {
+                sqlx::query("INSERT INTO artifact_usage (uid, key, namespace, workflow, bytes, stored_ns) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
+                    .bind(&a.uid)
+                    .bind(&a.key)
+                    .bind(&a.namespace)
+                    .bind(&a.workflow)
+                    .bind(a.bytes)
+                    .bind(a.stored_ns)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
         Write::Notify(rows) => {
             for n in rows {
                 sqlx::query("INSERT INTO notifications (key, webhook, body, created_ns, next_ns) VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING")

@@ -56,7 +56,12 @@ async fn month_usage(State(s): St, Query(q): Q) -> ApiResult {
             to.timestamp_nanos_opt().unwrap_or(i64::MAX),
         )
         .await?;
-    let report = usage::report(&rows, from, to, now, &s.cfg.prices);
+    let artifacts = s
+        .ctl
+        .store
+        .artifacts_before(to.timestamp_nanos_opt().unwrap_or(i64::MAX))
+        .await?;
+    let report = usage::report(&rows, &artifacts, from, to, now, &s.cfg.prices);
     let mut body = serde_json::to_value(report).unwrap_or_default();
     body["month"] = json!(month);
     Ok(Json(body))
