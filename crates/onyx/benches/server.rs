@@ -3,6 +3,7 @@
 //!     cargo bench -p onyx --bench server -- submit 20000
 //!     cargo bench -p onyx --bench server -- run 10000
 //!     cargo bench -p onyx --bench server -- archive 100000
+//!     cargo bench -p onyx --bench server -- metrics 10000
 //!
 //! `submit N`: N workflows (each waits on a suspend step, so no process runs) posted by 16
 //! client threads; prints accepted submissions per second.
@@ -10,6 +11,9 @@
 //! completed workflows per second.
 //! `archive N`: fills the archive with N finished workflows, then times 1,000 list requests
 //! for a page of 100 (first pages, later pages by `continue`, and by label); prints p50/p99.
+//! `metrics N`: a server on the seed's 16 nodes (128 GPUs) with N live workflows (suspended),
+//! then N more each carrying a realtime gauge labelled with its own name (the cardinality
+//! Argo's docs warn of); after each half, 200 scrapes of `/metrics`: series, bytes, p50/p99.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -33,8 +37,13 @@ impl Drop for Server {
 }
 
 fn start(home: &PathBuf) -> Server {
+    start_with(home, &[])
+}
+
+fn start_with(home: &PathBuf, extra: &[&str]) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_onyx"))
         .args(["server", "--listen", "127.0.0.1:0"])
+        .args(extra)
         .env("ONYX_HOME", home)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
@@ -75,10 +84,19 @@ fn post(agent: &ureq::Agent, url: &str, body: &Value) -> u16 {
 }
 
 fn workflow(name: String, template: Value) -> Value {
-    json!({"workflow": {"metadata": {"name": name, "labels": {"bench": "yes"}},
+    let metrics = template.get("workflowMetrics").cloned();
+    let mut template = template;
+    if let Some(t) = template.as_object_mut() {
+        t.remove("workflowMetrics");
+    }
+    let mut wf = json!({"workflow": {"metadata": {"name": name, "labels": {"bench": "yes"}},
         "spec": {"entrypoint": "main",
             "arguments": {"parameters": [{"name": "ticket_id", "value": "T-bench"}]},
-            "templates": [template]}}})
+            "templates": [template]}}});
+    if let Some(m) = metrics {
+        wf["workflow"]["spec"]["metrics"] = m;
+    }
+    wf
 }
 
 /// Post `n` workflows from `threads` client threads; returns the seconds it took.
@@ -236,6 +254,50 @@ fn archive(n: usize) {
     );
 }
 
+/// 200 scrapes of `/metrics`: (series, bytes, p50 ms, p99 ms).
+fn scrape(s: &Server) -> (usize, usize, f64, f64) {
+    let agent = ureq::AgentBuilder::new().build();
+    let url = format!("{}/metrics", s.base);
+    let mut times = Vec::new();
+    let mut text = String::new();
+    for _ in 0..200 {
+        let t0 = Instant::now();
+        text = agent.get(&url).call().unwrap().into_string().unwrap();
+        times.push(t0.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    let series = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .count();
+    (series, text.len(), times[100], times[198])
+}
+
+fn metrics(n: usize) {
+    let h = home("metrics");
+    let s = start_with(&h, &["--cluster", "onyx"]);
+    post_all(&s, n, 16, json!({"name": "main", "suspend": {}}), "plain");
+    // Let every workflow's engine start (its first event) before scraping.
+    std::thread::sleep(Duration::from_secs(2));
+    let (series, bytes, p50, p99) = scrape(&s);
+    println!(
+        "metrics: {n} live workflows, 128 GPUs: {series} series, {} KiB, scrape p50 {p50:.1} ms, p99 {p99:.1} ms",
+        bytes / 1024
+    );
+    let gauge = json!({"name": "main", "suspend": {},
+        "workflowMetrics": {"prometheus": [{"name": "wf_duration", "help": "Duration by workflow",
+            "labels": [{"key": "workflow", "value": "{{workflow.name}}"}],
+            "gauge": {"realtime": true, "value": "{{workflow.duration}}"}}]}});
+    post_all(&s, n, 16, gauge, "gauged");
+    std::thread::sleep(Duration::from_secs(2));
+    let (series, bytes, p50, p99) = scrape(&s);
+    println!(
+        "metrics: {} live workflows, {n} with a realtime gauge labelled by name: {series} series, {} KiB, scrape p50 {p50:.1} ms, p99 {p99:.1} ms",
+        2 * n,
+        bytes / 1024
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -248,12 +310,14 @@ fn main() {
         .unwrap_or(match what {
             "run" => 10_000,
             "archive" => 100_000,
+            "metrics" => 10_000,
             _ => 20_000,
         });
     match what {
         "submit" => submit(n),
         "run" => run(n),
         "archive" => archive(n),
-        other => eprintln!("unknown bench {other}: submit, run or archive"),
+        "metrics" => metrics(n),
+        other => eprintln!("unknown bench {other}: submit, run, archive or metrics"),
     }
 }
