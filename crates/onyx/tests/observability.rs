@@ -222,6 +222,12 @@ fn prometheus_scrapes_workflow_scheduler_and_gpu_metrics() {
         r#"argo_workflows_workflow_duration_seconds_count{namespace="default",status="Failed"}"#,
         1.0,
     );
+    // Every pod's running time, by namespace (four in default, one in vision).
+    expect(
+        &url,
+        r#"onyx_pod_duration_seconds_count{namespace="default"}"#,
+        4.0,
+    );
     // The templates' custom metrics: a counter per status, a histogram only on success.
     expect(
         &url,

@@ -712,6 +712,8 @@ impl Run {
                     self.pods.insert(req.node_id.clone(), req.pod_name.clone());
                     let tx = self.tx.clone();
                     let metrics = self.ctl.metrics.clone();
+                    let namespace = self.namespace.clone();
+                    let running_since = Mutex::new(None::<Instant>);
                     let pods = self.ctl.pods.clone();
                     let spec = self.engine.spec();
                     let ask = crate::scheduling::ask_of(
@@ -725,6 +727,19 @@ impl Run {
                         *req,
                         ask,
                         move |ev| {
+                            match &ev {
+                                Event::PodRunning { .. } => {
+                                    *running_since.lock().expect("pod clock") =
+                                        Some(Instant::now());
+                                }
+                                Event::PodDone(_) => {
+                                    let since = running_since.lock().expect("pod clock").take();
+                                    if let Some(t) = since {
+                                        metrics.pod_finished(&namespace, t.elapsed().as_secs_f64());
+                                    }
+                                }
+                                _ => {}
+                            }
                             metrics.queued();
                             let _ = tx.send(Cmd::Event(ev, None));
                         },

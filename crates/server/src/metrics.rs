@@ -111,6 +111,8 @@ pub struct Metrics {
     errors: Mutex<BTreeMap<ErrorCause, u64>>,
     /// Finished workflows' durations by namespace and phase.
     durations: Mutex<BTreeMap<(String, String), Histogram>>,
+    /// Pods' running time (from their start to their end) by namespace.
+    pod_durations: Mutex<BTreeMap<String, Histogram>>,
     /// Milliseconds a scheduling cycle took.
     scheduling: Histogram,
     custom: Mutex<Custom>,
@@ -148,6 +150,7 @@ impl Default for Metrics {
             operation: Histogram::new(linear_buckets(5.0, 5.0, 6)),
             errors: Mutex::new(BTreeMap::new()),
             durations: Mutex::new(BTreeMap::new()),
+            pod_durations: Mutex::new(BTreeMap::new()),
             // Volcano's buckets for e2e scheduling latency.
             scheduling: Histogram::new(exponential_buckets(5.0, 2.0, 10)),
             custom: Mutex::new(Custom::default()),
@@ -177,6 +180,13 @@ impl Metrics {
     pub fn workflow_finished(&self, namespace: &str, phase: &str, seconds: f64) {
         lock(&self.durations)
             .entry((namespace.to_string(), phase.to_string()))
+            .or_insert_with(workflow_duration_histogram)
+            .observe(seconds.max(0.0));
+    }
+
+    pub fn pod_finished(&self, namespace: &str, seconds: f64) {
+        lock(&self.pod_durations)
+            .entry(namespace.to_string())
             .or_insert_with(workflow_duration_histogram)
             .observe(seconds.max(0.0));
     }
@@ -571,6 +581,16 @@ impl Collector for Scrape {
                         h,
                     )
                 }),
+            )?;
+        }
+        {
+            let pods = lock(&m.pod_durations);
+            histograms(
+                &mut enc,
+                "onyx_pod_duration_seconds",
+                "Seconds pods ran, from their start to their end, by namespace",
+                pods.iter()
+                    .map(|(ns, h)| (vec![("namespace", ns.clone())], h)),
             )?;
         }
         argo_counter(

@@ -26,8 +26,17 @@ pub(super) async fn audit_changes(State(s): St, req: Request, next: Next) -> Res
     let bytes = match to_bytes(body, s.cfg.max_body_bytes).await {
         Ok(b) => b,
         Err(e) => {
-            let resp =
-                ApiError::InvalidArgument(format!("reading the request body: {e}")).into_response();
+            // What the body extractor would have said, had the body reached it.
+            let text = e.to_string();
+            let err = if text.contains("length limit") {
+                ApiError::TooLarge(format!(
+                    "request body too large: {text} (the server takes at most {} bytes)",
+                    s.cfg.max_body_bytes
+                ))
+            } else {
+                ApiError::InvalidArgument(format!("reading the request body: {text}"))
+            };
+            let resp = err.into_response();
             record(&s, &who, &method, &path, None, None, resp.status().as_u16());
             return resp;
         }
