@@ -18,6 +18,7 @@ pub mod direct;
 pub mod durable;
 pub mod images;
 pub mod namespace;
+mod network;
 mod pod;
 pub mod resource;
 mod spawn;

@@ -83,6 +83,10 @@ pub struct PodSpec {
     pub output_parameters: Vec<(String, String)>,
     pub output_artifacts: Vec<OutputArtifact>,
     pub capture_result: bool,
+    /// Run without network: a network namespace of the pod's own with only loopback
+    /// (a no-egress namespace's pods).
+    #[serde(default)]
+    pub no_network: bool,
 }
 
 /// What the wrapper leaves in `DIR/result.json`.
@@ -426,6 +430,7 @@ pub fn prepare_pod(layout: &Layout, input: &PodInput) -> Result<PodSpec, ExecErr
         output_parameters,
         output_artifacts,
         capture_result: input.capture_result,
+        no_network: false,
     };
     Ok(spec)
 }
@@ -726,6 +731,9 @@ fn rebase_spec(spec: &mut PodSpec, new_home: &Path) {
 }
 
 fn execute(spec: &PodSpec, dir: &mut PathBuf) -> Result<PodOutcome, String> {
+    if spec.no_network {
+        crate::network::enter_empty_network()?;
+    }
     // Volume mounts of every container are visible to the whole pod (one mount namespace).
     let mut all_mounts: Vec<Mount> = Vec::new();
     for c in spec

@@ -1030,3 +1030,135 @@ fn an_empty_namespace_lists_every_namespace() {
     seen.sort();
     assert_eq!(seen, ["in-default", "in-team-b"]);
 }
+
+/// A one-step script workflow, with a ticket.
+fn script(name: &str, image: &str, source: &str, extra: Value) -> Value {
+    let mut t =
+        json!({"name": "main", "script": {"image": image, "command": ["sh"], "source": source}});
+    if let (Some(t), Some(extra)) = (t.as_object_mut(), extra.as_object()) {
+        for (k, v) in extra {
+            if k == "resources" {
+                t["script"]
+                    .as_object_mut()
+                    .unwrap()
+                    .insert(k.clone(), v.clone());
+            } else {
+                t.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    json!({"metadata": {"name": name}, "spec": {"entrypoint": "main",
+        "arguments": {"parameters": [{"name": "ticket_id", "value": "T-16"}]},
+        "templates": [t]}})
+}
+
+/// Admission (the spec's Gatekeeper and Harbor): a namespace's most GPUs per step, its
+/// allowed queues, priority classes and registries, the largest parallelism; each refusal
+/// names the rule, the field and the value, and a workflow within the rules runs.
+#[test]
+fn admission_policies_refuse_with_rule_field_and_value() {
+    let home = temp_home("api-admission");
+    let config = home.join("onyx.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "home = {:?}\n[namespaces.team]\nmax_gpus_per_step = 2\nmax_parallel_pods = 4\nallowed_queues = [\"default\", \"shared\"]\nallowed_priority_classes = [\"normal\"]\nallowed_registries = [\"harbor.onyx.internal/\"]\n",
+            home.join("state")
+        ),
+    )
+    .unwrap();
+    let s = Server::start(&home, &["--config", config.to_str().unwrap()]);
+    let post = |wf: Value| {
+        s.call(
+            "POST",
+            "/api/v1/workflows/team",
+            Some(json!({ "workflow": wf })),
+        )
+    };
+    let (c, e) = post(script(
+        "greedy",
+        "pytorch/pytorch:2.1",
+        "true",
+        json!({"resources": {"limits": {"nvidia.com/gpu": 4}},
+               "metadata": {"annotations": {"scheduling.volcano.sh/queue-name": "dedicated"}},
+               "priorityClassName": "urgent"}),
+    ));
+    assert_eq!(c, 400, "{e}");
+    let m = e["message"].as_str().unwrap();
+    for part in [
+        "workflow \"greedy\" is refused by namespace \"team\"'s admission policy",
+        "admission rule max_gpus_per_step: spec.templates[0].script.resources.limits[\"nvidia.com/gpu\"] is 4: a step in this namespace may ask for at most 2 GPU(s)",
+        "admission rule allowed_queues: spec.templates[0].metadata.annotations[\"scheduling.volcano.sh/queue-name\"] is \"dedicated\"",
+        "admission rule allowed_priority_classes: spec.templates[0].priorityClassName is \"urgent\"",
+        "admission rule allowed_registries: spec.templates[0].script.image is \"pytorch/pytorch:2.1\": images in this namespace come only from harbor.onyx.internal/ (this one is docker.io/pytorch/pytorch:2.1)",
+    ] {
+        assert!(m.contains(part), "missing {part:?} in {m}");
+    }
+    let mut wide = script("wide", "harbor.onyx.internal/ml/base:1", "true", json!({}));
+    wide["spec"]["parallelism"] = json!(10);
+    let (c, e) = post(wide);
+    assert_eq!(c, 400, "{e}");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("admission rule max_parallel_pods: spec.parallelism is 10"),
+        "{e}"
+    );
+    // Within every rule: accepted and run.
+    let (c, e) = post(script(
+        "fine",
+        "harbor.onyx.internal/ml/base:1",
+        "true",
+        json!({"priorityClassName": "normal"}),
+    ));
+    assert_eq!(c, 200, "{e}");
+    let done = s.wait("team", "fine", Duration::from_secs(30));
+    assert_eq!(done["status"]["phase"], "Succeeded", "{done}");
+    // Other namespaces keep the default policy.
+    let (c, e) = s.call(
+        "POST",
+        "/api/v1/workflows/default",
+        Some(json!({"workflow": script("anywhere", "pytorch/pytorch:2.1", "true", json!({}))})),
+    );
+    assert_eq!(c, 200, "{e}");
+}
+
+/// The spec's data governance: pods of `onyx-data` (no-egress by default) run in a network
+/// of their own with only loopback, so a port listening on the host's loopback is out of
+/// reach; the same step in another namespace reaches it.
+#[test]
+fn onyx_data_steps_run_without_network() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || for _ in listener.incoming() {});
+    let home = temp_home("api-no-egress");
+    let s = Server::start(&home, &[]);
+    let probe = format!(
+        "python3 -c \"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=3); print('reached')\""
+    );
+    // Distinct names: pod directories are keyed by pod name alone (see the note).
+    for (ns, name) in [("onyx-data", "probe"), ("default", "probe-open")] {
+        s.submit(ns, script(name, "debian", &probe, json!({})));
+    }
+    let open = s.wait("default", "probe-open", Duration::from_secs(30));
+    assert_eq!(open["status"]["phase"], "Succeeded", "{open}");
+    let closed = s.wait("onyx-data", "probe", Duration::from_secs(30));
+    assert_eq!(closed["status"]["phase"], "Failed", "{closed}");
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    // A one-node workflow's pod has the workflow's name.
+    let log = s.log("onyx-data", "probe", "probe");
+    if root {
+        assert!(log.contains("ConnectionRefusedError"), "{log}");
+    } else {
+        let msg = node(&closed, "probe")["message"].to_string();
+        assert!(
+            msg.contains("network namespace of its own could not be made"),
+            "{msg}"
+        );
+    }
+}

@@ -14,6 +14,12 @@
 //! required_parameters = []
 //! gpu_quota = 8                    # GPUs the namespace's pods hold at once
 //! weight = 2                       # its weight in fair share across tenants
+//! no_egress = true                 # pods without network (default: only onyx-data)
+//! max_gpus_per_step = 8            # admission: refused with the rule, field and value
+//! max_parallel_pods = 16           # the largest spec.parallelism a workflow may set
+//! allowed_queues = ["shared"]
+//! allowed_priority_classes = ["normal"]
+//! allowed_registries = ["harbor.onyx.internal/"]
 //!
 //! [queues.research]                # besides the built-in default, dedicated and shared
 //! weight = 2
@@ -98,6 +104,38 @@ pub struct Policy {
     /// The namespace's weight in fair share across tenants.
     #[serde(default = "one")]
     pub weight: u32,
+    /// Its pods run without network (a network namespace with only loopback): the spec's
+    /// `onyx-data` rule. Unset: true for `onyx-data`, false elsewhere.
+    #[serde(default)]
+    pub no_egress: Option<bool>,
+    /// Admission rules (Gatekeeper's and Harbor's part in the spec): most GPUs per step.
+    #[serde(default)]
+    pub max_gpus_per_step: Option<f64>,
+    /// The largest `spec.parallelism` a workflow may set.
+    #[serde(default)]
+    pub max_parallel_pods: Option<i64>,
+    #[serde(default)]
+    pub allowed_queues: Option<Vec<String>>,
+    #[serde(default)]
+    pub allowed_priority_classes: Option<Vec<String>>,
+    /// Image prefixes allowed, such as `harbor.onyx.internal/`.
+    #[serde(default)]
+    pub allowed_registries: Option<Vec<String>>,
+}
+
+/// The spec's data-governance namespace, which runs without network unless configured.
+pub const DATA_NAMESPACE: &str = "onyx-data";
+
+impl Policy {
+    pub fn admission(&self) -> admission::Rules {
+        admission::Rules {
+            max_gpus_per_step: self.max_gpus_per_step,
+            max_parallel_pods: self.max_parallel_pods,
+            allowed_queues: self.allowed_queues.clone(),
+            allowed_priority_classes: self.allowed_priority_classes.clone(),
+            allowed_registries: self.allowed_registries.clone(),
+        }
+    }
 }
 
 fn one() -> u32 {
@@ -114,6 +152,12 @@ impl Default for Policy {
             required_parameters: default_required(),
             parallelism: 0,
             gpu_quota: None,
+            no_egress: None,
+            max_gpus_per_step: None,
+            max_parallel_pods: None,
+            allowed_queues: None,
+            allowed_priority_classes: None,
+            allowed_registries: None,
             weight: 1,
         }
     }
@@ -251,6 +295,13 @@ impl ServerConfig {
 
     pub fn policy(&self, namespace: &str) -> &Policy {
         self.namespaces.get(namespace).unwrap_or(&self.policy)
+    }
+
+    /// Whether the namespace's pods run without network.
+    pub fn no_egress(&self, namespace: &str) -> bool {
+        self.policy(namespace)
+            .no_egress
+            .unwrap_or(namespace == DATA_NAMESPACE)
     }
 
     /// The bearer token, if authentication is configured.

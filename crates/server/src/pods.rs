@@ -34,6 +34,8 @@ pub struct Pods {
     exe: PathBuf,
     global: Option<Arc<Semaphore>>,
     per_namespace: HashMap<String, Arc<Semaphore>>,
+    /// Namespaces whose pods run without network.
+    no_egress: std::collections::HashSet<String>,
 }
 
 fn limit(n: usize) -> Option<Arc<Semaphore>> {
@@ -69,6 +71,14 @@ impl Pods {
                 .namespaces
                 .iter()
                 .filter_map(|(ns, p)| limit(p.parallelism).map(|s| (ns.clone(), s)))
+                .collect(),
+            no_egress: cfg
+                .namespaces
+                .keys()
+                .map(String::as_str)
+                .chain([crate::config::DATA_NAMESPACE])
+                .filter(|ns| cfg.no_egress(ns))
+                .map(str::to_string)
                 .collect(),
         })
     }
@@ -206,6 +216,7 @@ impl Pods {
         }
         let _permits = self.permits(&namespace).await;
         let me = self.clone();
+        let no_network = self.no_egress.contains(&namespace);
         let prepared = {
             let req = req.clone();
             let grant = grant.clone();
@@ -223,6 +234,7 @@ impl Pods {
                 let dir = me.layout.pod_dir(&req.pod_name);
                 let mut spec =
                     local_executor::prepare_pod(&me.layout, &input).map_err(|e| e.to_string())?;
+                spec.no_network = no_network;
                 {
                     let g = &grant;
                     for c in spec

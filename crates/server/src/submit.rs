@@ -210,6 +210,37 @@ pub fn check_policy(
     Ok(())
 }
 
+/// The namespace's admission rules (GPUs per step, parallelism, queues, priority classes,
+/// registries) over the workflow and the WorkflowTemplates it draws from; every refusal is
+/// named with its rule, field and value.
+pub fn check_admission(
+    policy: &Policy,
+    namespace: &str,
+    name: &str,
+    manifest: &Value,
+    ctx: &BuildContext,
+) -> Result<(), ApiError> {
+    let rules = policy.admission();
+    if rules.is_empty() {
+        return Ok(());
+    }
+    let templates: Vec<Value> = ctx
+        .workflow_templates
+        .iter()
+        .chain(&ctx.cluster_workflow_templates)
+        .cloned()
+        .collect();
+    let refused = admission::check(&rules, manifest, &templates);
+    if refused.is_empty() {
+        return Ok(());
+    }
+    let reasons: Vec<String> = refused.iter().map(|r| r.to_string()).collect();
+    Err(ApiError::InvalidArgument(format!(
+        "workflow {name:?} is refused by namespace {namespace:?}'s admission policy: {}",
+        reasons.join("; ")
+    )))
+}
+
 /// A Workflow object as clients send it: `kind` and `apiVersion` may be left out.
 pub fn normalize_workflow(manifest: &mut Value) -> Result<(), ApiError> {
     if !manifest.is_object() {
@@ -258,6 +289,7 @@ pub async fn submit(
     let name = resolve_name(&manifest)?;
     let ctx = gather_templates(&s.ctl.store, ns, &manifest).await?;
     check_policy(s.cfg.policy(ns), &name, &manifest, &ctx)?;
+    check_admission(s.cfg.policy(ns), ns, &name, &manifest, &ctx)?;
     let loaded = validate("workflow", &manifest, &ctx)?;
     let workflow_model::Object::Workflow(wf) = &loaded.object else {
         return Err(ApiError::InvalidArgument("expected a Workflow".into()));
