@@ -1137,7 +1137,7 @@ fn onyx_data_steps_run_without_network() {
     let probe = format!(
         "python3 -c \"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=3); print('reached')\""
     );
-    // Distinct names: pod directories are keyed by pod name alone (see the note).
+    // Distinct names: on one server a workflow name is unique across namespaces.
     for (ns, name) in [("onyx-data", "probe"), ("default", "probe-open")] {
         s.submit(ns, script(name, "debian", &probe, json!({})));
     }
@@ -1161,4 +1161,27 @@ fn onyx_data_steps_run_without_network() {
             "{msg}"
         );
     }
+}
+
+/// Pods are named after their workflow, and one server keeps one pod per name: a workflow
+/// name taken in one namespace is refused in another (409, saying where), rather than two
+/// workflows sharing pods.
+#[test]
+fn a_workflow_name_is_unique_across_namespaces() {
+    let home = temp_home("api-names");
+    let s = Server::start(&home, &[]);
+    s.submit("team-a", hello("shared-name", true));
+    let (c, e) = s.call(
+        "POST",
+        "/api/v1/workflows/team-b",
+        Some(json!({"workflow": hello("shared-name", true)})),
+    );
+    assert_eq!(c, 409, "{e}");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("already exists in namespace \"team-a\""),
+        "{e}"
+    );
 }

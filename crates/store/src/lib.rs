@@ -763,6 +763,23 @@ async fn apply(tx: &mut SqliteConnection, w: &Write) -> Result<(), StoreError> {
                 .await?;
         }
         Write::InsertWorkflow(wf) => {
+            // Pods are keyed by their name on one server (their directories, the scheduler's
+            // and the ledger's rows), and Argo derives pod names from the workflow's name: two
+            // namespaces with one workflow name would share pods. Checked here, in the one
+            // writer, so two concurrent submissions cannot both pass.
+            let elsewhere: Option<String> = sqlx::query_scalar(
+                "SELECT namespace FROM workflows WHERE name = ? AND namespace != ? LIMIT 1",
+            )
+            .bind(&wf.name)
+            .bind(&wf.namespace)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(other) = elsewhere {
+                return Err(StoreError::AlreadyExists(format!(
+                    "workflows.argoproj.io \"{}\" already exists in namespace {other:?}: on one ONYX server a workflow name is unique across namespaces (its pods are named after it); choose another name or use generateName",
+                    wf.name
+                )));
+            }
             let done = sqlx::query("INSERT INTO workflows (uid, namespace, name, created_ns, phase, finished_ns, manifest, params, context, status) VALUES (?, ?, ?, ?, 'Pending', NULL, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
                 .bind(&wf.uid)
                 .bind(&wf.namespace)

@@ -43,6 +43,14 @@ async fn workflows_events_and_pages_survive_reopening() {
         assert!(
             matches!(dup, Err(StoreError::AlreadyExists(m)) if m == "workflows.argoproj.io \"wf-3\" already exists")
         );
+        // The same name in another namespace is refused too: pods are named after workflows.
+        let mut other = wf(4, "ns2", &[]);
+        other.uid = "uid-other".into();
+        let clash = s.insert_workflow(other).await;
+        assert!(
+            matches!(&clash, Err(StoreError::AlreadyExists(m)) if m.contains("\"wf-4\" already exists in namespace \"ns1\"")),
+            "{clash:?}"
+        );
         s.append_events(
             "uid-0001",
             vec![
