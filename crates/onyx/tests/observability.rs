@@ -890,6 +890,28 @@ fn the_audit_trail_records_changes_and_events_and_feeds_loki() {
     // The ticket of a call on an existing workflow comes from the workflow.
     assert_eq!(api("suspend")["ticketId"], "T-31");
     assert_eq!(api("delete")["ticketId"], "T-31");
+    let (c, made) = s.call(
+        "POST",
+        "/api/v1/workflows/default",
+        Some(
+            json!({"workflow": {"metadata": {"generateName": "gen-"}, "spec": {"entrypoint": "w",
+            "arguments": {"parameters": [{"name": "ticket_id", "value": "T-32"}]},
+            "templates": [{"name": "w", "suspend": {}}]}}}),
+        ),
+    );
+    assert_eq!(c, 200, "{made}");
+    let generated = made["metadata"]["name"].as_str().unwrap().to_string();
+    let t0 = Instant::now();
+    while !audit_lines(&dir)
+        .iter()
+        .any(|l| l["kind"] == "api" && l["name"] == generated.as_str())
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "a generated name is audited"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let refused = lines
         .iter()
         .find(|l| l["kind"] == "api" && l["name"] == "no-ticket")

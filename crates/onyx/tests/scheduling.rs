@@ -29,6 +29,13 @@ fn step(resources: Value, annotations: Value, sleep: f64) -> Value {
         "source": format!("echo $ONYX_NODE:$ONYX_GPUS:$(date +%s%N); sleep {sleep}")}})
 }
 
+/// The entry of namespace `ns` in a list of namespaces (the usage report's, the quota list's).
+fn namespace_in<'a>(list: &'a Value, ns: &str) -> &'a Value {
+    list.as_array()
+        .and_then(|l| l.iter().find(|n| n["namespace"] == ns))
+        .unwrap_or_else(|| panic!("no namespace {ns} in {list}"))
+}
+
 /// A server on `cluster` with these lines of configuration (its home is `home/state`).
 fn start_with_config(home: &std::path::Path, cluster: &std::path::Path, config: &str) -> Server {
     let path = home.join("onyx.toml");
@@ -153,12 +160,7 @@ fn queues_and_tenant_quotas() {
     assert_eq!(q["running"], 1, "{q}");
     assert_eq!(q["pending"], 1, "{q}");
     let (_, ns) = s.call("GET", "/api/v1/onyx/namespaces", None);
-    let vision = ns["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["namespace"] == "vision")
-        .unwrap_or_else(|| panic!("{ns}"));
+    let vision = namespace_in(&ns["items"], "vision");
     assert_eq!(
         vision,
         &json!({"namespace": "vision", "gpuQuota": 1, "weight": 1, "heldGpus": 1.0})
@@ -755,12 +757,7 @@ fn usage_counts_gpu_hours_per_namespace_and_queue() {
     );
     assert!(item["released"].is_string(), "{held}");
     // Half a core for as long as the MIG instances: CPU-hours, and the cost at the prices.
-    let vision = u["namespaces"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["namespace"] == "vision")
-        .unwrap();
+    let vision = namespace_in(&u["namespaces"], "vision");
     let cpu_s = vision["cpuHours"].as_f64().unwrap() * 3600.0 / 0.5;
     assert!((cpu_s - mig_s).abs() < 1e-6, "{cpu_s} vs {mig_s}: {u}");
     let cost =
@@ -819,12 +816,7 @@ fn usage_counts_gpu_hours_per_namespace_and_queue() {
     let done = s.wait("vision", "art", Duration::from_secs(30));
     assert_eq!(done["status"]["phase"], "Succeeded", "{done}");
     let (_, u) = s.call("GET", "/api/v1/onyx/usage", None);
-    let vision = u["namespaces"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["namespace"] == "vision")
-        .unwrap();
+    let vision = namespace_in(&u["namespaces"], "vision");
     assert_eq!(vision["storageBytes"], 1000, "{u}");
     assert!(vision["storageGbHours"].as_f64().unwrap() > 0.0, "{u}");
     let (c, e) = s.call("GET", "/api/v1/onyx/usage?month=2026-13", None);

@@ -28,6 +28,13 @@ pub enum RedfishError {
     Protocol { url: String, what: String },
 }
 
+fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+    )
+}
+
 /// `ResetType` values of `ComputerSystem.Reset` that ONYX uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResetType {
@@ -152,42 +159,26 @@ impl Bmc {
     }
 
     fn io_error(&self, url: &str, e: std::io::Error) -> RedfishError {
-        if matches!(
-            e.kind(),
-            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
-        ) {
-            RedfishError::Timeout {
-                url: url.to_string(),
-                seconds: self.timeout.as_secs(),
-            }
-        } else {
-            RedfishError::Unreachable {
-                url: url.to_string(),
-                reason: e.to_string(),
-            }
-        }
+        self.failure(url, is_timeout(&e), e.to_string())
     }
 
     fn transport_error(&self, url: &str, t: &ureq::Transport) -> RedfishError {
         let text = t.to_string();
-        let io_timeout = std::error::Error::source(t)
+        let timed_out = std::error::Error::source(t)
             .and_then(|s| s.downcast_ref::<std::io::Error>())
-            .is_some_and(|e| {
-                matches!(
-                    e.kind(),
-                    std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
-                )
-            });
-        if io_timeout || text.contains("timed out") {
+            .is_some_and(is_timeout);
+        self.failure(url, timed_out || text.contains("timed out"), text)
+    }
+
+    fn failure(&self, url: &str, timed_out: bool, reason: String) -> RedfishError {
+        let url = url.to_string();
+        if timed_out {
             RedfishError::Timeout {
-                url: url.to_string(),
+                url,
                 seconds: self.timeout.as_secs(),
             }
         } else {
-            RedfishError::Unreachable {
-                url: url.to_string(),
-                reason: text,
-            }
+            RedfishError::Unreachable { url, reason }
         }
     }
 

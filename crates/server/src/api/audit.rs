@@ -56,10 +56,20 @@ pub(super) async fn audit_changes(State(s): St, req: Request, next: Next) -> Res
             }
         }
     }
-    let resp = next
+    let mut resp = next
         .run(Request::from_parts(parts, Body::from(bytes)))
         .await;
     let status = resp.status().as_u16();
+    // A create from `generateName` is named by the server: read the name from the answer
+    // (the created object, small; never a stream).
+    if name.is_none() && action(&method, &path) == "create" && resp.status().is_success() {
+        let (parts, body) = resp.into_parts();
+        let answer = to_bytes(body, usize::MAX).await.unwrap_or_default();
+        name = serde_json::from_slice::<Value>(&answer)
+            .ok()
+            .and_then(|v| v["metadata"]["name"].as_str().map(str::to_string));
+        resp = Response::from_parts(parts, Body::from(answer));
+    }
     let target = (namespace, name);
     record_full(&s, &who, &method, &path, target, ticket, status);
     resp
