@@ -97,16 +97,10 @@ pub fn check(rules: &Rules, workflow: &Value, templates: &[Value]) -> Vec<Refusa
             .enumerate()
         {
             let at = format!("{prefix}.templates[{i}]");
-            check_template(rules, t, &at, default_class.is_some(), &mut out);
+            check_template(rules, t, &at, &mut out);
         }
         if let Some(d) = spec.get("templateDefaults").filter(|d| d.is_object()) {
-            check_template(
-                rules,
-                d,
-                &format!("{prefix}.templateDefaults"),
-                true,
-                &mut out,
-            );
+            check_template(rules, d, &format!("{prefix}.templateDefaults"), &mut out);
         }
     }
     out
@@ -166,13 +160,78 @@ fn gpus_of(name: &str, quantity: &Value) -> Option<f64> {
     Some(n * slices / 7.0)
 }
 
-fn check_template(
-    rules: &Rules,
-    t: &Value,
-    at: &str,
-    has_default_class: bool,
-    out: &mut Vec<Refusal>,
-) {
+/// A `resource` template creating a Volcano Job: each task's pods are checked as steps are
+/// (GPUs per pod, images), and the Job's queue and priority classes as a step's.
+fn check_volcano_job(rules: &Rules, t: &Value, at: &str, out: &mut Vec<Refusal>) {
+    let Some(text) = t["resource"]["manifest"].as_str() else {
+        return;
+    };
+    let Ok(docs) = manifest::parse_documents(text) else {
+        return; // lint reports a manifest that does not parse
+    };
+    let Some(job) = docs.into_iter().map(|d| d.value).find(|v| {
+        v["kind"] == "Job"
+            && v["apiVersion"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("batch.volcano.sh/"))
+    }) else {
+        return;
+    };
+    let at = format!("{at}.resource.manifest");
+    let spec = &job["spec"];
+    let queue = spec["queue"].as_str().unwrap_or("default");
+    if let Some(allowed) = &rules.allowed_queues {
+        if !allowed.iter().any(|a| a == queue) {
+            out.push(not_allowed(
+                "allowed_queues",
+                &format!("{at}: spec.queue"),
+                queue,
+                allowed,
+            ));
+        }
+    }
+    let mut classes = vec![(
+        format!("{at}: spec.priorityClassName"),
+        &spec["priorityClassName"],
+    )];
+    for (i, task) in spec["tasks"].as_array().into_iter().flatten().enumerate() {
+        let pod = &task["template"]["spec"];
+        let here = format!("{at}: spec.tasks[{i}].template.spec");
+        classes.push((
+            format!("{here}.priorityClassName"),
+            &pod["priorityClassName"],
+        ));
+        // The task's pod as a step: its containers' GPUs and images.
+        let as_step = serde_json::json!({"initContainers": pod["initContainers"],
+                                         "containerSet": {"containers": pod["containers"]}});
+        let before = out.len();
+        check_template(rules, &as_step, &here, out);
+        // The Job's queue is its tasks' (checked above at spec.queue).
+        let mut i = before;
+        while i < out.len() {
+            if out[i].rule == "allowed_queues" {
+                out.remove(i);
+            } else {
+                out[i].field = out[i]
+                    .field
+                    .replace(".containerSet.containers[", ".containers[");
+                i += 1;
+            }
+        }
+    }
+    if let Some(allowed) = &rules.allowed_priority_classes {
+        for (field, c) in classes {
+            if let Some(c) = c.as_str().filter(|c| !allowed.iter().any(|a| a == c)) {
+                out.push(not_allowed("allowed_priority_classes", &field, c, allowed));
+            }
+        }
+    }
+}
+
+fn check_template(rules: &Rules, t: &Value, at: &str, out: &mut Vec<Refusal>) {
+    if t["resource"].is_object() {
+        check_volcano_job(rules, t, at, out);
+    }
     let runs = containers(t, at);
     if let Some(max) = rules.max_gpus_per_step {
         // A step's pod asks for the sum of its containers' requests (limits when no request).
@@ -205,7 +264,8 @@ fn check_template(
         }
     }
     if let Some(allowed) = &rules.allowed_queues {
-        let runs_a_pod = !runs.is_empty() || t["resource"].is_object();
+        // A resource template's pods are the Job's, checked by `check_volcano_job`.
+        let runs_a_pod = !runs.is_empty();
         let queue = t["metadata"]["annotations"]["scheduling.volcano.sh/queue-name"].as_str();
         match queue {
             Some(q) if !allowed.iter().any(|a| a == q) => out.push(not_allowed(
@@ -238,7 +298,6 @@ fn check_template(
             )),
             _ => {}
         }
-        let _ = has_default_class;
     }
     if let Some(allowed) = &rules.allowed_registries {
         for (field, c) in &runs {
@@ -404,6 +463,29 @@ mod tests {
         assert_eq!(
             refused[0].field,
             "WorkflowTemplate/lib.spec.templates[0].container.image"
+        );
+    }
+
+    #[test]
+    fn a_volcano_job_is_checked_pod_by_pod() {
+        let job = "apiVersion: batch.volcano.sh/v1alpha1\nkind: Job\nmetadata: {name: j}\nspec:\n  queue: research\n  minAvailable: 2\n  tasks:\n  - name: worker\n    replicas: 2\n    template:\n      spec:\n        priorityClassName: urgent\n        containers:\n        - name: w\n          image: pytorch/pytorch:2.1\n          resources: {limits: {nvidia.com/gpu: 16}}\n";
+        let w = wf(json!([{"name": "train", "resource": {"action": "create", "manifest": job}}]));
+        let got: Vec<(&str, String)> = check(&rules(), &w, &[])
+            .into_iter()
+            .map(|r| (r.rule, r.field))
+            .collect();
+        let at = "spec.templates[0].resource.manifest";
+        assert_eq!(
+            got,
+            vec![
+                ("allowed_queues", format!("{at}: spec.queue")),
+                (
+                    "max_gpus_per_step",
+                    format!("{at}: spec.tasks[0].template.spec.containers[0].resources.limits[\"nvidia.com/gpu\"]")
+                ),
+                ("allowed_registries", format!("{at}: spec.tasks[0].template.spec.containers[0].image")),
+                ("allowed_priority_classes", format!("{at}: spec.tasks[0].template.spec.priorityClassName")),
+            ]
         );
     }
 
