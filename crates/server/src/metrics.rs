@@ -29,7 +29,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use workflow_engine::{GaugeOperation, MetricUpdate, MetricValue};
 
-use crate::scheduling::{NodeUsage, QueueUsage};
+use crate::scheduling::{GpuUsage, Holder, NodeUsage, QueueUsage};
 
 /// Argo's phases that `argo_workflows_count` always reports, zero or not.
 const WORKFLOW_PHASES: [&str; 5] = ["Pending", "Running", "Succeeded", "Failed", "Error"];
@@ -339,6 +339,20 @@ pub struct Snapshot {
     pub now: Option<DateTime<Utc>>,
 }
 
+/// Who holds a GPU and how much of it each holds: a whole GPU 1, a fraction its share, a MIG
+/// instance its compute slices over 7 (an unknown profile counts whole).
+fn holdings(d: &GpuUsage) -> impl Iterator<Item = (&Holder, f64)> {
+    let whole = d
+        .holders
+        .iter()
+        .map(|h| (h, h.gpu_milli.map_or(1.0, |m| m as f64 / 1000.0)));
+    let instances = d.instances.iter().filter_map(|i| {
+        let share = scheduler::mig::compute_slices(&i.profile).map_or(1.0, |s| s as f64 / 7.0);
+        i.holder.as_ref().map(|h| (h, share))
+    });
+    whole.chain(instances)
+}
+
 /// GPU memory of a modelled GPU: the H100/H200 family ONYX's virtual nodes carry.
 fn modelled_fb_mib(model: &str) -> f64 {
     if model.to_ascii_lowercase().contains("h200") {
@@ -355,22 +369,7 @@ pub fn modelled_gpus(nodes: &[NodeUsage]) -> Vec<GpuSample> {
     let mut out = Vec::new();
     for n in nodes {
         for d in &n.devices {
-            let held = if d.instances.is_empty() {
-                d.holders
-                    .iter()
-                    .map(|h| h.gpu_milli.map_or(1.0, |m| m as f64 / 1000.0))
-                    .sum::<f64>()
-                    .min(1.0)
-            } else {
-                d.instances
-                    .iter()
-                    .filter(|i| i.holder.is_some())
-                    .map(|i| {
-                        scheduler::mig::compute_slices(&i.profile).map_or(1.0, |s| s as f64 / 7.0)
-                    })
-                    .sum::<f64>()
-                    .min(1.0)
-            };
+            let held = holdings(d).map(|(_, share)| share).sum::<f64>().min(1.0);
             let fb = modelled_fb_mib(&n.gpu_model);
             out.push(GpuSample {
                 node: n.name.clone(),
@@ -803,22 +802,10 @@ impl Collector for Scrape {
         )?;
         let mut held: BTreeMap<(String, String, String), f64> = BTreeMap::new();
         for n in &s.nodes {
-            for d in &n.devices {
-                for h in &d.holders {
-                    let share = h.gpu_milli.map_or(1.0, |m| m as f64 / 1000.0);
-                    *held
-                        .entry((n.name.clone(), h.namespace.clone(), h.queue.clone()))
-                        .or_default() += share;
-                }
-                for i in &d.instances {
-                    if let Some(h) = &i.holder {
-                        let share = scheduler::mig::compute_slices(&i.profile)
-                            .map_or(1.0, |s| s as f64 / 7.0);
-                        *held
-                            .entry((n.name.clone(), h.namespace.clone(), h.queue.clone()))
-                            .or_default() += share;
-                    }
-                }
+            for (h, share) in n.devices.iter().flat_map(holdings) {
+                *held
+                    .entry((n.name.clone(), h.namespace.clone(), h.queue.clone()))
+                    .or_default() += share;
             }
         }
         gauges(
