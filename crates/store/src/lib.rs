@@ -1,6 +1,11 @@
-//! ONYX's durable state in SQLite (WAL): live workflows with the event log each engine
-//! handled, the workflow archive, and stored objects (WorkflowTemplates,
-//! ClusterWorkflowTemplates, CronWorkflows).
+//! ONYX's durable state, in SQLite (WAL; the embedded default) or PostgreSQL (production):
+//! live workflows with the event log each engine handled, the workflow archive, and stored
+//! objects (WorkflowTemplates, ClusterWorkflowTemplates, CronWorkflows).
+//!
+//! One set of queries serves both databases through sqlx's `Any` driver: every statement is
+//! written in the SQL the two share (`$N` parameters, `ON CONFLICT` upserts, no functions only
+//! one has), and each database has its own copy of the migrations (`migrations/sqlite`,
+//! `migrations/postgres`) with the same versions, tables, keys and indexes.
 //!
 //! Writes go through one writer task that commits whatever is queued in one transaction
 //! (group commit): a caller's write is durable when its future resolves, and many concurrent
@@ -14,14 +19,77 @@ mod select;
 
 use std::path::Path;
 use std::str::FromStr;
-use std::time::Duration;
 
 use base64::Engine as _;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection, Executor, Row};
 use tokio::sync::{mpsc, oneshot};
 
 pub use select::{LabelReq, Selector, SelectorError};
+
+/// Which database a store lives in, from `--store`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A SQLite file (created if missing).
+    Sqlite(std::path::PathBuf),
+    /// A PostgreSQL URL (`postgres://user:password@host:port/database?...`).
+    Postgres(String),
+}
+
+impl Location {
+    /// `postgres://…` or `postgresql://…` is PostgreSQL; `sqlite:PATH` or a plain path is a
+    /// SQLite file.
+    pub fn parse(text: &str) -> Location {
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            Location::Postgres(text.to_string())
+        } else {
+            let path = text
+                .strip_prefix("sqlite://")
+                .or_else(|| text.strip_prefix("sqlite:"));
+            Location::Sqlite(path.unwrap_or(text).into())
+        }
+    }
+
+    /// Where it is, for logs and messages: a PostgreSQL URL without its password.
+    pub fn describe(&self) -> String {
+        match self {
+            Location::Sqlite(p) => p.display().to_string(),
+            Location::Postgres(url) => redact_password(url),
+        }
+    }
+
+    fn url(&self) -> String {
+        match self {
+            Location::Postgres(url) => url.clone(),
+            // sqlx reads the path percent-decoded: encode what would end it or be decoded.
+            Location::Sqlite(p) => {
+                let mut path = String::new();
+                for c in p.display().to_string().chars() {
+                    match c {
+                        '%' => path.push_str("%25"),
+                        '?' => path.push_str("%3F"),
+                        '#' => path.push_str("%23"),
+                        c => path.push(c),
+                    }
+                }
+                format!("sqlite://{path}")
+            }
+        }
+    }
+}
+
+fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, tail) = rest.split_once('/').unwrap_or((rest, ""));
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return url.to_string();
+    };
+    let user = userinfo.split(':').next().unwrap_or("");
+    let slash = if rest.contains('/') { "/" } else { "" };
+    format!("{scheme}://{user}:***@{host}{slash}{tail}")
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -37,6 +105,11 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("the store's writer has stopped")]
     WriterGone,
+    /// Another server took the lease this store's writes were fenced by.
+    #[error(
+        "fenced: lease {lease:?} has moved on from token {token}; this server no longer writes"
+    )]
+    Fenced { lease: String, token: i64 },
 }
 
 /// A workflow as submitted, with what its engine is built from.
@@ -193,9 +266,41 @@ enum Write {
         holding: Vec<String>,
         ended_ns: i64,
     },
+    AcquireLease {
+        lease: String,
+        holder: String,
+        address: String,
+        now_ns: i64,
+        expires_ns: i64,
+    },
+    RenewLease {
+        lease: String,
+        holder: String,
+        token: i64,
+        expires_ns: i64,
+    },
 }
 
-type Reply = oneshot::Sender<Result<(), StoreError>>;
+/// Who holds a lease, until when.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lease {
+    pub holder: String,
+    /// Where the holder serves its API (followers forward writes there).
+    pub address: String,
+    pub token: i64,
+    pub expires_ns: i64,
+}
+
+/// What a write answers: most nothing; a lease operation the token it holds now (or `None`).
+type Reply = oneshot::Sender<Result<Option<i64>, StoreError>>;
+
+/// The lease this store's writes are fenced by: every commit first checks that `token` is
+/// still the lease's, or commits nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Fence {
+    lease: String,
+    token: i64,
+}
 
 /// An artifact a finished workflow left in the repository, and its size.
 #[derive(Debug, Clone, PartialEq)]
@@ -229,35 +334,159 @@ pub struct Notification {
 
 #[derive(Clone)]
 pub struct Store {
-    read: SqlitePool,
+    read: AnyPool,
     writer: mpsc::UnboundedSender<(Write, Reply)>,
+    location: std::sync::Arc<Location>,
+    fence: std::sync::Arc<std::sync::Mutex<Option<Fence>>>,
 }
 
-fn options(path: &Path) -> SqliteConnectOptions {
-    SqliteConnectOptions::new()
-        .filename(path)
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Normal)
-        .busy_timeout(Duration::from_secs(10))
-        .foreign_keys(false)
+/// The writer's connection settings, run on every (re)connect. SQLite: WAL with `NORMAL`
+/// sync — a committed write survives the process being killed at any moment.
+const SQLITE_WRITER_SETUP: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = OFF;";
+const SQLITE_READER_SETUP: &str = "PRAGMA busy_timeout = 10000;";
+
+async fn connect_writer(location: &Location) -> Result<AnyConnection, sqlx::Error> {
+    let url = match location {
+        Location::Sqlite(_) => format!("{}?mode=rwc", location.url()),
+        Location::Postgres(_) => location.url(),
+    };
+    let options = AnyConnectOptions::from_str(&url)?.disable_statement_logging();
+    let mut conn = AnyConnection::connect_with(&options).await?;
+    if let Location::Sqlite(_) = location {
+        conn.execute(SQLITE_WRITER_SETUP).await?;
+    }
+    Ok(conn)
 }
 
 impl Store {
-    /// Open (or create) the database at `path` and bring its schema up to date.
+    /// Open (or create) the SQLite database at `path` and bring its schema up to date.
     pub async fn open(path: &Path) -> Result<Store, StoreError> {
-        let mut conn = SqliteConnection::connect_with(&options(path)).await?;
-        sqlx::migrate!("./migrations").run(&mut conn).await?;
-        let read = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options(path).read_only(true))
+        Store::connect(&Location::Sqlite(path.to_path_buf())).await
+    }
+
+    /// Connect to the store's database and bring its schema up to date. Several servers may
+    /// do this at once on one PostgreSQL: sqlx's migrator holds an advisory lock meanwhile.
+    pub async fn connect(location: &Location) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let mut conn = connect_writer(location).await?;
+        match location {
+            Location::Sqlite(_) => sqlx::migrate!("./migrations/sqlite").run(&mut conn).await?,
+            Location::Postgres(_) => {
+                sqlx::migrate!("./migrations/postgres")
+                    .run(&mut conn)
+                    .await?
+            }
+        }
+        let (url, readers, setup) = match location {
+            Location::Sqlite(_) => (
+                format!("{}?mode=ro", location.url()),
+                4,
+                SQLITE_READER_SETUP,
+            ),
+            Location::Postgres(_) => (location.url(), 8, ""),
+        };
+        let read = AnyPoolOptions::new()
+            .max_connections(readers)
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if !setup.is_empty() {
+                        conn.execute(setup).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(AnyConnectOptions::from_str(&url)?.disable_statement_logging())
             .await?;
+        let location = std::sync::Arc::new(location.clone());
+        let fence = std::sync::Arc::new(std::sync::Mutex::new(None));
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(writer(conn, rx));
-        Ok(Store { read, writer: tx })
+        tokio::spawn(writer(conn, location.clone(), fence.clone(), rx));
+        Ok(Store {
+            read,
+            writer: tx,
+            location,
+            fence,
+        })
+    }
+
+    /// Take `lease` if nobody holds it or its holder let it expire (by `now_ns`): the new
+    /// fencing token, or `None` if another holder still has it. A lease taken over gets the
+    /// next token.
+    pub async fn acquire_lease(
+        &self,
+        lease: &str,
+        holder: &str,
+        address: &str,
+        now_ns: i64,
+        expires_ns: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        self.write_answering(Write::AcquireLease {
+            lease: lease.into(),
+            holder: holder.into(),
+            address: address.into(),
+            now_ns,
+            expires_ns,
+        })
+        .await
+    }
+
+    /// Extend a lease held with `token`; false if it is no longer this holder's.
+    pub async fn renew_lease(
+        &self,
+        lease: &str,
+        holder: &str,
+        token: i64,
+        expires_ns: i64,
+    ) -> Result<bool, StoreError> {
+        let renewed = self
+            .write_answering(Write::RenewLease {
+                lease: lease.into(),
+                holder: holder.into(),
+                token,
+                expires_ns,
+            })
+            .await;
+        match renewed {
+            Ok(held) => Ok(held.is_some()),
+            Err(StoreError::Fenced { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// From now on every commit checks that `lease` still has `token`, and commits nothing
+    /// (each write answers `Fenced`) once another server has taken it.
+    pub fn fence(&self, lease: &str, token: i64) {
+        *self.fence.lock().expect("fence") = Some(Fence {
+            lease: lease.into(),
+            token,
+        });
+    }
+
+    /// Who holds `lease` now.
+    pub async fn lease(&self, lease: &str) -> Result<Option<Lease>, StoreError> {
+        let row =
+            sqlx::query("SELECT holder, address, token, expires_ns FROM leases WHERE name = $1")
+                .bind(lease)
+                .fetch_optional(&self.read)
+                .await?;
+        Ok(row.map(|r| Lease {
+            holder: r.get(0),
+            address: r.get(1),
+            token: r.get(2),
+            expires_ns: r.get(3),
+        }))
+    }
+
+    /// The database this store is in.
+    pub fn location(&self) -> &Location {
+        &self.location
     }
 
     async fn write(&self, w: Write) -> Result<(), StoreError> {
+        self.write_answering(w).await.map(|_| ())
+    }
+
+    async fn write_answering(&self, w: Write) -> Result<Option<i64>, StoreError> {
         let (tx, rx) = oneshot::channel();
         self.writer
             .send((w, tx))
@@ -354,7 +583,7 @@ impl Store {
         namespace: &str,
         name: &str,
     ) -> Result<Option<WorkflowRow>, StoreError> {
-        let row = sqlx::query("SELECT uid, namespace, name, created_ns, phase, finished_ns, manifest, params, context, status FROM workflows WHERE namespace = ? AND name = ?")
+        let row = sqlx::query("SELECT uid, namespace, name, created_ns, phase, finished_ns, manifest, params, context, status FROM workflows WHERE namespace = $1 AND name = $2")
             .bind(namespace)
             .bind(name)
             .fetch_optional(&self.read)
@@ -380,7 +609,7 @@ impl Store {
 
     /// Artifacts stored before `to_ns`.
     pub async fn artifacts_before(&self, to_ns: i64) -> Result<Vec<ArtifactRow>, StoreError> {
-        let rows = sqlx::query("SELECT uid, key, namespace, workflow, bytes, stored_ns FROM artifact_usage WHERE stored_ns < ? ORDER BY stored_ns")
+        let rows = sqlx::query("SELECT uid, key, namespace, workflow, bytes, stored_ns FROM artifact_usage WHERE stored_ns < $1 ORDER BY stored_ns")
             .bind(to_ns)
             .fetch_all(&self.read)
             .await?;
@@ -411,7 +640,7 @@ impl Store {
         now_ns: i64,
         limit: i64,
     ) -> Result<Vec<Notification>, StoreError> {
-        let rows = sqlx::query("SELECT id, key, webhook, body, attempts FROM notifications WHERE delivered_ns IS NULL AND next_ns <= ? ORDER BY id LIMIT ?")
+        let rows = sqlx::query("SELECT id, key, webhook, body, attempts FROM notifications WHERE delivered_ns IS NULL AND next_ns <= $1 ORDER BY id LIMIT $2")
             .bind(now_ns)
             .bind(limit)
             .fetch_all(&self.read)
@@ -465,7 +694,7 @@ impl Store {
     }
 
     pub async fn events(&self, uid: &str) -> Result<Vec<EventRow>, StoreError> {
-        let rows = sqlx::query("SELECT seq, at_ns, body FROM events WHERE uid = ? ORDER BY seq")
+        let rows = sqlx::query("SELECT seq, at_ns, body FROM events WHERE uid = $1 ORDER BY seq")
             .bind(uid)
             .fetch_all(&self.read)
             .await?;
@@ -496,31 +725,31 @@ impl Store {
         body: &str,
         q: &ListQuery,
     ) -> Result<Page<String>, StoreError> {
-        let mut b: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
+        let mut b = select::Sql::new(format!(
             "SELECT t.uid, t.{body}, t.created_ns FROM {table} t WHERE 1=1"
         ));
         if let Some(ns) = &q.namespace {
-            b.push(" AND t.namespace = ").push_bind(ns.clone());
+            b.push(" AND t.namespace = ").bind_text(ns);
         }
         if let Some(name) = &q.name {
-            b.push(" AND t.name = ").push_bind(name.clone());
+            b.push(" AND t.name = ").bind_text(name);
         }
         select::push_label_filters(&mut b, labels, &q.selector);
         if let Some(token) = &q.continue_token {
             let (ns, uid) = decode_continue(token)?;
             b.push(" AND (t.created_ns < ")
-                .push_bind(ns)
+                .bind_int(ns)
                 .push(" OR (t.created_ns = ")
-                .push_bind(ns)
+                .bind_int(ns)
                 .push(" AND t.uid < ")
-                .push_bind(uid)
+                .bind_text(&uid)
                 .push("))");
         }
         b.push(" ORDER BY t.created_ns DESC, t.uid DESC");
         if q.limit > 0 {
-            b.push(" LIMIT ").push_bind((q.limit + 1) as i64);
+            b.push(" LIMIT ").bind_int((q.limit + 1) as i64);
         }
-        let rows = b.build().fetch_all(&self.read).await?;
+        let rows = b.query().fetch_all(&self.read).await?;
         let mut items: Vec<(String, String, i64)> = rows
             .iter()
             .map(|r| (r.get(0), r.get(1), r.get(2)))
@@ -538,12 +767,12 @@ impl Store {
     }
 
     pub async fn archived(&self, uid: &str) -> Result<Option<ArchivedRow>, StoreError> {
-        let row = sqlx::query("SELECT uid, namespace, name, phase, created_ns, finished_ns, body FROM archived_workflows WHERE uid = ?")
+        let row = sqlx::query("SELECT uid, namespace, name, phase, created_ns, finished_ns, body FROM archived_workflows WHERE uid = $1")
             .bind(uid)
             .fetch_optional(&self.read)
             .await?;
         let Some(r) = row else { return Ok(None) };
-        let labels = sqlx::query("SELECT key, value FROM archived_labels WHERE uid = ?")
+        let labels = sqlx::query("SELECT key, value FROM archived_labels WHERE uid = $1")
             .bind(uid)
             .fetch_all(&self.read)
             .await?
@@ -590,7 +819,7 @@ impl Store {
 
     /// Every hold that overlaps `[from_ns, to_ns)`, oldest first.
     pub async fn usage(&self, from_ns: i64, to_ns: i64) -> Result<Vec<UsageRow>, StoreError> {
-        let rows = sqlx::query("SELECT pod, namespace, queue, node, gpus, asked_ns, started_ns, ended_ns, devices, cpus FROM pod_usage WHERE started_ns < ? AND (ended_ns IS NULL OR ended_ns > ?) ORDER BY started_ns, pod")
+        let rows = sqlx::query("SELECT pod, namespace, queue, node, gpus, asked_ns, started_ns, ended_ns, devices, cpus FROM pod_usage WHERE started_ns < $1 AND (ended_ns IS NULL OR ended_ns > $2) ORDER BY started_ns, pod")
             .bind(to_ns)
             .bind(from_ns)
             .fetch_all(&self.read)
@@ -600,7 +829,7 @@ impl Store {
 
     /// What one pod held, each time it was granted GPUs, oldest first.
     pub async fn usage_of_pod(&self, pod: &str) -> Result<Vec<UsageRow>, StoreError> {
-        let rows = sqlx::query("SELECT pod, namespace, queue, node, gpus, asked_ns, started_ns, ended_ns, devices, cpus FROM pod_usage WHERE pod = ? ORDER BY started_ns")
+        let rows = sqlx::query("SELECT pod, namespace, queue, node, gpus, asked_ns, started_ns, ended_ns, devices, cpus FROM pod_usage WHERE pod = $1 ORDER BY started_ns")
             .bind(pod)
             .fetch_all(&self.read)
             .await?;
@@ -613,7 +842,7 @@ impl Store {
         namespace: &str,
         name: &str,
     ) -> Result<Option<ObjectRow>, StoreError> {
-        let row = sqlx::query("SELECT kind, namespace, name, created_ns, body FROM objects WHERE kind = ? AND namespace = ? AND name = ?")
+        let row = sqlx::query("SELECT kind, namespace, name, created_ns, body FROM objects WHERE kind = $1 AND namespace = $2 AND name = $3")
             .bind(kind)
             .bind(namespace)
             .bind(name)
@@ -629,12 +858,12 @@ impl Store {
         namespace: Option<&str>,
     ) -> Result<Vec<ObjectRow>, StoreError> {
         let rows = match namespace {
-            Some(ns) => sqlx::query("SELECT kind, namespace, name, created_ns, body FROM objects WHERE kind = ? AND namespace = ? ORDER BY name")
+            Some(ns) => sqlx::query("SELECT kind, namespace, name, created_ns, body FROM objects WHERE kind = $1 AND namespace = $2 ORDER BY name")
                 .bind(kind)
                 .bind(ns)
                 .fetch_all(&self.read)
                 .await?,
-            None => sqlx::query("SELECT kind, namespace, name, created_ns, body FROM objects WHERE kind = ? ORDER BY namespace, name")
+            None => sqlx::query("SELECT kind, namespace, name, created_ns, body FROM objects WHERE kind = $1 ORDER BY namespace, name")
                 .bind(kind)
                 .fetch_all(&self.read)
                 .await?,
@@ -643,7 +872,7 @@ impl Store {
     }
 }
 
-fn workflow_row(r: &sqlx::sqlite::SqliteRow) -> WorkflowRow {
+fn workflow_row(r: &AnyRow) -> WorkflowRow {
     WorkflowRow {
         uid: r.get(0),
         namespace: r.get(1),
@@ -658,7 +887,7 @@ fn workflow_row(r: &sqlx::sqlite::SqliteRow) -> WorkflowRow {
     }
 }
 
-fn object_row(r: &sqlx::sqlite::SqliteRow) -> ObjectRow {
+fn object_row(r: &AnyRow) -> ObjectRow {
     ObjectRow {
         kind: r.get(0),
         namespace: r.get(1),
@@ -685,7 +914,12 @@ fn decode_continue(token: &str) -> Result<(i64, String), StoreError> {
 }
 
 /// The writer: commits everything queued in one transaction, then answers each caller.
-async fn writer(mut conn: SqliteConnection, mut rx: mpsc::UnboundedReceiver<(Write, Reply)>) {
+async fn writer(
+    mut conn: AnyConnection,
+    location: std::sync::Arc<Location>,
+    fence: std::sync::Arc<std::sync::Mutex<Option<Fence>>>,
+    mut rx: mpsc::UnboundedReceiver<(Write, Reply)>,
+) {
     const MAX_BATCH: usize = 512;
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
@@ -695,11 +929,57 @@ async fn writer(mut conn: SqliteConnection, mut rx: mpsc::UnboundedReceiver<(Wri
                 Err(_) => break,
             }
         }
-        let mut results: Vec<Result<(), StoreError>> = Vec::with_capacity(batch.len());
+        let mut results: Vec<Result<Option<i64>, StoreError>> = Vec::with_capacity(batch.len());
+        // A PostgreSQL server restarted, or a connection cut, leaves this one dead: connect
+        // again (once per batch) rather than fail every write from then on.
+        if conn.ping().await.is_err() {
+            match connect_writer(&location).await {
+                Ok(fresh) => conn = fresh,
+                Err(e) => {
+                    for (_, reply) in batch {
+                        let _ = reply.send(Err(StoreError::Db(sqlx::Error::Protocol(format!(
+                            "connecting to {} again: {e}",
+                            location.describe()
+                        )))));
+                    }
+                    continue;
+                }
+            }
+        }
+        let fenced_by = fence.lock().expect("fence").clone();
         let outcome: Result<(), sqlx::Error> = async {
             let mut tx = conn.begin().await?;
+            if let Some(f) = &fenced_by {
+                // Locks the lease's row until this commit: a takeover waits for it, and a
+                // commit after a takeover finds the token moved on and writes nothing.
+                let held =
+                    sqlx::query("UPDATE leases SET token = token WHERE name = $1 AND token = $2")
+                        .bind(&f.lease)
+                        .bind(f.token)
+                        .execute(&mut *tx)
+                        .await?;
+                if held.rows_affected() == 0 {
+                    for _ in &batch {
+                        results.push(Err(StoreError::Fenced {
+                            lease: f.lease.clone(),
+                            token: f.token,
+                        }));
+                    }
+                    return tx.rollback().await;
+                }
+            }
             for (w, _) in &batch {
-                results.push(apply(&mut tx, w).await);
+                // Each write all or nothing: one that fails leaves no half behind, and the
+                // others in the batch still commit (PostgreSQL would otherwise abort them all).
+                tx.execute("SAVEPOINT w").await?;
+                let r = apply(&mut tx, w).await;
+                tx.execute(if r.is_ok() {
+                    "RELEASE SAVEPOINT w"
+                } else {
+                    "ROLLBACK TO SAVEPOINT w"
+                })
+                .await?;
+                results.push(r);
             }
             tx.commit().await
         }
@@ -720,11 +1000,50 @@ async fn writer(mut conn: SqliteConnection, mut rx: mpsc::UnboundedReceiver<(Wri
     }
 }
 
-async fn apply(tx: &mut SqliteConnection, w: &Write) -> Result<(), StoreError> {
+async fn apply(tx: &mut AnyConnection, w: &Write) -> Result<Option<i64>, StoreError> {
     match w {
+        Write::AcquireLease {
+            lease,
+            holder,
+            address,
+            now_ns,
+            expires_ns,
+        } => {
+            sqlx::query("INSERT INTO leases (name, holder, address, token, expires_ns) VALUES ($1, $2, $3, 1, $4) ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, address = excluded.address, token = leases.token + 1, expires_ns = excluded.expires_ns WHERE leases.expires_ns < $5")
+                .bind(lease)
+                .bind(holder)
+                .bind(address)
+                .bind(expires_ns)
+                .bind(now_ns)
+                .execute(&mut *tx)
+                .await?;
+            let row = sqlx::query("SELECT holder, token FROM leases WHERE name = $1")
+                .bind(lease)
+                .fetch_one(&mut *tx)
+                .await?;
+            let (now_holder, token): (String, i64) = (row.get(0), row.get(1));
+            return Ok((now_holder == *holder).then_some(token));
+        }
+        Write::RenewLease {
+            lease,
+            holder,
+            token,
+            expires_ns,
+        } => {
+            let done = sqlx::query(
+                "UPDATE leases SET expires_ns = $1 WHERE name = $2 AND holder = $3 AND token = $4",
+            )
+            .bind(expires_ns)
+            .bind(lease)
+            .bind(holder)
+            .bind(token)
+            .execute(&mut *tx)
+            .await?;
+            return Ok((done.rows_affected() == 1).then_some(*token));
+        }
         Write::ArtifactsStored(rows) => {
             for a in rows {
-                sqlx::query("INSERT INTO artifact_usage (uid, key, namespace, workflow, bytes, stored_ns) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
+                sqlx::query("INSERT INTO artifact_usage (uid, key, namespace, workflow, bytes, stored_ns) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING")
                     .bind(&a.uid)
                     .bind(&a.key)
                     .bind(&a.namespace)
@@ -737,7 +1056,7 @@ async fn apply(tx: &mut SqliteConnection, w: &Write) -> Result<(), StoreError> {
         }
         Write::Notify(rows) => {
             for n in rows {
-                sqlx::query("INSERT INTO notifications (key, webhook, body, created_ns, next_ns) VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING")
+                sqlx::query("INSERT INTO notifications (key, webhook, body, created_ns, next_ns) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (key) DO NOTHING")
                     .bind(&n.key)
                     .bind(&n.webhook)
                     .bind(&n.body)
@@ -748,14 +1067,14 @@ async fn apply(tx: &mut SqliteConnection, w: &Write) -> Result<(), StoreError> {
             }
         }
         Write::NotificationSent { id, at_ns } => {
-            sqlx::query("UPDATE notifications SET delivered_ns = ?, attempts = attempts + 1, last_error = NULL WHERE id = ?")
+            sqlx::query("UPDATE notifications SET delivered_ns = $1, attempts = attempts + 1, last_error = NULL WHERE id = $2")
                 .bind(at_ns)
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
         }
         Write::NotificationFailed { id, next_ns, error } => {
-            sqlx::query("UPDATE notifications SET next_ns = ?, attempts = attempts + 1, last_error = ? WHERE id = ?")
+            sqlx::query("UPDATE notifications SET next_ns = $1, attempts = attempts + 1, last_error = $2 WHERE id = $3")
                 .bind(next_ns)
                 .bind(error)
                 .bind(id)
@@ -768,7 +1087,7 @@ async fn apply(tx: &mut SqliteConnection, w: &Write) -> Result<(), StoreError> {
             // namespaces with one workflow name would share pods. Checked here, in the one
             // writer, so two concurrent submissions cannot both pass.
             let elsewhere: Option<String> = sqlx::query_scalar(
-                "SELECT namespace FROM workflows WHERE name = ? AND namespace != ? LIMIT 1",
+                "SELECT namespace FROM workflows WHERE name = $1 AND namespace != $2 LIMIT 1",
             )
             .bind(&wf.name)
             .bind(&wf.namespace)
@@ -780,7 +1099,7 @@ async fn apply(tx: &mut SqliteConnection, w: &Write) -> Result<(), StoreError> {
                     wf.name
                 )));
             }
-            let done = sqlx::query("INSERT INTO workflows (uid, namespace, name, created_ns, phase, finished_ns, manifest, params, context, status) VALUES (?, ?, ?, ?, 'Pending', NULL, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
+            let done = sqlx::query("INSERT INTO workflows (uid, namespace, name, created_ns, phase, finished_ns, manifest, params, context, status) VALUES ($1, $2, $3, $4, 'Pending', NULL, $5, $6, $7, $8) ON CONFLICT DO NOTHING")
                 .bind(&wf.uid)
                 .bind(&wf.namespace)
                 .bind(&wf.name)
@@ -799,7 +1118,7 @@ async fn apply(tx: &mut SqliteConnection, w: &Write) -> Result<(), StoreError> {
             }
             for (k, v) in &wf.labels {
                 sqlx::query(
-                    "INSERT OR REPLACE INTO workflow_labels (uid, key, value) VALUES (?, ?, ?)",
+                    "INSERT INTO workflow_labels (uid, key, value) VALUES ($1, $2, $3) ON CONFLICT (uid, key) DO UPDATE SET value = excluded.value",
                 )
                 .bind(&wf.uid)
                 .bind(k)
@@ -810,7 +1129,7 @@ async fn apply(tx: &mut SqliteConnection, w: &Write) -> Result<(), StoreError> {
         }
         Write::AppendEvents { uid, events } => {
             for e in events {
-                sqlx::query("INSERT INTO events (uid, seq, at_ns, body) VALUES (?, ?, ?, ?)")
+                sqlx::query("INSERT INTO events (uid, seq, at_ns, body) VALUES ($1, $2, $3, $4)")
                     .bind(uid)
                     .bind(e.seq)
                     .bind(e.at_ns)
@@ -826,7 +1145,7 @@ async fn apply(tx: &mut SqliteConnection, w: &Write) -> Result<(), StoreError> {
             status,
         } => {
             sqlx::query(
-                "UPDATE workflows SET phase = ?, finished_ns = ?, status = ? WHERE uid = ?",
+                "UPDATE workflows SET phase = $1, finished_ns = $2, status = $3 WHERE uid = $4",
             )
             .bind(phase)
             .bind(finished_ns)
@@ -836,7 +1155,7 @@ async fn apply(tx: &mut SqliteConnection, w: &Write) -> Result<(), StoreError> {
             .await?;
         }
         Write::Archive(a) => {
-            sqlx::query("INSERT OR REPLACE INTO archived_workflows (uid, namespace, name, phase, created_ns, finished_ns, body) VALUES (?, ?, ?, ?, ?, ?, ?)")
+            sqlx::query("INSERT INTO archived_workflows (uid, namespace, name, phase, created_ns, finished_ns, body) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (uid) DO UPDATE SET namespace = excluded.namespace, name = excluded.name, phase = excluded.phase, created_ns = excluded.created_ns, finished_ns = excluded.finished_ns, body = excluded.body")
                 .bind(&a.uid)
                 .bind(&a.namespace)
                 .bind(&a.name)
@@ -846,12 +1165,12 @@ async fn apply(tx: &mut SqliteConnection, w: &Write) -> Result<(), StoreError> {
                 .bind(&a.body)
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query("DELETE FROM archived_labels WHERE uid = ?")
+            sqlx::query("DELETE FROM archived_labels WHERE uid = $1")
                 .bind(&a.uid)
                 .execute(&mut *tx)
                 .await?;
             for (k, v) in &a.labels {
-                sqlx::query("INSERT INTO archived_labels (uid, key, value) VALUES (?, ?, ?)")
+                sqlx::query("INSERT INTO archived_labels (uid, key, value) VALUES ($1, $2, $3)")
                     .bind(&a.uid)
                     .bind(k)
                     .bind(v)
@@ -860,15 +1179,15 @@ async fn apply(tx: &mut SqliteConnection, w: &Write) -> Result<(), StoreError> {
             }
         }
         Write::DeleteWorkflow { uid } => {
-            let done = sqlx::query("DELETE FROM workflows WHERE uid = ?")
+            let done = sqlx::query("DELETE FROM workflows WHERE uid = $1")
                 .bind(uid)
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query("DELETE FROM workflow_labels WHERE uid = ?")
+            sqlx::query("DELETE FROM workflow_labels WHERE uid = $1")
                 .bind(uid)
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query("DELETE FROM events WHERE uid = ?")
+            sqlx::query("DELETE FROM events WHERE uid = $1")
                 .bind(uid)
                 .execute(&mut *tx)
                 .await?;
@@ -881,11 +1200,11 @@ async fn apply(tx: &mut SqliteConnection, w: &Write) -> Result<(), StoreError> {
             manifest,
             status,
         } => {
-            sqlx::query("DELETE FROM events WHERE uid = ?")
+            sqlx::query("DELETE FROM events WHERE uid = $1")
                 .bind(uid)
                 .execute(&mut *tx)
                 .await?;
-            let done = sqlx::query("UPDATE workflows SET phase = 'Running', finished_ns = NULL, manifest = ?, status = ? WHERE uid = ?")
+            let done = sqlx::query("UPDATE workflows SET phase = 'Running', finished_ns = NULL, manifest = $1, status = $2 WHERE uid = $3")
                 .bind(manifest)
                 .bind(status)
                 .bind(uid)
@@ -896,11 +1215,11 @@ async fn apply(tx: &mut SqliteConnection, w: &Write) -> Result<(), StoreError> {
             }
         }
         Write::DeleteArchived { uid } => {
-            let done = sqlx::query("DELETE FROM archived_workflows WHERE uid = ?")
+            let done = sqlx::query("DELETE FROM archived_workflows WHERE uid = $1")
                 .bind(uid)
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query("DELETE FROM archived_labels WHERE uid = ?")
+            sqlx::query("DELETE FROM archived_labels WHERE uid = $1")
                 .bind(uid)
                 .execute(&mut *tx)
                 .await?;
@@ -912,7 +1231,7 @@ async fn apply(tx: &mut SqliteConnection, w: &Write) -> Result<(), StoreError> {
         }
         Write::PutObject { row, create } => {
             let done = if *create {
-                sqlx::query("INSERT INTO objects (kind, namespace, name, created_ns, body) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
+                sqlx::query("INSERT INTO objects (kind, namespace, name, created_ns, body) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING")
                     .bind(&row.kind)
                     .bind(&row.namespace)
                     .bind(&row.name)
@@ -922,7 +1241,7 @@ async fn apply(tx: &mut SqliteConnection, w: &Write) -> Result<(), StoreError> {
                     .await?
             } else {
                 sqlx::query(
-                    "UPDATE objects SET body = ? WHERE kind = ? AND namespace = ? AND name = ?",
+                    "UPDATE objects SET body = $1 WHERE kind = $2 AND namespace = $3 AND name = $4",
                 )
                 .bind(&row.body)
                 .bind(&row.kind)
@@ -946,7 +1265,7 @@ async fn apply(tx: &mut SqliteConnection, w: &Write) -> Result<(), StoreError> {
             name,
         } => {
             let done =
-                sqlx::query("DELETE FROM objects WHERE kind = ? AND namespace = ? AND name = ?")
+                sqlx::query("DELETE FROM objects WHERE kind = $1 AND namespace = $2 AND name = $3")
                     .bind(kind)
                     .bind(namespace)
                     .bind(name)
@@ -960,7 +1279,7 @@ async fn apply(tx: &mut SqliteConnection, w: &Write) -> Result<(), StoreError> {
             }
         }
         Write::UsageStarted(u) => {
-            sqlx::query("INSERT INTO pod_usage (pod, started_ns, ended_ns, asked_ns, namespace, queue, node, gpus, cpus, devices) SELECT ?, ?, NULL, ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM pod_usage WHERE pod = ? AND ended_ns IS NULL) ON CONFLICT DO NOTHING")
+            sqlx::query("INSERT INTO pod_usage (pod, started_ns, asked_ns, namespace, queue, node, gpus, cpus, devices) SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 WHERE NOT EXISTS (SELECT 1 FROM pod_usage WHERE pod = $1 AND ended_ns IS NULL) ON CONFLICT DO NOTHING")
                 .bind(&u.pod)
                 .bind(u.started_ns)
                 .bind(u.asked_ns)
@@ -970,12 +1289,11 @@ async fn apply(tx: &mut SqliteConnection, w: &Write) -> Result<(), StoreError> {
                 .bind(u.gpus)
                 .bind(u.cpus)
                 .bind(u.devices.join(","))
-                .bind(&u.pod)
                 .execute(&mut *tx)
                 .await?;
         }
         Write::UsageEnded { pod, ended_ns } => {
-            sqlx::query("UPDATE pod_usage SET ended_ns = max(started_ns, ?) WHERE pod = ? AND ended_ns IS NULL")
+            sqlx::query("UPDATE pod_usage SET ended_ns = CASE WHEN started_ns > $1 THEN started_ns ELSE $1 END WHERE pod = $2 AND ended_ns IS NULL")
                 .bind(ended_ns)
                 .bind(pod)
                 .execute(&mut *tx)
@@ -987,7 +1305,7 @@ async fn apply(tx: &mut SqliteConnection, w: &Write) -> Result<(), StoreError> {
                     .fetch_all(&mut *tx)
                     .await?;
             for pod in open.iter().filter(|p| !holding.contains(p)) {
-                sqlx::query("UPDATE pod_usage SET ended_ns = max(started_ns, ?) WHERE pod = ? AND ended_ns IS NULL")
+                sqlx::query("UPDATE pod_usage SET ended_ns = CASE WHEN started_ns > $1 THEN started_ns ELSE $1 END WHERE pod = $2 AND ended_ns IS NULL")
                     .bind(ended_ns)
                     .bind(pod)
                     .execute(&mut *tx)
@@ -995,10 +1313,10 @@ async fn apply(tx: &mut SqliteConnection, w: &Write) -> Result<(), StoreError> {
             }
         }
     }
-    Ok(())
+    Ok(None)
 }
 
-fn usage_row(r: &sqlx::sqlite::SqliteRow) -> UsageRow {
+fn usage_row(r: &AnyRow) -> UsageRow {
     let devices: String = r.get(8);
     UsageRow {
         pod: r.get(0),

@@ -1,7 +1,11 @@
 //! Kubernetes label selectors (`a=b,c!=d,e,!f,g in (x,y),h notin (z)`), parsed and turned
 //! into SQL over a `(uid, key, value)` label table.
 
-use sqlx::{QueryBuilder, Sqlite};
+use std::fmt::Write as _;
+
+use sqlx::any::AnyArguments;
+use sqlx::query::Query;
+use sqlx::Any;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum LabelReq {
@@ -125,15 +129,67 @@ impl Selector {
 }
 
 /// Add one `AND EXISTS (...)` / `AND NOT EXISTS (...)` per requirement; the outer table is `t`.
-pub(crate) fn push_label_filters(b: &mut QueryBuilder<Sqlite>, table: &str, s: &Selector) {
+/// A statement built piece by piece with its parameters numbered `$1, $2, …` — the form
+/// both SQLite and PostgreSQL read (sqlx's own builder writes `?` for its `Any` driver).
+pub(crate) struct Sql {
+    text: String,
+    args: Vec<Arg>,
+}
+
+enum Arg {
+    Text(String),
+    Int(i64),
+}
+
+impl Sql {
+    pub(crate) fn new(text: impl Into<String>) -> Sql {
+        Sql {
+            text: text.into(),
+            args: Vec::new(),
+        }
+    }
+
+    pub(crate) fn push(&mut self, text: &str) -> &mut Sql {
+        self.text.push_str(text);
+        self
+    }
+
+    pub(crate) fn bind_text(&mut self, value: &str) -> &mut Sql {
+        self.args.push(Arg::Text(value.to_string()));
+        let _ = write!(self.text, "${}", self.args.len());
+        self
+    }
+
+    pub(crate) fn bind_int(&mut self, value: i64) -> &mut Sql {
+        self.args.push(Arg::Int(value));
+        let _ = write!(self.text, "${}", self.args.len());
+        self
+    }
+
+    pub(crate) fn query(&self) -> Query<'_, Any, AnyArguments<'_>> {
+        let mut q = sqlx::query(&self.text);
+        for a in &self.args {
+            q = match a {
+                Arg::Text(t) => q.bind(t.as_str()),
+                Arg::Int(i) => q.bind(*i),
+            };
+        }
+        q
+    }
+}
+
+pub(crate) fn push_label_filters(b: &mut Sql, table: &str, s: &Selector) {
     for req in &s.0 {
-        let (negate, key, values): (bool, &String, Option<(&str, Vec<String>)>) = match req {
-            LabelReq::Eq(k, v) => (false, k, Some(("IN", vec![v.clone()]))),
-            LabelReq::NotEq(k, v) => (true, k, Some(("IN", vec![v.clone()]))),
+        let (negate, key, values): (bool, &String, Option<&[String]>) = match req {
+            LabelReq::Eq(k, v) | LabelReq::NotEq(k, v) => (
+                matches!(req, LabelReq::NotEq(..)),
+                k,
+                Some(std::slice::from_ref(v)),
+            ),
             LabelReq::Exists(k) => (false, k, None),
             LabelReq::NotExists(k) => (true, k, None),
-            LabelReq::In(k, vs) => (false, k, Some(("IN", vs.clone()))),
-            LabelReq::NotIn(k, vs) => (true, k, Some(("IN", vs.clone()))),
+            LabelReq::In(k, vs) => (false, k, Some(vs)),
+            LabelReq::NotIn(k, vs) => (true, k, Some(vs)),
         };
         b.push(if negate {
             " AND NOT EXISTS (SELECT 1 FROM "
@@ -142,12 +198,14 @@ pub(crate) fn push_label_filters(b: &mut QueryBuilder<Sqlite>, table: &str, s: &
         });
         b.push(table)
             .push(" l WHERE l.uid = t.uid AND l.key = ")
-            .push_bind(key.clone());
-        if let Some((op, vs)) = values {
-            b.push(" AND l.value ").push(op).push(" (");
-            let mut sep = b.separated(", ");
-            for v in vs {
-                sep.push_bind(v);
+            .bind_text(key);
+        if let Some(vs) = values {
+            b.push(" AND l.value IN (");
+            for (i, v) in vs.iter().enumerate() {
+                if i > 0 {
+                    b.push(", ");
+                }
+                b.bind_text(v);
             }
             b.push(")");
         }

@@ -1,13 +1,50 @@
-//! The store against a real SQLite file.
+//! The store against a real SQLite file and a real PostgreSQL (started by `test-postgres`):
+//! every test runs on both, with the same assertions.
 
-use store::{ArchivedRow, EventRow, ListQuery, NewWorkflow, ObjectRow, Store, StoreError};
+use store::{
+    ArchivedRow, EventRow, ListQuery, Location, NewWorkflow, ObjectRow, Store, StoreError,
+};
 
-fn temp_db(tag: &str) -> std::path::PathBuf {
+fn sqlite(tag: &str) -> Location {
     let dir = std::env::temp_dir().join(format!("onyx-store-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir.join("onyx.db")
+    Location::Sqlite(dir.join("onyx.db"))
 }
+
+fn postgres(tag: &str) -> Location {
+    Location::Postgres(test_postgres::database(tag).unwrap_or_else(|e| panic!("{e}")))
+}
+
+async fn open(at: &Location) -> Store {
+    Store::connect(at).await.unwrap()
+}
+
+/// One test on each database.
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::sqlite(stringify!($name))).await
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::postgres(stringify!($name))).await
+            })*
+        }
+    };
+}
+
+on_both!(
+    workflows_events_and_pages_survive_reopening,
+    archive_and_objects,
+    gpu_usage_ledger,
+    notifications_and_artifacts,
+    a_lease_fences_a_deposed_holder,
+);
 
 fn wf(i: i64, ns: &str, labels: &[(&str, &str)]) -> NewWorkflow {
     NewWorkflow {
@@ -26,11 +63,9 @@ fn wf(i: i64, ns: &str, labels: &[(&str, &str)]) -> NewWorkflow {
     }
 }
 
-#[tokio::test]
-async fn workflows_events_and_pages_survive_reopening() {
-    let path = temp_db("wf");
+async fn workflows_events_and_pages_survive_reopening(at: Location) {
     {
-        let s = Store::open(&path).await.unwrap();
+        let s = open(&at).await;
         for i in 0..25 {
             let labels: &[(&str, &str)] = if i % 2 == 0 {
                 &[("team", "a")]
@@ -72,7 +107,7 @@ async fn workflows_events_and_pages_survive_reopening() {
             .await
             .unwrap();
     }
-    let s = Store::open(&path).await.unwrap();
+    let s = open(&at).await;
     let events = s.events("uid-0001").await.unwrap();
     assert_eq!(events.len(), 2);
     assert_eq!(events[1].body, "done");
@@ -113,9 +148,8 @@ async fn workflows_events_and_pages_survive_reopening() {
     ));
 }
 
-#[tokio::test]
-async fn archive_and_objects() {
-    let s = Store::open(&temp_db("arch")).await.unwrap();
+async fn archive_and_objects(at: Location) {
+    let s = open(&at).await;
     for i in 0..3 {
         s.archive(ArchivedRow {
             uid: format!("a{i}"),
@@ -180,9 +214,7 @@ async fn archive_and_objects() {
 /// The GPU ledger: a hold opens at its grant and closes at its release; a second grant of a
 /// pod that still holds (re-adopted after a restart) keeps the first; on start, holds of pods
 /// that no longer hold anything close; a query returns every hold overlapping its window.
-#[tokio::test]
-async fn gpu_usage_ledger() {
-    let path = temp_db("usage");
+async fn gpu_usage_ledger(at: Location) {
     let hold = |pod: &str, ns: &str, gpus: f64, at: i64| store::UsageRow {
         pod: pod.into(),
         namespace: ns.into(),
@@ -196,7 +228,7 @@ async fn gpu_usage_ledger() {
         ended_ns: None,
     };
     {
-        let s = Store::open(&path).await.unwrap();
+        let s = open(&at).await;
         s.usage_started(hold("a", "vision", 8.0, 100))
             .await
             .unwrap();
@@ -214,7 +246,7 @@ async fn gpu_usage_ledger() {
         assert_eq!((all[0].started_ns, all[0].ended_ns), (100, Some(400)));
     }
     // Restarted: c still runs, b ended while the server was down.
-    let s = Store::open(&path).await.unwrap();
+    let s = open(&at).await;
     s.usage_close_all_but(vec!["c".into()], 900).await.unwrap();
     let all = s.usage(0, 1000).await.unwrap();
     let ended: Vec<(&str, Option<i64>)> =
@@ -231,4 +263,179 @@ async fn gpu_usage_ledger() {
     assert_eq!(pods(s.usage(0, 100).await.unwrap()), Vec::<String>::new());
     assert_eq!(pods(s.usage(400, 901).await.unwrap()), ["b", "c"]);
     assert_eq!(pods(s.usage(2000, 3000).await.unwrap()), ["c"]);
+}
+
+/// The outbox, the artifact ledger, counts by phase, and the statements that upsert (an
+/// archive written twice, a retry's reset): the parts whose SQL differs most between
+/// databases.
+async fn notifications_and_artifacts(at: Location) {
+    let s = open(&at).await;
+    let note = |key: &str, at: i64| store::NewNotification {
+        key: key.into(),
+        webhook: "ops".into(),
+        body: format!("{{\"k\":\"{key}\"}}"),
+        created_ns: at,
+    };
+    s.notify(vec![
+        note("w1/ops/Succeeded", 10),
+        note("w2/ops/Failed", 20),
+    ])
+    .await
+    .unwrap();
+    // A replay enqueues the same key again: nothing twice.
+    s.notify(vec![note("w1/ops/Succeeded", 30)]).await.unwrap();
+    assert_eq!(s.pending_notifications().await.unwrap(), 2);
+    let due = s.due_notifications(15, 10).await.unwrap();
+    assert_eq!(due.len(), 1, "{due:?}");
+    assert_eq!(
+        (due[0].key.as_str(), due[0].attempts),
+        ("w1/ops/Succeeded", 0)
+    );
+    s.notification_failed(due[0].id, 100, "503".into())
+        .await
+        .unwrap();
+    let due = s.due_notifications(50, 10).await.unwrap();
+    assert_eq!(
+        due.iter().map(|n| n.key.as_str()).collect::<Vec<_>>(),
+        ["w2/ops/Failed"],
+        "the failed one waits for its retry time"
+    );
+    s.notification_sent(due[0].id, 60).await.unwrap();
+    let due = s.due_notifications(200, 10).await.unwrap();
+    assert_eq!((due.len(), due[0].attempts), (1, 1));
+    assert_eq!(s.pending_notifications().await.unwrap(), 1);
+
+    let art = |key: &str, bytes: i64, at: i64| store::ArtifactRow {
+        uid: "u1".into(),
+        key: key.into(),
+        namespace: "ns".into(),
+        workflow: "w1".into(),
+        bytes,
+        stored_ns: at,
+    };
+    s.artifacts_stored(vec![art("a/out.tgz", 1 << 40, 5), art("a/log", 7, 9)])
+        .await
+        .unwrap();
+    s.artifacts_stored(vec![art("a/out.tgz", 1, 5)])
+        .await
+        .unwrap();
+    let stored = s.artifacts_before(100).await.unwrap();
+    assert_eq!(stored.len(), 2);
+    assert_eq!(stored[0].bytes, 1 << 40, "the first record stands");
+    assert_eq!(s.artifacts_before(6).await.unwrap().len(), 1);
+
+    for i in 0..3 {
+        s.insert_workflow(wf(i, if i == 0 { "a" } else { "b" }, &[("k", "v")]))
+            .await
+            .unwrap();
+    }
+    s.update_status("uid-0002", "Running", None, "{}".into())
+        .await
+        .unwrap();
+    assert_eq!(
+        s.count_by_phase().await.unwrap(),
+        [
+            ("a".to_string(), "Pending".to_string(), 1),
+            ("b".into(), "Pending".into(), 1),
+            ("b".into(), "Running".into(), 1)
+        ]
+    );
+    s.update_status("uid-0001", "Failed", Some(50), "{}".into())
+        .await
+        .unwrap();
+    s.append_events(
+        "uid-0001",
+        vec![EventRow {
+            seq: 0,
+            at_ns: 1,
+            body: "e".into(),
+        }],
+    )
+    .await
+    .unwrap();
+    s.reset_workflow("uid-0001", "{\"retried\":1}".into(), "{}".into())
+        .await
+        .unwrap();
+    assert!(s.events("uid-0001").await.unwrap().is_empty());
+    let row = s.workflow("b", "wf-1").await.unwrap().unwrap();
+    assert_eq!((row.phase.as_str(), row.finished_ns), ("Running", None));
+    assert_eq!(row.manifest, "{\"retried\":1}");
+    assert_eq!(s.unfinished_workflows().await.unwrap().len(), 3);
+
+    let archived = |phase: &str, labels: Vec<(String, String)>| ArchivedRow {
+        uid: "x".into(),
+        namespace: "ns".into(),
+        name: "x".into(),
+        phase: phase.into(),
+        created_ns: 1,
+        finished_ns: Some(2),
+        labels,
+        body: phase.into(),
+    };
+    s.archive(archived("Failed", vec![("a".into(), "1".into())]))
+        .await
+        .unwrap();
+    s.archive(archived("Succeeded", vec![("b".into(), "2".into())]))
+        .await
+        .unwrap();
+    let row = s.archived("x").await.unwrap().unwrap();
+    assert_eq!(
+        (row.phase.as_str(), row.body.as_str()),
+        ("Succeeded", "Succeeded")
+    );
+    assert_eq!(row.labels, vec![("b".to_string(), "2".to_string())]);
+}
+
+/// Hot standby's ground rules: one holder at a time; a lease let expire is taken over with the
+/// next token; the deposed holder's writes are refused whole (`Fenced`), its renewal fails,
+/// and what it tried to write is not there.
+async fn a_lease_fences_a_deposed_holder(at: Location) {
+    let leader = open(&at).await;
+    let standby = open(&at).await;
+    let ttl = 1_000;
+    let first = leader
+        .acquire_lease("controller", "a", "http://a", 0, ttl)
+        .await
+        .unwrap();
+    assert_eq!(first, Some(1));
+    leader.fence("controller", 1);
+    assert_eq!(
+        standby
+            .acquire_lease("controller", "b", "http://b", 500, 500 + ttl)
+            .await
+            .unwrap(),
+        None,
+        "held and not expired"
+    );
+    assert!(leader
+        .renew_lease("controller", "a", 1, 1_500 + ttl)
+        .await
+        .unwrap());
+    leader.insert_workflow(wf(1, "ns", &[])).await.unwrap();
+    let lease = standby.lease("controller").await.unwrap().unwrap();
+    assert_eq!(
+        (lease.holder.as_str(), lease.address.as_str(), lease.token),
+        ("a", "http://a", 1)
+    );
+    // The leader stops renewing; once its lease expires the standby takes it.
+    assert_eq!(
+        standby
+            .acquire_lease("controller", "b", "http://b", 3_000, 3_000 + ttl)
+            .await
+            .unwrap(),
+        Some(2)
+    );
+    standby.fence("controller", 2);
+    let stale = leader.insert_workflow(wf(2, "ns", &[])).await;
+    assert!(
+        matches!(&stale, Err(StoreError::Fenced { token: 1, .. })),
+        "{stale:?}"
+    );
+    assert!(!leader
+        .renew_lease("controller", "a", 1, 9_000)
+        .await
+        .unwrap());
+    assert!(standby.workflow("ns", "wf-2").await.unwrap().is_none());
+    standby.insert_workflow(wf(3, "ns", &[])).await.unwrap();
+    assert_eq!(standby.unfinished_workflows().await.unwrap().len(), 2);
 }
