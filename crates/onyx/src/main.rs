@@ -101,6 +101,11 @@ enum Command {
         /// virtual) or a cluster file.
         #[arg(long)]
         cluster: Option<String>,
+        /// Where state lives: `postgres://USER:PASSWORD@HOST/DB` (production: any number of
+        /// servers share it, one leads, the others stand by) or a SQLite file (default:
+        /// $ONYX_HOME/onyx.db).
+        #[arg(long, env = "ONYX_STORE")]
+        store: Option<String>,
     },
     /// Simulators on the scheduler's own code.
     #[command(subcommand)]
@@ -141,7 +146,8 @@ fn main() -> ExitCode {
             listen,
             config,
             cluster,
-        } => serve(&home, listen, config, cluster),
+            store,
+        } => serve(&home, listen, config, cluster, store),
         Command::Client(c) => client::run(&cli.client, c),
         Command::Cluster(c) => cluster::run(c),
         Command::Sim(c) => sim::run(c),
@@ -186,10 +192,12 @@ fn serve(
     listen: Option<std::net::SocketAddr>,
     config: Option<PathBuf>,
     cluster: Option<String>,
+    store: Option<String>,
 ) -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx::postgres::notice=warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -213,6 +221,9 @@ fn serve(
     if let Some(c) = cluster {
         cfg.cluster = c;
     }
+    if let Some(s) = store {
+        cfg.store = Some(s);
+    }
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -220,7 +231,14 @@ fn serve(
             return ExitCode::from(1);
         }
     };
-    let home_shown = cfg.home.display().to_string();
+    let home_shown = match &cfg.store {
+        Some(url) => format!(
+            "{}, pods under {}",
+            store::Location::parse(url).describe(),
+            cfg.home.display()
+        ),
+        None => cfg.home.display().to_string(),
+    };
     let result = rt.block_on(server::serve(cfg, |addr| {
         eprintln!("onyx server listening on http://{addr} (state in {home_shown})");
     }));

@@ -216,6 +216,13 @@ pub struct ServerConfig {
     /// The audit trail: where, how long, and Loki.
     #[serde(default)]
     pub audit: AuditSettings,
+    /// Where state lives: a PostgreSQL URL (`postgres://…`: production mode, where several
+    /// servers share it with one leader) or a SQLite file; `$home/onyx.db` when unset.
+    #[serde(default)]
+    pub store: Option<String>,
+    /// Hot standby on a shared PostgreSQL: the lease, and where this server is reached.
+    #[serde(default)]
+    pub standby: StandbyConfig,
     /// The `onyx` executable that runs pods (`onyx exec-pod`); the running one by default.
     #[serde(skip)]
     pub exe: PathBuf,
@@ -235,6 +242,33 @@ fn default_cluster() -> String {
 }
 fn default_max_body() -> usize {
     8 << 20
+}
+
+/// The controllers' lease, when servers share a PostgreSQL store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StandbyConfig {
+    /// How long the leader's lease lasts unrenewed: a standby takes over this long after the
+    /// leader's last renewal (renewed four times a lease).
+    #[serde(default = "default_lease_seconds")]
+    pub lease_seconds: f64,
+    /// This server's API address as the others reach it (they forward writes to the leader);
+    /// `http://LISTEN` by default.
+    #[serde(default)]
+    pub advertise: Option<String>,
+}
+
+fn default_lease_seconds() -> f64 {
+    2.0
+}
+
+impl Default for StandbyConfig {
+    fn default() -> Self {
+        StandbyConfig {
+            lease_seconds: default_lease_seconds(),
+            advertise: None,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -257,6 +291,8 @@ impl Default for ServerConfig {
             prices: Default::default(),
             notifications: Default::default(),
             audit: Default::default(),
+            store: None,
+            standby: Default::default(),
             exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("onyx")),
         }
     }
@@ -324,6 +360,12 @@ impl ServerConfig {
     /// Safe by default: no listening beyond this machine without authentication.
     pub fn check(&self) -> Result<Option<String>, ConfigError> {
         let token = self.token()?;
+        let lease = self.standby.lease_seconds;
+        if !(lease.is_finite() && (0.2..=3600.0).contains(&lease)) {
+            return Err(ConfigError::Invalid(format!(
+                "standby.lease_seconds is {lease}: expected seconds between 0.2 and 3600"
+            )));
+        }
         if !self.listen.ip().is_loopback() && token.is_none() {
             return Err(ConfigError::Invalid(format!(
                 "refusing to listen on {}: it is not a loopback address and no authentication is configured; set auth_token_file in the config file (a file holding a bearer token) or listen on 127.0.0.1",

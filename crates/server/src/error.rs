@@ -22,6 +22,9 @@ pub enum ApiError {
     TooLarge(String),
     #[error("{0}")]
     Internal(String),
+    /// No server can take the request now (a standby with no leader to forward it to).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl ApiError {
@@ -35,6 +38,7 @@ impl ApiError {
             ApiError::Internal(_) => (13, StatusCode::INTERNAL_SERVER_ERROR),
             ApiError::Unauthenticated(_) => (16, StatusCode::UNAUTHORIZED),
             ApiError::TooLarge(_) => (8, StatusCode::PAYLOAD_TOO_LARGE),
+            ApiError::Unavailable(_) => (14, StatusCode::SERVICE_UNAVAILABLE),
         }
     }
 }
@@ -61,6 +65,7 @@ impl From<store::StoreError> for ApiError {
             store::StoreError::BadContinue => {
                 ApiError::InvalidArgument("listOptions.continue: invalid continue token".into())
             }
+            e @ store::StoreError::Fenced { .. } => ApiError::Unavailable(e.to_string()),
             other => ApiError::Internal(other.to_string()),
         }
     }

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod notify;
 pub mod pods;
 pub mod scheduling;
+pub mod standby;
 pub mod state;
 pub mod submit;
 pub mod usage;
@@ -85,6 +86,9 @@ fn cluster(cfg: &ServerConfig) -> Result<Nodes, ServerError> {
 
 /// Run the server until SIGINT or SIGTERM. `ready` is called with the bound address once the
 /// API accepts connections.
+///
+/// On a SQLite store the server leads from the start. On PostgreSQL it is one of possibly
+/// several servers sharing the store (`standby`): it follows until it holds the lease.
 pub async fn serve(
     cfg: ServerConfig,
     ready: impl FnOnce(std::net::SocketAddr),
@@ -92,61 +96,70 @@ pub async fn serve(
     let token = cfg.check()?;
     let io = |what: String| move |source| ServerError::Io { what, source };
     std::fs::create_dir_all(&cfg.home).map_err(io(format!("creating {}", cfg.home.display())))?;
-    let db = cfg.home.join("onyx.db");
-    let store = store::Store::open(&db).await?;
-    let (cluster, bmcs) = cluster(&cfg)?;
-    let power = maintenance::Power::new(
-        &cfg.power,
-        bmcs,
-        std::time::Duration::from_secs(cfg.maintenance.simulated_reboot_seconds),
-    )?;
-    let maint = Arc::new(maintenance::Maintenance::new(
-        cfg.maintenance.clone(),
-        power,
-    ));
-    tracing::info!(
-        "{} GPU(s) to place pods on (--cluster {})",
-        cluster.total_gpus(),
-        cfg.cluster
-    );
-    let ledger = cluster.take_ledger().expect("the ledger is taken once");
-    let pods =
-        pods::Pods::new(&cfg, cluster).map_err(io("installing the image stand-ins".into()))?;
-    // Pods adopted from before a restart hold their GPUs again by now.
-    tokio::spawn(usage::record(
-        store.clone(),
-        pods.cluster.ledgered_pods(),
-        ledger,
-    ));
+    let location = match &cfg.store {
+        Some(url) => store::Location::parse(url),
+        None => store::Location::Sqlite(cfg.home.join("onyx.db")),
+    };
+    let store = store::Store::connect(&location).await?;
     let audit = audit::AuditLog::start(cfg.audit.resolve(&cfg.home))
         .map_err(|e| ServerError::Config(config::ConfigError::Invalid(format!("[audit]: {e}"))))?;
-    let notifier = Arc::new(notify::Notifier::new(&cfg.notifications, store.clone())?);
-    tokio::spawn(notify::run(notifier.clone()));
-    let ctl = controller::Controller::new(store, pods, notifier, audit.clone());
-    let recovered = ctl.recover().await.map_err(ServerError::Recover)?;
-    if recovered > 0 {
-        tracing::info!(
-            "resumed {recovered} running workflow(s) from {}",
-            db.display()
-        );
-    }
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(io(format!("listening on {}", cfg.listen)))?;
     let addr = listener
         .local_addr()
         .map_err(io("reading the bound address".into()))?;
-    tokio::spawn(maintenance::run(ctl.clone(), maint.clone()));
-    let state = Arc::new(state::AppState {
-        audit,
-        maint,
-        ctl,
+    let parts = Parts {
         cfg: Arc::new(cfg),
+        store,
+        audit,
         token,
-    });
-    tokio::spawn(cron::run(state.clone()));
+    };
+    let app = if let store::Location::Postgres(_) = &location {
+        let address = parts
+            .cfg
+            .standby
+            .advertise
+            .clone()
+            .unwrap_or_else(|| format!("http://{addr}"));
+        let holder = format!(
+            "{address} pid {} {}",
+            std::process::id(),
+            controller::new_uid()
+        );
+        let lease = std::time::Duration::from_secs_f64(parts.cfg.standby.lease_seconds);
+        let follower = parts.assemble(false)?;
+        let roles = standby::Roles::following(api::router(follower.state), address.clone());
+        tracing::info!(
+            "standby on {}: leading once the {} lease is free",
+            location.describe(),
+            standby::LEASE
+        );
+        let store = parts.store.clone();
+        let (settled, known) = tokio::sync::oneshot::channel();
+        tokio::spawn(standby::elect(
+            roles.clone(),
+            store,
+            holder,
+            address,
+            lease,
+            settled,
+            move || async move {
+                let leader = parts.assemble(true)?;
+                let state = leader.lead().await?;
+                Ok(api::router(state))
+            },
+        ));
+        // Ready once requests can be routed: leading, or following a known leader. A leader
+        // that died leaves its row behind, so a lone server settles within a lease too.
+        let _ = tokio::time::timeout(lease * 2, known).await;
+        standby::router(roles)
+    } else {
+        let state = parts.assemble(true)?.lead().await?;
+        api::router(state)
+    };
     ready(addr);
-    axum::serve(listener, api::router(state))
+    axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let mut term =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -158,4 +171,101 @@ pub async fn serve(
         })
         .await
         .map_err(io("serving".into()))
+}
+
+/// What every role of the server is built from.
+struct Parts {
+    cfg: Arc<ServerConfig>,
+    store: store::Store,
+    audit: audit::AuditLog,
+    token: Option<String>,
+}
+
+/// A server's state, and what its controllers need once it leads.
+struct Assembled {
+    state: Arc<state::AppState>,
+    notifier: Arc<notify::Notifier>,
+    ledger: tokio::sync::mpsc::UnboundedReceiver<scheduling::Ledger>,
+}
+
+impl Parts {
+    /// The request handlers' state. `adopt`: the leader's, whose pods adopt those still
+    /// running; a follower's runs nothing.
+    fn assemble(&self, adopt: bool) -> Result<Assembled, ServerError> {
+        let cfg = &self.cfg;
+        let (cluster, bmcs) = cluster(cfg)?;
+        let power = maintenance::Power::new(
+            &cfg.power,
+            bmcs,
+            std::time::Duration::from_secs(cfg.maintenance.simulated_reboot_seconds),
+        )?;
+        let maint = Arc::new(maintenance::Maintenance::new(
+            cfg.maintenance.clone(),
+            power,
+        ));
+        if adopt {
+            tracing::info!(
+                "{} GPU(s) to place pods on (--cluster {})",
+                cluster.total_gpus(),
+                cfg.cluster
+            );
+        }
+        let ledger = cluster.take_ledger().expect("the ledger is taken once");
+        let pods = pods::Pods::new(cfg, cluster, adopt).map_err(|source| ServerError::Io {
+            what: "installing the image stand-ins".into(),
+            source,
+        })?;
+        let notifier = Arc::new(notify::Notifier::new(
+            &cfg.notifications,
+            self.store.clone(),
+        )?);
+        let ctl = controller::Controller::new(
+            self.store.clone(),
+            pods,
+            notifier.clone(),
+            self.audit.clone(),
+        );
+        let state = Arc::new(state::AppState {
+            audit: self.audit.clone(),
+            maint,
+            ctl,
+            cfg: cfg.clone(),
+            token: self.token.clone(),
+        });
+        Ok(Assembled {
+            state,
+            notifier,
+            ledger,
+        })
+    }
+}
+
+impl Assembled {
+    /// Start the controllers: the usage ledger, notifications, every unfinished workflow
+    /// resumed from its log, maintenance and cron.
+    async fn lead(self) -> Result<Arc<state::AppState>, ServerError> {
+        let Assembled {
+            state,
+            notifier,
+            ledger,
+        } = self;
+        let ctl = state.ctl.clone();
+        // Pods adopted from before a restart hold their GPUs again by now.
+        tokio::spawn(usage::record(
+            ctl.store.clone(),
+            ctl.cluster().ledgered_pods(),
+            ledger,
+        ));
+        tokio::spawn(notify::run(notifier));
+        let recovered = ctl.recover().await.map_err(ServerError::Recover)?;
+        if recovered > 0 {
+            tracing::info!(
+                "resumed {recovered} running workflow(s) from {}",
+                ctl.store.location().describe()
+            );
+        }
+        tokio::spawn(maintenance::run(ctl.clone(), state.maint.clone()));
+        tokio::spawn(cron::run(state.clone()));
+        Ok(state)
+    }
 }

@@ -43,12 +43,22 @@ fn limit(n: usize) -> Option<Arc<Semaphore>> {
 }
 
 impl Pods {
-    pub fn new(cfg: &ServerConfig, cluster: Cluster) -> std::io::Result<Pods> {
+    /// The pods of the server that runs the controllers: it adopts pods still running from an
+    /// earlier life (or an earlier leader). A standby (`adopt` false) reads pods' logs and
+    /// files but runs none.
+    pub fn new(cfg: &ServerConfig, cluster: Cluster, adopt: bool) -> std::io::Result<Pods> {
         let layout = Layout::new(cfg.home.clone());
-        layout.install_stand_ins()?;
+        if adopt {
+            layout.install_stand_ins()?;
+        }
         // Pods still running from an earlier life of the server hold what they held, before any
         // new pod is scheduled.
-        if let Ok(dirs) = std::fs::read_dir(layout.pod_dir("x").parent().unwrap_or(&cfg.home)) {
+        let dirs = if adopt {
+            std::fs::read_dir(layout.pod_dir("x").parent().unwrap_or(&cfg.home))
+        } else {
+            Err(std::io::ErrorKind::Unsupported.into())
+        };
+        if let Ok(dirs) = dirs {
             for d in dirs.flatten() {
                 let grant = std::fs::read(d.path().join(GRANT_FILE))
                     .ok()

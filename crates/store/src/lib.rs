@@ -86,7 +86,9 @@ fn redact_password(url: &str) -> String {
     let Some((userinfo, host)) = authority.rsplit_once('@') else {
         return url.to_string();
     };
-    let user = userinfo.split(':').next().unwrap_or("");
+    let Some((user, _password)) = userinfo.split_once(':') else {
+        return url.to_string();
+    };
     let slash = if rest.contains('/') { "/" } else { "" };
     format!("{scheme}://{user}:***@{host}{slash}{tail}")
 }

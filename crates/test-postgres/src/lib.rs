@@ -67,9 +67,14 @@ pub fn database(hint: &str) -> Result<String, String> {
 impl Server {
     /// Run one SQL command as the server's superuser (against the `postgres` database).
     pub fn psql(&self, sql: &str) -> Result<String, String> {
+        self.psql_in(&format!("{}/postgres", self.base_url), sql)
+    }
+
+    /// Run one SQL command in the database at `url`; its rows, `|`-separated, one a line.
+    pub fn psql_in(&self, url: &str, sql: &str) -> Result<String, String> {
         let out = Command::new(&self.psql)
             .args(["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-d"])
-            .arg(format!("{}/postgres", self.base_url))
+            .arg(url)
             .args(["-c", sql])
             .output()
             .map_err(|e| format!("running {}: {e}", self.psql.display()))?;
