@@ -3,11 +3,13 @@ workflows with its own Argo Server client and sees them succeed."""
 
 import os
 import re
+import shlex
 import subprocess
 import tempfile
 import time
 
 import pytest
+from hera.shared import global_config
 from hera.workflows import Container, Parameter, Workflow, WorkflowsService, WorkflowTemplate
 from hera.workflows.models import SubmitOpts, WorkflowSubmitRequest
 
@@ -19,8 +21,14 @@ ONYX = os.environ.get("ONYX_BIN", os.path.join(ROOT, "target", "debug", "onyx"))
 def server():
     home = tempfile.mkdtemp(prefix="onyx-hera-")
     env = dict(os.environ, ONYX_HOME=home, PATH=os.environ.get("PATH", "") + ":/usr/games")
+    # The same tests run against other set-ups of the server (crates/onyx/tests/sign_in.rs:
+    # PostgreSQL, `--auth-mode client` and a token from an OpenID provider): the server's extra
+    # arguments and the token hera sends come from the environment.
+    extra = shlex.split(os.environ.get("ONYX_SERVER_ARGS", ""))
+    if os.environ.get("ONYX_TOKEN"):
+        global_config.token = os.environ["ONYX_TOKEN"]
     proc = subprocess.Popen(
-        [ONYX, "server", "--listen", "127.0.0.1:0"],
+        [ONYX, "server", "--listen", "127.0.0.1:0", *extra],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -106,6 +106,11 @@ enum Command {
         /// $ONYX_HOME/onyx.db).
         #[arg(long, env = "ONYX_STORE")]
         store: Option<String>,
+        /// Argo Server's auth modes: server (the server acts as itself), client (each call
+        /// carries the user's OpenID ID token), sso (and the UI signs in through the issuer).
+        /// The issuer and the namespace grants are in the config's [auth].
+        #[arg(long)]
+        auth_mode: Option<server::config::AuthMode>,
     },
     /// Simulators on the scheduler's own code.
     #[command(subcommand)]
@@ -147,7 +152,8 @@ fn main() -> ExitCode {
             config,
             cluster,
             store,
-        } => serve(&home, listen, config, cluster, store),
+            auth_mode,
+        } => serve(&home, listen, config, cluster, store, auth_mode),
         Command::Client(c) => client::run(&cli.client, c),
         Command::Cluster(c) => cluster::run(c),
         Command::Sim(c) => sim::run(c),
@@ -193,6 +199,7 @@ fn serve(
     config: Option<PathBuf>,
     cluster: Option<String>,
     store: Option<String>,
+    auth_mode: Option<server::config::AuthMode>,
 ) -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -223,6 +230,9 @@ fn serve(
     }
     if let Some(s) = store {
         cfg.store = Some(s);
+    }
+    if let Some(m) = auth_mode {
+        cfg.auth.mode = m;
     }
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

@@ -223,6 +223,9 @@ pub struct ServerConfig {
     /// Hot standby on a shared PostgreSQL: the lease, and where this server is reached.
     #[serde(default)]
     pub standby: StandbyConfig,
+    /// Who may call the API: Argo's auth modes, the OpenID issuer, and namespace grants.
+    #[serde(default)]
+    pub auth: AuthConfig,
     /// The `onyx` executable that runs pods (`onyx exec-pod`); the running one by default.
     #[serde(skip)]
     pub exe: PathBuf,
@@ -242,6 +245,71 @@ fn default_cluster() -> String {
 }
 fn default_max_body() -> usize {
     8 << 20
+}
+
+/// Argo Server's `--auth-mode`s.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// The server acts as itself: no user identity (a static bearer token may still be
+    /// required, `auth_token_file`).
+    #[default]
+    Server,
+    /// Each call carries the user's ID token from the OpenID issuer (`Authorization: Bearer`).
+    Client,
+    /// As `client`, and the UI signs users in through the issuer (authorization code with
+    /// PKCE, callback `/oauth2/callback`), keeping the token in a cookie.
+    Sso,
+}
+
+impl std::str::FromStr for AuthMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<AuthMode, String> {
+        match s {
+            "server" => Ok(AuthMode::Server),
+            "client" => Ok(AuthMode::Client),
+            "sso" => Ok(AuthMode::Sso),
+            _ => Err(format!("auth mode {s:?}: expected server, client or sso")),
+        }
+    }
+}
+
+/// `[auth]`: the OpenID issuer and who may do what where.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    #[serde(default)]
+    pub mode: AuthMode,
+    /// The OpenID issuer's URL (Keycloak: `https://HOST/realms/REALM`).
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// The client id registered with the issuer: tokens must carry it in `aud`.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// `sso`: a file holding the client's secret.
+    #[serde(default)]
+    pub client_secret_file: Option<PathBuf>,
+    /// `sso`: this server's callback as the issuer knows it (`https://HOST/oauth2/callback`).
+    #[serde(default)]
+    pub redirect_url: Option<String>,
+    /// The token claim listing the user's groups.
+    #[serde(default = "default_groups_claim")]
+    pub groups_claim: String,
+    #[serde(default = "default_clock_skew")]
+    pub clock_skew_seconds: u64,
+    /// Groups whose members may do anything, cluster operations included.
+    #[serde(default)]
+    pub admin_groups: Vec<String>,
+    /// Which groups may use which verbs in which namespaces.
+    #[serde(default)]
+    pub grants: Vec<access::Grant>,
+}
+
+fn default_groups_claim() -> String {
+    "groups".into()
+}
+fn default_clock_skew() -> u64 {
+    30
 }
 
 /// The controllers' lease, when servers share a PostgreSQL store.
@@ -293,6 +361,7 @@ impl Default for ServerConfig {
             audit: Default::default(),
             store: None,
             standby: Default::default(),
+            auth: Default::default(),
             exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("onyx")),
         }
     }
@@ -360,13 +429,43 @@ impl ServerConfig {
     /// Safe by default: no listening beyond this machine without authentication.
     pub fn check(&self) -> Result<Option<String>, ConfigError> {
         let token = self.token()?;
+        if self.auth.mode != AuthMode::Server {
+            for (field, set) in [
+                ("issuer", self.auth.issuer.is_some()),
+                ("client_id", self.auth.client_id.is_some()),
+            ] {
+                if !set {
+                    return Err(ConfigError::Invalid(format!(
+                        "[auth] mode {:?} needs auth.{field}",
+                        self.auth.mode
+                    )));
+                }
+            }
+            for g in &self.auth.grants {
+                g.check()
+                    .map_err(|e| ConfigError::Invalid(format!("[auth] {e}")))?;
+            }
+        }
+        if self.auth.mode == AuthMode::Sso {
+            for (field, set) in [
+                ("client_secret_file", self.auth.client_secret_file.is_some()),
+                ("redirect_url", self.auth.redirect_url.is_some()),
+            ] {
+                if !set {
+                    return Err(ConfigError::Invalid(format!(
+                        "[auth] mode \"sso\" needs auth.{field}"
+                    )));
+                }
+            }
+        }
         let lease = self.standby.lease_seconds;
         if !(lease.is_finite() && (0.2..=3600.0).contains(&lease)) {
             return Err(ConfigError::Invalid(format!(
                 "standby.lease_seconds is {lease}: expected seconds between 0.2 and 3600"
             )));
         }
-        if !self.listen.ip().is_loopback() && token.is_none() {
+        if !self.listen.ip().is_loopback() && token.is_none() && self.auth.mode == AuthMode::Server
+        {
             return Err(ConfigError::Invalid(format!(
                 "refusing to listen on {}: it is not a loopback address and no authentication is configured; set auth_token_file in the config file (a file holding a bearer token) or listen on 127.0.0.1",
                 self.listen

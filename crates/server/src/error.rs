@@ -19,6 +19,8 @@ pub enum ApiError {
     #[error("{0}")]
     Unauthenticated(String),
     #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
     TooLarge(String),
     #[error("{0}")]
     Internal(String),
@@ -37,6 +39,7 @@ impl ApiError {
             ApiError::FailedPrecondition(_) => (9, StatusCode::BAD_REQUEST),
             ApiError::Internal(_) => (13, StatusCode::INTERNAL_SERVER_ERROR),
             ApiError::Unauthenticated(_) => (16, StatusCode::UNAUTHORIZED),
+            ApiError::Forbidden(_) => (7, StatusCode::FORBIDDEN),
             ApiError::TooLarge(_) => (8, StatusCode::PAYLOAD_TOO_LARGE),
             ApiError::Unavailable(_) => (14, StatusCode::SERVICE_UNAVAILABLE),
         }

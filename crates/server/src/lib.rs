@@ -2,6 +2,7 @@
 //! the workflow engine, with state in SQLite under `$ONYX_HOME` and pods as local processes.
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod controller;
 pub mod cron;
@@ -109,11 +110,17 @@ pub async fn serve(
     let addr = listener
         .local_addr()
         .map_err(io("reading the bound address".into()))?;
+    let auth = Arc::new(
+        auth::Auth::new(&cfg, token.clone())
+            .await
+            .map_err(|e| ServerError::Config(config::ConfigError::Invalid(e)))?,
+    );
     let parts = Parts {
         cfg: Arc::new(cfg),
         store,
         audit,
         token,
+        auth,
     };
     let app = if let store::Location::Postgres(_) = &location {
         let address = parts
@@ -147,7 +154,7 @@ pub async fn serve(
             move || async move {
                 let leader = parts.assemble(true)?;
                 let state = leader.lead().await?;
-                Ok(api::router(state))
+                Ok::<_, ServerError>(api::router(state))
             },
         ));
         // Ready once requests can be routed: leading, or following a known leader. A leader
@@ -179,6 +186,7 @@ struct Parts {
     store: store::Store,
     audit: audit::AuditLog,
     token: Option<String>,
+    auth: Arc<auth::Auth>,
 }
 
 /// A server's state, and what its controllers need once it leads.
@@ -231,6 +239,7 @@ impl Parts {
             ctl,
             cfg: cfg.clone(),
             token: self.token.clone(),
+            auth: self.auth.clone(),
         });
         Ok(Assembled {
             state,

@@ -164,7 +164,7 @@ fn now_ns() -> i64 {
 /// `settled` is told once this server knows its role (it leads, or it knows who does), so
 /// that the server says it is ready only when it can route a request.
 #[allow(clippy::too_many_arguments)]
-pub async fn elect<F, Fut>(
+pub async fn elect<F, Fut, E>(
     roles: Arc<Roles>,
     store: store::Store,
     holder: String,
@@ -174,7 +174,8 @@ pub async fn elect<F, Fut>(
     promote: F,
 ) where
     F: FnOnce() -> Fut,
-    Fut: Future<Output = Result<Router, crate::ServerError>>,
+    Fut: Future<Output = Result<Router, E>>,
+    E: std::fmt::Display,
 {
     let ttl = lease.as_nanos() as i64;
     let tick = lease / 4;

@@ -13,4 +13,6 @@ pub struct AppState {
     pub maint: Arc<Maintenance>,
     pub cfg: Arc<ServerConfig>,
     pub token: Option<String>,
+    /// Who is calling and what they may do.
+    pub auth: Arc<crate::auth::Auth>,
 }

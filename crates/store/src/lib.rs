@@ -210,6 +210,8 @@ pub struct ListQuery {
     pub selector: Selector,
     /// `metadata.name=...` field selector.
     pub name: Option<String>,
+    /// Only these namespaces (what the caller may see); `None`: every namespace.
+    pub within: Option<Vec<String>>,
     /// 0: no limit.
     pub limit: usize,
     pub continue_token: Option<String>,
@@ -736,6 +738,20 @@ impl Store {
         if let Some(name) = &q.name {
             b.push(" AND t.name = ").bind_text(name);
         }
+        if let Some(within) = &q.within {
+            if within.is_empty() {
+                b.push(" AND 1 = 0");
+            } else {
+                b.push(" AND t.namespace IN (");
+                for (i, ns) in within.iter().enumerate() {
+                    if i > 0 {
+                        b.push(", ");
+                    }
+                    b.bind_text(ns);
+                }
+                b.push(")");
+            }
+        }
         select::push_label_filters(&mut b, labels, &q.selector);
         if let Some(token) = &q.continue_token {
             let (ns, uid) = decode_continue(token)?;
@@ -923,6 +939,7 @@ async fn writer(
     mut rx: mpsc::UnboundedReceiver<(Write, Reply)>,
 ) {
     const MAX_BATCH: usize = 512;
+    let mut healthy = true;
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -931,10 +948,9 @@ async fn writer(
                 Err(_) => break,
             }
         }
-        let mut results: Vec<Result<Option<i64>, StoreError>> = Vec::with_capacity(batch.len());
-        // A PostgreSQL server restarted, or a connection cut, leaves this one dead: connect
-        // again (once per batch) rather than fail every write from then on.
-        if conn.ping().await.is_err() {
+        // A PostgreSQL server restarted, or a connection cut, leaves this one dead: after a
+        // batch failed, check it and connect again rather than fail every write from then on.
+        if !healthy && conn.ping().await.is_err() {
             match connect_writer(&location).await {
                 Ok(fresh) => conn = fresh,
                 Err(e) => {
@@ -949,43 +965,21 @@ async fn writer(
             }
         }
         let fenced_by = fence.lock().expect("fence").clone();
-        let outcome: Result<(), sqlx::Error> = async {
-            let mut tx = conn.begin().await?;
-            if let Some(f) = &fenced_by {
-                // Locks the lease's row until this commit: a takeover waits for it, and a
-                // commit after a takeover finds the token moved on and writes nothing.
-                let held =
-                    sqlx::query("UPDATE leases SET token = token WHERE name = $1 AND token = $2")
-                        .bind(&f.lease)
-                        .bind(f.token)
-                        .execute(&mut *tx)
-                        .await?;
-                if held.rows_affected() == 0 {
-                    for _ in &batch {
-                        results.push(Err(StoreError::Fenced {
-                            lease: f.lease.clone(),
-                            token: f.token,
-                        }));
-                    }
-                    return tx.rollback().await;
-                }
-            }
-            for (w, _) in &batch {
-                // Each write all or nothing: one that fails leaves no half behind, and the
-                // others in the batch still commit (PostgreSQL would otherwise abort them all).
-                tx.execute("SAVEPOINT w").await?;
-                let r = apply(&mut tx, w).await;
-                tx.execute(if r.is_ok() {
-                    "RELEASE SAVEPOINT w"
-                } else {
-                    "ROLLBACK TO SAVEPOINT w"
-                })
-                .await?;
-                results.push(r);
-            }
-            tx.commit().await
+        let writes: Vec<&Write> = batch.iter().map(|(w, _)| w).collect();
+        // Each write is all or nothing, and one that fails must not take the others in its
+        // batch down (PostgreSQL aborts a whole transaction at an error). Savepoints give
+        // that but cost two statements a write, so a batch first runs without them and, only
+        // if a write in it failed, runs again from the start with them.
+        let (mut outcome, mut results) =
+            commit(&mut conn, fenced_by.as_ref(), &writes, false).await;
+        if outcome.is_ok()
+            && results
+                .iter()
+                .any(|r| matches!(r, Err(e) if !matches!(e, StoreError::Fenced { .. })))
+        {
+            (outcome, results) = commit(&mut conn, fenced_by.as_ref(), &writes, true).await;
         }
-        .await;
+        healthy = outcome.is_ok();
         for ((_, reply), result) in batch.into_iter().zip(
             results
                 .into_iter()
@@ -1000,6 +994,62 @@ async fn writer(
             let _ = reply.send(r);
         }
     }
+}
+
+type Answers = Vec<Result<Option<i64>, StoreError>>;
+
+/// One transaction over `writes`. Without `savepoints`, a failed write rolls the whole
+/// transaction back (the caller runs it again with them); with them, only that write.
+async fn commit(
+    conn: &mut AnyConnection,
+    fenced_by: Option<&Fence>,
+    writes: &[&Write],
+    savepoints: bool,
+) -> (Result<(), sqlx::Error>, Answers) {
+    let mut results: Answers = Vec::with_capacity(writes.len());
+    let outcome = async {
+        let mut tx = conn.begin().await?;
+        if let Some(f) = fenced_by {
+            // Locks the lease's row until this commit: a takeover waits for it, and a
+            // commit after a takeover finds the token moved on and writes nothing.
+            let held =
+                sqlx::query("UPDATE leases SET token = token WHERE name = $1 AND token = $2")
+                    .bind(&f.lease)
+                    .bind(f.token)
+                    .execute(&mut *tx)
+                    .await?;
+            if held.rows_affected() == 0 {
+                for _ in writes {
+                    results.push(Err(StoreError::Fenced {
+                        lease: f.lease.clone(),
+                        token: f.token,
+                    }));
+                }
+                return tx.rollback().await;
+            }
+        }
+        for w in writes {
+            if savepoints {
+                tx.execute("SAVEPOINT w").await?;
+            }
+            let r = apply(&mut tx, w).await;
+            let failed = r.is_err();
+            results.push(r);
+            if savepoints {
+                tx.execute(if failed {
+                    "ROLLBACK TO SAVEPOINT w"
+                } else {
+                    "RELEASE SAVEPOINT w"
+                })
+                .await?;
+            } else if failed {
+                return tx.rollback().await;
+            }
+        }
+        tx.commit().await
+    }
+    .await;
+    (outcome, results)
 }
 
 async fn apply(tx: &mut AnyConnection, w: &Write) -> Result<Option<i64>, StoreError> {

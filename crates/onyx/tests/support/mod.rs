@@ -48,8 +48,13 @@ pub struct Server {
 impl Server {
     /// Start `onyx server` on a free port with its state in `home/state`.
     pub fn start(home: &Path, extra: &[&str]) -> Server {
+        Server::start_on(home, "127.0.0.1:0", extra)
+    }
+
+    /// Start `onyx server` listening on `listen`.
+    pub fn start_on(home: &Path, listen: &str, extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_onyx"))
-            .args(["server", "--listen", "127.0.0.1:0"])
+            .args(["server", "--listen", listen])
             .args(extra)
             .env("ONYX_HOME", home.join("state"))
             .env(
@@ -87,7 +92,21 @@ impl Server {
     }
 
     pub fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let req = ureq::request(method, &format!("{}{path}", self.base));
+        self.call_as(None, method, path, body)
+    }
+
+    /// A call with `Authorization: Bearer TOKEN` when a token is given.
+    pub fn call_as(
+        &self,
+        token: Option<&str>,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = ureq::request(method, &format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.set("Authorization", &format!("Bearer {t}"));
+        }
         let res = match body {
             // A JSON string is sent as it is: a way to send a body that is not JSON.
             Some(Value::String(raw)) => req

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use crate::error::ApiError;
 use crate::state::AppState;
 
-use super::common::{find, list_body, list_query, ApiResult, JsonBody, St, Q};
+use super::common::{find, list_body, list_query, visible, ApiResult, Caller, JsonBody, St, Q};
 use super::workflows::{resubmit_manifest, retry_with};
 
 pub(super) fn routes() -> Router<Arc<AppState>> {
@@ -31,9 +31,10 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
         )
 }
 
-pub(super) async fn list_archived(State(s): St, Query(q): Q) -> ApiResult {
+pub(super) async fn list_archived(State(s): St, Query(q): Q, caller: Caller) -> ApiResult {
     let ns = q.get("namespace").filter(|n| !n.is_empty()).cloned();
-    let query = list_query(&q, ns)?;
+    let mut query = list_query(&q, ns)?;
+    query.within = visible(&s, &caller, "list");
     let page = s.ctl.store.list_archived(&query).await?;
     Ok(Json(list_body(page.items, page.next, "WorkflowList")))
 }

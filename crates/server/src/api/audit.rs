@@ -10,7 +10,6 @@ use axum::http::{header, HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 use super::common::St;
 use crate::error::ApiError;
@@ -18,10 +17,17 @@ use crate::error::ApiError;
 pub(super) async fn audit_changes(State(s): St, req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    if matches!(method, Method::GET | Method::HEAD | Method::OPTIONS) || path.ends_with("/lint") {
-        return next.run(req).await;
-    }
     let who = identity(s.token.as_deref(), req.headers());
+    if matches!(method, Method::GET | Method::HEAD | Method::OPTIONS) || path.ends_with("/lint") {
+        // Reads are not audited, but refusals are: who tried to see what they may not.
+        let resp = next.run(req).await;
+        let status = resp.status().as_u16();
+        if status == 401 || status == 403 {
+            let who = caller(&resp).unwrap_or(who);
+            record_full(&s, &who, &method, &path, target(&path), None, status);
+        }
+        return resp;
+    }
     let (parts, body) = req.into_parts();
     let bytes = match to_bytes(body, s.cfg.max_body_bytes).await {
         Ok(b) => b,
@@ -71,8 +77,16 @@ pub(super) async fn audit_changes(State(s): St, req: Request, next: Next) -> Res
         resp = Response::from_parts(parts, Body::from(answer));
     }
     let target = (namespace, name);
+    let who = caller(&resp).unwrap_or(who);
     record_full(&s, &who, &method, &path, target, ticket, status);
     resp
+}
+
+/// The caller authentication found (a signed-in user's name), when it found one.
+fn caller(resp: &Response) -> Option<String> {
+    resp.extensions()
+        .get::<super::common::CallerName>()
+        .map(|c| c.0.clone())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -130,11 +144,7 @@ pub(super) fn identity(token: Option<&str>, headers: &HeaderMap) -> String {
         .and_then(|v| v.strip_prefix("Bearer "));
     match (token, given) {
         (None, _) => "anonymous".into(),
-        (Some(t), Some(g)) if t == g => {
-            let digest = Sha256::digest(t.as_bytes());
-            let hex: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
-            format!("token:{hex}")
-        }
+        (Some(t), Some(g)) if t == g => crate::auth::token_name(t),
         _ => "unauthenticated".into(),
     }
 }

@@ -117,3 +117,19 @@ pub(super) fn string_list(v: &Value) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// Who made a call, for the audit layer outside authentication: set on the response.
+#[derive(Clone)]
+pub(super) struct CallerName(pub String);
+
+/// The signed-in caller, when authentication found one (every call past it has one).
+pub(super) type Caller = Option<axum::Extension<std::sync::Arc<access::Principal>>>;
+
+/// The namespaces the caller may `verb` in, for lists over every namespace (`None`: all).
+pub(super) fn visible(s: &AppState, caller: &Caller, verb: &str) -> Option<Vec<String>> {
+    let p = caller.as_ref()?;
+    s.auth
+        .rules
+        .namespaces(&p.0, verb)
+        .map(|set| set.into_iter().collect())
+}

@@ -53,28 +53,93 @@ pub fn router(state: Arc<AppState>) -> Router {
     // opens a page.
     Router::new()
         .merge(web_ui::routes())
+        .merge(sso_routes())
         .merge(api)
         .with_state(state)
+}
+
+/// Argo's single sign-on paths: outside authentication, as the browser has no token yet.
+fn sso_routes() -> Router<Arc<AppState>> {
+    use axum::extract::Query;
+    use axum::routing::get;
+    use std::collections::HashMap;
+    Router::new()
+        .route(
+            "/oauth2/redirect",
+            get(
+                |State(s): St, Query(q): Query<HashMap<String, String>>| async move {
+                    let back = q.get("redirect").map_or("/", String::as_str);
+                    match s.auth.sign_in(back) {
+                        Ok(url) => axum::response::Redirect::to(&url).into_response(),
+                        Err(e) => e.into_response(),
+                    }
+                },
+            ),
+        )
+        .route(
+            "/oauth2/callback",
+            get(
+                |State(s): St, Query(q): Query<HashMap<String, String>>| async move {
+                    if let Some(e) = q.get("error") {
+                        return ApiError::Unauthenticated(format!(
+                            "sign-in refused by the issuer: {e}: {}",
+                            q.get("error_description").map_or("", String::as_str)
+                        ))
+                        .into_response();
+                    }
+                    let (Some(code), Some(state)) = (q.get("code"), q.get("state")) else {
+                        return ApiError::InvalidArgument(
+                            "sign-in callback: code and state are required".into(),
+                        )
+                        .into_response();
+                    };
+                    match s.auth.callback(code, state).await {
+                        Ok((cookie, back)) => (
+                            [(header::SET_COOKIE, cookie)],
+                            axum::response::Redirect::to(&back),
+                        )
+                            .into_response(),
+                        Err(e) => e.into_response(),
+                    }
+                },
+            ),
+        )
 }
 
 async fn not_found(req: Request) -> ApiError {
     ApiError::NotFound(format!("no API at {} {}", req.method(), req.uri().path()))
 }
 
-async fn authenticate(State(s): St, req: Request, next: Next) -> Response {
-    if let Some(token) = &s.token {
-        let given = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if given != Some(token.as_str()) {
-            return ApiError::Unauthenticated(
-                "token not valid: send `Authorization: Bearer <token>` with the server's token"
-                    .into(),
-            )
-            .into_response();
-        }
+async fn authenticate(State(s): St, mut req: Request, next: Next) -> Response {
+    let principal = match s.auth.principal(req.headers()).await {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let need = access::need(req.method().as_str(), req.uri().path(), req.uri().query());
+    let archived_in = match &need.scope {
+        access::Scope::ArchivedUid(uid) if !principal.admin => s
+            .ctl
+            .store
+            .archived(uid)
+            .await
+            .ok()
+            .flatten()
+            .map(|r| r.namespace),
+        _ => None,
+    };
+    if let Err(denied) = s
+        .auth
+        .rules
+        .check(&principal, &need, archived_in.as_deref())
+    {
+        let mut resp = ApiError::Forbidden(denied.message).into_response();
+        resp.extensions_mut()
+            .insert(common::CallerName(principal.name));
+        return resp;
     }
-    next.run(req).await
+    let name = principal.name.clone();
+    req.extensions_mut().insert(Arc::new(principal));
+    let mut resp = next.run(req).await;
+    resp.extensions_mut().insert(common::CallerName(name));
+    resp
 }

@@ -17,7 +17,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use crate::submit::{self};
 
-use super::common::{list_body, list_query, ApiResult, JsonBody, St, Q};
+use super::common::{list_body, list_query, visible, ApiResult, Caller, JsonBody, St, Q};
 
 pub(super) fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -192,11 +192,13 @@ pub(super) async fn list_obj(
     k: &Kind,
     ns: Option<&str>,
     q: &HashMap<String, String>,
+    within: Option<Vec<String>>,
 ) -> ApiResult {
     let query = list_query(q, None)?;
     let rows = s.ctl.store.objects(k.kind, ns).await?;
     let items: Vec<String> = rows
         .into_iter()
+        .filter(|r| within.as_ref().is_none_or(|w| w.contains(&r.namespace)))
         .filter(|r| {
             let v: Value = serde_json::from_str(&r.body).unwrap_or_default();
             query
@@ -229,7 +231,12 @@ pub(super) fn object_routes(k: &'static Kind, base: &str) -> Router<Arc<AppState
         // An empty namespace lists every namespace's objects, as Argo's server does.
         router = router.route(
             all,
-            get(move |State(s): St, Query(q): Q| async move { list_obj(&s, k, None, &q).await }),
+            get(
+                move |State(s): St, Query(q): Q, caller: Caller| async move {
+                    let within = visible(&s, &caller, "list");
+                    list_obj(&s, k, None, &q, within).await
+                },
+            ),
         );
     }
     router
@@ -240,7 +247,7 @@ pub(super) fn object_routes(k: &'static Kind, base: &str) -> Router<Arc<AppState
                     let (ns, _) = ns_name(&p);
                     let scope = (k.kind == "ClusterWorkflowTemplate" || !ns.is_empty())
                         .then_some(ns.as_str());
-                    list_obj(&s, k, scope, &q).await
+                    list_obj(&s, k, scope, &q, None).await
                 },
             )
             .post(

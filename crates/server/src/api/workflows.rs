@@ -20,7 +20,9 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use crate::submit::{self, normalize_workflow, submit};
 
-use super::common::{find, list_body, list_query, string_list, ApiResult, JsonBody, St, Q};
+use super::common::{
+    find, list_body, list_query, string_list, visible, ApiResult, Caller, JsonBody, St, Q,
+};
 
 pub(super) fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -47,12 +49,18 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
 }
 
 /// `workflows/` with no namespace: every namespace's workflows (`argo list -A`).
-pub(super) async fn list_all_workflows(s: St, q: Q) -> ApiResult {
-    list_workflows(s, Path(String::new()), q).await
+pub(super) async fn list_all_workflows(s: St, q: Q, caller: Caller) -> ApiResult {
+    list_workflows(s, Path(String::new()), q, caller).await
 }
 
-pub(super) async fn list_workflows(State(s): St, Path(ns): Path<String>, Query(q): Q) -> ApiResult {
-    let query = list_query(&q, (!ns.is_empty()).then_some(ns))?;
+pub(super) async fn list_workflows(
+    State(s): St,
+    Path(ns): Path<String>,
+    Query(q): Q,
+    caller: Caller,
+) -> ApiResult {
+    let mut query = list_query(&q, (!ns.is_empty()).then_some(ns))?;
+    query.within = visible(&s, &caller, "list");
     let page = s.ctl.store.list_workflows(&query).await?;
     Ok(Json(list_body(page.items, page.next, "WorkflowList")))
 }
@@ -329,8 +337,8 @@ pub(super) async fn resubmit(
 }
 
 /// `workflow-events/` with no namespace: every namespace's workflows.
-pub(super) async fn watch_all_workflows(s: St, q: Q) -> Result<Response, ApiError> {
-    watch_workflows(s, Path(String::new()), q).await
+pub(super) async fn watch_all_workflows(s: St, q: Q, caller: Caller) -> Result<Response, ApiError> {
+    watch_workflows(s, Path(String::new()), q, caller).await
 }
 
 /// `workflow-events`: a stream of `{"result": {"type": ..., "object": ...}}`, one per line.
@@ -338,8 +346,10 @@ pub(super) async fn watch_workflows(
     State(s): St,
     Path(ns): Path<String>,
     Query(q): Q,
+    caller: Caller,
 ) -> Result<Response, ApiError> {
-    let query = list_query(&q, (!ns.is_empty()).then_some(ns.clone()))?;
+    let mut query = list_query(&q, (!ns.is_empty()).then_some(ns.clone()))?;
+    query.within = visible(&s, &caller, "watch");
     let mut rx = s.ctl.subscribe();
     let initial = s.ctl.store.list_workflows(&query).await?;
     let (tx, out) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(64);
@@ -359,6 +369,10 @@ pub(super) async fn watch_workflows(
             };
             if query.namespace.as_ref().is_some_and(|n| *n != ev.namespace)
                 || query.name.as_ref().is_some_and(|n| *n != ev.name)
+                || query
+                    .within
+                    .as_ref()
+                    .is_some_and(|w| !w.contains(&ev.namespace))
             {
                 continue;
             }
