@@ -264,3 +264,75 @@ impl Verifier {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offline() -> Verifier {
+        Verifier {
+            settings: Settings {
+                issuer: "https://sso.onyx.internal/realms/onyx".into(),
+                client_id: "onyx".into(),
+                groups_claim: "groups".into(),
+                clock_skew: Duration::from_secs(0),
+            },
+            endpoints: Endpoints {
+                authorization: String::new(),
+                token: String::new(),
+                jwks: String::new(),
+            },
+            keys: RwLock::new(Keys {
+                by_kid: HashMap::new(),
+                fetched: None,
+            }),
+            agent: ureq::agent(),
+        }
+    }
+
+    fn part(v: &Value) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    }
+
+    #[test]
+    fn refusals_say_why() {
+        let v = offline();
+        assert!(matches!(v.verify("abc", 0), Err(TokenError::Malformed(_))));
+        let elsewhere = format!(
+            "{}.{}.sig",
+            part(&serde_json::json!({"alg": "RS256", "kid": "k"})),
+            part(&serde_json::json!({"iss": "https://evil", "sub": "x"}))
+        );
+        assert_eq!(
+            v.verify(&elsewhere, 0),
+            Err(TokenError::WrongIssuer {
+                got: "https://evil".into(),
+                want: "https://sso.onyx.internal/realms/onyx".into()
+            })
+        );
+        let unknown = format!(
+            "{}.{}.sig",
+            part(&serde_json::json!({"alg": "RS256", "kid": "k2"})),
+            part(&serde_json::json!({"iss": "https://sso.onyx.internal/realms/onyx"}))
+        );
+        assert_eq!(
+            v.verify(&unknown, 0),
+            Err(TokenError::UnknownKey { kid: "k2".into() })
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_token_text_is_refused_without_a_panic(token in ".{0,300}") {
+            let refused = offline().verify(&token, 0).is_err();
+            proptest::prop_assert!(refused);
+        }
+
+        #[test]
+        fn any_three_part_token_is_refused_without_a_panic(a in "[A-Za-z0-9_=-]{0,80}", b in "[A-Za-z0-9_=-]{0,80}", c in "[A-Za-z0-9_-]{0,80}") {
+            let token = format!("{a}.{b}.{c}");
+            let refused = offline().verify(&token, 0).is_err();
+            proptest::prop_assert!(refused);
+        }
+    }
+}
