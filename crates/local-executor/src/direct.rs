@@ -14,7 +14,6 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use crate::artifacts;
 use crate::pod::{PodOutcome, PodSpec};
 use crate::spawn;
 
@@ -759,22 +758,13 @@ pub fn finish(mut pod: DirectPod, dir: &Path) -> PodOutcome {
             .map(|b| String::from_utf8_lossy(&b).into_owned());
         outcome.parameters.push((name.clone(), v));
     }
-    let repo = pod.spec.home.join("artifacts");
-    for a in &pod.spec.output_artifacts {
-        let src = pod.layout.host_path(&a.path);
-        if !src.exists() {
-            continue;
-        }
-        match artifacts::save(&src, &repo.join(&a.key), a.archive, a.level) {
-            Ok(()) => outcome.artifacts.push((a.name.clone(), a.key.clone())),
-            Err(e) => {
-                if !a.optional && code == 0 {
-                    outcome.message =
-                        Some(format!("failed to save output artifact '{}': {e}", a.name));
-                }
-            }
-        }
-    }
+    crate::pod::save_outputs(
+        &pod.spec,
+        &dir.join("scratch"),
+        |p| pod.layout.host_path(p),
+        code,
+        &mut outcome,
+    );
     // No `result.json`: that file is how a restarted server learns what a wrapper's pod did,
     // and direct pods run only under a controller whose state ends with its process (`onyx
     // run`, the conformance runner), which has the outcome in hand.

@@ -87,6 +87,10 @@ pub struct PodSpec {
     /// (a no-egress namespace's pods).
     #[serde(default)]
     pub no_network: bool,
+    /// The artifact repository when it is an S3 bucket (`None`: `HOME/artifacts`). Its
+    /// credentials are files, read by the wrapper before it enters the pod's root.
+    #[serde(default)]
+    pub s3: Option<artifact_repo::S3Config>,
 }
 
 /// What the wrapper leaves in `DIR/result.json`.
@@ -431,6 +435,7 @@ pub fn prepare_pod(layout: &Layout, input: &PodInput) -> Result<PodSpec, ExecErr
         output_artifacts,
         capture_result: input.capture_result,
         no_network: false,
+        s3: None,
     };
     Ok(spec)
 }
@@ -499,11 +504,18 @@ pub fn run_pod(dir: &Path) -> Result<i32, ExecError> {
     let Some(_claim) = crate::durable::claim(dir)? else {
         return Ok(read_outcome(dir).and_then(|o| o.exit_code).unwrap_or(0));
     };
-    let spec: PodSpec =
+    let mut spec: PodSpec =
         serde_json::from_slice(&fs::read(dir.join("pod.json"))?).map_err(|e| ExecError::Setup {
             pod: dir.display().to_string(),
             message: e.to_string(),
         })?;
+    // The S3 credentials are host files the pod's own root does not show.
+    if let Some(c) = spec.s3.as_mut() {
+        c.connect().map_err(|e| ExecError::Setup {
+            pod: dir.display().to_string(),
+            message: format!("the artifact repository: {e}"),
+        })?;
+    }
     let mut dir = dir.to_path_buf();
     let outcome = match execute(&spec, &mut dir) {
         Ok(o) => o,
@@ -679,12 +691,24 @@ pub(crate) fn stage_inputs(
         let r = match &a.source {
             InputSource::Raw(data) => artifacts::write_raw(data, &dest),
             InputSource::Http { url, headers } => artifacts::download(url, headers, &dest),
-            InputSource::Repository(key) => artifacts::load(
-                &repo.join(key),
-                &dest,
-                a.sub_path.as_deref(),
-                &scratch.join(i.to_string()),
-            ),
+            InputSource::Repository(key) => match &spec.s3 {
+                None => artifacts::load(
+                    &repo.join(key),
+                    &dest,
+                    a.sub_path.as_deref(),
+                    &scratch.join(i.to_string()),
+                ),
+                Some(c) => {
+                    let own = scratch.join(i.to_string());
+                    let fetched = own.join("fetched");
+                    let s3 = artifact_repo::Repository::S3(c.clone());
+                    s3.blocking(s3.get(key, &fetched))
+                        .map_err(|e| artifacts::ArtifactError::Other(e.to_string()))
+                        .and_then(|()| {
+                            artifacts::load(&fetched, &dest, a.sub_path.as_deref(), &own)
+                        })
+                }
+            },
         };
         if let Err(e) = r {
             if a.optional {
@@ -845,22 +869,55 @@ fn execute(spec: &PodSpec, dir: &mut PathBuf) -> Result<PodOutcome, String> {
             .map(|b| String::from_utf8_lossy(&b).into_owned());
         outcome.parameters.push((name.clone(), v));
     }
-    for a in &spec.output_artifacts {
-        let src = Path::new(&a.path);
+    let _ = repo;
+    save_outputs(
+        spec,
+        &scratch,
+        |p: &str| PathBuf::from(p),
+        exit,
+        &mut outcome,
+    );
+    Ok(outcome)
+}
+
+/// Save each output artifact into the repository (`host` maps a container path to the path
+/// to read): in `HOME/artifacts`, or staged in `scratch` and uploaded to S3. A failure to save
+/// one that is not optional fails a pod that otherwise succeeded, with the error.
+pub(crate) fn save_outputs(
+    spec: &PodSpec,
+    scratch: &Path,
+    host: impl Fn(&str) -> PathBuf,
+    exit: i32,
+    outcome: &mut PodOutcome,
+) {
+    let local = spec.home.join("artifacts");
+    for (i, a) in spec.output_artifacts.iter().enumerate() {
+        let src = host(&a.path);
         if !src.exists() {
             continue;
         }
-        match artifacts::save(src, &repo.join(&a.key), a.archive, a.level) {
+        let saved = match &spec.s3 {
+            None => artifacts::save(&src, &local.join(&a.key), a.archive, a.level),
+            Some(c) => {
+                let staged = scratch.join(format!("output-{i}"));
+                artifacts::save(&src, &staged, a.archive, a.level).and_then(|()| {
+                    let s3 = artifact_repo::Repository::S3(c.clone());
+                    s3.blocking(s3.put(&a.key, &staged))
+                        .map(|_| ())
+                        .map_err(|e| artifacts::ArtifactError::Other(e.to_string()))
+                })
+            }
+        };
+        match saved {
             Ok(()) => outcome.artifacts.push((a.name.clone(), a.key.clone())),
             Err(e) => {
-                if !a.optional && exit == 0 {
+                if !a.optional && exit == 0 && outcome.message.is_none() {
                     outcome.message =
                         Some(format!("failed to save output artifact '{}': {e}", a.name));
                 }
             }
         }
     }
-    Ok(outcome)
 }
 
 fn spawn(c: &ContainerRun, workdir: &Path, out: Stdio, err: Stdio) -> std::io::Result<Child> {

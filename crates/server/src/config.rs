@@ -226,6 +226,10 @@ pub struct ServerConfig {
     /// Who may call the API: Argo's auth modes, the OpenID issuer, and namespace grants.
     #[serde(default)]
     pub auth: AuthConfig,
+    /// The default artifact repository (Argo's `artifactRepository`): an S3 bucket, or
+    /// `$home/artifacts` when unset.
+    #[serde(default)]
+    pub artifact_repository: ArtifactRepositoryConfig,
     /// The `onyx` executable that runs pods (`onyx exec-pod`); the running one by default.
     #[serde(skip)]
     pub exe: PathBuf,
@@ -245,6 +249,14 @@ fn default_cluster() -> String {
 }
 fn default_max_body() -> usize {
     8 << 20
+}
+
+/// `[artifact_repository]`: Argo's artifact repository, S3 only for now.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ArtifactRepositoryConfig {
+    #[serde(default)]
+    pub s3: Option<artifact_repo::S3Config>,
 }
 
 /// Argo Server's `--auth-mode`s.
@@ -362,6 +374,7 @@ impl Default for ServerConfig {
             store: None,
             standby: Default::default(),
             auth: Default::default(),
+            artifact_repository: Default::default(),
             exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("onyx")),
         }
     }

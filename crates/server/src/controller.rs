@@ -856,17 +856,24 @@ impl Run {
         // replays the workflow, whose messages are then already queued (by key).
         self.notify().await;
         let json = self.engine.to_json();
-        let artifacts = stored_artifacts(&json, |key| self.ctl.pods.artifact_path(key))
-            .into_iter()
-            .map(|(key, bytes)| store::ArtifactRow {
+        let mut artifacts = Vec::new();
+        for key in stored_artifacts(&json) {
+            let bytes = match self.ctl.pods.repository.size(&key).await {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!("artifact {key}: its size: {e}");
+                    0
+                }
+            };
+            artifacts.push(store::ArtifactRow {
                 uid: self.uid.clone(),
                 key,
                 namespace: self.namespace.clone(),
                 workflow: self.name.clone(),
                 bytes: bytes as i64,
                 stored_ns: nanos(now()),
-            })
-            .collect();
+            });
+        }
         if let Err(e) = self.ctl.store.artifacts_stored(artifacts).await {
             tracing::error!(
                 "workflow {}/{}: recording artifact sizes: {e}",
@@ -926,29 +933,15 @@ fn event_summary(e: &Logged) -> (String, Option<String>) {
     }
 }
 
-/// The output artifacts a workflow's nodes stored in the local repository, with their sizes
-/// in bytes (a directory counts its files).
-fn stored_artifacts(
-    wf: &Value,
-    path_of: impl Fn(&str) -> std::path::PathBuf,
-) -> Vec<(String, u64)> {
-    fn size(p: &std::path::Path) -> u64 {
-        match std::fs::symlink_metadata(p) {
-            Ok(m) if m.is_dir() => std::fs::read_dir(p)
-                .map(|d| d.flatten().map(|e| size(&e.path())).sum())
-                .unwrap_or(0),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        }
-    }
-    let mut out: BTreeMap<String, u64> = BTreeMap::new();
+/// The keys of the output artifacts a workflow's nodes stored in the repository.
+fn stored_artifacts(wf: &Value) -> Vec<String> {
+    let mut out: std::collections::BTreeSet<String> = Default::default();
     let nodes = wf.pointer("/status/nodes").and_then(Value::as_object);
     for n in nodes.into_iter().flat_map(|m| m.values()) {
         for a in n["outputs"]["artifacts"].as_array().into_iter().flatten() {
             if let Some(key) = a["local"]["key"].as_str() {
                 if !key.contains("..") {
-                    out.entry(key.to_string())
-                        .or_insert_with(|| size(&path_of(key)));
+                    out.insert(key.to_string());
                 }
             }
         }

@@ -36,6 +36,8 @@ pub struct Pods {
     per_namespace: HashMap<String, Arc<Semaphore>>,
     /// Namespaces whose pods run without network.
     no_egress: std::collections::HashSet<String>,
+    /// Where artifacts are kept.
+    pub repository: artifact_repo::Repository,
 }
 
 fn limit(n: usize) -> Option<Arc<Semaphore>> {
@@ -68,7 +70,12 @@ impl Pods {
                 }
             }
         }
+        let repository = match &cfg.artifact_repository.s3 {
+            Some(c) => artifact_repo::Repository::S3(c.clone()),
+            None => artifact_repo::Repository::Local(layout.repository()),
+        };
         Ok(Pods {
+            repository,
             cluster: Arc::new(cluster),
             cancelled: std::sync::Mutex::new(std::collections::HashSet::new()),
             evicted: std::sync::Mutex::new(HashMap::new()),
@@ -91,11 +98,6 @@ impl Pods {
                 .map(str::to_string)
                 .collect(),
         })
-    }
-
-    /// Where an artifact of the local repository lives.
-    pub fn artifact_path(&self, key: &str) -> PathBuf {
-        self.layout.repository().join(key)
     }
 
     pub fn pod_dir(&self, pod: &str) -> PathBuf {
@@ -245,6 +247,9 @@ impl Pods {
                 let mut spec =
                     local_executor::prepare_pod(&me.layout, &input).map_err(|e| e.to_string())?;
                 spec.no_network = no_network;
+                if let artifact_repo::Repository::S3(c) = &me.repository {
+                    spec.s3 = Some(c.clone());
+                }
                 {
                     let g = &grant;
                     for c in spec

@@ -288,11 +288,13 @@ impl Engine {
                 None if a.optional || phase != Phase::Succeeded => {}
                 None => {
                     phase = Phase::Error;
-                    message = Some(format!(
-                        "failed to save output artifact '{}': {} not found",
-                        a.name,
-                        a.path.clone().unwrap_or_default()
-                    ));
+                    // The executor's own account (an upload that failed) says more than
+                    // "not found".
+                    let said = format!("failed to save output artifact '{}'", a.name);
+                    message = Some(match &r.message {
+                        Some(m) if m.starts_with(&said) => m.clone(),
+                        _ => format!("{said}: {} not found", a.path.clone().unwrap_or_default()),
+                    });
                 }
             }
         }

@@ -1,0 +1,249 @@
+//! Artifacts in an S3 bucket: a real S3-compatible server (moto's, from PyPI) started by the
+//! test; `[artifact_repository.s3]` in the server's config. An artifact-passing workflow ends
+//! Succeeded with its artifacts in the bucket under Argo's key layout
+//! (`{workflow}/{pod}/{artifact}.tgz`); the S3 server going away mid-upload fails the step
+//! with the error, not a hang.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::{node, temp_home, Server};
+
+struct Moto {
+    child: Child,
+    base: String,
+}
+
+impl Moto {
+    fn start() -> Option<Moto> {
+        let has = Command::new("python3")
+            .args(["-c", "import moto.server"])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !has {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "moto[server] is not installed (.ci/run installs it from PyPI)"
+            );
+            eprintln!("S3 artifacts: pip install 'moto[server]' to run these tests; skipped");
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("python3")
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let t0 = Instant::now();
+        while ureq::get(&format!("{base}/moto-api/")).call().is_err() {
+            assert!(t0.elapsed() < Duration::from_secs(30), "moto did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        ureq::put(&format!("{base}/onyx-artifacts"))
+            .call()
+            .expect("the bucket is made");
+        Some(Moto { child, base })
+    }
+
+    fn keys(&self) -> Vec<String> {
+        let xml = ureq::get(&format!("{}/onyx-artifacts?list-type=2", self.base))
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap();
+        xml.split("<Key>")
+            .skip(1)
+            .filter_map(|s| s.split("</Key>").next())
+            .map(String::from)
+            .collect()
+    }
+
+    /// An object's bytes, read with a signed request (objects are private).
+    fn object(&self, key: &str) -> Vec<u8> {
+        let out = Command::new("curl")
+            .args([
+                "-sf",
+                "--aws-sigv4",
+                "aws:amz:us-east-1:s3",
+                "--user",
+                "testing:testing-secret",
+            ])
+            .arg(format!("{}/onyx-artifacts/{key}", self.base))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "GET {key}: {:?}", out.status);
+        out.stdout
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn server_with_bucket(name: &str, moto: &Moto) -> Server {
+    let home = temp_home(name);
+    std::fs::write(home.join("access"), "testing\n").unwrap();
+    std::fs::write(home.join("secret"), "testing-secret\n").unwrap();
+    let cfg = home.join("onyx.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[artifact_repository.s3]\nendpoint = \"{}\"\nbucket = \"onyx-artifacts\"\ninsecure = true\naccess_key_file = \"{}\"\nsecret_key_file = \"{}\"\ntimeout_seconds = 5\nretries = 1\n",
+            moto.base.trim_start_matches("http://"),
+            home.join("access").display(),
+            home.join("secret").display()
+        ),
+    )
+    .unwrap();
+    Server::start(&home, &["--config", &cfg.display().to_string()])
+}
+
+fn params() -> Value {
+    json!({"parameters": [{"name": "ticket_id", "value": "T-1"}]})
+}
+
+#[test]
+fn artifacts_pass_through_the_bucket_under_argos_key_layout() {
+    let Some(moto) = Moto::start() else { return };
+    let server = server_with_bucket("s3-pass", &moto);
+    server.submit(
+        "default",
+        json!({
+            "metadata": {"name": "s3-pass"},
+            "spec": {"entrypoint": "main", "arguments": params(), "templates": [
+                {"name": "main", "steps": [
+                    [{"name": "make", "template": "make"}],
+                    [{"name": "use", "template": "use", "arguments": {"artifacts": [
+                        {"name": "greeting", "from": "{{steps.make.outputs.artifacts.greeting}}"},
+                        {"name": "tree", "from": "{{steps.make.outputs.artifacts.tree}}"}]}}]
+                ]},
+                {"name": "make", "script": {"image": "debian", "command": ["sh"], "source":
+                    "echo hello from s3 > /tmp/greeting.txt\nmkdir -p /tmp/tree/sub\necho one > /tmp/tree/one.txt\necho two > /tmp/tree/sub/two.txt\n"},
+                 "outputs": {"artifacts": [
+                    {"name": "greeting", "path": "/tmp/greeting.txt"},
+                    {"name": "tree", "path": "/tmp/tree", "archive": {"none": {}}}]}},
+                {"name": "use",
+                 "inputs": {"artifacts": [{"name": "greeting", "path": "/in/greeting.txt"},
+                                          {"name": "tree", "path": "/in/tree"}]},
+                 "script": {"image": "debian", "command": ["sh"], "source":
+                    "cat /in/greeting.txt /in/tree/one.txt /in/tree/sub/two.txt\n"}}
+            ]}
+        }),
+    );
+    let wf = server.wait("default", "s3-pass", Duration::from_secs(120));
+    assert_eq!(wf["status"]["phase"], "Succeeded", "{wf}");
+    assert_eq!(
+        node(&wf, "use")["outputs"]["result"],
+        "hello from s3\none\ntwo"
+    );
+    let mut keys = moto.keys();
+    keys.sort();
+    let make_pod = keys
+        .iter()
+        .find(|k| k.ends_with("/greeting.tgz"))
+        .unwrap_or_else(|| panic!("no greeting.tgz in the bucket: {keys:?}"))
+        .split('/')
+        .nth(1)
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        keys,
+        [
+            format!("s3-pass/{make_pod}/greeting.tgz"),
+            format!("s3-pass/{make_pod}/tree/one.txt"),
+            format!("s3-pass/{make_pod}/tree/sub/two.txt"),
+        ]
+    );
+    assert!(make_pod.starts_with("s3-pass-"), "{make_pod}");
+    // The archived one is a tar.gz holding the file under its own name; the other is as is.
+    let tgz = moto.object(&keys[0]);
+    assert_eq!(&tgz[..2], &[0x1f, 0x8b]);
+    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(&tgz[..]));
+    let names: Vec<String> = tar
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    assert_eq!(names, ["greeting.txt"]);
+    assert_eq!(moto.object(&keys[2]), b"two\n");
+    // Nothing went to the local directory.
+    assert!(!server.home.join("state/artifacts/s3-pass").exists());
+}
+
+#[test]
+fn the_bucket_going_away_mid_upload_fails_the_step_with_the_error() {
+    let Some(mut moto) = Moto::start() else {
+        return;
+    };
+    let server = server_with_bucket("s3-gone", &moto);
+    server.submit(
+        "default",
+        json!({
+            "metadata": {"name": "s3-gone"},
+            "spec": {"entrypoint": "big", "arguments": params(), "templates": [
+                {"name": "big", "script": {"image": "debian", "command": ["sh"], "source":
+                    "head -c 400000000 /dev/urandom > /tmp/big.bin\necho written\n"},
+                 "outputs": {"artifacts": [
+                    {"name": "big", "path": "/tmp/big.bin", "archive": {"none": {}}}]}}
+            ]}
+        }),
+    );
+    // Once the step's main has written its file, its upload starts: then the S3 server dies.
+    let t0 = Instant::now();
+    loop {
+        let (_, wf) = server.call("GET", "/api/v1/workflows/default/s3-gone", None);
+        let pod = wf["status"]["nodes"]
+            .as_object()
+            .and_then(|m| m.keys().next().cloned());
+        if let Some(pod) = pod {
+            let log =
+                std::fs::read_to_string(server.home.join("state/pods").join(&pod).join("main.log"))
+                    .unwrap_or_default();
+            if log.contains("written") {
+                break;
+            }
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "the step never wrote its file: {wf}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = moto.child.kill();
+    let _ = moto.child.wait();
+    let killed = Instant::now();
+    let wf = server.wait("default", "s3-gone", Duration::from_secs(90));
+    eprintln!(
+        "the step ended {} ms after the S3 server died",
+        killed.elapsed().as_millis()
+    );
+    assert_ne!(wf["status"]["phase"], "Succeeded", "{wf}");
+    let step = node(&wf, "s3-gone");
+    let message = step["message"].as_str().unwrap_or_default();
+    eprintln!("the step says: {message}");
+    assert!(
+        message.contains("failed to save output artifact 'big'")
+            && message.contains("s3://onyx-artifacts/s3-gone/"),
+        "{step}"
+    );
+}
