@@ -33,8 +33,11 @@ pub fn eligible(spec: &PodSpec) -> bool {
     let c = &spec.main[0];
     let owned =
         |p: &str| FRESH.iter().any(|f| under(p, f)) || c.mounts.iter().any(|m| under(p, &m.target));
+    // Secrets are resolved by the wrapper only.
     spec.output_parameters.iter().all(|(_, p)| owned(p))
         && spec.output_artifacts.iter().all(|a| owned(&a.path))
+        && spec.secret_volumes.is_empty()
+        && c.secret_env.is_empty()
 }
 
 fn under(path: &str, dir: &str) -> bool {
@@ -500,7 +503,12 @@ pub fn start(
     dir: &Path,
     sandboxes: &std::sync::Arc<Sandboxes>,
 ) -> Result<DirectPod, DirectError> {
-    let c = spec.main[0].clone();
+    let mut c = spec.main[0].clone();
+    for (_, v) in c.env.iter_mut() {
+        if v == crate::pod::NAMESPACE_PLACEHOLDER {
+            *v = spec.namespace.clone();
+        }
+    }
     let isolated =
         nix::unistd::Uid::effective().is_root() && std::env::var_os("ONYX_NO_SANDBOX").is_none();
     let mounts: Vec<(String, PathBuf)> = c

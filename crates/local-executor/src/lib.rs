@@ -21,6 +21,7 @@ pub mod namespace;
 mod network;
 mod pod;
 pub mod resource;
+pub mod secrets;
 mod spawn;
 
 pub use pod::*;

@@ -29,6 +29,9 @@ pub struct ContainerRun {
     pub image: String,
     pub command: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// Environment variables from secrets: resolved by the wrapper, never in `pod.json`.
+    #[serde(default)]
+    pub secret_env: Vec<crate::secrets::SecretEnv>,
     pub working_dir: Option<String>,
     pub dependencies: Vec<String>,
     pub mounts: Vec<Mount>,
@@ -91,6 +94,18 @@ pub struct PodSpec {
     /// credentials are files, read by the wrapper before it enters the pod's root.
     #[serde(default)]
     pub s3: Option<artifact_repo::S3Config>,
+    /// The pod's namespace (its secrets are that namespace's).
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    /// The server's secrets file, read by the wrapper at pod start.
+    #[serde(default)]
+    pub secrets_file: Option<PathBuf>,
+    #[serde(default)]
+    pub secret_volumes: Vec<crate::secrets::SecretVolume>,
+}
+
+fn default_namespace() -> String {
+    "default".into()
 }
 
 /// What the wrapper leaves in `DIR/result.json`.
@@ -174,12 +189,27 @@ fn container_run(
         command.push(s.display().to_string());
     }
     let mut env: Vec<(String, String)> = Vec::new();
+    let mut secret_env = Vec::new();
     for e in &c.env {
+        if let Some((secret, key, optional)) =
+            e.value_from.as_ref().and_then(crate::secrets::secret_ref)
+        {
+            if e.value.is_none() {
+                secret_env.push(crate::secrets::SecretEnv {
+                    name: e.name.clone(),
+                    secret,
+                    key,
+                    optional,
+                });
+                continue;
+            }
+        }
         let v = match (&e.value, &e.value_from) {
             (Some(v), _) => v.0.clone(),
             (None, Some(vf)) => match vf.pointer("/fieldRef/fieldPath").and_then(Value::as_str) {
                 Some("metadata.name") => pod.to_string(),
-                Some("metadata.namespace") => "default".into(),
+                // Set again by the wrapper from the pod's namespace (`NAMESPACE_PLACEHOLDER`).
+                Some("metadata.namespace") => NAMESPACE_PLACEHOLDER.into(),
                 Some("spec.nodeName") => hostname(),
                 _ => String::new(),
             },
@@ -192,11 +222,15 @@ fn container_run(
         image,
         command,
         env,
+        secret_env,
         working_dir: c.working_dir.clone(),
         dependencies: c.dependencies.clone(),
         mounts,
     }
 }
+
+/// `fieldRef: metadata.namespace` before the pod's namespace is known.
+pub(crate) const NAMESPACE_PLACEHOLDER: &str = "\u{0}namespace";
 
 fn hostname() -> String {
     fs::read_to_string("/etc/hostname")
@@ -230,6 +264,7 @@ pub fn prepare_pod(layout: &Layout, input: &PodInput) -> Result<PodSpec, ExecErr
     };
     // Volumes: emptyDir per pod, claims per workflow, configMaps written out.
     let mut volume_paths: HashMap<String, PathBuf> = HashMap::new();
+    let mut secret_volumes = Vec::new();
     for v in input.volumes {
         let Some(name) = v.get("name").and_then(Value::as_str) else {
             continue;
@@ -241,6 +276,34 @@ pub fn prepare_pod(layout: &Layout, input: &PodInput) -> Result<PodSpec, ExecErr
             layout.home.join("volumes").join(input.workflow).join(claim)
         } else if let Some(host) = v.pointer("/hostPath/path").and_then(Value::as_str) {
             PathBuf::from(host)
+        } else if let Some(secret) = v.pointer("/secret/secretName").and_then(Value::as_str) {
+            // Filled by the wrapper when the pod starts, emptied when it ends.
+            let p = dir.join("volumes").join(name);
+            secret_volumes.push(crate::secrets::SecretVolume {
+                dir: p.clone(),
+                secret: secret.to_string(),
+                items: v
+                    .pointer("/secret/items")
+                    .and_then(Value::as_array)
+                    .map(|items| {
+                        items
+                            .iter()
+                            .filter_map(|i| {
+                                Some((
+                                    i.get("key")?.as_str()?.to_string(),
+                                    i.get("path")?.as_str()?.to_string(),
+                                ))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                optional: v.pointer("/secret/optional").and_then(Value::as_bool) == Some(true),
+                mode: v
+                    .pointer("/secret/defaultMode")
+                    .and_then(Value::as_u64)
+                    .map(|m| m as u32),
+            });
+            p
         } else if let Some(cm) = v.pointer("/configMap/name").and_then(Value::as_str) {
             let p = dir.join("volumes").join(name);
             fs::create_dir_all(&p)?;
@@ -436,6 +499,9 @@ pub fn prepare_pod(layout: &Layout, input: &PodInput) -> Result<PodSpec, ExecErr
         capture_result: input.capture_result,
         no_network: false,
         s3: None,
+        namespace: default_namespace(),
+        secrets_file: None,
+        secret_volumes,
     };
     Ok(spec)
 }
@@ -509,7 +575,16 @@ pub fn run_pod(dir: &Path) -> Result<i32, ExecError> {
             pod: dir.display().to_string(),
             message: e.to_string(),
         })?;
-    // The S3 credentials are host files the pod's own root does not show.
+    // Secrets, and the S3 credentials, are host files the pod's own root does not show.
+    if let Err(message) = resolve_secrets(&mut spec) {
+        let outcome = PodOutcome {
+            exit_code: None,
+            message: Some(message),
+            ..Default::default()
+        };
+        write_outcome(dir, &outcome)?;
+        return Ok(-1);
+    }
     if let Some(c) = spec.s3.as_mut() {
         c.connect().map_err(|e| ExecError::Setup {
             pod: dir.display().to_string(),
@@ -525,10 +600,58 @@ pub fn run_pod(dir: &Path) -> Result<i32, ExecError> {
             ..Default::default()
         },
     };
-    let tmp = dir.join("result.json.tmp");
-    fs::write(&tmp, serde_json::to_vec(&outcome).unwrap_or_default())?;
-    fs::rename(&tmp, dir.join("result.json"))?;
+    // The secret volumes' files go with the pod (seen under the pod's root, if it has one).
+    for v in &spec.secret_volumes {
+        let inside = rebase(&v.dir, &spec.home, Path::new(IN_ROOT_HOME));
+        let _ = fs::remove_dir_all(&inside);
+        let _ = fs::remove_dir_all(&v.dir);
+    }
+    write_outcome(&dir, &outcome)?;
     Ok(outcome.exit_code.unwrap_or(1))
+}
+
+fn write_outcome(dir: &Path, outcome: &PodOutcome) -> std::io::Result<()> {
+    let tmp = dir.join("result.json.tmp");
+    fs::write(&tmp, serde_json::to_vec(outcome).unwrap_or_default())?;
+    fs::rename(&tmp, dir.join("result.json"))
+}
+
+/// The pod's namespace into `fieldRef: metadata.namespace`, and its secrets into the
+/// containers' environments and the secret volumes (in memory and those files only).
+pub(crate) fn resolve_secrets(spec: &mut PodSpec) -> Result<(), String> {
+    let namespace = spec.namespace.clone();
+    let none_wanted = spec.secret_volumes.is_empty()
+        && spec
+            .init
+            .iter()
+            .chain(&spec.sidecars)
+            .chain(&spec.main)
+            .all(|c| c.secret_env.is_empty());
+    let secrets = match &spec.secrets_file {
+        Some(f) if !none_wanted => Some(crate::secrets::Secrets::load(f)?),
+        _ => None,
+    };
+    let mut env: Vec<crate::secrets::EnvTarget> = Vec::new();
+    let PodSpec {
+        init,
+        sidecars,
+        main,
+        secret_volumes,
+        ..
+    } = spec;
+    for c in init
+        .iter_mut()
+        .chain(sidecars.iter_mut())
+        .chain(main.iter_mut())
+    {
+        for (_, v) in c.env.iter_mut() {
+            if v == NAMESPACE_PLACEHOLDER {
+                *v = namespace.clone();
+            }
+        }
+        env.push((&c.secret_env, &mut c.env));
+    }
+    crate::secrets::resolve(&namespace, secrets.as_ref(), &mut env, secret_volumes)
 }
 
 /// Give the pod a root of its own: an overlay over the host's `/` whose writes land in the

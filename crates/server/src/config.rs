@@ -230,6 +230,9 @@ pub struct ServerConfig {
     /// `$home/artifacts` when unset.
     #[serde(default)]
     pub artifact_repository: ArtifactRepositoryConfig,
+    /// Where pods' `secretKeyRef`s and secret volumes are read from.
+    #[serde(default)]
+    pub secrets: SecretsConfig,
     /// The `onyx` executable that runs pods (`onyx exec-pod`); the running one by default.
     #[serde(skip)]
     pub exe: PathBuf,
@@ -257,6 +260,16 @@ fn default_max_body() -> usize {
 pub struct ArtifactRepositoryConfig {
     #[serde(default)]
     pub s3: Option<artifact_repo::S3Config>,
+}
+
+/// `[secrets]`: Kubernetes Secrets for pods.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsConfig {
+    /// A TOML file: `[NAMESPACE.SECRET]` tables of keys and values. Read by each pod's
+    /// wrapper when the pod starts; its values are never written to the store or a log.
+    #[serde(default)]
+    pub file: Option<PathBuf>,
 }
 
 /// Argo Server's `--auth-mode`s.
@@ -375,6 +388,7 @@ impl Default for ServerConfig {
             standby: Default::default(),
             auth: Default::default(),
             artifact_repository: Default::default(),
+            secrets: Default::default(),
             exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("onyx")),
         }
     }
@@ -470,6 +484,10 @@ impl ServerConfig {
                     )));
                 }
             }
+        }
+        if let Some(f) = &self.secrets.file {
+            // Read by every pod's wrapper; checked here so that a broken file is said at start.
+            local_executor::secrets::Secrets::load(f).map_err(ConfigError::Invalid)?;
         }
         let lease = self.standby.lease_seconds;
         if !(lease.is_finite() && (0.2..=3600.0).contains(&lease)) {

@@ -38,6 +38,7 @@ pub struct Pods {
     no_egress: std::collections::HashSet<String>,
     /// Where artifacts are kept.
     pub repository: artifact_repo::Repository,
+    secrets_file: Option<PathBuf>,
 }
 
 fn limit(n: usize) -> Option<Arc<Semaphore>> {
@@ -76,6 +77,7 @@ impl Pods {
         };
         Ok(Pods {
             repository,
+            secrets_file: cfg.secrets.file.clone(),
             cluster: Arc::new(cluster),
             cancelled: std::sync::Mutex::new(std::collections::HashSet::new()),
             evicted: std::sync::Mutex::new(HashMap::new()),
@@ -229,6 +231,7 @@ impl Pods {
         let _permits = self.permits(&namespace).await;
         let me = self.clone();
         let no_network = self.no_egress.contains(&namespace);
+        let pod_namespace = namespace.clone();
         let prepared = {
             let req = req.clone();
             let grant = grant.clone();
@@ -247,6 +250,8 @@ impl Pods {
                 let mut spec =
                     local_executor::prepare_pod(&me.layout, &input).map_err(|e| e.to_string())?;
                 spec.no_network = no_network;
+                spec.namespace = pod_namespace;
+                spec.secrets_file = me.secrets_file.clone();
                 if let artifact_repo::Repository::S3(c) = &me.repository {
                     spec.s3 = Some(c.clone());
                 }
