@@ -104,6 +104,29 @@ impl S3Config {
             })
     }
 
+    /// A bucket named by an artifact's own `s3` fields (Argo's `endpoint`, `bucket`, `region`,
+    /// `insecure`), with credentials given in memory (resolved from the namespace's secrets).
+    pub fn for_artifact(
+        endpoint: &str,
+        bucket: &str,
+        region: Option<&str>,
+        insecure: bool,
+        credentials: Option<(String, String)>,
+    ) -> S3Config {
+        S3Config {
+            endpoint: endpoint.to_string(),
+            bucket: bucket.to_string(),
+            region: region.map_or_else(default_region, String::from),
+            insecure,
+            access_key_file: None,
+            secret_key_file: None,
+            timeout_seconds: default_timeout(),
+            retries: default_retries(),
+            credentials,
+            client: None,
+        }
+    }
+
     /// Read the credential files and make the client now, for a process that cannot later
     /// (a pod wrapper entering a root of its own sees neither the files nor the system's
     /// certificates).

@@ -38,6 +38,11 @@ pub fn eligible(spec: &PodSpec) -> bool {
         && spec.output_artifacts.iter().all(|a| owned(&a.path))
         && spec.secret_volumes.is_empty()
         && c.secret_env.is_empty()
+        && spec.output_artifacts.iter().all(|a| a.s3.is_none())
+        && spec
+            .inputs
+            .iter()
+            .all(|a| !matches!(a.source, crate::pod::InputSource::S3 { .. }))
 }
 
 fn under(path: &str, dir: &str) -> bool {

@@ -51,6 +51,62 @@ pub enum InputSource {
         headers: Vec<(String, String)>,
     },
     Repository(String),
+    /// An object in a bucket the artifact names itself.
+    S3 {
+        bucket: S3Location,
+        key: String,
+    },
+}
+
+/// A bucket an artifact names with Argo's `s3` fields; its credentials are references to the
+/// namespace's secrets (`accessKeySecret`, `secretKeySecret`), resolved by the wrapper.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct S3Location {
+    pub endpoint: String,
+    pub bucket: String,
+    pub region: Option<String>,
+    pub insecure: bool,
+    /// (secret, key) of the access key id and of the secret access key.
+    pub access_key: Option<(String, String)>,
+    pub secret_key: Option<(String, String)>,
+    /// Made by the wrapper once the secrets are read: never in `pod.json`.
+    #[serde(skip)]
+    pub resolved: Option<artifact_repo::S3Config>,
+}
+
+impl S3Location {
+    /// An artifact's `s3` that names a bucket of its own (not only a key in the default one).
+    pub fn of(s3: &Value) -> Option<S3Location> {
+        let bucket = s3.get("bucket")?.as_str()?.to_string();
+        let endpoint = s3
+            .get("endpoint")
+            .and_then(Value::as_str)
+            .unwrap_or("s3.amazonaws.com")
+            .to_string();
+        let secret = |field: &str| {
+            let r = s3.get(field)?;
+            Some((
+                r.get("name")?.as_str()?.to_string(),
+                r.get("key")?.as_str()?.to_string(),
+            ))
+        };
+        Some(S3Location {
+            endpoint,
+            bucket,
+            region: s3.get("region").and_then(Value::as_str).map(String::from),
+            insecure: s3.get("insecure").and_then(Value::as_bool) == Some(true),
+            access_key: secret("accessKeySecret"),
+            secret_key: secret("secretKeySecret"),
+            resolved: None,
+        })
+    }
+
+    fn repository(&self) -> Result<artifact_repo::Repository, String> {
+        self.resolved
+            .clone()
+            .map(artifact_repo::Repository::S3)
+            .ok_or_else(|| format!("the bucket {} was not prepared", self.bucket))
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -71,6 +127,9 @@ pub struct OutputArtifact {
     pub archive: bool,
     pub level: Option<u32>,
     pub optional: bool,
+    /// The artifact's own bucket, when its `s3` names one.
+    #[serde(default)]
+    pub s3: Option<S3Location>,
 }
 
 /// Everything the wrapper needs, written to `DIR/pod.json`.
@@ -432,12 +491,13 @@ pub fn prepare_pod(layout: &Layout, input: &PodInput) -> Result<PodSpec, ExecErr
                 .and_then(|s| s.get("key"))
                 .and_then(Value::as_str)
         {
-            if a.s3.as_ref().and_then(|s| s.get("bucket")).is_some()
-                || a.s3.as_ref().and_then(|s| s.get("endpoint")).is_some()
-            {
-                return Err(setup(format!("input artifact '{}' is in an external S3 bucket; the local executor reads only its own repository", a.name)));
+            match a.s3.as_ref().and_then(S3Location::of) {
+                Some(bucket) => InputSource::S3 {
+                    bucket,
+                    key: key.to_string(),
+                },
+                None => InputSource::Repository(key.to_string()),
             }
-            InputSource::Repository(key.to_string())
         } else if a.optional {
             continue;
         } else {
@@ -483,6 +543,7 @@ pub fn prepare_pod(layout: &Layout, input: &PodInput) -> Result<PodSpec, ExecErr
                 archive: !a.archive_none(),
                 level,
                 optional: a.optional,
+                s3: a.s3.as_ref().and_then(S3Location::of),
             })
         })
         .collect::<Vec<_>>();
@@ -627,8 +688,17 @@ pub(crate) fn resolve_secrets(spec: &mut PodSpec) -> Result<(), String> {
             .chain(&spec.sidecars)
             .chain(&spec.main)
             .all(|c| c.secret_env.is_empty());
+    let buckets_with_secrets = spec
+        .inputs
+        .iter()
+        .filter_map(|a| match &a.source {
+            InputSource::S3 { bucket, .. } => Some(bucket),
+            _ => None,
+        })
+        .chain(spec.output_artifacts.iter().filter_map(|a| a.s3.as_ref()))
+        .any(|b| b.access_key.is_some());
     let secrets = match &spec.secrets_file {
-        Some(f) if !none_wanted => Some(crate::secrets::Secrets::load(f)?),
+        Some(f) if !none_wanted || buckets_with_secrets => Some(crate::secrets::Secrets::load(f)?),
         _ => None,
     };
     let mut env: Vec<crate::secrets::EnvTarget> = Vec::new();
@@ -637,8 +707,46 @@ pub(crate) fn resolve_secrets(spec: &mut PodSpec) -> Result<(), String> {
         sidecars,
         main,
         secret_volumes,
+        inputs,
+        output_artifacts,
         ..
     } = spec;
+    // Buckets artifacts name themselves: their credentials from the namespace's secrets, and
+    // their clients made now (the pod's root has neither the secrets nor the certificates).
+    let buckets = inputs
+        .iter_mut()
+        .filter_map(|a| match &mut a.source {
+            InputSource::S3 { bucket, .. } => Some(bucket),
+            _ => None,
+        })
+        .chain(output_artifacts.iter_mut().filter_map(|a| a.s3.as_mut()));
+    for b in buckets {
+        let credentials = match (&b.access_key, &b.secret_key) {
+            (Some((sa, ka)), Some((ss, ks))) => {
+                let source = secrets.as_ref().ok_or_else(|| {
+                    format!(
+                        "the bucket {}'s credentials are secrets, and this server keeps no secrets (set [secrets] file in its config)",
+                        b.bucket
+                    )
+                })?;
+                Some((
+                    source.value(&namespace, sa, ka)?,
+                    source.value(&namespace, ss, ks)?,
+                ))
+            }
+            _ => None,
+        };
+        let mut c = artifact_repo::S3Config::for_artifact(
+            &b.endpoint,
+            &b.bucket,
+            b.region.as_deref(),
+            b.insecure,
+            credentials,
+        );
+        c.connect()
+            .map_err(|e| format!("the bucket {}: {e}", b.bucket))?;
+        b.resolved = Some(c);
+    }
     for c in init
         .iter_mut()
         .chain(sidecars.iter_mut())
@@ -821,17 +929,26 @@ pub(crate) fn stage_inputs(
                     a.sub_path.as_deref(),
                     &scratch.join(i.to_string()),
                 ),
-                Some(c) => {
-                    let own = scratch.join(i.to_string());
-                    let fetched = own.join("fetched");
-                    let s3 = artifact_repo::Repository::S3(c.clone());
-                    s3.blocking(s3.get(key, &fetched))
-                        .map_err(|e| artifacts::ArtifactError::Other(e.to_string()))
-                        .and_then(|()| {
-                            artifacts::load(&fetched, &dest, a.sub_path.as_deref(), &own)
-                        })
-                }
+                Some(c) => fetch(
+                    &artifact_repo::Repository::S3(c.clone()),
+                    key,
+                    &dest,
+                    a.sub_path.as_deref(),
+                    &scratch.join(i.to_string()),
+                ),
             },
+            InputSource::S3 { bucket, key } => bucket
+                .repository()
+                .map_err(artifacts::ArtifactError::Other)
+                .and_then(|repo| {
+                    fetch(
+                        &repo,
+                        key,
+                        &dest,
+                        a.sub_path.as_deref(),
+                        &scratch.join(i.to_string()),
+                    )
+                }),
         };
         if let Err(e) = r {
             if a.optional {
@@ -1003,6 +1120,20 @@ fn execute(spec: &PodSpec, dir: &mut PathBuf) -> Result<PodOutcome, String> {
     Ok(outcome)
 }
 
+/// Download `key` from a bucket into `scratch`, then place it at `dest` (unpacking a tar.gz).
+fn fetch(
+    repo: &artifact_repo::Repository,
+    key: &str,
+    dest: &Path,
+    sub_path: Option<&str>,
+    scratch: &Path,
+) -> Result<(), artifacts::ArtifactError> {
+    let fetched = scratch.join("fetched");
+    repo.blocking(repo.get(key, &fetched))
+        .map_err(|e| artifacts::ArtifactError::Other(e.to_string()))?;
+    artifacts::load(&fetched, dest, sub_path, scratch)
+}
+
 /// Save each output artifact into the repository (`host` maps a container path to the path
 /// to read): in `HOME/artifacts`, or staged in `scratch` and uploaded to S3. A failure to save
 /// one that is not optional fails a pod that otherwise succeeded, with the error.
@@ -1019,13 +1150,18 @@ pub(crate) fn save_outputs(
         if !src.exists() {
             continue;
         }
-        let saved = match &spec.s3 {
+        let bucket = match (&a.s3, &spec.s3) {
+            (Some(own), _) => Some(own.repository()),
+            (None, Some(c)) => Some(Ok(artifact_repo::Repository::S3(c.clone()))),
+            (None, None) => None,
+        };
+        let saved = match bucket {
             None => artifacts::save(&src, &local.join(&a.key), a.archive, a.level),
-            Some(c) => {
+            Some(Err(e)) => Err(artifacts::ArtifactError::Other(e)),
+            Some(Ok(repo)) => {
                 let staged = scratch.join(format!("output-{i}"));
                 artifacts::save(&src, &staged, a.archive, a.level).and_then(|()| {
-                    let s3 = artifact_repo::Repository::S3(c.clone());
-                    s3.blocking(s3.put(&a.key, &staged))
+                    repo.blocking(repo.put(&a.key, &staged))
                         .map(|_| ())
                         .map_err(|e| artifacts::ArtifactError::Other(e.to_string()))
                 })

@@ -63,7 +63,7 @@ impl Secrets {
     }
 
     /// A secret's key, as the kubelet words what is missing.
-    fn value(&self, namespace: &str, name: &str, key: &str) -> Result<String, String> {
+    pub fn value(&self, namespace: &str, name: &str, key: &str) -> Result<String, String> {
         let s = self
             .get(namespace, name)
             .ok_or_else(|| format!("secret \"{name}\" not found in namespace \"{namespace}\""))?;

@@ -103,11 +103,17 @@ fn server_with_bucket(name: &str, moto: &Moto) -> Server {
     let home = temp_home(name);
     std::fs::write(home.join("access"), "testing\n").unwrap();
     std::fs::write(home.join("secret"), "testing-secret\n").unwrap();
+    std::fs::write(
+        home.join("secrets.toml"),
+        "[default.team-s3]\naccessKey = \"team\"\nsecretKey = \"team-secret\"\n",
+    )
+    .unwrap();
     let cfg = home.join("onyx.toml");
     std::fs::write(
         &cfg,
         format!(
-            "[artifact_repository.s3]\nendpoint = \"{}\"\nbucket = \"onyx-artifacts\"\ninsecure = true\naccess_key_file = \"{}\"\nsecret_key_file = \"{}\"\ntimeout_seconds = 5\nretries = 1\n",
+            "[secrets]\nfile = \"{}\"\n[artifact_repository.s3]\nendpoint = \"{}\"\nbucket = \"onyx-artifacts\"\ninsecure = true\naccess_key_file = \"{}\"\nsecret_key_file = \"{}\"\ntimeout_seconds = 5\nretries = 1\n",
+            home.join("secrets.toml").display(),
             moto.base.trim_start_matches("http://"),
             home.join("access").display(),
             home.join("secret").display()
@@ -245,5 +251,54 @@ fn the_bucket_going_away_mid_upload_fails_the_step_with_the_error() {
         message.contains("failed to save output artifact 'big'")
             && message.contains("s3://onyx-artifacts/s3-gone/"),
         "{step}"
+    );
+}
+
+/// An artifact naming its own bucket with Argo's `s3` fields, credentials from a secret of the
+/// workflow's namespace: written there by one step, read from there by the next.
+#[test]
+fn an_artifact_in_a_bucket_of_its_own_with_credentials_from_a_secret() {
+    let Some(moto) = Moto::start() else { return };
+    ureq::put(&format!("{}/team-bucket", moto.base))
+        .call()
+        .expect("the team's bucket is made");
+    let server = server_with_bucket("s3-own", &moto);
+    let endpoint = moto.base.trim_start_matches("http://").to_string();
+    let s3 = |key: &str| {
+        json!({"endpoint": endpoint, "bucket": "team-bucket", "key": key, "insecure": true,
+               "accessKeySecret": {"name": "team-s3", "key": "accessKey"},
+               "secretKeySecret": {"name": "team-s3", "key": "secretKey"}})
+    };
+    server.submit(
+        "default",
+        json!({
+            "metadata": {"name": "s3-own"},
+            "spec": {"entrypoint": "main", "arguments": params(), "templates": [
+                {"name": "main", "steps": [[{"name": "write", "template": "write"}],
+                                           [{"name": "read", "template": "read"}]]},
+                {"name": "write", "script": {"image": "debian", "command": ["sh"],
+                    "source": "echo quarterly > /tmp/report.txt\n"},
+                 "outputs": {"artifacts": [{"name": "report", "path": "/tmp/report.txt",
+                    "archive": {"none": {}}, "s3": s3("reports/q4.txt")}]}},
+                {"name": "read",
+                 "inputs": {"artifacts": [{"name": "report", "path": "/in/report.txt",
+                    "s3": s3("reports/q4.txt")}]},
+                 "script": {"image": "debian", "command": ["sh"], "source": "cat /in/report.txt\n"}}
+            ]}
+        }),
+    );
+    let wf = server.wait("default", "s3-own", Duration::from_secs(120));
+    assert_eq!(wf["status"]["phase"], "Succeeded", "{wf}");
+    assert_eq!(node(&wf, "read")["outputs"]["result"], "quarterly");
+    let xml = ureq::get(&format!("{}/team-bucket?list-type=2", moto.base))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert!(xml.contains("<Key>reports/q4.txt</Key>"), "{xml}");
+    assert!(
+        moto.keys().is_empty(),
+        "nothing went to the default bucket: {:?}",
+        moto.keys()
     );
 }
