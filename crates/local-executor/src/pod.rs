@@ -53,7 +53,7 @@ pub enum InputSource {
     Repository(String),
     /// An object in a bucket the artifact names itself.
     S3 {
-        bucket: S3Location,
+        bucket: Box<S3Location>,
         key: String,
     },
 }
@@ -493,7 +493,7 @@ pub fn prepare_pod(layout: &Layout, input: &PodInput) -> Result<PodSpec, ExecErr
         {
             match a.s3.as_ref().and_then(S3Location::of) {
                 Some(bucket) => InputSource::S3 {
-                    bucket,
+                    bucket: Box::new(bucket),
                     key: key.to_string(),
                 },
                 None => InputSource::Repository(key.to_string()),
@@ -692,7 +692,7 @@ pub(crate) fn resolve_secrets(spec: &mut PodSpec) -> Result<(), String> {
         .inputs
         .iter()
         .filter_map(|a| match &a.source {
-            InputSource::S3 { bucket, .. } => Some(bucket),
+            InputSource::S3 { bucket, .. } => Some(bucket.as_ref()),
             _ => None,
         })
         .chain(spec.output_artifacts.iter().filter_map(|a| a.s3.as_ref()))
@@ -716,7 +716,7 @@ pub(crate) fn resolve_secrets(spec: &mut PodSpec) -> Result<(), String> {
     let buckets = inputs
         .iter_mut()
         .filter_map(|a| match &mut a.source {
-            InputSource::S3 { bucket, .. } => Some(bucket),
+            InputSource::S3 { bucket, .. } => Some(bucket.as_mut()),
             _ => None,
         })
         .chain(output_artifacts.iter_mut().filter_map(|a| a.s3.as_mut()));
