@@ -168,6 +168,18 @@ pub fn need(method: &str, path: &str, query: Option<&str>) -> Need {
                 scope: namespace_scope(ns),
             }
         }
+        // Anyone signed in may ask for a namespace (and see their requests); deciding is an
+        // admin's.
+        ["api", "v1", "namespace-requests", _, "approve" | "deny"] => Need {
+            verb: "update",
+            resource: "namespacerequests",
+            scope: Scope::Cluster,
+        },
+        ["api", "v1", "namespace-requests", ..] => Need {
+            verb: if reading { "get" } else { "create" },
+            resource: "namespacerequests",
+            scope: Scope::Anyone,
+        },
         ["api", "v1", "onyx", "usage", ..] | ["api", "v1", "usage", ..] => Need {
             verb: "get",
             resource: "usage",

@@ -166,6 +166,10 @@ pub enum ClientCommand {
     /// GPU- and CPU-hours and their cost, from the server's usage ledger.
     #[command(subcommand)]
     Usage(UsageCommand),
+    /// Namespace requests: ask for a namespace for your group, list them, approve or deny
+    /// one (admins).
+    #[command(subcommand)]
+    Namespace(NamespaceCommand),
     /// The maintenance window: the next windows and the rolling reboot (drain, reboot,
     /// uncordon, one node after another).
     #[command(subcommand)]
@@ -212,6 +216,31 @@ pub enum UsageCommand {
         #[arg(short, long, value_enum, default_value = "table")]
         output: crate::usage::ReportFormat,
     },
+}
+
+#[derive(Subcommand)]
+pub enum NamespaceCommand {
+    /// Ask for a namespace (with the ticket that approves it) for one of your groups.
+    Request {
+        namespace: String,
+        #[arg(long)]
+        ticket: String,
+        /// Its GPU quota.
+        #[arg(long)]
+        gpus: Option<u32>,
+        /// The group the namespace is for (default: your token's first group).
+        #[arg(long)]
+        group: Option<String>,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    Approve {
+        namespace: String,
+    },
+    Deny {
+        namespace: String,
+    },
+    List,
 }
 
 #[derive(Subcommand)]
@@ -903,6 +932,65 @@ fn run_inner(o: &ClientOpts, cmd: ClientCommand) -> anyhow::Result<ExitCode> {
             };
             let v = api.json("GET", &path, None)?;
             crate::usage::print(&v, output, &mut std::io::stdout().lock())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        ClientCommand::Namespace(c) => {
+            let v = match c {
+                NamespaceCommand::Request {
+                    namespace,
+                    ticket,
+                    gpus,
+                    group,
+                    reason,
+                } => api.json(
+                    "POST",
+                    "/api/v1/namespace-requests",
+                    Some(
+                        &serde_json::json!({"namespace": namespace, "ticketId": ticket,
+                        "gpuQuota": gpus, "group": group, "reason": reason}),
+                    ),
+                )?,
+                NamespaceCommand::Approve { namespace } => api.json(
+                    "PUT",
+                    &format!("/api/v1/namespace-requests/{}/approve", enc(&namespace)),
+                    None,
+                )?,
+                NamespaceCommand::Deny { namespace } => api.json(
+                    "PUT",
+                    &format!("/api/v1/namespace-requests/{}/deny", enc(&namespace)),
+                    None,
+                )?,
+                NamespaceCommand::List => {
+                    let v = api.json("GET", "/api/v1/namespace-requests", None)?;
+                    let mut rows = vec![vec![
+                        "NAMESPACE".to_string(),
+                        "GROUP".into(),
+                        "GPUS".into(),
+                        "TICKET".into(),
+                        "REQUESTER".into(),
+                        "PHASE".into(),
+                    ]];
+                    for r in v["items"].as_array().cloned().unwrap_or_default() {
+                        let s = &r["spec"];
+                        let text = |v: &Value| v.as_str().unwrap_or("-").to_string();
+                        rows.push(vec![
+                            text(&s["namespace"]),
+                            text(&s["group"]),
+                            s["gpuQuota"].as_u64().map_or("-".into(), |g| g.to_string()),
+                            text(&s["ticketId"]),
+                            text(&s["requester"]),
+                            text(&r["status"]["phase"]),
+                        ]);
+                    }
+                    table(&rows);
+                    return Ok(ExitCode::SUCCESS);
+                }
+            };
+            println!(
+                "namespace request {}: {}",
+                v["metadata"]["name"].as_str().unwrap_or_default(),
+                v["status"]["phase"].as_str().unwrap_or_default()
+            );
             Ok(ExitCode::SUCCESS)
         }
         ClientCommand::Queue(c) => match c {

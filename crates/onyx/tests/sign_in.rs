@@ -24,7 +24,7 @@ struct Provider {
     issuer: String,
 }
 
-const ACCOUNTS: &str = r#"{"alice": {"groups": ["team-a"]}, "bob": {"groups": ["team-b"]}, "ops": {"groups": ["onyx-admins"]}}"#;
+const ACCOUNTS: &str = r#"{"alice": {"groups": ["team-a"]}, "bob": {"groups": ["team-b"]}, "carol": {"groups": ["team-c"]}, "ops": {"groups": ["onyx-admins"]}}"#;
 
 impl Provider {
     fn start(port: u16, id_token_ttl: u64, redirect: &str) -> Provider {
@@ -343,4 +343,100 @@ fn sso_signs_a_browser_in_through_the_issuer() {
     // A forged callback (no sign-in under way) is refused.
     let (code, body) = server.call("GET", "/oauth2/callback?code=x&state=forged", None);
     assert_eq!(code, 401, "{body}");
+}
+
+/// The spec's access flow: carol asks for a namespace for her group (ticket, GPU quota) with
+/// the CLI; she cannot use it, nor approve it herself; an admin approves; from then on the
+/// namespace is her group's, with its quota — after a restart too.
+#[test]
+fn a_namespace_request_approved_grants_the_namespace_and_its_quota() {
+    let home = temp_home("sign-in-requests");
+    let provider = Provider::start(0, 3600, "http://127.0.0.1/unused");
+    let cfg = config(&home, &provider.issuer, "client", "http://127.0.0.1/unused");
+    let db = test_postgres::database("requests").unwrap_or_else(|e| panic!("{e}"));
+    let cfg_s = cfg.display().to_string();
+    let mut server = Server::start(&home, &["--config", &cfg_s, "--store", &db]);
+    let (carol, ops) = (provider.token("carol"), provider.token("ops"));
+    let cli = |server: &Server, token: &str, args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_onyx"))
+            .args(["--server", &server.base, "--token", token])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, said) = cli(
+        &server,
+        &carol,
+        &[
+            "namespace",
+            "request",
+            "team-c",
+            "--ticket",
+            "OPS-7",
+            "--gpus",
+            "8",
+        ],
+    );
+    assert!(ok, "{said}");
+    assert!(said.contains("namespace request team-c: Pending"), "{said}");
+    let submit = |server: &Server, token: &str| {
+        server.call_as(
+            Some(token),
+            "POST",
+            "/api/v1/workflows/team-c",
+            Some(json!({"workflow": hello("carol-1")})),
+        )
+    };
+    assert_eq!(submit(&server, &carol).0, 403, "not granted yet");
+    let (ok, said) = cli(&server, &carol, &["namespace", "approve", "team-c"]);
+    assert!(
+        !ok && said.contains("admin groups"),
+        "carol cannot approve her own: {said}"
+    );
+    let (ok, said) = cli(&server, &ops, &["namespace", "approve", "team-c"]);
+    assert!(ok && said.contains("Approved"), "{said}");
+    let (code, body) = submit(&server, &carol);
+    assert_eq!(code, 200, "{body}");
+    let (ok, said) = cli(&server, &carol, &["namespace", "list"]);
+    assert!(ok, "{said}");
+    assert!(
+        said.contains("team-c") && said.contains("Approved") && said.contains("OPS-7"),
+        "{said}"
+    );
+    let quota = |server: &Server| {
+        let (_, v) = server.call_as(Some(&ops), "GET", "/api/v1/onyx/namespaces", None);
+        v["items"]
+            .as_array()
+            .and_then(|a| a.iter().find(|n| n["namespace"] == "team-c").cloned())
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(quota(&server)["gpuQuota"], 8, "{}", quota(&server));
+    // A second request for it is refused; after a restart the grant and the quota stand.
+    let (ok, said) = cli(
+        &server,
+        &carol,
+        &["namespace", "request", "team-c", "--ticket", "OPS-8"],
+    );
+    assert!(!ok && said.contains("already been requested"), "{said}");
+    server.kill9();
+    let server = Server::start(&home, &["--config", &cfg_s, "--store", &db]);
+    std::thread::sleep(Duration::from_millis(300));
+    let (code, body) = server.call_as(
+        Some(&carol),
+        "GET",
+        "/api/v1/workflows/team-c/carol-1",
+        None,
+    );
+    assert_eq!(code, 200, "{body}");
+    // It leads once the killed server's lease runs out: then the quota is the scheduler's.
+    let t0 = std::time::Instant::now();
+    while quota(&server)["gpuQuota"] != 8 {
+        assert!(t0.elapsed() < Duration::from_secs(10), "{}", quota(&server));
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -21,7 +21,10 @@ pub const COOKIE: &str = "authorization";
 pub struct Auth {
     pub mode: AuthMode,
     verifier: Option<Arc<oidc::Verifier>>,
-    pub rules: access::Rules,
+    /// The config's grants, and those of approved namespace requests (read again from the
+    /// store every few seconds: a standby learns of approvals its leader made).
+    rules: std::sync::RwLock<(access::Rules, Option<Instant>)>,
+    configured: Vec<access::Grant>,
     /// The server's own token (`auth_token_file`): an admin's, for Prometheus and scripts.
     static_token: Option<String>,
     sso: Option<Sso>,
@@ -52,11 +55,14 @@ impl Auth {
             grants: a.grants.clone(),
             admin_groups: a.admin_groups.clone(),
         };
+        let configured = rules.grants.clone();
+        let rules = std::sync::RwLock::new((rules, None));
         if a.mode == AuthMode::Server {
             return Ok(Auth {
                 mode: a.mode,
                 verifier: None,
                 rules,
+                configured,
                 static_token,
                 sso: None,
             });
@@ -89,9 +95,40 @@ impl Auth {
             mode: a.mode,
             verifier: Some(Arc::new(verifier)),
             rules,
+            configured,
             static_token,
             sso,
         })
+    }
+
+    /// The rules now.
+    pub fn rules(&self) -> access::Rules {
+        self.rules.read().expect("rules").0.clone()
+    }
+
+    /// Read the approved namespace requests' grants again if the last read is older than a
+    /// few seconds (or `now`).
+    pub async fn refresh_grants(&self, store: &store::Store, now: bool) {
+        let fresh = self
+            .rules
+            .read()
+            .expect("rules")
+            .1
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(3));
+        if fresh && !now {
+            return;
+        }
+        let Ok(rows) = store.objects(crate::requests::KIND, Some("")).await else {
+            return;
+        };
+        let mut grants = self.configured.clone();
+        grants.extend(
+            rows.iter()
+                .filter_map(|r| crate::requests::grant_of(&r.body)),
+        );
+        let mut w = self.rules.write().expect("rules");
+        w.0.grants = grants;
+        w.1 = Some(Instant::now());
     }
 
     /// The caller, from `Authorization: Bearer …` or (sso) the `authorization` cookie.
@@ -139,7 +176,7 @@ impl Auth {
             }
         }
         let id = result.map_err(|e| ApiError::Unauthenticated(format!("token not valid: {e}")))?;
-        let admin = self.rules.is_admin(&id.groups);
+        let admin = self.rules().is_admin(&id.groups);
         Ok(access::Principal {
             name: id.email.unwrap_or(id.subject),
             groups: id.groups,

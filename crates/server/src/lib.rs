@@ -13,6 +13,7 @@ pub mod manifest;
 pub mod metrics;
 pub mod notify;
 pub mod pods;
+pub mod requests;
 pub mod scheduling;
 pub mod standby;
 pub mod state;
@@ -266,6 +267,13 @@ impl Assembled {
             ledger,
         ));
         tokio::spawn(notify::run(notifier));
+        // Namespaces granted by approved requests keep their GPU quotas.
+        for row in ctl.store.objects(requests::KIND, Some("")).await? {
+            if let Some((ns, quota)) = requests::quota_of(&row.body) {
+                ctl.cluster().grant_tenant(&ns, quota);
+            }
+        }
+        state.auth.refresh_grants(&ctl.store, true).await;
         let recovered = ctl.recover().await.map_err(ServerError::Recover)?;
         if recovered > 0 {
             tracing::info!(

@@ -239,6 +239,9 @@ pub struct Cluster {
     pub latency: prometheus_client::metrics::histogram::Histogram,
     /// Seconds pods waited from asking to their grant, per queue.
     waits: Mutex<BTreeMap<String, prometheus_client::metrics::histogram::Histogram>>,
+    /// Namespaces given a GPU quota while the server runs (approved namespace requests),
+    /// over the configured ones.
+    granted_tenants: Mutex<BTreeMap<String, (Option<u32>, u32)>>,
 }
 
 /// Buckets of a pod's wait for resources: from a second to half a day.
@@ -533,6 +536,7 @@ impl Cluster {
                 seq: 0,
             }),
             waits: Mutex::new(BTreeMap::new()),
+            granted_tenants: Mutex::new(BTreeMap::new()),
             latency: prometheus_client::metrics::histogram::Histogram::new(
                 prometheus_client::metrics::histogram::exponential_buckets(5.0, 2.0, 10),
             ),
@@ -545,6 +549,28 @@ impl Cluster {
     }
 
     /// The ledger's changes, for the one task that writes them to the store.
+    /// The configured tenants with those granted since.
+    fn tenants(&self) -> BTreeMap<String, (Option<u32>, u32)> {
+        let mut t = self.policy.tenants.clone();
+        t.extend(
+            self.granted_tenants
+                .lock()
+                .expect("tenants")
+                .iter()
+                .map(|(k, v)| (k.clone(), *v)),
+        );
+        t
+    }
+
+    /// A namespace gets a GPU quota (an approved namespace request): scheduled by it from now.
+    pub fn grant_tenant(&self, namespace: &str, gpu_quota: Option<u32>) {
+        self.granted_tenants
+            .lock()
+            .expect("tenants")
+            .insert(namespace.to_string(), (gpu_quota, 1));
+        self.changed.notify_one();
+    }
+
     pub fn take_ledger(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Ledger>> {
         self.ledger_rx.lock().expect("ledger").take()
     }
@@ -985,8 +1011,7 @@ impl Cluster {
     pub fn namespaces(&self) -> Vec<NamespaceUsage> {
         let inner = self.inner.lock().expect("cluster");
         let mut out: BTreeMap<String, NamespaceUsage> = self
-            .policy
-            .tenants
+            .tenants()
             .iter()
             .map(|(ns, (quota, weight))| {
                 let usage = NamespaceUsage {
@@ -1216,8 +1241,7 @@ impl Cluster {
             })
             .collect();
         s.tenants = self
-            .policy
-            .tenants
+            .tenants()
             .iter()
             .map(|(ns, (quota, weight))| TenantSpec {
                 namespace: ns.clone(),

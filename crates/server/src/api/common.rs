@@ -129,7 +129,7 @@ pub(super) type Caller = Option<axum::Extension<std::sync::Arc<access::Principal
 pub(super) fn visible(s: &AppState, caller: &Caller, verb: &str) -> Option<Vec<String>> {
     let p = caller.as_ref()?;
     s.auth
-        .rules
+        .rules()
         .namespaces(&p.0, verb)
         .map(|set| set.into_iter().collect())
 }

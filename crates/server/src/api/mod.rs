@@ -23,6 +23,7 @@ mod info;
 mod logs;
 mod metrics;
 mod objects;
+mod requests;
 mod usage;
 mod workflows;
 
@@ -40,6 +41,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(archive::routes())
         .merge(usage::routes())
         .merge(metrics::routes())
+        .merge(requests::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         // Outside authentication, so that refused attempts are audited too.
@@ -127,9 +129,12 @@ async fn authenticate(State(s): St, mut req: Request, next: Next) -> Response {
             .map(|r| r.namespace),
         _ => None,
     };
+    if !principal.admin {
+        s.auth.refresh_grants(&s.ctl.store, false).await;
+    }
     if let Err(denied) = s
         .auth
-        .rules
+        .rules()
         .check(&principal, &need, archived_in.as_deref())
     {
         let mut resp = ApiError::Forbidden(denied.message).into_response();
