@@ -302,3 +302,39 @@ fn an_artifact_in_a_bucket_of_its_own_with_credentials_from_a_secret() {
         moto.keys()
     );
 }
+
+/// Argo's artifact garbage collection: the workflow's strategy (OnWorkflowDeletion) and an
+/// artifact's own (OnWorkflowCompletion) decide when each leaves the bucket.
+#[test]
+fn artifact_gc_removes_artifacts_on_completion_and_on_deletion() {
+    let Some(moto) = Moto::start() else { return };
+    let server = server_with_bucket("s3-gc", &moto);
+    server.submit(
+        "default",
+        json!({
+            "metadata": {"name": "s3-gc"},
+            "spec": {"entrypoint": "make", "arguments": params(),
+                "artifactGC": {"strategy": "OnWorkflowDeletion"},
+                "templates": [
+                {"name": "make", "script": {"image": "debian", "command": ["sh"], "source":
+                    "echo keep > /tmp/keep.txt\necho scratch > /tmp/scratch.txt\n"},
+                 "outputs": {"artifacts": [
+                    {"name": "keep", "path": "/tmp/keep.txt"},
+                    {"name": "scratch", "path": "/tmp/scratch.txt",
+                     "artifactGC": {"strategy": "OnWorkflowCompletion"}}]}}
+            ]}
+        }),
+    );
+    let wf = server.wait("default", "s3-gc", Duration::from_secs(60));
+    assert_eq!(wf["status"]["phase"], "Succeeded", "{wf}");
+    // The completion's collection runs as the workflow is archived: give it a moment.
+    let t0 = Instant::now();
+    while moto.keys().len() != 1 {
+        assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", moto.keys());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(moto.keys(), ["s3-gc/s3-gc/keep.tgz"]);
+    let (code, body) = server.call("DELETE", "/api/v1/workflows/default/s3-gc", None);
+    assert_eq!(code, 200, "{body}");
+    assert!(moto.keys().is_empty(), "{:?}", moto.keys());
+}

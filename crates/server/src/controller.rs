@@ -344,6 +344,14 @@ impl Controller {
         }
         let status: Value = serde_json::from_str(&row.status).unwrap_or(Value::Null);
         self.store.delete_workflow(&row.uid).await?;
+        for key in collectable(&status, "OnWorkflowDeletion") {
+            if let Err(e) = self.pods.repository.delete(&key).await {
+                tracing::warn!(
+                    "artifact GC of {}: {e}",
+                    self.pods.repository.describe(&key)
+                );
+            }
+        }
         self.metrics.forget(&row.uid);
         for pod in pod_names(&row.name, &status) {
             self.pods.remove(&pod);
@@ -857,7 +865,12 @@ impl Run {
         self.notify().await;
         let json = self.engine.to_json();
         let mut artifacts = Vec::new();
-        for key in stored_artifacts(&json) {
+        // Collected at once: not billed as storage.
+        let collected = collectable(&json, "OnWorkflowCompletion");
+        for key in stored_artifacts(&json)
+            .into_iter()
+            .filter(|k| !collected.contains(k))
+        {
             let bytes = match self.ctl.pods.repository.size(&key).await {
                 Ok(b) => b,
                 Err(e) => {
@@ -873,6 +886,12 @@ impl Run {
                 bytes: bytes as i64,
                 stored_ns: nanos(now()),
             });
+        }
+        for key in collected {
+            let repo = &self.ctl.pods.repository;
+            if let Err(e) = repo.delete(&key).await {
+                tracing::warn!("artifact GC of {}: {e}", repo.describe(&key));
+            }
         }
         if let Err(e) = self.ctl.store.artifacts_stored(artifacts).await {
             tracing::error!(
@@ -931,6 +950,35 @@ fn event_summary(e: &Logged) -> (String, Option<String>) {
             _ => ("Event".into(), None),
         },
     }
+}
+
+/// Argo's artifact garbage collection: the keys in the repository whose strategy (the
+/// artifact's `artifactGC.strategy`, else the workflow's) is `when`. Artifacts in a bucket of
+/// their own are the user's and left alone.
+fn collectable(wf: &Value, when: &str) -> Vec<String> {
+    let default = wf
+        .pointer("/spec/artifactGC/strategy")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let mut out: std::collections::BTreeSet<String> = Default::default();
+    let nodes = wf.pointer("/status/nodes").and_then(Value::as_object);
+    for n in nodes.into_iter().flat_map(|m| m.values()) {
+        for a in n["outputs"]["artifacts"].as_array().into_iter().flatten() {
+            let strategy = a
+                .pointer("/artifactGC/strategy")
+                .and_then(Value::as_str)
+                .unwrap_or(default);
+            let own_bucket = a.pointer("/s3/bucket").is_some();
+            if let (true, false, Some(key)) =
+                (strategy == when, own_bucket, a["local"]["key"].as_str())
+            {
+                if !key.contains("..") {
+                    out.insert(key.to_string());
+                }
+            }
+        }
+    }
+    out.into_iter().collect()
 }
 
 /// The keys of the output artifacts a workflow's nodes stored in the repository.

@@ -250,6 +250,10 @@ pub struct Artifact {
     /// Where ONYX stored the artifact in its local repository (a key relative to its root).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub local: Option<LocalArtifact>,
+    /// When the artifact is deleted (`strategy`: OnWorkflowCompletion, OnWorkflowDeletion,
+    /// Never), over the workflow's `artifactGC`.
+    #[serde(rename = "artifactGC", skip_serializing_if = "Option::is_none")]
+    pub artifact_gc: Option<Value>,
 }
 
 impl Artifact {
