@@ -112,11 +112,12 @@ fn server_with_bucket(name: &str, moto: &Moto) -> Server {
     std::fs::write(
         &cfg,
         format!(
-            "[secrets]\nfile = \"{}\"\n[artifact_repository.s3]\nendpoint = \"{}\"\nbucket = \"onyx-artifacts\"\ninsecure = true\naccess_key_file = \"{}\"\nsecret_key_file = \"{}\"\ntimeout_seconds = 5\nretries = 1\n",
+            "[secrets]\nfile = \"{}\"\n[artifact_repository.s3]\nendpoint = \"{}\"\nbucket = \"onyx-artifacts\"\ninsecure = true\naccess_key_file = \"{}\"\nsecret_key_file = \"{}\"\ntimeout_seconds = 5\nretries = 1\n[artifact_repositories.team.s3]\nendpoint = \"{}\"\nbucket = \"team-repo\"\ninsecure = true\n",
             home.join("secrets.toml").display(),
             moto.base.trim_start_matches("http://"),
             home.join("access").display(),
-            home.join("secret").display()
+            home.join("secret").display(),
+            moto.base.trim_start_matches("http://"),
         ),
     )
     .unwrap();
@@ -337,4 +338,52 @@ fn artifact_gc_removes_artifacts_on_completion_and_on_deletion() {
     let (code, body) = server.call("DELETE", "/api/v1/workflows/default/s3-gc", None);
     assert_eq!(code, 200, "{body}");
     assert!(moto.keys().is_empty(), "{:?}", moto.keys());
+}
+
+/// `artifactRepositoryRef` picks a named repository of the server's config (Argo's
+/// `artifact-repositories` ConfigMap keys); a key the server does not have is refused.
+#[test]
+fn artifact_repository_ref_picks_a_named_repository() {
+    let Some(moto) = Moto::start() else { return };
+    ureq::put(&format!("{}/team-repo", moto.base))
+        .call()
+        .expect("the named repository's bucket is made");
+    let server = server_with_bucket("s3-ref", &moto);
+    let wf = |name: &str, key: &str| {
+        json!({
+            "metadata": {"name": name},
+            "spec": {"entrypoint": "make", "arguments": params(),
+                "artifactRepositoryRef": {"configMap": "artifact-repositories", "key": key},
+                "templates": [{"name": "make", "script": {"image": "debian", "command": ["sh"],
+                    "source": "echo team > /tmp/out.txt\n"},
+                    "outputs": {"artifacts": [{"name": "out", "path": "/tmp/out.txt"}]}}]}
+        })
+    };
+    let (code, body) = server.call(
+        "POST",
+        "/api/v1/workflows/default",
+        Some(json!({"workflow": wf("s3-ref-bad", "nope")})),
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("no artifact repository \"nope\""),
+        "{body}"
+    );
+    server.submit("default", wf("s3-ref", "team"));
+    let done = server.wait("default", "s3-ref", Duration::from_secs(60));
+    assert_eq!(done["status"]["phase"], "Succeeded", "{done}");
+    let xml = ureq::get(&format!("{}/team-repo?list-type=2", moto.base))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert!(xml.contains("<Key>s3-ref/s3-ref/out.tgz</Key>"), "{xml}");
+    assert!(
+        moto.keys().is_empty(),
+        "the default bucket is untouched: {:?}",
+        moto.keys()
+    );
 }

@@ -230,6 +230,10 @@ pub struct ServerConfig {
     /// `$home/artifacts` when unset.
     #[serde(default)]
     pub artifact_repository: ArtifactRepositoryConfig,
+    /// Named artifact repositories a workflow picks with `artifactRepositoryRef.key` (Argo's
+    /// `artifact-repositories` ConfigMap's keys).
+    #[serde(default)]
+    pub artifact_repositories: BTreeMap<String, ArtifactRepositoryConfig>,
     /// Where pods' `secretKeyRef`s and secret volumes are read from.
     #[serde(default)]
     pub secrets: SecretsConfig,
@@ -388,6 +392,7 @@ impl Default for ServerConfig {
             standby: Default::default(),
             auth: Default::default(),
             artifact_repository: Default::default(),
+            artifact_repositories: BTreeMap::new(),
             secrets: Default::default(),
             exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("onyx")),
         }
@@ -483,6 +488,13 @@ impl ServerConfig {
                         "[auth] mode \"sso\" needs auth.{field}"
                     )));
                 }
+            }
+        }
+        for (key, r) in &self.artifact_repositories {
+            if r.s3.is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "artifact_repositories.{key}: no repository (expected an [artifact_repositories.{key}.s3] table)"
+                )));
             }
         }
         if let Some(f) = &self.secrets.file {

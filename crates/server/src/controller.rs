@@ -344,12 +344,14 @@ impl Controller {
         }
         let status: Value = serde_json::from_str(&row.status).unwrap_or(Value::Null);
         self.store.delete_workflow(&row.uid).await?;
+        let repo = self.pods.repository_for(
+            status
+                .pointer("/spec/artifactRepositoryRef/key")
+                .and_then(Value::as_str),
+        );
         for key in collectable(&status, "OnWorkflowDeletion") {
-            if let Err(e) = self.pods.repository.delete(&key).await {
-                tracing::warn!(
-                    "artifact GC of {}: {e}",
-                    self.pods.repository.describe(&key)
-                );
+            if let Err(e) = repo.delete(&key).await {
+                tracing::warn!("artifact GC of {}: {e}", repo.describe(&key));
             }
         }
         self.metrics.forget(&row.uid);
@@ -729,9 +731,11 @@ impl Run {
                         &req.template,
                         &crate::scheduling::PodDefaults::of(spec),
                     );
+                    let repository = repository_key(&spec.artifact_repository_ref);
                     tokio::spawn(pods.run(
                         self.namespace.clone(),
                         self.name.clone(),
+                        repository,
                         *req,
                         ask,
                         move |ev| {
@@ -865,13 +869,17 @@ impl Run {
         self.notify().await;
         let json = self.engine.to_json();
         let mut artifacts = Vec::new();
+        let repo = self
+            .ctl
+            .pods
+            .repository_for(repository_key(&self.engine.spec().artifact_repository_ref).as_deref());
         // Collected at once: not billed as storage.
         let collected = collectable(&json, "OnWorkflowCompletion");
         for key in stored_artifacts(&json)
             .into_iter()
             .filter(|k| !collected.contains(k))
         {
-            let bytes = match self.ctl.pods.repository.size(&key).await {
+            let bytes = match repo.size(&key).await {
                 Ok(b) => b,
                 Err(e) => {
                     tracing::warn!("artifact {key}: its size: {e}");
@@ -888,7 +896,6 @@ impl Run {
             });
         }
         for key in collected {
-            let repo = &self.ctl.pods.repository;
             if let Err(e) = repo.delete(&key).await {
                 tracing::warn!("artifact GC of {}: {e}", repo.describe(&key));
             }
@@ -950,6 +957,11 @@ fn event_summary(e: &Logged) -> (String, Option<String>) {
             _ => ("Event".into(), None),
         },
     }
+}
+
+/// The named repository a workflow's `artifactRepositoryRef` picks.
+fn repository_key(r: &Option<Value>) -> Option<String> {
+    r.as_ref()?.get("key")?.as_str().map(String::from)
 }
 
 /// Argo's artifact garbage collection: the keys in the repository whose strategy (the

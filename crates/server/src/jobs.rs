@@ -131,9 +131,11 @@ impl Pods {
                 capture_result: false,
             };
             let tx = tx.clone();
+            // A Volcano job's replicas keep no artifacts: the default repository.
             tokio::spawn(self.clone().run(
                 namespace.clone(),
                 workflow.clone(),
+                None,
                 req,
                 ask,
                 move |ev| {

@@ -38,6 +38,8 @@ pub struct Pods {
     no_egress: std::collections::HashSet<String>,
     /// Where artifacts are kept.
     pub repository: artifact_repo::Repository,
+    /// Named repositories (`artifactRepositoryRef.key`).
+    repositories: HashMap<String, artifact_repo::Repository>,
     secrets_file: Option<PathBuf>,
 }
 
@@ -75,8 +77,14 @@ impl Pods {
             Some(c) => artifact_repo::Repository::S3(c.clone()),
             None => artifact_repo::Repository::Local(layout.repository()),
         };
+        let repositories = cfg
+            .artifact_repositories
+            .iter()
+            .filter_map(|(k, r)| Some((k.clone(), artifact_repo::Repository::S3(r.s3.clone()?))))
+            .collect();
         Ok(Pods {
             repository,
+            repositories,
             secrets_file: cfg.secrets.file.clone(),
             cluster: Arc::new(cluster),
             cancelled: std::sync::Mutex::new(std::collections::HashSet::new()),
@@ -102,6 +110,13 @@ impl Pods {
         })
     }
 
+    /// The repository of a workflow: the named one its `artifactRepositoryRef` picks, else
+    /// the default.
+    pub fn repository_for(&self, key: Option<&str>) -> &artifact_repo::Repository {
+        key.and_then(|k| self.repositories.get(k))
+            .unwrap_or(&self.repository)
+    }
+
     pub fn pod_dir(&self, pod: &str) -> PathBuf {
         self.layout.pod_dir(pod)
     }
@@ -120,10 +135,12 @@ impl Pods {
     }
 
     /// Run (or adopt, or collect) a pod; `report` gets `PodRunning` and then `PodDone`.
+    #[allow(clippy::too_many_arguments)]
     pub async fn run(
         self: Arc<Self>,
         namespace: String,
         workflow: String,
+        repository: Option<String>,
         req: PodRequest,
         ask: Result<Ask, String>,
         report: impl Fn(Event) + Send + 'static,
@@ -252,7 +269,7 @@ impl Pods {
                 spec.no_network = no_network;
                 spec.namespace = pod_namespace;
                 spec.secrets_file = me.secrets_file.clone();
-                if let artifact_repo::Repository::S3(c) = &me.repository {
+                if let artifact_repo::Repository::S3(c) = me.repository_for(repository.as_deref()) {
                     spec.s3 = Some(c.clone());
                 }
                 {

@@ -290,6 +290,17 @@ pub async fn submit(
     let ctx = gather_templates(&s.ctl.store, ns, &manifest).await?;
     check_policy(s.cfg.policy(ns), &name, &manifest, &ctx)?;
     check_admission(s.cfg.policy(ns), ns, &name, &manifest, &ctx)?;
+    if let Some(key) = manifest
+        .pointer("/spec/artifactRepositoryRef/key")
+        .and_then(Value::as_str)
+    {
+        if !s.cfg.artifact_repositories.contains_key(key) {
+            let known: Vec<&String> = s.cfg.artifact_repositories.keys().collect();
+            return Err(ApiError::InvalidArgument(format!(
+                "spec.artifactRepositoryRef.key: no artifact repository {key:?} (configured: {known:?}, as [artifact_repositories.NAME] in the server's config)"
+            )));
+        }
+    }
     let loaded = validate("workflow", &manifest, &ctx)?;
     let workflow_model::Object::Workflow(wf) = &loaded.object else {
         return Err(ApiError::InvalidArgument("expected a Workflow".into()));
