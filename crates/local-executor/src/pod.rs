@@ -130,6 +130,9 @@ pub struct OutputArtifact {
     /// The artifact's own bucket, when its `s3` names one.
     #[serde(default)]
     pub s3: Option<S3Location>,
+    /// The pod's main log (Argo's `main-logs` under `archiveLogs`), not a container path.
+    #[serde(default)]
+    pub main_log: bool,
 }
 
 /// Everything the wrapper needs, written to `DIR/pod.json`.
@@ -528,7 +531,12 @@ pub fn prepare_pod(layout: &Layout, input: &PodInput) -> Result<PodSpec, ExecErr
         .output_artifacts
         .iter()
         .filter_map(|a| {
-            let path = a.path.clone()?;
+            let main_log = a.path.is_none() && a.name == workflow_engine::MAIN_LOGS;
+            let path = if main_log {
+                String::new()
+            } else {
+                a.path.clone()?
+            };
             let key = a.local.as_ref()?.key.clone();
             let level = a
                 .archive
@@ -544,6 +552,7 @@ pub fn prepare_pod(layout: &Layout, input: &PodInput) -> Result<PodSpec, ExecErr
                 level,
                 optional: a.optional,
                 s3: a.s3.as_ref().and_then(S3Location::of),
+                main_log,
             })
         })
         .collect::<Vec<_>>();
@@ -1146,7 +1155,11 @@ pub(crate) fn save_outputs(
 ) {
     let local = spec.home.join("artifacts");
     for (i, a) in spec.output_artifacts.iter().enumerate() {
-        let src = host(&a.path);
+        let src = if a.main_log {
+            scratch.parent().unwrap_or(scratch).join("main.log")
+        } else {
+            host(&a.path)
+        };
         if !src.exists() {
             continue;
         }

@@ -387,3 +387,29 @@ fn artifact_repository_ref_picks_a_named_repository() {
         moto.keys()
     );
 }
+
+/// Argo's `archiveLogs`: each pod's main log is kept as the `main-logs` artifact under
+/// `{workflow}/{pod}/main.log` in the repository.
+#[test]
+fn archived_logs_land_in_the_bucket() {
+    let Some(moto) = Moto::start() else { return };
+    let server = server_with_bucket("s3-logs", &moto);
+    server.submit(
+        "default",
+        json!({
+            "metadata": {"name": "s3-logs"},
+            "spec": {"entrypoint": "say", "arguments": params(), "archiveLogs": true,
+                "templates": [{"name": "say", "container": {"image": "debian",
+                    "command": ["sh", "-c", "echo kept in the bucket"]}}]}
+        }),
+    );
+    let wf = server.wait("default", "s3-logs", Duration::from_secs(60));
+    assert_eq!(wf["status"]["phase"], "Succeeded", "{wf}");
+    let logs = &node(&wf, "s3-logs")["outputs"]["artifacts"];
+    assert_eq!(logs[0]["name"], "main-logs", "{wf}");
+    assert_eq!(moto.keys(), ["s3-logs/s3-logs/main.log"]);
+    assert_eq!(
+        moto.object("s3-logs/s3-logs/main.log"),
+        b"kept in the bucket\n"
+    );
+}

@@ -39,6 +39,7 @@ mod templates;
 mod variables;
 
 pub use deadlines::parse_duration;
+pub use pods::MAIN_LOGS;
 pub use protocol::*;
 pub use state::Engine;
 pub use status::*;

@@ -8,6 +8,9 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+/// The artifact Argo keeps a pod's main log in when `archiveLogs` is on.
+pub const MAIN_LOGS: &str = "main-logs";
+
 use serde_json::{json, Value};
 use workflow_model::{Artifact, Outputs, Parameter};
 
@@ -131,7 +134,7 @@ impl Engine {
             self.finish(i, Phase::Error, Some(e), now);
             return;
         }
-        let outputs: Vec<Artifact> = t
+        let mut outputs: Vec<Artifact> = t
             .outputs
             .artifacts
             .iter()
@@ -153,6 +156,26 @@ impl Engine {
                 a
             })
             .collect();
+        // Argo's `archiveLogs` (the template's `archiveLocation` over the workflow's): the main
+        // container's log is kept as the `main-logs` artifact, `{workflow}/{pod}/main.log`.
+        let archive_logs = t
+            .archive_location
+            .as_ref()
+            .and_then(|l| l.get("archiveLogs"))
+            .and_then(Value::as_bool)
+            .or(self.spec.archive_logs)
+            .unwrap_or(false);
+        if archive_logs && !outputs.iter().any(|a| a.name == MAIN_LOGS) {
+            outputs.push(Artifact {
+                name: MAIN_LOGS.into(),
+                archive: Some(json!({"none": {}})),
+                optional: true,
+                local: Some(workflow_model::LocalArtifact {
+                    key: format!("{}/{}/main.log", self.name, pod_name),
+                }),
+                ..Default::default()
+            });
+        }
         let mut volumes = self.spec.volumes.clone();
         volumes.extend(self.spec.volume_claim_templates.iter().map(|v| json!({"name": v.pointer("/metadata/name").cloned().unwrap_or_default(), "persistentVolumeClaim": {"claimName": v.pointer("/metadata/name").cloned().unwrap_or_default()}})));
         volumes.extend(t.volumes.iter().cloned());
@@ -281,6 +304,11 @@ impl Engine {
                 },
             }
             out.parameters.push(p);
+        }
+        if let Some(logs) = r.artifacts.iter().find(|x| x.name == MAIN_LOGS) {
+            if !t.outputs.artifacts.iter().any(|a| a.name == MAIN_LOGS) {
+                out.artifacts.push(logs.clone());
+            }
         }
         for a in &t.outputs.artifacts {
             match r.artifacts.iter().find(|x| x.name == a.name) {
