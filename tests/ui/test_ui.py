@@ -382,3 +382,84 @@ def test_the_cluster_page_draws_the_gpus_a_gang_and_mig_steps_hold(browser):
     finally:
         proc.kill()
         proc.wait()
+
+
+def free_port():
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def test_single_sign_on_signs_the_browser_in_through_the_issuer(browser, tmp_path):
+    """Auth mode sso: the page asks the user to sign in; the button goes through the OpenID
+    provider's sign-in (npm's oidc-provider, started here) and back to the page, now showing
+    what the user's group may see."""
+    oidc = os.path.join(ROOT, "tests", "oidc")
+    if not os.path.isdir(os.path.join(oidc, "node_modules", "oidc-provider")):
+        pytest.fail("the OpenID provider is not installed: npm ci --prefix tests/oidc (.ci/run does)")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    provider = subprocess.Popen(
+        ["node", "provider.js"], cwd=oidc, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env=dict(os.environ, PORT="0", ACCOUNTS=json.dumps({"alice": {"groups": ["team-a"]}}),
+                 REDIRECT_URIS=f"{base}/oauth2/callback"),
+    )
+    issuer = provider.stdout.readline().split()[1]
+    (tmp_path / "secret").write_text("onyx-secret\n")
+    (tmp_path / "token").write_text("an-admin-token-of-the-server\n")
+    (tmp_path / "onyx.toml").write_text(f"""
+auth_token_file = "{tmp_path / 'token'}"
+[auth]
+mode = "sso"
+issuer = "{issuer}"
+client_id = "onyx"
+client_secret_file = "{tmp_path / 'secret'}"
+redirect_url = "{base}/oauth2/callback"
+[[auth.grants]]
+group = "team-a"
+namespaces = ["team-a"]
+""")
+    env = dict(os.environ, ONYX_HOME=str(tmp_path / "home"), PATH=os.environ.get("PATH", "") + ":/usr/games")
+    server = subprocess.Popen(
+        [ONYX, "server", "--listen", f"127.0.0.1:{port}", "--config", str(tmp_path / "onyx.toml")],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        for line in server.stderr:
+            if "listening on" in line:
+                break
+        # A workflow in alice's namespace, submitted with the server's own token.
+        req = urllib.request.Request(
+            base + "/api/v1/workflows/team-a", method="POST",
+            data=json.dumps({"workflow": {
+                "metadata": {"name": "team-a-train"},
+                "spec": {"entrypoint": "main",
+                         "arguments": {"parameters": [{"name": "ticket_id", "value": "T-SSO"}]},
+                         "templates": [{"name": "main", "container": {"image": "alpine", "command": ["true"]}}]}}}).encode(),
+            headers={"Content-Type": "application/json", "Authorization": "Bearer an-admin-token-of-the-server"},
+        )
+        urllib.request.urlopen(req).read()
+        ctx = browser.new_context(viewport={"width": 1280, "height": 800})
+        page = ctx.new_page()
+        page.goto(base + "/")
+        sign_in = page.get_by_role("link", name="Sign in")
+        expect(sign_in).to_be_visible()
+        shot(page, "sso-sign-in")
+        sign_in.click()
+        # The provider's own sign-in form.
+        page.locator("input[name=login]").fill("alice")
+        page.locator("input[name=password]").fill("any")
+        page.locator("button[type=submit]").click()
+        # Back on ONYX, signed in: alice's namespace's workflow is listed.
+        page.wait_for_url(re.compile(re.escape(base) + r"/.*"))
+        expect(page.get_by_text("team-a-train")).to_be_visible(timeout=15000)
+        shot(page, "sso-signed-in")
+        cookies = {c["name"] for c in ctx.cookies(base)}
+        assert "authorization" in cookies
+        ctx.close()
+    finally:
+        server.kill()
+        provider.kill()

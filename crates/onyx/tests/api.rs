@@ -1181,7 +1181,7 @@ fn a_workflow_name_is_unique_across_namespaces() {
         e["message"]
             .as_str()
             .unwrap()
-            .contains("already exists in namespace \"team-a\""),
+            .contains("already exists in another namespace"),
         "{e}"
     );
 }

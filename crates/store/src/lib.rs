@@ -1138,16 +1138,17 @@ async fn apply(tx: &mut AnyConnection, w: &Write) -> Result<Option<i64>, StoreEr
             // and the ledger's rows), and Argo derives pod names from the workflow's name: two
             // namespaces with one workflow name would share pods. Checked here, in the one
             // writer, so two concurrent submissions cannot both pass.
-            let elsewhere: Option<String> = sqlx::query_scalar(
-                "SELECT namespace FROM workflows WHERE name = $1 AND namespace != $2 LIMIT 1",
+            let elsewhere: Option<i64> = sqlx::query_scalar(
+                "SELECT 1 FROM workflows WHERE name = $1 AND namespace != $2 LIMIT 1",
             )
             .bind(&wf.name)
             .bind(&wf.namespace)
             .fetch_optional(&mut *tx)
             .await?;
-            if let Some(other) = elsewhere {
+            // Which namespace is not said: the caller may have no right to see it.
+            if elsewhere.is_some() {
                 return Err(StoreError::AlreadyExists(format!(
-                    "workflows.argoproj.io \"{}\" already exists in namespace {other:?}: on one ONYX server a workflow name is unique across namespaces (its pods are named after it); choose another name or use generateName",
+                    "workflows.argoproj.io \"{}\" already exists in another namespace: on one ONYX server a workflow name is unique across namespaces (its pods are named after it); choose another name or use generateName",
                     wf.name
                 )));
             }

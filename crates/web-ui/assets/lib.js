@@ -26,7 +26,7 @@ async function failure(res) {
     if (body && body.message) message = body.message;
   } catch (_) { /* not JSON: keep the status line */ }
   const hints = {
-    401: 'This server needs a token: enter it below (the contents of the server\'s auth_token_file).',
+    401: 'This server needs you signed in: sign in, or enter a token below (an ID token, or the contents of the server\'s auth_token_file).',
     403: 'Your token does not allow this. Ask an administrator for access to the namespace.',
     404: 'It may have been deleted, or the address is mistyped.',
   };
@@ -136,6 +136,12 @@ export function errorBox(what, err, retry) {
   const box = h('div.error', { role: 'alert' },
     h('strong', `${what} failed: `), err.message,
     err.hint ? h('p', err.hint) : null);
+  if (err.status === 401 && err.message.includes('/oauth2/redirect')) {
+    // The server signs users in through its OpenID issuer (auth mode sso).
+    const back = location.pathname + location.search + location.hash;
+    box.append(h('p', h('a.button', { href: `/oauth2/redirect?redirect=${encodeURIComponent(back)}` },
+      'Sign in')));
+  }
   if (err.status === 401) {
     const input = h('input', { type: 'password', 'aria-label': 'Bearer token', placeholder: 'token' });
     box.append(h('form.inline', {
