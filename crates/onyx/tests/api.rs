@@ -1122,6 +1122,35 @@ fn admission_policies_refuse_with_rule_field_and_value() {
         Some(json!({"workflow": script("anywhere", "pytorch/pytorch:2.1", "true", json!({}))})),
     );
     assert_eq!(c, 200, "{e}");
+    // WorkflowTemplates and CronWorkflows are checked when they are created.
+    let mut template = script("greedy-template", "pytorch/pytorch:2.1", "true", json!({}));
+    template["kind"] = json!("WorkflowTemplate");
+    let (c, e) = s.call(
+        "POST",
+        "/api/v1/workflow-templates/team",
+        Some(json!({ "template": template })),
+    );
+    assert_eq!(c, 400, "{e}");
+    assert!(
+        e["message"].as_str().unwrap().contains(
+            "workflowtemplate \"greedy-template\" is refused by namespace \"team\"'s admission policy: admission rule allowed_registries"
+        ),
+        "{e}"
+    );
+    let spec = script("x", "pytorch/pytorch:2.1", "true", json!({}))["spec"].clone();
+    let (c, e) = s.call(
+        "POST",
+        "/api/v1/cron-workflows/team",
+        Some(json!({"cronWorkflow": {"metadata": {"name": "greedy-cron"},
+            "spec": {"schedule": "0 * * * *", "workflowSpec": spec}}})),
+    );
+    assert_eq!(c, 400, "{e}");
+    assert!(
+        e["message"].as_str().unwrap().contains(
+            "cronworkflow \"greedy-cron\" is refused by namespace \"team\"'s admission policy"
+        ),
+        "{e}"
+    );
 }
 
 /// The spec's data governance: pods of `onyx-data` (no-egress by default) run in a network

@@ -213,9 +213,13 @@ pub fn check_policy(
 /// The namespace's admission rules (GPUs per step, parallelism, queues, priority classes,
 /// registries) over the workflow and the WorkflowTemplates it draws from; every refusal is
 /// named with its rule, field and value.
+/// The namespace's admission rules over a workflow (or the workflow a WorkflowTemplate or
+/// CronWorkflow makes: `what` names it, e.g. `workflowtemplate`), refusing with every broken
+/// rule.
 pub fn check_admission(
     policy: &Policy,
     namespace: &str,
+    what: &str,
     name: &str,
     manifest: &Value,
     ctx: &BuildContext,
@@ -236,7 +240,7 @@ pub fn check_admission(
     }
     let reasons: Vec<String> = refused.iter().map(|r| r.to_string()).collect();
     Err(ApiError::InvalidArgument(format!(
-        "workflow {name:?} is refused by namespace {namespace:?}'s admission policy: {}",
+        "{what} {name:?} is refused by namespace {namespace:?}'s admission policy: {}",
         reasons.join("; ")
     )))
 }
@@ -289,7 +293,7 @@ pub async fn submit(
     let name = resolve_name(&manifest)?;
     let ctx = gather_templates(&s.ctl.store, ns, &manifest).await?;
     check_policy(s.cfg.policy(ns), &name, &manifest, &ctx)?;
-    check_admission(s.cfg.policy(ns), ns, &name, &manifest, &ctx)?;
+    check_admission(s.cfg.policy(ns), ns, "workflow", &name, &manifest, &ctx)?;
     if let Some(key) = manifest
         .pointer("/spec/artifactRepositoryRef/key")
         .and_then(Value::as_str)

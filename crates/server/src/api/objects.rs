@@ -108,11 +108,16 @@ pub(super) async fn prepare_object(
         let wf = crate::cron::workflow_from(&obj, &name);
         let ctx = submit::gather_templates(&s.ctl.store, ns, &wf).await?;
         submit::validate("cronWorkflow.spec.workflowSpec", &wf, &ctx)?;
+        // Checked when it is created, as Gatekeeper checks objects, not only when it fires.
+        submit::check_admission(s.cfg.policy(ns), ns, "cronworkflow", &name, &wf, &ctx)?;
     } else {
         let ctx = submit::gather_templates(&s.ctl.store, ns, &obj)
             .await
             .unwrap_or_default();
         submit::validate(k.body_field, &obj, &ctx)?;
+        if k.kind == "WorkflowTemplate" {
+            submit::check_admission(s.cfg.policy(ns), ns, "workflowtemplate", &name, &obj, &ctx)?;
+        }
     }
     Ok(obj)
 }
