@@ -303,6 +303,9 @@ fn hostname() -> String {
 /// Inputs to build a pod: the instantiated template and what the engine resolved.
 pub struct PodInput<'a> {
     pub pod_name: &'a str,
+    /// Where the pod's directory is: `HOME/pods/KEY` (the server's keys are
+    /// `NAMESPACE/POD`: two namespaces may run pods of one name).
+    pub dir_key: &'a str,
     pub workflow: &'a str,
     pub template: &'a Template,
     pub input_artifacts: &'a [Artifact],
@@ -316,7 +319,7 @@ pub struct PodInput<'a> {
 /// to `pod.json` by [`launch`] when the pod goes through the wrapper.
 pub fn prepare_pod(layout: &Layout, input: &PodInput) -> Result<PodSpec, ExecError> {
     let pod = input.pod_name;
-    let dir = layout.pod_dir(pod);
+    let dir = layout.pod_dir(input.dir_key);
     fs::create_dir_all(&dir)?;
     let argosay = layout.argosay().display().to_string();
     let t = input.template;

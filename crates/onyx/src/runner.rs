@@ -322,6 +322,7 @@ impl Dispatch {
                     cms.extend(config_maps);
                     let input = PodInput {
                         pod_name: &req.pod_name,
+                        dir_key: &req.pod_name,
                         workflow: &self.workflow,
                         template: &req.template,
                         input_artifacts: &req.input_artifacts,

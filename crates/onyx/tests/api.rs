@@ -1192,25 +1192,33 @@ fn onyx_data_steps_run_without_network() {
     }
 }
 
-/// Pods are named after their workflow, and one server keeps one pod per name: a workflow
-/// name taken in one namespace is refused in another (409, saying where), rather than two
-/// workflows sharing pods.
+/// Two namespaces may each have a workflow of one name, as in Kubernetes: their pods (named
+/// after the workflow) are their own — own directories, logs and results — not shared.
 #[test]
-fn a_workflow_name_is_unique_across_namespaces() {
+fn two_namespaces_run_workflows_of_one_name_with_pods_of_their_own() {
     let home = temp_home("api-names");
     let s = Server::start(&home, &[]);
-    s.submit("team-a", hello("shared-name", true));
-    let (c, e) = s.call(
-        "POST",
-        "/api/v1/workflows/team-b",
-        Some(json!({"workflow": hello("shared-name", true)})),
-    );
-    assert_eq!(c, 409, "{e}");
-    assert!(
-        e["message"]
-            .as_str()
-            .unwrap()
-            .contains("already exists in another namespace"),
-        "{e}"
-    );
+    let says = |word: &str| {
+        json!({"metadata": {"name": "shared-name"},
+               "spec": {"entrypoint": "main",
+                        "arguments": {"parameters": [{"name": "ticket_id", "value": "T-1"}]},
+                        "templates": [{"name": "main", "script": {"image": "debian",
+                            "command": ["sh"], "source": format!("sleep 1\necho {word}\n")}}]}})
+    };
+    s.submit("team-a", says("from-a"));
+    s.submit("team-b", says("from-b"));
+    let a = s.wait("team-a", "shared-name", Duration::from_secs(30));
+    let b = s.wait("team-b", "shared-name", Duration::from_secs(30));
+    assert_eq!(a["status"]["phase"], "Succeeded", "{a}");
+    assert_eq!(b["status"]["phase"], "Succeeded", "{b}");
+    assert_eq!(node(&a, "shared-name")["outputs"]["result"], "from-a");
+    assert_eq!(node(&b, "shared-name")["outputs"]["result"], "from-b");
+    assert_eq!(s.log("team-a", "shared-name", "shared-name"), "from-a");
+    assert_eq!(s.log("team-b", "shared-name", "shared-name"), "from-b");
+    // Deleting one leaves the other's pod alone.
+    let (c, e) = s.call("DELETE", "/api/v1/workflows/team-a/shared-name", None);
+    assert_eq!(c, 200, "{e}");
+    assert_eq!(s.log("team-b", "shared-name", "shared-name"), "from-b");
+    assert!(home.join("state/pods/team-b/shared-name/main.log").exists());
+    assert!(!home.join("state/pods/team-a/shared-name").exists());
 }

@@ -222,9 +222,14 @@ fn the_bucket_going_away_mid_upload_fails_the_step_with_the_error() {
             .as_object()
             .and_then(|m| m.keys().next().cloned());
         if let Some(pod) = pod {
-            let log =
-                std::fs::read_to_string(server.home.join("state/pods").join(&pod).join("main.log"))
-                    .unwrap_or_default();
+            let log = std::fs::read_to_string(
+                server
+                    .home
+                    .join("state/pods/default")
+                    .join(&pod)
+                    .join("main.log"),
+            )
+            .unwrap_or_default();
             if log.contains("written") {
                 break;
             }

@@ -744,7 +744,11 @@ fn usage_counts_gpu_hours_per_namespace_and_queue() {
         .unwrap();
     let line: Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
     let pod = line["result"]["podName"].as_str().unwrap();
-    let (c, held) = s.call("GET", &format!("/api/v1/onyx/usage/pods/{pod}"), None);
+    let (c, held) = s.call(
+        "GET",
+        &format!("/api/v1/onyx/usage/pods/{pod}?namespace=vision"),
+        None,
+    );
     assert_eq!(c, 200, "{held}");
     let done = s.wait("vision", "infer", Duration::from_secs(1));
     let (node_name, devices, _) = placed(&done, "a");

@@ -84,7 +84,7 @@ fn secrets_reach_the_step_and_nothing_else() {
     // and the volume's files went with the pod.
     let found = files_containing(&home.join("state"), SECRET.as_bytes());
     assert!(found.is_empty(), "the secret was written to {found:?}");
-    let pods = home.join("state/pods");
+    let pods = home.join("state/pods/team-a");
     let use_pod = std::fs::read_dir(&pods)
         .unwrap()
         .flatten()

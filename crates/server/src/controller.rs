@@ -4,6 +4,7 @@
 //! rebuilds the same state and the same outstanding actions, which the idempotent pod runner
 //! then re-adopts (see ARCHITECTURE.md, "Crash recovery").
 
+use crate::pods::pod_key;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -244,7 +245,7 @@ impl Controller {
         let mut pending: Vec<Action> = Vec::new();
         for (node_id, r) in pods {
             if killed.contains(&node_id) {
-                self.pods.kill(&r.pod_name);
+                self.pods.kill(&pod_key(&row.namespace, &r.pod_name));
             }
             pending.push(Action::StartPod(Box::new(r)));
         }
@@ -356,7 +357,7 @@ impl Controller {
         }
         self.metrics.forget(&row.uid);
         for pod in pod_names(&row.name, &status) {
-            self.pods.remove(&pod);
+            self.pods.remove(&pod_key(&row.namespace, &pod));
         }
         let _ = self.watch.send(WatchEvent {
             kind: "DELETED",
@@ -411,7 +412,7 @@ impl Controller {
                         n["name"].as_str().unwrap_or_default(),
                         n["templateName"].as_str().unwrap_or_default(),
                     );
-                    self.pods.remove(&pod);
+                    self.pods.remove(&pod_key(&row.namespace, &pod));
                 }
             }
         }
@@ -519,8 +520,9 @@ impl Controller {
         out
     }
 
-    pub fn pod_dir(&self, pod: &str) -> std::path::PathBuf {
-        self.pods.pod_dir(pod)
+    /// A pod's directory (its logs, its result).
+    pub fn pod_dir(&self, namespace: &str, pod: &str) -> std::path::PathBuf {
+        self.pods.pod_dir(&pod_key(namespace, pod))
     }
 }
 
@@ -719,7 +721,8 @@ impl Run {
         for a in actions {
             match a {
                 Action::StartPod(req) => {
-                    self.pods.insert(req.node_id.clone(), req.pod_name.clone());
+                    self.pods
+                        .insert(req.node_id.clone(), pod_key(&self.namespace, &req.pod_name));
                     let tx = self.tx.clone();
                     let metrics = self.ctl.metrics.clone();
                     let namespace = self.namespace.clone();
@@ -757,7 +760,9 @@ impl Run {
                         },
                     ));
                 }
-                Action::KillPod { pod_name, .. } => self.ctl.pods.kill(&pod_name),
+                Action::KillPod { pod_name, .. } => {
+                    self.ctl.pods.kill(&pod_key(&self.namespace, &pod_name))
+                }
                 Action::Metric(m) => {
                     if let Err(e) = self.ctl.metrics.apply(&self.uid, &m) {
                         tracing::warn!("workflow {}/{}: {e}", self.namespace, self.name);
@@ -778,7 +783,8 @@ impl Run {
                     template,
                 } => match crate::jobs::volcano_manifest(&template) {
                     Some(manifest) => {
-                        self.pods.insert(node_id.clone(), pod_name.clone());
+                        self.pods
+                            .insert(node_id.clone(), pod_key(&self.namespace, &pod_name));
                         let tx = self.tx.clone();
                         let metrics = self.ctl.metrics.clone();
                         let job = crate::jobs::JobStart {

@@ -119,7 +119,7 @@ impl Pods {
                 },
             );
             let pod = format!("{pod_name}-{}-{}", r.task, r.index);
-            pods.push(pod.clone());
+            pods.push(super::pods::pod_key(&namespace, &pod));
             let req = PodRequest {
                 node_id: r.name.clone(),
                 pod_name: pod,
@@ -144,7 +144,8 @@ impl Pods {
             ));
         }
         drop(tx);
-        self.set_job_pods(&pod_name, pods.clone());
+        let job_key = super::pods::pod_key(&namespace, &pod_name);
+        self.set_job_pods(&job_key, pods.clone());
         let mut ends: Vec<Option<bool>> = vec![None; plan.replicas.len()];
         let mut running = 0;
         let mut decided: Option<Vec<Option<bool>>> = None;
@@ -185,7 +186,7 @@ impl Pods {
                 said = m;
             }
         }
-        self.set_job_pods(&pod_name, Vec::new());
+        self.set_job_pods(&job_key, Vec::new());
         let ends = decided.unwrap_or(ends);
         let obj = plan.object(&manifest, &ends);
         let phase = plan.phase(&ends);

@@ -63,14 +63,26 @@ impl Pods {
         } else {
             Err(std::io::ErrorKind::Unsupported.into())
         };
-        if let Ok(dirs) = dirs {
-            for d in dirs.flatten() {
-                let grant = std::fs::read(d.path().join(GRANT_FILE))
-                    .ok()
-                    .and_then(|b| serde_json::from_slice::<Grant>(&b).ok());
-                if let (Some(g), PodState::Running) = (grant, probe(&d.path())) {
-                    cluster.hold(&d.file_name().to_string_lossy(), &g);
-                }
+        // Pod directories are `pods/NAMESPACE/POD`.
+        let pod_dirs = dirs.into_iter().flatten().flatten().flat_map(|ns| {
+            let namespace = ns.file_name().to_string_lossy().to_string();
+            std::fs::read_dir(ns.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(move |d| {
+                    (
+                        pod_key(&namespace, &d.file_name().to_string_lossy()),
+                        d.path(),
+                    )
+                })
+        });
+        for (key, path) in pod_dirs {
+            let grant = std::fs::read(path.join(GRANT_FILE))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Grant>(&b).ok());
+            if let (Some(g), PodState::Running) = (grant, probe(&path)) {
+                cluster.hold(&key, &g);
             }
         }
         let repository = match &cfg.artifact_repository.s3 {
@@ -117,8 +129,9 @@ impl Pods {
             .unwrap_or(&self.repository)
     }
 
-    pub fn pod_dir(&self, pod: &str) -> PathBuf {
-        self.layout.pod_dir(pod)
+    /// A pod's directory, by its key ([`pod_key`]).
+    pub fn pod_dir(&self, key: &str) -> PathBuf {
+        self.layout.pod_dir(key)
     }
 
     async fn permits(&self, namespace: &str) -> Vec<OwnedSemaphorePermit> {
@@ -145,7 +158,10 @@ impl Pods {
         ask: Result<Ask, String>,
         report: impl Fn(Event) + Send + 'static,
     ) {
-        let dir = self.pod_dir(&req.pod_name);
+        // Everything of the pod — its directory, its place in the scheduler, the ledger — is
+        // keyed by namespace and name: two namespaces may have workflows (and pods) of one name.
+        let pod = pod_key(&namespace, &req.pod_name);
+        let dir = self.pod_dir(&pod);
         let node_id = req.node_id.clone();
         let done = |outcome: Option<local_executor::PodOutcome>| {
             Event::PodDone(local_executor::actions::pod_result(
@@ -154,7 +170,6 @@ impl Pods {
                 &req.output_artifacts,
             ))
         };
-        let pod = req.pod_name.clone();
         match probe(&dir) {
             PodState::Finished(o) => {
                 self.cluster.release(&pod);
@@ -252,9 +267,11 @@ impl Pods {
         let prepared = {
             let req = req.clone();
             let grant = grant.clone();
+            let key = pod.clone();
             tokio::task::spawn_blocking(move || {
                 let input = PodInput {
                     pod_name: &req.pod_name,
+                    dir_key: &key,
                     workflow: &workflow,
                     template: &req.template,
                     input_artifacts: &req.input_artifacts,
@@ -263,7 +280,7 @@ impl Pods {
                     config_maps: &HashMap::new(),
                     capture_result: req.capture_result,
                 };
-                let dir = me.layout.pod_dir(&req.pod_name);
+                let dir = me.layout.pod_dir(&key);
                 let mut spec =
                     local_executor::prepare_pod(&me.layout, &input).map_err(|e| e.to_string())?;
                 spec.no_network = no_network;
@@ -431,6 +448,11 @@ impl Pods {
     pub fn remove(&self, pod: &str) {
         let _ = std::fs::remove_dir_all(self.pod_dir(pod));
     }
+}
+
+/// The key a pod is known by on this server: `NAMESPACE/POD`.
+pub fn pod_key(namespace: &str, pod: &str) -> String {
+    format!("{namespace}/{pod}")
 }
 
 fn lost(node_id: &str) -> PodResult {

@@ -244,6 +244,11 @@ pub struct Cluster {
     granted_tenants: Mutex<BTreeMap<String, (Option<u32>, u32)>>,
 }
 
+/// A pod's name from its key (`namespace/name`).
+fn plain(key: &str) -> &str {
+    key.split_once('/').map_or(key, |(_, name)| name)
+}
+
 /// Buckets of a pod's wait for resources: from a second to half a day.
 const WAIT_BUCKETS: [f64; 10] = [
     1.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 14400.0, 43200.0,
@@ -941,7 +946,8 @@ impl Cluster {
                     .map(|d| d.split('/').next().unwrap_or(d))
                     .collect();
                 let holder = |pod: &String, g: &Grant| Holder {
-                    pod: pod.clone(),
+                    // Pods are keyed `namespace/name`; the holder shows the name.
+                    pod: plain(pod).to_string(),
                     namespace: g.ask.namespace.clone(),
                     queue: g.ask.queue.clone(),
                     gang: g.ask.group.as_ref().map(|(name, _)| name.clone()),
@@ -1112,10 +1118,9 @@ impl Cluster {
                 return;
             }
         };
+        // The scheduler names pods `namespace/name`, which is how this server keys them.
         for key in &outcome.evictions {
-            let Some((_, pod)) = key.split_once('/') else {
-                continue;
-            };
+            let pod = key.as_str();
             if inner.pods.contains_key(pod) && inner.releasing.insert(pod.to_string()) {
                 let why = outcome
                     .eviction_reasons
@@ -1143,7 +1148,7 @@ impl Cluster {
             if !matches!(p.standing, Standing::Waiting(_)) {
                 continue;
             }
-            let key = format!("{}/{name}", p.ask.namespace);
+            let key = format!("{}/{}", p.ask.namespace, plain(name));
             let group_key = p
                 .ask
                 .group
@@ -1293,7 +1298,7 @@ impl Cluster {
                 _ => ("Pending", String::new(), Vec::new()),
             };
             s.pods.push(PodSpec {
-                name: name.clone(),
+                name: plain(name).to_string(),
                 namespace: p.ask.namespace.clone(),
                 group,
                 phase: phase.into(),

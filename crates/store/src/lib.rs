@@ -1134,24 +1134,6 @@ async fn apply(tx: &mut AnyConnection, w: &Write) -> Result<Option<i64>, StoreEr
                 .await?;
         }
         Write::InsertWorkflow(wf) => {
-            // Pods are keyed by their name on one server (their directories, the scheduler's
-            // and the ledger's rows), and Argo derives pod names from the workflow's name: two
-            // namespaces with one workflow name would share pods. Checked here, in the one
-            // writer, so two concurrent submissions cannot both pass.
-            let elsewhere: Option<i64> = sqlx::query_scalar(
-                "SELECT 1 FROM workflows WHERE name = $1 AND namespace != $2 LIMIT 1",
-            )
-            .bind(&wf.name)
-            .bind(&wf.namespace)
-            .fetch_optional(&mut *tx)
-            .await?;
-            // Which namespace is not said: the caller may have no right to see it.
-            if elsewhere.is_some() {
-                return Err(StoreError::AlreadyExists(format!(
-                    "workflows.argoproj.io \"{}\" already exists in another namespace: on one ONYX server a workflow name is unique across namespaces (its pods are named after it); choose another name or use generateName",
-                    wf.name
-                )));
-            }
             let done = sqlx::query("INSERT INTO workflows (uid, namespace, name, created_ns, phase, finished_ns, manifest, params, context, status) VALUES ($1, $2, $3, $4, 'Pending', NULL, $5, $6, $7, $8) ON CONFLICT DO NOTHING")
                 .bind(&wf.uid)
                 .bind(&wf.namespace)

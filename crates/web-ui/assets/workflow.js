@@ -136,7 +136,7 @@ export function workflowPage(r, main) {
   const showGpus = async (pod, phaseNow) => {
     try {
       const key = `${pod}:${phaseNow}`;
-      if (gpus.key !== key) gpus = { key, items: (await call('GET', `/api/v1/onyx/usage/pods/${enc(pod)}`)).items };
+      if (gpus.key !== key) gpus = { key, items: (await call('GET', `/api/v1/onyx/usage/pods/${enc(pod)}?namespace=${enc(ns)}`)).items };
       const u = gpus;
       const box = details.querySelector('#node-gpus');
       if (!box || !u.items.length) return;

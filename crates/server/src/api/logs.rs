@@ -78,13 +78,20 @@ pub(super) async fn stream_logs(
                 None => pods_of(&row.name, &wf),
             };
             for p in pods {
-                let path = s.ctl.pod_dir(&p).join(format!("{container}.log"));
+                let path = s
+                    .ctl
+                    .pod_dir(&row.namespace, &p)
+                    .join(format!("{container}.log"));
                 let Ok(text) = tokio::fs::read(&path).await else {
                     continue;
                 };
                 let from = offsets.get(&p).copied().unwrap_or(0);
                 // Only whole lines, unless the pod ended.
-                let ended = s.ctl.pod_dir(&p).join("result.json").exists();
+                let ended = s
+                    .ctl
+                    .pod_dir(&row.namespace, &p)
+                    .join("result.json")
+                    .exists();
                 let upto = if ended || !follow {
                     text.len()
                 } else {
@@ -140,7 +147,7 @@ pub(super) async fn check_pod(s: &AppState, row: &WorkflowRow, pod: &str) -> Res
     let replica_of = |p: &String| {
         pod.strip_prefix(p.as_str())
             .is_some_and(|rest| rest.starts_with('-'))
-            && s.ctl.pod_dir(pod).exists()
+            && s.ctl.pod_dir(&row.namespace, pod).exists()
     };
     if !pods_of(&row.name, &wf)
         .iter()

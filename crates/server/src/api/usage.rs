@@ -24,12 +24,14 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
 
 /// What one pod held of the GPUs, each time it was granted some: node, devices, GPU
 /// equivalents, and when it asked, got and released them (still held: no `released`).
-async fn pod_usage(State(s): St, Path(pod): Path<String>) -> ApiResult {
+/// What a pod held, each time it was granted: `?namespace=` (default `default`) with its name.
+async fn pod_usage(State(s): St, Path(pod): Path<String>, Query(q): Q) -> ApiResult {
     let time = |ns: i64| Utc.timestamp_nanos(ns).to_rfc3339();
+    let namespace = q.get("namespace").map_or("default", String::as_str);
     let items: Vec<Value> = s
         .ctl
         .store
-        .usage_of_pod(&pod)
+        .usage_of_pod(&crate::pods::pod_key(namespace, &pod))
         .await?
         .into_iter()
         .map(|u| {
