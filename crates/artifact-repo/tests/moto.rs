@@ -1,43 +1,14 @@
 //! The repository against a real S3-compatible server (moto's, from PyPI): put, get, size and
 //! delete of a file and of a directory stored as objects under a prefix.
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
 use artifact_repo::{Repository, S3Config};
 
 #[tokio::test]
 async fn files_and_directories_round_trip_through_a_bucket() {
-    let has = Command::new("python3")
-        .args(["-c", "import moto.server"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !has {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "moto[server] is not installed"
-        );
-        eprintln!("pip install 'moto[server]' to run this test; skipped");
+    let Some(moto) = test_s3::Moto::start() else {
         return;
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut moto = Command::new("python3")
-        .args([
-            "-m",
-            "moto.server",
-            "-H",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    };
+    moto.make_bucket("onyx-bucket");
     let dir = std::env::temp_dir().join(format!("onyx-repo-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("tree/sub")).unwrap();
@@ -47,21 +18,13 @@ async fn files_and_directories_round_trip_through_a_bucket() {
     std::fs::write(dir.join("tree/a.txt"), "a").unwrap();
     std::fs::write(dir.join("tree/sub/b.txt"), "bb").unwrap();
     let config: S3Config = serde_json::from_value(serde_json::json!({
-        "endpoint": format!("127.0.0.1:{port}"),
+        "endpoint": moto.endpoint(),
         "bucket": "onyx-bucket",
         "insecure": true,
         "access_key_file": dir.join("access"),
         "secret_key_file": dir.join("secret"),
     }))
     .unwrap();
-    let t0 = Instant::now();
-    while !ureq_put(&format!("http://127.0.0.1:{port}/onyx-bucket")) {
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "the bucket is not made"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
     let repo = Repository::S3(config);
     assert_eq!(
         repo.put("w/p/one.txt", &dir.join("one.txt")).await.unwrap(),
@@ -89,13 +52,4 @@ async fn files_and_directories_round_trip_through_a_bucket() {
     );
     repo.delete("w/p/tree").await.unwrap();
     assert_eq!(repo.size("w/p/tree").await.unwrap(), 0);
-    let _ = moto.kill();
-    let _ = moto.wait();
-}
-
-fn ureq_put(url: &str) -> bool {
-    Command::new("curl")
-        .args(["-sf", "-X", "PUT", url])
-        .status()
-        .is_ok_and(|s| s.success())
 }

@@ -6,97 +6,27 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::{node, temp_home, Server};
+use test_s3::Moto;
 
-struct Moto {
-    child: Child,
-    base: String,
+/// The test's S3 server, its default bucket `onyx-artifacts` made.
+fn moto() -> Option<Moto> {
+    let m = Moto::start()?;
+    m.make_bucket("onyx-artifacts");
+    Some(m)
 }
 
-impl Moto {
-    fn start() -> Option<Moto> {
-        let has = Command::new("python3")
-            .args(["-c", "import moto.server"])
-            .status()
-            .is_ok_and(|s| s.success());
-        if !has {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "moto[server] is not installed (.ci/run installs it from PyPI)"
-            );
-            eprintln!("S3 artifacts: pip install 'moto[server]' to run these tests; skipped");
-            return None;
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("python3")
-            .args([
-                "-m",
-                "moto.server",
-                "-H",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let base = format!("http://127.0.0.1:{port}");
-        let t0 = Instant::now();
-        while ureq::get(&format!("{base}/moto-api/")).call().is_err() {
-            assert!(t0.elapsed() < Duration::from_secs(30), "moto did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        ureq::put(&format!("{base}/onyx-artifacts"))
-            .call()
-            .expect("the bucket is made");
-        Some(Moto { child, base })
-    }
-
-    fn keys(&self) -> Vec<String> {
-        let xml = ureq::get(&format!("{}/onyx-artifacts?list-type=2", self.base))
-            .call()
-            .unwrap()
-            .into_string()
-            .unwrap();
-        xml.split("<Key>")
-            .skip(1)
-            .filter_map(|s| s.split("</Key>").next())
-            .map(String::from)
-            .collect()
-    }
-
-    /// An object's bytes, read with a signed request (objects are private).
-    fn object(&self, key: &str) -> Vec<u8> {
-        let out = Command::new("curl")
-            .args([
-                "-sf",
-                "--aws-sigv4",
-                "aws:amz:us-east-1:s3",
-                "--user",
-                "testing:testing-secret",
-            ])
-            .arg(format!("{}/onyx-artifacts/{key}", self.base))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "GET {key}: {:?}", out.status);
-        out.stdout
-    }
+/// Keys in the default bucket.
+fn keys(m: &Moto) -> Vec<String> {
+    m.keys("onyx-artifacts")
 }
 
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// An object of the default bucket, read with the server's credentials.
+fn object(m: &Moto, key: &str) -> Vec<u8> {
+    m.object("onyx-artifacts", key, "testing", "testing-secret")
 }
 
 fn server_with_bucket(name: &str, moto: &Moto) -> Server {
@@ -114,10 +44,10 @@ fn server_with_bucket(name: &str, moto: &Moto) -> Server {
         format!(
             "[secrets]\nfile = \"{}\"\n[artifact_repository.s3]\nendpoint = \"{}\"\nbucket = \"onyx-artifacts\"\ninsecure = true\naccess_key_file = \"{}\"\nsecret_key_file = \"{}\"\ntimeout_seconds = 5\nretries = 1\n[artifact_repositories.team.s3]\nendpoint = \"{}\"\nbucket = \"team-repo\"\ninsecure = true\n",
             home.join("secrets.toml").display(),
-            moto.base.trim_start_matches("http://"),
+            moto.endpoint(),
             home.join("access").display(),
             home.join("secret").display(),
-            moto.base.trim_start_matches("http://"),
+            moto.endpoint(),
         ),
     )
     .unwrap();
@@ -130,7 +60,7 @@ fn params() -> Value {
 
 #[test]
 fn artifacts_pass_through_the_bucket_under_argos_key_layout() {
-    let Some(moto) = Moto::start() else { return };
+    let Some(moto) = moto() else { return };
     let server = server_with_bucket("s3-pass", &moto);
     server.submit(
         "default",
@@ -162,7 +92,7 @@ fn artifacts_pass_through_the_bucket_under_argos_key_layout() {
         node(&wf, "use")["outputs"]["result"],
         "hello from s3\none\ntwo"
     );
-    let mut keys = moto.keys();
+    let mut keys = keys(&moto);
     keys.sort();
     let make_pod = keys
         .iter()
@@ -182,7 +112,7 @@ fn artifacts_pass_through_the_bucket_under_argos_key_layout() {
     );
     assert!(make_pod.starts_with("s3-pass-"), "{make_pod}");
     // The archived one is a tar.gz holding the file under its own name; the other is as is.
-    let tgz = moto.object(&keys[0]);
+    let tgz = object(&moto, &keys[0]);
     assert_eq!(&tgz[..2], &[0x1f, 0x8b]);
     let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(&tgz[..]));
     let names: Vec<String> = tar
@@ -191,14 +121,14 @@ fn artifacts_pass_through_the_bucket_under_argos_key_layout() {
         .map(|e| e.unwrap().path().unwrap().display().to_string())
         .collect();
     assert_eq!(names, ["greeting.txt"]);
-    assert_eq!(moto.object(&keys[2]), b"two\n");
+    assert_eq!(object(&moto, &keys[2]), b"two\n");
     // Nothing went to the local directory.
     assert!(!server.home.join("state/artifacts/s3-pass").exists());
 }
 
 #[test]
 fn the_bucket_going_away_mid_upload_fails_the_step_with_the_error() {
-    let Some(mut moto) = Moto::start() else {
+    let Some(mut moto) = moto() else {
         return;
     };
     let server = server_with_bucket("s3-gone", &moto);
@@ -241,8 +171,7 @@ fn the_bucket_going_away_mid_upload_fails_the_step_with_the_error() {
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(300));
-    let _ = moto.child.kill();
-    let _ = moto.child.wait();
+    moto.kill();
     let killed = Instant::now();
     let wf = server.wait("default", "s3-gone", Duration::from_secs(90));
     eprintln!(
@@ -264,12 +193,10 @@ fn the_bucket_going_away_mid_upload_fails_the_step_with_the_error() {
 /// workflow's namespace: written there by one step, read from there by the next.
 #[test]
 fn an_artifact_in_a_bucket_of_its_own_with_credentials_from_a_secret() {
-    let Some(moto) = Moto::start() else { return };
-    ureq::put(&format!("{}/team-bucket", moto.base))
-        .call()
-        .expect("the team's bucket is made");
+    let Some(moto) = moto() else { return };
+    moto.make_bucket("team-bucket");
     let server = server_with_bucket("s3-own", &moto);
-    let endpoint = moto.base.trim_start_matches("http://").to_string();
+    let endpoint = moto.endpoint().to_string();
     let s3 = |key: &str| {
         json!({"endpoint": endpoint, "bucket": "team-bucket", "key": key, "insecure": true,
                "accessKeySecret": {"name": "team-s3", "key": "accessKey"},
@@ -296,16 +223,11 @@ fn an_artifact_in_a_bucket_of_its_own_with_credentials_from_a_secret() {
     let wf = server.wait("default", "s3-own", Duration::from_secs(120));
     assert_eq!(wf["status"]["phase"], "Succeeded", "{wf}");
     assert_eq!(node(&wf, "read")["outputs"]["result"], "quarterly");
-    let xml = ureq::get(&format!("{}/team-bucket?list-type=2", moto.base))
-        .call()
-        .unwrap()
-        .into_string()
-        .unwrap();
-    assert!(xml.contains("<Key>reports/q4.txt</Key>"), "{xml}");
+    assert_eq!(moto.keys("team-bucket"), ["reports/q4.txt"]);
     assert!(
-        moto.keys().is_empty(),
+        keys(&moto).is_empty(),
         "nothing went to the default bucket: {:?}",
-        moto.keys()
+        keys(&moto)
     );
 }
 
@@ -313,7 +235,7 @@ fn an_artifact_in_a_bucket_of_its_own_with_credentials_from_a_secret() {
 /// artifact's own (OnWorkflowCompletion) decide when each leaves the bucket.
 #[test]
 fn artifact_gc_removes_artifacts_on_completion_and_on_deletion() {
-    let Some(moto) = Moto::start() else { return };
+    let Some(moto) = moto() else { return };
     let server = server_with_bucket("s3-gc", &moto);
     server.submit(
         "default",
@@ -335,24 +257,22 @@ fn artifact_gc_removes_artifacts_on_completion_and_on_deletion() {
     assert_eq!(wf["status"]["phase"], "Succeeded", "{wf}");
     // The completion's collection runs as the workflow is archived: give it a moment.
     let t0 = Instant::now();
-    while moto.keys().len() != 1 {
-        assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", moto.keys());
+    while keys(&moto).len() != 1 {
+        assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", keys(&moto));
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(moto.keys(), ["s3-gc/s3-gc/keep.tgz"]);
+    assert_eq!(keys(&moto), ["s3-gc/s3-gc/keep.tgz"]);
     let (code, body) = server.call("DELETE", "/api/v1/workflows/default/s3-gc", None);
     assert_eq!(code, 200, "{body}");
-    assert!(moto.keys().is_empty(), "{:?}", moto.keys());
+    assert!(keys(&moto).is_empty(), "{:?}", keys(&moto));
 }
 
 /// `artifactRepositoryRef` picks a named repository of the server's config (Argo's
 /// `artifact-repositories` ConfigMap keys); a key the server does not have is refused.
 #[test]
 fn artifact_repository_ref_picks_a_named_repository() {
-    let Some(moto) = Moto::start() else { return };
-    ureq::put(&format!("{}/team-repo", moto.base))
-        .call()
-        .expect("the named repository's bucket is made");
+    let Some(moto) = moto() else { return };
+    moto.make_bucket("team-repo");
     let server = server_with_bucket("s3-ref", &moto);
     let wf = |name: &str, key: &str| {
         json!({
@@ -380,16 +300,11 @@ fn artifact_repository_ref_picks_a_named_repository() {
     server.submit("default", wf("s3-ref", "team"));
     let done = server.wait("default", "s3-ref", Duration::from_secs(60));
     assert_eq!(done["status"]["phase"], "Succeeded", "{done}");
-    let xml = ureq::get(&format!("{}/team-repo?list-type=2", moto.base))
-        .call()
-        .unwrap()
-        .into_string()
-        .unwrap();
-    assert!(xml.contains("<Key>s3-ref/s3-ref/out.tgz</Key>"), "{xml}");
+    assert_eq!(moto.keys("team-repo"), ["s3-ref/s3-ref/out.tgz"]);
     assert!(
-        moto.keys().is_empty(),
+        keys(&moto).is_empty(),
         "the default bucket is untouched: {:?}",
-        moto.keys()
+        keys(&moto)
     );
 }
 
@@ -397,7 +312,7 @@ fn artifact_repository_ref_picks_a_named_repository() {
 /// `{workflow}/{pod}/main.log` in the repository.
 #[test]
 fn archived_logs_land_in_the_bucket() {
-    let Some(moto) = Moto::start() else { return };
+    let Some(moto) = moto() else { return };
     let server = server_with_bucket("s3-logs", &moto);
     server.submit(
         "default",
@@ -412,9 +327,9 @@ fn archived_logs_land_in_the_bucket() {
     assert_eq!(wf["status"]["phase"], "Succeeded", "{wf}");
     let logs = &node(&wf, "s3-logs")["outputs"]["artifacts"];
     assert_eq!(logs[0]["name"], "main-logs", "{wf}");
-    assert_eq!(moto.keys(), ["s3-logs/s3-logs/main.log"]);
+    assert_eq!(keys(&moto), ["s3-logs/s3-logs/main.log"]);
     assert_eq!(
-        moto.object("s3-logs/s3-logs/main.log"),
+        object(&moto, "s3-logs/s3-logs/main.log"),
         b"kept in the bucket\n"
     );
 }
