@@ -66,6 +66,8 @@ pub enum Scope {
     Cluster,
     /// An archived workflow by uid: its namespace is read from the archive.
     ArchivedUid(String),
+    /// A workflow by uid, live or archived: its namespace is read from the store.
+    WorkflowUid(String),
     /// Anyone signed in (version, their own user info, the cluster's read-only views).
     Anyone,
 }
@@ -106,11 +108,29 @@ pub fn need(method: &str, path: &str, query: Option<&str>) -> Need {
     };
     let reading = matches!(method, "GET" | "HEAD");
     match segs.as_slice() {
+        // Argo's artifact server: reading a workflow's artifacts is reading the workflow.
+        ["artifacts" | "input-artifacts" | "artifact-files", ns, ..] => Need {
+            verb: "get",
+            resource: "workflows",
+            scope: namespace_scope(ns),
+        },
+        ["artifacts-by-uid" | "input-artifacts-by-uid", uid, ..] => Need {
+            verb: "get",
+            resource: "workflows",
+            scope: Scope::WorkflowUid(uid.to_string()),
+        },
         ["api", "v1", "stream", "events", ns, ..] => Need {
             verb: "watch",
             resource: "workflows",
             scope: namespace_scope(ns),
         },
+        ["api", "v1", "archived-workflows-label-keys" | "archived-workflows-label-values"] => {
+            Need {
+                verb: "list",
+                resource: "workflows",
+                scope: Scope::AllNamespaces,
+            }
+        }
         ["api", "v1", "archived-workflows"] => Need {
             verb: "list",
             resource: "workflows",
@@ -288,7 +308,7 @@ impl Rules {
         };
         let scoped = match &need.scope {
             Scope::Namespace(ns) => Some(ns.as_str()),
-            Scope::ArchivedUid(_) => namespace,
+            Scope::ArchivedUid(_) | Scope::WorkflowUid(_) => namespace,
             _ => None,
         };
         match (&need.scope, scoped) {
@@ -302,7 +322,7 @@ impl Rules {
                 }
                 _ => Ok(()),
             },
-            (Scope::Namespace(_) | Scope::ArchivedUid(_), Some(ns)) => {
+            (Scope::Namespace(_) | Scope::ArchivedUid(_) | Scope::WorkflowUid(_), Some(ns)) => {
                 let granted = self
                     .grants
                     .iter()
@@ -315,7 +335,7 @@ impl Rules {
                 }
             }
             // An archived uid that is not in the archive: the handler answers 404.
-            (Scope::Namespace(_) | Scope::ArchivedUid(_), None) => Ok(()),
+            (Scope::Namespace(_) | Scope::ArchivedUid(_) | Scope::WorkflowUid(_), None) => Ok(()),
         }
     }
 }

@@ -306,6 +306,108 @@ impl Repository {
         }
     }
 
+    /// What `key` holds, as a stream of chunks (an API serving a download reads it so, never
+    /// holding a whole artifact); `NotFound`-like errors say the key's place.
+    pub async fn read(
+        &self,
+        key: &str,
+    ) -> Result<futures::stream::BoxStream<'static, Result<bytes::Bytes, RepoError>>, RepoError>
+    {
+        use futures::StreamExt;
+        match self {
+            Repository::Local(dir) => {
+                let path = dir.join(key);
+                let file = tokio::fs::File::open(&path).await.map_err(io(format!(
+                    "artifact {} not found in the repository",
+                    path.display()
+                )))?;
+                let what = path.display().to_string();
+                Ok(futures::stream::unfold(Some(file), move |file| {
+                    let what = what.clone();
+                    async move {
+                        use tokio::io::AsyncReadExt;
+                        let mut file = file?;
+                        let mut buf = vec![0u8; 256 << 10];
+                        match file.read(&mut buf).await {
+                            Ok(0) => None,
+                            Ok(n) => {
+                                buf.truncate(n);
+                                Some((Ok(bytes::Bytes::from(buf)), Some(file)))
+                            }
+                            Err(e) => Some((Err(io(format!("reading {what}"))(e)), None)),
+                        }
+                    }
+                })
+                .boxed())
+            }
+            Repository::S3(c) => {
+                let store = c.store()?;
+                let url = c.url(key);
+                let r =
+                    store
+                        .get(&ObjectPath::from(key))
+                        .await
+                        .map_err(|source| RepoError::Store {
+                            what: format!("downloading {url}"),
+                            source,
+                        })?;
+                Ok(r.into_stream()
+                    .map(move |chunk| {
+                        chunk.map_err(|source| RepoError::Store {
+                            what: format!("downloading {url}"),
+                            source,
+                        })
+                    })
+                    .boxed())
+            }
+        }
+    }
+
+    /// The files under `key` when it is a directory (a directory saved without an archive):
+    /// their paths relative to it, sorted; empty when `key` is one file or nothing.
+    pub async fn list(&self, key: &str) -> Result<Vec<String>, RepoError> {
+        match self {
+            Repository::Local(dir) => {
+                let root = dir.join(key);
+                if !root.is_dir() {
+                    return Ok(Vec::new());
+                }
+                let mut out: Vec<String> = files_under(&root, "")?
+                    .into_iter()
+                    .map(|(_, k)| k.trim_start_matches('/').to_string())
+                    .collect();
+                out.sort();
+                Ok(out)
+            }
+            Repository::S3(c) => {
+                let store = c.store()?;
+                let prefix = ObjectPath::from(format!("{}/", key.trim_end_matches('/')));
+                let listed: Vec<_> =
+                    store
+                        .list(Some(&prefix))
+                        .try_collect()
+                        .await
+                        .map_err(|source| RepoError::Store {
+                            what: format!("listing {}", c.url(key)),
+                            source,
+                        })?;
+                let mut out: Vec<String> = listed
+                    .iter()
+                    .map(|m| {
+                        m.location
+                            .as_ref()
+                            .strip_prefix(prefix.as_ref())
+                            .unwrap_or(m.location.as_ref())
+                            .trim_start_matches('/')
+                            .to_string()
+                    })
+                    .collect();
+                out.sort();
+                Ok(out)
+            }
+        }
+    }
+
     /// The bytes `key` holds (every object under it, for a directory); 0 if it is not there.
     pub async fn size(&self, key: &str) -> Result<u64, RepoError> {
         match self {

@@ -557,6 +557,32 @@ fn cron_archive_info() {
     let (c, one) = s.call("GET", &format!("/api/v1/archived-workflows/{uid}"), None);
     assert_eq!(c, 200);
     assert_eq!(one["status"]["phase"], "Succeeded");
+    // The archive's label keys, and one key's values (the UI's label filter asks these).
+    let labels = one["metadata"]["labels"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let (c, keys) = s.call("GET", "/api/v1/archived-workflows-label-keys", None);
+    assert_eq!(c, 200, "{keys}");
+    for k in labels.keys() {
+        assert!(
+            keys["items"].as_array().unwrap().contains(&json!(k)),
+            "{k} in {keys}"
+        );
+    }
+    if let Some((k, v)) = labels.iter().next() {
+        let (c, values) = s.call(
+            "GET",
+            &format!("/api/v1/archived-workflows-label-values?listOptions.labelSelector={k}"),
+            None,
+        );
+        assert_eq!(c, 200, "{values}");
+        assert!(values["items"].as_array().unwrap().contains(v), "{values}");
+    }
+    let (c, _) = s.call("GET", "/api/v1/archived-workflows-label-values", None);
+    assert_eq!(c, 400);
+    let (c, ack) = s.call("POST", "/api/v1/tracking/event", Some(json!({"name": "x"})));
+    assert_eq!((c, ack), (200, json!({})));
     error(404, 5, "archived workflow \"nope\" not found")(s.call(
         "GET",
         "/api/v1/archived-workflows/nope",

@@ -124,6 +124,49 @@ fn artifacts_pass_through_the_bucket_under_argos_key_layout() {
     assert_eq!(object(&moto, &keys[2]), b"two\n");
     // Nothing went to the local directory.
     assert!(!server.home.join("state/artifacts/s3-pass").exists());
+    // Argo's artifact server reads them back from the bucket, byte for byte.
+    let make = node(&wf, "make")["id"].as_str().unwrap().to_string();
+    let use_node = node(&wf, "use")["id"].as_str().unwrap().to_string();
+    let get = |path: &str| {
+        let r = ureq::get(&format!("{}{path}", server.base))
+            .call()
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        let disposition = r
+            .header("content-disposition")
+            .unwrap_or_default()
+            .to_string();
+        let mut body = Vec::new();
+        std::io::Read::read_to_end(&mut r.into_reader(), &mut body).unwrap();
+        (disposition, body)
+    };
+    let (disposition, body) = get(&format!("/artifacts/default/s3-pass/{make}/greeting"));
+    assert_eq!(body, tgz);
+    assert_eq!(disposition, "attachment; filename=\"greeting.tgz\"");
+    let uid = wf["metadata"]["uid"].as_str().unwrap();
+    assert_eq!(
+        get(&format!("/artifacts-by-uid/{uid}/{make}/greeting")).1,
+        tgz
+    );
+    assert_eq!(
+        get(&format!(
+            "/input-artifacts/default/s3-pass/{use_node}/greeting"
+        ))
+        .1,
+        tgz
+    );
+    let files = format!("/artifact-files/default/workflows/s3-pass/{make}/outputs/tree");
+    let (_, listing) = get(&format!("{files}/"));
+    let listing = String::from_utf8(listing).unwrap();
+    assert!(
+        listing.contains("<a href=\"one.txt\">one.txt</a>")
+            && listing.contains("<a href=\"sub/\">sub/</a>"),
+        "{listing}"
+    );
+    assert_eq!(get(&format!("{files}/sub/two.txt")).1, b"two\n");
+    // A directory without its slash is redirected to it (ureq follows), as Argo does.
+    assert!(String::from_utf8(get(&files).1)
+        .unwrap()
+        .contains("one.txt"));
 }
 
 #[test]

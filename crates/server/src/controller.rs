@@ -520,6 +520,11 @@ impl Controller {
         out
     }
 
+    /// The artifact repository of a workflow (`artifactRepositoryRef.key`, else the default).
+    pub fn repository_for(&self, key: Option<&str>) -> &artifact_repo::Repository {
+        self.pods.repository_for(key)
+    }
+
     /// A pod's directory (its logs, its result).
     pub fn pod_dir(&self, namespace: &str, pod: &str) -> std::path::PathBuf {
         self.pods.pod_dir(&pod_key(namespace, pod))

@@ -595,6 +595,47 @@ impl Store {
         Ok(row.map(|r| workflow_row(&r)))
     }
 
+    /// The label keys of archived workflows (of the namespaces `within`, when given), sorted;
+    /// with `key`, that key's values instead.
+    pub async fn archived_labels(
+        &self,
+        key: Option<&str>,
+        within: Option<&[String]>,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut b = select::Sql::new(match key {
+            None => "SELECT DISTINCT l.key FROM archived_labels l JOIN archived_workflows t ON t.uid = l.uid WHERE 1=1",
+            Some(_) => "SELECT DISTINCT l.value FROM archived_labels l JOIN archived_workflows t ON t.uid = l.uid WHERE 1=1",
+        });
+        if let Some(k) = key {
+            b.push(" AND l.key = ").bind_text(k);
+        }
+        if let Some(within) = within {
+            if within.is_empty() {
+                return Ok(Vec::new());
+            }
+            b.push(" AND t.namespace IN (");
+            for (i, ns) in within.iter().enumerate() {
+                if i > 0 {
+                    b.push(", ");
+                }
+                b.bind_text(ns);
+            }
+            b.push(")");
+        }
+        b.push(" ORDER BY 1");
+        let rows = b.query().fetch_all(&self.read).await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// A live workflow by uid.
+    pub async fn workflow_by_uid(&self, uid: &str) -> Result<Option<WorkflowRow>, StoreError> {
+        let row = sqlx::query("SELECT uid, namespace, name, created_ns, phase, finished_ns, manifest, params, context, status FROM workflows WHERE uid = $1")
+            .bind(uid)
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(row.map(|r| workflow_row(&r)))
+    }
+
     /// Workflows whose engines have not finished: the controller's work after a restart.
     pub async fn unfinished_workflows(&self) -> Result<Vec<WorkflowRow>, StoreError> {
         let rows = sqlx::query("SELECT uid, namespace, name, created_ns, phase, finished_ns, manifest, params, context, status FROM workflows WHERE finished_ns IS NULL ORDER BY created_ns, uid")

@@ -17,6 +17,8 @@ use super::workflows::{resubmit_manifest, retry_with};
 pub(super) fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/api/v1/archived-workflows", get(list_archived))
+        .route("/api/v1/archived-workflows-label-keys", get(label_keys))
+        .route("/api/v1/archived-workflows-label-values", get(label_values))
         .route(
             "/api/v1/archived-workflows/{uid}",
             get(get_archived).delete(delete_archived),
@@ -29,6 +31,39 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
             "/api/v1/archived-workflows/{uid}/resubmit",
             put(resubmit_archived),
         )
+}
+
+/// Argo's `ListArchivedWorkflowLabelKeys`: `{"items": [key, …]}`.
+async fn label_keys(State(s): St, caller: Caller) -> ApiResult {
+    let within = visible(&s, &caller, "list");
+    let items = s.ctl.store.archived_labels(None, within.as_deref()).await?;
+    Ok(Json(json!({"items": items})))
+}
+
+/// Argo's `ListArchivedWorkflowLabelValues`: the values of the one key the label selector
+/// names (`listOptions.labelSelector=KEY`).
+async fn label_values(State(s): St, Query(q): Q, caller: Caller) -> ApiResult {
+    let key = q
+        .get("listOptions.labelSelector")
+        .map(|k| k.trim())
+        .filter(|k| {
+            !k.is_empty()
+                && k.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+        })
+        .ok_or_else(|| {
+            ApiError::InvalidArgument(
+                "listOptions.labelSelector: one label key is required (its values are listed)"
+                    .into(),
+            )
+        })?;
+    let within = visible(&s, &caller, "list");
+    let items = s
+        .ctl
+        .store
+        .archived_labels(Some(key), within.as_deref())
+        .await?;
+    Ok(Json(json!({"items": items})))
 }
 
 pub(super) async fn list_archived(State(s): St, Query(q): Q, caller: Caller) -> ApiResult {

@@ -16,6 +16,11 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
         .route("/api/v1/info", get(info))
         .route("/api/v1/version", get(version))
         .route("/api/v1/userinfo", get(userinfo))
+        // Argo's server without tracking configured accepts the UI's events and drops them.
+        .route(
+            "/api/v1/tracking/event",
+            axum::routing::post(|| async { Json(json!({})) }),
+        )
 }
 
 pub(super) async fn info() -> Json<Value> {

@@ -16,6 +16,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 mod archive;
+mod artifacts;
 mod audit;
 mod cluster;
 mod common;
@@ -42,6 +43,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(usage::routes())
         .merge(metrics::routes())
         .merge(requests::routes())
+        .merge(artifacts::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         // Outside authentication, so that refused attempts are audited too.
@@ -127,6 +129,19 @@ async fn authenticate(State(s): St, mut req: Request, next: Next) -> Response {
             .ok()
             .flatten()
             .map(|r| r.namespace),
+        access::Scope::WorkflowUid(uid) if !principal.admin => {
+            match s.ctl.store.workflow_by_uid(uid).await.ok().flatten() {
+                Some(r) => Some(r.namespace),
+                None => s
+                    .ctl
+                    .store
+                    .archived(uid)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|r| r.namespace),
+            }
+        }
         _ => None,
     };
     if !principal.admin {
