@@ -1248,3 +1248,72 @@ fn two_namespaces_run_workflows_of_one_name_with_pods_of_their_own() {
     assert!(home.join("state/pods/team-b/shared-name/main.log").exists());
     assert!(!home.join("state/pods/team-a/shared-name").exists());
 }
+
+/// Argo's event API: a webhook `POST /api/v1/events/default/ci` with a WorkflowEventBinding
+/// submits the bound WorkflowTemplate with parameters taken from the payload; an event its
+/// selector rejects submits nothing.
+#[test]
+fn a_webhook_event_submits_the_bound_template() {
+    let home = temp_home("api-events");
+    let s = Server::start(&home, &[]);
+    let (c, e) = s.call(
+        "POST",
+        "/api/v1/workflow-templates/default",
+        Some(json!({"template": {"metadata": {"name": "build"}, "spec": {
+            "entrypoint": "main",
+            "arguments": {"parameters": [{"name": "commit"}, {"name": "ticket_id"}]},
+            "templates": [{"name": "main", "script": {"image": "debian", "command": ["sh"],
+                "source": "echo building {{workflow.parameters.commit}}"}}]}}})),
+    );
+    assert_eq!(c, 200, "{e}");
+    let (c, e) = s.call(
+        "POST",
+        "/api/v1/workflow-event-bindings/default",
+        Some(json!({"metadata": {"name": "on-push"}, "spec": {
+            "event": {"selector": "discriminator == 'ci' && payload.ref == 'main' && metadata['x-github-event'] == ['push']"},
+            "submit": {"workflowTemplateRef": {"name": "build"}, "arguments": {"parameters": [
+                {"name": "commit", "valueFrom": {"event": "payload.sha"}},
+                {"name": "ticket_id", "valueFrom": {"event": "payload.ticket"}}]}}}})),
+    );
+    assert_eq!(c, 200, "{e}");
+    let (c, list) = s.call("GET", "/api/v1/workflow-event-bindings/default", None);
+    assert_eq!(c, 200);
+    assert_eq!(list["items"][0]["metadata"]["name"], "on-push");
+    let event = |payload: Value, event: &str| {
+        let r = ureq::post(&format!("{}/api/v1/events/default/ci", s.base))
+            .set("Content-Type", "application/json")
+            .set("X-GitHub-Event", event)
+            .send_string(&payload.to_string());
+        match r {
+            Ok(r) => (r.status(), r.into_string().unwrap()),
+            Err(ureq::Error::Status(c, r)) => (c, r.into_string().unwrap()),
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let (c, body) = event(
+        json!({"ref": "main", "sha": "abc123", "ticket": "T-7"}),
+        "push",
+    );
+    assert_eq!((c, body.as_str()), (200, "{}"));
+    // Not for this binding: a branch it does not watch, or another GitHub event.
+    assert_eq!(
+        event(json!({"ref": "dev", "sha": "x", "ticket": "T"}), "push").0,
+        200
+    );
+    assert_eq!(
+        event(json!({"ref": "main", "sha": "y", "ticket": "T"}), "issues").0,
+        200
+    );
+    let (_, all) = s.call(
+        "GET",
+        "/api/v1/workflows/default?listOptions.labelSelector=workflows.argoproj.io/workflow-event-binding%3Don-push",
+        None,
+    );
+    let items = all["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "one event matched: {all}");
+    let name = items[0]["metadata"]["name"].as_str().unwrap().to_string();
+    assert!(name.starts_with("build-"), "{name}");
+    let done = s.wait("default", &name, Duration::from_secs(30));
+    assert_eq!(done["status"]["phase"], "Succeeded", "{done}");
+    assert_eq!(node(&done, &name)["outputs"]["result"], "building abc123");
+}

@@ -7,6 +7,7 @@ pub mod config;
 pub mod controller;
 pub mod cron;
 pub mod error;
+pub mod events;
 pub mod jobs;
 pub mod maintenance;
 pub mod manifest;

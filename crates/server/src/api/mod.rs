@@ -20,6 +20,7 @@ mod artifacts;
 mod audit;
 mod cluster;
 mod common;
+mod events;
 mod info;
 mod logs;
 mod metrics;
@@ -44,6 +45,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(metrics::routes())
         .merge(requests::routes())
         .merge(artifacts::routes())
+        .merge(events::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         // Outside authentication, so that refused attempts are audited too.
