@@ -124,6 +124,11 @@ pub fn need(method: &str, path: &str, query: Option<&str>) -> Need {
             resource: "workflows",
             scope: namespace_scope(ns),
         },
+        ["api", "v1", "stream", kind, ns, ..] if resource_of(kind).is_some() => Need {
+            verb: "watch",
+            resource: resource_of(kind).unwrap_or("workflows"),
+            scope: namespace_scope(ns),
+        },
         ["api", "v1", "archived-workflows-label-keys" | "archived-workflows-label-values"] => {
             Need {
                 verb: "list",

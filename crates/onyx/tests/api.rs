@@ -1317,3 +1317,141 @@ fn a_webhook_event_submits_the_bound_template() {
     assert_eq!(done["status"]["phase"], "Succeeded", "{done}");
     assert_eq!(node(&done, &name)["outputs"]["result"], "building abc123");
 }
+
+/// Every operation of Argo Server v3.5.6's swagger (the list committed in
+/// tests/argo-server-operations.tsv, with its source) is served: none answers "no API at".
+#[test]
+fn every_operation_of_argo_servers_swagger_is_served() {
+    let list = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/argo-server-operations.tsv"),
+    )
+    .unwrap();
+    let home = temp_home("api-swagger");
+    let s = Server::start(&home, &[]);
+    let agent = ureq::AgentBuilder::new()
+        .timeout_read(Duration::from_secs(2))
+        .build();
+    let mut unserved = Vec::new();
+    let mut count = 0;
+    for line in list
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let f: Vec<&str> = line.split('\t').collect();
+        let (method, template) = (f[0], f[1]);
+        let mut path = template.to_string();
+        for (param, value) in [
+            ("{namespace}", "default"),
+            ("{name}", "nope"),
+            ("{uid}", "nope"),
+            ("{podName}", "nope"),
+            ("{discriminator}", "ci"),
+            ("{nodeId}", "n"),
+            ("{artifactName}", "a"),
+            ("{idDiscriminator}", "workflows"),
+            ("{id}", "nope"),
+            ("{artifactDiscriminator}", "outputs"),
+        ] {
+            path = path.replace(param, value);
+        }
+        assert!(!path.contains('{'), "a parameter left in {path}");
+        count += 1;
+        let req = agent.request(method, &format!("{}{path}", s.base));
+        let res = match method {
+            "GET" | "DELETE" => req.call(),
+            _ => req
+                .set("Content-Type", "application/json")
+                .send_string("{}"),
+        };
+        let (code, body) = match res {
+            // Streams stay open: the status is enough.
+            Ok(r) => (r.status(), String::new()),
+            Err(ureq::Error::Status(c, r)) => (c, r.into_string().unwrap_or_default()),
+            Err(e) => panic!("{method} {path}: {e}"),
+        };
+        if code == 404 && body.contains("no API at") {
+            unserved.push(format!("{method} {template}"));
+        }
+    }
+    assert_eq!(count, 69, "the swagger has 69 operations");
+    assert!(unserved.is_empty(), "not served: {unserved:#?}");
+}
+
+/// EventSources and Sensors are stored as Argo Server keeps them (create, get, update, list,
+/// watch, delete); `stream/events` has an Event for each phase a workflow reaches.
+#[test]
+fn event_sources_and_sensors_are_kept_and_workflow_events_streamed() {
+    let home = temp_home("api-argo-events");
+    let s = Server::start(&home, &[]);
+    let es = json!({"metadata": {"name": "github"},
+                    "spec": {"webhook": {"push": {"port": "12000", "endpoint": "/push", "method": "POST"}}}});
+    let (c, made) = s.call(
+        "POST",
+        "/api/v1/event-sources/default",
+        Some(json!({"namespace": "default", "eventSource": es})),
+    );
+    assert_eq!(c, 200, "{made}");
+    assert_eq!(made["kind"], "EventSource");
+    let uid = made["metadata"]["uid"].clone();
+    let (c, again) = s.call(
+        "POST",
+        "/api/v1/event-sources/default",
+        Some(json!({"namespace": "default", "eventSource": es})),
+    );
+    assert_eq!(c, 409, "{again}");
+    let mut changed = es.clone();
+    changed["spec"]["webhook"]["push"]["port"] = json!("13000");
+    let (c, updated) = s.call(
+        "PUT",
+        "/api/v1/event-sources/default/github",
+        Some(json!({"namespace": "default", "name": "github", "eventSource": changed})),
+    );
+    assert_eq!(c, 200, "{updated}");
+    assert_eq!(updated["metadata"]["uid"], uid, "an update keeps the uid");
+    let (_, got) = s.call("GET", "/api/v1/event-sources/default/github", None);
+    assert_eq!(got["spec"]["webhook"]["push"]["port"], "13000");
+    let (c, sensor) = s.call(
+        "POST",
+        "/api/v1/sensors/default",
+        Some(json!({"namespace": "default", "sensor": {"metadata": {"name": "on-push"},
+            "spec": {"dependencies": [{"name": "push", "eventSourceName": "github", "eventName": "push"}],
+                     "triggers": []}}})),
+    );
+    assert_eq!(c, 200, "{sensor}");
+    let (_, list) = s.call("GET", "/api/v1/sensors/default", None);
+    assert_eq!(list["items"][0]["metadata"]["name"], "on-push");
+    // The watch starts with what is there.
+    let r = ureq::get(&format!("{}/api/v1/stream/event-sources/default", s.base))
+        .call()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(r.into_reader()), &mut first).unwrap();
+    let first: Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(first["result"]["type"], "ADDED");
+    assert_eq!(first["result"]["object"]["metadata"]["name"], "github");
+    let (c, _) = s.call("DELETE", "/api/v1/event-sources/default/github", None);
+    assert_eq!(c, 200);
+    let (c, gone) = s.call("GET", "/api/v1/event-sources/default/github", None);
+    assert_eq!(c, 404, "{gone}");
+    // Kubernetes Events of the namespace: a workflow's phases.
+    let r = ureq::get(&format!("{}/api/v1/stream/events/default", s.base))
+        .call()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(r.into_reader());
+    s.submit("default", hello("evented", true));
+    let mut reasons = Vec::new();
+    while !reasons.iter().any(|r: &String| r == "WorkflowSucceeded") {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut lines, &mut line).unwrap();
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["result"]["object"]["involvedObject"]["name"], "evented");
+        reasons.push(
+            v["result"]["object"]["reason"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+        assert!(reasons.len() < 10, "{reasons:?}");
+    }
+}

@@ -16,6 +16,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 mod archive;
+mod argo_events;
 mod artifacts;
 mod audit;
 mod cluster;
@@ -46,6 +47,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(requests::routes())
         .merge(artifacts::routes())
         .merge(events::routes())
+        .merge(argo_events::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         // Outside authentication, so that refused attempts are audited too.
