@@ -174,6 +174,25 @@ pub enum ClientCommand {
     /// uncordon, one node after another).
     #[command(subcommand)]
     Maintenance(MaintenanceCommand),
+    /// Copy a workflow's output artifacts to a directory, as `argo cp` does (through the
+    /// server's artifact API: from the local repository or S3).
+    Cp {
+        workflow: String,
+        output_dir: PathBuf,
+        #[arg(long)]
+        node_id: Option<String>,
+        #[arg(long)]
+        template_name: Option<String>,
+        #[arg(long)]
+        artifact_name: Option<String>,
+        /// Where under OUTPUT_DIR each artifact goes; {namespace}, {workflowName}, {nodeId},
+        /// {templateName} and {artifactName} are replaced.
+        #[arg(
+            long,
+            default_value = "{namespace}/{workflowName}/{nodeId}/outputs/{artifactName}"
+        )]
+        path: String,
+    },
     /// Cordon every node and suspend every workflow (the spec's emergency stop, ONYX side).
     EmergencyStop,
 }
@@ -1030,6 +1049,75 @@ fn run_inner(o: &ClientOpts, cmd: ClientCommand) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
         },
+        ClientCommand::Cp {
+            workflow,
+            output_dir,
+            node_id,
+            template_name,
+            artifact_name,
+            path,
+        } => {
+            let ns = o.namespace.as_str();
+            let wf = api.json(
+                "GET",
+                &format!("/api/v1/workflows/{}/{}", enc(ns), enc(&workflow)),
+                None,
+            )?;
+            let mut copied = 0;
+            for (id, node) in wf["status"]["nodes"].as_object().into_iter().flatten() {
+                let template = node["templateName"].as_str().unwrap_or_default();
+                if node_id.as_ref().is_some_and(|n| n != id)
+                    || template_name.as_ref().is_some_and(|t| t != template)
+                {
+                    continue;
+                }
+                for a in node["outputs"]["artifacts"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                {
+                    let name = a["name"].as_str().unwrap_or_default();
+                    let Some(key) = a["local"]["key"].as_str().or(a["s3"]["key"].as_str()) else {
+                        continue;
+                    };
+                    if artifact_name.as_ref().is_some_and(|n| n != name) {
+                        continue;
+                    }
+                    let dir = output_dir.join(
+                        path.replacen("{templateName}", template, 1)
+                            .replacen("{namespace}", ns, 1)
+                            .replacen("{workflowName}", &workflow, 1)
+                            .replacen("{nodeId}", id, 1)
+                            .replacen("{artifactName}", name, 1),
+                    );
+                    std::fs::create_dir_all(&dir)
+                        .with_context(|| format!("creating {}", dir.display()))?;
+                    let file_name = key.rsplit('/').next().unwrap_or(key);
+                    let target = dir.join(file_name);
+                    let r = api.call(
+                        "GET",
+                        &format!(
+                            "/artifacts/{}/{}/{}/{}",
+                            enc(ns),
+                            enc(&workflow),
+                            enc(id),
+                            enc(name)
+                        ),
+                        None,
+                    )?;
+                    let mut out = std::fs::File::create(&target)
+                        .with_context(|| format!("creating {}", target.display()))?;
+                    std::io::copy(&mut r.into_reader(), &mut out)
+                        .with_context(|| format!("writing {}", target.display()))?;
+                    println!("Created {}", target.display());
+                    copied += 1;
+                }
+            }
+            if copied == 0 {
+                bail!("workflow {workflow} has no output artifacts that match");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         ClientCommand::EmergencyStop => {
             let v = api.json("POST", "/api/v1/onyx/emergency-stop", Some(&json!({})))?;
             println!(

@@ -167,6 +167,23 @@ fn artifacts_pass_through_the_bucket_under_argos_key_layout() {
     assert!(String::from_utf8(get(&files).1)
         .unwrap()
         .contains("one.txt"));
+    // `onyx cp`, as `argo cp`: the artifact under {namespace}/{workflow}/{node}/outputs/{name}.
+    let out = server.home.join("copied");
+    let cp = std::process::Command::new(env!("CARGO_BIN_EXE_onyx"))
+        .args(["--server", &server.base, "cp", "s3-pass"])
+        .arg(&out)
+        .args(["--artifact-name", "greeting"])
+        .output()
+        .unwrap();
+    assert!(
+        cp.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cp.stderr)
+    );
+    let copied = out.join(format!(
+        "default/s3-pass/{make}/outputs/greeting/greeting.tgz"
+    ));
+    assert_eq!(std::fs::read(&copied).unwrap(), tgz, "{}", copied.display());
 }
 
 #[test]
