@@ -385,6 +385,51 @@ impl Api {
     }
 }
 
+/// Write a download to `target`.
+fn save(r: ureq::Response, target: &Path) -> anyhow::Result<()> {
+    let mut out =
+        std::fs::File::create(target).with_context(|| format!("creating {}", target.display()))?;
+    std::io::copy(&mut r.into_reader(), &mut out)
+        .with_context(|| format!("writing {}", target.display()))?;
+    println!("Created {}", target.display());
+    Ok(())
+}
+
+/// Copy what `/artifact-files` serves at `path` to `target`: a file, or (an HTML listing, as
+/// Argo's server writes it for a directory) every file below. Returns how many files.
+fn copy_tree(api: &Api, path: &str, target: &Path) -> anyhow::Result<usize> {
+    let r = api.call("GET", path, None)?;
+    let is_listing = r
+        .header("content-type")
+        .is_some_and(|t| t.starts_with("text/html"));
+    if !is_listing {
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        save(r, target)?;
+        return Ok(1);
+    }
+    let html = r.into_string()?;
+    std::fs::create_dir_all(target)?;
+    let mut n = 0;
+    for entry in html.split("<a href=\"").skip(1) {
+        let Some(href) = entry.split('"').next() else {
+            continue;
+        };
+        if href == ".." || href.contains("..") || href.starts_with('/') {
+            continue;
+        }
+        let name = href.trim_end_matches('/');
+        let dir = if path.ends_with('/') {
+            path.to_string()
+        } else {
+            format!("{path}/")
+        };
+        n += copy_tree(api, &format!("{dir}{href}"), &target.join(name))?;
+    }
+    Ok(n)
+}
+
 fn print_obj(v: &Value, f: Format) -> anyhow::Result<()> {
     match f {
         Format::Json => println!("{}", serde_json::to_string_pretty(v)?),
@@ -1093,6 +1138,19 @@ fn run_inner(o: &ClientOpts, cmd: ClientCommand) -> anyhow::Result<ExitCode> {
                     std::fs::create_dir_all(&dir)
                         .with_context(|| format!("creating {}", dir.display()))?;
                     let file_name = key.rsplit('/').next().unwrap_or(key);
+                    if a["archive"]["none"].is_object() {
+                        // Maybe a directory saved without an archive: its files, as the
+                        // artifact-files listing names them (one file comes back as itself).
+                        let base = format!(
+                            "/artifact-files/{}/workflows/{}/{}/outputs/{}",
+                            enc(ns),
+                            enc(&workflow),
+                            enc(id),
+                            enc(name)
+                        );
+                        copied += copy_tree(&api, &base, &dir.join(file_name))?;
+                        continue;
+                    }
                     let target = dir.join(file_name);
                     let r = api.call(
                         "GET",
@@ -1105,11 +1163,7 @@ fn run_inner(o: &ClientOpts, cmd: ClientCommand) -> anyhow::Result<ExitCode> {
                         ),
                         None,
                     )?;
-                    let mut out = std::fs::File::create(&target)
-                        .with_context(|| format!("creating {}", target.display()))?;
-                    std::io::copy(&mut r.into_reader(), &mut out)
-                        .with_context(|| format!("writing {}", target.display()))?;
-                    println!("Created {}", target.display());
+                    save(r, &target)?;
                     copied += 1;
                 }
             }

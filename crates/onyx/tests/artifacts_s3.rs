@@ -184,6 +184,21 @@ fn artifacts_pass_through_the_bucket_under_argos_key_layout() {
         "default/s3-pass/{make}/outputs/greeting/greeting.tgz"
     ));
     assert_eq!(std::fs::read(&copied).unwrap(), tgz, "{}", copied.display());
+    // A directory artifact: its files, each byte for byte.
+    let cp = std::process::Command::new(env!("CARGO_BIN_EXE_onyx"))
+        .args(["--server", &server.base, "cp", "s3-pass"])
+        .arg(&out)
+        .args(["--artifact-name", "tree"])
+        .output()
+        .unwrap();
+    assert!(
+        cp.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cp.stderr)
+    );
+    let tree = out.join(format!("default/s3-pass/{make}/outputs/tree/tree"));
+    assert_eq!(std::fs::read(tree.join("one.txt")).unwrap(), b"one\n");
+    assert_eq!(std::fs::read(tree.join("sub/two.txt")).unwrap(), b"two\n");
 }
 
 #[test]
