@@ -867,6 +867,24 @@ impl Run {
                 self.name
             );
         }
+        // Sensors watching workflows: ADD when it starts, UPDATE when it ends.
+        let ended = matches!(
+            json["status"]["phase"].as_str(),
+            Some("Succeeded" | "Failed" | "Error")
+        );
+        let event_type = if ended { "UPDATE" } else { "ADD" };
+        if let Err(e) = self
+            .ctl
+            .notifier
+            .enqueue_sensors(event_type, &json, &self.uid)
+            .await
+        {
+            tracing::error!(
+                "workflow {}/{}: queueing sensor triggers: {e}",
+                self.namespace,
+                self.name
+            );
+        }
     }
 
     async fn finish(mut self) {

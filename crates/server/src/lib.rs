@@ -16,6 +16,7 @@ pub mod notify;
 pub mod pods;
 pub mod requests;
 pub mod scheduling;
+pub mod sensors;
 pub mod standby;
 pub mod state;
 pub mod submit;

@@ -30,6 +30,8 @@ pub struct Notifier {
     hooks: Vec<Hook>,
     store: Store,
     wake: Notify,
+    /// For Sensors' http triggers (`crate::sensors`), whose calls share the outbox.
+    sensor_agent: ureq::Agent,
 }
 
 /// What happened to a workflow, as a webhook is told.
@@ -190,7 +192,62 @@ impl Notifier {
             hooks,
             store,
             wake: Notify::new(),
+            sensor_agent: ureq::AgentBuilder::new()
+                .timeout(Duration::from_secs(10))
+                .build(),
         })
+    }
+
+    /// Queue the calls of the namespace's Sensors for a workflow event (`ADD` at its start,
+    /// `UPDATE` at its end): each keyed by sensor, trigger, workflow and phase, so none is
+    /// sent twice, a replay after a restart included.
+    pub async fn enqueue_sensors(
+        &self,
+        event_type: &str,
+        workflow: &Value,
+        uid: &str,
+    ) -> Result<(), store::StoreError> {
+        let ns = workflow["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("default");
+        let sensors: Vec<Value> = self
+            .store
+            .objects(crate::sensors::SENSOR, Some(ns))
+            .await?
+            .iter()
+            .filter_map(|r| serde_json::from_str(&r.body).ok())
+            .collect();
+        if sensors.is_empty() {
+            return Ok(());
+        }
+        let sources: Vec<Value> = self
+            .store
+            .objects(crate::sensors::EVENT_SOURCE, Some(ns))
+            .await?
+            .iter()
+            .filter_map(|r| serde_json::from_str(&r.body).ok())
+            .collect();
+        let (calls, problems) =
+            crate::sensors::calls(event_type, workflow, uid, &sources, &sensors);
+        for p in problems {
+            tracing::warn!("{p}");
+        }
+        if calls.is_empty() {
+            return Ok(());
+        }
+        let created_ns = now_ns();
+        let rows = calls
+            .into_iter()
+            .map(|(key, envelope)| NewNotification {
+                key,
+                webhook: crate::sensors::OUTBOX.into(),
+                body: envelope.to_string(),
+                created_ns,
+            })
+            .collect();
+        self.store.notify(rows).await?;
+        self.wake.notify_one();
+        Ok(())
     }
 
     /// The messages a workflow reaching its phase gives, one per webhook that listens.
@@ -224,9 +281,6 @@ impl Notifier {
 /// Deliver what the outbox holds, forever: due messages oldest first, each call in a
 /// blocking task, the outcome committed before the next look.
 pub async fn run(n: Arc<Notifier>) {
-    if n.hooks.is_empty() {
-        return;
-    }
     loop {
         let due = match n.store.due_notifications(now_ns(), 64).await {
             Ok(d) => d,
@@ -236,6 +290,26 @@ pub async fn run(n: Arc<Notifier>) {
             }
         };
         for m in &due {
+            if m.webhook == crate::sensors::OUTBOX {
+                let n2 = n.clone();
+                let (body, key) = (m.body.clone(), m.key.clone());
+                let outcome = tokio::task::spawn_blocking(move || sensor_call(&n2, &body, &key))
+                    .await
+                    .unwrap_or_else(|e| Err(e.to_string()));
+                let write = match outcome {
+                    Ok(()) => n.store.notification_sent(m.id, now_ns()).await,
+                    Err(error) => {
+                        let delay = Duration::from_secs(1 << m.attempts.clamp(0, 8));
+                        tracing::warn!("sensor call {}: {error}; retrying in {delay:?}", m.key);
+                        let next = now_ns() + delay.as_nanos() as i64;
+                        n.store.notification_failed(m.id, next, error).await
+                    }
+                };
+                if let Err(e) = write {
+                    tracing::error!("notifications: recording a delivery: {e}");
+                }
+                continue;
+            }
             let Some(hook) = n.hooks.iter().position(|h| h.cfg.name == m.webhook) else {
                 // A webhook removed from the config: its messages wait for it to come back.
                 continue;
@@ -290,6 +364,30 @@ pub async fn run(n: Arc<Notifier>) {
             // Woken by a new message, or looking again for retries that came due.
             let _ = tokio::time::timeout(Duration::from_millis(250), n.wake.notified()).await;
         }
+    }
+}
+
+/// One call of a Sensor's http trigger, from its outbox envelope.
+fn sensor_call(n: &Notifier, envelope: &str, key: &str) -> Result<(), String> {
+    let e: Value = serde_json::from_str(envelope).map_err(|e| e.to_string())?;
+    let url = e["url"].as_str().ok_or("no url")?;
+    let mut req = n
+        .sensor_agent
+        .request(e["method"].as_str().unwrap_or("POST"), url)
+        .set("Content-Type", "application/json")
+        .set("X-Onyx-Delivery", key);
+    for (k, v) in e["headers"].as_object().into_iter().flatten() {
+        if let Some(v) = v.as_str() {
+            req = req.set(k, v);
+        }
+    }
+    match req.send_string(&e["body"].to_string()) {
+        Ok(_) => Ok(()),
+        Err(ureq::Error::Status(code, r)) => Err(format!(
+            "HTTP {code}: {}",
+            r.into_string().unwrap_or_default().trim()
+        )),
+        Err(e) => Err(e.to_string()),
     }
 }
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 pub fn temp_home(name: &str) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
@@ -209,4 +209,23 @@ pub fn node<'a>(wf: &'a Value, display: &str) -> &'a Value {
         .as_object()
         .and_then(|m| m.values().find(|n| n["displayName"] == display))
         .unwrap_or(&Value::Null)
+}
+
+/// A one-step workflow saying `hi`, with the `ticket_id` the default policy requires when
+/// `ticket` is set.
+pub fn hello(name: &str, ticket: bool) -> Value {
+    let mut params = vec![json!({"name": "msg", "value": "hi"})];
+    if ticket {
+        params.push(json!({"name": "ticket_id", "value": "T-1"}));
+    }
+    json!({
+        "metadata": {"name": name, "labels": {"team": "a"}},
+        "spec": {
+            "entrypoint": "main",
+            "arguments": {"parameters": params},
+            "templates": [{"name": "main",
+                "inputs": {"parameters": [{"name": "msg"}]},
+                "container": {"image": "argoproj/argosay:v2", "args": ["echo", "{{inputs.parameters.msg}}"]}}]
+        }
+    })
 }

@@ -2,8 +2,8 @@
 //! get, update, delete, watch, logs), kept as stored objects; and `stream/events`, the
 //! namespace's Kubernetes Events — here, one a workflow's every phase change.
 //!
-//! ONYX stores EventSources and Sensors but does not run them yet (issue 19): their log
-//! streams are empty, and say nothing that did not happen.
+//! ONYX runs the Sensors that watch its own workflows (`crate::sensors`), in the controller,
+//! not as pods: their log streams are empty.
 
 use std::convert::Infallible;
 use std::sync::Arc;
