@@ -213,7 +213,7 @@ fn the_bucket_going_away_mid_upload_fails_the_step_with_the_error() {
             "metadata": {"name": "s3-gone"},
             "spec": {"entrypoint": "big", "arguments": params(), "templates": [
                 {"name": "big", "script": {"image": "debian", "command": ["sh"], "source":
-                    "head -c 400000000 /dev/urandom > /tmp/big.bin\necho written\n"},
+                    "head -c 150000000 /dev/urandom > /tmp/big.bin\necho written\n"},
                  "outputs": {"artifacts": [
                     {"name": "big", "path": "/tmp/big.bin", "archive": {"none": {}}}]}}
             ]}
