@@ -258,15 +258,7 @@ impl Repository {
                 match store.get(&path).await {
                     Ok(r) => write_stream(r, dest, &c.url(key)).await,
                     Err(object_store::Error::NotFound { .. }) => {
-                        let prefix = ObjectPath::from(format!("{}/", key.trim_end_matches('/')));
-                        let listed: Vec<_> = store
-                            .list(Some(&prefix))
-                            .try_collect()
-                            .await
-                            .map_err(|source| RepoError::Store {
-                                what: format!("listing {}", c.url(key)),
-                                source,
-                            })?;
+                        let listed = under(&store, c, key).await?;
                         if listed.is_empty() {
                             return Err(RepoError::Config(format!(
                                 "artifact {} not found in the repository",
@@ -274,14 +266,7 @@ impl Repository {
                             )));
                         }
                         for meta in listed {
-                            let rel = meta
-                                .location
-                                .as_ref()
-                                .strip_prefix(prefix.as_ref())
-                                .unwrap_or(meta.location.as_ref())
-                                .trim_start_matches('/')
-                                .to_string();
-                            let target = dest.join(&rel);
+                            let target = dest.join(relative(key, &meta.location));
                             if let Some(parent) = target.parent() {
                                 tokio::fs::create_dir_all(parent)
                                     .await
@@ -381,26 +366,10 @@ impl Repository {
             }
             Repository::S3(c) => {
                 let store = c.store()?;
-                let prefix = ObjectPath::from(format!("{}/", key.trim_end_matches('/')));
-                let listed: Vec<_> =
-                    store
-                        .list(Some(&prefix))
-                        .try_collect()
-                        .await
-                        .map_err(|source| RepoError::Store {
-                            what: format!("listing {}", c.url(key)),
-                            source,
-                        })?;
-                let mut out: Vec<String> = listed
+                let mut out: Vec<String> = under(&store, c, key)
+                    .await?
                     .iter()
-                    .map(|m| {
-                        m.location
-                            .as_ref()
-                            .strip_prefix(prefix.as_ref())
-                            .unwrap_or(m.location.as_ref())
-                            .trim_start_matches('/')
-                            .to_string()
-                    })
+                    .map(|m| relative(key, &m.location))
                     .collect();
                 out.sort();
                 Ok(out)
@@ -417,16 +386,7 @@ impl Repository {
                 match store.head(&ObjectPath::from(key)).await {
                     Ok(m) => Ok(m.size),
                     Err(object_store::Error::NotFound { .. }) => {
-                        let prefix = ObjectPath::from(format!("{}/", key.trim_end_matches('/')));
-                        let listed: Vec<_> = store
-                            .list(Some(&prefix))
-                            .try_collect()
-                            .await
-                            .map_err(|source| RepoError::Store {
-                                what: format!("listing {}", c.url(key)),
-                                source,
-                            })?;
-                        Ok(listed.iter().map(|m| m.size).sum())
+                        Ok(under(&store, c, key).await?.iter().map(|m| m.size).sum())
                     }
                     Err(source) => Err(RepoError::Store {
                         what: format!("reading {}", c.url(key)),
@@ -456,13 +416,8 @@ impl Repository {
             }
             Repository::S3(c) => {
                 let store = c.store()?;
-                let prefix = ObjectPath::from(format!("{}/", key.trim_end_matches('/')));
                 let mut doomed = vec![ObjectPath::from(key)];
-                let listed: Vec<_> = store
-                    .list(Some(&prefix))
-                    .try_collect()
-                    .await
-                    .unwrap_or_default();
+                let listed = under(&store, c, key).await.unwrap_or_default();
                 doomed.extend(listed.into_iter().map(|m| m.location));
                 for p in doomed {
                     match store.delete(&p).await {
@@ -491,6 +446,33 @@ impl Repository {
             .map_err(io("starting the artifact runtime".into()))?
             .block_on(f)
     }
+}
+
+/// The objects under `key/` (a directory saved without an archive).
+async fn under(
+    store: &Arc<dyn ObjectStore>,
+    c: &S3Config,
+    key: &str,
+) -> Result<Vec<object_store::ObjectMeta>, RepoError> {
+    let prefix = ObjectPath::from(format!("{}/", key.trim_end_matches('/')));
+    store
+        .list(Some(&prefix))
+        .try_collect()
+        .await
+        .map_err(|source| RepoError::Store {
+            what: format!("listing {}", c.url(key)),
+            source,
+        })
+}
+
+/// An object's path relative to the directory `key`.
+fn relative(key: &str, location: &ObjectPath) -> String {
+    let prefix = format!("{}/", key.trim_end_matches('/'));
+    let loc = location.as_ref();
+    loc.strip_prefix(prefix.as_str())
+        .unwrap_or(loc)
+        .trim_start_matches('/')
+        .to_string()
 }
 
 fn local_size(p: &Path) -> u64 {

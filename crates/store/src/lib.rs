@@ -613,14 +613,7 @@ impl Store {
             if within.is_empty() {
                 return Ok(Vec::new());
             }
-            b.push(" AND t.namespace IN (");
-            for (i, ns) in within.iter().enumerate() {
-                if i > 0 {
-                    b.push(", ");
-                }
-                b.bind_text(ns);
-            }
-            b.push(")");
+            b.push(" AND t.namespace IN (").bind_list(within).push(")");
         }
         b.push(" ORDER BY 1");
         let rows = b.query().fetch_all(&self.read).await?;
@@ -783,14 +776,7 @@ impl Store {
             if within.is_empty() {
                 b.push(" AND 1 = 0");
             } else {
-                b.push(" AND t.namespace IN (");
-                for (i, ns) in within.iter().enumerate() {
-                    if i > 0 {
-                        b.push(", ");
-                    }
-                    b.bind_text(ns);
-                }
-                b.push(")");
+                b.push(" AND t.namespace IN (").bind_list(within).push(")");
             }
         }
         select::push_label_filters(&mut b, labels, &q.selector);

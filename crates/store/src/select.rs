@@ -166,6 +166,17 @@ impl Sql {
         self
     }
 
+    /// `$a, $b, …`, one parameter each.
+    pub(crate) fn bind_list(&mut self, values: &[String]) -> &mut Sql {
+        for (i, v) in values.iter().enumerate() {
+            if i > 0 {
+                self.push(", ");
+            }
+            self.bind_text(v);
+        }
+        self
+    }
+
     pub(crate) fn query(&self) -> Query<'_, Any, AnyArguments<'_>> {
         let mut q = sqlx::query(&self.text);
         for a in &self.args {
@@ -200,14 +211,7 @@ pub(crate) fn push_label_filters(b: &mut Sql, table: &str, s: &Selector) {
             .push(" l WHERE l.uid = t.uid AND l.key = ")
             .bind_text(key);
         if let Some(vs) = values {
-            b.push(" AND l.value IN (");
-            for (i, v) in vs.iter().enumerate() {
-                if i > 0 {
-                    b.push(", ");
-                }
-                b.bind_text(v);
-            }
-            b.push(")");
+            b.push(" AND l.value IN (").bind_list(vs).push(")");
         }
         b.push(")");
     }

@@ -118,6 +118,22 @@ async fn not_found(req: Request) -> ApiError {
     ApiError::NotFound(format!("no API at {} {}", req.method(), req.uri().path()))
 }
 
+/// The namespace of a workflow by uid: in the archive, or (`live`) first among live ones.
+async fn namespace_of(s: &AppState, uid: &str, live: bool) -> Option<String> {
+    if live {
+        if let Ok(Some(r)) = s.ctl.store.workflow_by_uid(uid).await {
+            return Some(r.namespace);
+        }
+    }
+    s.ctl
+        .store
+        .archived(uid)
+        .await
+        .ok()
+        .flatten()
+        .map(|r| r.namespace)
+}
+
 async fn authenticate(State(s): St, mut req: Request, next: Next) -> Response {
     let principal = match s.auth.principal(req.headers()).await {
         Ok(p) => p,
@@ -125,27 +141,8 @@ async fn authenticate(State(s): St, mut req: Request, next: Next) -> Response {
     };
     let need = access::need(req.method().as_str(), req.uri().path(), req.uri().query());
     let archived_in = match &need.scope {
-        access::Scope::ArchivedUid(uid) if !principal.admin => s
-            .ctl
-            .store
-            .archived(uid)
-            .await
-            .ok()
-            .flatten()
-            .map(|r| r.namespace),
-        access::Scope::WorkflowUid(uid) if !principal.admin => {
-            match s.ctl.store.workflow_by_uid(uid).await.ok().flatten() {
-                Some(r) => Some(r.namespace),
-                None => s
-                    .ctl
-                    .store
-                    .archived(uid)
-                    .await
-                    .ok()
-                    .flatten()
-                    .map(|r| r.namespace),
-            }
-        }
+        access::Scope::ArchivedUid(uid) if !principal.admin => namespace_of(&s, uid, false).await,
+        access::Scope::WorkflowUid(uid) if !principal.admin => namespace_of(&s, uid, true).await,
         _ => None,
     };
     if !principal.admin {
