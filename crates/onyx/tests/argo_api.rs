@@ -144,8 +144,12 @@ fn every_operation_of_argo_servers_swagger_is_served() {
 fn event_sources_and_sensors_are_kept_and_workflow_events_streamed() {
     let home = temp_home("api-argo-events");
     let s = Server::start(&home, &[]);
+    let (port, other_port) = (
+        support::free_port().to_string(),
+        support::free_port().to_string(),
+    );
     let es = json!({"metadata": {"name": "github"},
-                    "spec": {"webhook": {"push": {"port": "12000", "endpoint": "/push", "method": "POST"}}}});
+                    "spec": {"webhook": {"push": {"port": port, "endpoint": "/push", "method": "POST"}}}});
     let (c, made) = s.call(
         "POST",
         "/api/v1/event-sources/default",
@@ -161,7 +165,7 @@ fn event_sources_and_sensors_are_kept_and_workflow_events_streamed() {
     );
     assert_eq!(c, 409, "{again}");
     let mut changed = es.clone();
-    changed["spec"]["webhook"]["push"]["port"] = json!("13000");
+    changed["spec"]["webhook"]["push"]["port"] = json!(other_port);
     let (c, updated) = s.call(
         "PUT",
         "/api/v1/event-sources/default/github",
@@ -170,13 +174,13 @@ fn event_sources_and_sensors_are_kept_and_workflow_events_streamed() {
     assert_eq!(c, 200, "{updated}");
     assert_eq!(updated["metadata"]["uid"], uid, "an update keeps the uid");
     let (_, got) = s.call("GET", "/api/v1/event-sources/default/github", None);
-    assert_eq!(got["spec"]["webhook"]["push"]["port"], "13000");
+    assert_eq!(got["spec"]["webhook"]["push"]["port"], json!(other_port));
     let (c, sensor) = s.call(
         "POST",
         "/api/v1/sensors/default",
         Some(json!({"namespace": "default", "sensor": {"metadata": {"name": "on-push"},
             "spec": {"dependencies": [{"name": "push", "eventSourceName": "github", "eventName": "push"}],
-                     "triggers": []}}})),
+                     "triggers": [{"template": {"name": "say", "log": {}}}]}}})),
     );
     assert_eq!(c, 200, "{sensor}");
     let (_, list) = s.call("GET", "/api/v1/sensors/default", None);
@@ -222,31 +226,8 @@ fn event_sources_and_sensors_are_kept_and_workflow_events_streamed() {
 /// trigger builds from the event.
 #[test]
 fn a_sensor_http_trigger_is_called_once_per_completed_workflow() {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let receiver = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/done", receiver.local_addr().unwrap());
-    let (tx, rx) = std::sync::mpsc::channel::<Value>();
-    std::thread::spawn(move || {
-        for stream in receiver.incoming().flatten() {
-            let mut r = BufReader::new(stream);
-            let mut length = 0;
-            loop {
-                let mut line = String::new();
-                if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0; length];
-            let _ = r.read_exact(&mut body);
-            let _ = r
-                .get_mut()
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
-            let _ = tx.send(serde_json::from_slice(&body).unwrap_or(Value::Null));
-        }
-    });
+    let (base, rx) = support::receiver();
+    let url = format!("{base}/done");
     let home = temp_home("api-sensors");
     let s = Server::start(&home, &[]);
     let (c, e) = s.call(

@@ -53,7 +53,7 @@ pub struct Controller {
     draining: Mutex<HashSet<String>>,
     /// What `/metrics` reports of the controller's work, and the custom metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
-    /// The webhooks told of workflows' phases.
+    /// The webhooks told of workflows' phases, and the Sensors' outbox.
     notifier: Arc<crate::notify::Notifier>,
     /// The audit trail, which gets every workflow event as it is logged.
     audit: audit::AuditLog,
@@ -492,6 +492,10 @@ impl Controller {
         &self.pods.cluster
     }
 
+    pub fn notifier(&self) -> &Arc<crate::notify::Notifier> {
+        &self.notifier
+    }
+
     /// Suspend every running workflow (the emergency stop's Argo half); returns their names.
     pub async fn suspend_all(&self) -> Vec<String> {
         let handles: Vec<(String, mpsc::UnboundedSender<Cmd>)> = self
@@ -873,11 +877,8 @@ impl Run {
             Some("Succeeded" | "Failed" | "Error")
         );
         let event_type = if ended { "UPDATE" } else { "ADD" };
-        if let Err(e) = self
-            .ctl
-            .notifier
-            .enqueue_sensors(event_type, &json, &self.uid)
-            .await
+        if let Err(e) =
+            crate::event_bus::workflow_event(&self.ctl.notifier, event_type, &json, &self.uid).await
         {
             tracing::error!(
                 "workflow {}/{}: queueing sensor triggers: {e}",

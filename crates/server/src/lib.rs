@@ -7,6 +7,7 @@ pub mod config;
 pub mod controller;
 pub mod cron;
 pub mod error;
+pub mod event_bus;
 pub mod events;
 pub mod jobs;
 pub mod maintenance;
@@ -15,8 +16,8 @@ pub mod metrics;
 pub mod notify;
 pub mod pods;
 pub mod requests;
+pub mod schedule;
 pub mod scheduling;
-pub mod sensors;
 pub mod standby;
 pub mod state;
 pub mod submit;
@@ -268,7 +269,26 @@ impl Assembled {
             ctl.cluster().ledgered_pods(),
             ledger,
         ));
-        tokio::spawn(notify::run(notifier));
+        let submitter: notify::Submitter = {
+            let state = state.clone();
+            Arc::new(move |ns: String, workflow: serde_json::Value| {
+                let state = state.clone();
+                Box::pin(async move {
+                    match submit::submit(&state, &ns, workflow, &[], false).await {
+                        // A retry after a crash finds its first submission (`notify`).
+                        Ok(_) | Err(error::ApiError::AlreadyExists(_)) => notify::Outcome::Done,
+                        Err(
+                            e @ (error::ApiError::InvalidArgument(_)
+                            | error::ApiError::Forbidden(_)
+                            | error::ApiError::FailedPrecondition(_)),
+                        ) => notify::Outcome::GiveUp(e.to_string()),
+                        Err(e) => notify::Outcome::Retry(e.to_string()),
+                    }
+                })
+            })
+        };
+        tokio::spawn(notify::run(notifier.clone(), submitter));
+        tokio::spawn(event_bus::run(notifier));
         // Namespaces granted by approved requests keep their GPU quotas.
         for row in ctl.store.objects(requests::KIND, Some("")).await? {
             if let Some((ns, quota)) = requests::quota_of(&row.body) {

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 use store::{NewNotification, Store};
 use tokio::sync::Notify;
 
@@ -30,9 +30,30 @@ pub struct Notifier {
     hooks: Vec<Hook>,
     store: Store,
     wake: Notify,
-    /// For Sensors' http triggers (`crate::sensors`), whose calls share the outbox.
+    /// For Sensors' http triggers (`crate::event_bus`), whose calls share the outbox.
     sensor_agent: ureq::Agent,
+    /// Sensors take one event at a time (`crate::event_bus::publish`).
+    pub(crate) sensor_lock: tokio::sync::Mutex<()>,
+    /// What EventSources and Sensors do, as their log streams tell it (Argo's
+    /// EventSourceLogEntry and SensorLogEntry); only live followers see it.
+    activity: tokio::sync::broadcast::Sender<Value>,
 }
+
+/// The outbox's "webhook" for Sensor trigger calls: the body is a [`sensors::Call`].
+pub const SENSOR_OUTBOX: &str = "sensor";
+
+/// What became of a call.
+pub enum Outcome {
+    Done,
+    /// Worth trying again later (the receiver or the store was away).
+    Retry(String),
+    /// Never going to work (the workflow is invalid): kept in the outbox with its error.
+    GiveUp(String),
+}
+
+/// Submits a Sensor trigger's workflow in a namespace (`submit::submit`, bound by the server).
+pub type Submitter =
+    Arc<dyn Fn(String, Value) -> futures::future::BoxFuture<'static, Outcome> + Send + Sync>;
 
 /// What happened to a workflow, as a webhook is told.
 #[derive(Debug, Clone, PartialEq)]
@@ -195,53 +216,59 @@ impl Notifier {
             sensor_agent: ureq::AgentBuilder::new()
                 .timeout(Duration::from_secs(10))
                 .build(),
+            sensor_lock: tokio::sync::Mutex::new(()),
+            activity: tokio::sync::broadcast::channel(256).0,
         })
     }
 
-    /// Queue the calls of the namespace's Sensors for a workflow event (`ADD` at its start,
-    /// `UPDATE` at its end): each keyed by sensor, trigger, workflow and phase, so none is
-    /// sent twice, a replay after a restart included.
-    pub async fn enqueue_sensors(
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Tell the log streams: `entry` is an EventSourceLogEntry or SensorLogEntry without its
+    /// time and level.
+    pub fn say(&self, level: &str, mut entry: Value) {
+        entry["level"] = json!(level);
+        entry["time"] =
+            json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        let _ = self.activity.send(entry);
+    }
+
+    pub fn activity(&self) -> tokio::sync::broadcast::Receiver<Value> {
+        self.activity.subscribe()
+    }
+
+    /// A sensor call's outcome, in its sensor's log stream (the key names namespace, sensor
+    /// and trigger).
+    fn say_delivered(&self, key: &str, error: Option<&str>) {
+        let mut parts = key.splitn(5, '/').skip(1);
+        let (ns, sensor, trigger) = (parts.next(), parts.next(), parts.next());
+        let (level, msg) = match error {
+            None => ("info", "successfully processed the trigger".to_string()),
+            Some(e) => ("error", format!("failed to execute the trigger: {e}")),
+        };
+        self.say(
+            level,
+            json!({"namespace": ns, "sensorName": sensor, "triggerName": trigger, "msg": msg}),
+        );
+    }
+
+    /// Queue the calls of firing Sensor triggers, each under its key: a key already in the
+    /// outbox (the same firing, replayed after a restart) queues nothing.
+    pub async fn enqueue_calls(
         &self,
-        event_type: &str,
-        workflow: &Value,
-        uid: &str,
+        calls: Vec<(String, sensors::Call)>,
     ) -> Result<(), store::StoreError> {
-        let ns = workflow["metadata"]["namespace"]
-            .as_str()
-            .unwrap_or("default");
-        let sensors: Vec<Value> = self
-            .store
-            .objects(crate::sensors::SENSOR, Some(ns))
-            .await?
-            .iter()
-            .filter_map(|r| serde_json::from_str(&r.body).ok())
-            .collect();
-        if sensors.is_empty() {
-            return Ok(());
-        }
-        let sources: Vec<Value> = self
-            .store
-            .objects(crate::sensors::EVENT_SOURCE, Some(ns))
-            .await?
-            .iter()
-            .filter_map(|r| serde_json::from_str(&r.body).ok())
-            .collect();
-        let (calls, problems) =
-            crate::sensors::calls(event_type, workflow, uid, &sources, &sensors);
-        for p in problems {
-            tracing::warn!("{p}");
-        }
         if calls.is_empty() {
             return Ok(());
         }
         let created_ns = now_ns();
         let rows = calls
             .into_iter()
-            .map(|(key, envelope)| NewNotification {
+            .map(|(key, call)| NewNotification {
                 key,
-                webhook: crate::sensors::OUTBOX.into(),
-                body: envelope.to_string(),
+                webhook: SENSOR_OUTBOX.into(),
+                body: serde_json::to_string(&call).unwrap_or_default(),
                 created_ns,
             })
             .collect();
@@ -280,7 +307,7 @@ impl Notifier {
 
 /// Deliver what the outbox holds, forever: due messages oldest first, each call in a
 /// blocking task, the outcome committed before the next look.
-pub async fn run(n: Arc<Notifier>) {
+pub async fn run(n: Arc<Notifier>, submitter: Submitter) {
     loop {
         let due = match n.store.due_notifications(now_ns(), 64).await {
             Ok(d) => d,
@@ -290,19 +317,24 @@ pub async fn run(n: Arc<Notifier>) {
             }
         };
         for m in &due {
-            if m.webhook == crate::sensors::OUTBOX {
-                let n2 = n.clone();
-                let (body, key) = (m.body.clone(), m.key.clone());
-                let outcome = tokio::task::spawn_blocking(move || sensor_call(&n2, &body, &key))
-                    .await
-                    .unwrap_or_else(|e| Err(e.to_string()));
+            if m.webhook == SENSOR_OUTBOX {
+                let outcome = sensor_call(&n, &submitter, &m.body, &m.key).await;
+                let error = match &outcome {
+                    Outcome::Done => None,
+                    Outcome::Retry(e) | Outcome::GiveUp(e) => Some(e.as_str()),
+                };
+                n.say_delivered(&m.key, error);
                 let write = match outcome {
-                    Ok(()) => n.store.notification_sent(m.id, now_ns()).await,
-                    Err(error) => {
+                    Outcome::Done => n.store.notification_sent(m.id, now_ns()).await,
+                    Outcome::Retry(error) => {
                         let delay = Duration::from_secs(1 << m.attempts.clamp(0, 8));
                         tracing::warn!("sensor call {}: {error}; retrying in {delay:?}", m.key);
                         let next = now_ns() + delay.as_nanos() as i64;
                         n.store.notification_failed(m.id, next, error).await
+                    }
+                    Outcome::GiveUp(error) => {
+                        tracing::error!("sensor call {}: {error}; not retried", m.key);
+                        n.store.notification_failed(m.id, i64::MAX, error).await
                     }
                 };
                 if let Err(e) = write {
@@ -367,28 +399,81 @@ pub async fn run(n: Arc<Notifier>) {
     }
 }
 
-/// One call of a Sensor's http trigger, from its outbox envelope.
-fn sensor_call(n: &Notifier, envelope: &str, key: &str) -> Result<(), String> {
-    let e: Value = serde_json::from_str(envelope).map_err(|e| e.to_string())?;
-    let url = e["url"].as_str().ok_or("no url")?;
-    let mut req = n
-        .sensor_agent
-        .request(e["method"].as_str().unwrap_or("POST"), url)
-        .set("Content-Type", "application/json")
-        .set("X-Onyx-Delivery", key);
-    for (k, v) in e["headers"].as_object().into_iter().flatten() {
-        if let Some(v) = v.as_str() {
-            req = req.set(k, v);
+/// One Sensor trigger call from the outbox.
+async fn sensor_call(n: &Arc<Notifier>, submitter: &Submitter, body: &str, key: &str) -> Outcome {
+    let call: sensors::Call = match serde_json::from_str(body) {
+        Ok(c) => c,
+        Err(e) => return Outcome::GiveUp(format!("unreadable call: {e}")),
+    };
+    match call {
+        sensors::Call::Http {
+            url,
+            method,
+            headers,
+            body,
+        } => {
+            let (n, key) = (n.clone(), key.to_string());
+            tokio::task::spawn_blocking(move || {
+                let mut req = n
+                    .sensor_agent
+                    .request(&method, &url)
+                    .set("Content-Type", "application/json")
+                    .set("X-Onyx-Delivery", &key);
+                for (k, v) in &headers {
+                    if let Some(v) = v.as_str() {
+                        req = req.set(k, v);
+                    }
+                }
+                match req.send_string(&body.to_string()) {
+                    Ok(_) => Outcome::Done,
+                    Err(ureq::Error::Status(code, r)) => Outcome::Retry(format!(
+                        "HTTP {code}: {}",
+                        r.into_string().unwrap_or_default().trim()
+                    )),
+                    Err(e) => Outcome::Retry(e.to_string()),
+                }
+            })
+            .await
+            .unwrap_or_else(|e| Outcome::Retry(e.to_string()))
+        }
+        sensors::Call::Submit {
+            namespace,
+            mut workflow,
+        } => {
+            name_for_once(&mut workflow, key);
+            submitter(namespace, workflow).await
+        }
+        sensors::Call::Log { message } => {
+            tracing::info!("sensor log trigger {key}: {message}");
+            Outcome::Done
         }
     }
-    match req.send_string(&e["body"].to_string()) {
-        Ok(_) => Ok(()),
-        Err(ureq::Error::Status(code, r)) => Err(format!(
-            "HTTP {code}: {}",
-            r.into_string().unwrap_or_default().trim()
-        )),
-        Err(e) => Err(e.to_string()),
+}
+
+/// A `generateName` workflow gets a name derived from the call's key, so that a submission
+/// retried after a crash finds the first one there (AlreadyExists) instead of making two.
+fn name_for_once(workflow: &mut Value, key: &str) {
+    let named = workflow["metadata"]["name"]
+        .as_str()
+        .is_some_and(|n| !n.is_empty());
+    let Some(prefix) = workflow["metadata"]["generateName"]
+        .as_str()
+        .map(str::to_string)
+    else {
+        return;
+    };
+    if named {
+        return;
     }
+    // Kubernetes' random-suffix alphabet, drawn from the key's hash instead of chance.
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let digest = Sha256::digest(key.as_bytes());
+    let suffix: String = digest[..8]
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect();
+    let prefix: String = prefix.chars().take(63 - suffix.len()).collect();
+    workflow["metadata"]["name"] = json!(prefix + &suffix);
 }
 
 #[cfg(test)]
@@ -428,6 +513,28 @@ mod tests {
             signature(b"Jefe", b"what do ya want for nothing?"),
             "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
+    }
+
+    #[test]
+    fn a_generated_name_comes_from_the_calls_key() {
+        let wf = || json!({"metadata": {"generateName": "webhook-"}});
+        let (mut a, mut again, mut b) = (wf(), wf(), wf());
+        name_for_once(&mut a, "sensor/ns/s/t/e1");
+        name_for_once(&mut again, "sensor/ns/s/t/e1");
+        name_for_once(&mut b, "sensor/ns/s/t/e2");
+        let name = a["metadata"]["name"].as_str().unwrap();
+        assert!(
+            name.starts_with("webhook-") && name.len() == "webhook-".len() + 8,
+            "{name}"
+        );
+        assert_eq!(a, again);
+        assert_ne!(a, b);
+        let mut named = json!({"metadata": {"name": "fixed", "generateName": "x-"}});
+        name_for_once(&mut named, "k");
+        assert_eq!(named["metadata"]["name"], "fixed");
+        let mut long = json!({"metadata": {"generateName": "a".repeat(70)}});
+        name_for_once(&mut long, "k");
+        assert_eq!(long["metadata"]["name"].as_str().unwrap().len(), 63);
     }
 
     #[test]

@@ -2,19 +2,20 @@
 //! get, update, delete, watch, logs), kept as stored objects; and `stream/events`, the
 //! namespace's Kubernetes Events — here, one a workflow's every phase change.
 //!
-//! ONYX runs the Sensors that watch its own workflows (`crate::sensors`), in the controller,
-//! not as pods: their log streams are empty.
+//! ONYX runs EventSources (resource on its workflows, webhook, calendar) and Sensors itself
+//! (`crate::event_bus`), not as pods.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::Response;
 use axum::routing::get;
 use axum::{Json, Router};
+use futures::StreamExt;
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
@@ -66,7 +67,9 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
             )
             .route(
                 &format!("/api/v1/stream/{}/{{ns}}/logs", k.path),
-                get(|| async { ndjson(futures::stream::empty()) }),
+                get(
+                    move |s: St, p: Path<String>, q: Query<Vec<(String, String)>>| logs(s, p, q, k),
+                ),
             );
     }
     r
@@ -120,6 +123,18 @@ fn object_of(body: Value, ns: &str, k: Kind) -> Result<(String, Value), ApiError
         return Err(ApiError::InvalidArgument(format!(
             "{}.spec: expected an object",
             k.field
+        )));
+    }
+    let problems = if k.kind == EVENT_SOURCE.kind {
+        sensors::check_event_source(&obj)
+    } else {
+        sensors::check_sensor(&obj)
+    };
+    if !problems.is_empty() {
+        return Err(ApiError::InvalidArgument(format!(
+            "{}: {}",
+            k.field,
+            problems.join("; ")
         )));
     }
     Ok((name, obj))
@@ -303,4 +318,44 @@ async fn watch_events(State(s): St, Path(ns): Path<String>) -> Result<Response, 
         }
     });
     Ok(ndjson(tokio_stream::wrappers::ReceiverStream::new(out)))
+}
+
+/// `stream/{event-sources,sensors}/{ns}/logs`: what ONYX's EventSources and Sensors do from
+/// now on, as Argo's log entries, narrowed by the query as Argo narrows them (`name`,
+/// `eventSourceType`, `eventName`, `triggerName`, `grep`).
+async fn logs(
+    State(s): St,
+    Path(ns): Path<String>,
+    Query(query): Query<Vec<(String, String)>>,
+    k: Kind,
+) -> Response {
+    let owner = if k.kind == EVENT_SOURCE.kind {
+        "eventSourceName"
+    } else {
+        "sensorName"
+    };
+    let wanted: Vec<(String, String)> = query
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .filter_map(|(key, v)| match key.as_str() {
+            "name" => Some((owner.to_string(), v)),
+            "eventSourceType" | "eventName" | "triggerName" | "grep" => Some((key, v)),
+            _ => None,
+        })
+        .collect();
+    let rx = s.ctl.notifier().activity();
+    let stream = tokio_stream::wrappers::BroadcastStream::new(rx).filter_map(move |entry| {
+        let keep = entry.ok().filter(|e| {
+            e["namespace"] == ns.as_str()
+                && e.get(owner).is_some()
+                && wanted.iter().all(|(key, v)| match key.as_str() {
+                    "grep" => e["msg"].as_str().is_some_and(|m| m.contains(v.as_str())),
+                    field => e[field] == v.as_str(),
+                })
+        });
+        std::future::ready(
+            keep.map(|e| Ok::<_, Infallible>(Bytes::from(json!({"result": e}).to_string() + "\n"))),
+        )
+    });
+    ndjson(stream)
 }
