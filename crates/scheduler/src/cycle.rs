@@ -424,15 +424,21 @@ pub fn run(s: &Scenario) -> Result<Outcome, ScenarioError> {
         };
         out.group_phases.insert(g.key.clone(), phase);
     }
+    // Every node that has MIG instances, or may get them: each GPU's instances by start
+    // slot, `[]` for a GPU that has none.
     for n in &st.nodes {
-        if n.gpus.iter().any(|g| !g.instances.is_empty()) {
+        let has_mig = n.gpus.iter().any(|g| !g.instances.is_empty());
+        if has_mig || (st.plugins.contains("dynamic-mig") && !n.gpus.is_empty()) {
+            let made: Vec<Vec<String>> = n
+                .gpus
+                .iter()
+                .map(|g| g.instances.iter().map(|(p, _)| p.clone()).collect())
+                .collect();
             out.mig_layouts.insert(
                 n.name.clone(),
-                n.gpus
-                    .iter()
-                    .map(|g| g.instances.iter().map(|(p, _)| p.clone()).collect())
-                    .collect(),
+                made.iter().map(|l| crate::mig::by_start(l)).collect(),
             );
+            out.mig_instances.insert(n.name.clone(), made);
         }
     }
     Ok(out)

@@ -65,27 +65,35 @@ pub fn compute_slices(name: &str) -> Option<u32> {
 /// Whether a GPU can hold these instances at once: compute slices, per-profile limits, and
 /// a placement of every instance at an allowed start within the 8 memory slices.
 pub fn fits(layout: &[String]) -> bool {
-    let Some(mut items): Option<Vec<&Profile>> = layout.iter().map(|p| profile(p)).collect() else {
-        return false;
-    };
+    starts(layout).is_some()
+}
+
+/// The memory slice each instance starts at, in `layout`'s order, or `None` when they do not
+/// fit together. The placement is canonical — the largest instances first, each at its lowest
+/// free start — so a layout has one answer whatever order it was made in.
+pub fn starts(layout: &[String]) -> Option<Vec<u32>> {
+    let items: Vec<&Profile> = layout.iter().map(|p| profile(p)).collect::<Option<_>>()?;
     if items.iter().map(|p| p.compute).sum::<u32>() > 7 {
-        return false;
+        return None;
     }
     for p in PROFILES {
         if items.iter().filter(|x| x.name == p.name).count() as u32 > p.max {
-            return false;
+            return None;
         }
     }
-    items.sort_by_key(|p| std::cmp::Reverse(p.memory));
-    fn go(items: &[&Profile], used: &mut [bool; 8]) -> bool {
-        let Some((p, rest)) = items.split_first() else {
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by_key(|&i| (std::cmp::Reverse(items[i].memory), i));
+    fn go(items: &[&Profile], order: &[usize], used: &mut [bool; 8], at: &mut [u32]) -> bool {
+        let Some((&i, rest)) = order.split_first() else {
             return true;
         };
+        let p = items[i];
         for &s in p.starts {
             let r = s as usize..(s + p.memory) as usize;
             if r.end <= 8 && used[r.clone()].iter().all(|u| !u) {
                 used[r.clone()].iter_mut().for_each(|u| *u = true);
-                if go(rest, used) {
+                at[i] = s;
+                if go(items, rest, used, at) {
                     return true;
                 }
                 used[r].iter_mut().for_each(|u| *u = false);
@@ -93,7 +101,20 @@ pub fn fits(layout: &[String]) -> bool {
         }
         false
     }
-    go(&items, &mut [false; 8])
+    let mut at = vec![0; items.len()];
+    go(&items, &order, &mut [false; 8], &mut at).then_some(at)
+}
+
+/// A layout as `nvidia-smi mig -lgi` lists it: by start slot.
+pub fn by_start(layout: &[String]) -> Vec<String> {
+    match starts(layout) {
+        Some(at) => {
+            let mut pairs: Vec<(u32, &String)> = at.into_iter().zip(layout).collect();
+            pairs.sort();
+            pairs.into_iter().map(|(_, p)| p.clone()).collect()
+        }
+        None => layout.to_vec(),
+    }
 }
 
 #[cfg(test)]
@@ -114,5 +135,18 @@ mod tests {
         assert!(!fits(&l(&["7g.80gb", "1g.10gb"])));
         assert!(fits(&l(&["1g.20gb", "1g.20gb", "1g.20gb", "1g.10gb"])));
         assert!(!fits(&l(&["5g.50gb"])));
+    }
+
+    #[test]
+    fn layouts_are_listed_by_start_slot_whatever_order_they_were_made_in() {
+        let want = l(&["3g.40gb", "2g.20gb", "1g.10gb"]);
+        assert_eq!(by_start(&l(&["1g.10gb", "2g.20gb", "3g.40gb"])), want);
+        assert_eq!(by_start(&l(&["2g.20gb", "1g.10gb", "3g.40gb"])), want);
+        assert_eq!(starts(&l(&["1g.10gb", "2g.20gb", "3g.40gb"])), Some(vec![6, 4, 0]));
+        // Four 1g instances push the 3g instance to the upper half.
+        assert_eq!(
+            by_start(&l(&["3g.40gb", "1g.10gb", "1g.10gb", "1g.10gb", "1g.10gb"])),
+            l(&["1g.10gb", "1g.10gb", "1g.10gb", "1g.10gb", "3g.40gb"])
+        );
     }
 }

@@ -14,7 +14,12 @@ pub struct Outcome {
     pub eviction_reasons: BTreeMap<String, String>,
     pub pipelined: BTreeMap<String, Vec<String>>,
     pub group_phases: BTreeMap<String, String>,
+    /// Each GPU's MIG instances by start slot, as `nvidia-smi mig -lgi` lists them (`[]`: none).
     pub mig_layouts: BTreeMap<String, Vec<Vec<String>>>,
+    /// The same instances in the order they were made: the index a pod's device
+    /// (`GPU/instance`) names, which the server keeps.
+    #[serde(skip)]
+    pub mig_instances: BTreeMap<String, Vec<Vec<String>>>,
     /// Pods refused at submission and why (they can never run on this cluster).
     pub refused: BTreeMap<String, String>,
     /// Why pending pods did not bind (as `kubectl describe` would say).

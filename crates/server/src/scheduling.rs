@@ -1130,7 +1130,7 @@ impl Cluster {
                 inner.to_evict.push((pod.to_string(), why));
             }
         }
-        for (name, layout) in &outcome.mig_layouts {
+        for (name, layout) in &outcome.mig_instances {
             if let Some(n) = inner.nodes.iter_mut().find(|n| &n.spec.name == name) {
                 if n.spec.mig.as_ref() != Some(layout) {
                     tracing::info!("node {name}: MIG layout now {layout:?}");
