@@ -304,6 +304,53 @@ fn lint(files: &[PathBuf]) -> ExitCode {
     }
 }
 
+/// A first file that holds a WorkflowTemplate (or ClusterWorkflowTemplate) and no Workflow
+/// runs as `argo submit --from workflowtemplate/NAME` runs it: a Workflow named `NAME-` plus a
+/// suffix, labelled with its template, whose `workflowTemplateRef` names it.
+fn from_template(
+    inputs: &Inputs,
+    first: &str,
+) -> Result<workflow_model::WorkflowObject, String> {
+    let (name, cluster) = inputs
+        .loaded
+        .iter()
+        .filter(|l| l.file == first)
+        .find_map(|l| match &l.object {
+            Object::WorkflowTemplate(w) => Some((w.metadata.name.clone(), false)),
+            Object::ClusterWorkflowTemplate(w) => Some((w.metadata.name.clone(), true)),
+            _ => None,
+        })
+        .ok_or_else(|| {
+            format!("{first} holds no Workflow, WorkflowTemplate or ClusterWorkflowTemplate")
+        })?;
+    let label = if cluster {
+        "workflows.argoproj.io/cluster-workflow-template"
+    } else {
+        "workflows.argoproj.io/workflow-template"
+    };
+    let manifest = serde_json::json!({
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Workflow",
+        "metadata": {"generateName": format!("{name}-"), "labels": {label: name}},
+        "spec": {"workflowTemplateRef": {"name": name, "clusterScope": cluster}},
+    });
+    let what = format!("{first} (submitted from its template {name})");
+    let (loaded, diagnostics) = workflow_model::load_str(&what, &manifest.to_string());
+    if let Some(d) = diagnostics
+        .iter()
+        .find(|d| d.severity == workflow_model::Severity::Error)
+    {
+        return Err(d.to_string());
+    }
+    loaded
+        .into_iter()
+        .find_map(|l| match l.object {
+            Object::Workflow(w) => Some(w),
+            _ => None,
+        })
+        .ok_or_else(|| format!("{what}: no Workflow was made"))
+}
+
 fn run(
     home: &std::path::Path,
     files: &[PathBuf],
@@ -345,9 +392,15 @@ fn run(
             _ => None,
         })
         .collect();
-    let Some(wf) = workflows.into_iter().next() else {
-        eprintln!("onyx run: {first} holds no Workflow");
-        return ExitCode::from(2);
+    let wf = match workflows.into_iter().next() {
+        Some(wf) => wf,
+        None => match from_template(&inputs, &first) {
+            Ok(wf) => wf,
+            Err(e) => {
+                eprintln!("onyx run: {e}");
+                return ExitCode::from(2);
+            }
+        },
     };
     let objects = resource::ObjectStore::new();
     objects.load(&inputs.objects());

@@ -19,7 +19,7 @@ use crate::protocol::{Action, EngineConfig, EngineError, Event, TemplateStore};
 use crate::scope::ArtMap;
 use crate::state::{err, Ctx, Engine, Holder, Owner, TScope};
 use crate::status::{format_time, NodeStatus, Phase, Time};
-use crate::templates::{merge_arguments, merge_defaults};
+use crate::templates::{merge_arguments, with_template_defaults};
 
 impl Engine {
     /// Build the engine for one workflow. `name` is the workflow's final name (the shell
@@ -90,7 +90,7 @@ impl Engine {
                 let original = Arc::new(t.clone());
                 if let Some(n) = t.get("name").and_then(Value::as_str) {
                     let used = match &defaults {
-                        Some(d) => Arc::new(merge_defaults(t, d)),
+                        Some(d) => Arc::new(with_template_defaults(t, d)),
                         None => original.clone(),
                     };
                     templates.insert(n.to_string(), used);

@@ -16,7 +16,36 @@ use crate::scope::ArtMap;
 use crate::state::{is_pod_kind, Engine, Holder, TScope};
 use crate::status::pod_name;
 
-pub(crate) fn merge_defaults(base: &Value, defaults: &Value) -> Value {
+/// The kinds of template; a template is exactly one.
+const TEMPLATE_TYPES: &[&str] = &[
+    "container",
+    "containerSet",
+    "script",
+    "resource",
+    "dag",
+    "steps",
+    "suspend",
+    "data",
+    "http",
+    "plugin",
+];
+
+/// `spec.templateDefaults` merged under a template, as Argo merges them
+/// (`mergedTemplateDefaultsInto`): the template's fields win, and the template keeps its own
+/// type — a steps template does not become a container because the defaults name one.
+pub(crate) fn with_template_defaults(template: &Value, defaults: &Value) -> Value {
+    let mut merged = merge_defaults(template, defaults);
+    if let Value::Object(m) = &mut merged {
+        for t in TEMPLATE_TYPES {
+            if template.get(*t).is_none() {
+                m.remove(*t);
+            }
+        }
+    }
+    merged
+}
+
+fn merge_defaults(base: &Value, defaults: &Value) -> Value {
     match (base, defaults) {
         (Value::Object(b), Value::Object(d)) => {
             let mut out = b.clone();
@@ -45,7 +74,7 @@ fn template_in(obj: &WorkflowObject, name: &str) -> Option<Value> {
         .iter()
         .find(|t| t.get("name").and_then(Value::as_str) == Some(name))?;
     Some(match spec.get("templateDefaults") {
-        Some(d) => merge_defaults(t, d),
+        Some(d) => with_template_defaults(t, d),
         None => t.clone(),
     })
 }
@@ -482,5 +511,30 @@ impl Engine {
             }
         }
         Ok((body, typed, inputs))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Argo's e2e `template-default-image.yaml`: defaults name a container and a script; a
+    /// steps template stays steps, a container template gets the default image and working
+    /// directory under its own args.
+    #[test]
+    fn template_defaults_fill_fields_but_keep_the_templates_type() {
+        let defaults = json!({"container": {"image": "argosay:v1", "command": ["sh", "-c"], "workingDir": "/src"},
+                              "script": {"image": "argosay:v1"}, "timeout": "1m"});
+        let steps = json!({"name": "main", "steps": [[{"name": "a", "template": "c"}]]});
+        assert_eq!(
+            with_template_defaults(&steps, &defaults),
+            json!({"name": "main", "steps": [[{"name": "a", "template": "c"}]], "timeout": "1m"})
+        );
+        let container = json!({"name": "c", "container": {"args": ["pwd"], "image": "mine"}});
+        assert_eq!(
+            with_template_defaults(&container, &defaults),
+            json!({"name": "c", "timeout": "1m", "container": {"args": ["pwd"], "image": "mine",
+                   "command": ["sh", "-c"], "workingDir": "/src"}})
+        );
     }
 }
