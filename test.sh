@@ -44,6 +44,6 @@ if [ -n "$conformance_pid" ]; then
   sort -k3 "$conformance_log" | grep -E '^(PASS|FAIL|SKIP) ' || true
   grep -E '^host: ' "$conformance_log" || true
   grep -E '^conformance: ' "$conformance_log" || true
-  grep -E '^[0-9]+ passed, [0-9]+ failed$' "$conformance_log" | tail -n 1
+  grep -E '^examples: [0-9]+ passed, [0-9]+ failed' "$conformance_log" | tail -n 1
   exit "$status"
 fi

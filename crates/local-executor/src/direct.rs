@@ -561,6 +561,10 @@ pub fn start(
             }
         }
     }
+    // The argosay image has its program at /argosay; scripts name it there.
+    if isolated {
+        crate::images::plant_image_files(&layout.view, [c.image.as_str()], IN_ROOT_HOME)?;
+    }
     // Inputs go straight to where the pod will see them.
     crate::pod::stage_inputs(spec, &dir.join("scratch"), |p| layout.host_path(p))
         .map_err(DirectError::Input)?;

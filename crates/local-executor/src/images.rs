@@ -70,6 +70,28 @@ pub fn rule(image: &str, argosay: &str) -> ImageRule {
     }
 }
 
+/// Files an image has at fixed paths that scripts name (argosay's `/argosay`), made in a pod's
+/// root view as links to ONYX's stand-ins under the home as the pod sees it (`in_root_home`).
+pub fn plant_image_files<'a>(
+    root_view: &std::path::Path,
+    images: impl IntoIterator<Item = &'a str>,
+    in_root_home: &str,
+) -> std::io::Result<()> {
+    let argosay = images
+        .into_iter()
+        .any(|i| repository(i) == "argoproj/argosay" && tag(i) != "v1");
+    let link = root_view.join("argosay");
+    if argosay && std::fs::symlink_metadata(&link).is_err() {
+        std::os::unix::fs::symlink(
+            std::path::Path::new(in_root_home)
+                .join("bin")
+                .join("argosay"),
+            link,
+        )?;
+    }
+    Ok(())
+}
+
 /// Map a command as a container image would have it to the host.
 pub fn host_command(command: &str, image: &str, argosay: &str) -> String {
     let repo = repository(image);

@@ -899,6 +899,14 @@ fn isolate(spec: &PodSpec, dir: &Path, volumes: &[Mount]) -> Result<bool, String
         None::<&str>,
     )
     .map_err(|e| format!("bind {}: {e}", spec.home.display()))?;
+    let images = spec
+        .main
+        .iter()
+        .chain(&spec.init)
+        .chain(&spec.sidecars)
+        .map(|c| c.image.as_str());
+    crate::images::plant_image_files(&root, images, IN_ROOT_HOME)
+        .map_err(|e| format!("image files: {e}"))?;
     // Volumes, bound while the host's paths are still in view (a hostPath may sit under the
     // host's /tmp, which the pod's root hides).
     for m in volumes {

@@ -134,6 +134,38 @@ pub struct Options {
     pub only: Option<String>,
     /// Also write the results as a Markdown table to this file.
     pub report: Option<PathBuf>,
+    /// `test/e2e` of an Argo v3.5.6 checkout: also run the e2e table (`crate::e2e`).
+    pub e2e: Option<PathBuf>,
+    /// Another e2e table instead of the committed one.
+    pub e2e_table: Option<PathBuf>,
+}
+
+/// Run `job` over `items` on `jobs` threads, in the items' order of start.
+pub fn parallel<T: Send + 'static, R: Send + 'static>(
+    items: Vec<T>,
+    jobs: usize,
+    job: impl Fn(T) -> R + Send + Sync + 'static,
+) -> Vec<R> {
+    let queue: Arc<Mutex<Vec<T>>> = Arc::new(Mutex::new(items.into_iter().rev().collect()));
+    let results: Arc<Mutex<Vec<R>>> = Arc::new(Mutex::new(Vec::new()));
+    let job = Arc::new(job);
+    let handles: Vec<_> = (0..jobs.max(1))
+        .map(|_| {
+            let (queue, results, job) = (queue.clone(), results.clone(), job.clone());
+            std::thread::spawn(move || loop {
+                let Some(item) = queue.lock().expect("queue").pop() else {
+                    break;
+                };
+                let r = job(item);
+                results.lock().expect("results").push(r);
+            })
+        })
+        .collect();
+    for h in handles {
+        let _ = h.join();
+    }
+    let mut out = results.lock().expect("results");
+    std::mem::take(&mut *out)
 }
 
 pub fn run(dir: &Path, opts: &Options) -> anyhow::Result<bool> {
@@ -141,60 +173,38 @@ pub fn run(dir: &Path, opts: &Options) -> anyhow::Result<bool> {
     let examples = dir.join("examples");
     let index = Arc::new(index_objects(&examples));
     let exe = std::env::current_exe()?;
-    let queue: Arc<Mutex<Vec<Row>>> = Arc::new(Mutex::new(
-        rows.into_iter()
-            .filter(|r| {
-                opts.only
-                    .as_ref()
-                    .is_none_or(|o| r.file.contains(o.as_str()))
-            })
-            .rev()
-            .collect(),
-    ));
-    let results: Arc<Mutex<Vec<Outcome>>> = Arc::new(Mutex::new(Vec::new()));
-    let mut handles = Vec::new();
-    for _ in 0..opts.jobs.max(1) {
-        let queue = queue.clone();
-        let index = index.clone();
-        let results = results.clone();
-        let examples = examples.clone();
-        let exe = exe.clone();
-        let home = opts.home.clone();
-        let timeout = opts.timeout;
-        handles.push(std::thread::spawn(move || loop {
-            let Some(row) = queue.lock().expect("queue").pop() else {
-                break;
-            };
-            let outcome = run_row(&examples, &row, &index, &exe, &home, timeout);
-            let line = match &outcome {
-                Some(o) if o.pass => format!(
-                    "PASS {} {} expected={} got={}",
-                    row.runs, row.file, row.expect, o.got
-                ),
-                Some(o) => format!(
-                    "FAIL {} {} expected={} got={} needs={}",
-                    row.runs, row.file, row.expect, o.got, row.needs
-                ),
-                None => format!(
-                    "SKIP {} {} expected={} (needs a Kubernetes cluster)",
-                    row.runs, row.file, row.expect
-                ),
-            };
-            println!("{line}");
-            match outcome {
-                Some(o) => results.lock().expect("results").push(o),
-                None => results.lock().expect("results").push(Outcome {
-                    row: row.clone(),
-                    pass: false,
-                    got: "skipped".into(),
-                }),
-            }
-        }));
-    }
-    for h in handles {
-        let _ = h.join();
-    }
-    let mut all = results.lock().expect("results").clone();
+    let rows: Vec<Row> = rows
+        .into_iter()
+        .filter(|r| {
+            opts.only
+                .as_ref()
+                .is_none_or(|o| r.file.contains(o.as_str()))
+        })
+        .collect();
+    let (home, timeout) = (opts.home.clone(), opts.timeout);
+    let mut all = parallel(rows, opts.jobs, move |row| {
+        let outcome = run_row(&examples, &row, &index, &exe, &home, timeout);
+        let line = match &outcome {
+            Some(o) if o.pass => format!(
+                "PASS {} {} expected={} got={}",
+                row.runs, row.file, row.expect, o.got
+            ),
+            Some(o) => format!(
+                "FAIL {} {} expected={} got={} needs={}",
+                row.runs, row.file, row.expect, o.got, row.needs
+            ),
+            None => format!(
+                "SKIP {} {} expected={} (needs a Kubernetes cluster)",
+                row.runs, row.file, row.expect
+            ),
+        };
+        println!("{line}");
+        outcome.unwrap_or(Outcome {
+            row: row.clone(),
+            pass: false,
+            got: "skipped".into(),
+        })
+    });
     all.sort_by(|a, b| a.row.file.cmp(&b.row.file));
     if let Some(path) = &opts.report {
         let mut md =
@@ -237,10 +247,21 @@ pub fn run(dir: &Path, opts: &Options) -> anyhow::Result<bool> {
         "host: {host_ok}/{host_n}  shim: {shim_ok}/{shim_n}  lint: {lint_ok}/{}",
         lint.len()
     );
-    println!("{passed} passed, {failed} failed");
-    let bars = (host_n == 0 || host_ok * 100 >= host_n * 95)
+    let mut bars = (host_n == 0 || host_ok * 100 >= host_n * 95)
         && (shim_n == 0 || shim_ok * 100 >= shim_n * 80)
         && lint_ok == lint.len();
+    let e2e = match &opts.e2e {
+        Some(dir) => {
+            let t = crate::e2e::run(dir, opts)?;
+            bars &= t.host_n == 0 || t.host_ok * 100 >= t.host_n * 95;
+            format!(
+                "e2e: {} passed, {} failed (host {}/{}; {} not run: they need Kubernetes, the e2e cluster's services or a client action)",
+                t.passed, t.failed, t.host_ok, t.host_n, t.skipped
+            )
+        }
+        None => "e2e: not run (give --e2e with test/e2e of an Argo v3.5.6 checkout)".into(),
+    };
+    println!("examples: {passed} passed, {failed} failed    {e2e}");
     Ok(bars)
 }
 

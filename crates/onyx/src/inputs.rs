@@ -73,6 +73,53 @@ impl Inputs {
         Arc::new(s)
     }
 
+    /// A first file that holds a WorkflowTemplate (or ClusterWorkflowTemplate) and no Workflow
+    /// runs as `argo submit --from workflowtemplate/NAME` runs it: a Workflow named `NAME-` plus a
+    /// suffix, labelled with its template, whose `workflowTemplateRef` names it.
+    pub fn workflow_from_template(
+        &self,
+        first: &str,
+    ) -> Result<workflow_model::WorkflowObject, String> {
+        let (name, cluster) = self
+            .loaded
+            .iter()
+            .filter(|l| l.file == first)
+            .find_map(|l| match &l.object {
+                Object::WorkflowTemplate(w) => Some((w.metadata.name.clone(), false)),
+                Object::ClusterWorkflowTemplate(w) => Some((w.metadata.name.clone(), true)),
+                _ => None,
+            })
+            .ok_or_else(|| {
+                format!("{first} holds no Workflow, WorkflowTemplate or ClusterWorkflowTemplate")
+            })?;
+        let label = if cluster {
+            "workflows.argoproj.io/cluster-workflow-template"
+        } else {
+            "workflows.argoproj.io/workflow-template"
+        };
+        let manifest = serde_json::json!({
+            "apiVersion": "argoproj.io/v1alpha1",
+            "kind": "Workflow",
+            "metadata": {"generateName": format!("{name}-"), "labels": {label: name}},
+            "spec": {"workflowTemplateRef": {"name": name, "clusterScope": cluster}},
+        });
+        let what = format!("{first} (submitted from its template {name})");
+        let (loaded, diagnostics) = workflow_model::load_str(&what, &manifest.to_string());
+        if let Some(d) = diagnostics
+            .iter()
+            .find(|d| d.severity == workflow_model::Severity::Error)
+        {
+            return Err(d.to_string());
+        }
+        loaded
+            .into_iter()
+            .find_map(|l| match l.object {
+                Object::Workflow(w) => Some(w),
+                _ => None,
+            })
+            .ok_or_else(|| format!("{what}: no Workflow was made"))
+    }
+
     pub fn objects(&self) -> Vec<Object> {
         self.loaded.iter().map(|l| l.object.clone()).collect()
     }

@@ -3,6 +3,7 @@
 mod client;
 mod cluster;
 mod conformance;
+mod e2e;
 mod inputs;
 mod names;
 mod render;
@@ -87,6 +88,13 @@ enum Command {
         /// Also write the results as a Markdown table to this file.
         #[arg(long)]
         report: Option<PathBuf>,
+        /// Also run the e2e table (tests/argo-e2e-v3.5.6.tsv) over the fixtures in this
+        /// directory: `test/e2e` of an Argo v3.5.6 checkout.
+        #[arg(long)]
+        e2e: Option<PathBuf>,
+        /// Another e2e table in the same format, instead of the committed one (for tests).
+        #[arg(long, hide = true)]
+        e2e_table: Option<PathBuf>,
     },
     /// Serve Argo Server's API on port 2746, running workflows on this machine with their state
     /// in SQLite under --home.
@@ -170,6 +178,8 @@ fn main() -> ExitCode {
             timeout,
             only,
             report,
+            e2e,
+            e2e_table,
         } => {
             let opts = conformance::Options {
                 jobs,
@@ -177,6 +187,8 @@ fn main() -> ExitCode {
                 home: home.join("conformance"),
                 only,
                 report,
+                e2e,
+                e2e_table,
             };
             match conformance::run(&dir, &opts) {
                 Ok(true) => ExitCode::SUCCESS,
@@ -304,53 +316,6 @@ fn lint(files: &[PathBuf]) -> ExitCode {
     }
 }
 
-/// A first file that holds a WorkflowTemplate (or ClusterWorkflowTemplate) and no Workflow
-/// runs as `argo submit --from workflowtemplate/NAME` runs it: a Workflow named `NAME-` plus a
-/// suffix, labelled with its template, whose `workflowTemplateRef` names it.
-fn from_template(
-    inputs: &Inputs,
-    first: &str,
-) -> Result<workflow_model::WorkflowObject, String> {
-    let (name, cluster) = inputs
-        .loaded
-        .iter()
-        .filter(|l| l.file == first)
-        .find_map(|l| match &l.object {
-            Object::WorkflowTemplate(w) => Some((w.metadata.name.clone(), false)),
-            Object::ClusterWorkflowTemplate(w) => Some((w.metadata.name.clone(), true)),
-            _ => None,
-        })
-        .ok_or_else(|| {
-            format!("{first} holds no Workflow, WorkflowTemplate or ClusterWorkflowTemplate")
-        })?;
-    let label = if cluster {
-        "workflows.argoproj.io/cluster-workflow-template"
-    } else {
-        "workflows.argoproj.io/workflow-template"
-    };
-    let manifest = serde_json::json!({
-        "apiVersion": "argoproj.io/v1alpha1",
-        "kind": "Workflow",
-        "metadata": {"generateName": format!("{name}-"), "labels": {label: name}},
-        "spec": {"workflowTemplateRef": {"name": name, "clusterScope": cluster}},
-    });
-    let what = format!("{first} (submitted from its template {name})");
-    let (loaded, diagnostics) = workflow_model::load_str(&what, &manifest.to_string());
-    if let Some(d) = diagnostics
-        .iter()
-        .find(|d| d.severity == workflow_model::Severity::Error)
-    {
-        return Err(d.to_string());
-    }
-    loaded
-        .into_iter()
-        .find_map(|l| match l.object {
-            Object::Workflow(w) => Some(w),
-            _ => None,
-        })
-        .ok_or_else(|| format!("{what}: no Workflow was made"))
-}
-
 fn run(
     home: &std::path::Path,
     files: &[PathBuf],
@@ -394,7 +359,7 @@ fn run(
         .collect();
     let wf = match workflows.into_iter().next() {
         Some(wf) => wf,
-        None => match from_template(&inputs, &first) {
+        None => match inputs.workflow_from_template(&first) {
             Ok(wf) => wf,
             Err(e) => {
                 eprintln!("onyx run: {e}");

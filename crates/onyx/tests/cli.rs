@@ -433,3 +433,103 @@ fn a_home_under_tmp_still_runs_scripts() {
     assert_eq!(node(&wf, "script")["outputs"]["result"], "from-script");
     assert_eq!(node(&wf, "say")["outputs"]["result"], "from-argosay");
 }
+
+/// `onyx run` on a WorkflowTemplate file runs it as `argo submit --from workflowtemplate/NAME`
+/// does: a Workflow `NAME-xxxxx`, labelled with its template, with the template's arguments
+/// (an enum parameter's value) and `-p` over them.
+#[test]
+fn a_workflow_template_file_runs_as_submit_from_does() {
+    let h = home("run-from-template");
+    let f = write(&h, "wt.yaml", "apiVersion: argoproj.io/v1alpha1\nkind: WorkflowTemplate\nmetadata:\n  name: greet\nspec:\n  entrypoint: main\n  arguments:\n    parameters:\n    - name: who\n      value: ann\n      enum: [ann, bob]\n  templates:\n  - name: main\n    container:\n      image: argoproj/argosay:v2\n      args: [echo, 'hi {{workflow.parameters.who}}']\n");
+    let (code, wf) = run_json(&h, &[&f], &["-p", "who=bob"]);
+    assert_eq!(code, 0, "{wf}");
+    assert_eq!(wf["status"]["phase"], "Succeeded");
+    let name = wf["metadata"]["name"].as_str().unwrap();
+    assert!(name.starts_with("greet-"), "{name}");
+    assert_eq!(
+        wf["metadata"]["labels"]["workflows.argoproj.io/workflow-template"],
+        "greet"
+    );
+    assert_eq!(wf["spec"]["workflowTemplateRef"]["name"], "greet");
+    let pod = workflow_pod(&wf);
+    let log =
+        std::fs::read_to_string(h.join("pods").join(&pod).join("main.log")).unwrap_or_default();
+    assert!(
+        log.contains("hi bob") || wf.to_string().contains("bob"),
+        "{log}"
+    );
+    let other = write(
+        &h,
+        "cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n",
+    );
+    let out = onyx(&h, &["run", other.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("holds no Workflow, WorkflowTemplate or ClusterWorkflowTemplate"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// `onyx conformance --e2e DIR` runs a table of fixtures with their tests' assertions: an end
+/// phase, node phases by display name or part of the name, the workflow's message, a
+/// ConfigMap the test creates, a fixture decoded as the kind the test names, and rows that are
+/// not run with why.
+#[test]
+fn the_e2e_table_runs_fixtures_with_their_tests_assertions() {
+    let h = home("e2e-table");
+    let fx = h.join("e2e");
+    std::fs::create_dir_all(fx.join("functional")).unwrap();
+    write(&fx.join("functional"), "ok.yaml", "apiVersion: argoproj.io/v1alpha1\nkind: Workflow\nmetadata: {generateName: ok-}\nspec:\n  entrypoint: main\n  templates:\n  - name: main\n    steps: [[{name: a, template: say}]]\n  - name: say\n    container: {image: argoproj/argosay:v2}\n");
+    write(&fx.join("functional"), "tmpl.yaml", "apiVersion: argoproj.io/v1alpha1\nkind: Workflow\nmetadata: {name: as-template}\nspec:\n  entrypoint: main\n  templates:\n  - name: main\n    container: {image: argoproj/argosay:v2, args: [echo, '{{=sprig.trim(\\\" x \\\")}}']}\n");
+    write(&fx.join("functional"), "bad.yaml", "apiVersion: argoproj.io/v1alpha1\nkind: Workflow\nmetadata: {generateName: bad-}\nspec:\n  entrypoint: main\n  templates:\n  - name: main\n    container: {image: argoproj/argosay:v2, volumeMounts: [{name: foo, mountPath: /foo}]}\n");
+    let table = write(&h, "table.tsv", "test\tfixture\twith\tsubmit\truns\texpect\tnodes\tnotes\n\
+t.TestOk\tfunctional/ok.yaml\tconfigmap/my-config/k=v\tworkflow\thost\tSucceeded\ta=Succeeded;~.a=Succeeded\t\n\
+t.TestWrongNode\tfunctional/ok.yaml\t\tworkflow\thost\tSucceeded\ta=Failed\t\n\
+t.TestFromTemplate\tfunctional/tmpl.yaml\t\tfrom-template\thost\tSucceeded\t\t\n\
+t.TestMessage\tfunctional/bad.yaml\t\tworkflow\thost\tError\tmessage=error in entry template execution\t\n\
+t.TestCluster\tfunctional/ok.yaml\t\tworkflow\tk8s\tSucceeded\t\tneeds a cluster\n");
+    // No examples: the first table is empty.
+    let examples = h.join("examples-none");
+    std::fs::create_dir_all(examples.join("examples")).unwrap();
+    write(
+        &examples,
+        "MANIFEST.tsv",
+        "file\tkind\texpect\truns\tneeds\tnotes\n",
+    );
+    let out = onyx(
+        &h,
+        &[
+            "conformance",
+            examples.to_str().unwrap(),
+            "--e2e",
+            fx.to_str().unwrap(),
+            "--e2e-table",
+            table.to_str().unwrap(),
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        text.contains("PASS e2e functional/ok.yaml t.TestOk"),
+        "{text}{}",
+        stderr(&out)
+    );
+    assert!(text.contains("FAIL e2e functional/ok.yaml t.TestWrongNode expected=Succeeded got=Succeeded node a=Succeeded (expected Failed)"), "{text}");
+    assert!(
+        text.contains("PASS e2e functional/tmpl.yaml t.TestFromTemplate"),
+        "{text}"
+    );
+    assert!(
+        text.contains("PASS e2e functional/bad.yaml t.TestMessage"),
+        "{text}"
+    );
+    assert!(
+        text.contains("SKIP e2e functional/ok.yaml t.TestCluster (k8s: needs a cluster)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("e2e: 3 passed, 1 failed (host 3/4; 1 not run"),
+        "{text}"
+    );
+}

@@ -142,7 +142,10 @@ mod tests {
         let want = l(&["3g.40gb", "2g.20gb", "1g.10gb"]);
         assert_eq!(by_start(&l(&["1g.10gb", "2g.20gb", "3g.40gb"])), want);
         assert_eq!(by_start(&l(&["2g.20gb", "1g.10gb", "3g.40gb"])), want);
-        assert_eq!(starts(&l(&["1g.10gb", "2g.20gb", "3g.40gb"])), Some(vec![6, 4, 0]));
+        assert_eq!(
+            starts(&l(&["1g.10gb", "2g.20gb", "3g.40gb"])),
+            Some(vec![6, 4, 0])
+        );
         // Four 1g instances push the 3g instance to the upper half.
         assert_eq!(
             by_start(&l(&["3g.40gb", "1g.10gb", "1g.10gb", "1g.10gb", "1g.10gb"])),

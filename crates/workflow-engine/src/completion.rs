@@ -14,12 +14,32 @@ impl Engine {
     pub(crate) fn root_done(&mut self, root: usize, now: Time) {
         let phase = self.nodes[root].status.phase;
         self.root_phase = Some(phase);
+        // Hooks on the workflow's status fire now; the exit handler waits for every hook that
+        // fired (Argo returns from `operate` until they are fulfilled).
+        self.fire_workflow_hooks(now);
+        if self.template_error.is_none() && !self.workflow_hooks_done() {
+            self.awaiting_hooks = true;
+            return;
+        }
+        self.run_exit_handler(now);
+    }
+
+    /// A workflow hook ended: once all have and the root has, the exit handler runs.
+    pub(crate) fn workflow_hook_ended(&mut self, now: Time) {
+        if self.awaiting_hooks && self.workflow_hooks_done() {
+            self.awaiting_hooks = false;
+            self.run_exit_handler(now);
+        }
+    }
+
+    fn run_exit_handler(&mut self, now: Time) {
+        let phase = self.root_phase.unwrap_or(Phase::Error);
         let exit = self
             .spec
             .on_exit
             .clone()
             .or_else(|| self.spec.hooks.get("exit").and_then(|h| h.template.clone()));
-        let exit = exit.filter(|_| self.shutdown != Some(true));
+        let exit = exit.filter(|_| self.shutdown != Some(true) && self.template_error.is_none());
         match exit {
             Some(t) => {
                 let mut vars = self.globals.clone();
@@ -105,10 +125,13 @@ impl Engine {
         if self.deadline.is_some_and(|d| now >= d) && phase != Phase::Succeeded {
             message = Some("Step exceeded its deadline".into());
         }
+        if let Some(e) = &self.template_error {
+            phase = Phase::Error;
+            message = Some(e.clone());
+        }
         self.phase = phase;
         self.message = message;
         self.finished_at = Some(now);
         self.emit_workflow_metrics(false, now);
-        self.fire_workflow_hooks(now);
     }
 }

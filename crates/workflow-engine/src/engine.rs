@@ -159,12 +159,15 @@ impl Engine {
             memo: HashMap::default(),
             exit_node: None,
             wf_hooks_fired: HashSet::default(),
+            wf_hook_nodes: Vec::new(),
+            awaiting_hooks: false,
             timers: Vec::new(),
             decoded: std::cell::RefCell::new(HashMap::default()),
             deadlines: std::collections::BTreeSet::new(),
             changed: Vec::new(),
             pending_retries: Vec::new(),
             root_phase: None,
+            template_error: None,
             metrics_error: None,
         };
         e.init_globals()?;

@@ -12,7 +12,7 @@ use template_eval::Lookup;
 use workflow_model::LifecycleHook;
 
 use crate::state::{dag_task, Ctx, Engine, Frame, Holder, Owner, TScope};
-use crate::status::Time;
+use crate::status::{Phase, Time};
 use crate::templates::resolve_arguments;
 
 impl Engine {
@@ -207,7 +207,14 @@ impl Engine {
             return;
         }
         let mut vars = self.globals.clone();
-        vars.insert("workflow.status".into(), self.phase.as_str().into());
+        // Once the root has ended, `workflow.status` is its phase as the workflow's (Argo
+        // sets the global then, before the exit handler).
+        let status = match self.root_phase {
+            Some(Phase::Succeeded | Phase::Skipped | Phase::Omitted) => Phase::Succeeded,
+            Some(p) => p,
+            None => self.phase,
+        };
+        vars.insert("workflow.status".into(), status.as_str().into());
         for (hname, hook) in self.spec.hooks.clone() {
             if hname == "exit" || self.wf_hooks_fired.contains(&hname) {
                 continue;
@@ -231,8 +238,15 @@ impl Engine {
                     Some(name.clone()),
                     now,
                 );
-                let _ = h;
+                self.wf_hook_nodes.push(h);
             }
         }
+    }
+
+    /// Whether every workflow-level hook that fired has ended.
+    pub(crate) fn workflow_hooks_done(&self) -> bool {
+        self.wf_hook_nodes
+            .iter()
+            .all(|&h| self.nodes[h].status.phase.fulfilled())
     }
 }

@@ -214,7 +214,8 @@ impl Engine {
                 self.task_event(dag, task, now)
             }
             Owner::TaskItem { group, .. } => self.task_item_done(group, now),
-            Owner::Hook | Owner::Nobody => {}
+            Owner::Hook => self.workflow_hook_ended(now),
+            Owner::Nobody => {}
         }
         if self.nodes[i].status.node_type == NodeType::StepGroup {
             // Step groups are finished by their own logic, nothing to notify.

@@ -179,6 +179,12 @@ impl Engine {
         let mut volumes = self.spec.volumes.clone();
         volumes.extend(self.spec.volume_claim_templates.iter().map(|v| json!({"name": v.pointer("/metadata/name").cloned().unwrap_or_default(), "persistentVolumeClaim": {"claimName": v.pointer("/metadata/name").cloned().unwrap_or_default()}})));
         volumes.extend(t.volumes.iter().cloned());
+        if let Some(e) = unmounted_volume(&t, &volumes, &pod_name) {
+            // Kubernetes refuses such a pod at creation: Argo's executeTemplate error.
+            self.running_pods -= 1;
+            self.creation_failed(i, e, now);
+            return;
+        }
         let req = PodRequest {
             node_id,
             pod_name,
@@ -192,6 +198,18 @@ impl Engine {
                 || t.container_set.is_some(),
         };
         self.actions.push(Action::StartPod(Box::new(req)));
+    }
+
+    /// A pod that cannot be created fails its node with Error; when the node is the entry or
+    /// exit template itself, the workflow ends in Error with Argo's message for it, and an
+    /// entry error skips the exit handler (Argo marks the workflow Error and returns).
+    fn creation_failed(&mut self, i: usize, e: String, now: Time) {
+        if i == 0 {
+            self.template_error = Some(format!("error in entry template execution: {e}"));
+        } else if self.exit_node == Some(i) {
+            self.template_error = Some(format!("error in exit template execution : {e}"));
+        }
+        self.finish(i, Phase::Error, Some(e), now);
     }
 
     pub(crate) fn release_pod_slot(&mut self, i: usize) {
@@ -428,4 +446,42 @@ impl Engine {
         let message = Some(message).filter(|m| !m.is_empty());
         self.finish(i, phase, message, now);
     }
+}
+
+/// The API server's refusal of a pod whose container mounts a volume the pod does not have.
+fn unmounted_volume(t: &workflow_model::Template, volumes: &[Value], pod: &str) -> Option<String> {
+    let names: std::collections::HashSet<&str> = volumes
+        .iter()
+        .filter_map(|v| v.get("name").and_then(Value::as_str))
+        .collect();
+    let main = t
+        .container
+        .iter()
+        .chain(t.script.as_ref().map(|s| &s.container));
+    let set = t.container_set.iter().flat_map(|cs| cs.containers.iter());
+    let sidecars = t.sidecars.iter().chain(t.init_containers.iter());
+    let set_mounts = t
+        .container_set
+        .iter()
+        .flat_map(|cs| cs.volume_mounts.iter());
+    if let Some(m) = set_mounts
+        .clone()
+        .find(|m| !names.contains(m.name.as_str()))
+    {
+        return Some(format!(
+            "pods \"{pod}\" is invalid: containerSet.volumeMounts.name: Not found: \"{}\"",
+            m.name
+        ));
+    }
+    for (ci, c) in main.chain(set).chain(sidecars).enumerate() {
+        for (mi, m) in c.volume_mounts.iter().enumerate() {
+            if !names.contains(m.name.as_str()) {
+                return Some(format!(
+                    "pods \"{pod}\" is invalid: spec.containers[{ci}].volumeMounts[{mi}].name: Not found: \"{}\"",
+                    m.name
+                ));
+            }
+        }
+    }
+    None
 }

@@ -226,6 +226,11 @@ pub struct Engine {
     pub(crate) memo: HashMap<(String, String), (Outputs, Time)>,
     pub(crate) exit_node: Option<usize>,
     pub(crate) wf_hooks_fired: HashSet<String>,
+    /// Nodes of the workflow-level hooks that fired: the workflow waits for them to end
+    /// before its exit handler (Argo's `executeWfLifeCycleHook` returning not completed).
+    pub(crate) wf_hook_nodes: Vec<usize>,
+    /// The root ended while workflow hooks still ran: the exit handler waits for them.
+    pub(crate) awaiting_hooks: bool,
     pub(crate) timers: Vec<(Time, usize)>,
     /// Decoded forms of the workflow's own templates, by address.
     /// With whether each uses `inputs.parameters` as a whole (a JSON list built per use).
@@ -236,6 +241,9 @@ pub struct Engine {
     pub(crate) changed: Vec<usize>,
     pub(crate) pending_retries: Vec<usize>,
     pub(crate) root_phase: Option<Phase>,
+    /// A pod of the entry (or exit) template itself that could not be created: Argo's
+    /// `error in entry template execution` (`exit`) — the workflow ends in Error with it.
+    pub(crate) template_error: Option<String>,
     /// The last custom metric that could not be emitted, and why (Argo's `MetricsError`
     /// condition).
     pub(crate) metrics_error: Option<String>,

@@ -407,6 +407,74 @@ fn workflow_level_exit_hook_and_running_hook() {
     assert_eq!(s.node_phase("wf.hooks.running"), "Succeeded");
 }
 
+/// Argo's e2e `workflow-templates/success-hook.yaml`: once the root ends, `workflow.status`
+/// is its phase and hooks on it fire; the workflow ends only after every hook that fired
+/// (the `running` one included), and the exit handler runs after them.
+#[test]
+fn workflow_hooks_on_the_end_status_fire_and_are_waited_for() {
+    let s = run(&wf(&format!(
+        "  entrypoint: main\n  onExit: note\n  hooks:\n    running: {{expression: workflow.status == \"Running\", template: note}}\n    succeed: {{expression: workflow.status == \"Succeeded\", template: note}}\n    failed: {{expression: workflow.status == \"Failed\", template: note}}\n  templates:\n  - name: main\n    container: {{image: argosay, args: [echo, x]}}\n  - name: note\n    container: {{image: argosay, args: [echo, hook]}}\n{SAY}"
+    )));
+    assert_eq!(s.phase(), "Succeeded");
+    assert_eq!(s.node_phase("wf.hooks.running"), "Succeeded");
+    assert_eq!(s.node_phase("wf.hooks.succeed"), "Succeeded");
+    assert_eq!(s.node_phase("wf.hooks.failed"), "<none>");
+    let at = |n: &str| {
+        s.node(n)["finishedAt"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(
+        at("wf.onExit") >= at("wf.hooks.succeed"),
+        "the exit handler ran after the hook"
+    );
+}
+
+/// Argo's e2e `workflow-template-invalid-entrypoint.yaml` and `-invalid-onexit.yaml`: a pod the
+/// API server would refuse (a volumeMount naming no volume) is an error of the template's
+/// execution; at the entry or exit template itself, the workflow ends in Error with Argo's
+/// message, and an entry error skips the exit handler.
+#[test]
+fn a_pod_that_cannot_be_created_errors_the_entry_or_exit_template() {
+    let bad_mount = "    container: {image: argosay, volumeMounts: [{name: foo, mountPath: /foo}]}";
+    let entry = run(&wf(&format!(
+        "  entrypoint: main\n  onExit: note\n  templates:\n  - name: main\n{bad_mount}\n  - name: note\n    container: {{image: argosay}}\n"
+    )));
+    assert_eq!(entry.phase(), "Error");
+    let msg = entry.json()["status"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        msg.starts_with("error in entry template execution: pods "),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("volumeMounts[0].name: Not found: \"foo\""),
+        "{msg}"
+    );
+    assert_eq!(entry.node_phase("wf.onExit"), "<none>");
+    let exit = run(&wf(&format!(
+        "  entrypoint: main\n  onExit: note\n  templates:\n  - name: main\n    container: {{image: argosay}}\n  - name: note\n{bad_mount}\n"
+    )));
+    assert_eq!(exit.phase(), "Error");
+    let msg = exit.json()["status"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        msg.starts_with("error in exit template execution : "),
+        "{msg}"
+    );
+    // Inside steps it is the step's error, and the workflow fails as for any failed step.
+    let nested = run(&wf(&format!(
+        "  entrypoint: main\n  templates:\n  - name: main\n    steps: [[{{name: a, template: bad}}]]\n  - name: bad\n{bad_mount}\n"
+    )));
+    assert_eq!(nested.node_phase("a"), "Error");
+    assert_eq!(nested.phase(), "Failed");
+}
+
 #[test]
 fn http_template_success_condition() {
     // The simulated shell answers every HTTP call with 200 "ok".
