@@ -15,7 +15,7 @@ use anyhow::{bail, Context};
 use serde_json::Value;
 use workflow_model::{Object, Severity};
 
-use crate::conformance::{parallel, Options};
+use crate::corpus::{parallel, Options};
 use crate::inputs::Inputs;
 use crate::resource::ObjectStore;
 use crate::runner::{self, NoWatch, RunOptions, Shared};

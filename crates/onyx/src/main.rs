@@ -3,6 +3,7 @@
 mod client;
 mod cluster;
 mod conformance;
+mod corpus;
 mod e2e;
 mod inputs;
 mod names;
@@ -181,7 +182,7 @@ fn main() -> ExitCode {
             e2e,
             e2e_table,
         } => {
-            let opts = conformance::Options {
+            let opts = corpus::Options {
                 jobs,
                 timeout: Duration::from_secs(timeout),
                 home: home.join("conformance"),

@@ -81,11 +81,12 @@ fn a_gang_starts_whole_or_not_at_all() {
         0.0,
     );
     s.submit("default", workflow("gang", &["w0", "w1"], gang));
-    // (Until its second pod has asked, the gang first says it waits for its pods.)
-    let why = s.message_with("default", "gang", "gang default/train cannot place");
+    // Its PodGroup asks for 2 GPUs (its minResources) where 1 is free: Volcano's enqueue keeps
+    // it Pending, and it says so.
+    let why = s.message_with("default", "gang", "minResources");
     assert_eq!(
         why,
-        "gang default/train cannot place 2 pods at once (1 fit now): 0/1 nodes are available: 1 Insufficient nvidia.com/gpu.",
+        "the gang's minResources do not fit what queue default may hold now (the cluster, less what is held and reserved, less other queues' guarantees); it waits to be admitted",
         "the gang says why it waits"
     );
     let held = s.wait("default", "holder", Duration::from_secs(30));

@@ -153,11 +153,17 @@ fn onyx_beats_fgd_on_the_paper_trace_and_fgd_matches_the_paper() {
 #[test]
 fn scenario_files_pass() {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
-    let mut files: Vec<String> = std::fs::read_dir(format!("{root}/tests/scenarios"))
-        .unwrap()
+    // ONYX's own rules, and Volcano's action tests translated (tests/scenarios/volcano/).
+    let mut files: Vec<String> = ["tests/scenarios", "tests/scenarios/volcano"]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(format!("{root}/{d}")).unwrap())
         .map(|e| e.unwrap().path().display().to_string())
         .filter(|p| p.ends_with(".yaml"))
         .collect();
+    assert!(
+        files.iter().filter(|f| f.contains("/volcano/")).count() >= 5,
+        "the Volcano translations are missing"
+    );
     files.sort();
     assert!(files.len() >= 13, "scenario files are missing");
     let mut args = vec!["sim", "scenario"];

@@ -90,37 +90,7 @@ pub fn run(s: &Scenario) -> Result<Outcome, ScenarioError> {
     let mut reserved: BTreeMap<usize, i64> = BTreeMap::new();
     for action in &actions {
         match action.as_str() {
-            "enqueue" => {
-                // Admit gangs while their queue's capability holds, counting those admitted.
-                // (per queue, counting its subtree: a parent's capability bounds its children).
-                let mut admitted: BTreeMap<usize, i64> = BTreeMap::new();
-                // What each queue holds, summed once (not once per gang).
-                let used_gpu: Vec<i64> = (0..st.queues.len()).map(|q| st.queue_used(q)).collect();
-                for g in st.group_order() {
-                    let need = st.pending_gpu(g);
-                    if st.groups[g].phase == "Inqueue" {
-                        for a in st.queue_chain(st.groups[g].queue) {
-                            *admitted.entry(a).or_default() += need;
-                        }
-                    }
-                }
-                for g in st.group_order() {
-                    if st.groups[g].phase == "Pending" && !refused_groups.contains(&g) {
-                        let chain = st.queue_chain(st.groups[g].queue);
-                        let need = st.pending_gpu(g);
-                        let fits = chain.iter().all(|a| {
-                            let held = used_gpu[*a] + admitted.get(a).copied().unwrap_or(0);
-                            st.queues[*a].capability_gpu.is_none_or(|c| held + need <= c)
-                        });
-                        if fits {
-                            st.groups[g].phase = "Inqueue".into();
-                            for a in chain {
-                                *admitted.entry(a).or_default() += need;
-                            }
-                        }
-                    }
-                }
-            }
+            "enqueue" => st.enqueue(&refused_groups, &mut out),
             "allocate" | "backfill" => {
                 // Shares change as gangs bind. Gangs of one queue and tenant keep their order
                 // (priority, then submission), so each (queue, tenant) is a queue of gangs, and
@@ -129,7 +99,11 @@ pub fn run(s: &Scenario) -> Result<Outcome, ScenarioError> {
                 let mut lanes: BTreeMap<(usize, usize), std::collections::VecDeque<usize>> =
                     BTreeMap::new();
                 let mut waiting: Vec<usize> = (0..st.groups.len())
-                    .filter(|g| !refused_groups.contains(g) && !st.pending_pods(*g).is_empty())
+                    .filter(|g| {
+                        !refused_groups.contains(g)
+                            && !st.queues[st.groups[*g].queue].missing
+                            && !st.pending_pods(*g).is_empty()
+                    })
                     .collect();
                 waiting.sort_by_key(|g| (-st.groups[*g].priority, st.groups[*g].order));
                 for g in waiting {
@@ -155,23 +129,27 @@ pub fn run(s: &Scenario) -> Result<Outcome, ScenarioError> {
                         // Not admitted: its queue's capability (or an ancestor's) is taken.
                         let need = st.pending_gpu(g);
                         let chain = st.queue_chain(st.groups[g].queue);
-                        let full = chain
-                            .iter()
-                            .copied()
-                            .find(|a| {
-                                st.queues[*a]
-                                    .capability_gpu
-                                    .is_some_and(|c| st.queue_used(*a) + need > c)
-                            })
-                            .unwrap_or(chain[0]);
+                        let full = chain.iter().copied().find(|a| {
+                            st.queues[*a]
+                                .capability_gpu
+                                .is_some_and(|c| st.queue_used(*a) + need > c)
+                        });
+                        let why = match full {
+                            Some(a) => format!(
+                                "queue {} is at its capability; the gang waits to be admitted",
+                                st.queues[a].name
+                            ),
+                            None if st.queues[chain[0]].capability_res.iter().any(Option::is_some) => format!(
+                                "queue {} is at its capability; the gang waits to be admitted",
+                                st.queues[chain[0]].name
+                            ),
+                            None => format!(
+                                "the gang's minResources do not fit what queue {} may hold now (the cluster, less what is held and reserved, less other queues' guarantees); it waits to be admitted",
+                                st.queues[chain[0]].name
+                            ),
+                        };
                         for p in st.pending_pods(g) {
-                            out.reasons.insert(
-                                st.pods[p].key.clone(),
-                                format!(
-                                    "queue {} is at its capability; the gang waits to be admitted",
-                                    st.queues[full].name
-                                ),
-                            );
+                            out.reasons.insert(st.pods[p].key.clone(), why.clone());
                         }
                         continue;
                     }

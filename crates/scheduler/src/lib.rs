@@ -7,6 +7,7 @@
 //! `dynamic-mig` is on.
 
 mod cycle;
+mod enqueue;
 mod expect;
 pub mod mig;
 pub mod model;

@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 pub struct Scenario {
     #[serde(default)]
     pub name: String,
+    /// None at all is a cluster with nothing to place on (Volcano's enqueue tests have none).
+    #[serde(default)]
     pub nodes: Vec<NodeSpec>,
     #[serde(default)]
     pub queues: Vec<QueueSpec>,
@@ -275,6 +277,10 @@ pub struct PodSpec {
 pub struct Config {
     #[serde(default)]
     pub plugins: Vec<String>,
+    /// Which Volcano's decisions to follow where versions differ: `"1.7"` (the spec's, the
+    /// default) or `"1.10"`.
+    #[serde(default)]
+    pub volcano: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

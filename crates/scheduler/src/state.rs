@@ -25,6 +25,9 @@ pub(crate) struct Pod {
 pub(crate) struct Group {
     pub(crate) key: String,
     pub(crate) queue: usize,
+    /// The PodGroup's `minResources` (CPU thousandths, memory bytes, GPU thousandths): what
+    /// the enqueue action weighs against its queue; `None` lets it in (Volcano's proportion).
+    pub(crate) min_res: Option<[i128; 3]>,
     pub(crate) tenant: usize,
     pub(crate) min_member: u32,
     pub(crate) min_task: BTreeMap<String, u32>,
@@ -43,6 +46,12 @@ pub(crate) struct Queue {
     /// GPUs kept for this queue's subtree: other queues never take the part it does not use.
     pub(crate) guarantee_gpu: Option<i64>,
     pub(crate) reclaimable: bool,
+    /// `capability` and `guarantee` in every resource (unset: unbounded), for enqueue.
+    pub(crate) capability_res: [Option<i128>; 3],
+    pub(crate) guarantee_res: [Option<i128>; 3],
+    /// Named by a group but not defined: its groups are never enqueued (Volcano's enqueue
+    /// skips a job whose queue it cannot find).
+    pub(crate) missing: bool,
     pub(crate) unit: QueueUnit,
     /// Hierarchical queues: the parent (`None`: under the implicit root) and the children.
     pub(crate) parent: Option<usize>,
@@ -64,8 +73,32 @@ pub(crate) struct State {
     pub(crate) queues: Vec<Queue>,
     pub(crate) tenants: Vec<Tenant>,
     pub(crate) plugins: BTreeSet<String>,
+    /// Volcano 1.10's rules where they differ from 1.7's.
+    pub(crate) volcano_1_10: bool,
     /// The cluster's allocatable CPU, memory and GPU equivalents.
     pub(crate) total: [i128; 3],
+}
+
+/// CPU (thousandths), memory (bytes) and GPU equivalents (thousandths) of a resource list;
+/// `None` where it names none.
+fn resource_vector(
+    m: &BTreeMap<String, Quantity>,
+    what: &str,
+) -> Result<[Option<i128>; 3], ScenarioError> {
+    let mut out = [None; 3];
+    for (k, v) in m {
+        let milli = v
+            .milli()
+            .map_err(|e| ScenarioError::Invalid(format!("{what}.{k}: {e}")))?;
+        match k.as_str() {
+            "cpu" => out[0] = Some(milli),
+            "memory" => out[1] = Some(milli / 1000),
+            "nvidia.com/gpu" => out[2] = Some(milli),
+            // Pods, ephemeral storage and the like do not bound ONYX's queues.
+            _ => {}
+        }
+    }
+    Ok(out)
 }
 
 /// A queue and its ancestors, the queue first (the tree has no cycles once linked).
@@ -196,6 +229,7 @@ impl State {
                     None => Ok(None),
                 }
             };
+            let what = |field: &str| format!("queue {}: {field}", q.name);
             queues.push(Queue {
                 name: q.name.clone(),
                 weight: q.weight.max(1),
@@ -203,6 +237,9 @@ impl State {
                 deserved_gpu: gpu_of(&q.deserved)?,
                 guarantee_gpu: gpu_of(&q.guarantee)?,
                 reclaimable: q.reclaimable,
+                capability_res: resource_vector(&q.capability, &what("capability"))?,
+                guarantee_res: resource_vector(&q.guarantee, &what("guarantee"))?,
+                missing: false,
                 unit: q.unit,
                 parent: None,
                 children: Vec::new(),
@@ -216,6 +253,9 @@ impl State {
                 deserved_gpu: None,
                 guarantee_gpu: None,
                 reclaimable: true,
+                capability_res: [None; 3],
+                guarantee_res: [None; 3],
+                missing: false,
                 unit: QueueUnit::Any,
                 parent: None,
                 children: Vec::new(),
@@ -312,13 +352,41 @@ impl State {
         }
         let mut groups: Vec<Group> = Vec::new();
         for (i, g) in s.groups.iter().enumerate() {
-            let queue = queues
-                .iter()
-                .position(|q| q.name == g.queue)
-                .ok_or_else(|| bad(format!("group {}: no queue {:?}", g.name, g.queue)))?;
+            let queue = match queues.iter().position(|q| q.name == g.queue) {
+                Some(q) => q,
+                None => {
+                    out.warnings.push(format!(
+                        "group {}/{}: no queue {:?}: the group stays Pending",
+                        g.namespace, g.name, g.queue
+                    ));
+                    queues.push(Queue {
+                        name: g.queue.clone(),
+                        weight: 1,
+                        capability_gpu: None,
+                        deserved_gpu: None,
+                        guarantee_gpu: None,
+                        reclaimable: true,
+                        capability_res: [None; 3],
+                        guarantee_res: [None; 3],
+                        missing: true,
+                        unit: QueueUnit::Any,
+                        parent: None,
+                        children: Vec::new(),
+                    });
+                    queues.len() - 1
+                }
+            };
+            let min_res = if g.min_resources.is_empty() {
+                None
+            } else {
+                let v =
+                    resource_vector(&g.min_resources, &format!("group {}: minResources", g.name))?;
+                Some(v.map(|x| x.unwrap_or(0)))
+            };
             groups.push(Group {
                 key: format!("{}/{}", g.namespace, g.name),
                 queue,
+                min_res,
                 tenant: tenant_of(&g.namespace),
                 min_member: g.min_member,
                 min_task: g.min_task_member.clone(),
@@ -348,6 +416,9 @@ impl State {
                 groups.push(Group {
                     key: key.clone(),
                     queue,
+                    // A bare pod's group names no minResources: enqueue lets it in, and
+                    // allocate holds it to its queue's capability.
+                    min_res: None,
                     tenant: tenant_of(&p.namespace),
                     min_member: 1,
                     min_task: BTreeMap::new(),
@@ -429,6 +500,15 @@ impl State {
             queues,
             tenants,
             plugins: s.config.plugins.iter().cloned().collect(),
+            volcano_1_10: match s.config.volcano.as_deref() {
+                None | Some("1.7") => false,
+                Some("1.10") => true,
+                Some(other) => {
+                    return Err(bad(format!(
+                        "config.volcano: {other:?}: expected \"1.7\" or \"1.10\""
+                    )))
+                }
+            },
             total,
         };
         // Pods that hold resources: on the devices they were given, else the first that fit.

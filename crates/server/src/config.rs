@@ -201,6 +201,10 @@ pub struct ServerConfig {
     /// over their share (Volcano's preempt and reclaim actions).
     #[serde(default)]
     pub preemption: bool,
+    /// Which Volcano's scheduling decisions to follow where its versions differ: "1.7" (the
+    /// spec's, the default) or "1.10".
+    #[serde(default)]
+    pub volcano: Option<String>,
     /// The maintenance window and its rolling reboot.
     #[serde(default)]
     pub maintenance: MaintenanceConfig,
@@ -383,6 +387,7 @@ impl Default for ServerConfig {
             priority_classes: BTreeMap::new(),
             dynamic_mig: false,
             preemption: false,
+            volcano: None,
             maintenance: Default::default(),
             power: Default::default(),
             prices: Default::default(),
@@ -427,6 +432,7 @@ impl ServerConfig {
                 .collect(),
             dynamic_mig: self.dynamic_mig,
             preemption: self.preemption,
+            volcano: self.volcano.clone(),
         }
     }
 
@@ -461,6 +467,15 @@ impl ServerConfig {
     /// Safe by default: no listening beyond this machine without authentication.
     pub fn check(&self) -> Result<Option<String>, ConfigError> {
         let token = self.token()?;
+        if let Some(v) = self
+            .volcano
+            .as_deref()
+            .filter(|v| !["1.7", "1.10"].contains(v))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "volcano = {v:?}: expected \"1.7\" (the default) or \"1.10\""
+            )));
+        }
         if self.auth.mode != AuthMode::Server {
             for (field, set) in [
                 ("issuer", self.auth.issuer.is_some()),

@@ -177,6 +177,8 @@ pub struct Policy {
     /// Evict lower-priority gangs of a queue (preempt) and gangs of queues over their share
     /// (reclaim) for waiting gangs, as Volcano's `preempt` and `reclaim` actions do.
     pub preemption: bool,
+    /// Whose decisions to follow where Volcano's versions differ: `1.7` (the spec's) or `1.10`.
+    pub volcano: Option<String>,
 }
 
 impl Policy {
@@ -1230,6 +1232,7 @@ impl Cluster {
         if self.policy.dynamic_mig {
             s.config.plugins.push("dynamic-mig".into());
         }
+        s.config.volcano = self.policy.volcano.clone();
         for (n, cordoned) in inner.nodes.iter().zip(&inner.cordoned) {
             let mut spec = n.spec.clone();
             spec.unschedulable = *cordoned;
@@ -1318,11 +1321,56 @@ impl Cluster {
                 ..Default::default()
             });
         }
+        fill_min_resources(&mut s);
         s
     }
 
     pub fn queue_names(&self) -> Vec<String> {
         self.policy.queues.keys().cloned().collect()
+    }
+}
+
+/// Each gang's `minResources`, as Volcano's job controller sets a PodGroup's: what its first
+/// `minMember` pods ask for (CPU, memory, GPU equivalents), which the enqueue action weighs
+/// against the queue's capability.
+fn fill_min_resources(s: &mut Scenario) {
+    for g in &mut s.groups {
+        let (mut cpu, mut mem, mut gpu) = (0i128, 0i128, 0.0f64);
+        let members = s
+            .pods
+            .iter()
+            .filter(|p| p.group == g.name && p.namespace == g.namespace)
+            .take(g.min_member as usize);
+        for p in members {
+            let text: BTreeMap<String, String> = p
+                .requests
+                .iter()
+                .map(|(k, v)| {
+                    let t = match v {
+                        Quantity::Text(t) => t.clone(),
+                        Quantity::Number(n) => n.to_string(),
+                    };
+                    (k.clone(), t)
+                })
+                .collect();
+            cpu += p
+                .requests
+                .get("cpu")
+                .and_then(|q| q.milli().ok())
+                .unwrap_or(0);
+            mem += p
+                .requests
+                .get("memory")
+                .and_then(|q| q.milli().ok())
+                .unwrap_or(0)
+                / 1000;
+            gpu += gpu_equivalents(&text);
+        }
+        g.min_resources = BTreeMap::from([
+            ("cpu".to_string(), Quantity::Text(format!("{cpu}m"))),
+            ("memory".to_string(), Quantity::Text(mem.to_string())),
+            ("nvidia.com/gpu".to_string(), Quantity::Number(gpu)),
+        ]);
     }
 }
 
