@@ -208,7 +208,17 @@ pub fn run(s: &Scenario) -> Result<Outcome, ScenarioError> {
                         .filter(|(_, rp)| **rp >= prio)
                         .map(|(n, _)| *n)
                         .collect();
-                    match st.try_group(g, &exclude) {
+                    // Volcano's allocate takes a job's tasks until the job is ready, then one
+                    // at a time, putting the job back so the queue whose share is now lowest
+                    // goes next (two queues split a node by weight). Gangs with per-task
+                    // minimums are placed whole, as before.
+                    let limit = if st.groups[g].min_task.values().any(|m| *m > 0) {
+                        None
+                    } else {
+                        let ready = st.ready_count(g) as u32;
+                        Some(st.groups[g].min_member.saturating_sub(ready).max(1) as usize)
+                    };
+                    match st.try_group(g, &exclude, limit) {
                         Some(placed) => {
                             for (p, n) in placed {
                                 out.binds
@@ -221,6 +231,11 @@ pub fn run(s: &Scenario) -> Result<Outcome, ScenarioError> {
                                 add(&mut tused[t], u, 1);
                             }
                             st.groups[g].phase = "Running".into();
+                            if !st.pending_pods(g).is_empty() {
+                                if let Some(l) = lanes.get_mut(&lane) {
+                                    l.push_front(g);
+                                }
+                            }
                         }
                         None => {
                             // Reserve the nodes this gang could use now, for the rest of the cycle.
@@ -286,27 +301,56 @@ pub fn run(s: &Scenario) -> Result<Outcome, ScenarioError> {
                         )
                     });
                     let saved_nodes = st.nodes.clone();
+                    // Victims, one unit at a time: first the tasks a victim gang has beyond its
+                    // minMember (Volcano's gang plugin: a job is preempted down to its
+                    // minAvailable, newest task first), then — ONYX's priority preemption,
+                    // which Volcano v1.7 does not do — whole gangs. Only as many as the
+                    // preemptor needs.
+                    let mut units: Vec<Vec<usize>> = Vec::new();
+                    for v in &victims {
+                        let running: Vec<usize> = st.groups[*v]
+                            .pods
+                            .iter()
+                            .copied()
+                            .filter(|p| st.pods[*p].phase == "Running")
+                            .collect();
+                        let slack = running
+                            .len()
+                            .saturating_sub(st.groups[*v].min_member as usize);
+                        for p in running.iter().rev().take(slack) {
+                            units.push(vec![*p]);
+                        }
+                    }
+                    for v in &victims {
+                        units.push(st.groups[*v].pods.clone());
+                    }
                     let mut chosen: Vec<usize> = Vec::new();
                     let mut fits = false;
-                    for v in victims {
+                    for unit in units {
+                        let unit: Vec<usize> = unit
+                            .into_iter()
+                            .filter(|p| st.pods[*p].phase == "Running" && !chosen.contains(p))
+                            .collect();
+                        if unit.is_empty() {
+                            continue;
+                        }
                         // Reclaim never takes a queue below its deserved share (no ping-pong).
                         if reclaim {
-                            let vq = st.groups[v].queue;
-                            let give: i64 = st.groups[v]
-                                .pods
+                            let vq = st.groups[st.pods[unit[0]].group].queue;
+                            let give: i64 = unit.iter().map(|p| gpu_milli(&st.pods[*p].req)).sum();
+                            let given: i64 = chosen
                                 .iter()
+                                .filter(|p| st.groups[st.pods[**p].group].queue == vq)
                                 .map(|p| gpu_milli(&st.pods[*p].req))
                                 .sum();
-                            if st.queue_used(vq) - give < st.deserved(vq) {
+                            if st.queue_used(vq) - given - give < st.deserved(vq) {
                                 continue;
                             }
                         }
-                        for p in st.groups[v].pods.clone() {
-                            if st.pods[p].phase == "Running" {
-                                st.release(p);
-                            }
+                        for p in &unit {
+                            st.release(*p);
                         }
-                        chosen.push(v);
+                        chosen.extend(unit);
                         // Would the gang fit now?
                         let trial = st.nodes.clone();
                         let pend = st.pending_pods(g);
@@ -320,41 +364,45 @@ pub fn run(s: &Scenario) -> Result<Outcome, ScenarioError> {
                             }
                         }
                         st.nodes = trial;
-                        if (st.ready_count(g) + ok) as u32 >= st.groups[g].min_member {
+                        if (st.ready_count(g) + ok) as u32 >= st.groups[g].min_member.max(1) {
                             fits = true;
                             break;
                         }
                     }
                     if fits {
                         let mut nodes_used: BTreeSet<String> = BTreeSet::new();
-                        for v in &chosen {
-                            for p in st.groups[*v].pods.clone() {
-                                if st.pods[p].phase == "Running" {
-                                    out.evictions.insert(st.pods[p].key.clone());
-                                    out.eviction_reasons.insert(
-                                        st.pods[p].key.clone(),
-                                        if reclaim {
-                                            format!(
-                                                "pod reclaimed: queue {} is over its share and {} of queue {} needs the resources",
-                                                st.queues[st.groups[*v].queue].name,
-                                                st.groups[g].key,
-                                                st.queues[st.groups[g].queue].name
-                                            )
-                                        } else {
-                                            format!(
-                                                "pod preempted by {}, of higher priority in queue {}",
-                                                st.groups[g].key,
-                                                st.queues[st.groups[g].queue].name
-                                            )
-                                        },
-                                    );
-                                    if let Some(n) = st.pods[p].node {
-                                        nodes_used.insert(st.nodes[n].name.clone());
-                                    }
-                                    st.pods[p].phase = "Releasing".into();
-                                }
+                        for p in chosen.clone() {
+                            let v = st.pods[p].group;
+                            out.evictions.insert(st.pods[p].key.clone());
+                            out.eviction_reasons.insert(
+                                st.pods[p].key.clone(),
+                                if reclaim {
+                                    format!(
+                                        "pod reclaimed: queue {} is over its share and {} of queue {} needs the resources",
+                                        st.queues[st.groups[v].queue].name,
+                                        st.groups[g].key,
+                                        st.queues[st.groups[g].queue].name
+                                    )
+                                } else {
+                                    format!(
+                                        "pod preempted by {}, of higher priority in queue {}",
+                                        st.groups[g].key,
+                                        st.queues[st.groups[g].queue].name
+                                    )
+                                },
+                            );
+                            if let Some(n) = st.pods[p].node {
+                                nodes_used.insert(st.nodes[n].name.clone());
                             }
-                            st.groups[*v].phase = "Pending".into();
+                            st.pods[p].phase = "Releasing".into();
+                            let left = st.groups[v]
+                                .pods
+                                .iter()
+                                .filter(|x| st.pods[**x].phase == "Running")
+                                .count();
+                            if (left as u32) < st.groups[v].min_member.max(1) {
+                                st.groups[v].phase = "Pending".into();
+                            }
                         }
                         // The freed resources stay with the victims until they are gone: the gang
                         // is pipelined onto those nodes and binds in a later cycle.

@@ -105,14 +105,21 @@ impl State {
     }
 
     /// Try to place a group's pending pods; commit only if the gang is satisfied.
+    /// Place gang `g`'s pending pods, all or nothing for its `minMember`; `limit` caps how
+    /// many are taken this turn (Volcano's allocate takes a job's tasks until it is ready,
+    /// then one at a time, each turn going to the queue whose share is lowest).
     pub(crate) fn try_group(
         &mut self,
         g: usize,
         exclude: &BTreeSet<usize>,
+        limit: Option<usize>,
     ) -> Option<Vec<(usize, usize)>> {
-        let pending = self.pending_pods(g);
+        let mut pending = self.pending_pods(g);
         if pending.is_empty() {
             return None;
+        }
+        if let Some(k) = limit {
+            pending.truncate(k.max(1));
         }
         let saved_nodes = self.nodes.clone();
         let mut placed = Vec::new();

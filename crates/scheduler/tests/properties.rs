@@ -111,4 +111,52 @@ proptest! {
             prop_assert!(bound == 0 || bound >= g.min_member, "gang {} partly bound: {bound} of min {}", g.name, g.min_member);
         }
     }
+
+    /// A second cycle over what the first bound, with a higher-priority gang arriving:
+    /// preemption takes each victim gang down to its minMember, or whole, never below it,
+    /// and evicts only running pods of lower priority.
+    #[test]
+    fn preemption_never_leaves_a_gang_below_its_min_member(s in scenario(), want in 1u32..9, size in 1u32..4) {
+        let first = run(&s).expect("a valid scenario runs");
+        let mut s2 = s.clone();
+        s2.actions = vec!["preempt".into()];
+        s2.priority_classes = vec![scheduler::PriorityClass { name: "high".into(), value: 1000 }];
+        s2.tenants.clear();
+        for p in &mut s2.pods {
+            if let Some(n) = first.binds.get(&format!("t/{}", p.name)) {
+                p.phase = "Running".into();
+                p.node = n.clone();
+                p.devices = first.devices.get(&format!("t/{}", p.name)).cloned().unwrap_or_default();
+            }
+        }
+        for g in &mut s2.groups {
+            if s2.pods.iter().any(|p| p.group == g.name && p.phase == "Running") {
+                g.phase = "Running".into();
+            }
+        }
+        s2.groups.push(GroupSpec {
+            name: "hi".into(), namespace: "t".into(), queue: "default".into(), min_member: size,
+            min_task_member: BTreeMap::new(), min_resources: BTreeMap::new(),
+            priority_class: "high".into(), phase: "Inqueue".into(),
+        });
+        for i in 0..size {
+            s2.pods.push(PodSpec {
+                name: format!("hi-{i}"), namespace: "t".into(), group: "hi".into(),
+                phase: "Pending".into(),
+                requests: BTreeMap::from([("cpu".to_string(), q(1.0)), ("nvidia.com/gpu".to_string(), q(want as f64))]),
+                preemptable: true, ..Default::default()
+            });
+        }
+        let out = run(&s2).expect("the second cycle runs");
+        for e in &out.evictions {
+            let p = s2.pods.iter().find(|p| format!("t/{}", p.name) == *e).expect("an evicted pod");
+            prop_assert_eq!(p.phase.as_str(), "Running", "{} evicted though not running", e);
+            prop_assert!(p.group != "hi", "the preemptor evicted itself");
+        }
+        for g in &s2.groups {
+            let running = s2.pods.iter().filter(|p| p.group == g.name && p.phase == "Running").count() as u32;
+            let left = s2.pods.iter().filter(|p| p.group == g.name && p.phase == "Running" && !out.evictions.contains(&format!("t/{}", p.name))).count() as u32;
+            prop_assert!(left == running || left == 0 || left >= g.min_member, "gang {} left with {} of min {}", g.name, left, g.min_member);
+        }
+    }
 }
