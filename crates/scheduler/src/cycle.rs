@@ -255,6 +255,11 @@ pub fn run(s: &Scenario) -> Result<Outcome, ScenarioError> {
             }
             "preempt" | "reclaim" => {
                 let reclaim = action == "reclaim";
+                // Shares for reclaim: GPUs where the cluster has them (the scarce resource, the
+                // spec's fairness); every resource, as Volcano's proportion, where it has none.
+                let by_resources = st.cluster_gpu() == 0;
+                let (held0, _) = st.used_vectors();
+                let deserved_res = st.proportion_deserved(&held0);
                 for g in st.group_order() {
                     if refused_groups.contains(&g)
                         || st.pending_pods(g).is_empty()
@@ -263,7 +268,13 @@ pub fn run(s: &Scenario) -> Result<Outcome, ScenarioError> {
                         continue;
                     }
                     let q = st.groups[g].queue;
-                    if reclaim && st.queue_used(q) >= st.deserved(q) {
+                    if reclaim
+                        && if by_resources {
+                            State::overused(&deserved_res[q], &held0[q])
+                        } else {
+                            st.queue_used(q) >= st.deserved(q)
+                        }
+                    {
                         continue; // only queues below their deserved share reclaim
                     }
                     // Victim gangs: same queue and lower priority (preempt), or other reclaimable
@@ -281,13 +292,46 @@ pub fn run(s: &Scenario) -> Result<Outcome, ScenarioError> {
                             if reclaim {
                                 vq != q
                                     && st.queues[vq].reclaimable
-                                    && st.queue_used(vq) > st.deserved(vq)
+                                    && if by_resources {
+                                        !(0..3).all(|d| held0[vq][d] <= deserved_res[vq][d])
+                                    } else {
+                                        st.queue_used(vq) > st.deserved(vq)
+                                    }
                             } else {
                                 vq == q && st.groups[*v].priority < st.groups[g].priority
                             }
                         })
-                        .filter(|v| st.groups[*v].pods.iter().all(|p| st.pods[*p].preemptable))
+                        .filter(|v| st.groups[*v].pods.iter().any(|p| st.pods[*p].preemptable))
                         .collect();
+                    // A preemptor that fits as things are takes nothing (Volcano preempts only
+                    // where the node's future idle resources fall short).
+                    {
+                        let trial = st.nodes.clone();
+                        let mut ok = 0;
+                        for p in st.pending_pods(g) {
+                            if let Some(n) = st.best_node(p, &BTreeSet::new()) {
+                                let req = st.pods[p].req.clone();
+                                if st.take(n, &req, p, st.plugins.contains("dynamic-mig")) {
+                                    ok += 1;
+                                }
+                            }
+                        }
+                        st.nodes = trial;
+                        let need = st.pending_need(g);
+                        let (qused, _) = st.used_vectors();
+                        let queue_room = st.queue_chain(q).iter().all(|a| {
+                            (0..3).all(|d| {
+                                st.queues[*a].capability_res[d]
+                                    .is_none_or(|c| qused[*a][d] + need[d] <= c)
+                            })
+                        });
+                        if queue_room
+                            && ok > 0
+                            && (st.ready_count(g) + ok) as u32 >= st.groups[g].min_member.max(1)
+                        {
+                            continue;
+                        }
+                    }
                     // Reclaim looks at sibling queues first, then up the tree (the deepest
                     // common ancestor first); within that, lowest priority, newest first.
                     let mine = st.queue_chain(q);
@@ -296,6 +340,7 @@ pub fn run(s: &Scenario) -> Result<Outcome, ScenarioError> {
                         let shared = mine.iter().filter(|a| theirs.contains(a)).count();
                         (
                             std::cmp::Reverse(shared),
+                            st.queues[st.groups[*v].queue].priority,
                             st.groups[*v].priority,
                             std::cmp::Reverse(st.groups[*v].order),
                         )
@@ -317,12 +362,25 @@ pub fn run(s: &Scenario) -> Result<Outcome, ScenarioError> {
                         let slack = running
                             .len()
                             .saturating_sub(st.groups[*v].min_member as usize);
-                        for p in running.iter().rev().take(slack) {
+                        // Pods marked not preemptable (`volcano.sh/preemptable: "false"`) stay.
+                        // Nor do pods of the preemptor's priority or higher (the priority
+                        // plugin compares tasks).
+                        let prio = st.groups[g].priority;
+                        for p in running
+                            .iter()
+                            .rev()
+                            .filter(|p| {
+                                st.pods[**p].preemptable && (reclaim || st.pods[**p].priority < prio)
+                            })
+                            .take(slack)
+                        {
                             units.push(vec![*p]);
                         }
                     }
                     for v in &victims {
-                        units.push(st.groups[*v].pods.clone());
+                        if st.groups[*v].pods.iter().all(|p| st.pods[*p].preemptable) {
+                            units.push(st.groups[*v].pods.clone());
+                        }
                     }
                     let mut chosen: Vec<usize> = Vec::new();
                     let mut fits = false;
@@ -337,14 +395,26 @@ pub fn run(s: &Scenario) -> Result<Outcome, ScenarioError> {
                         // Reclaim never takes a queue below its deserved share (no ping-pong).
                         if reclaim {
                             let vq = st.groups[st.pods[unit[0]].group].queue;
-                            let give: i64 = unit.iter().map(|p| gpu_milli(&st.pods[*p].req)).sum();
-                            let given: i64 = chosen
-                                .iter()
-                                .filter(|p| st.groups[st.pods[**p].group].queue == vq)
-                                .map(|p| gpu_milli(&st.pods[*p].req))
-                                .sum();
-                            if st.queue_used(vq) - given - give < st.deserved(vq) {
-                                continue;
+                            if by_resources {
+                                // proportion's Reclaimable: take while the queue still holds
+                                // more than it deserves in some resource.
+                                let mut left = held0[vq];
+                                for p in chosen.iter().filter(|p| st.groups[st.pods[**p].group].queue == vq) {
+                                    add(&mut left, usage(&st.pods[*p].req), -1);
+                                }
+                                if (0..3).all(|d| left[d] <= deserved_res[vq][d]) {
+                                    continue;
+                                }
+                            } else {
+                                let give: i64 = unit.iter().map(|p| gpu_milli(&st.pods[*p].req)).sum();
+                                let given: i64 = chosen
+                                    .iter()
+                                    .filter(|p| st.groups[st.pods[**p].group].queue == vq)
+                                    .map(|p| gpu_milli(&st.pods[*p].req))
+                                    .sum();
+                                if st.queue_used(vq) - given - give < st.deserved(vq) {
+                                    continue;
+                                }
                             }
                         }
                         for p in &unit {

@@ -165,6 +165,9 @@ pub struct QueueSpec {
     pub guarantee: BTreeMap<String, Quantity>,
     #[serde(default = "yes")]
     pub reclaimable: bool,
+    /// Volcano's queue `priority` (v1.10): reclaim takes from lower-priority queues first.
+    #[serde(default)]
+    pub priority: i64,
     #[serde(default)]
     pub parent: String,
     /// What the queue hands out: `node` (whole nodes, exclusive: the spec's `dedicated`),

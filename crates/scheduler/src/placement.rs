@@ -114,16 +114,18 @@ impl State {
         exclude: &BTreeSet<usize>,
         limit: Option<usize>,
     ) -> Option<Vec<(usize, usize)>> {
-        let mut pending = self.pending_pods(g);
+        let pending = self.pending_pods(g);
         if pending.is_empty() {
             return None;
-        }
-        if let Some(k) = limit {
-            pending.truncate(k.max(1));
         }
         let saved_nodes = self.nodes.clone();
         let mut placed = Vec::new();
         for p in pending {
+            // A task that fits nowhere is passed over; the next is tried (Volcano's allocate
+            // goes on through a job's tasks until the job is ready).
+            if limit.is_some_and(|k| placed.len() >= k.max(1)) {
+                break;
+            }
             if let Some(n) = self.best_node(p, exclude) {
                 let req = self.pods[p].req.clone();
                 let dynamic = self.plugins.contains("dynamic-mig");

@@ -21,6 +21,51 @@ impl State {
             .sum()
     }
 
+    /// Volcano's proportion plugin over every resource, for leaf queues side by side: the
+    /// cluster is handed out by weight, round after round, each queue capped at what it asks
+    /// for (what it holds plus its pending pods), until nothing is left or every queue has
+    /// what it asks.
+    pub(crate) fn proportion_deserved(&self, used: &[[i128; 3]]) -> Vec<[i128; 3]> {
+        let n = self.queues.len();
+        let mut request: Vec<[i128; 3]> = used.to_vec();
+        for g in 0..self.groups.len() {
+            let need = self.pending_need(g);
+            add(&mut request[self.groups[g].queue], need, 1);
+        }
+        let takes = |q: usize| !self.queues[q].missing && self.queues[q].children.is_empty();
+        let mut deserved = vec![[0i128; 3]; n];
+        let mut met: Vec<bool> = (0..n).map(|q| !takes(q)).collect();
+        for _ in 0..16 {
+            let mut remaining = self.total;
+            for d in &deserved {
+                add(&mut remaining, *d, -1);
+            }
+            let weight: i128 = (0..n)
+                .filter(|q| !met[*q])
+                .map(|q| self.queues[q].weight as i128)
+                .sum();
+            if weight == 0 || remaining.iter().all(|r| *r <= 0) {
+                break;
+            }
+            let open: Vec<usize> = (0..n).filter(|q| !met[*q]).collect();
+            for q in open {
+                let w = self.queues[q].weight as i128;
+                for d in 0..3 {
+                    let more = remaining[d].max(0) * w / weight;
+                    deserved[q][d] = (deserved[q][d] + more).min(request[q][d]);
+                }
+                met[q] = (0..3).all(|d| deserved[q][d] >= request[q][d]);
+            }
+        }
+        deserved
+    }
+
+    /// Whether a queue holds at least what it deserves in every resource (proportion's
+    /// `Overused`).
+    pub(crate) fn overused(deserved: &[i128; 3], held: &[i128; 3]) -> bool {
+        (0..3).all(|d| deserved[d] <= held[d])
+    }
+
     pub(crate) fn cluster_gpu(&self) -> i64 {
         self.nodes.iter().map(|n| n.gpus.len() as i64 * 1000).sum()
     }

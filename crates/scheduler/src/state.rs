@@ -13,6 +13,8 @@ use crate::resources::{describe, parse_req, take_devices, Gpu, Node, Req};
 pub(crate) struct Pod {
     pub(crate) key: String,
     pub(crate) group: usize,
+    /// Its own priority class's value, else its gang's.
+    pub(crate) priority: i64,
     pub(crate) task: String,
     pub(crate) phase: String,
     pub(crate) node: Option<usize>,
@@ -46,6 +48,8 @@ pub(crate) struct Queue {
     /// GPUs kept for this queue's subtree: other queues never take the part it does not use.
     pub(crate) guarantee_gpu: Option<i64>,
     pub(crate) reclaimable: bool,
+    /// Volcano's queue priority: reclaim takes from lower ones first.
+    pub(crate) priority: i64,
     /// `capability` and `guarantee` in every resource (unset: unbounded), for enqueue.
     pub(crate) capability_res: [Option<i128>; 3],
     pub(crate) guarantee_res: [Option<i128>; 3],
@@ -237,6 +241,7 @@ impl State {
                 deserved_gpu: gpu_of(&q.deserved)?,
                 guarantee_gpu: gpu_of(&q.guarantee)?,
                 reclaimable: q.reclaimable,
+                priority: q.priority,
                 capability_res: resource_vector(&q.capability, &what("capability"))?,
                 guarantee_res: resource_vector(&q.guarantee, &what("guarantee"))?,
                 missing: false,
@@ -253,6 +258,7 @@ impl State {
                 deserved_gpu: None,
                 guarantee_gpu: None,
                 reclaimable: true,
+                priority: 0,
                 capability_res: [None; 3],
                 guarantee_res: [None; 3],
                 missing: false,
@@ -366,6 +372,7 @@ impl State {
                         deserved_gpu: None,
                         guarantee_gpu: None,
                         reclaimable: true,
+                        priority: 0,
                         capability_res: [None; 3],
                         guarantee_res: [None; 3],
                         missing: true,
@@ -476,9 +483,14 @@ impl State {
                 }
             }
             groups[group].pods.push(pods.len());
+            let priority = prio
+                .get(p.priority_class.as_str())
+                .copied()
+                .unwrap_or(groups[group].priority);
             pods.push(Pod {
                 key,
                 group,
+                priority,
                 task: p.task.clone(),
                 phase: p.phase.clone(),
                 node,

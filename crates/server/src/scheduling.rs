@@ -197,6 +197,7 @@ impl Policy {
                 deserved: gpus(q.deserved_gpus),
                 guarantee: gpus(q.guarantee_gpus),
                 reclaimable: q.reclaimable,
+                priority: 0,
                 parent: q.parent.clone().unwrap_or_default(),
                 unit: q.unit,
             })
