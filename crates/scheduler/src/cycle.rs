@@ -153,13 +153,14 @@ pub fn run(s: &Scenario) -> Result<Outcome, ScenarioError> {
                         }
                         continue;
                     }
+                    // Backfill places best-effort pods only (no CPU, GPU or memory asked), of
+                    // gangs already admitted.
                     if action == "backfill"
-                        && st
-                            .pending_pods(g)
-                            .iter()
-                            .any(|p| gpu_milli(&st.pods[*p].req) > 0 || st.pods[*p].req.cpu > 0)
+                        && (st.best_effort_pending(g).is_empty()
+                            || st.groups[g].phase == "Pending"
+                                && actions.iter().any(|a| a == "enqueue"))
                     {
-                        continue; // backfill places best-effort pods only
+                        continue;
                     }
                     let q = st.groups[g].queue;
                     let need = st.pending_gpu(g);
@@ -218,7 +219,12 @@ pub fn run(s: &Scenario) -> Result<Outcome, ScenarioError> {
                         let ready = st.ready_count(g) as u32;
                         Some(st.groups[g].min_member.saturating_sub(ready).max(1) as usize)
                     };
-                    match st.try_group(g, &exclude, limit) {
+                    let attempt = if action == "backfill" {
+                        st.try_best_effort(g, &exclude)
+                    } else {
+                        st.try_group(g, &exclude, limit)
+                    };
+                    match attempt {
                         Some(placed) => {
                             for (p, n) in placed {
                                 out.binds

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 
 use crate::model::{untolerated, Taint};
-use crate::resources::{take_on, Req};
+use crate::resources::{gpu_milli, take_on, Req};
 use crate::state::State;
 
 impl State {
@@ -148,6 +148,53 @@ impl State {
             have as u32 >= *min
         });
         if ready as u32 >= self.groups[g].min_member && tasks_ok && !placed.is_empty() {
+            for (p, n) in &placed {
+                self.pods[*p].node = Some(*n);
+                self.pods[*p].phase = "Bound".into();
+            }
+            Some(placed)
+        } else {
+            self.nodes = saved_nodes;
+            None
+        }
+    }
+
+    /// A gang's pending best-effort pods (no CPU, memory or GPU asked), higher pod priority
+    /// first, then as listed: the order Volcano's backfill picks them in (TaskOrderFn).
+    pub(crate) fn best_effort_pending(&self, g: usize) -> Vec<usize> {
+        let mut be: Vec<usize> = self
+            .pending_pods(g)
+            .into_iter()
+            .filter(|p| {
+                let r = &self.pods[*p].req;
+                r.cpu == 0 && r.mem == 0 && gpu_milli(r) == 0
+            })
+            .collect();
+        be.sort_by_key(|p| std::cmp::Reverse(self.pods[*p].priority));
+        be
+    }
+
+    /// Volcano's backfill for one gang: its best-effort pods one after another on the best
+    /// node each, kept when the gang is then ready (its `minMember`), else given back.
+    pub(crate) fn try_best_effort(
+        &mut self,
+        g: usize,
+        exclude: &BTreeSet<usize>,
+    ) -> Option<Vec<(usize, usize)>> {
+        let saved_nodes = self.nodes.clone();
+        let mut placed = Vec::new();
+        for p in self.best_effort_pending(g) {
+            let Some(n) = self.best_node(p, exclude) else {
+                break;
+            };
+            let req = self.pods[p].req.clone();
+            if self.take(n, &req, p, false) {
+                placed.push((p, n));
+            }
+        }
+        if !placed.is_empty()
+            && (self.ready_count(g) + placed.len()) as u32 >= self.groups[g].min_member
+        {
             for (p, n) in &placed {
                 self.pods[*p].node = Some(*n);
                 self.pods[*p].phase = "Bound".into();
