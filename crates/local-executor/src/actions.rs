@@ -45,6 +45,7 @@ pub fn node_config() -> EngineConfig {
         node_labels: labels,
         node_name: host,
         shell_schedules: false,
+        limits: Default::default(),
     }
 }
 

@@ -8,7 +8,10 @@ use serde_json::{Map, Number, Value};
 
 use crate::error::EvalError;
 use crate::sprig;
-use crate::value::{equal, float, go_format, num, truthy};
+use crate::value::{
+    approx_size, check_len, check_size, equal, float, go_format, num, to_json_bounded, too_big,
+    truthy, MAX_VALUE_BYTES,
+};
 
 #[derive(Debug, Clone, PartialEq)]
 enum Tok {
@@ -156,6 +159,35 @@ pub enum Ast {
 struct Parser {
     toks: Vec<Tok>,
     pos: usize,
+    /// How deep the parser's own recursion is: one level per sub-expression (brackets,
+    /// parentheses, arguments), per operator precedence an operand is parsed at, and per
+    /// prefix operator.
+    nesting: usize,
+}
+
+pub use crate::value::MAX_EXPR_DEPTH;
+
+/// Most items a `..` range may have.
+pub const MAX_RANGE_ITEMS: usize = 100_000;
+
+/// Most steps (nodes of the syntax tree visited, closure calls included) one evaluation may
+/// take, so that nested `map`s over ranges cannot keep the engine busy for hours.
+pub const MAX_EVAL_STEPS: usize = 1_000_000;
+
+fn too_deep() -> String {
+    format!("the expression nests deeper than {MAX_EXPR_DEPTH} levels (MAX_EXPR_DEPTH)")
+}
+
+/// A parsed subtree with its depth.
+type Parsed = Result<(Ast, usize), String>;
+
+/// `ast` with depth `depth`, unless that is deeper than [`MAX_EXPR_DEPTH`].
+fn node(ast: Ast, depth: usize) -> Parsed {
+    if depth > MAX_EXPR_DEPTH {
+        Err(too_deep())
+    } else {
+        Ok((ast, depth))
+    }
 }
 
 const PREDICATE_FUNCS: &[&str] = &[
@@ -201,16 +233,35 @@ impl Parser {
             Err(format!("expected '{op}', found {}", describe(self.peek())))
         }
     }
-
-    fn expression(&mut self) -> Result<Ast, String> {
-        let cond = self.binary(0)?;
-        if self.eat_op("?") {
-            let a = self.expression()?;
-            self.expect_op(":")?;
-            let b = self.expression()?;
-            return Ok(Ast::Ternary(Box::new(cond), Box::new(a), Box::new(b)));
+    /// One level deeper in the parser's recursion (left again by `leave`; an error ends the
+    /// whole parse, so an unbalanced count after one does not matter).
+    fn enter(&mut self) -> Result<(), String> {
+        self.nesting += 1;
+        if self.nesting > MAX_EXPR_DEPTH {
+            return Err(too_deep());
         }
-        Ok(cond)
+        Ok(())
+    }
+    fn leave(&mut self) {
+        self.nesting -= 1;
+    }
+
+    fn expression(&mut self) -> Parsed {
+        self.enter()?;
+        let (cond, dc) = self.binary(0)?;
+        let out = if self.eat_op("?") {
+            let (a, da) = self.expression()?;
+            self.expect_op(":")?;
+            let (b, db) = self.expression()?;
+            node(
+                Ast::Ternary(Box::new(cond), Box::new(a), Box::new(b)),
+                1 + dc.max(da).max(db),
+            )?
+        } else {
+            (cond, dc)
+        };
+        self.leave();
+        Ok(out)
     }
 
     fn binary_op(&self) -> Option<(String, u8)> {
@@ -250,8 +301,10 @@ impl Parser {
         Some((op.to_string(), prec))
     }
 
-    fn binary(&mut self, min_prec: u8) -> Result<Ast, String> {
-        let mut left = self.unary()?;
+    fn binary(&mut self, min_prec: u8) -> Parsed {
+        // Each precedence level an operand is parsed at is a level of recursion.
+        self.enter()?;
+        let (mut left, mut dl) = self.unary()?;
         while let Some((op, prec)) = self.binary_op() {
             if prec < min_prec {
                 break;
@@ -260,213 +313,265 @@ impl Parser {
             if op == "not in" {
                 self.bump();
             }
+            // `**` is right-associative: a chain of them recurses once per operator.
             let next_min = if op == "**" { prec } else { prec + 1 };
-            let right = self.binary(next_min)?;
-            left = Ast::Binary(op, Box::new(left), Box::new(right));
+            let (right, dr) = self.binary(next_min)?;
+            (left, dl) = node(
+                Ast::Binary(op, Box::new(left), Box::new(right)),
+                1 + dl.max(dr),
+            )?;
         }
-        Ok(left)
+        self.leave();
+        Ok((left, dl))
     }
 
-    fn unary(&mut self) -> Result<Ast, String> {
-        match self.peek() {
-            Tok::Op("!") => {
-                self.bump();
-                Ok(Ast::Unary("!", Box::new(self.unary()?)))
-            }
-            Tok::Ident(w) if w == "not" => {
-                self.bump();
-                Ok(Ast::Unary("!", Box::new(self.unary()?)))
-            }
-            Tok::Op("-") => {
-                self.bump();
-                Ok(Ast::Unary("-", Box::new(self.unary()?)))
-            }
-            Tok::Op("+") => {
-                self.bump();
-                self.unary()
-            }
-            _ => self.postfix(),
+    fn unary(&mut self) -> Parsed {
+        let op = match self.peek() {
+            Tok::Op("!") => "!",
+            Tok::Ident(w) if w == "not" => "!",
+            Tok::Op("-") => "-",
+            Tok::Op("+") => "+",
+            _ => return self.postfix(),
+        };
+        self.bump();
+        self.enter()?;
+        let (e, d) = self.unary()?;
+        self.leave();
+        if op == "+" {
+            return Ok((e, d));
         }
+        node(Ast::Unary(op, Box::new(e)), d + 1)
     }
 
-    fn postfix(&mut self) -> Result<Ast, String> {
+    // The parser recurses once per level of nesting (expression, binary, unary, postfix,
+    // primary, then expression again): each arm that needs many locals is a function of its
+    // own, so that the frames on that path stay small even unoptimized.
+
+    fn postfix(&mut self) -> Parsed {
         let mut e = self.primary()?;
         loop {
-            if self.eat_op(".") || self.eat_op("?.") {
-                match self.bump() {
-                    Tok::Ident(name) => {
-                        e = Ast::Member(Box::new(e), Box::new(Ast::Lit(Value::String(name))), false)
-                    }
-                    other => {
-                        return Err(format!(
-                            "expected a name after '.', found {}",
-                            describe(&other)
-                        ))
-                    }
-                }
+            e = if self.eat_op(".") || self.eat_op("?.") {
+                self.member(e)?
             } else if self.eat_op("[") {
-                if self.eat_op(":") {
-                    let hi = if matches!(self.peek(), Tok::Op("]")) {
-                        None
-                    } else {
-                        Some(self.expression()?)
-                    };
-                    self.expect_op("]")?;
-                    e = slice(e, None, hi);
-                    continue;
-                }
-                let idx = self.expression()?;
-                if self.eat_op(":") {
-                    let hi = if matches!(self.peek(), Tok::Op("]")) {
-                        None
-                    } else {
-                        Some(self.expression()?)
-                    };
-                    self.expect_op("]")?;
-                    e = slice(e, Some(idx), hi);
-                    continue;
-                }
-                self.expect_op("]")?;
-                e = Ast::Member(Box::new(e), Box::new(idx), true);
+                self.index(e)?
             } else if matches!(self.peek(), Tok::Op("(")) {
                 self.bump();
-                let callee_name = match &e {
-                    Ast::Ident(n) => Some(n.clone()),
-                    _ => None,
-                };
-                let mut args = Vec::new();
-                if !self.eat_op(")") {
-                    loop {
-                        let is_predicate = callee_name
-                            .as_deref()
-                            .is_some_and(|n| PREDICATE_FUNCS.contains(&n))
-                            && !args.is_empty();
-                        if is_predicate {
-                            if self.eat_op("{") {
-                                let body = self.expression()?;
-                                self.expect_op("}")?;
-                                args.push(Ast::Closure(Box::new(body)));
-                            } else {
-                                args.push(Ast::Closure(Box::new(self.expression()?)));
-                            }
-                        } else {
-                            args.push(self.expression()?);
-                        }
-                        if self.eat_op(")") {
-                            break;
-                        }
-                        self.expect_op(",")?;
-                    }
-                }
-                e = Ast::Call(Box::new(e), args);
+                self.call(e)?
             } else {
                 return Ok(e);
-            }
+            };
         }
     }
 
-    fn primary(&mut self) -> Result<Ast, String> {
+    /// `e.name` (after the `.`).
+    #[inline(never)]
+    fn member(&mut self, (e, de): (Ast, usize)) -> Parsed {
         match self.bump() {
-            Tok::Num(v) => Ok(Ast::Lit(v)),
-            Tok::Str(s) => Ok(Ast::Lit(Value::String(s))),
-            Tok::Hash => {
-                if let Tok::Ident(name) = self.peek().clone() {
-                    if [
-                        "endsWith",
-                        "startsWith",
-                        "contains",
-                        "matches",
-                        "in",
-                        "and",
-                        "or",
-                        "not",
-                    ]
-                    .contains(&name.as_str())
-                    {
-                        return Ok(Ast::Pointer);
-                    }
-                    self.bump();
-                    return Ok(Ast::Member(
-                        Box::new(Ast::Pointer),
-                        Box::new(Ast::Lit(Value::String(name))),
-                        false,
-                    ));
-                }
-                Ok(Ast::Pointer)
+            Tok::Ident(name) => node(
+                Ast::Member(Box::new(e), Box::new(Ast::Lit(Value::String(name))), false),
+                de + 1,
+            ),
+            other => Err(format!(
+                "expected a name after '.', found {}",
+                describe(&other)
+            )),
+        }
+    }
+
+    /// `e[i]`, `e[lo:hi]`, `e[:hi]`, `e[lo:]` (after the `[`).
+    fn index(&mut self, e: (Ast, usize)) -> Parsed {
+        let lo = if self.eat_op(":") {
+            None
+        } else {
+            let idx = self.expression()?;
+            if !self.eat_op(":") {
+                self.expect_op("]")?;
+                return node(
+                    Ast::Member(Box::new(e.0), Box::new(idx.0), true),
+                    1 + e.1.max(idx.1),
+                );
             }
-            Tok::Ident(name) => Ok(match name.as_str() {
-                "true" => Ast::Lit(Value::Bool(true)),
-                "false" => Ast::Lit(Value::Bool(false)),
-                "nil" => Ast::Lit(Value::Null),
-                _ => Ast::Ident(name),
-            }),
+            Some(idx)
+        };
+        let hi = if matches!(self.peek(), Tok::Op("]")) {
+            None
+        } else {
+            Some(self.expression()?)
+        };
+        self.expect_op("]")?;
+        slice(e, lo, hi)
+    }
+
+    /// A call's arguments (after the `(`); a predicate function's second argument on is a
+    /// closure.
+    fn call(&mut self, (e, de): (Ast, usize)) -> Parsed {
+        let predicate = matches!(&e, Ast::Ident(n) if PREDICATE_FUNCS.contains(&n.as_str()));
+        let mut args = Vec::new();
+        let mut depth = de;
+        if !self.eat_op(")") {
+            loop {
+                if predicate && !args.is_empty() {
+                    let braced = self.eat_op("{");
+                    let (body, db) = self.expression()?;
+                    if braced {
+                        self.expect_op("}")?;
+                    }
+                    depth = depth.max(db + 1);
+                    args.push(Ast::Closure(Box::new(body)));
+                } else {
+                    let (a, da) = self.expression()?;
+                    depth = depth.max(da);
+                    args.push(a);
+                }
+                if self.eat_op(")") {
+                    break;
+                }
+                self.expect_op(",")?;
+            }
+        }
+        node(Ast::Call(Box::new(e), args), depth + 1)
+    }
+
+    fn primary(&mut self) -> Parsed {
+        match self.bump() {
+            Tok::Num(v) => Ok((Ast::Lit(v), 1)),
+            Tok::Str(s) => Ok((Ast::Lit(Value::String(s)), 1)),
+            Tok::Hash => Ok(self.pointer()),
+            Tok::Ident(name) => Ok((ident(name), 1)),
             Tok::Op("(") => {
                 let e = self.expression()?;
                 self.expect_op(")")?;
                 Ok(e)
             }
-            Tok::Op("[") => {
-                let mut items = Vec::new();
-                if !self.eat_op("]") {
-                    loop {
-                        items.push(self.expression()?);
-                        if self.eat_op("]") {
-                            break;
-                        }
-                        self.expect_op(",")?;
-                        if self.eat_op("]") {
-                            break;
-                        }
-                    }
-                }
-                Ok(Ast::Array(items))
-            }
-            Tok::Op("{") => {
-                let mut entries = Vec::new();
-                if !self.eat_op("}") {
-                    loop {
-                        let key = match self.bump() {
-                            Tok::Ident(n) => Ast::Lit(Value::String(n)),
-                            Tok::Str(s) => Ast::Lit(Value::String(s)),
-                            Tok::Num(n) => Ast::Lit(Value::String(n.to_string())),
-                            Tok::Op("(") => {
-                                let k = self.expression()?;
-                                self.expect_op(")")?;
-                                k
-                            }
-                            other => {
-                                return Err(format!(
-                                    "expected a map key, found {}",
-                                    describe(&other)
-                                ))
-                            }
-                        };
-                        self.expect_op(":")?;
-                        entries.push((key, self.expression()?));
-                        if self.eat_op("}") {
-                            break;
-                        }
-                        self.expect_op(",")?;
-                        if self.eat_op("}") {
-                            break;
-                        }
-                    }
-                }
-                Ok(Ast::Map(entries))
-            }
-            other => Err(format!("unexpected {}", describe(&other))),
+            Tok::Op("[") => self.array(),
+            Tok::Op("{") => self.map(),
+            other => Err(unexpected(&other)),
         }
+    }
+
+    /// `#` or `#name` (after the `#`).
+    #[inline(never)]
+    fn pointer(&mut self) -> (Ast, usize) {
+        if let Tok::Ident(name) = self.peek().clone() {
+            if [
+                "endsWith",
+                "startsWith",
+                "contains",
+                "matches",
+                "in",
+                "and",
+                "or",
+                "not",
+            ]
+            .contains(&name.as_str())
+            {
+                return (Ast::Pointer, 1);
+            }
+            self.bump();
+            return (
+                Ast::Member(
+                    Box::new(Ast::Pointer),
+                    Box::new(Ast::Lit(Value::String(name))),
+                    false,
+                ),
+                2,
+            );
+        }
+        (Ast::Pointer, 1)
+    }
+
+    /// A list literal (after the `[`).
+    fn array(&mut self) -> Parsed {
+        let mut items = Vec::new();
+        let mut depth = 0;
+        if !self.eat_op("]") {
+            loop {
+                let (item, d) = self.expression()?;
+                depth = depth.max(d);
+                items.push(item);
+                if self.eat_op("]") {
+                    break;
+                }
+                self.expect_op(",")?;
+                if self.eat_op("]") {
+                    break;
+                }
+            }
+        }
+        node(Ast::Array(items), depth + 1)
+    }
+
+    /// A map literal (after the `{`).
+    fn map(&mut self) -> Parsed {
+        let mut entries = Vec::new();
+        let mut depth = 0;
+        if !self.eat_op("}") {
+            loop {
+                let key = match self.bump() {
+                    Tok::Op("(") => {
+                        let (k, dk) = self.expression()?;
+                        self.expect_op(")")?;
+                        depth = depth.max(dk);
+                        k
+                    }
+                    other => map_key(other)?,
+                };
+                self.expect_op(":")?;
+                let (v, dv) = self.expression()?;
+                depth = depth.max(dv);
+                entries.push((key, v));
+                if self.eat_op("}") {
+                    break;
+                }
+                self.expect_op(",")?;
+                if self.eat_op("}") {
+                    break;
+                }
+            }
+        }
+        node(Ast::Map(entries), depth + 1)
     }
 }
 
-fn slice(e: Ast, lo: Option<Ast>, hi: Option<Ast>) -> Ast {
-    Ast::Call(
-        Box::new(Ast::Ident("$slice".into())),
-        vec![
-            e,
-            lo.unwrap_or(Ast::Lit(Value::Null)),
-            hi.unwrap_or(Ast::Lit(Value::Null)),
-        ],
+fn ident(name: String) -> Ast {
+    match name.as_str() {
+        "true" => Ast::Lit(Value::Bool(true)),
+        "false" => Ast::Lit(Value::Bool(false)),
+        "nil" => Ast::Lit(Value::Null),
+        _ => Ast::Ident(name),
+    }
+}
+
+#[inline(never)]
+fn unexpected(t: &Tok) -> String {
+    format!("unexpected {}", describe(t))
+}
+
+/// A literal map key: a name, a string or a number.
+#[inline(never)]
+fn map_key(t: Tok) -> Result<Ast, String> {
+    match t {
+        Tok::Ident(n) => Ok(Ast::Lit(Value::String(n))),
+        Tok::Str(s) => Ok(Ast::Lit(Value::String(s))),
+        Tok::Num(n) => Ok(Ast::Lit(Value::String(n.to_string()))),
+        other => Err(format!("expected a map key, found {}", describe(&other))),
+    }
+}
+
+fn slice(e: (Ast, usize), lo: Option<(Ast, usize)>, hi: Option<(Ast, usize)>) -> Parsed {
+    let depth =
+        e.1.max(lo.as_ref().map_or(1, |l| l.1))
+            .max(hi.as_ref().map_or(1, |h| h.1));
+    node(
+        Ast::Call(
+            Box::new(Ast::Ident("$slice".into())),
+            vec![
+                e.0,
+                lo.map_or(Ast::Lit(Value::Null), |l| l.0),
+                hi.map_or(Ast::Lit(Value::Null), |h| h.0),
+            ],
+        ),
+        depth + 1,
     )
 }
 
@@ -488,8 +593,12 @@ pub fn parse(src: &str) -> Result<Ast, EvalError> {
         message,
     };
     let toks = lex(src).map_err(syntax)?;
-    let mut p = Parser { toks, pos: 0 };
-    let ast = p.expression().map_err(syntax)?;
+    let mut p = Parser {
+        toks,
+        pos: 0,
+        nesting: 0,
+    };
+    let (ast, _) = p.expression().map_err(syntax)?;
     if !matches!(p.peek(), Tok::Eof) {
         return Err(syntax(format!(
             "unexpected {} after the expression",
@@ -525,6 +634,8 @@ pub fn eval(src: &str, env: &Value) -> Result<Value, EvalError> {
         env,
         pointers: Vec::new(),
         src,
+        steps: 0,
+        regex: None,
     };
     ctx.eval(&ast)
 }
@@ -533,7 +644,18 @@ struct Ctx<'a> {
     env: &'a Value,
     pointers: Vec<Value>,
     src: &'a str,
+    /// Steps taken so far (see [`MAX_EVAL_STEPS`]).
+    steps: usize,
+    /// The last regular expression compiled, so that `matches` in a closure compiles once.
+    regex: Option<(String, regex::Regex)>,
 }
+
+/// Bytes a function may read or make per step of [`MAX_EVAL_STEPS`]: one evaluation's
+/// functions handle at most 8 MB in all.
+const BYTES_PER_STEP: usize = 8;
+
+/// What compiling a regular expression costs, in steps.
+const REGEX_STEPS: usize = 1_000;
 
 impl Ctx<'_> {
     fn err(&self, message: impl Into<String>) -> EvalError {
@@ -543,7 +665,36 @@ impl Ctx<'_> {
         }
     }
 
+    /// Count `n` steps against [`MAX_EVAL_STEPS`].
+    fn step(&mut self, n: usize) -> Result<(), EvalError> {
+        self.steps = self.steps.saturating_add(n);
+        if self.steps > MAX_EVAL_STEPS {
+            return Err(self.err(format!(
+                "evaluation takes more than {MAX_EVAL_STEPS} steps (MAX_EVAL_STEPS)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// `Ok(())` when a value this expression built is within [`MAX_VALUE_BYTES`].
+    fn fits(&self, what: &str, v: &Value) -> Result<(), EvalError> {
+        check_size(what, v).map_err(|m| self.err(m))
+    }
+
+    fn regex(&mut self, pattern: &str) -> Result<regex::Regex, EvalError> {
+        if let Some((p, re)) = &self.regex {
+            if p == pattern {
+                return Ok(re.clone());
+            }
+        }
+        self.step(REGEX_STEPS)?;
+        let re = sprig::compile(pattern).map_err(|e| self.err(e))?;
+        self.regex = Some((pattern.to_string(), re.clone()));
+        Ok(re)
+    }
+
     fn eval(&mut self, ast: &Ast) -> Result<Value, EvalError> {
+        self.step(1)?;
         match ast {
             Ast::Lit(v) => Ok(v.clone()),
             Ast::Ident(name) => match self.env.get(name) {
@@ -562,16 +713,7 @@ impl Ctx<'_> {
             }
             Ast::Unary(op, e) => {
                 let v = self.eval(e)?;
-                match *op {
-                    "!" => truthy(&v)
-                        .map(|b| Value::Bool(!b))
-                        .ok_or_else(|| self.err("'!' needs a boolean")),
-                    _ => match &v {
-                        Value::Number(n) if n.is_i64() => Ok(Value::from(-n.as_i64().unwrap_or(0))),
-                        Value::Number(n) => Ok(float(-n.as_f64().unwrap_or(0.0))),
-                        _ => Err(self.err("'-' needs a number")),
-                    },
-                }
+                self.unary(op, v)
             }
             Ast::Ternary(c, a, b) => {
                 let c = self.eval(c)?;
@@ -581,30 +723,77 @@ impl Ctx<'_> {
                     None => Err(self.err("the condition of '?:' must be a boolean")),
                 }
             }
-            Ast::Array(items) => Ok(Value::Array(
-                items
-                    .iter()
-                    .map(|i| self.eval(i))
-                    .collect::<Result<_, _>>()?,
-            )),
-            Ast::Map(entries) => {
-                let mut m = Map::new();
-                for (k, v) in entries {
-                    let k = self.eval(k)?;
-                    let k = match k {
-                        Value::String(s) => s,
-                        other => go_format(&other),
-                    };
-                    m.insert(k, self.eval(v)?);
-                }
-                Ok(Value::Object(m))
-            }
+            Ast::Array(items) => self.array(items),
+            Ast::Map(entries) => self.map(entries),
             Ast::Closure(_) => Err(self.err("a closure can only be passed to a builtin")),
             Ast::Binary(op, l, r) => self.binary(op, l, r),
             Ast::Call(callee, args) => self.call(callee, args),
         }
     }
 
+    // The evaluator recurses once per level of the syntax tree: the functions on that path
+    // (`eval`, `array`, `map`, `binary`, `call`, `predicate_call`) keep small frames, and
+    // the work with many locals happens in leaves (`#[inline(never)]`) called after the
+    // operands are evaluated, so that the deepest expression fits a small stack even
+    // unoptimized.
+
+    fn array(&mut self, items: &[Ast]) -> Result<Value, EvalError> {
+        let mut out = Vec::with_capacity(items.len());
+        let mut size = 2;
+        for i in items {
+            let v = self.eval(i)?;
+            size += approx_size(&v, MAX_VALUE_BYTES) + 1;
+            if size > MAX_VALUE_BYTES {
+                return Err(self.too_big("a list", size));
+            }
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+
+    fn map(&mut self, entries: &[(Ast, Ast)]) -> Result<Value, EvalError> {
+        let mut m = Map::new();
+        let mut size = 2;
+        for (k, v) in entries {
+            let k = match self.eval(k)? {
+                Value::String(s) => s,
+                other => go_format(&other),
+            };
+            let v = self.eval(v)?;
+            size += k.len() + 4 + approx_size(&v, MAX_VALUE_BYTES);
+            if size > MAX_VALUE_BYTES {
+                return Err(self.too_big("a map", size));
+            }
+            m.insert(k, v);
+        }
+        Ok(Value::Object(m))
+    }
+
+    #[inline(never)]
+    fn too_big(&self, what: &str, size: usize) -> EvalError {
+        self.err(too_big(what, size))
+    }
+
+    #[inline(never)]
+    fn unary(&self, op: &str, v: Value) -> Result<Value, EvalError> {
+        match op {
+            "!" => truthy(&v)
+                .map(|b| Value::Bool(!b))
+                .ok_or_else(|| self.err("'!' needs a boolean")),
+            _ => match &v {
+                Value::Number(n) if n.is_i64() => {
+                    let i = n.as_i64().unwrap_or(0);
+                    Ok(i.checked_neg()
+                        .map(Value::from)
+                        .unwrap_or_else(|| float(-(i as f64))))
+                }
+                Value::Number(n) => Ok(float(-n.as_f64().unwrap_or(0.0))),
+                _ => Err(self.err("'-' needs a number")),
+            },
+        }
+    }
+
+    #[inline(never)]
     fn index(&self, o: &Value, k: &Value) -> Result<Value, EvalError> {
         Ok(match (o, k) {
             (Value::Object(m), Value::String(s)) => m.get(s).cloned().unwrap_or(Value::Null),
@@ -646,14 +835,12 @@ impl Ctx<'_> {
         match op {
             "&&" | "||" => {
                 let a = self.eval(l)?;
-                let a = truthy(&a).ok_or_else(|| self.err(format!("'{op}' needs booleans")))?;
+                let a = self.boolean(op, &a)?;
                 if (op == "&&" && !a) || (op == "||" && a) {
                     return Ok(Value::Bool(a));
                 }
                 let b = self.eval(r)?;
-                return truthy(&b)
-                    .map(Value::Bool)
-                    .ok_or_else(|| self.err(format!("'{op}' needs booleans")));
+                return self.boolean(op, &b).map(Value::Bool);
             }
             "??" => {
                 let a = match self.eval(l) {
@@ -667,6 +854,17 @@ impl Ctx<'_> {
         }
         let a = self.eval(l)?;
         let b = self.eval(r)?;
+        self.apply(op, a, b)
+    }
+
+    #[inline(never)]
+    fn boolean(&self, op: &str, v: &Value) -> Result<bool, EvalError> {
+        truthy(v).ok_or_else(|| self.err(format!("'{op}' needs booleans")))
+    }
+
+    /// A binary operator on its evaluated operands.
+    #[inline(never)]
+    fn apply(&mut self, op: &str, a: Value, b: Value) -> Result<Value, EvalError> {
         let cmp = |ord: Option<std::cmp::Ordering>| -> Result<Value, EvalError> {
             let ord = ord.ok_or_else(|| {
                 self.err(format!(
@@ -706,19 +904,27 @@ impl Ctx<'_> {
                     "contains" => x.contains(y.as_str()),
                     "startsWith" => x.starts_with(y.as_str()),
                     "endsWith" => x.ends_with(y.as_str()),
-                    _ => regex::Regex::new(y)
-                        .map_err(|e| self.err(e.to_string()))?
-                        .is_match(x),
+                    _ => self.regex(y)?.is_match(x),
                 }))
             }
             ".." => {
                 let (Some(x), Some(y)) = (a.as_i64(), b.as_i64()) else {
                     return Err(self.err("'..' needs integers"));
                 };
+                let items = (i128::from(y) - i128::from(x) + 1).max(0);
+                if items > MAX_RANGE_ITEMS as i128 {
+                    return Err(self.err(format!(
+                        "{x}..{y} has {items} items, more than the limit of {MAX_RANGE_ITEMS} (MAX_RANGE_ITEMS)"
+                    )));
+                }
+                self.step(items as usize)?;
                 Ok(Value::Array((x..=y).map(Value::from).collect()))
             }
             "+" if a.is_string() || b.is_string() => match (&a, &b) {
-                (Value::String(x), Value::String(y)) => Ok(Value::String(format!("{x}{y}"))),
+                (Value::String(x), Value::String(y)) => {
+                    check_len("the string", x.len() + y.len()).map_err(|m| self.err(m))?;
+                    Ok(Value::String(format!("{x}{y}")))
+                }
                 _ => Err(self.err(format!(
                     "invalid operation: {} + {}",
                     go_format(&a),
@@ -726,6 +932,10 @@ impl Ctx<'_> {
                 ))),
             },
             "+" if a.is_array() && b.is_array() => {
+                let size = approx_size(&a, MAX_VALUE_BYTES) + approx_size(&b, MAX_VALUE_BYTES);
+                if size > MAX_VALUE_BYTES {
+                    return Err(self.err(too_big("the list", size)));
+                }
                 let mut v = a.as_array().cloned().unwrap_or_default();
                 v.extend(b.as_array().cloned().unwrap_or_default());
                 Ok(Value::Array(v))
@@ -747,11 +957,8 @@ impl Ctx<'_> {
             Ast::Member(obj, key, _) => {
                 if let (Ast::Ident(o), Ast::Lit(Value::String(k))) = (&**obj, &**key) {
                     if o == "sprig" {
-                        let vals = args
-                            .iter()
-                            .map(|a| self.eval(a))
-                            .collect::<Result<Vec<_>, _>>()?;
-                        return sprig::call(k, &vals).map_err(|m| self.err(m));
+                        let vals = self.args(args)?;
+                        return self.sprig(k, &vals);
                     }
                 }
                 return Err(self.err("only builtins and sprig functions can be called"));
@@ -761,11 +968,48 @@ impl Ctx<'_> {
         if PREDICATE_FUNCS.contains(&name.as_str()) {
             return self.predicate_call(&name, args);
         }
-        let vals = args
+        let vals = self.args(args)?;
+        self.builtin(&name, &vals)
+    }
+
+    fn args(&mut self, args: &[Ast]) -> Result<Vec<Value>, EvalError> {
+        let mut vals = Vec::with_capacity(args.len());
+        for a in args {
+            vals.push(self.eval(a)?);
+        }
+        Ok(vals)
+    }
+
+    /// Charge a function's work: the bytes it reads and makes, [`BYTES_PER_STEP`] a step, so
+    /// that a loop of string functions over large values is bounded in time, not only in
+    /// steps of the syntax tree.
+    fn charge(&mut self, vals: &[Value]) -> Result<(), EvalError> {
+        let bytes: usize = vals
             .iter()
-            .map(|a| self.eval(a))
-            .collect::<Result<Vec<_>, _>>()?;
-        builtin(&name, &vals).map_err(|m| self.err(m))
+            .map(|v| crate::value::approx_size(v, MAX_VALUE_BYTES))
+            .sum();
+        self.step(bytes / BYTES_PER_STEP)
+    }
+
+    #[inline(never)]
+    fn sprig(&mut self, name: &str, vals: &[Value]) -> Result<Value, EvalError> {
+        if name.starts_with("regex") {
+            self.step(REGEX_STEPS)?;
+        }
+        self.charge(vals)?;
+        let v = sprig::call(name, vals).map_err(|m| self.err(m))?;
+        self.fits(&format!("the result of sprig.{name}"), &v)?;
+        self.charge(std::slice::from_ref(&v))?;
+        Ok(v)
+    }
+
+    #[inline(never)]
+    fn builtin(&mut self, name: &str, vals: &[Value]) -> Result<Value, EvalError> {
+        self.charge(vals)?;
+        let v = builtin(name, vals).map_err(|m| self.err(m))?;
+        self.fits(&format!("the result of {name}"), &v)?;
+        self.charge(std::slice::from_ref(&v))?;
+        Ok(v)
     }
 
     fn predicate_call(&mut self, name: &str, args: &[Ast]) -> Result<Value, EvalError> {
@@ -780,17 +1024,38 @@ impl Ctx<'_> {
         let items = match list {
             Value::Array(a) => a,
             Value::Null => Vec::new(),
-            other => {
-                return Err(self.err(format!("{name} needs a list, found {}", go_format(&other))))
-            }
+            other => return Err(self.not_a_list(name, &other)),
         };
         let mut results = Vec::with_capacity(items.len());
+        let mut size = 2;
         for item in &items {
             self.pointers.push(item.clone());
             let r = self.eval(body);
             self.pointers.pop();
-            results.push(r?);
+            let r = r?;
+            // Every function keeps all the results until it is done: bound them together.
+            size += approx_size(&r, MAX_VALUE_BYTES) + 1;
+            if size > MAX_VALUE_BYTES {
+                return Err(self.too_big(&format!("the results of {name}"), size));
+            }
+            results.push(r);
         }
+        self.predicate_finish(name, items, results)
+    }
+
+    #[inline(never)]
+    fn not_a_list(&self, name: &str, v: &Value) -> EvalError {
+        self.err(format!("{name} needs a list, found {}", go_format(v)))
+    }
+
+    /// A predicate function's value from its items and the closure's results for them.
+    #[inline(never)]
+    fn predicate_finish(
+        &self,
+        name: &str,
+        items: Vec<Value>,
+        results: Vec<Value>,
+    ) -> Result<Value, EvalError> {
         let as_bool = |v: &Value| {
             truthy(v)
                 .ok_or_else(|| self.err(format!("the predicate of {name} must return a boolean")))
@@ -898,7 +1163,8 @@ pub(crate) fn arith(op: &str, a: &Value, b: &Value) -> Option<Value> {
             "+" => x.checked_add(y).map(Value::from),
             "-" => x.checked_sub(y).map(Value::from),
             "*" => x.checked_mul(y).map(Value::from),
-            "%" => (y != 0).then(|| Value::from(x % y)),
+            // `i64::MIN % -1` overflows: 0, as Go computes it.
+            "%" => (y != 0).then(|| Value::from(x.wrapping_rem(y))),
             "/" => Some(float(x as f64 / y as f64)),
             _ => Some(float((x as f64).powf(y as f64))),
         };
@@ -910,10 +1176,13 @@ pub(crate) fn arith(op: &str, a: &Value, b: &Value) -> Option<Value> {
         "*" => x * y,
         "/" => x / y,
         "%" => {
-            if y == 0.0 {
+            // Go's `%` on the integers the floats truncate to; a divisor that truncates to
+            // zero has no result (as `1 % 0`).
+            let (x, y) = (x as i64, y as i64);
+            if y == 0 {
                 return None;
             }
-            (x as i64 % y as i64) as f64
+            x.wrapping_rem(y) as f64
         }
         _ => x.powf(y),
     }))
@@ -963,9 +1232,7 @@ fn builtin(name: &str, args: &[Value]) -> Result<Value, String> {
         }
         "asFloat" | "float" => Ok(float(to_f64(arg(0)?)?)),
         "string" | "toString" => Ok(Value::String(go_format(arg(0)?))),
-        "toJson" | "toJSON" => serde_json::to_string(arg(0)?)
-            .map(Value::String)
-            .map_err(|e| e.to_string()),
+        "toJson" | "toJSON" => to_json_bounded(arg(0)?, false).map(Value::String),
         "fromJson" | "fromJSON" => {
             let s = arg(0)?.as_str().ok_or("fromJSON needs a string")?;
             serde_json::from_str(s).map_err(|e| format!("invalid JSON: {e}"))
@@ -990,7 +1257,10 @@ fn builtin(name: &str, args: &[Value]) -> Result<Value, String> {
         "abs" => {
             let v = arg(0)?;
             match v.as_i64() {
-                Some(i) => Ok(Value::from(i.abs())),
+                Some(i) => Ok(i
+                    .checked_abs()
+                    .map(Value::from)
+                    .unwrap_or_else(|| float((i as f64).abs()))),
                 None => Ok(float(to_f64(v)?.abs())),
             }
         }
@@ -1013,9 +1283,11 @@ fn builtin(name: &str, args: &[Value]) -> Result<Value, String> {
         "join" => {
             let items = arg(0)?.as_array().cloned().unwrap_or_default();
             let sep = args.get(1).and_then(|v| v.as_str()).unwrap_or("");
-            Ok(Value::String(
-                items.iter().map(go_format).collect::<Vec<_>>().join(sep),
-            ))
+            let parts: Vec<String> = items.iter().map(go_format).collect();
+            let len = parts.iter().map(String::len).sum::<usize>()
+                + sep.len().saturating_mul(parts.len().saturating_sub(1));
+            check_len("the result of join", len)?;
+            Ok(Value::String(parts.join(sep)))
         }
         "keys" => Ok(Value::Array(
             arg(0)?

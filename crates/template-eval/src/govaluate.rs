@@ -126,6 +126,27 @@ enum Ast {
 struct Parser {
     toks: Vec<Tok>,
     pos: usize,
+    /// How deep the parser's own recursion is (parentheses, prefix operators, ternaries).
+    nesting: usize,
+}
+
+/// A parsed subtree with its depth.
+type Parsed = Result<(Ast, usize), String>;
+
+fn too_deep() -> String {
+    format!(
+        "the expression nests deeper than {} levels (MAX_EXPR_DEPTH)",
+        crate::value::MAX_EXPR_DEPTH
+    )
+}
+
+/// `ast` with depth `depth`, unless that is deeper than `MAX_EXPR_DEPTH` (as in `expr`).
+fn node(ast: Ast, depth: usize) -> Parsed {
+    if depth > crate::value::MAX_EXPR_DEPTH {
+        Err(too_deep())
+    } else {
+        Ok((ast, depth))
+    }
 }
 
 impl Parser {
@@ -139,23 +160,36 @@ impl Parser {
         }
         t
     }
-    fn ternary(&mut self) -> Result<Ast, String> {
-        let c = self.binary(0)?;
-        if matches!(self.peek(), Tok::Op("?")) {
+    fn enter(&mut self) -> Result<(), String> {
+        self.nesting += 1;
+        if self.nesting > crate::value::MAX_EXPR_DEPTH {
+            return Err(too_deep());
+        }
+        Ok(())
+    }
+    fn ternary(&mut self) -> Parsed {
+        self.enter()?;
+        let (c, dc) = self.binary(0)?;
+        let out = if matches!(self.peek(), Tok::Op("?")) {
             self.bump();
-            let a = self.ternary()?;
+            let (a, da) = self.ternary()?;
             if !matches!(self.bump(), Tok::Op(":")) {
                 return Err("expected ':' in a ternary".into());
             }
-            let b = self.ternary()?;
-            return Ok(Ast::Ternary(Box::new(c), Box::new(a), Box::new(b)));
-        }
-        if matches!(self.peek(), Tok::Op("??")) {
+            let (b, db) = self.ternary()?;
+            node(
+                Ast::Ternary(Box::new(c), Box::new(a), Box::new(b)),
+                1 + dc.max(da).max(db),
+            )?
+        } else if matches!(self.peek(), Tok::Op("??")) {
             self.bump();
-            let b = self.ternary()?;
-            return Ok(Ast::Binary("??", Box::new(c), Box::new(b)));
-        }
-        Ok(c)
+            let (b, db) = self.ternary()?;
+            node(Ast::Binary("??", Box::new(c), Box::new(b)), 1 + dc.max(db))?
+        } else {
+            (c, dc)
+        };
+        self.nesting -= 1;
+        Ok(out)
     }
     fn prec(op: &str) -> Option<u8> {
         Some(match op {
@@ -170,8 +204,10 @@ impl Parser {
             _ => return None,
         })
     }
-    fn binary(&mut self, min: u8) -> Result<Ast, String> {
-        let mut left = self.unary()?;
+    fn binary(&mut self, min: u8) -> Parsed {
+        // Each precedence level an operand is parsed at is a level of recursion.
+        self.enter()?;
+        let (mut left, mut dl) = self.unary()?;
         while let Tok::Op(op) = self.peek() {
             let op = *op;
             let Some(p) = Self::prec(op) else { break };
@@ -179,43 +215,54 @@ impl Parser {
                 break;
             }
             self.bump();
-            let right = self.binary(if op == "**" { p } else { p + 1 })?;
-            left = Ast::Binary(op, Box::new(left), Box::new(right));
+            // `**` is right-associative: a chain of them recurses once per operator.
+            let (right, dr) = self.binary(if op == "**" { p } else { p + 1 })?;
+            (left, dl) = node(
+                Ast::Binary(op, Box::new(left), Box::new(right)),
+                1 + dl.max(dr),
+            )?;
         }
-        Ok(left)
+        self.nesting -= 1;
+        Ok((left, dl))
     }
-    fn unary(&mut self) -> Result<Ast, String> {
+    fn unary(&mut self) -> Parsed {
         match self.peek() {
             Tok::Op(op @ ("!" | "-" | "~")) => {
                 let op = *op;
                 self.bump();
-                Ok(Ast::Unary(op, Box::new(self.unary()?)))
+                self.enter()?;
+                let (e, d) = self.unary()?;
+                self.nesting -= 1;
+                node(Ast::Unary(op, Box::new(e)), d + 1)
             }
             _ => self.primary(),
         }
     }
-    fn primary(&mut self) -> Result<Ast, String> {
+    fn primary(&mut self) -> Parsed {
         match self.bump() {
-            Tok::Num(n) => Ok(Ast::Lit(crate::value::float(n))),
-            Tok::Str(s) => Ok(Ast::Lit(Value::String(s))),
-            Tok::Bool(b) => Ok(Ast::Lit(Value::Bool(b))),
+            Tok::Num(n) => Ok((Ast::Lit(crate::value::float(n)), 1)),
+            Tok::Str(s) => Ok((Ast::Lit(Value::String(s)), 1)),
+            Tok::Bool(b) => Ok((Ast::Lit(Value::Bool(b)), 1)),
             Tok::Op("(") => {
-                let first = self.ternary()?;
+                let (first, df) = self.ternary()?;
                 if matches!(self.peek(), Tok::Op(",")) {
                     let mut items = vec![first];
+                    let mut depth = df;
                     while matches!(self.peek(), Tok::Op(",")) {
                         self.bump();
-                        items.push(self.ternary()?);
+                        let (item, d) = self.ternary()?;
+                        depth = depth.max(d);
+                        items.push(item);
                     }
                     if !matches!(self.bump(), Tok::Op(")")) {
                         return Err("unbalanced parenthesis".into());
                     }
-                    return Ok(Ast::List(items));
+                    return node(Ast::List(items), depth + 1);
                 }
                 if !matches!(self.bump(), Tok::Op(")")) {
                     return Err("unbalanced parenthesis".into());
                 }
-                Ok(first)
+                Ok((first, df))
             }
             Tok::Eof => Err("unexpected end of expression".into()),
             Tok::Op(op) => Err(format!("unexpected operator '{op}'")),
@@ -310,7 +357,7 @@ fn eval_ast(ast: &Ast) -> Result<Value, String> {
                     let (Value::String(x), Value::String(pattern)) = (&a, &b) else {
                         return Err(format!("Value '{}' cannot be used with the comparator '{op}', it is not a string", crate::value::go_format(&a)));
                     };
-                    let re = regex::Regex::new(pattern).map_err(|e| {
+                    let re = crate::sprig::compile(pattern).map_err(|e| {
                         format!("Unable to compile regexp pattern '{pattern}': {e}")
                     })?;
                     Value::Bool(re.is_match(x) == (*op == "=~"))
@@ -373,8 +420,12 @@ pub fn eval(src: &str) -> Result<Value, EvalError> {
         expr: src.into(),
         message,
     })?;
-    let mut p = Parser { toks, pos: 0 };
-    let ast = p.ternary().map_err(|message| EvalError::Syntax {
+    let mut p = Parser {
+        toks,
+        pos: 0,
+        nesting: 0,
+    };
+    let (ast, _) = p.ternary().map_err(|message| EvalError::Syntax {
         expr: src.into(),
         message,
     })?;

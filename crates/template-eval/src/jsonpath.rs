@@ -4,6 +4,8 @@
 
 use serde_json::Value;
 
+use crate::value::{approx_size, too_big, MAX_VALUE_BYTES};
+
 #[derive(Debug, Clone, PartialEq)]
 enum Step {
     Key(String),
@@ -61,19 +63,42 @@ fn parse(path: &str) -> Result<Vec<Step>, String> {
     Ok(steps)
 }
 
-fn descend(v: &Value, name: &str, out: &mut Vec<Value>) {
+/// Collects selected values, refusing to hold more than `MAX_VALUE_BYTES` of them (`..name`
+/// copies nested matches once per enclosing match).
+struct Out {
+    values: Vec<Value>,
+    size: usize,
+}
+
+impl Out {
+    fn push(&mut self, v: Value) -> Result<(), String> {
+        self.size += approx_size(&v, MAX_VALUE_BYTES) + 1;
+        if self.size > MAX_VALUE_BYTES {
+            return Err(too_big("the JSONPath result", self.size));
+        }
+        self.values.push(v);
+        Ok(())
+    }
+}
+
+fn descend(v: &Value, name: &str, out: &mut Out) -> Result<(), String> {
     match v {
         Value::Object(m) => {
             if let Some(x) = m.get(name) {
-                out.push(x.clone());
+                out.push(x.clone())?;
             }
             for x in m.values() {
-                descend(x, name, out);
+                descend(x, name, out)?;
             }
         }
-        Value::Array(a) => a.iter().for_each(|x| descend(x, name, out)),
+        Value::Array(a) => {
+            for x in a {
+                descend(x, name, out)?;
+            }
+        }
         _ => {}
     }
+    Ok(())
 }
 
 /// Evaluate `path` on `doc`.
@@ -82,11 +107,14 @@ pub fn query(doc: &Value, path: &str) -> Result<Value, String> {
     let mut current = vec![doc.clone()];
     let mut multi = false;
     for step in &steps {
-        let mut next = Vec::new();
+        let mut next = Out {
+            values: Vec::new(),
+            size: 0,
+        };
         for v in &current {
             match step {
                 Step::Key(k) => match v.get(k) {
-                    Some(x) => next.push(x.clone()),
+                    Some(x) => next.push(x.clone())?,
                     None if !multi => return Err(format!("unknown key {k}")),
                     None => {}
                 },
@@ -96,26 +124,29 @@ pub fn query(doc: &Value, path: &str) -> Result<Value, String> {
                         .ok_or_else(|| format!("cannot index {v} with [{i}]"))?;
                     let idx = if *i < 0 { a.len() as i64 + i } else { *i };
                     match a.get(idx as usize) {
-                        Some(x) => next.push(x.clone()),
+                        Some(x) => next.push(x.clone())?,
                         None if !multi => return Err(format!("index [{i}] out of bounds")),
                         None => {}
                     }
                 }
                 Step::Wildcard => {
                     multi = true;
-                    match v {
-                        Value::Array(a) => next.extend(a.iter().cloned()),
-                        Value::Object(m) => next.extend(m.values().cloned()),
-                        _ => {}
+                    let items: Box<dyn Iterator<Item = &Value>> = match v {
+                        Value::Array(a) => Box::new(a.iter()),
+                        Value::Object(m) => Box::new(m.values()),
+                        _ => Box::new(std::iter::empty()),
+                    };
+                    for x in items {
+                        next.push(x.clone())?;
                     }
                 }
                 Step::Descend(name) => {
                     multi = true;
-                    descend(v, name, &mut next);
+                    descend(v, name, &mut next)?;
                 }
             }
         }
-        current = next;
+        current = next.values;
     }
     Ok(if multi {
         Value::Array(current)

@@ -17,7 +17,7 @@ mod sprig;
 mod value;
 
 pub use error::EvalError;
-pub use value::go_format;
+pub use value::{go_format, MAX_EXPR_DEPTH, MAX_VALUE_BYTES};
 
 use serde_json::{Map, Value};
 
@@ -95,20 +95,13 @@ pub fn substitute<L: Lookup + ?Sized>(
             let env = env.get_or_insert_with(|| expand_vars(vars));
             match eval_expression_tag(expression, env, vars) {
                 Ok(s) => out.push_str(&s),
-                Err(e) if allow_unresolved && !matches!(e, EvalError::Syntax { .. }) => {
+                // A limit is never "not resolvable yet": the workflow errs, naming it.
+                Err(e) if allow_unresolved && !e.is_limit() => {
                     out.push_str("{{");
                     out.push_str(tag);
                     out.push_str("}}");
                 }
-                Err(e) => {
-                    if allow_unresolved {
-                        out.push_str("{{");
-                        out.push_str(tag);
-                        out.push_str("}}");
-                    } else {
-                        return Err(e);
-                    }
-                }
+                Err(e) => return Err(e),
             }
         } else {
             match vars.lookup(tag.trim()) {
@@ -174,6 +167,12 @@ pub fn expand_vars<L: Lookup + ?Sized>(vars: &L) -> Value {
 
 fn insert_path(root: &mut Map<String, Value>, name: &str, value: Value) {
     let parts: Vec<&str> = name.split('.').collect();
+    // No expression can reach deeper than it may nest; a name of more parts stays flat, so
+    // that a hostile name cannot build a value too deep to format or drop.
+    if parts.len() > MAX_EXPR_DEPTH {
+        root.insert(name.to_string(), value);
+        return;
+    }
     let mut cur = root;
     for (i, part) in parts.iter().enumerate() {
         if i == parts.len() - 1 {

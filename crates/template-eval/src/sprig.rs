@@ -5,7 +5,7 @@
 use base64::Engine;
 use serde_json::Value;
 
-use crate::value::{equal, float, go_format};
+use crate::value::{check_len, equal, float, go_format, to_json_bounded};
 
 fn to_i64(v: &Value) -> i64 {
     match v {
@@ -54,23 +54,24 @@ pub(crate) fn call(name: &str, args: &[Value]) -> Result<Value, String> {
     let a = |i: usize| args.get(i).cloned().unwrap_or(Value::Null);
     let ints: Vec<i64> = args.iter().map(to_i64).collect();
     Ok(match name {
-        "add" => Value::from(ints.iter().sum::<i64>()),
-        "add1" => Value::from(to_i64(&a(0)) + 1),
-        "sub" => Value::from(to_i64(&a(0)) - to_i64(&a(1))),
-        "mul" => Value::from(ints.iter().product::<i64>()),
+        // Go's int64 arithmetic wraps (and `MinInt64 / -1` is `MinInt64`), never panics.
+        "add" => Value::from(ints.iter().fold(0i64, |x, y| x.wrapping_add(*y))),
+        "add1" => Value::from(to_i64(&a(0)).wrapping_add(1)),
+        "sub" => Value::from(to_i64(&a(0)).wrapping_sub(to_i64(&a(1)))),
+        "mul" => Value::from(ints.iter().fold(1i64, |x, y| x.wrapping_mul(*y))),
         "div" => {
             let d = to_i64(&a(1));
             if d == 0 {
                 return Err("integer divide by zero".into());
             }
-            Value::from(to_i64(&a(0)) / d)
+            Value::from(to_i64(&a(0)).wrapping_div(d))
         }
         "mod" => {
             let d = to_i64(&a(1));
             if d == 0 {
                 return Err("integer divide by zero".into());
             }
-            Value::from(to_i64(&a(0)) % d)
+            Value::from(to_i64(&a(0)).wrapping_rem(d))
         }
         "max" => Value::from(ints.iter().copied().max().unwrap_or(0)),
         "min" => Value::from(ints.iter().copied().min().unwrap_or(0)),
@@ -90,7 +91,9 @@ pub(crate) fn call(name: &str, args: &[Value]) -> Result<Value, String> {
         "float64" => float(to_f64(&a(0))),
         "toString" => Value::String(s(args.first())),
         "b64enc" => {
-            Value::String(base64::engine::general_purpose::STANDARD.encode(s(args.first())))
+            let text = s(args.first());
+            check_len("the result of b64enc", text.len() / 3 * 4 + 4)?;
+            Value::String(base64::engine::general_purpose::STANDARD.encode(text))
         }
         "b64dec" => {
             let bytes = base64::engine::general_purpose::STANDARD
@@ -130,30 +133,47 @@ pub(crate) fn call(name: &str, args: &[Value]) -> Result<Value, String> {
                 .map(str::to_string)
                 .unwrap_or_else(|| s(args.get(1))),
         ),
-        "replace" => Value::String(s(args.get(2)).replace(&s(args.first()), &s(args.get(1)))),
+        "replace" => {
+            let (old, new, text) = (s(args.first()), s(args.get(1)), s(args.get(2)));
+            let n = if old.is_empty() {
+                text.chars().count() + 1
+            } else {
+                text.matches(old.as_str()).count()
+            };
+            let len = text
+                .len()
+                .saturating_add(n.saturating_mul(new.len()))
+                .saturating_sub(n.saturating_mul(old.len()));
+            check_len("the result of replace", len)?;
+            Value::String(text.replace(&old, &new))
+        }
         "contains" => Value::Bool(s(args.get(1)).contains(&s(args.first()))),
         "hasPrefix" => Value::Bool(s(args.get(1)).starts_with(&s(args.first()))),
         "hasSuffix" => Value::Bool(s(args.get(1)).ends_with(&s(args.first()))),
-        "repeat" => Value::String(s(args.get(1)).repeat(to_i64(&a(0)).max(0) as usize)),
-        "quote" => Value::String(
-            args.iter()
-                .map(|v| format!("{:?}", s(Some(v))))
-                .collect::<Vec<_>>()
-                .join(" "),
-        ),
-        "squote" => Value::String(
-            args.iter()
-                .map(|v| format!("'{}'", s(Some(v))))
-                .collect::<Vec<_>>()
-                .join(" "),
-        ),
-        "cat" => Value::String(
+        "repeat" => {
+            let text = s(args.get(1));
+            let n = usize::try_from(to_i64(&a(0)).max(0)).unwrap_or(usize::MAX);
+            check_len("the result of repeat", text.len().saturating_mul(n))?;
+            Value::String(text.repeat(n))
+        }
+        "quote" => joined(
+            "quote",
+            args.iter().map(|v| format!("{:?}", s(Some(v)))).collect(),
+            " ",
+        )?,
+        "squote" => joined(
+            "squote",
+            args.iter().map(|v| format!("'{}'", s(Some(v)))).collect(),
+            " ",
+        )?,
+        "cat" => joined(
+            "cat",
             args.iter()
                 .filter(|v| !v.is_null())
                 .map(|v| s(Some(v)))
-                .collect::<Vec<_>>()
-                .join(" "),
-        ),
+                .collect(),
+            " ",
+        )?,
         "nospace" => Value::String(
             s(args.first())
                 .chars()
@@ -167,9 +187,10 @@ pub(crate) fn call(name: &str, args: &[Value]) -> Result<Value, String> {
             let out: String = if n >= 0 {
                 chars.iter().take(n as usize).collect()
             } else {
+                let keep = usize::try_from(n.unsigned_abs()).unwrap_or(usize::MAX);
                 chars
                     .iter()
-                    .skip(chars.len().saturating_sub((-n) as usize))
+                    .skip(chars.len().saturating_sub(keep))
                     .collect()
             };
             Value::String(out)
@@ -186,8 +207,18 @@ pub(crate) fn call(name: &str, args: &[Value]) -> Result<Value, String> {
             Value::String(chars[start.min(end)..end].iter().collect())
         }
         "indent" | "nindent" => {
-            let pad = " ".repeat(to_i64(&a(0)).max(0) as usize);
-            let body = s(args.get(1))
+            let width = usize::try_from(to_i64(&a(0)).max(0)).unwrap_or(usize::MAX);
+            let text = s(args.get(1));
+            let lines = text.lines().count().max(1);
+            check_len(
+                "the result of indent",
+                width
+                    .saturating_add(1)
+                    .saturating_mul(lines)
+                    .saturating_add(text.len()),
+            )?;
+            let pad = " ".repeat(width);
+            let body = text
                 .lines()
                 .map(|l| format!("{pad}{l}"))
                 .collect::<Vec<_>>()
@@ -217,13 +248,11 @@ pub(crate) fn call(name: &str, args: &[Value]) -> Result<Value, String> {
         }
         "join" => {
             let items = a(1).as_array().cloned().unwrap_or_default();
-            Value::String(
-                items
-                    .iter()
-                    .map(|v| s(Some(v)))
-                    .collect::<Vec<_>>()
-                    .join(&s(args.first())),
-            )
+            joined(
+                "join",
+                items.iter().map(|v| s(Some(v))).collect(),
+                &s(args.first()),
+            )?
         }
         "list" => Value::Array(args.to_vec()),
         "dict" => Value::Object(
@@ -263,31 +292,38 @@ pub(crate) fn call(name: &str, args: &[Value]) -> Result<Value, String> {
                 a(1)
             }
         }
-        "toJson" | "toRawJson" => {
-            Value::String(serde_json::to_string(&a(0)).map_err(|e| e.to_string())?)
-        }
-        "toPrettyJson" => {
-            Value::String(serde_json::to_string_pretty(&a(0)).map_err(|e| e.to_string())?)
-        }
+        "toJson" | "toRawJson" => Value::String(to_json_bounded(&a(0), false)?),
+        "toPrettyJson" => Value::String(to_json_bounded(&a(0), true)?),
         "fromJson" => serde_json::from_str(&s(args.first())).unwrap_or(Value::Null),
-        "regexMatch" => Value::Bool(
-            regex::Regex::new(&s(args.first()))
-                .map_err(|e| e.to_string())?
-                .is_match(&s(args.get(1))),
-        ),
+        "regexMatch" => Value::Bool(compile(&s(args.first()))?.is_match(&s(args.get(1)))),
         "regexFind" => Value::String(
-            regex::Regex::new(&s(args.first()))
-                .map_err(|e| e.to_string())?
+            compile(&s(args.first()))?
                 .find(&s(args.get(1)))
                 .map(|m| m.as_str().to_string())
                 .unwrap_or_default(),
         ),
-        "regexReplaceAll" => Value::String(
-            regex::Regex::new(&s(args.first()))
-                .map_err(|e| e.to_string())?
-                .replace_all(&s(args.get(1)), s(args.get(2)).as_str())
-                .into_owned(),
-        ),
+        "regexReplaceAll" => {
+            let re = compile(&s(args.first()))?;
+            let (text, repl) = (s(args.get(1)), s(args.get(2)));
+            // Each replacement is at most the template with every `$` group the whole match.
+            let dollars = repl.matches('$').count();
+            let mut out = String::new();
+            let mut last = 0;
+            for caps in re.captures_iter(&text) {
+                let Some(m) = caps.get(0) else { continue };
+                out.push_str(&text[last..m.start()]);
+                let most = repl.len().saturating_add(dollars.saturating_mul(m.len()));
+                check_len(
+                    "the result of regexReplaceAll",
+                    out.len().saturating_add(most),
+                )?;
+                caps.expand(&repl, &mut out);
+                last = m.end();
+            }
+            out.push_str(&text[last..]);
+            check_len("the result of regexReplaceAll", out.len())?;
+            Value::String(out)
+        }
         "date" => {
             let when = match a(1) {
                 Value::Number(n) => {
@@ -298,13 +334,36 @@ pub(crate) fn call(name: &str, args: &[Value]) -> Result<Value, String> {
                     .unwrap_or_default(),
                 _ => chrono::DateTime::<chrono::Utc>::default(),
             };
-            Value::String(
+            let mut out = String::new();
+            use std::fmt::Write;
+            write!(
+                out,
+                "{}",
                 when.format(&go_layout_to_strftime(&s(args.first())))
-                    .to_string(),
             )
+            .map_err(|_| "date: invalid layout".to_string())?;
+            Value::String(out)
         }
         _ => return Err(format!("unknown sprig function {name}")),
     })
+}
+
+/// `parts` joined by `sep`, or an error when the result would pass `MAX_VALUE_BYTES`.
+fn joined(name: &str, parts: Vec<String>, sep: &str) -> Result<Value, String> {
+    let len = parts
+        .iter()
+        .fold(0usize, |n, p| n.saturating_add(p.len()))
+        .saturating_add(sep.len().saturating_mul(parts.len().saturating_sub(1)));
+    check_len(&format!("the result of {name}"), len)?;
+    Ok(Value::String(parts.join(sep)))
+}
+
+/// A regular expression whose compiled program stays small (compiling is the costly part).
+pub(crate) fn compile(pattern: &str) -> Result<regex::Regex, String> {
+    regex::RegexBuilder::new(pattern)
+        .size_limit(1 << 20)
+        .build()
+        .map_err(|e| e.to_string())
 }
 
 /// Translate a Go time layout (`2006-01-02T15:04:05Z07:00`) into a strftime pattern.

@@ -52,6 +52,7 @@ impl Engine {
                     tscope: TScope::Local,
                     boundary: None,
                     on_exit: true,
+                    depth: 0,
                 };
                 let name = format!("{}.onExit", self.name);
                 let args = self
@@ -74,6 +75,14 @@ impl Engine {
                 self.exit_node = Some(e);
             }
             None => self.complete_workflow(now),
+        }
+    }
+
+    /// The workflow reached one of its limits: it ends in Error with `message` (the first
+    /// limit reached), as when its entry template cannot run.
+    pub(crate) fn limit_reached(&mut self, message: &str) {
+        if self.template_error.is_none() {
+            self.template_error = Some(message.to_string());
         }
     }
 

@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use template_eval::{govaluate, substitute};
-use workflow_model::{DagTask, Template, WorkflowStep};
+use workflow_model::{Arguments, DagTask, Template, WorkflowStep};
 
 use crate::depends::{eval_depends_expr, expand_depends, parse_depends, DepResult};
 use crate::maps::{HashMap, HashSet};
@@ -19,8 +19,52 @@ use crate::state::{continues, dag_task, Ctx, Engine, Frame, Holder, Node, Owner,
 use crate::status::{NodeType, Phase, Time};
 use crate::templates::resolve_arguments;
 
+/// How a task starts, once `prepare_task` has looked at it.
+enum TaskStart {
+    /// Already decided (an error, an empty loop).
+    Decided,
+    /// Its task group, whose items are to start.
+    Group(usize),
+    /// One instance.
+    Instance(Box<TaskInstance>),
+}
+
+struct TaskInstance {
+    name: String,
+    step: WorkflowStep,
+    ctx: Ctx,
+    vars: ScopeVars,
+    arts: ArtMap,
+}
+
+/// What `run_task_instance` hands `execute`.
+struct TaskRun {
+    args: Arguments,
+}
+
+// `start_dag` → `pump_dag` → `start_task` → `run_task_instance` → `execute` is on the path a
+// template nesting recurses through: each keeps a small frame, and the work with many
+// locals is done by `#[inline(never)]` functions that return before the recursion goes on.
+
 impl Engine {
     pub(crate) fn start_dag(&mut self, d: usize, t: Arc<Template>, ctx: &Ctx, now: Time) {
+        if let Some(ready) = self.open_dag(d, t, ctx, now) {
+            for i in ready {
+                self.task_ready(d, i, now);
+            }
+            self.pump_dag(d, now);
+        }
+    }
+
+    /// Build the DAG's frame: the tasks ready at once, unless the DAG errored.
+    #[inline(never)]
+    fn open_dag(
+        &mut self,
+        d: usize,
+        t: Arc<Template>,
+        ctx: &Ctx,
+        now: Time,
+    ) -> Option<VecDeque<usize>> {
         let empty = workflow_model::DagTemplate::default();
         let dag = t.dag.as_ref().unwrap_or(&empty);
         let mut index = HashMap::default();
@@ -138,12 +182,9 @@ impl Engine {
         };
         if let Some(e) = error {
             self.finish(d, Phase::Error, Some(e), now);
-            return;
+            return None;
         }
-        for i in ready {
-            self.task_ready(d, i, now);
-        }
-        self.pump_dag(d, now);
+        Some(ready)
     }
 
     /// All of a task's dependencies are fulfilled: decide whether it runs or is omitted.
@@ -262,8 +303,9 @@ impl Engine {
 
     fn pump_dag(&mut self, d: usize, now: Time) {
         let limit = self.template_parallelism(d);
-        let halted = self.halted(d);
         loop {
+            // Asked each time: a limit reached by the task just started stops the rest.
+            let halted = self.halted(d);
             let next = match &mut self.nodes[d].frame {
                 Frame::Dag { queue, running, .. } => {
                     if limit.is_some_and(|l| *running >= l) || halted {
@@ -281,6 +323,30 @@ impl Engine {
     }
 
     fn start_task(&mut self, d: usize, i: usize, now: Time) {
+        match self.prepare_task(d, i, now) {
+            TaskStart::Decided => {}
+            TaskStart::Group(tg) => self.pump_task_group(tg, now),
+            TaskStart::Instance(p) => {
+                let owner = Owner::Task { dag: d, task: i };
+                let n = self.run_task_instance(
+                    d,
+                    &p.name,
+                    &p.step.name,
+                    &p.step,
+                    &p.ctx,
+                    &p.vars,
+                    &p.arts,
+                    owner,
+                    now,
+                );
+                self.task_started(d, i, n, now);
+            }
+        }
+    }
+
+    /// Expand a task: its group, or its one instance, unless it is already decided.
+    #[inline(never)]
+    fn prepare_task(&mut self, d: usize, i: usize, now: Time) -> TaskStart {
         // The task as a step (one copy of it, for expansion and instantiation).
         let (ctx, step_like, vars, arts) = match &self.nodes[d].frame {
             Frame::Dag { ctx, template, .. } => {
@@ -305,7 +371,7 @@ impl Engine {
                     self.scope_artifacts(d),
                 )
             }
-            _ => return,
+            _ => return TaskStart::Decided,
         };
         let task = &step_like;
         let name = format!("{}.{}", self.nodes[d].status.name, task.name);
@@ -316,7 +382,7 @@ impl Engine {
             Err(e) => {
                 let n = self.task_node_skeleton(d, i, NodeType::Skipped, now);
                 self.finish(n, Phase::Error, Some(e), now);
-                return;
+                return TaskStart::Decided;
             }
         };
         if let Frame::Dag { running, .. } = &mut self.nodes[d].frame {
@@ -326,10 +392,10 @@ impl Engine {
             if expanded.is_empty() {
                 let n = self.task_node_skeleton(d, i, NodeType::Skipped, now);
                 self.finish(n, Phase::Skipped, Some("Skipped, empty params".into()), now);
-                return;
+                return TaskStart::Decided;
             }
             let Frame::Dag { template, .. } = &self.nodes[d].frame else {
-                return;
+                return TaskStart::Decided;
             };
             let dag_t = dag_task(template, i).clone();
             let items: Vec<(DagTask, Option<usize>)> = expanded
@@ -359,7 +425,6 @@ impl Engine {
                 Owner::Task { dag: d, task: i },
                 Frame::TaskGroup {
                     dag: d,
-                    task: i,
                     items,
                     queue: (0..n_items).collect(),
                     running: 0,
@@ -372,14 +437,22 @@ impl Engine {
             if let Frame::Dag { tasks, .. } = &mut self.nodes[d].frame {
                 tasks[i].node = Some(tg);
             }
-            self.pump_task_group(tg, now);
-            return;
+            return TaskStart::Group(tg);
         }
-        let Some(s) = expanded.into_iter().next() else {
-            return;
+        let Some(step) = expanded.into_iter().next() else {
+            return TaskStart::Decided;
         };
-        let owner = Owner::Task { dag: d, task: i };
-        let n = self.run_task_instance(d, &name, &task.name, &s, &ctx, &vars, &arts, owner, now);
+        TaskStart::Instance(Box::new(TaskInstance {
+            name,
+            step,
+            ctx: *ctx,
+            vars,
+            arts,
+        }))
+    }
+
+    #[inline(never)]
+    fn task_started(&mut self, d: usize, i: usize, n: usize, now: Time) {
         self.connect_task(d, i, n);
         if let Frame::Dag { tasks, .. } = &mut self.nodes[d].frame {
             tasks[i].node = Some(n);
@@ -402,6 +475,35 @@ impl Engine {
         owner: Owner,
         now: Time,
     ) -> usize {
+        match self.prepare_task_run(name, display, s, ctx, vars, arts, owner, now) {
+            Ok(run) => self.execute(
+                name,
+                &Holder::from_step(s),
+                &run.args,
+                ctx,
+                owner,
+                Some(display.to_string()),
+                now,
+            ),
+            Err(n) => n,
+        }
+    }
+
+    /// Decide an instance's `when` and resolve its arguments: what to execute, or the node
+    /// of an instance already decided.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn prepare_task_run(
+        &mut self,
+        name: &str,
+        display: &str,
+        s: &WorkflowStep,
+        ctx: &Ctx,
+        vars: &ScopeVars,
+        arts: &ArtMap,
+        owner: Owner,
+        now: Time,
+    ) -> Result<Box<TaskRun>, usize> {
         if let Some(when) = &s.when {
             match govaluate::should_execute(when) {
                 Ok(true) => {}
@@ -424,7 +526,7 @@ impl Engine {
                         Some(format!("when '{when}' evaluated false")),
                         now,
                     );
-                    return n;
+                    return Err(n);
                 }
                 Err(e) => {
                     let n = self.new_node(
@@ -445,7 +547,7 @@ impl Engine {
                         Some(format!("Invalid 'when' expression '{when}': {e}")),
                         now,
                     );
-                    return n;
+                    return Err(n);
                 }
             }
         }
@@ -465,18 +567,10 @@ impl Engine {
                     now,
                 );
                 self.finish(n, Phase::Error, Some(e), now);
-                return n;
+                return Err(n);
             }
         };
-        self.execute(
-            name,
-            &Holder::from_step(s),
-            &args,
-            ctx,
-            owner,
-            Some(display.to_string()),
-            now,
-        )
+        Ok(Box::new(TaskRun { args }))
     }
 
     /// A task's node (or exit handler, or hook) changed: bookkeeping and successors.

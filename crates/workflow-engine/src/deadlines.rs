@@ -9,14 +9,43 @@ use chrono::Duration;
 use crate::state::Engine;
 use crate::status::{NodeType, Phase, Time};
 
-/// Go duration strings (`10s`, `1m30s`, `2h`) or bare seconds.
+/// `t + d`, or the end (or start) of time when that is past what a time can hold: a
+/// deadline that far away never comes. (`+` panics there.)
+pub(crate) fn after(t: Time, d: Duration) -> Time {
+    t.checked_add_signed(d).unwrap_or(if d < Duration::zero() {
+        chrono::DateTime::<chrono::Utc>::MIN_UTC
+    } else {
+        chrono::DateTime::<chrono::Utc>::MAX_UTC
+    })
+}
+
+/// `s` seconds, held to what a duration can hold (`Duration::seconds` panics past it).
+pub(crate) fn seconds(s: i64) -> Duration {
+    Duration::try_seconds(s).unwrap_or(if s < 0 { Duration::MIN } else { Duration::MAX })
+}
+
+/// `ms` milliseconds, held to what a duration can hold; none when not a number.
+pub(crate) fn millis(ms: f64) -> Option<Duration> {
+    if ms.is_nan() {
+        return None;
+    }
+    let held = if ms < 0.0 {
+        Duration::MIN
+    } else {
+        Duration::MAX
+    };
+    Some(Duration::try_milliseconds(ms as i64).unwrap_or(held))
+}
+
+/// Go duration strings (`10s`, `1m30s`, `2h`) or bare seconds. Never out of a duration's
+/// range: a huge one is held to the largest.
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
     if s.is_empty() {
         return None;
     }
     if let Ok(secs) = s.parse::<f64>() {
-        return Some(Duration::milliseconds((secs * 1000.0) as i64));
+        return millis(secs * 1000.0);
     }
     let mut total = 0f64;
     let mut num = String::new();
@@ -50,7 +79,7 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     if !num.is_empty() {
         return None;
     }
-    Some(Duration::milliseconds((total * 1000.0) as i64))
+    millis(total * 1000.0)
 }
 
 pub(crate) fn human_duration(d: Duration) -> String {
@@ -145,6 +174,21 @@ mod tests {
         assert_eq!(parse_duration("1m30s"), Some(Duration::seconds(90)));
         assert_eq!(parse_duration("2"), Some(Duration::seconds(2)));
         assert_eq!(parse_duration("1d"), Some(Duration::days(1)));
+        // Out of range: held to the largest duration, never a panic.
+        assert_eq!(parse_duration("1e300"), Some(Duration::MAX));
+        assert_eq!(parse_duration("-1e300"), Some(Duration::MIN));
+        assert_eq!(parse_duration("99999999999999999999h"), Some(Duration::MAX));
+        assert_eq!(parse_duration("NaN"), None);
+        let t = chrono::Utc::now();
+        assert_eq!(
+            after(t, Duration::MAX),
+            chrono::DateTime::<chrono::Utc>::MAX_UTC
+        );
+        assert_eq!(
+            after(t, Duration::MIN),
+            chrono::DateTime::<chrono::Utc>::MIN_UTC
+        );
+        assert_eq!(seconds(i64::MAX), Duration::MAX);
         assert_eq!(parse_duration("soon"), None);
     }
 }

@@ -5,6 +5,7 @@
 //!
 //! Pure and engine-free; a malformed expression is an error that names it, never a panic.
 
+use template_eval::MAX_EXPR_DEPTH;
 use workflow_model::ContinueOn;
 
 use crate::maps::HashMap;
@@ -125,11 +126,14 @@ pub(crate) fn parse_depends(logic: &str) -> Result<Option<DependsExpr>, String> 
     if toks.is_empty() {
         return Ok(None);
     }
-    fn or(t: &[Tok], p: &mut usize, logic: &str) -> Result<DependsExpr, String> {
-        let mut parts = vec![and(t, p, logic)?];
+    // `depth`: how many parentheses and `!`s deep the parser is, held to the limit on
+    // expressions so that neither parsing nor evaluating can exhaust the stack (`&&` and
+    // `||` chains are flat lists).
+    fn or(t: &[Tok], p: &mut usize, logic: &str, depth: usize) -> Result<DependsExpr, String> {
+        let mut parts = vec![and(t, p, logic, depth)?];
         while t.get(*p) == Some(&Tok::Or) {
             *p += 1;
-            parts.push(and(t, p, logic)?);
+            parts.push(and(t, p, logic, depth)?);
         }
         Ok(if parts.len() == 1 {
             parts.remove(0)
@@ -137,11 +141,11 @@ pub(crate) fn parse_depends(logic: &str) -> Result<Option<DependsExpr>, String> 
             DependsExpr::Or(parts)
         })
     }
-    fn and(t: &[Tok], p: &mut usize, logic: &str) -> Result<DependsExpr, String> {
-        let mut parts = vec![unary(t, p, logic)?];
+    fn and(t: &[Tok], p: &mut usize, logic: &str, depth: usize) -> Result<DependsExpr, String> {
+        let mut parts = vec![unary(t, p, logic, depth)?];
         while t.get(*p) == Some(&Tok::And) {
             *p += 1;
-            parts.push(unary(t, p, logic)?);
+            parts.push(unary(t, p, logic, depth)?);
         }
         Ok(if parts.len() == 1 {
             parts.remove(0)
@@ -149,15 +153,20 @@ pub(crate) fn parse_depends(logic: &str) -> Result<Option<DependsExpr>, String> 
             DependsExpr::And(parts)
         })
     }
-    fn unary(t: &[Tok], p: &mut usize, logic: &str) -> Result<DependsExpr, String> {
+    fn unary(t: &[Tok], p: &mut usize, logic: &str, depth: usize) -> Result<DependsExpr, String> {
+        if depth >= MAX_EXPR_DEPTH && matches!(t.get(*p), Some(Tok::Not | Tok::Open)) {
+            return Err(format!(
+                "depends nests deeper than {MAX_EXPR_DEPTH} levels (MAX_EXPR_DEPTH)"
+            ));
+        }
         match t.get(*p) {
             Some(Tok::Not) => {
                 *p += 1;
-                Ok(DependsExpr::Not(Box::new(unary(t, p, logic)?)))
+                Ok(DependsExpr::Not(Box::new(unary(t, p, logic, depth + 1)?)))
             }
             Some(Tok::Open) => {
                 *p += 1;
-                let e = or(t, p, logic)?;
+                let e = or(t, p, logic, depth + 1)?;
                 if t.get(*p) != Some(&Tok::Close) {
                     return Err(format!("missing ')' in depends '{logic}'"));
                 }
@@ -175,7 +184,7 @@ pub(crate) fn parse_depends(logic: &str) -> Result<Option<DependsExpr>, String> 
         }
     }
     let mut p = 0;
-    let e = or(&toks, &mut p, logic)?;
+    let e = or(&toks, &mut p, logic, 0)?;
     if p != toks.len() {
         return Err(format!(
             "unexpected text after the expression in depends '{logic}'"
@@ -237,6 +246,28 @@ fn eval_depends(logic: &str, results: &HashMap<String, DepResult>) -> Result<boo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deep_depends_are_errors_not_stack_overflows() {
+        let run = |logic: String| {
+            std::thread::Builder::new()
+                .stack_size(2 << 20)
+                .spawn(move || parse_depends(&logic).map(|_| ()))
+                .unwrap()
+                .join()
+                .unwrap()
+        };
+        let n = 100_000;
+        for logic in [
+            "(".repeat(n) + "A.Succeeded" + &")".repeat(n),
+            "!".repeat(n) + "A.Succeeded",
+        ] {
+            let e = run(logic).unwrap_err();
+            assert!(e.contains("MAX_EXPR_DEPTH"), "{e}");
+        }
+        assert!(run("(".repeat(50) + "A.Succeeded" + &")".repeat(50)).is_ok());
+        assert!(run(vec!["A.Succeeded"; n].join(" && ")).is_ok());
+    }
 
     #[test]
     fn depends_expansion_matches_argo() {

@@ -9,13 +9,12 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use chrono::Duration;
 use serde_json::{json, Map, Value};
 use template_eval::Vars;
 use workflow_model::{Outputs, Parameter, WorkflowObject, WorkflowSpec};
 
 use crate::maps::{HashMap, HashSet};
-use crate::protocol::{Action, EngineConfig, EngineError, Event, TemplateStore};
+use crate::protocol::{Action, EngineConfig, EngineError, EngineLimits, Event, TemplateStore};
 use crate::scope::ArtMap;
 use crate::state::{err, Ctx, Engine, Holder, Owner, TScope};
 use crate::status::{format_time, NodeStatus, Phase, Time};
@@ -137,7 +136,9 @@ impl Engine {
             spec,
             templates,
             store,
+            limits: config.limits.clone(),
             config,
+            limit_stop: false,
             created: now,
             phase: Phase::Pending,
             message: None,
@@ -172,6 +173,15 @@ impl Engine {
         };
         e.init_globals()?;
         Ok(e)
+    }
+
+    /// Set the limits this workflow runs under (before `start`; a replay must set the same).
+    pub fn set_limits(&mut self, limits: EngineLimits) {
+        self.limits = limits;
+    }
+
+    pub fn limits(&self) -> &EngineLimits {
+        &self.limits
     }
 
     /// The workflow's spec (the shell reads pod defaults such as `schedulerName` from it).
@@ -245,7 +255,7 @@ impl Engine {
         self.phase = Phase::Running;
         self.started_at = Some(now);
         if let Some(s) = self.spec.active_deadline_seconds {
-            self.deadline = Some(now + Duration::seconds(s));
+            self.deadline = Some(crate::deadlines::after(now, crate::deadlines::seconds(s)));
         }
         if self.spec.suspend == Some(true) {
             self.suspended = true;
@@ -259,6 +269,7 @@ impl Engine {
             tscope: TScope::Local,
             boundary: None,
             on_exit: false,
+            depth: 0,
         };
         let args = self.spec.arguments.clone();
         let name = self.name.clone();
@@ -310,6 +321,11 @@ impl Engine {
 
     pub(crate) fn drain(&mut self, now: Time) {
         loop {
+            if self.limit_stop {
+                self.limit_stop = false;
+                self.apply_shutdown(now);
+                continue;
+            }
             if let Some(i) = self.fulfilled.pop_front() {
                 self.notify_owner(i, now);
                 continue;

@@ -7,15 +7,37 @@
 
 use std::sync::Arc;
 
-use chrono::Duration;
-use serde_json::Value;
 use template_eval::{substitute_json, Vars};
-use workflow_model::{Arguments, Template, TemplateKind, TemplateRef};
+use workflow_model::{Arguments, Template, TemplateKind};
 
-use crate::deadlines::parse_duration;
+use crate::deadlines::{after, parse_duration, seconds};
+use crate::protocol::MAX_DEPTH_MESSAGE;
 use crate::scope::{Scope, ScopeVars};
-use crate::state::{fix_display, is_pod_kind, Ctx, Engine, Frame, Holder, Owner};
+use crate::state::{fix_display, is_pod_kind, Ctx, Engine, Frame, Holder, Instance, Owner};
 use crate::status::{pod_name, NodeType, Phase, Time};
+
+/// What `prepare` made of a step, task, hook or exit handler.
+enum Prepared {
+    /// Its node, which needs nothing more (it could not run, or hit a limit).
+    Node(usize),
+    /// Its retry node, whose first attempt is to start.
+    Retry(usize),
+    /// The instance to start.
+    Instance(Box<Instance>),
+}
+
+/// What an instance's node needs once made.
+enum Next {
+    Nothing,
+    Steps,
+    Dag(Arc<Template>, Box<Ctx>),
+}
+
+// `execute` → `execute_instance` → steps or DAG → `execute` is the engine's one recursion,
+// as deep as templates nest (at most `max_stack_depth`). The functions on it keep small
+// frames: the work with many locals is done by `#[inline(never)]` functions that return
+// before the recursion goes on, so that the deepest workflow fits a small stack even in an
+// unoptimized build.
 
 impl Engine {
     /// Create (or find) the node for running `holder` under `node_name` and start it.
@@ -30,6 +52,30 @@ impl Engine {
         display: Option<String>,
         now: Time,
     ) -> usize {
+        match self.prepare(node_name, holder, args, ctx, owner, display, now) {
+            Prepared::Node(i) => i,
+            Prepared::Retry(i) => {
+                self.retry_step(i, now);
+                i
+            }
+            Prepared::Instance(instance) => self.execute_instance(instance, now),
+        }
+    }
+
+    /// Resolve and instantiate the template for `execute`: the node when it cannot run (or
+    /// a limit is reached), its retry node, or the instance to start.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn prepare(
+        &mut self,
+        node_name: &str,
+        holder: &Holder,
+        args: &Arguments,
+        ctx: &Ctx,
+        owner: Owner,
+        display: Option<String>,
+        now: Time,
+    ) -> Prepared {
         let display = display.unwrap_or_else(|| {
             if node_name == self.name {
                 self.name.clone()
@@ -42,6 +88,43 @@ impl Engine {
             }
         });
         let display = fix_display(node_name, &display);
+        // Argo's `executeTemplate`: the stack depth grows first; at `maxStackDepth` the node
+        // is made (Skipped, as one that never ran) and errors, and so does the workflow. The
+        // node count is held the same way.
+        let depth = ctx.depth + 1;
+        let too_deep = depth >= self.limits.max_stack_depth;
+        let too_many = !too_deep && self.nodes.len() >= self.limits.max_nodes;
+        if too_deep || too_many {
+            let message = if too_deep {
+                MAX_DEPTH_MESSAGE.to_string()
+            } else {
+                format!(
+                    "the workflow would have more than {} nodes, the most it may have (max_nodes)",
+                    self.limits.max_nodes
+                )
+            };
+            let i = self.new_node(
+                node_name,
+                &display,
+                NodeType::Skipped,
+                holder.template.as_deref(),
+                holder.template_ref.clone(),
+                &ctx.tscope,
+                ctx.boundary.clone(),
+                owner,
+                Frame::Leaf,
+                now,
+            );
+            self.finish(i, Phase::Error, Some(message.clone()), now);
+            self.limit_reached(&message);
+            if too_many {
+                // Out of nodes: nothing more may start anywhere in the workflow (`drain`
+                // kills what runs, as a terminate does).
+                self.shutdown = Some(true);
+                self.limit_stop = true;
+            }
+            return Prepared::Node(i);
+        }
         let (tmpl, tscope, tname, tref) = match self.resolve(holder, &ctx.tscope) {
             Ok(r) => r,
             Err(e) => {
@@ -58,7 +141,7 @@ impl Engine {
                     now,
                 );
                 self.finish(i, Phase::Error, Some(e), now);
-                return i;
+                return Prepared::Node(i);
             }
         };
         let tname_opt = if tname.is_empty() {
@@ -82,7 +165,7 @@ impl Engine {
                     now,
                 );
                 self.finish(i, Phase::Error, Some(e), now);
-                return i;
+                return Prepared::Node(i);
             }
         };
         let retry = t.retry_strategy.clone().or_else(|| {
@@ -96,6 +179,7 @@ impl Engine {
             tscope: tscope.clone(),
             boundary: ctx.boundary.clone(),
             on_exit: ctx.on_exit,
+            depth,
         };
         if let Some(_rs) = retry {
             let frame = Frame::Retry {
@@ -121,40 +205,49 @@ impl Engine {
                 self.nodes[i].status.inputs = Some(inputs);
             }
             self.nodes[i].status.phase = Phase::Running;
-            self.retry_step(i, now);
-            return i;
+            return Prepared::Retry(i);
         }
-        self.execute_instance(
-            node_name,
-            &display,
-            Arc::new(body),
-            t,
+        Prepared::Instance(Box::new(Instance {
+            node_name: node_name.to_string(),
+            display,
+            body: Arc::new(body),
+            template: t,
             inputs,
-            &tname,
+            tname,
             tref,
-            &inner_ctx,
+            ctx: inner_ctx,
             owner,
-            None,
-            now,
-        )
+            retries: None,
+        }))
     }
 
     /// Start one instance of an instantiated template (an attempt, or the node itself).
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn execute_instance(
-        &mut self,
-        node_name: &str,
-        display: &str,
-        body: Arc<Value>,
-        mut t: Template,
-        inputs: Arguments,
-        tname: &str,
-        tref: Option<TemplateRef>,
-        ctx: &Ctx,
-        owner: Owner,
-        retries: Option<usize>,
-        now: Time,
-    ) -> usize {
+    pub(crate) fn execute_instance(&mut self, instance: Box<Instance>, now: Time) -> usize {
+        let (i, next) = self.make_instance(instance, now);
+        match next {
+            Next::Nothing => {}
+            Next::Steps => self.start_step_group(i, now),
+            Next::Dag(t, ctx) => self.start_dag(i, t, &ctx, now),
+        }
+        i
+    }
+
+    /// The node of an instance, and what it needs to start.
+    #[inline(never)]
+    fn make_instance(&mut self, instance: Box<Instance>, now: Time) -> (usize, Next) {
+        let Instance {
+            node_name,
+            display,
+            body,
+            template: mut t,
+            inputs,
+            tname,
+            tref,
+            ctx,
+            owner,
+            retries,
+        } = *instance;
+        let (node_name, display, tname, ctx) = (&node_name, &display, tname.as_str(), &ctx);
         let tname_opt = if tname.is_empty() { None } else { Some(tname) };
         let kind = t.kind();
         let ty = match kind {
@@ -204,11 +297,11 @@ impl Engine {
         }
         let Some(kind) = kind else {
             self.finish(i, Phase::Error, Some(format!("template '{tname}' has no container, script, steps, dag, suspend, resource or http")), now);
-            return i;
+            return (i, Next::Nothing);
         };
         if let Some(m) = &t.memoize {
             if self.memo_hit(i, m, now) {
-                return i;
+                return (i, Next::Nothing);
             }
         }
         let t = Arc::new(t);
@@ -216,11 +309,11 @@ impl Engine {
         // Template deadlines: `timeout` for any template, `activeDeadlineSeconds` for pods.
         let mut deadline = None;
         if let Some(to) = t.timeout.as_deref().and_then(parse_duration) {
-            deadline = Some(now + to);
+            deadline = Some(after(now, to));
         }
         if let Some(ads) = &t.active_deadline_seconds {
             if let Ok(s) = ads.text().trim().parse::<i64>() {
-                let d = now + Duration::seconds(s);
+                let d = after(now, seconds(s));
                 deadline = Some(deadline.map_or(d, |x: Time| x.min(d)));
             }
         }
@@ -230,7 +323,7 @@ impl Engine {
                 Ok(lock) => self.nodes[i].lock = Some(lock),
                 Err(e) => {
                     self.finish(i, Phase::Error, Some(e), now);
-                    return i;
+                    return (i, Next::Nothing);
                 }
             }
         }
@@ -251,12 +344,12 @@ impl Engine {
                     group: 0,
                     last_group_node: None,
                 };
-                self.start_step_group(i, now);
+                return (i, Next::Steps);
             }
             TemplateKind::Dag => {
                 self.set_deadline(i, deadline);
                 self.nodes[i].status.phase = Phase::Running;
-                self.start_dag(i, t.clone(), ctx, now);
+                return (i, Next::Dag(t.clone(), Box::new(ctx.clone())));
             }
             TemplateKind::Suspend => {
                 self.nodes[i].status.phase = Phase::Running;
@@ -268,7 +361,7 @@ impl Engine {
                 if let Some(d) = dur {
                     match parse_duration(&d) {
                         Some(d) => {
-                            self.set_deadline(i, Some(now + d));
+                            self.set_deadline(i, Some(after(now, d)));
                         }
                         None => {
                             self.finish(
@@ -295,12 +388,12 @@ impl Engine {
                 self.set_deadline(i, deadline);
                 if let Some(msg) = self.unschedulable(&t) {
                     self.nodes[i].status.message = Some(msg);
-                    return i;
+                    return (i, Next::Nothing);
                 }
                 self.pod_queue.push_back(i);
             }
         }
-        i
+        (i, Next::Nothing)
     }
 
     fn unschedulable(&self, t: &Template) -> Option<String> {

@@ -35,6 +35,7 @@ impl Engine {
                 tscope: TScope::Local,
                 boundary: None,
                 on_exit: true,
+                depth: 0,
             },
         };
         ctx.on_exit = true;
@@ -225,6 +226,7 @@ impl Engine {
                     tscope: TScope::Local,
                     boundary: None,
                     on_exit: false,
+                    depth: 0,
                 };
                 let name = format!("{}.hooks.{hname}", self.name);
                 let args = resolve_arguments(&hook.arguments, &vars, &self.global_artifacts)

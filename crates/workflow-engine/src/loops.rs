@@ -9,8 +9,8 @@ use serde_json::Value;
 use template_eval::{govaluate, substitute, substitute_json, Vars};
 use workflow_model::WorkflowStep;
 
-use crate::scope::ScopeVars;
-use crate::state::{Engine, Frame, Owner};
+use crate::scope::{ArtMap, ScopeVars};
+use crate::state::{Ctx, Engine, Frame, Owner};
 use crate::status::{Phase, Time};
 use crate::templates::substitute_step;
 
@@ -48,7 +48,35 @@ fn item_vars(v: &Value, vars: &mut Vars) {
     }
 }
 
-fn expand_sequence(seq: &workflow_model::Sequence) -> Result<Vec<Value>, String> {
+/// Most bytes the items of one `withSequence` may take together (a `format` with a wide
+/// field or a long text, times many items).
+const MAX_SEQUENCE_BYTES: usize = 64 << 20;
+
+/// Go's `fmt` refuses widths over 10^6 (`%!(BADWIDTH)`).
+const MAX_FORMAT_WIDTH: usize = 1_000_000;
+
+/// Why a loop does not expand: a mistake in it (its node errors), or a limit (the workflow
+/// errors too).
+#[derive(Debug)]
+enum LoopError {
+    Invalid(String),
+    Limit(String),
+}
+
+impl From<String> for LoopError {
+    fn from(e: String) -> Self {
+        LoopError::Invalid(e)
+    }
+}
+
+/// The error for a loop over `max` items (`what`: withItems, withParam, withSequence).
+fn too_many(what: &str, n: impl std::fmt::Display, max: usize) -> LoopError {
+    LoopError::Limit(format!(
+        "{what} expands to {n} items, more than the limit of {max} (max_loop_items)"
+    ))
+}
+
+fn expand_sequence(seq: &workflow_model::Sequence, max: usize) -> Result<Vec<Value>, LoopError> {
     let parse =
         |v: &Option<workflow_model::IntOrString>, what: &str| -> Result<Option<i64>, String> {
             match v {
@@ -63,34 +91,55 @@ fn expand_sequence(seq: &workflow_model::Sequence) -> Result<Vec<Value>, String>
     let count = parse(&seq.count, "count")?;
     let start = parse(&seq.start, "start")?;
     let end = parse(&seq.end, "end")?;
-    let (from, to): (i64, i64) = match (count, end) {
+    // In i128: `start + count - 1` may not fit an i64.
+    let (from, to): (i128, i128) = match (count, end) {
         (Some(_), Some(_)) => {
-            return Err("withSequence: only one of count or end can be defined".into())
+            return Err(LoopError::Invalid(
+                "withSequence: only one of count or end can be defined".into(),
+            ))
         }
         (Some(c), None) => {
             let s = start.unwrap_or(0);
             if c == 0 {
                 return Ok(Vec::new());
             }
-            (s, s + c - 1)
+            (i128::from(s), i128::from(s) + i128::from(c) - 1)
         }
-        (None, Some(e)) => (start.unwrap_or(0), e),
-        (None, None) => return Err("withSequence: one of count or end must be defined".into()),
+        (None, Some(e)) => (i128::from(start.unwrap_or(0)), i128::from(e)),
+        (None, None) => {
+            return Err(LoopError::Invalid(
+                "withSequence: one of count or end must be defined".into(),
+            ))
+        }
     };
-    let nums: Vec<i64> = if from <= to {
-        (from..=to).collect()
-    } else {
-        (to..=from).rev().collect()
-    };
-    Ok(nums
-        .into_iter()
-        .map(|n| {
-            Value::String(match &seq.format {
-                Some(f) if !f.is_empty() => go_sprintf_int(f, n),
-                _ => n.to_string(),
-            })
-        })
-        .collect())
+    let n = (to - from).abs() + 1;
+    if n > max as i128 {
+        return Err(too_many("withSequence", n, max));
+    }
+    if i64::try_from(to).is_err() {
+        return Err(LoopError::Invalid(format!(
+            "withSequence: the last item, {to}, is not a 64-bit integer"
+        )));
+    }
+    let step = if from <= to { 1 } else { -1 };
+    let mut out = Vec::with_capacity(n as usize);
+    let mut bytes = 0usize;
+    for k in 0..n {
+        // Between `from` and `to`, both 64-bit.
+        let v = (from + step * k) as i64;
+        let text = match &seq.format {
+            Some(f) if !f.is_empty() => go_sprintf_int(f, v),
+            _ => v.to_string(),
+        };
+        bytes += text.len();
+        if bytes > MAX_SEQUENCE_BYTES {
+            return Err(LoopError::Limit(format!(
+                "withSequence items take more than {MAX_SEQUENCE_BYTES} bytes (MAX_SEQUENCE_BYTES)"
+            )));
+        }
+        out.push(Value::String(text));
+    }
+    Ok(out)
 }
 
 /// `fmt.Sprintf` for one integer with the verbs withSequence formats use (%d, %02d, %x, %X, %o).
@@ -117,8 +166,14 @@ fn go_sprintf_int(fmt: &str, n: i64) -> String {
             i += 1;
         }
         while i < chars.len() && chars[i].is_ascii_digit() {
-            width = width * 10 + chars[i].to_digit(10).unwrap_or(0) as usize;
+            width = width
+                .saturating_mul(10)
+                .saturating_add(chars[i].to_digit(10).unwrap_or(0) as usize);
             i += 1;
+        }
+        if width > MAX_FORMAT_WIDTH {
+            out.push_str("%!(BADWIDTH)");
+            break;
         }
         let verb = chars.get(i).copied().unwrap_or('d');
         i += 1;
@@ -152,15 +207,47 @@ pub(crate) fn json_or_string(s: &str) -> Value {
     serde_json::from_str::<Value>(s).unwrap_or_else(|_| Value::String(s.to_string()))
 }
 
+/// A task group's item about to start.
+struct TaskItem {
+    dag: usize,
+    slot: usize,
+    name: String,
+    step: WorkflowStep,
+    ctx: Ctx,
+    vars: ScopeVars,
+    arts: ArtMap,
+}
+
 impl Engine {
-    /// Substitute a step with its scope and expand withItems/withParam/withSequence.
+    /// Substitute a step with its scope and expand withItems/withParam/withSequence. A loop
+    /// over more than `max_loop_items` items is an error that also ends the workflow in
+    /// Error.
     pub(crate) fn expand_step(
-        &self,
+        &mut self,
         step: &WorkflowStep,
         scope_vars: &ScopeVars,
     ) -> Result<Vec<WorkflowStep>, String> {
+        match self.expand_items(step, scope_vars) {
+            Ok(steps) => Ok(steps),
+            Err(LoopError::Invalid(e)) => Err(e),
+            Err(LoopError::Limit(e)) => {
+                self.limit_reached(&e);
+                Err(e)
+            }
+        }
+    }
+
+    fn expand_items(
+        &self,
+        step: &WorkflowStep,
+        scope_vars: &ScopeVars,
+    ) -> Result<Vec<WorkflowStep>, LoopError> {
+        let max = self.limits.max_loop_items;
         let vars = &self.layered(scope_vars);
         let items: Option<Vec<Value>> = if let Some(items) = &step.with_items {
+            if items.len() > max {
+                return Err(too_many("withItems", items.len(), max));
+            }
             Some(
                 items
                     .iter()
@@ -170,6 +257,7 @@ impl Engine {
         } else if let Some(p) = &step.with_param {
             let text = substitute(p, vars, true).map_err(|e| e.to_string())?;
             match parse_items(&text) {
+                Ok(v) if v.len() > max => return Err(too_many("withParam", v.len(), max)),
                 Ok(v) => Some(v),
                 Err(e) => {
                     // Argo only fails when the step would run.
@@ -180,7 +268,7 @@ impl Engine {
                     if when.is_some_and(|w| govaluate::should_execute(&w) == Ok(false)) {
                         Some(Vec::new())
                     } else {
-                        return Err(e);
+                        return Err(e.into());
                     }
                 }
             }
@@ -188,7 +276,7 @@ impl Engine {
             let v = serde_json::to_value(seq).unwrap_or_default();
             let v = substitute_json(&v, vars, true).map_err(|e| e.to_string())?;
             let seq: workflow_model::Sequence = workflow_model::decode(&v).map_err(|(_, m)| m)?;
-            Some(expand_sequence(&seq)?)
+            Some(expand_sequence(&seq, max)?)
         } else {
             None
         };
@@ -213,65 +301,97 @@ impl Engine {
         }
     }
 
+    /// Start a task group's items, as many as its DAG's parallelism lets run.
     pub(crate) fn pump_task_group(&mut self, tg: usize, now: Time) {
-        let (d, task_i) = match &self.nodes[tg].frame {
-            Frame::TaskGroup { dag, task, .. } => (*dag, *task),
-            _ => return,
-        };
-        let limit = self.template_parallelism(d);
-        let halted = self.halted(tg);
-        loop {
-            let next = match &mut self.nodes[tg].frame {
-                Frame::TaskGroup { queue, running, .. } => {
-                    if limit.is_some_and(|l| *running >= l) || halted {
-                        None
-                    } else {
-                        queue.pop_front()
-                    }
-                }
-                _ => return,
-            };
-            let Some(k) = next else { break };
-            let (ctx, vars, arts) = match &self.nodes[d].frame {
-                Frame::Dag { ctx, .. } => {
-                    (ctx.clone(), self.block_vars(d), self.scope_artifacts(d))
-                }
-                _ => return,
-            };
-            let item = match &self.nodes[tg].frame {
-                Frame::TaskGroup { items, .. } => items[k].0.clone(),
-                _ => return,
-            };
-            let name = format!("{}.{}", self.nodes[d].status.name, item.name);
-            if let Frame::TaskGroup { running, .. } = &mut self.nodes[tg].frame {
-                *running += 1;
-            }
-            let s = WorkflowStep {
-                name: item.name.clone(),
-                template: item.template.clone(),
-                inline: item.inline.clone(),
-                arguments: item.arguments.clone(),
-                template_ref: item.template_ref.clone(),
-                when: item.when.clone(),
-                ..Default::default()
+        // Small frame: this is on the path a template nesting recurses through.
+        while let Some(item) = self.next_task_item(tg) {
+            let owner = Owner::TaskItem {
+                group: tg,
+                slot: item.slot,
             };
             let n = self.run_task_instance(
-                d,
-                &name,
+                item.dag,
                 &item.name,
-                &s,
-                &ctx,
-                &vars,
-                &arts,
-                Owner::TaskItem { group: tg, slot: k },
+                &item.step.name,
+                &item.step,
+                &item.ctx,
+                &item.vars,
+                &item.arts,
+                owner,
                 now,
             );
             self.add_child(tg, n);
             if let Frame::TaskGroup { items, .. } = &mut self.nodes[tg].frame {
-                items[k].1 = Some(n);
+                items[item.slot].1 = Some(n);
             }
-            let _ = task_i;
         }
+        self.end_halted_task_group(tg, now);
+    }
+
+    /// A task group that a shutdown (or a limit) stops starts no more items: it ends once
+    /// the items it started have, Failed as a stopped step group does.
+    pub(crate) fn end_halted_task_group(&mut self, tg: usize, now: Time) {
+        if !self.halted(tg) || self.nodes[tg].status.phase.fulfilled() {
+            return;
+        }
+        match &self.nodes[tg].frame {
+            Frame::TaskGroup { running, queue, .. } if *running == 0 && !queue.is_empty() => {}
+            _ => return,
+        }
+        self.set_outbound(tg);
+        self.finish(tg, Phase::Failed, Some("Stopped with strategy".into()), now);
+    }
+
+    /// The task group's next item to start, if one may start now.
+    #[inline(never)]
+    fn next_task_item(&mut self, tg: usize) -> Option<Box<TaskItem>> {
+        let d = match &self.nodes[tg].frame {
+            Frame::TaskGroup { dag, .. } => *dag,
+            _ => return None,
+        };
+        let limit = self.template_parallelism(d);
+        // Asked each time: a limit reached by the item just started stops the rest.
+        let halted = self.halted(tg);
+        let slot = match &mut self.nodes[tg].frame {
+            Frame::TaskGroup { queue, running, .. } => {
+                if limit.is_some_and(|l| *running >= l) || halted {
+                    None
+                } else {
+                    queue.pop_front()
+                }
+            }
+            _ => None,
+        }?;
+        let (ctx, vars, arts) = match &self.nodes[d].frame {
+            Frame::Dag { ctx, .. } => (ctx.clone(), self.block_vars(d), self.scope_artifacts(d)),
+            _ => return None,
+        };
+        let item = match &self.nodes[tg].frame {
+            Frame::TaskGroup { items, .. } => items[slot].0.clone(),
+            _ => return None,
+        };
+        let name = format!("{}.{}", self.nodes[d].status.name, item.name);
+        if let Frame::TaskGroup { running, .. } = &mut self.nodes[tg].frame {
+            *running += 1;
+        }
+        let step = WorkflowStep {
+            name: item.name,
+            template: item.template,
+            inline: item.inline,
+            arguments: item.arguments,
+            template_ref: item.template_ref,
+            when: item.when,
+            ..Default::default()
+        };
+        Some(Box::new(TaskItem {
+            dag: d,
+            slot,
+            name,
+            step,
+            ctx: *ctx,
+            vars,
+            arts,
+        }))
     }
 
     pub(crate) fn task_item_done(&mut self, tg: usize, now: Time) {
@@ -315,7 +435,7 @@ mod tests {
             end: Some(workflow_model::IntOrString::Int(0)),
             format: None,
         };
-        assert_eq!(expand_sequence(&seq).unwrap().len(), 6);
+        assert_eq!(expand_sequence(&seq, 100).unwrap().len(), 6);
         assert_eq!(go_sprintf_int("testuser%02X", 10), "testuser0A");
         assert_eq!(go_sprintf_int("%d", 7), "7");
     }

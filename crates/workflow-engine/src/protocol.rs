@@ -43,6 +43,43 @@ pub struct EngineConfig {
     /// server); otherwise the engine checks selectors against `node_labels` (`onyx run`).
     #[serde(default)]
     pub shell_schedules: bool,
+    /// What this workflow may grow to (kept with the workflow, so a replay uses the same).
+    #[serde(default)]
+    pub limits: EngineLimits,
+}
+
+/// Limits on what one workflow can make the engine do. A workflow that reaches one ends in
+/// Error with a message naming it (its other running pods keep their course, except at
+/// `max_nodes`, which stops the workflow as `terminate` does); no workflow can exhaust the
+/// engine's stack or memory. Part of the engine's input: replaying a log must use the same.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct EngineLimits {
+    /// Argo's `maxStackDepth` (`maxAllowedStackDepth`, 100): a template instance this many
+    /// templates deep (the entry template is 1) errors with Argo's `Maximum recursion depth
+    /// exceeded`, so that a template that calls itself cannot recurse forever.
+    pub max_stack_depth: usize,
+    /// Most items one `withItems`, `withParam` or `withSequence` may expand to.
+    pub max_loop_items: usize,
+    /// Most nodes one workflow may have.
+    pub max_nodes: usize,
+}
+
+/// Argo v3.5's `maxAllowedStackDepth`.
+pub const MAX_STACK_DEPTH: usize = 100;
+
+/// Argo's message when `maxStackDepth` is reached (v3.5, `ErrMaxDepthExceeded`).
+pub const MAX_DEPTH_MESSAGE: &str = "Maximum recursion depth exceeded. See https://argo-workflows.readthedocs.io/en/release-3.5/scaling/#maximum-recursion-depth";
+
+impl Default for EngineLimits {
+    fn default() -> Self {
+        EngineLimits {
+            max_stack_depth: MAX_STACK_DEPTH,
+            // A 10^5-task DAG (the benchmark's largest) and loops as wide still run.
+            max_loop_items: 100_000,
+            max_nodes: 200_000,
+        }
+    }
 }
 
 /// Everything a pod needs to run, fully resolved.

@@ -11,12 +11,24 @@ use chrono::Duration;
 use serde_json::Value;
 use workflow_model::Template;
 
-use crate::deadlines::{human_duration, parse_duration};
-use crate::state::{Engine, Frame, Owner};
+use crate::deadlines::{after, human_duration, millis, parse_duration};
+use crate::state::{Engine, Frame, Instance, Owner};
 use crate::status::{Phase, Time};
 
 impl Engine {
+    /// Decide after an attempt (or before the first): end the retry node, wait, or start
+    /// the next attempt.
     pub(crate) fn retry_step(&mut self, r: usize, now: Time) {
+        // Small frame: this is on the path a template nesting recurses through.
+        if let Some(attempt) = self.next_attempt(r, now) {
+            let child = self.execute_instance(attempt, now);
+            self.attempt_started(r, child);
+        }
+    }
+
+    /// The next attempt to start, if any (deciding the rest: end the node, or wait).
+    #[inline(never)]
+    fn next_attempt(&mut self, r: usize, now: Time) -> Option<Box<Instance>> {
         let (template, ctx, tname, attempts) = match &self.nodes[r].frame {
             Frame::Retry {
                 template,
@@ -30,16 +42,16 @@ impl Engine {
                 tname.clone(),
                 attempts.clone(),
             ),
-            _ => return,
+            _ => return None,
         };
         if self.nodes[r].status.phase.fulfilled() {
-            return;
+            return None;
         }
         let t: Template = match workflow_model::decode(&template) {
             Ok(t) => t,
             Err((p, m)) => {
                 self.finish(r, Phase::Error, Some(format!("{p}: {m}")), now);
-                return;
+                return None;
             }
         };
         let rs = t
@@ -50,14 +62,14 @@ impl Engine {
         if let Some(&last) = attempts.last() {
             let last_node = &self.nodes[last].status;
             if !last_node.phase.fulfilled() {
-                return;
+                return None;
             }
             let last_phase = last_node.phase;
             let last_msg = last_node.message.clone();
             if !last_phase.failed_or_error() {
                 self.nodes[r].status.outputs = self.nodes[last].status.outputs.clone();
                 self.finish(r, last_phase, None, now);
-                return;
+                return None;
             }
             if let Some(expr) = rs.expression.as_deref().filter(|e| !e.is_empty()) {
                 let ln = &self.nodes[last].status;
@@ -90,7 +102,7 @@ impl Engine {
                             Some("retryStrategy.expression evaluated to false".into()),
                             now,
                         );
-                        return;
+                        return None;
                     }
                     Ok(other) => {
                         self.finish(
@@ -101,11 +113,11 @@ impl Engine {
                             )),
                             now,
                         );
-                        return;
+                        return None;
                     }
                     Err(e) => {
                         self.finish(r, Phase::Error, Some(e.to_string()), now);
-                        return;
+                        return None;
                     }
                 }
             }
@@ -116,7 +128,7 @@ impl Engine {
                     "retry exceeded workflow deadline".into()
                 };
                 self.finish(r, last_phase, Some(m), now);
-                return;
+                return None;
             }
             let policy = rs
                 .retry_policy
@@ -134,14 +146,14 @@ impl Engine {
                         Some(format!("{other} is not a valid RetryPolicy")),
                         now,
                     );
-                    return;
+                    return None;
                 }
             };
             if (last_phase == Phase::Failed && !on_failed)
                 || (last_phase == Phase::Error && !on_error)
             {
                 self.finish(r, last_phase, last_msg, now);
-                return;
+                return None;
             }
             let limit = rs
                 .limit
@@ -150,7 +162,7 @@ impl Engine {
             if let Some(l) = limit {
                 if attempts.len() as i64 > l {
                     self.finish(r, last_phase, Some("No more retries left".into()), now);
-                    return;
+                    return None;
                 }
             }
             if let Some(b) = &rs.backoff {
@@ -159,7 +171,7 @@ impl Engine {
                     .max_duration
                     .as_ref()
                     .and_then(|d| parse_duration(&d.text()))
-                    .map(|d| first_start + d);
+                    .map(|d| after(first_start, d));
                 if let Some(md) = max_deadline {
                     if now > md {
                         self.finish(
@@ -168,7 +180,7 @@ impl Engine {
                             Some("Max duration limit exceeded".into()),
                             now,
                         );
-                        return;
+                        return None;
                     }
                 }
                 let base = b
@@ -182,15 +194,13 @@ impl Engine {
                     .and_then(|f| f.text().trim().parse::<f64>().ok())
                     .unwrap_or(0.0);
                 let wait = if factor > 0.0 {
-                    Duration::milliseconds(
-                        (base.num_milliseconds() as f64 * factor.powi(attempts.len() as i32 - 1))
-                            as i64,
-                    )
+                    let times = factor.powi(i32::try_from(attempts.len()).unwrap_or(i32::MAX) - 1);
+                    millis(base.num_milliseconds() as f64 * times).unwrap_or(Duration::MAX)
                 } else {
                     base
                 };
                 let finished = self.nodes[last].status.finished_at.unwrap_or(now);
-                let wait_until = finished + wait;
+                let wait_until = after(finished, wait);
                 if let Some(md) = max_deadline {
                     if wait_until > md {
                         self.finish(
@@ -199,7 +209,7 @@ impl Engine {
                             Some("Backoff would exceed max duration limit".into()),
                             now,
                         );
-                        return;
+                        return None;
                     }
                 }
                 if now < wait_until {
@@ -209,7 +219,7 @@ impl Engine {
                         *w = Some(wait_until);
                     }
                     self.timers.push((wait_until, r));
-                    return;
+                    return None;
                 }
                 self.nodes[r].status.message = None;
             }
@@ -226,19 +236,21 @@ impl Engine {
         if let Value::Object(m) = &mut body {
             m.remove("retryStrategy");
         }
-        let child = self.execute_instance(
-            &name,
-            &display,
-            Arc::new(body),
-            tt,
+        Some(Box::new(Instance {
+            node_name: name,
+            display,
+            body: Arc::new(body),
+            template: tt,
             inputs,
-            &tname,
+            tname,
             tref,
-            &ctx,
-            Owner::Attempt { retry: r },
-            Some(n),
-            now,
-        );
+            ctx: *ctx,
+            owner: Owner::Attempt { retry: r },
+            retries: Some(n),
+        }))
+    }
+
+    fn attempt_started(&mut self, r: usize, child: usize) {
         if let Frame::Retry {
             attempts,
             wait_until,

@@ -31,6 +31,7 @@ impl Engine {
             match &self.nodes[i].frame {
                 Frame::StepGroup { .. } => self.check_group_done(i, now),
                 Frame::Dag { .. } => self.check_dag_done(i, now),
+                Frame::TaskGroup { .. } => self.end_halted_task_group(i, now),
                 Frame::Retry { .. } => self.pending_retries.push(i),
                 _ => {}
             }
@@ -123,6 +124,7 @@ impl Engine {
             match &self.nodes[i].frame {
                 Frame::StepGroup { .. } => self.check_group_done(i, now),
                 Frame::Dag { .. } => self.check_dag_done(i, now),
+                Frame::TaskGroup { .. } => self.end_halted_task_group(i, now),
                 Frame::Retry { .. } => self.pending_retries.push(i),
                 _ => {}
             }

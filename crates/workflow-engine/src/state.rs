@@ -12,13 +12,13 @@ use std::sync::Arc;
 use serde_json::Value;
 use template_eval::Vars;
 use workflow_model::{
-    ContinueOn, DagTask, LifecycleHook, Metrics, Outputs, Template, TemplateKind, TemplateRef,
-    WorkflowSpec, WorkflowStep,
+    Arguments, ContinueOn, DagTask, LifecycleHook, Metrics, Outputs, Template, TemplateKind,
+    TemplateRef, WorkflowSpec, WorkflowStep,
 };
 
 use crate::depends::DependsExpr;
 use crate::maps::{HashMap, HashSet};
-use crate::protocol::{Action, EngineConfig, EngineError, TemplateStore};
+use crate::protocol::{Action, EngineConfig, EngineError, EngineLimits, TemplateStore};
 use crate::scope::{ArtMap, Scope};
 use crate::status::{NodeStatus, Phase, Time};
 
@@ -94,6 +94,27 @@ pub(crate) struct Ctx {
     /// Variables from the enclosing scope (global + `steps.*`/`tasks.*` + item) used for
     /// arguments; the template's own inputs come from `args`.
     pub(crate) on_exit: bool,
+    /// How many templates deep the instance that runs in this context is (0 outside the
+    /// entry template, 1 in it): Argo's stack depth, counted by `execute`. Kept in the
+    /// frames of steps, DAGs and retries, so that a step started later (when an earlier one
+    /// ends) is as deep as one started at once.
+    pub(crate) depth: usize,
+}
+
+/// A template instance ready to start: what `execute` resolved and instantiated, or a
+/// retry's next attempt.
+pub(crate) struct Instance {
+    pub(crate) node_name: String,
+    pub(crate) display: String,
+    pub(crate) body: Arc<Value>,
+    pub(crate) template: Template,
+    pub(crate) inputs: Arguments,
+    pub(crate) tname: String,
+    pub(crate) tref: Option<TemplateRef>,
+    pub(crate) ctx: Ctx,
+    pub(crate) owner: Owner,
+    /// The attempt's number, for a retry's attempt.
+    pub(crate) retries: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -168,7 +189,6 @@ pub(crate) enum Frame {
     },
     TaskGroup {
         dag: usize,
-        task: usize,
         items: Vec<(DagTask, Option<usize>)>,
         queue: VecDeque<usize>,
         running: usize,
@@ -205,6 +225,9 @@ pub struct Engine {
     pub(crate) templates: HashMap<String, Arc<Value>>,
     pub(crate) store: Arc<TemplateStore>,
     pub(crate) config: EngineConfig,
+    pub(crate) limits: EngineLimits,
+    /// A limit stopped the workflow: `drain` kills what runs, as a `terminate` does.
+    pub(crate) limit_stop: bool,
     pub(crate) created: Time,
     pub(crate) phase: Phase,
     pub(crate) message: Option<String>,
@@ -242,7 +265,8 @@ pub struct Engine {
     pub(crate) pending_retries: Vec<usize>,
     pub(crate) root_phase: Option<Phase>,
     /// A pod of the entry (or exit) template itself that could not be created: Argo's
-    /// `error in entry template execution` (`exit`) — the workflow ends in Error with it.
+    /// `error in entry template execution` (`exit`) — the workflow ends in Error with it; or
+    /// the first limit of `limits` the workflow reached.
     pub(crate) template_error: Option<String>,
     /// The last custom metric that could not be emitted, and why (Argo's `MetricsError`
     /// condition).

@@ -133,7 +133,13 @@ pub fn pod_name(workflow: &str, node_name: &str, template: &str) -> String {
     };
     let max = 63 - 1 - 10;
     if prefix.len() > max {
-        prefix.truncate(max);
+        // Go cuts the bytes; a name with a multi-byte character there (which Kubernetes
+        // would refuse anyway) is cut before that character instead of panicking.
+        let mut cut = max;
+        while !prefix.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        prefix.truncate(cut);
     }
     format!("{prefix}-{}", fnv32a(node_name))
 }
@@ -151,6 +157,20 @@ mod tests {
         assert_eq!(
             pod_name("wf", "wf[0].a", "t"),
             format!("wf-t-{}", fnv32a("wf[0].a"))
+        );
+    }
+
+    #[test]
+    fn pod_names_cut_long_prefixes_at_a_character_boundary() {
+        let id = fnv32a("n");
+        // 52 bytes fit; a 2-byte character across byte 52 is left out whole.
+        let wf = format!("{}é{}", "w".repeat(51), "x".repeat(20));
+        assert_eq!(pod_name(&wf, "n", ""), format!("{}-{id}", "w".repeat(51)));
+        let wf = "é".repeat(40);
+        assert_eq!(pod_name(&wf, "n", "t"), format!("{}-{id}", "é".repeat(26)));
+        assert_eq!(
+            pod_name(&"a".repeat(60), "n", "t"),
+            format!("{}-{id}", "a".repeat(52))
         );
     }
 

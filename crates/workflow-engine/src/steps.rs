@@ -8,14 +8,37 @@
 use std::collections::BTreeMap;
 
 use template_eval::{govaluate, substitute};
+use workflow_model::Arguments;
 
 use crate::maps::HashSet;
-use crate::state::{continues, Engine, Frame, Holder, Owner, StepSlot};
+use crate::state::{continues, Ctx, Engine, Frame, Holder, Owner, StepSlot};
 use crate::status::{NodeType, Phase, Time};
 use crate::templates::resolve_arguments;
 
+/// A step about to run: what `start_step` hands `execute`.
+struct StepStart {
+    name: String,
+    display: String,
+    holder: Holder,
+    args: Arguments,
+    ctx: Ctx,
+}
+
+// `start_step_group` → `pump_step_group` → `start_step` → `execute` is on the path a
+// template nesting recurses through: each keeps a small frame, and the work with many
+// locals is done by `#[inline(never)]` functions that return before the recursion goes on.
+
 impl Engine {
+    /// Start the steps node's current group (or end the node after its last group).
     pub(crate) fn start_step_group(&mut self, steps_node: usize, now: Time) {
+        if let Some(g) = self.open_step_group(steps_node, now) {
+            self.pump_step_group(g, now);
+        }
+    }
+
+    /// Make the current group's node and expand its steps: the group to start, if any.
+    #[inline(never)]
+    fn open_step_group(&mut self, steps_node: usize, now: Time) -> Option<usize> {
         let (t, ctx, scope, group, last) = match &self.nodes[steps_node].frame {
             Frame::Steps {
                 template,
@@ -30,12 +53,12 @@ impl Engine {
                 *group,
                 *last_group_node,
             ),
-            _ => return,
+            _ => return None,
         };
         let groups = t.steps.clone().unwrap_or_default();
         if group >= groups.len() {
             self.finish_steps(steps_node, now);
-            return;
+            return None;
         }
         let sg_name = format!("{}[{group}]", self.nodes[steps_node].status.name);
         let g = self.new_node(
@@ -104,9 +127,9 @@ impl Engine {
         if let Some(e) = error {
             self.finish(g, Phase::Error, Some(e), now);
             self.group_done(g, now);
-            return;
+            return None;
         }
-        self.pump_step_group(g, now);
+        Some(g)
     }
 
     pub(crate) fn template_parallelism(&self, steps_or_dag: usize) -> Option<usize> {
@@ -136,8 +159,9 @@ impl Engine {
             _ => return,
         };
         let limit = self.template_parallelism(steps_node);
-        let halted = self.halted(g);
         loop {
+            // Asked each time: a limit reached by the step just started stops the rest.
+            let halted = self.halted(g);
             let (slot, stop) = match &mut self.nodes[g].frame {
                 Frame::StepGroup {
                     queue,
@@ -163,15 +187,28 @@ impl Engine {
     }
 
     fn start_step(&mut self, g: usize, slot: usize, now: Time) {
+        let Some(p) = self.prepare_step(g, slot, now) else {
+            return;
+        };
+        let owner = Owner::Step { group: g, slot };
+        let display = Some(p.display.clone());
+        let i = self.execute(&p.name, &p.holder, &p.args, &p.ctx, owner, display, now);
+        self.step_started(g, slot, i, now);
+    }
+
+    /// Decide a step's `when` and resolve its arguments: what to execute, unless the step
+    /// is already decided (skipped, or errored before it could run).
+    #[inline(never)]
+    fn prepare_step(&mut self, g: usize, slot: usize, now: Time) -> Option<Box<StepStart>> {
         let (steps_node, step) = match &self.nodes[g].frame {
             Frame::StepGroup {
                 steps_node, slots, ..
             } => (*steps_node, slots[slot].step.clone()),
-            _ => return,
+            _ => return None,
         };
         let (ctx, vars) = match &self.nodes[steps_node].frame {
             Frame::Steps { ctx, scope, .. } => (ctx.clone(), scope.vars.clone()),
-            _ => return,
+            _ => return None,
         };
         let child_name = format!("{}.{}", self.nodes[g].status.name, step.name);
         if let Some(when) = &step.when {
@@ -199,7 +236,7 @@ impl Engine {
                         Some(format!("when '{w}' evaluated false")),
                         now,
                     );
-                    return;
+                    return None;
                 }
                 Err(e) => {
                     let i = self.new_node(
@@ -218,7 +255,7 @@ impl Engine {
                     self.set_slot_node(g, slot, i);
                     let msg = format!("Invalid 'when' expression '{w}': {e}");
                     self.finish(i, Phase::Error, Some(msg), now);
-                    return;
+                    return None;
                 }
             }
         }
@@ -246,21 +283,23 @@ impl Engine {
                 self.add_child(g, i);
                 self.set_slot_node(g, slot, i);
                 self.finish(i, Phase::Error, Some(e), now);
-                return;
+                return None;
             }
         };
         if let Frame::StepGroup { running, .. } = &mut self.nodes[g].frame {
             *running += 1;
         }
-        let i = self.execute(
-            &child_name,
-            &Holder::from_step(&step),
-            &args,
-            &ctx,
-            Owner::Step { group: g, slot },
-            Some(step.name.clone()),
-            now,
-        );
+        Some(Box::new(StepStart {
+            name: child_name,
+            display: step.name.clone(),
+            holder: Holder::from_step(&step),
+            args,
+            ctx: *ctx,
+        }))
+    }
+
+    #[inline(never)]
+    fn step_started(&mut self, g: usize, slot: usize, i: usize, now: Time) {
         self.add_child(g, i);
         self.set_slot_node(g, slot, i);
         if self.nodes[i].status.phase == Phase::Running {

@@ -77,6 +77,7 @@ fn test_config() -> EngineConfig {
         node_labels: labels,
         node_name: "node-1".into(),
         shell_schedules: false,
+        limits: Default::default(),
     }
 }
 
