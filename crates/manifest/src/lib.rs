@@ -91,6 +91,13 @@ impl ManifestError {
 /// Most values one stream may expand to; bounds alias bombs.
 const MAX_VALUES: usize = 2_000_000;
 
+/// Deepest nesting of sequences and mappings a document may have, aliases expanded — what
+/// `serde_json` accepts of the same object as JSON (128). Building, cloning, formatting and
+/// dropping a value recurse once per level: unbounded, `[[[[…` of a few thousand levels (or
+/// an alias chain that nests a deep anchor again and again) overflows a server thread's
+/// stack and aborts the process.
+pub const MAX_DEPTH: usize = 128;
+
 /// Parse every document of a YAML stream. Empty documents (a lone `---`) are dropped, as
 /// `kubectl apply` drops them.
 pub fn parse_documents(text: &str) -> Result<Vec<Document>, ManifestError> {
@@ -118,7 +125,7 @@ pub fn parse_documents(text: &str) -> Result<Vec<Document>, ManifestError> {
                 }
                 builder.locations.clear();
                 builder.originals.clear();
-                let value = builder.value(event, span, String::new())?;
+                let value = builder.value(event, span, String::new(), 0)?;
                 if value.is_null() {
                     continue;
                 }
@@ -152,8 +159,8 @@ fn loc(span: &Span) -> Location {
 struct Builder {
     events: Parser,
     budget: usize,
-    /// Anchored values with how many values each expands to.
-    anchors: HashMap<usize, (Value, usize)>,
+    /// Anchored values with how many values each expands to and how deep each nests.
+    anchors: HashMap<usize, (Value, usize, usize)>,
     locations: HashMap<String, Location>,
     originals: HashMap<String, String>,
 }
@@ -182,7 +189,23 @@ impl Builder {
         })
     }
 
-    fn value(&mut self, event: Event, span: Span, path: String) -> Result<Value, ManifestError> {
+    fn too_deep(span: &Span) -> ManifestError {
+        let l = loc(span);
+        ManifestError::Unsupported {
+            line: l.line,
+            column: l.column,
+            message: format!("document too deep: more than {MAX_DEPTH} nested collections"),
+        }
+    }
+
+    /// The value starting with `event`, nested inside `depth` collections.
+    fn value(
+        &mut self,
+        event: Event,
+        span: Span,
+        path: String,
+        depth: usize,
+    ) -> Result<Value, ManifestError> {
         self.locations.insert(path.clone(), loc(&span));
         if self.budget == 0 {
             let l = loc(&span);
@@ -205,7 +228,7 @@ impl Builder {
                 (v, anchor)
             }
             Event::Alias(id) => {
-                let (v, size) = self.anchors.get(&id).cloned().ok_or_else(|| {
+                let (v, size, height) = self.anchors.get(&id).cloned().ok_or_else(|| {
                     let l = loc(&span);
                     ManifestError::Syntax {
                         line: l.line,
@@ -223,10 +246,16 @@ impl Builder {
                         ),
                     });
                 }
+                if depth + height > MAX_DEPTH {
+                    return Err(Self::too_deep(&span));
+                }
                 self.budget -= size;
                 (v, 0)
             }
             Event::SequenceStart(anchor) => {
+                if depth >= MAX_DEPTH {
+                    return Err(Self::too_deep(&span));
+                }
                 let mut items = Vec::new();
                 loop {
                     let (ev, sp) = self.expect_next(&span)?;
@@ -234,11 +263,14 @@ impl Builder {
                         break;
                     }
                     let child = format!("{path}[{}]", items.len());
-                    items.push(self.value(ev, sp, child)?);
+                    items.push(self.value(ev, sp, child, depth + 1)?);
                 }
                 (Value::Array(items), anchor)
             }
             Event::MappingStart(anchor) => {
+                if depth >= MAX_DEPTH {
+                    return Err(Self::too_deep(&span));
+                }
                 let mut map = Map::new();
                 let mut merged = Map::new();
                 loop {
@@ -247,7 +279,7 @@ impl Builder {
                         break;
                     }
                     let key_loc = loc(&sp);
-                    let key = match self.value(ev, sp, format!("{path}\u{0}key"))? {
+                    let key = match self.value(ev, sp, format!("{path}\u{0}key"), depth + 1)? {
                         Value::String(s) => s,
                         Value::Null => "null".to_string(),
                         Value::Bool(b) => b.to_string(),
@@ -267,7 +299,7 @@ impl Builder {
                     };
                     let (ev, sp) = self.expect_next(&span)?;
                     let is_merge = key == "<<";
-                    let v = self.value(ev, sp, child.clone())?;
+                    let v = self.value(ev, sp, child.clone(), depth + 1)?;
                     self.locations.insert(child, key_loc);
                     if is_merge {
                         let sources = match v {
@@ -301,19 +333,24 @@ impl Builder {
             }
         };
         if anchor > 0 {
-            let size = count_values(&value);
-            self.anchors.insert(anchor, (value.clone(), size));
+            let (size, height) = measure(&value);
+            self.anchors.insert(anchor, (value.clone(), size, height));
         }
         Ok(value)
     }
 }
 
-fn count_values(v: &Value) -> usize {
-    match v {
-        Value::Array(a) => 1 + a.iter().map(count_values).sum::<usize>(),
-        Value::Object(o) => 1 + o.values().map(count_values).sum::<usize>(),
-        _ => 1,
-    }
+/// How many values `v` holds, and how many collections deep it nests (0 for a scalar).
+fn measure(v: &Value) -> (usize, usize) {
+    let children: Box<dyn Iterator<Item = &Value>> = match v {
+        Value::Array(a) => Box::new(a.iter()),
+        Value::Object(o) => Box::new(o.values()),
+        _ => return (1, 0),
+    };
+    children.fold((1, 1), |(size, height), c| {
+        let (s, h) = measure(c);
+        (size + s, height.max(h + 1))
+    })
 }
 
 /// Resolve one scalar the way go-yaml v2 (YAML 1.1) does. Quoted and block scalars are
@@ -374,20 +411,32 @@ fn parse_yaml11_int(text: &str) -> Option<i64> {
         return None;
     }
     let clean: String = body.chars().filter(|c| *c != '_').collect();
-    let v = if let Some(h) = clean.strip_prefix("0x") {
-        i64::from_str_radix(h, 16).ok()?
-    } else if let Some(b) = clean.strip_prefix("0b") {
-        i64::from_str_radix(b, 2).ok()?
-    } else if let Some(o) = clean.strip_prefix("0o") {
-        i64::from_str_radix(o, 8).ok()?
-    } else if clean.len() > 1 && clean.starts_with('0') {
-        i64::from_str_radix(&clean[1..], 8).ok()?
-    } else if clean.bytes().all(|b| b.is_ascii_digit()) {
-        clean.parse::<i64>().ok()?
-    } else {
-        return None;
+    // Digits only: `from_str_radix` would also take a sign after the prefix (`0x-5`,
+    // `-0-1000000000000000000000`), which Go's `ParseInt` refuses — and negating the
+    // `i64::MIN` such a second sign can produce overflowed.
+    let digits = |s: &str, radix: u32| -> Option<u64> {
+        if s.is_empty() || !s.chars().all(|c| c.is_digit(radix)) {
+            return None;
+        }
+        u64::from_str_radix(s, radix).ok()
     };
-    Some(if neg { -v } else { v })
+    let magnitude = if let Some(h) = clean.strip_prefix("0x") {
+        digits(h, 16)?
+    } else if let Some(b) = clean.strip_prefix("0b") {
+        digits(b, 2)?
+    } else if let Some(o) = clean.strip_prefix("0o") {
+        digits(o, 8)?
+    } else if clean.len() > 1 && clean.starts_with('0') {
+        digits(&clean[1..], 8)?
+    } else {
+        digits(&clean, 10)?
+    };
+    let v = if neg {
+        -i128::from(magnitude)
+    } else {
+        i128::from(magnitude)
+    };
+    i64::try_from(v).ok()
 }
 
 fn looks_like_float(text: &str) -> bool {

@@ -98,6 +98,8 @@ impl Drop for Pinned {
 pub struct Parser {
     pin: Box<Pinned>,
     anchors: HashMap<String, usize>,
+    /// Anchors defined so far (ids are 1, 2, …; a redefinition takes a new one).
+    defined: usize,
     done: bool,
 }
 
@@ -123,6 +125,7 @@ impl Parser {
         Parser {
             pin,
             anchors: HashMap::new(),
+            defined: 0,
             done: false,
         }
     }
@@ -135,12 +138,13 @@ impl Parser {
         let name = unsafe { CStr::from_ptr(ptr as *const std::ffi::c_char) }
             .to_string_lossy()
             .into_owned();
-        let next = self.anchors.len() + 1;
         if define {
             // A redefined anchor gets a new id: later aliases refer to the latest definition.
-            let id = next;
-            self.anchors.insert(name, id);
-            id
+            // (Counting the map's names instead gave the next anchor the id of a redefined
+            // one, so that aliases to the earlier anchor expanded to the later one's value.)
+            self.defined += 1;
+            self.anchors.insert(name, self.defined);
+            self.defined
         } else {
             *self.anchors.get(&name).unwrap_or(&usize::MAX)
         }

@@ -25,7 +25,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection, Executor, Row};
 use tokio::sync::{mpsc, oneshot};
 
-pub use select::{LabelReq, Selector, SelectorError};
+pub use select::{LabelReq, Selector, SelectorError, MAX_SELECTOR_VALUES};
 
 /// Which database a store lives in, from `--store`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -44,6 +44,8 @@ on_both!(
     gpu_usage_ledger,
     notifications_and_artifacts,
     a_lease_fences_a_deposed_holder,
+    a_selector_of_thousands_of_terms,
+    label_selectors_select_what_they_match,
 );
 
 fn wf(i: i64, ns: &str, labels: &[(&str, &str)]) -> NewWorkflow {
@@ -438,4 +440,118 @@ async fn a_lease_fences_a_deposed_holder(at: Location) {
     assert!(standby.workflow("ns", "wf-2").await.unwrap().is_none());
     standby.insert_workflow(wf(3, "ns", &[])).await.unwrap();
     assert_eq!(standby.unfinished_workflows().await.unwrap().len(), 2);
+}
+
+/// `listOptions.labelSelector` with 3,000 terms (`a0=1,a1=1,…`) once answered HTTP 500: each
+/// term was one `AND EXISTS (…)`, SQLite refused the chain ("Expression tree is too large
+/// (maximum depth 1000)") and PostgreSQL spent minutes planning 3,000 semi-joins.
+async fn a_selector_of_thousands_of_terms(at: Location) {
+    let started = std::time::Instant::now();
+    let s = open(&at).await;
+    let all: Vec<(String, String)> = (0..3000).map(|i| (format!("a{i}"), "1".into())).collect();
+    let mut w = wf(1, "ns1", &[]);
+    w.labels = all.clone();
+    s.insert_workflow(w).await.unwrap();
+    let mut other = wf(2, "ns1", &[]);
+    other.labels = all[..2999].to_vec();
+    s.insert_workflow(other).await.unwrap();
+    let text = all
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let q = ListQuery {
+        namespace: Some("ns1".into()),
+        selector: text.parse().unwrap(),
+        ..Default::default()
+    };
+    let page = s.list_workflows(&q).await.unwrap();
+    assert_eq!(page.items, vec!["{\"n\":1}".to_string()]);
+    // Mixed forms, with sets, negations and existence tests.
+    let text = (0..3000)
+        .map(|i| match i % 4 {
+            0 => format!("a{i} in (0, 1)"),
+            1 => format!("!b{i}"),
+            2 => format!("a{i} notin (2)"),
+            _ => format!("a{i}"), // a2999: the one label workflow 2 lacks
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    let q = ListQuery {
+        selector: text.parse().unwrap(),
+        ..q
+    };
+    let page = s.list_workflows(&q).await.unwrap();
+    assert_eq!(page.items, vec!["{\"n\":1}".to_string()]);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// The SQL a selector becomes selects exactly the workflows `Selector::matches` accepts:
+/// random label sets against random selectors, several requirements on one key included.
+async fn label_selectors_select_what_they_match(at: Location) {
+    let s = open(&at).await;
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut rnd = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let (keys, values) = (["a", "b", "c"], ["1", "2", "3"]);
+    let mut labels = Vec::new();
+    for i in 0..40 {
+        let mut l: Vec<(String, String)> = Vec::new();
+        for k in keys {
+            if rnd(3) > 0 {
+                l.push((k.into(), values[rnd(3) as usize].into()));
+            }
+        }
+        let mut w = wf(i, "ns1", &[]);
+        w.labels = l.clone();
+        s.insert_workflow(w).await.unwrap();
+        labels.push(l);
+    }
+    for _ in 0..300 {
+        let terms: Vec<String> = (0..1 + rnd(4))
+            .map(|_| {
+                let k = keys[rnd(3) as usize];
+                let n = 1 + rnd(2);
+                let set = (0..n)
+                    .map(|_| values[rnd(3) as usize])
+                    .collect::<Vec<_>>()
+                    .join(",");
+                match rnd(6) {
+                    0 => format!("{k}={}", values[rnd(3) as usize]),
+                    1 => format!("{k}!={}", values[rnd(3) as usize]),
+                    2 => k.to_string(),
+                    3 => format!("!{k}"),
+                    4 => format!("{k} in ({set})"),
+                    _ => format!("{k} notin ({set})"),
+                }
+            })
+            .collect();
+        let text = terms.join(",");
+        let selector: store::Selector = text.parse().unwrap();
+        let want: Vec<String> = (0..40)
+            .rev()
+            .filter(|i| {
+                selector.matches(|k| {
+                    labels[*i as usize]
+                        .iter()
+                        .find(|(lk, _)| lk == k)
+                        .map(|(_, v)| v.clone())
+                })
+            })
+            .map(|i| format!("{{\"n\":{i}}}"))
+            .collect();
+        let q = ListQuery {
+            selector,
+            ..Default::default()
+        };
+        assert_eq!(s.list_workflows(&q).await.unwrap().items, want, "{text}");
+    }
 }
