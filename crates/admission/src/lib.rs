@@ -10,6 +10,10 @@
 use serde::Deserialize;
 use serde_json::Value;
 
+pub mod pod_security;
+
+pub use pod_security::{check as check_pod_security, Level as PodSecurityLevel};
+
 /// A namespace's admission rules; an unset rule admits everything.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
