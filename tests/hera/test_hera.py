@@ -41,6 +41,11 @@ def server():
             address = m.group(1)
             break
     assert address, "onyx server did not say where it listens"
+    # A server with no token configured makes its own at first start (HOME/token, 0600), as
+    # a user's CLI on the same machine reads it.
+    token_file = os.path.join(home, "token")
+    if not os.environ.get("ONYX_TOKEN") and os.path.exists(token_file):
+        global_config.token = open(token_file).read().strip()
     yield address
     proc.kill()
     proc.wait()

@@ -18,22 +18,18 @@ from playwright.sync_api import sync_playwright
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("ONYX_BIN", os.path.join(os.getcwd(), "target", "release", "onyx"))
-from test_ui import CHROMIUM, start_server  # noqa: E402
+from test_ui import CHROMIUM, api, signed_in_context, start_server  # noqa: E402
 
 LIST = int(os.environ.get("BENCH_LIST", "2000"))
 NODES = int(os.environ.get("BENCH_NODES", "5000"))
 
 
 def post(base, path, body):
-    req = urllib.request.Request(base + path, method="POST", data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req) as res:
-        return json.loads(res.read())
+    return api(base, "POST", path, body)
 
 
 def get(base, path):
-    with urllib.request.urlopen(base + path) as res:
-        return json.loads(res.read())
+    return api(base, "GET", path)
 
 
 def heap(page):
@@ -68,7 +64,7 @@ def main():
     nodes = len(get(base, "/api/v1/workflows/default/big-graph")["status"]["nodes"])
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page = signed_in_context(browser, base, viewport={"width": 1280, "height": 800}).new_page()
         t = time.time()
         page.goto(f"{base}/#/workflows")
         page.wait_for_function(f"document.querySelectorAll('#workflows tbody tr').length >= {LIST + 1}", timeout=120000)
@@ -81,7 +77,7 @@ def main():
         filter_s = time.time() - t
         print(f"list: {LIST + 1} workflows shown in {list_s:.2f} s; JS heap {used:.1f} MiB "
               f"({after_gc:.1f} after GC), {dom:.0f} DOM nodes; phase filter {filter_s:.2f} s")
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page = signed_in_context(browser, base, viewport={"width": 1280, "height": 800}).new_page()
         t = time.time()
         page.goto(f"{base}/#/workflows/default/big-graph")
         page.wait_for_selector("g.more", timeout=120000)

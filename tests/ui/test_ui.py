@@ -20,6 +20,10 @@ CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 SHOTS = os.environ.get("ONYX_UI_SHOTS")
 
 
+# The token each server made for itself at first start (HOME/token), by its address.
+TOKENS = {}
+
+
 def start_server(*args):
     home = tempfile.mkdtemp(prefix="onyx-ui-")
     env = dict(os.environ, ONYX_HOME=home, PATH=os.environ.get("PATH", "") + ":/usr/games")
@@ -30,15 +34,31 @@ def start_server(*args):
     for line in proc.stderr:
         m = re.search(r"listening on (http://\S+)", line)
         if m:
-            return proc, m.group(1)
+            base = m.group(1)
+            token_file = os.path.join(home, "token")
+            if os.path.exists(token_file):
+                TOKENS[base] = open(token_file).read().strip()
+            return proc, base
     raise AssertionError("onyx server did not say where it listens")
 
 
+def signed_in_context(browser, base, **options):
+    """A browser context signed in to `base` with its own token, as the link the server
+    prints does (the UI keeps the token in localStorage)."""
+    ctx = browser.new_context(**options)
+    if base in TOKENS:
+        ctx.add_init_script(f"localStorage.setItem('onyx.token', {json.dumps(TOKENS[base])})")
+    return ctx
+
+
 def api(base, method, path, body=None):
+    headers = {"Content-Type": "application/json"}
+    if base in TOKENS:
+        headers["Authorization"] = f"Bearer {TOKENS[base]}"
     req = urllib.request.Request(
         base + path, method=method,
         data=None if body is None else json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
+        headers=headers,
     )
     with urllib.request.urlopen(req) as res:
         return json.loads(res.read() or b"{}")
@@ -73,8 +93,8 @@ def local_server():
 
 
 @pytest.fixture
-def page(browser):
-    ctx = browser.new_context(viewport={"width": 1280, "height": 800})
+def page(browser, local_server):
+    ctx = signed_in_context(browser, local_server, viewport={"width": 1280, "height": 800})
     pg = ctx.new_page()
     errors = []
     pg.on("pageerror", lambda e: errors.append(str(e)))
@@ -268,10 +288,30 @@ def test_an_archived_workflow_opens_as_its_graph_and_resubmits(local_server, pag
     assert page.locator(".bar h1").inner_text().startswith("ui-arch")
 
 
+def test_names_are_text_and_links_only_go_to_safe_places(local_server, page):
+    """A workflow named like markup shows as its text, and the UI's element builder makes no
+    `javascript:` or `data:` link whatever a name holds."""
+    submit(local_server, {"metadata": {"name": "ui-xss", "labels": {"note": "x"}},
+                          "spec": {"entrypoint": "main",
+                                   "arguments": {"parameters": [{"name": "ticket_id", "value": "<img src=x onerror=alert(1)>"}]},
+                                   "templates": [{"name": "main", "suspend": {"duration": "0"}}]}})
+    page.goto(f"{local_server}/#/workflows")
+    expect(page.locator("#workflows")).to_contain_text("ui-xss")
+    assert page.locator("img[src=x]").count() == 0
+    made = page.evaluate("""async () => {
+        const { h } = await import('/ui/lib.js');
+        const hrefs = ['javascript:alert(1)', ' javascript:alert(1)', 'data:text/html,x', '//evil.example/', '/\\\\evil.example',
+                       '#/workflows/a/b', '/ui/app.js', './x', 'https://argo.example/']
+          .map(u => h('a', { href: u }, 'x').getAttribute('href'));
+        return hrefs;
+    }""")
+    assert made == [None, None, None, None, None, "#/workflows/a/b", "/ui/app.js", "./x", "https://argo.example/"], made
+
+
 def test_an_unreachable_api_is_said_in_words(browser):
-    ctx = browser.new_context()
-    pg = ctx.new_page()
     proc, base = start_server()
+    ctx = signed_in_context(browser, base)
+    pg = ctx.new_page()
     pg.goto(f"{base}/#/workflows")
     expect(pg.locator(".live")).to_be_visible()
     proc.kill()
@@ -320,7 +360,7 @@ def test_the_cluster_page_draws_the_gpus_a_gang_and_mig_steps_hold(browser):
                 break
             time.sleep(0.2)
         assert len(whole) == 16 and len(slices) == 2, (whole, slices)
-        ctx = browser.new_context(viewport={"width": 1280, "height": 800})
+        ctx = signed_in_context(browser, base, viewport={"width": 1280, "height": 800})
         pg = ctx.new_page()
         pg.goto(f"{base}/#/cluster")
         expect(pg.locator("#nodes article.node")).to_have_count(len(nodes))

@@ -210,6 +210,8 @@ pub fn need(method: &str, path: &str, query: Option<&str>) -> Need {
             resource: "usage",
             scope: Scope::Cluster,
         },
+        // The cluster's views (every tenant's usage, queues and nodes) and its operations are
+        // an admin's, as are the server's metrics (every namespace's counts).
         ["api", "v1", "onyx", area, ..] => Need {
             verb: if reading { "get" } else { write_verb(method) },
             resource: match *area {
@@ -218,11 +220,12 @@ pub fn need(method: &str, path: &str, query: Option<&str>) -> Need {
                 "maintenance" | "emergency-stop" => "maintenance",
                 _ => "namespaces",
             },
-            scope: if reading {
-                Scope::Anyone
-            } else {
-                Scope::Cluster
-            },
+            scope: Scope::Cluster,
+        },
+        ["metrics"] => Need {
+            verb: "get",
+            resource: "metrics",
+            scope: Scope::Cluster,
         },
         _ => Need {
             verb: if reading { "get" } else { write_verb(method) },
@@ -230,6 +233,53 @@ pub fn need(method: &str, path: &str, query: Option<&str>) -> Need {
             scope: Scope::Anyone,
         },
     }
+}
+
+/// A Kubernetes namespace name: a DNS-1123 label (lower-case letters, digits and '-', at most
+/// 63, starting and ending with a letter or digit).
+pub fn is_namespace(ns: &str) -> bool {
+    !ns.is_empty()
+        && ns.len() <= 63
+        && ns
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+        && !ns.starts_with('-')
+        && !ns.ends_with('-')
+}
+
+/// The path of a request with each segment percent-decoded once, as the router decodes
+/// them; `None` when a decoded segment is `.`, `..` or holds a `/` or a NUL (no resource is
+/// named so, and authorizing one spelling while the handler reads another is how bypasses
+/// are made).
+pub fn decoded_path(raw: &str) -> Option<String> {
+    let mut out = Vec::new();
+    for seg in raw.split('/') {
+        let d = percent_decode(seg)?;
+        if d == "." || d == ".." || d.contains('/') || d.contains('\0') {
+            return None;
+        }
+        out.push(d);
+    }
+    Some(out.join("/"))
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = |c: u8| (c as char).to_digit(16);
+            let hi = b.get(i + 1).copied().and_then(hex)?;
+            let lo = b.get(i + 2).copied().and_then(hex)?;
+            out.push((hi * 16 + lo) as u8);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 fn namespace_scope(ns: &str) -> Scope {
@@ -339,8 +389,11 @@ impl Rules {
                     Err(refuse(format!("in the namespace {ns:?}")))
                 }
             }
-            // An archived uid that is not in the archive: the handler answers 404.
-            (Scope::Namespace(_) | Scope::ArchivedUid(_) | Scope::WorkflowUid(_), None) => Ok(()),
+            // A uid that names no workflow: refused, so that no spelling of a uid the lookup
+            // misses reaches a handler that might find it.
+            (Scope::Namespace(_) | Scope::ArchivedUid(_) | Scope::WorkflowUid(_), None) => Err(
+                refuse("by uid: no workflow the caller may see has this uid".into()),
+            ),
         }
     }
 }
@@ -413,7 +466,10 @@ mod tests {
             n("POST", "/api/v1/onyx/emergency-stop").scope,
             Scope::Cluster
         );
-        assert_eq!(n("GET", "/api/v1/onyx/nodes").scope, Scope::Anyone);
+        // The cluster's views and the metrics show every tenant: an admin's.
+        assert_eq!(n("GET", "/api/v1/onyx/nodes").scope, Scope::Cluster);
+        assert_eq!(n("GET", "/api/v1/onyx/queues").scope, Scope::Cluster);
+        assert_eq!(n("GET", "/metrics").scope, Scope::Cluster);
         assert_eq!(n("GET", "/api/v1/onyx/usage").scope, Scope::Cluster);
         assert_eq!(n("GET", "/api/v1/version").scope, Scope::Anyone);
         assert_eq!(
@@ -492,5 +548,46 @@ mod tests {
         fn need_never_panics(method in "[A-Z]{0,7}", path in "[a-z/{}.-]{0,60}", q in proptest::option::of("[a-z=&]{0,20}")) {
             let _ = need(&method, &path, q.as_deref());
         }
+    }
+
+    #[test]
+    fn paths_are_authorized_as_the_router_decodes_them() {
+        assert_eq!(
+            decoded_path("/api/v1/archived-workflows/u%2D1").as_deref(),
+            Some("/api/v1/archived-workflows/u-1")
+        );
+        assert_eq!(
+            need(
+                "DELETE",
+                &decoded_path("/api/v1/archived-workflows/u%2d1").unwrap(),
+                None
+            )
+            .scope,
+            Scope::ArchivedUid("u-1".into())
+        );
+        for bad in [
+            "/api/v1/workflows/%2Ftmp%2Fx",
+            "/artifact-files/ns/workflows/w/n/outputs/a/%2e%2e/x",
+            "/api/v1/workflows/..",
+            "/api/v1/workflows/a%00b",
+            "/api/v1/workflows/%zz",
+        ] {
+            assert_eq!(decoded_path(bad), None, "{bad}");
+        }
+        assert!(is_namespace("team-a"));
+        for bad in ["", "Team", "-a", "a-", "a_b", "a/b", &"a".repeat(64)] {
+            assert!(!is_namespace(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_uid_the_lookup_misses_is_refused() {
+        let r = rules();
+        let need = Need {
+            verb: "get",
+            resource: "workflows",
+            scope: Scope::ArchivedUid("nowhere".into()),
+        };
+        assert!(r.check(&alice(), &need, None).is_err());
     }
 }

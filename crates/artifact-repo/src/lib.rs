@@ -59,6 +59,10 @@ pub struct S3Config {
     pub timeout_seconds: u64,
     #[serde(default = "default_retries")]
     pub retries: usize,
+    /// Every key is under this prefix (`NAMESPACE`: a tenant's keys, set by
+    /// [`Repository::for_namespace`]); none by default.
+    #[serde(default)]
+    pub key_prefix: Option<String>,
     /// The credentials read from the files (`read_credentials`): kept in memory only, for a
     /// process that cannot reach the files later (a pod wrapper in its own root).
     #[serde(skip)]
@@ -122,6 +126,7 @@ impl S3Config {
             secret_key_file: None,
             timeout_seconds: default_timeout(),
             retries: default_retries(),
+            key_prefix: None,
             credentials,
             client: None,
         }
@@ -190,6 +195,9 @@ impl S3Config {
 }
 
 /// A repository to put artifacts in and get them from.
+// The S3 variant is the larger one; repositories are made once per workflow or pod, never in
+// a hot loop, and boxing it would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Repository {
     /// A directory: an artifact is the file (or directory) at `DIR/KEY`.
@@ -201,17 +209,75 @@ fn io(what: String) -> impl FnOnce(std::io::Error) -> RepoError {
     move |source| RepoError::Io { what, source }
 }
 
+/// Check a key as a repository takes it: relative and `/`-separated, with no empty, `.` or
+/// `..` part, no `\\` and no NUL (one trailing `/` is allowed), so that no key names a place
+/// outside its repository, on disk or under a tenant's prefix.
+pub fn check_key(key: &str) -> Result<(), RepoError> {
+    let trimmed = key.strip_suffix('/').unwrap_or(key);
+    let bad = trimmed.is_empty()
+        || trimmed.starts_with('/')
+        || trimmed.contains('\\')
+        || trimmed.contains('\0')
+        || trimmed
+            .split('/')
+            .any(|p| p.is_empty() || p == "." || p == "..");
+    if bad {
+        return Err(RepoError::Config(format!(
+            "artifact key {key:?} is not a relative key: keys are relative, '/'-separated, with no empty, '.' or '..' part"
+        )));
+    }
+    Ok(())
+}
+
 impl Repository {
+    /// The part of this repository that belongs to `namespace`: its keys are under
+    /// `DIR/NAMESPACE` (local) or `NAMESPACE/` (S3), so one tenant never reads, overwrites or
+    /// removes another's.
+    pub fn for_namespace(&self, namespace: &str) -> Result<Repository, RepoError> {
+        if namespace.contains('/') {
+            return Err(RepoError::Config(format!(
+                "namespace {namespace:?} cannot hold a '/'"
+            )));
+        }
+        check_key(namespace)?;
+        Ok(match self {
+            Repository::Local(dir) => Repository::Local(dir.join(namespace)),
+            Repository::S3(c) => {
+                let mut c = c.clone();
+                c.key_prefix = Some(match &c.key_prefix {
+                    Some(p) => format!("{}/{namespace}", p.trim_end_matches('/')),
+                    None => namespace.to_string(),
+                });
+                Repository::S3(c)
+            }
+        })
+    }
+
+    /// `key` as this repository stores it (checked, and under its prefix).
+    fn full_key(&self, key: &str) -> Result<String, RepoError> {
+        check_key(key)?;
+        Ok(match self {
+            Repository::S3(S3Config {
+                key_prefix: Some(p),
+                ..
+            }) => format!("{}/{key}", p.trim_end_matches('/')),
+            _ => key.to_string(),
+        })
+    }
+
     /// Where `key` is, for messages.
     pub fn describe(&self, key: &str) -> String {
+        let key = self.full_key(key).unwrap_or_else(|_| key.to_string());
         match self {
             Repository::Local(dir) => dir.join(key).display().to_string(),
-            Repository::S3(c) => c.url(key),
+            Repository::S3(c) => c.url(&key),
         }
     }
 
     /// Store the file or directory at `src` under `key`.
     pub async fn put(&self, key: &str, src: &Path) -> Result<u64, RepoError> {
+        let key = self.full_key(key)?;
+        let key = key.as_str();
         match self {
             Repository::Local(dir) => {
                 let dest = dir.join(key);
@@ -241,6 +307,8 @@ impl Repository {
     /// Fetch what `key` holds to `dest`: the object as a file, or (a directory stored without
     /// an archive) every object under `key/` as files under `dest`.
     pub async fn get(&self, key: &str, dest: &Path) -> Result<(), RepoError> {
+        let key = self.full_key(key)?;
+        let key = key.as_str();
         match self {
             Repository::Local(dir) => {
                 let src = dir.join(key);
@@ -266,7 +334,12 @@ impl Repository {
                             )));
                         }
                         for meta in listed {
-                            let target = dest.join(relative(key, &meta.location));
+                            // An object whose name would climb out of `dest` is not fetched.
+                            let rel = relative(key, &meta.location);
+                            if check_key(&rel).is_err() {
+                                continue;
+                            }
+                            let target = dest.join(rel);
                             if let Some(parent) = target.parent() {
                                 tokio::fs::create_dir_all(parent)
                                     .await
@@ -299,6 +372,8 @@ impl Repository {
     ) -> Result<futures::stream::BoxStream<'static, Result<bytes::Bytes, RepoError>>, RepoError>
     {
         use futures::StreamExt;
+        let key = self.full_key(key)?;
+        let key = key.as_str();
         match self {
             Repository::Local(dir) => {
                 let path = dir.join(key);
@@ -351,6 +426,8 @@ impl Repository {
     /// The files under `key` when it is a directory (a directory saved without an archive):
     /// their paths relative to it, sorted; empty when `key` is one file or nothing.
     pub async fn list(&self, key: &str) -> Result<Vec<String>, RepoError> {
+        let key = self.full_key(key)?;
+        let key = key.as_str();
         match self {
             Repository::Local(dir) => {
                 let root = dir.join(key);
@@ -379,6 +456,8 @@ impl Repository {
 
     /// The bytes `key` holds (every object under it, for a directory); 0 if it is not there.
     pub async fn size(&self, key: &str) -> Result<u64, RepoError> {
+        let key = self.full_key(key)?;
+        let key = key.as_str();
         match self {
             Repository::Local(dir) => Ok(local_size(&dir.join(key))),
             Repository::S3(c) => {
@@ -399,6 +478,8 @@ impl Repository {
 
     /// Remove what `key` holds (artifact garbage collection).
     pub async fn delete(&self, key: &str) -> Result<(), RepoError> {
+        let key = self.full_key(key)?;
+        let key = key.as_str();
         match self {
             Repository::Local(dir) => {
                 let p = dir.join(key);
@@ -560,4 +641,42 @@ async fn write_stream(r: object_store::GetResult, dest: &Path, url: &str) -> Res
     out.flush()
         .await
         .map_err(io(format!("writing {}", dest.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_stay_inside_the_repository_and_the_tenant() {
+        for bad in [
+            "/etc/shadow",
+            "../x",
+            "a/../../b",
+            "a//b",
+            "./a",
+            "",
+            "a\\..\\b",
+            "a/./b",
+        ] {
+            assert!(check_key(bad).is_err(), "{bad:?} accepted");
+        }
+        for good in ["wf/pod/out.tgz", "a", "dir/"] {
+            assert!(check_key(good).is_ok(), "{good:?} refused");
+        }
+        let repo = Repository::Local("/r".into())
+            .for_namespace("team-a")
+            .unwrap();
+        assert_eq!(repo.describe("wf/p/a.tgz"), "/r/team-a/wf/p/a.tgz");
+        assert!(Repository::Local("/r".into()).for_namespace("..").is_err());
+        let s3 = Repository::S3(S3Config::for_artifact("h:1", "b", None, true, None))
+            .for_namespace("team-b")
+            .unwrap();
+        assert_eq!(s3.describe("wf/p/a.tgz"), "s3://b/team-b/wf/p/a.tgz");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let err = rt.block_on(repo.delete("/etc")).unwrap_err().to_string();
+        assert!(err.contains("not a relative key"), "{err}");
+    }
 }

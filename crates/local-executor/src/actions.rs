@@ -9,6 +9,44 @@ use workflow_model::{Artifact, LocalArtifact, Template};
 
 use crate::PodOutcome;
 
+/// ONYX's HTTP agent (Argo runs `http` templates in an agent pod): `onyx exec-http` reads the
+/// node id and template as JSON on stdin, makes the call — with no network but its own
+/// loopback when the workflow's namespace has no egress — and writes the engine's `HttpDone`
+/// event as JSON on stdout. Runs in a process of its own, never in the server.
+pub fn run_http_agent(no_network: bool) -> i32 {
+    use std::io::{Read, Write};
+    let mut input = String::new();
+    if let Err(e) = std::io::stdin().read_to_string(&mut input) {
+        eprintln!("onyx exec-http: reading the template: {e}");
+        return 2;
+    }
+    let (node_id, template): (String, Template) = match serde_json::from_str(&input) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("onyx exec-http: the template: {e}");
+            return 2;
+        }
+    };
+    let ev = if no_network {
+        match crate::network::enter_empty_network() {
+            Ok(()) => http_call(node_id, &template),
+            Err(e) => Event::HttpDone {
+                node_id,
+                status: 0,
+                body: String::new(),
+                headers: BTreeMap::new(),
+                error: Some(e),
+            },
+        }
+    } else {
+        http_call(node_id, &template)
+    };
+    match serde_json::to_vec(&ev) {
+        Ok(out) if std::io::stdout().write_all(&out).is_ok() => 0,
+        _ => 1,
+    }
+}
+
 /// A Kubernetes-style object uid (a random version-4 UUID).
 pub fn new_uid() -> String {
     format!(

@@ -79,14 +79,29 @@ pub fn copy_dir(src: &Path, dest: &Path) -> Result<(), ArtifactError> {
         if ft.is_dir() {
             copy_dir(&p, &d)?;
         } else if ft.is_symlink() {
+            // Only links that stay inside the tree are kept: the copy may land in the
+            // repository on the host, where an absolute link or one through `..` would lead
+            // out of it.
             if let Ok(target) = fs::read_link(&p) {
-                let _ = std::os::unix::fs::symlink(target, &d);
+                if stays_inside(&target) {
+                    let _ = std::os::unix::fs::symlink(target, &d);
+                }
             }
         } else {
             fs::copy(&p, &d).map_err(io_err(&p))?;
         }
     }
     Ok(())
+}
+
+/// Whether a link's target is relative and never climbs with `..`.
+fn stays_inside(target: &Path) -> bool {
+    target.components().all(|c| {
+        matches!(
+            c,
+            std::path::Component::Normal(_) | std::path::Component::CurDir
+        )
+    })
 }
 
 fn is_gzip(p: &Path) -> bool {
@@ -132,9 +147,31 @@ pub fn load(
         src.to_path_buf()
     };
     let chosen = match sub_path {
-        Some(s) if !s.is_empty() => staged.join(s.trim_start_matches('/')),
+        Some(s) if !s.is_empty() => {
+            // Inside the artifact, through no link.
+            let mut at = staged.clone();
+            for part in s.split('/').filter(|p| !p.is_empty() && *p != ".") {
+                if part == ".." {
+                    return Err(ArtifactError::Other(format!(
+                        "subPath {s:?} climbs out of the artifact with '..'"
+                    )));
+                }
+                at.push(part);
+                if fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink()) {
+                    return Err(ArtifactError::Other(format!(
+                        "subPath {s:?} goes through a link in the artifact"
+                    )));
+                }
+            }
+            at
+        }
         _ => staged,
     };
+    if fs::symlink_metadata(&chosen).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(ArtifactError::Other(
+            "the artifact is a link, which is not followed".into(),
+        ));
+    }
     if !chosen.exists() {
         return Err(ArtifactError::Other(format!(
             "subPath {} not found in the artifact",

@@ -30,6 +30,10 @@ pub fn eligible(spec: &PodSpec) -> bool {
     if std::env::var_os("ONYX_NO_DIRECT").is_some() {
         return false;
     }
+    // A root's pods run in the OCI sandbox, through the wrapper.
+    if nix::unistd::Uid::effective().is_root() && !crate::sandbox::disabled() {
+        return false;
+    }
     let c = &spec.main[0];
     let owned =
         |p: &str| FRESH.iter().any(|f| under(p, f)) || c.mounts.iter().any(|m| under(p, &m.target));

@@ -28,6 +28,15 @@ pub enum PodState {
     Lost,
 }
 
+/// The pod's process group as the host sees it (its leader's pid), when the wrapper runs in a
+/// pid namespace of its own, where its own pid is 1 (see `sandbox::run_in_own_pid_namespace`).
+static GROUP: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// Record the pod's process group as the host sees it, for `started`.
+pub fn set_host_group(pid: u32) {
+    GROUP.store(pid, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// The held claim on a pod; dropping it releases the lock.
 pub struct Claim {
     _lock: Flock<File>,
@@ -46,7 +55,12 @@ pub fn claim(dir: &Path) -> std::io::Result<Option<Claim>> {
     if started.exists() {
         return Ok(None);
     }
-    fs::write(&started, std::process::id().to_string())?;
+    // The group the server kills the pod by: never a pid of the pod's own namespace.
+    let group = match GROUP.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => std::process::id(),
+        g => g,
+    };
+    fs::write(&started, group.to_string())?;
     Ok(Some(Claim { _lock: lock }))
 }
 

@@ -99,17 +99,28 @@ pub fn host_command(command: &str, image: &str, argosay: &str) -> String {
         "/argosay" | "/bin/argosay" | "argosay" if repo == "argoproj/argosay" => {
             argosay.to_string()
         }
-        "python" => which("python").unwrap_or_else(|| "python3".into()),
+        "python" => which_in_image("python").unwrap_or_else(|| "python3".into()),
         "/usr/local/bin/python" | "/usr/bin/python" => {
-            which("python3").unwrap_or_else(|| command.into())
+            which_in_image("python3").unwrap_or_else(|| command.into())
         }
         c if c.starts_with('/') && !std::path::Path::new(c).exists() => {
             // A tool at another path in the image: use the host's copy of the same name.
             let base = c.rsplit('/').next().unwrap_or(c);
-            which(base).unwrap_or_else(|| c.to_string())
+            which_in_image(base).unwrap_or_else(|| c.to_string())
         }
         c => c.to_string(),
     }
+}
+
+/// The host's system directories a pod's root shows (see `sandbox`): a command resolved for a
+/// pod is looked for there only, never in a user's own directories (`~/.pyenv/shims`), which
+/// the pod does not see.
+pub const IMAGE_PATH: &str =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/usr/games:/opt/bin";
+
+/// `name` on [`IMAGE_PATH`].
+pub fn which_in_image(name: &str) -> Option<String> {
+    which_in(name, IMAGE_PATH)
 }
 
 pub fn which(name: &str) -> Option<String> {

@@ -14,6 +14,7 @@
 
 pub mod actions;
 pub mod artifacts;
+mod container;
 pub mod direct;
 pub mod durable;
 pub mod images;
@@ -21,6 +22,7 @@ pub mod namespace;
 mod network;
 mod pod;
 pub mod resource;
+pub mod sandbox;
 pub mod secrets;
 mod spawn;
 

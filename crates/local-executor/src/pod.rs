@@ -10,6 +10,7 @@ use serde_json::Value;
 use workflow_model::{Artifact, Container, Template};
 
 use crate::artifacts;
+pub use crate::container::{ContainerRun, Mount};
 use crate::images;
 
 /// Largest stdout kept for `outputs.result`.
@@ -21,26 +22,6 @@ pub enum ExecError {
     Setup { pod: String, message: String },
     #[error("{0}")]
     Io(#[from] std::io::Error),
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ContainerRun {
-    pub name: String,
-    pub image: String,
-    pub command: Vec<String>,
-    pub env: Vec<(String, String)>,
-    /// Environment variables from secrets: resolved by the wrapper, never in `pod.json`.
-    #[serde(default)]
-    pub secret_env: Vec<crate::secrets::SecretEnv>,
-    pub working_dir: Option<String>,
-    pub dependencies: Vec<String>,
-    pub mounts: Vec<Mount>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Mount {
-    pub source: PathBuf,
-    pub target: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -164,6 +145,27 @@ pub struct PodSpec {
     pub secrets_file: Option<PathBuf>,
     #[serde(default)]
     pub secret_volumes: Vec<crate::secrets::SecretVolume>,
+    /// Host files the pod must not see even where its image directories hold them (the
+    /// server's config, token and secrets files).
+    #[serde(default)]
+    pub hidden: Vec<PathBuf>,
+    /// Run the pod's root as the host's root (no user namespace), as Kubernetes runs pods
+    /// without `hostUsers: false`: for `privileged` namespaces, whose pods may use hostPath
+    /// volumes, and for `onyx run`, whose workflows are its own user's.
+    #[serde(default)]
+    pub host_users: bool,
+    /// The namespace's local artifact repository (`HOME/artifacts/NAMESPACE` by default).
+    #[serde(default)]
+    pub artifacts_dir: Option<PathBuf>,
+}
+
+impl PodSpec {
+    /// Where this pod's artifacts are kept when the repository is local: its namespace's part.
+    pub fn local_repository(&self) -> PathBuf {
+        self.artifacts_dir
+            .clone()
+            .unwrap_or_else(|| self.home.join("artifacts").join(&self.namespace))
+    }
 }
 
 fn default_namespace() -> String {
@@ -334,11 +336,31 @@ pub fn prepare_pod(layout: &Layout, input: &PodInput) -> Result<PodSpec, ExecErr
         let Some(name) = v.get("name").and_then(Value::as_str) else {
             continue;
         };
+        // Names that become directories: one path part each, as Kubernetes' names are.
+        let part = |what: &str, n: &str| -> Result<(), ExecError> {
+            if crate::sandbox::is_path_part(n) {
+                Ok(())
+            } else {
+                Err(setup(format!(
+                    "{what} {n:?} is not a valid name: expected letters, digits, '-', '_' or '.', not '.' or '..'"
+                )))
+            }
+        };
+        part("volume", name)?;
         let path = if let Some(claim) = v
             .pointer("/persistentVolumeClaim/claimName")
             .and_then(Value::as_str)
         {
-            layout.home.join("volumes").join(input.workflow).join(claim)
+            part("persistentVolumeClaim claimName", claim)?;
+            part("workflow", input.workflow)?;
+            // Claims are per workflow, under the pod directory's namespace.
+            let ns = input.dir_key.rsplit_once('/').map_or("", |(ns, _)| ns);
+            let mut p = layout.home.join("volumes");
+            if !ns.is_empty() {
+                part("namespace", ns)?;
+                p = p.join(ns);
+            }
+            p.join(input.workflow).join(claim)
         } else if let Some(host) = v.pointer("/hostPath/path").and_then(Value::as_str) {
             PathBuf::from(host)
         } else if let Some(secret) = v.pointer("/secret/secretName").and_then(Value::as_str) {
@@ -374,6 +396,7 @@ pub fn prepare_pod(layout: &Layout, input: &PodInput) -> Result<PodSpec, ExecErr
             fs::create_dir_all(&p)?;
             if let Some(data) = input.config_maps.get(cm) {
                 for (k, val) in data {
+                    part("configMap key", k)?;
                     fs::write(p.join(k), val)?;
                 }
             }
@@ -396,7 +419,13 @@ pub fn prepare_pod(layout: &Layout, input: &PodInput) -> Result<PodSpec, ExecErr
                 })?;
                 let src = match &m.sub_path {
                     Some(s) if !s.is_empty() => {
-                        let p = src.join(s);
+                        let rel = crate::sandbox::confined_relative(s).ok_or_else(|| {
+                            setup(format!(
+                                "volumeMount '{}': subPath {s:?} leaves the volume",
+                                m.name
+                            ))
+                        })?;
+                        let p = src.join(rel);
                         fs::create_dir_all(&p)?;
                         p
                     }
@@ -559,6 +588,35 @@ pub fn prepare_pod(layout: &Layout, input: &PodInput) -> Result<PodSpec, ExecErr
             })
         })
         .collect::<Vec<_>>();
+    // Paths inside the container: none may climb out of its root with `..`.
+    let container_paths = inputs
+        .iter()
+        .map(|a| ("input artifact", a.name.as_str(), a.path.as_str()))
+        .chain(
+            output_artifacts
+                .iter()
+                .filter(|a| !a.main_log)
+                .map(|a| ("output artifact", a.name.as_str(), a.path.as_str())),
+        )
+        .chain(t.outputs.parameters.iter().filter_map(|p| {
+            Some((
+                "output parameter",
+                p.name.as_str(),
+                p.value_from.as_ref()?.path.as_deref()?,
+            ))
+        }))
+        .chain(main.iter().chain(&init).chain(&sidecars).flat_map(|c| {
+            c.mounts
+                .iter()
+                .map(|m| ("volumeMount mountPath", c.name.as_str(), m.target.as_str()))
+        }));
+    for (what, name, path) in container_paths {
+        if crate::sandbox::confined_relative(path).is_none() {
+            return Err(setup(format!(
+                "{what} '{name}': path {path:?} has '..': paths name places inside the container"
+            )));
+        }
+    }
     let spec = PodSpec {
         pod_name: pod.to_string(),
         home: layout.home.clone(),
@@ -575,6 +633,9 @@ pub fn prepare_pod(layout: &Layout, input: &PodInput) -> Result<PodSpec, ExecErr
         namespace: default_namespace(),
         secrets_file: None,
         secret_volumes,
+        hidden: Vec::new(),
+        host_users: false,
+        artifacts_dir: None,
     };
     Ok(spec)
 }
@@ -616,7 +677,15 @@ pub fn wrapper_command(exe: &Path, dir: &Path, spec: &PodSpec) -> Result<Command
 
 /// Remove a finished pod's private root; its logs, claim and result stay.
 pub fn clean_pod_dir(dir: &Path) {
-    for d in ["ovl", "upper", "work-ovl", "root", "scratch-dirs"] {
+    for d in [
+        "ovl",
+        "upper",
+        "work-ovl",
+        "root",
+        "scratch-dirs",
+        "bundles",
+        "runtime-state",
+    ] {
         let _ = fs::remove_dir_all(dir.join(d));
     }
 }
@@ -625,6 +694,11 @@ pub fn clean_pod_dir(dir: &Path) {
 pub fn kill_group(pid: u32) {
     use nix::sys::signal::{killpg, Signal};
     use nix::unistd::Pid;
+    // Group 0 is the caller's own and group 1 init's: no pod is either (a pid read from a pod's
+    // files is checked, never trusted to be sane).
+    if pid <= 1 || pid > i32::MAX as u32 {
+        return;
+    }
     let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
 }
 
@@ -665,7 +739,8 @@ pub fn run_pod(dir: &Path) -> Result<i32, ExecError> {
         })?;
     }
     let mut dir = dir.to_path_buf();
-    let outcome = match execute(&spec, &mut dir) {
+    let mut home = spec.home.clone();
+    let outcome = match execute(&spec, &mut dir, &mut home) {
         Ok(o) => o,
         Err(e) => PodOutcome {
             exit_code: None,
@@ -675,9 +750,7 @@ pub fn run_pod(dir: &Path) -> Result<i32, ExecError> {
     };
     // The secret volumes' files go with the pod (seen under the pod's root, if it has one).
     for v in &spec.secret_volumes {
-        let inside = rebase(&v.dir, &spec.home, Path::new(IN_ROOT_HOME));
-        let _ = fs::remove_dir_all(&inside);
-        let _ = fs::remove_dir_all(&v.dir);
+        let _ = fs::remove_dir_all(rebase(&v.dir, &spec.home, &home));
     }
     write_outcome(&dir, &outcome)?;
     Ok(outcome.exit_code.unwrap_or(1))
@@ -774,160 +847,7 @@ pub(crate) fn resolve_secrets(spec: &mut PodSpec) -> Result<(), String> {
     crate::secrets::resolve(&namespace, secrets.as_ref(), &mut env, secret_volumes)
 }
 
-/// Give the pod a root of its own: an overlay over the host's `/` whose writes land in the
-/// pod's directory, with `/proc`, `/dev`, `/sys` and ONYX's home bound in, then chroot into it.
-/// Pods can write anywhere (`/tmp`, `/mnt/out`, `/output`) without seeing each other or
-/// changing the host. Needs root; without it, pods share the host's paths.
-fn isolate(spec: &PodSpec, dir: &Path, volumes: &[Mount]) -> Result<bool, String> {
-    use nix::mount::{mount, MsFlags};
-    use nix::sched::{unshare, CloneFlags};
-    if !nix::unistd::Uid::effective().is_root() || std::env::var_os("ONYX_NO_SANDBOX").is_some() {
-        return Ok(false);
-    }
-    if unshare(CloneFlags::CLONE_NEWNS).is_err() {
-        return Ok(false);
-    }
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .map_err(|e| format!("make / private: {e}"))?;
-    let ovl = dir.join("ovl");
-    let root = dir.join("root");
-    for d in [ovl.join("upper"), ovl.join("work"), root.clone()] {
-        fs::create_dir_all(&d).map_err(|e| format!("{}: {e}", d.display()))?;
-    }
-    let opts = |o: &Path| {
-        format!(
-            "lowerdir=/,upperdir={},workdir={}",
-            o.join("upper").display(),
-            o.join("work").display()
-        )
-    };
-    if mount(
-        Some("overlay"),
-        &root,
-        Some("overlay"),
-        MsFlags::empty(),
-        Some(opts(&ovl).as_str()),
-    )
-    .is_err()
-    {
-        // The pod directory's filesystem cannot hold an overlay's upper layer: use memory.
-        mount(
-            Some("tmpfs"),
-            &ovl,
-            Some("tmpfs"),
-            MsFlags::empty(),
-            None::<&str>,
-        )
-        .map_err(|e| format!("tmpfs: {e}"))?;
-        for d in [ovl.join("upper"), ovl.join("work")] {
-            fs::create_dir_all(&d).map_err(|e| format!("{}: {e}", d.display()))?;
-        }
-        mount(
-            Some("overlay"),
-            &root,
-            Some("overlay"),
-            MsFlags::empty(),
-            Some(opts(&ovl).as_str()),
-        )
-        .map_err(|e| format!("overlay root: {e}"))?;
-    }
-    // A container's scratch directories start empty, whatever the host has there (the host's
-    // /tmp may even hold ONYX's own home).
-    for d in ["tmp", "var/tmp", "mnt"] {
-        let fresh = dir.join("scratch-dirs").join(d.replace('/', "-"));
-        fs::create_dir_all(&fresh).map_err(|e| format!("{}: {e}", fresh.display()))?;
-        if d != "mnt" {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = fs::set_permissions(&fresh, fs::Permissions::from_mode(0o1777));
-        }
-        let target = root.join(d);
-        fs::create_dir_all(&target).map_err(|e| format!("{}: {e}", target.display()))?;
-        mount(
-            Some(&fresh),
-            &target,
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
-        )
-        .map_err(|e| format!("bind /{d}: {e}"))?;
-    }
-    let mut binds: Vec<PathBuf> = ["/proc", "/dev", "/sys"]
-        .iter()
-        .map(PathBuf::from)
-        .collect();
-    for f in ["/etc/resolv.conf", "/etc/hosts", "/etc/hostname"] {
-        binds.push(PathBuf::from(f));
-    }
-    for b in binds {
-        if !b.exists() {
-            continue;
-        }
-        let target = root.join(b.strip_prefix("/").unwrap_or(&b));
-        if b.is_dir() {
-            fs::create_dir_all(&target).map_err(|e| format!("{}: {e}", target.display()))?;
-        } else if !target.exists() {
-            if let Some(p) = target.parent() {
-                let _ = fs::create_dir_all(p);
-            }
-            let _ = fs::write(&target, "");
-        }
-        mount(
-            Some(&b),
-            &target,
-            None::<&str>,
-            MsFlags::MS_BIND | MsFlags::MS_REC,
-            None::<&str>,
-        )
-        .map_err(|e| format!("bind {}: {e}", b.display()))?;
-    }
-    // ONYX's home appears at a fixed path of its own, so that it shows up in no directory a
-    // workflow might list or save (its own /tmp, say).
-    let home_in_root = root.join(IN_ROOT_HOME.trim_start_matches('/'));
-    fs::create_dir_all(&home_in_root).map_err(|e| format!("{}: {e}", home_in_root.display()))?;
-    // Not recursive: the controller's sandbox slots are mounts under the home.
-    mount(
-        Some(&spec.home),
-        &home_in_root,
-        None::<&str>,
-        MsFlags::MS_BIND,
-        None::<&str>,
-    )
-    .map_err(|e| format!("bind {}: {e}", spec.home.display()))?;
-    let images = spec
-        .main
-        .iter()
-        .chain(&spec.init)
-        .chain(&spec.sidecars)
-        .map(|c| c.image.as_str());
-    crate::images::plant_image_files(&root, images, IN_ROOT_HOME)
-        .map_err(|e| format!("image files: {e}"))?;
-    // Volumes, bound while the host's paths are still in view (a hostPath may sit under the
-    // host's /tmp, which the pod's root hides).
-    for m in volumes {
-        let target = root.join(m.target.trim_start_matches('/'));
-        fs::create_dir_all(&target).map_err(|e| format!("{}: {e}", m.target))?;
-        mount(
-            Some(m.source.as_path()),
-            &target,
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
-        )
-        .map_err(|e| format!("mount {}: {e}", m.target))?;
-    }
-    nix::unistd::chroot(&root).map_err(|e| format!("chroot: {e}"))?;
-    std::env::set_current_dir("/").map_err(|e| format!("chdir: {e}"))?;
-    Ok(true)
-}
-
-/// Where ONYX's home is seen inside a pod's private root.
-const IN_ROOT_HOME: &str = "/.onyx-home";
+use crate::sandbox::Sandbox;
 
 /// Put every input artifact where the pod will see it; `place` maps a container path to the
 /// path to write.
@@ -936,10 +856,17 @@ pub(crate) fn stage_inputs(
     scratch: &Path,
     place: impl Fn(&str) -> PathBuf,
 ) -> Result<(), String> {
-    let repo = spec.home.join("artifacts");
+    let repo = spec.local_repository();
     for (i, a) in spec.inputs.iter().enumerate() {
         let dest = place(&a.path);
         let r = match &a.source {
+            InputSource::Repository(key) | InputSource::S3 { key, .. }
+                if artifact_repo::check_key(key).is_err() =>
+            {
+                Err(artifacts::ArtifactError::Other(format!(
+                    "artifact key {key:?} is not a relative key (no '/' at the start, no '..')"
+                )))
+            }
             InputSource::Raw(data) => artifacts::write_raw(data, &dest),
             InputSource::Http { url, headers } => artifacts::download(url, headers, &dest),
             InputSource::Repository(key) => match &spec.s3 {
@@ -1011,14 +938,62 @@ fn rebase_spec(spec: &mut PodSpec, new_home: &Path) {
             }
         }
     }
+    if let Some(d) = spec.artifacts_dir.as_mut() {
+        *d = rebase(d, &old, new_home);
+    }
     spec.home = new_home.to_path_buf();
 }
 
-fn execute(spec: &PodSpec, dir: &mut PathBuf) -> Result<PodOutcome, String> {
+/// How a pod's containers run: in an OCI sandbox, or (`ONYX_NO_SANDBOX`, or a server that is
+/// not root) as plain processes on the host's paths.
+fn sandbox_for(spec: &PodSpec, dir: &Path, volumes: &[Mount]) -> Result<Option<Sandbox>, String> {
+    if crate::sandbox::disabled() {
+        return Ok(None);
+    }
+    if !nix::unistd::Uid::effective().is_root() {
+        // Not root: the pod's processes are this user's, and no more (see docs/security.md).
+        return Ok(None);
+    }
+    if let Some(why) = crate::sandbox::unavailable() {
+        return Err(format!("pods run in an OCI sandbox, and {why}"));
+    }
+    let gpus = spec
+        .main
+        .iter()
+        .chain(&spec.init)
+        .chain(&spec.sidecars)
+        .any(|c| c.env.iter().any(|(k, _)| k == "NVIDIA_VISIBLE_DEVICES"));
+    let script = spec.script.as_ref().map(|_| dir.join("script"));
+    Sandbox::prepare(&crate::sandbox::PodRoot {
+        dir,
+        home: &spec.home,
+        pod: &spec.pod_name,
+        volumes,
+        script: script.as_deref().filter(|p| p.exists()),
+        hidden: &spec.hidden,
+        gpus,
+        host_users: spec.host_users,
+    })
+    .and_then(|sb| {
+        let images = spec
+            .main
+            .iter()
+            .chain(&spec.init)
+            .chain(&spec.sidecars)
+            .map(|c| c.image.as_str());
+        crate::images::plant_image_files(&sb.root, images, crate::sandbox::IN_ROOT_HOME)
+            .map_err(|e| format!("image files: {e}"))?;
+        Ok(Some(sb))
+    })
+}
+
+/// Run the pod; `dir` and `home` become the paths the wrapper sees them at afterwards (inside
+/// the pod's root, when sandboxed, where outputs are read).
+fn execute(spec: &PodSpec, dir: &mut PathBuf, home: &mut PathBuf) -> Result<PodOutcome, String> {
     if spec.no_network {
         crate::network::enter_empty_network()?;
     }
-    // Volume mounts of every container are visible to the whole pod (one mount namespace).
+    // Volume mounts of every container are visible to the whole pod.
     let mut all_mounts: Vec<Mount> = Vec::new();
     for c in spec
         .init
@@ -1032,34 +1007,53 @@ fn execute(spec: &PodSpec, dir: &mut PathBuf) -> Result<PodOutcome, String> {
             }
         }
     }
-    let isolated = isolate(spec, dir, &all_mounts)?;
-    let mut spec = spec.clone();
-    if isolated {
-        let new_home = PathBuf::from(IN_ROOT_HOME);
-        *dir = rebase(dir, &spec.home, &new_home);
-        rebase_spec(&mut spec, &new_home);
-    }
-    let spec = &spec;
-    let dir: &Path = dir;
-    let repo = spec.home.join("artifacts");
+    let sandbox = sandbox_for(spec, dir, &all_mounts)?;
     let scratch = dir.join("scratch");
     fs::create_dir_all(&scratch).map_err(|e| e.to_string())?;
-    // Inputs.
-    stage_inputs(spec, &scratch, |p| PathBuf::from(p))?;
+    // Inputs, staged by the wrapper where the pod will see them (into its fresh root, which
+    // holds no link of the pod's yet).
+    match &sandbox {
+        Some(sb) => {
+            let place = |p: &str| {
+                crate::sandbox::inside(&sb.root, p).unwrap_or_else(|| sb.root.join(".invalid"))
+            };
+            stage_inputs(spec, &scratch, place)?;
+            for a in &spec.inputs {
+                let dest = place(&a.path);
+                if dest.exists() {
+                    sb.give_tree(&dest)?;
+                }
+            }
+        }
+        None => stage_inputs(spec, &scratch, |p| PathBuf::from(p))?,
+    }
     let log_path = dir.join("main.log");
     let log = Arc::new(Mutex::new(
         fs::File::create(&log_path).map_err(|e| e.to_string())?,
     ));
-    // A container starts in its image's WORKDIR, `/` for most images; with a private root
-    // that is safe. Without one, a directory of the pod's own stands in.
-    let workdir = if isolated {
+    // A container starts in its image's WORKDIR, `/` for most images; with a root of the
+    // pod's own that is safe. Without one, a directory of the pod's own stands in.
+    let workdir = if sandbox.is_some() {
         PathBuf::from("/")
     } else {
         dir.join("work")
     };
-    fs::create_dir_all(&workdir).map_err(|e| e.to_string())?;
-    for c in &spec.init {
-        let (code, _) = run_container(c, &workdir, &log, false)?;
+    if sandbox.is_none() {
+        fs::create_dir_all(&workdir).map_err(|e| e.to_string())?;
+    }
+    let run = Runner {
+        sandbox: sandbox.as_ref(),
+        workdir: &workdir,
+    };
+    // Inside the sandbox, ONYX's home (its stand-ins and the script) is at IN_ROOT_HOME.
+    let mut running = spec.clone();
+    if sandbox.is_some() {
+        rebase_spec(&mut running, Path::new(crate::sandbox::IN_ROOT_HOME));
+    }
+    let spec_for_outputs = spec;
+    let spec = &running;
+    for (i, c) in spec.init.iter().enumerate() {
+        let (code, _) = run_container(&run, c, i, &log, false)?;
         if code != 0 {
             return Ok(PodOutcome {
                 exit_code: Some(code),
@@ -1072,8 +1066,8 @@ fn execute(spec: &PodSpec, dir: &mut PathBuf) -> Result<PodOutcome, String> {
         }
     }
     let mut sidecars = Vec::new();
-    for c in &spec.sidecars {
-        if let Ok(child) = spawn(c, &workdir, Stdio::null(), Stdio::null()) {
+    for (i, c) in spec.sidecars.iter().enumerate() {
+        if let Ok(child) = run.spawn(c, 100 + i, Stdio::null(), Stdio::null()) {
             sidecars.push(child);
         }
     }
@@ -1081,17 +1075,17 @@ fn execute(spec: &PodSpec, dir: &mut PathBuf) -> Result<PodOutcome, String> {
     let mut exit = 0;
     let mut stdout_text = String::new();
     let mut done: Vec<String> = Vec::new();
-    let mut remaining: Vec<&ContainerRun> = spec.main.iter().collect();
+    let mut remaining: Vec<(usize, &ContainerRun)> = spec.main.iter().enumerate().collect();
     let mut message = None;
     while !remaining.is_empty() {
         let Some(pos) = remaining
             .iter()
-            .position(|c| c.dependencies.iter().all(|d| done.contains(d)))
+            .position(|(_, c)| c.dependencies.iter().all(|d| done.contains(d)))
         else {
             return Err("containerSet has a dependency cycle or an unknown dependency".into());
         };
-        let c = remaining.remove(pos);
-        let (code, out) = run_container(c, &workdir, &log, spec.capture_result)?;
+        let (i, c) = remaining.remove(pos);
+        let (code, out) = run_container(&run, c, 200 + i, &log, spec.capture_result)?;
         if spec.main.len() == 1 || c.name == "main" {
             stdout_text = out;
         }
@@ -1114,7 +1108,16 @@ fn execute(spec: &PodSpec, dir: &mut PathBuf) -> Result<PodOutcome, String> {
         let _ = s.kill();
         let _ = s.wait();
     }
-    // Outputs.
+    // Outputs: read inside the pod's root, so that links the pod left resolve there.
+    let mut spec = spec_for_outputs.clone();
+    if let Some(sb) = &sandbox {
+        let new_home = sb.enter_for_outputs(&spec.home)?;
+        *dir = rebase(dir, &spec.home, &new_home);
+        rebase_spec(&mut spec, &new_home);
+        *home = new_home;
+    }
+    let spec = &spec;
+    let scratch = dir.join("scratch");
     let mut outcome = PodOutcome {
         exit_code: Some(exit),
         message,
@@ -1124,12 +1127,10 @@ fn execute(spec: &PodSpec, dir: &mut PathBuf) -> Result<PodOutcome, String> {
         outcome.stdout = Some(stdout_text);
     }
     for (name, path) in &spec.output_parameters {
-        let v = fs::read(path)
-            .ok()
+        let v = read_capped(Path::new(path), MAX_CAPTURE)
             .map(|b| String::from_utf8_lossy(&b).into_owned());
         outcome.parameters.push((name.clone(), v));
     }
-    let _ = repo;
     save_outputs(
         spec,
         &scratch,
@@ -1138,6 +1139,79 @@ fn execute(spec: &PodSpec, dir: &mut PathBuf) -> Result<PodOutcome, String> {
         &mut outcome,
     );
     Ok(outcome)
+}
+
+/// At most `max` bytes of a regular file (an output parameter: a pod may leave a link to a
+/// device or a fifo, or a file too large to keep).
+fn read_capped(path: &Path, max: usize) -> Option<Vec<u8>> {
+    let f = fs::File::open(path).ok()?;
+    if !f.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut out = Vec::new();
+    f.take(max as u64).read_to_end(&mut out).ok()?;
+    Some(out)
+}
+
+/// Where and how a pod's containers start.
+struct Runner<'a> {
+    sandbox: Option<&'a Sandbox>,
+    workdir: &'a Path,
+}
+
+impl Runner<'_> {
+    /// Start container `c` (the `n`th of the pod).
+    fn spawn(&self, c: &ContainerRun, n: usize, out: Stdio, err: Stdio) -> std::io::Result<Child> {
+        let Some((prog, args)) = c.command.split_first() else {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "container has no command",
+            ));
+        };
+        if let Some(sb) = self.sandbox {
+            if !found_in_root(&sb.root, prog, c) {
+                return Err(std::io::Error::from(std::io::ErrorKind::NotFound));
+            }
+            let mut cmd = sb.command(c, n).map_err(std::io::Error::other)?;
+            cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+            return cmd.spawn();
+        }
+        let mut cmd = Command::new(prog);
+        cmd.args(args).stdin(Stdio::null()).stdout(out).stderr(err);
+        let path = std::env::var("PATH").unwrap_or_default();
+        cmd.env("PATH", format!("{path}:/usr/games"));
+        for (k, v) in &c.env {
+            cmd.env(k, v);
+        }
+        match &c.working_dir {
+            Some(wd) => {
+                let _ = fs::create_dir_all(wd);
+                cmd.current_dir(wd);
+            }
+            None => {
+                cmd.current_dir(self.workdir);
+            }
+        }
+        cmd.spawn()
+    }
+}
+
+/// Whether the pod's root has the program a container starts (the runtime's own error for a
+/// missing one is not the message Kubernetes users know).
+fn found_in_root(root: &Path, prog: &str, c: &ContainerRun) -> bool {
+    let exists = |p: &Path| fs::metadata(p).is_ok_and(|m| m.is_file());
+    if prog.contains('/') {
+        return crate::sandbox::inside(root, prog).is_some_and(|p| exists(&p));
+    }
+    let path = c
+        .env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/usr/games");
+    path.split(':')
+        .filter(|d| d.starts_with('/'))
+        .any(|d| crate::sandbox::inside(root, d).is_some_and(|dir| exists(&dir.join(prog))))
 }
 
 /// Download `key` from a bucket into `scratch`, then place it at `dest` (unpacking a tar.gz).
@@ -1164,7 +1238,7 @@ pub(crate) fn save_outputs(
     exit: i32,
     outcome: &mut PodOutcome,
 ) {
-    let local = spec.home.join("artifacts");
+    let local = spec.local_repository();
     for (i, a) in spec.output_artifacts.iter().enumerate() {
         let src = if a.main_log {
             scratch.parent().unwrap_or(scratch).join("main.log")
@@ -1180,6 +1254,12 @@ pub(crate) fn save_outputs(
             (None, None) => None,
         };
         let saved = match bucket {
+            _ if artifact_repo::check_key(&a.key).is_err() => {
+                Err(artifacts::ArtifactError::Other(format!(
+                    "artifact key {:?} is not a relative key (no '/' at the start, no '..')",
+                    a.key
+                )))
+            }
             None => artifacts::save(&src, &local.join(&a.key), a.archive, a.level),
             Some(Err(e)) => Err(artifacts::ArtifactError::Other(e)),
             Some(Ok(repo)) => {
@@ -1203,40 +1283,15 @@ pub(crate) fn save_outputs(
     }
 }
 
-fn spawn(c: &ContainerRun, workdir: &Path, out: Stdio, err: Stdio) -> std::io::Result<Child> {
-    let Some((prog, args)) = c.command.split_first() else {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "container has no command",
-        ));
-    };
-    let mut cmd = Command::new(prog);
-    cmd.args(args).stdin(Stdio::null()).stdout(out).stderr(err);
-    let path = std::env::var("PATH").unwrap_or_default();
-    cmd.env("PATH", format!("{path}:/usr/games"));
-    for (k, v) in &c.env {
-        cmd.env(k, v);
-    }
-    match &c.working_dir {
-        Some(wd) => {
-            let _ = fs::create_dir_all(wd);
-            cmd.current_dir(wd);
-        }
-        None => {
-            cmd.current_dir(workdir);
-        }
-    }
-    cmd.spawn()
-}
-
 /// Run one container, copying its output to the pod log; returns the exit code and stdout.
 fn run_container(
+    run: &Runner,
     c: &ContainerRun,
-    workdir: &Path,
+    n: usize,
     log: &Arc<Mutex<fs::File>>,
     capture: bool,
 ) -> Result<(i32, String), String> {
-    let mut child = match spawn(c, workdir, Stdio::piped(), Stdio::piped()) {
+    let mut child = match run.spawn(c, n, Stdio::piped(), Stdio::piped()) {
         Ok(ch) => ch,
         Err(e)
             if e.kind() == std::io::ErrorKind::NotFound

@@ -332,18 +332,58 @@ struct Api {
     agent: ureq::Agent,
 }
 
+/// Whether a server URL names this machine (loopback): only then does the CLI send the local
+/// server's own token unasked.
+pub fn is_local(server: &str) -> bool {
+    let rest = server
+        .strip_prefix("http://")
+        .or_else(|| server.strip_prefix("https://"))
+        .unwrap_or(server);
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 impl Api {
     fn new(o: &ClientOpts) -> Api {
         Api {
             base: o.server.trim_end_matches('/').to_string(),
             token: o.token.clone(),
+            // Redirects are followed by `call` itself: ureq drops the token on a redirect.
             agent: ureq::AgentBuilder::new()
                 .timeout_connect(Duration::from_secs(5))
+                .redirects(0)
                 .build(),
         }
     }
 
     fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<ureq::Response> {
+        let mut path = path.to_string();
+        // The server's own redirects (a directory listing's `…/`), to its own paths only.
+        for _ in 0..5 {
+            let r = self.call_once(method, &path, body)?;
+            match r.header("location") {
+                Some(next) if (300..400).contains(&r.status()) && next.starts_with('/') => {
+                    path = next.to_string();
+                }
+                _ => return Ok(r),
+            }
+        }
+        bail!("{method} {path}: too many redirects")
+    }
+
+    fn call_once(
         &self,
         method: &str,
         path: &str,
@@ -416,16 +456,20 @@ fn copy_tree(api: &Api, path: &str, target: &Path) -> anyhow::Result<usize> {
         let Some(href) = entry.split('"').next() else {
             continue;
         };
-        if href == ".." || href.contains("..") || href.starts_with('/') {
+        // The server's links are `./NAME` or `./NAME/`, NAME percent-encoded.
+        let href = href.strip_prefix("./").unwrap_or(href);
+        let Some(name) = access::decoded_path(href.trim_end_matches('/')) else {
+            continue;
+        };
+        if name.is_empty() {
             continue;
         }
-        let name = href.trim_end_matches('/');
         let dir = if path.ends_with('/') {
             path.to_string()
         } else {
             format!("{path}/")
         };
-        n += copy_tree(api, &format!("{dir}{href}"), &target.join(name))?;
+        n += copy_tree(api, &format!("{dir}{href}"), &target.join(&name))?;
     }
     Ok(n)
 }
@@ -1128,6 +1172,27 @@ fn run_inner(o: &ClientOpts, cmd: ClientCommand) -> anyhow::Result<ExitCode> {
                     if artifact_name.as_ref().is_some_and(|n| n != name) {
                         continue;
                     }
+                    // Names from the server are a workflow's (a tenant's) words: each must be
+                    // one plain path part, so that nothing lands outside the output directory.
+                    for (what, part) in [
+                        ("template name", template),
+                        ("node id", id.as_str()),
+                        ("artifact name", name),
+                        (
+                            "artifact key's file name",
+                            key.rsplit('/').next().unwrap_or(key),
+                        ),
+                    ] {
+                        let plain = !part.is_empty()
+                            && part != "."
+                            && part != ".."
+                            && !part.contains(['/', '\\', '\0']);
+                        if !plain {
+                            bail!(
+                                "workflow {workflow}: the {what} {part:?} cannot be a file name (one path part: no '/', not '.' or '..'); nothing was copied for it"
+                            );
+                        }
+                    }
                     let dir = output_dir.join(
                         path.replacen("{templateName}", template, 1)
                             .replacen("{namespace}", ns, 1)
@@ -1378,5 +1443,30 @@ fn objects(api: &Api, base: &str, field: &str, c: ObjectCommand) -> anyhow::Resu
             println!("'{n}' deleted");
             Ok(())
         }),
+    }
+}
+
+#[cfg(test)]
+mod local_token_tests {
+    use super::is_local;
+
+    #[test]
+    fn the_local_token_goes_only_to_this_machine() {
+        for local in [
+            "http://127.0.0.1:2746",
+            "http://localhost:2746/",
+            "https://[::1]:2746",
+            "127.0.0.2:80",
+        ] {
+            assert!(is_local(local), "{local}");
+        }
+        for remote in [
+            "http://10.0.0.1:2746",
+            "https://argo.example.com",
+            "http://127.0.0.1.evil.example:2746",
+            "http://localhost.evil.example",
+        ] {
+            assert!(!is_local(remote), "{remote}");
+        }
     }
 }

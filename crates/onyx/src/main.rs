@@ -132,6 +132,13 @@ enum Command {
     /// Run a prepared pod (used by ONYX itself, like Argo's argoexec).
     #[command(hide = true)]
     ExecPod { dir: PathBuf },
+    /// Make an `http` template's call (used by ONYX itself, like Argo's agent pod).
+    #[command(hide = true)]
+    ExecHttp {
+        /// The workflow's namespace has no egress: only loopback.
+        #[arg(long)]
+        no_network: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -148,13 +155,27 @@ fn main() -> ExitCode {
         let _ = local_executor::namespace::enter_private_mount_namespace();
     }
     match cli.command {
-        Command::ExecPod { dir } => match local_executor::run_pod(&dir) {
-            Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
-            Err(e) => {
-                eprintln!("onyx exec-pod: {e}");
-                ExitCode::from(1)
-            }
-        },
+        Command::ExecHttp { no_network } => {
+            ExitCode::from(local_executor::actions::run_http_agent(no_network).clamp(0, 255) as u8)
+        }
+        Command::ExecPod { dir } => {
+            let run = || match local_executor::run_pod(&dir) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("onyx exec-pod: {e}");
+                    1
+                }
+            };
+            // The pod's containers die with the wrapper (see local_executor::sandbox).
+            let code = if nix::unistd::Uid::effective().is_root()
+                && !local_executor::sandbox::disabled()
+            {
+                local_executor::sandbox::run_in_own_pid_namespace(run)
+            } else {
+                run()
+            };
+            ExitCode::from(code.clamp(0, 255) as u8)
+        }
         Command::Lint { files } => lint(&files),
         Command::Server {
             listen,
@@ -163,7 +184,17 @@ fn main() -> ExitCode {
             store,
             auth_mode,
         } => serve(&home, listen, config, cluster, store, auth_mode),
-        Command::Client(c) => client::run(&cli.client, c),
+        Command::Client(c) => {
+            // A local server's own token, when none is given (never sent elsewhere).
+            let mut opts = cli.client.clone();
+            if opts.token.is_none() && client::is_local(&opts.server) {
+                opts.token = std::fs::read_to_string(home.join(server::LOCAL_TOKEN_FILE))
+                    .ok()
+                    .map(|t| t.trim().to_string())
+                    .filter(|t| !t.is_empty());
+            }
+            client::run(&opts, c)
+        }
         Command::Cluster(c) => cluster::run(c),
         Command::Sim(c) => sim::run(c),
         Command::Run {
@@ -262,8 +293,19 @@ fn serve(
         ),
         None => cfg.home.display().to_string(),
     };
+    // A server with no token configured makes its own (see `server::local_token`).
+    let own_token = (cfg.auth_token_file.is_none()
+        && cfg.auth.mode == server::config::AuthMode::Server)
+        .then(|| cfg.home.join(server::LOCAL_TOKEN_FILE));
     let result = rt.block_on(server::serve(cfg, |addr| {
         eprintln!("onyx server listening on http://{addr} (state in {home_shown})");
+        if let Some(t) = own_token.as_ref().and_then(|f| std::fs::read_to_string(f).ok()) {
+            eprintln!(
+                "onyx server: its API token is in {} (the CLI on this machine reads it); the UI: http://{addr}/#token={}",
+                own_token.as_ref().map(|f| f.display().to_string()).unwrap_or_default(),
+                t.trim()
+            );
+        }
     }));
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -339,7 +339,12 @@ impl Dispatch {
                         let _ = std::fs::remove_file(dir.join(f));
                     }
                     let spec = match local_executor::prepare_pod(&self.layout, &input) {
-                        Ok(spec) => spec,
+                        // `onyx run` runs its own user's workflow: its pods' root is the host's
+                        // (as `docker run`'s), still inside the OCI sandbox.
+                        Ok(spec) => local_executor::PodSpec {
+                            host_users: true,
+                            ..spec
+                        },
                         Err(e) => {
                             self.pod_failed(node_id, None, e.to_string());
                             continue;

@@ -241,17 +241,19 @@ fn workflows() {
         ));
     }
     // logs: workflow and pod
-    let r = ureq::get(&format!(
-        "{}/api/v1/workflows/default/w1/log?logOptions.container=main",
-        s.base
-    ))
-    .call()
-    .unwrap();
+    let r = s
+        .request(
+            "GET",
+            "/api/v1/workflows/default/w1/log?logOptions.container=main",
+        )
+        .call()
+        .unwrap();
     let text = r.into_string().unwrap();
     let line: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
     assert_eq!(line["result"]["content"], "hi");
     let pod = line["result"]["podName"].as_str().unwrap().to_string();
-    let r = ureq::get(&format!("{}/api/v1/workflows/default/w1/{pod}/log", s.base))
+    let r = s
+        .request("GET", &format!("/api/v1/workflows/default/w1/{pod}/log"))
         .call()
         .unwrap();
     assert!(r.into_string().unwrap().contains("\"content\":\"hi\""));
@@ -325,12 +327,13 @@ fn workflows() {
         Some(json!({})),
     ));
     // watch stream: the first line is the current object
-    let r = ureq::get(&format!(
-        "{}/api/v1/workflow-events/default?listOptions.fieldSelector=metadata.name%3Dw1",
-        s.base
-    ))
-    .call()
-    .unwrap();
+    let r = s
+        .request(
+            "GET",
+            "/api/v1/workflow-events/default?listOptions.fieldSelector=metadata.name%3Dw1",
+        )
+        .call()
+        .unwrap();
     let mut reader = std::io::BufReader::new(r.into_reader());
     let mut first = String::new();
     std::io::BufRead::read_line(&mut reader, &mut first).unwrap();
@@ -484,6 +487,14 @@ fn cron_archive_info() {
         base,
         Some(json!({"cronWorkflow": cron})),
     ));
+    // Argo's 52-character limit: the name is a label value of the workflows it makes.
+    let mut long = cron.clone();
+    long["metadata"]["name"] = json!("c".repeat(53));
+    contains(400, "must not be more than 52 characters")(s.call(
+        "POST",
+        base,
+        Some(json!({"cronWorkflow": long})),
+    ));
     let mut bad = cron.clone();
     bad["spec"]["schedule"] = json!("* * *");
     contains(400, "expected 5 fields")(s.call(
@@ -629,30 +640,33 @@ fn authentication_body_limit_and_public_address() {
     )(s.call("GET", "/api/v1/workflows/default", None));
     // The UI's files hold no data: a browser opens them without a token (its pages then send
     // the user's token to the API, which still refuses without it).
-    let page = ureq::get(&format!("{}/", s.base)).call().unwrap();
+    let page = s.request("GET", "/").call().unwrap();
     assert_eq!(page.header("content-type"), Some("text/html"));
     assert!(page.into_string().unwrap().contains("/ui/app.js"));
-    let script = ureq::get(&format!("{}/ui/app.js", s.base)).call().unwrap();
+    let script = s.request("GET", "/ui/app.js").call().unwrap();
     assert_eq!(script.header("content-type"), Some("text/javascript"));
-    match ureq::get(&format!("{}/ui/nope.js", s.base)).call() {
+    match s.request("GET", "/ui/nope.js").call() {
         Err(ureq::Error::Status(404, r)) => {
             assert_eq!(r.into_string().unwrap(), "the UI has no file \"nope.js\"")
         }
         other => panic!("expected 404, got {other:?}"),
     }
-    let ok = ureq::get(&format!("{}/api/v1/workflows/sandbox", s.base))
+    let ok = s
+        .request("GET", "/api/v1/workflows/sandbox")
         .set("Authorization", "Bearer 0123456789abcdef-secret")
         .call()
         .unwrap();
     assert_eq!(ok.status(), 200);
     // A namespace whose policy requires nothing accepts a workflow without ticket_id.
-    let r = ureq::post(&format!("{}/api/v1/workflows/sandbox", s.base))
+    let r = s
+        .request("POST", "/api/v1/workflows/sandbox")
         .set("Authorization", "Bearer 0123456789abcdef-secret")
         .send_string(&json!({"workflow": hello("free", false)}).to_string())
         .unwrap();
     assert_eq!(r.status(), 200);
     let big = json!({"workflow": {"metadata": {"name": "x".repeat(4000)}}}).to_string();
-    match ureq::post(&format!("{}/api/v1/workflows/sandbox", s.base))
+    match s
+        .request("POST", "/api/v1/workflows/sandbox")
         .set("Authorization", "Bearer 0123456789abcdef-secret")
         .send_string(&big)
     {
@@ -745,7 +759,7 @@ fn namespace_parallelism_bounds_pods_across_workflows() {
     let cfg = home.join("onyx.toml");
     std::fs::write(
         &cfg,
-        "[namespaces.limited]\nparallelism = 1\nrequired_parameters = []\n",
+        "[namespaces.limited]\nparallelism = 1\nrequired_parameters = []\npod_security = \"privileged\"\n",
     )
     .unwrap();
     let witness = home.join("witness");
@@ -798,12 +812,13 @@ fn follow_logs_and_restart_successful() {
     );
     assert_eq!(c, 200, "{b}");
     std::thread::sleep(Duration::from_millis(150));
-    let r = ureq::get(&format!(
-        "{}/api/v1/workflows/default/slow/log?logOptions.follow=true",
-        s.base
-    ))
-    .call()
-    .unwrap();
+    let r = s
+        .request(
+            "GET",
+            "/api/v1/workflows/default/slow/log?logOptions.follow=true",
+        )
+        .call()
+        .unwrap();
     let text = r.into_string().unwrap();
     let lines: Vec<String> = text
         .lines()
@@ -1023,9 +1038,7 @@ fn an_empty_namespace_lists_every_namespace() {
         "{templates}"
     );
     // The watch stream with no namespace starts with every workflow.
-    let r = ureq::get(&format!("{}/api/v1/workflow-events/", s.base))
-        .call()
-        .unwrap();
+    let r = s.request("GET", "/api/v1/workflow-events/").call().unwrap();
     let mut lines = std::io::BufRead::lines(std::io::BufReader::new(r.into_reader()));
     let mut seen: Vec<String> = (0..2)
         .map(|_| {

@@ -40,7 +40,8 @@ fn a_webhook_event_submits_the_bound_template() {
     assert_eq!(c, 200);
     assert_eq!(list["items"][0]["metadata"]["name"], "on-push");
     let event = |payload: Value, event: &str| {
-        let r = ureq::post(&format!("{}/api/v1/events/default/ci", s.base))
+        let r = s
+            .request("POST", "/api/v1/events/default/ci")
             .set("Content-Type", "application/json")
             .set("X-GitHub-Event", event)
             .send_string(&payload.to_string());
@@ -143,7 +144,10 @@ fn every_operation_of_argo_servers_swagger_is_served() {
 #[test]
 fn event_sources_and_sensors_are_kept_and_workflow_events_streamed() {
     let home = temp_home("api-argo-events");
-    let s = Server::start(&home, &[]);
+    // The free ports the sources name are outside the default [event_sources] ports.
+    let cfg = home.join("onyx.toml");
+    std::fs::write(&cfg, "[event_sources]\nports = \"1024-65535\"\n").unwrap();
+    let s = Server::start(&home, &["--config", cfg.to_str().unwrap()]);
     let (port, other_port) = (
         support::free_port().to_string(),
         support::free_port().to_string(),
@@ -186,7 +190,8 @@ fn event_sources_and_sensors_are_kept_and_workflow_events_streamed() {
     let (_, list) = s.call("GET", "/api/v1/sensors/default", None);
     assert_eq!(list["items"][0]["metadata"]["name"], "on-push");
     // The watch starts with what is there.
-    let r = ureq::get(&format!("{}/api/v1/stream/event-sources/default", s.base))
+    let r = s
+        .request("GET", "/api/v1/stream/event-sources/default")
         .call()
         .unwrap();
     let mut first = String::new();
@@ -199,7 +204,8 @@ fn event_sources_and_sensors_are_kept_and_workflow_events_streamed() {
     let (c, gone) = s.call("GET", "/api/v1/event-sources/default/github", None);
     assert_eq!(c, 404, "{gone}");
     // Kubernetes Events of the namespace: a workflow's phases.
-    let r = ureq::get(&format!("{}/api/v1/stream/events/default", s.base))
+    let r = s
+        .request("GET", "/api/v1/stream/events/default")
         .call()
         .unwrap();
     let mut lines = std::io::BufReader::new(r.into_reader());

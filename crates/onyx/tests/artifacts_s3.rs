@@ -19,14 +19,30 @@ fn moto() -> Option<Moto> {
     Some(m)
 }
 
-/// Keys in the default bucket.
+/// Keys in the default bucket, as the workflows of namespace `default` name them: every key
+/// of a configured repository is under its namespace's prefix (a tenant's keys are its own).
 fn keys(m: &Moto) -> Vec<String> {
-    m.keys("onyx-artifacts")
+    namespaced(m.keys("onyx-artifacts"))
 }
 
-/// An object of the default bucket, read with the server's credentials.
+fn namespaced(keys: Vec<String>) -> Vec<String> {
+    keys.into_iter()
+        .map(|k| match k.strip_prefix("default/") {
+            Some(rest) => rest.to_string(),
+            None => panic!("key {k:?} is not under its namespace's prefix default/"),
+        })
+        .collect()
+}
+
+/// An object of the default bucket (a key of namespace `default`), read with the server's
+/// credentials.
 fn object(m: &Moto, key: &str) -> Vec<u8> {
-    m.object("onyx-artifacts", key, "testing", "testing-secret")
+    m.object(
+        "onyx-artifacts",
+        &format!("default/{key}"),
+        "testing",
+        "testing-secret",
+    )
 }
 
 fn server_with_bucket(name: &str, moto: &Moto) -> Server {
@@ -127,10 +143,21 @@ fn artifacts_pass_through_the_bucket_under_argos_key_layout() {
     // Argo's artifact server reads them back from the bucket, byte for byte.
     let make = node(&wf, "make")["id"].as_str().unwrap().to_string();
     let use_node = node(&wf, "use")["id"].as_str().unwrap().to_string();
+    // Redirects followed here: ureq drops the Authorization header on a redirect.
+    let agent = ureq::AgentBuilder::new().redirects(0).build();
     let get = |path: &str| {
-        let r = ureq::get(&format!("{}{path}", server.base))
-            .call()
-            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        let mut at = path.to_string();
+        let r = loop {
+            let mut req = agent.get(&format!("{}{at}", server.base));
+            if let Some(t) = &server.token {
+                req = req.set("Authorization", &format!("Bearer {t}"));
+            }
+            let r = req.call().unwrap_or_else(|e| panic!("GET {at}: {e}"));
+            match r.header("location") {
+                Some(next) if (300..400).contains(&r.status()) => at = next.to_string(),
+                _ => break r,
+            }
+        };
         let disposition = r
             .header("content-disposition")
             .unwrap_or_default()
@@ -158,8 +185,8 @@ fn artifacts_pass_through_the_bucket_under_argos_key_layout() {
     let (_, listing) = get(&format!("{files}/"));
     let listing = String::from_utf8(listing).unwrap();
     assert!(
-        listing.contains("<a href=\"one.txt\">one.txt</a>")
-            && listing.contains("<a href=\"sub/\">sub/</a>"),
+        listing.contains("<a href=\"./one.txt\">one.txt</a>")
+            && listing.contains("<a href=\"./sub/\">sub/</a>"),
         "{listing}"
     );
     assert_eq!(get(&format!("{files}/sub/two.txt")).1, b"two\n");
@@ -171,6 +198,7 @@ fn artifacts_pass_through_the_bucket_under_argos_key_layout() {
     let out = server.home.join("copied");
     let cp = std::process::Command::new(env!("CARGO_BIN_EXE_onyx"))
         .args(["--server", &server.base, "cp", "s3-pass"])
+        .env("ONYX_HOME", server.home.join("state"))
         .arg(&out)
         .args(["--artifact-name", "greeting"])
         .output()
@@ -187,6 +215,7 @@ fn artifacts_pass_through_the_bucket_under_argos_key_layout() {
     // A directory artifact: its files, each byte for byte.
     let cp = std::process::Command::new(env!("CARGO_BIN_EXE_onyx"))
         .args(["--server", &server.base, "cp", "s3-pass"])
+        .env("ONYX_HOME", server.home.join("state"))
         .arg(&out)
         .args(["--artifact-name", "tree"])
         .output()
@@ -259,7 +288,7 @@ fn the_bucket_going_away_mid_upload_fails_the_step_with_the_error() {
     eprintln!("the step says: {message}");
     assert!(
         message.contains("failed to save output artifact 'big'")
-            && message.contains("s3://onyx-artifacts/s3-gone/"),
+            && message.contains("s3://onyx-artifacts/default/s3-gone/"),
         "{step}"
     );
 }
@@ -375,7 +404,10 @@ fn artifact_repository_ref_picks_a_named_repository() {
     server.submit("default", wf("s3-ref", "team"));
     let done = server.wait("default", "s3-ref", Duration::from_secs(60));
     assert_eq!(done["status"]["phase"], "Succeeded", "{done}");
-    assert_eq!(moto.keys("team-repo"), ["s3-ref/s3-ref/out.tgz"]);
+    assert_eq!(
+        namespaced(moto.keys("team-repo")),
+        ["s3-ref/s3-ref/out.tgz"]
+    );
     assert!(
         keys(&moto).is_empty(),
         "the default bucket is untouched: {:?}",

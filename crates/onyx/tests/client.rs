@@ -10,6 +10,8 @@ fn onyx(s: &Server, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_onyx"))
         .args(args)
         .env("ONYX_SERVER", &s.base)
+        // The CLI on the server's machine: it reads the server's own token from its home.
+        .env("ONYX_HOME", s.home.join("state"))
         .output()
         .expect("onyx runs")
 }

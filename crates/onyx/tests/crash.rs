@@ -44,7 +44,8 @@ fn kill_9_mid_run_loses_nothing_and_runs_nothing_twice() {
     let witness = home.join("witness");
     std::fs::create_dir_all(&witness).unwrap();
     let witness_s = witness.display().to_string();
-    let mut server = Server::start(&home, &[]);
+    let cfg = Server::privileged_default_config(&home);
+    let mut server = Server::start(&home, &["--config", &cfg]);
     for i in 0..20 {
         let (code, body) = server.call(
             "POST",
@@ -66,7 +67,7 @@ fn kill_9_mid_run_loses_nothing_and_runs_nothing_twice() {
         "steps were running when the server died"
     );
 
-    let server = Server::start(&home, &[]);
+    let server = Server::start(&home, &["--config", &cfg]);
     let (code, list) = server.call(
         "GET",
         "/api/v1/workflows/default?listOptions.labelSelector=suite%3Dcrash",

@@ -1,14 +1,31 @@
 //! EventSources and Sensors that ONYX runs itself, end to end through a real server:
 //! a `webhook` EventSource listening on its port, a `calendar` one ticking, a Sensor whose
 //! `argoWorkflow` trigger submits a workflow with a parameter from the event, and a Sensor of
-//! two dependencies that fires once both have been seen.
+//! two dependencies that fires once both have been seen. Webhooks listen only on the
+//! configured ports, one endpoint one source's, and take only the token of their `authSecret`.
 
 mod support;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::{free_port, temp_home, Server};
+
+/// A server whose webhook EventSources may listen on `ports` (`[event_sources] ports`; the
+/// tests' free ports are outside the default 12000-12999), with more of a config in `extra`.
+fn start(home: &Path, ports: &str, extra: &str) -> Server {
+    let cfg = home.join("onyx.toml");
+    std::fs::write(
+        &cfg,
+        format!("[event_sources]\nports = \"{ports}\"\n{extra}"),
+    )
+    .unwrap();
+    Server::start(home, &["--config", &cfg.display().to_string()])
+}
+
+/// Ports a webhook may listen on in these tests.
+const ANY_PORT: &str = "1024-65535";
 
 fn create(s: &Server, path: &str, field: &str, obj: Value) {
     let (c, e) = s.call("POST", path, Some(json!({ field: obj })));
@@ -18,9 +35,18 @@ fn create(s: &Server, path: &str, field: &str, obj: Value) {
 /// POST to a webhook EventSource once its listener is up (it starts within a second of the
 /// EventSource's creation).
 fn post(url: &str, body: &str) -> (u16, String) {
+    post_as(url, None, body)
+}
+
+/// As [`post`], with an `Authorization` header when one is given.
+fn post_as(url: &str, authorization: Option<&str>, body: &str) -> (u16, String) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        match ureq::post(url).send_string(body) {
+        let mut req = ureq::post(url);
+        if let Some(a) = authorization {
+            req = req.set("Authorization", a);
+        }
+        match req.send_string(body) {
             Ok(r) => return (r.status(), r.into_string().unwrap_or_default()),
             Err(ureq::Error::Status(c, r)) => return (c, r.into_string().unwrap_or_default()),
             Err(e) if Instant::now() > deadline => panic!("{url}: {e}"),
@@ -39,7 +65,7 @@ fn workflows(s: &Server) -> Vec<Value> {
 #[test]
 fn a_webhook_event_source_feeds_a_sensor_that_submits_a_workflow() {
     let home = temp_home("es-webhook");
-    let s = Server::start(&home, &[]);
+    let s = start(&home, ANY_PORT, "");
     let port = free_port();
     create(
         &s,
@@ -116,7 +142,7 @@ fn a_webhook_event_source_feeds_a_sensor_that_submits_a_workflow() {
 #[test]
 fn a_sensor_of_two_dependencies_fires_once_both_are_seen() {
     let home = temp_home("es-two");
-    let s = Server::start(&home, &[]);
+    let s = start(&home, ANY_PORT, "");
     let (base, rx) = support::receiver();
     let port = free_port();
     create(
@@ -147,7 +173,7 @@ fn a_sensor_of_two_dependencies_fires_once_both_are_seen() {
     let at = |path: &str| format!("http://127.0.0.1:{port}{path}");
     // The log streams tell what the EventSource and the Sensor do from now on.
     let stream = |path: &str| {
-        let r = ureq::get(&format!("{}{path}", s.base)).call().unwrap();
+        let r = s.request("GET", path).call().unwrap();
         std::io::BufReader::new(r.into_reader())
     };
     let mut source_log =
@@ -222,7 +248,7 @@ fn a_sensor_of_two_dependencies_fires_once_both_are_seen() {
 #[test]
 fn a_calendar_event_source_ticks() {
     let home = temp_home("es-calendar");
-    let s = Server::start(&home, &[]);
+    let s = start(&home, ANY_PORT, "");
     let (base, rx) = support::receiver();
     create(
         &s,
@@ -258,4 +284,177 @@ fn a_calendar_event_source_ticks() {
         "{first}"
     );
     assert_ne!(first["at"], second["at"]);
+}
+
+/// Whether anything listens on `port` of 127.0.0.1.
+fn listening(port: u16) -> bool {
+    std::net::TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_millis(500),
+    )
+    .is_ok()
+}
+
+fn webhook_source(name: &str, events: Value) -> Value {
+    json!({"metadata": {"name": name}, "spec": {"webhook": events}})
+}
+
+/// Tenants' webhooks listen only on the configured ports: one outside is refused, naming the
+/// range, and a stored one outside (the range narrowed since) is not bound while the others
+/// run. A port's endpoints may be different sources', but one endpoint and method is one
+/// source's: a second is refused (409, naming the first), as is a source clashing with itself.
+#[test]
+fn webhooks_listen_only_on_allowed_ports_and_never_on_anothers_endpoint() {
+    let home = temp_home("es-ports");
+    let (port, outside) = (free_port(), free_port());
+    assert_ne!(port, outside);
+    let range = format!("{port}-{port}");
+    let mut s = start(&home, &range, "");
+    let path = "/api/v1/event-sources/default";
+    let hook = |port: u16, endpoint: &str| json!({"port": port.to_string(), "endpoint": endpoint, "method": "POST"});
+    let (c, e) = s.call(
+        "POST",
+        path,
+        Some(json!({"eventSource": webhook_source("outside", json!({"e": hook(outside, "/x")}))})),
+    );
+    assert_eq!(c, 400, "{e}");
+    assert!(
+        e["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&format!("may listen only on ports {range}"))),
+        "{e}"
+    );
+    create(
+        &s,
+        path,
+        "eventSource",
+        webhook_source("first", json!({"e": hook(port, "/hook")})),
+    );
+    let (c, e) = s.call(
+        "POST",
+        path,
+        Some(json!({"eventSource": webhook_source("second", json!({"e": hook(port, "/hook")}))})),
+    );
+    assert_eq!(c, 409, "{e}");
+    let said = e["message"].as_str().unwrap_or_default();
+    assert!(
+        said.contains("POST /hook on port") && said.contains("EventSource \"first\""),
+        "{e}"
+    );
+    // One source, two events on one route; an endpoint that is not a plain path.
+    for events in [
+        json!({"a": hook(port, "/twice"), "b": hook(port, "/twice")}),
+        json!({"a": hook(port, "/{x}")}),
+    ] {
+        let (c, e) = s.call(
+            "POST",
+            path,
+            Some(json!({"eventSource": webhook_source("bad", events)})),
+        );
+        assert_eq!(c, 400, "{e}");
+    }
+    // Another endpoint of the same port is another source's to have; both are served.
+    create(
+        &s,
+        path,
+        "eventSource",
+        webhook_source("other", json!({"e": hook(port, "/other")})),
+    );
+    let at = |p: &str| format!("http://127.0.0.1:{port}{p}");
+    assert_eq!(post(&at("/hook"), "{}"), (200, "success".into()));
+    assert_eq!(post(&at("/other"), "{}"), (200, "success".into()));
+    // … and may not be updated onto the first's.
+    let (c, e) = s.call(
+        "PUT",
+        &format!("{path}/other"),
+        Some(json!({"eventSource": webhook_source("other", json!({"e": hook(port, "/hook")}))})),
+    );
+    assert_eq!(c, 409, "{e}");
+    assert!(!listening(outside), "nothing listens outside the range");
+
+    // The range narrowed: the stored sources are not bound; one in the new range runs.
+    s.kill9();
+    let narrowed = format!("{outside}-{outside}");
+    let s = start(&home, &narrowed, "");
+    create(
+        &s,
+        path,
+        "eventSource",
+        webhook_source("moved", json!({"e": hook(outside, "/moved")})),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !listening(outside) {
+        assert!(Instant::now() < deadline, "the new source never listened");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        post(&format!("http://127.0.0.1:{outside}/moved"), "{}"),
+        (200, "success".into())
+    );
+    assert!(
+        !listening(port),
+        "a stored source outside the range was bound"
+    );
+}
+
+/// Argo Events' `authSecret`: a webhook takes only requests carrying the secret's value as a
+/// bearer token (compared in constant time); a secret that cannot be read is a 500.
+#[test]
+fn a_webhook_with_an_auth_secret_takes_only_its_token() {
+    let home = temp_home("es-auth");
+    let secrets = home.join("secrets.toml");
+    std::fs::write(
+        &secrets,
+        "[default.webhook-auth]\ntoken = \"s3cret-token\"\n",
+    )
+    .unwrap();
+    let s = start(
+        &home,
+        ANY_PORT,
+        &format!("[secrets]\nfile = \"{}\"\n", secrets.display()),
+    );
+    let port = free_port();
+    let hook = |endpoint: &str, secret: &str| {
+        json!({"port": port.to_string(), "endpoint": endpoint, "method": "POST",
+               "authSecret": {"name": secret, "key": "token"}})
+    };
+    create(
+        &s,
+        "/api/v1/event-sources/default",
+        "eventSource",
+        webhook_source(
+            "guarded",
+            json!({"guarded": hook("/guarded", "webhook-auth"), "broken": hook("/broken", "missing")}),
+        ),
+    );
+    let url = format!("http://127.0.0.1:{port}/guarded");
+    let body = r#"{"message": "hi"}"#;
+    assert_eq!(
+        post_as(&url, None, body),
+        (401, "Invalid Authorization Header".into())
+    );
+    assert_eq!(
+        post_as(&url, Some("Basic czNjcmV0LXRva2Vu"), body),
+        (401, "Invalid Authorization Header".into())
+    );
+    assert_eq!(
+        post_as(&url, Some("Bearer s3cret-tokem"), body),
+        (401, "Invalid Auth token".into())
+    );
+    assert_eq!(
+        post_as(&url, Some("Bearer s3cret"), body),
+        (401, "Invalid Auth token".into())
+    );
+    assert_eq!(
+        post_as(&url, Some("Bearer s3cret-token"), body),
+        (200, "success".into())
+    );
+    assert_eq!(
+        post_as(
+            &format!("http://127.0.0.1:{port}/broken"),
+            Some("Bearer s3cret-token"),
+            body
+        ),
+        (500, "Error loading auth token".into())
+    );
 }

@@ -152,8 +152,9 @@ fn prometheus_scrapes_workflow_scheduler_and_gpu_metrics() {
     std::fs::write(
         &config,
         format!(
-            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nrule_files: [{:?}]\nscrape_configs:\n- job_name: onyx\n  static_configs: [{{targets: ['{target}']}}]\n",
-            rules.canonicalize().unwrap()
+            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nrule_files: [{:?}]\nscrape_configs:\n- job_name: onyx\n  authorization: {{credentials_file: {:?}}}\n  static_configs: [{{targets: ['{target}']}}]\n",
+            rules.canonicalize().unwrap(),
+            home.join("state").join("token")
         ),
     )
     .unwrap();
@@ -881,7 +882,13 @@ fn the_audit_trail_records_changes_and_events_and_feeds_loki() {
             .clone()
     };
     let create = api("create");
-    assert_eq!(create["who"], "anonymous");
+    // The server's own token (made at first start) is its caller's name, without the secret.
+    let who = create["who"].as_str().unwrap_or_default();
+    assert!(who.starts_with("token:"), "{create}");
+    assert!(
+        !s.token.as_deref().is_some_and(|t| who.contains(t)),
+        "{create}"
+    );
     assert_eq!(create["namespace"], "default");
     assert_eq!(create["name"], "audited");
     assert_eq!(create["ticketId"], "T-31");
@@ -975,7 +982,8 @@ fn the_audit_trail_records_changes_and_events_and_feeds_loki() {
         .unwrap()
         .iter()
         .all(|c| c.path == "/loki/api/v1/push"));
-    let metrics = ureq::get(&format!("{}/metrics", s.base))
+    let metrics = s
+        .request("GET", "/metrics")
         .call()
         .unwrap()
         .into_string()

@@ -738,7 +738,8 @@ fn usage_counts_gpu_hours_per_namespace_and_queue() {
     assert!((1.0..10.0).contains(&mig_s), "{mig_s} s: {u}");
     assert!((1.0..10.0).contains(&whole_s), "{whole_s} s: {u}");
     // Per pod: the devices it held, as it saw them (ONYX_GPUS).
-    let log = ureq::get(&format!("{}/api/v1/workflows/vision/infer/log", s.base))
+    let log = s
+        .request("GET", "/api/v1/workflows/vision/infer/log")
         .call()
         .unwrap()
         .into_string()
@@ -775,6 +776,7 @@ fn usage_counts_gpu_hours_per_namespace_and_queue() {
     // The same through the CLI, as CSV.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_onyx"))
         .args(["usage", "report", "-o", "csv", "--server", &s.base])
+        .env("ONYX_HOME", s.home.join("state"))
         .output()
         .unwrap();
     assert!(

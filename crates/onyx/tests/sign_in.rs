@@ -208,6 +208,44 @@ fn client_mode_verifies_tokens_and_grants_namespaces_by_group() {
     assert_eq!(me["subject"], "alice@onyx.internal");
     assert_eq!(me["groups"], json!(["team-a"]));
 
+    // Bob's workflow, once archived: alice cannot reach it by any spelling of its uid, and bob
+    // cannot copy it into a namespace where he may not create.
+    let t0 = std::time::Instant::now();
+    let uid = loop {
+        let (_, archived) = server.call_as(
+            Some(&bob),
+            "GET",
+            "/api/v1/archived-workflows?namespace=team-b",
+            None,
+        );
+        if let Some(uid) = archived["items"][0]["metadata"]["uid"].as_str() {
+            break uid.to_string();
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "{archived}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let encoded = format!("%{:02X}{}", uid.as_bytes()[0], &uid[1..]);
+    for spelling in [uid.clone(), encoded] {
+        let (code, body) = server.call_as(
+            Some(&alice),
+            "GET",
+            &format!("/api/v1/archived-workflows/{spelling}"),
+            None,
+        );
+        assert_eq!(code, 403, "{spelling}: {body}");
+    }
+    let (code, body) = server.call_as(
+        Some(&bob),
+        "PUT",
+        &format!("/api/v1/archived-workflows/{uid}/resubmit"),
+        Some(json!({"namespace": "team-a"})),
+    );
+    assert_eq!(code, 403, "{body}");
+    assert!(
+        message(&body).contains("in the namespace \"team-a\""),
+        "{body}"
+    );
+
     // Refusals are audited with who was refused.
     let audit = std::fs::read_to_string(home.join("state/audit/audit.jsonl")).unwrap_or_default();
     let refused: Vec<Value> = audit
@@ -343,6 +381,53 @@ fn sso_signs_a_browser_in_through_the_issuer() {
     // A forged callback (no sign-in under way) is refused.
     let (code, body) = server.call("GET", "/oauth2/callback?code=x&state=forged", None);
     assert_eq!(code, 401, "{body}");
+
+    // Login CSRF: a sign-in is bound to the browser that started it by a cookie holding its
+    // state; a callback with the state but without that cookie (another browser, sent there
+    // by whoever started the sign-in) is refused.
+    let agent = ureq::AgentBuilder::new().redirects(0).build();
+    let started = agent
+        .get(&format!(
+            "{}/oauth2/redirect?redirect=/workflows",
+            server.base
+        ))
+        .call()
+        .unwrap();
+    assert!((300..400).contains(&started.status()));
+    let location = started.header("location").unwrap().to_string();
+    let state = location
+        .split(['?', '&'])
+        .find_map(|kv| kv.strip_prefix("state="))
+        .unwrap()
+        .to_string();
+    let cookie = started.header("set-cookie").unwrap().to_string();
+    assert_eq!(
+        cookie,
+        format!("oauthState={state}; Path=/oauth2; Max-Age=600; HttpOnly; SameSite=Lax")
+    );
+    let callback = |cookie: Option<&str>| {
+        let mut req = agent.get(&format!(
+            "{}/oauth2/callback?code=x&state={state}",
+            server.base
+        ));
+        if let Some(c) = cookie {
+            req = req.set("Cookie", c);
+        }
+        match req.call() {
+            Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
+            Err(ureq::Error::Status(c, r)) => (c, r.into_string().unwrap_or_default()),
+            Err(e) => panic!("{e}"),
+        }
+    };
+    for cookie in [None, Some("oauthState=someone-elses"), Some("oauthState=")] {
+        let (code, body) = callback(cookie);
+        assert_eq!(code, 401, "{cookie:?}: {body}");
+        assert!(body.contains("did not start this sign-in"), "{body}");
+    }
+    // With its cookie the state is accepted (the made-up code is then the issuer's to refuse).
+    let (code, body) = callback(Some(&format!("oauthState={state}")));
+    assert_eq!(code, 401, "{body}");
+    assert!(body.contains("the issuer refused the code"), "{body}");
 }
 
 /// The spec's access flow: carol asks for a namespace for her group (ticket, GPU quota) with
@@ -384,6 +469,18 @@ fn a_namespace_request_approved_grants_the_namespace_and_its_quota() {
     );
     assert!(ok, "{said}");
     assert!(said.contains("namespace request team-c: Pending"), "{said}");
+    // A namespace another group already works in (granted to team-a by the config) is not
+    // to be had by asking, and the refusal names no one.
+    let (ok, said) = cli(
+        &server,
+        &carol,
+        &["namespace", "request", "team-a", "--ticket", "OPS-8"],
+    );
+    assert!(!ok, "{said}");
+    assert!(
+        said.contains("namespace \"team-a\" already exists (it is in use)"),
+        "{said}"
+    );
     let submit = |server: &Server, token: &str| {
         server.call_as(
             Some(token),

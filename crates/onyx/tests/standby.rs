@@ -70,7 +70,8 @@ fn kill_9_the_leader_and_the_standby_resumes_every_workflow_within_5_s() {
     let witness = home.join("witness");
     std::fs::create_dir_all(&witness).unwrap();
     let witness_s = witness.display().to_string();
-    let args = ["--store", db.as_str()];
+    let cfg = Server::privileged_default_config(&home);
+    let args = ["--store", db.as_str(), "--config", &cfg];
     let mut leader = Server::start(&home, &args);
     wait_for_leader(&db, &leader.base);
     let mut standby = Server::start(&home, &args);
@@ -225,9 +226,10 @@ fn a_leader_cut_off_from_postgresql_steps_down_and_the_standby_resumes() {
     let witness = home.join("witness");
     std::fs::create_dir_all(&witness).unwrap();
     let witness_s = witness.display().to_string();
-    let mut leader = Server::start(&home, &["--store", via_relay.as_str()]);
+    let cfg = Server::privileged_default_config(&home);
+    let mut leader = Server::start(&home, &["--store", via_relay.as_str(), "--config", &cfg]);
     wait_for_leader(&db, &leader.base);
-    let standby = Server::start(&home, &["--store", db.as_str()]);
+    let standby = Server::start(&home, &["--store", db.as_str(), "--config", &cfg]);
     for i in 0..10 {
         leader.submit("default", workflow(&format!("cut-{i}"), &witness_s));
     }

@@ -252,26 +252,117 @@ pub fn on_event(
     (fired, problems)
 }
 
-/// A stored EventSource's problems that stop it from running, in its fields' words.
-pub fn check_event_source(source: &Value) -> Vec<String> {
+/// One event of a webhook EventSource, as its listener serves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookRoute {
+    /// The event's name (its key under `spec.webhook`).
+    pub event: String,
+    pub port: u16,
+    /// The request's path, matched exactly.
+    pub endpoint: String,
+    /// The request's method, upper case (`POST` unless set).
+    pub method: String,
+    /// `authSecret`: the secret (name, key) whose value requests must carry as a bearer token.
+    pub auth_secret: Option<(String, String)>,
+}
+
+/// Characters an endpoint may hold besides letters and digits: a URL path's, without `%`
+/// (the path is matched as the request sends it, not decoded).
+const ENDPOINT_CHARS: &str = "-._~!$&'()*+,;=:@/";
+
+/// A webhook EventSource's events (`spec.webhook`), in their names' order, and the problems
+/// of those that cannot be served.
+pub fn webhook_routes(source: &Value) -> (Vec<WebhookRoute>, Vec<String>) {
+    let mut routes: Vec<WebhookRoute> = Vec::new();
     let mut out = Vec::new();
     for (name, hook) in source["spec"]["webhook"].as_object().into_iter().flatten() {
+        let mut ok = true;
         let port = hook["port"]
             .as_str()
             .map(str::to_string)
-            .or_else(|| hook["port"].as_u64().map(|p| p.to_string()));
-        if port.and_then(|p| p.parse::<u16>().ok()).is_none() {
+            .or_else(|| hook["port"].as_u64().map(|p| p.to_string()))
+            .and_then(|p| p.trim().parse::<u16>().ok())
+            .filter(|p| *p > 0);
+        if port.is_none() {
             out.push(format!("spec.webhook.{name}.port: expected a port number"));
+            ok = false;
         }
-        if !hook["endpoint"]
-            .as_str()
-            .is_some_and(|e| e.starts_with('/'))
-        {
+        let endpoint = hook["endpoint"].as_str().unwrap_or_default();
+        if !endpoint.starts_with('/') {
             out.push(format!(
                 "spec.webhook.{name}.endpoint: expected a path starting with /"
             ));
+            ok = false;
+        } else if endpoint.len() > 1024
+            || !endpoint
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || ENDPOINT_CHARS.contains(c))
+        {
+            out.push(format!(
+                "spec.webhook.{name}.endpoint {endpoint:?}: expected a path of at most 1024 letters, digits and {ENDPOINT_CHARS}"
+            ));
+            ok = false;
         }
+        let method = match &hook["method"] {
+            Value::Null => "POST".to_string(),
+            m => m.as_str().unwrap_or_default().to_ascii_uppercase(),
+        };
+        if method.is_empty() || method.len() > 16 || !method.bytes().all(|b| b.is_ascii_uppercase())
+        {
+            out.push(format!(
+                "spec.webhook.{name}.method {}: expected an HTTP method such as POST",
+                hook["method"]
+            ));
+            ok = false;
+        }
+        let auth_secret = match &hook["authSecret"] {
+            Value::Null => None,
+            a => {
+                let field = |f: &str| a[f].as_str().filter(|v| !v.is_empty()).map(str::to_string);
+                match (field("name"), field("key")) {
+                    (Some(n), Some(k)) => Some((n, k)),
+                    _ => {
+                        out.push(format!(
+                            "spec.webhook.{name}.authSecret: expected the name and key of a secret"
+                        ));
+                        ok = false;
+                        None
+                    }
+                }
+            }
+        };
+        let (Some(port), true) = (port, ok) else {
+            continue;
+        };
+        let route = WebhookRoute {
+            event: name.clone(),
+            port,
+            endpoint: endpoint.to_string(),
+            method,
+            auth_secret,
+        };
+        if let Some(other) = routes.iter().find(|r| r.clashes(&route)) {
+            out.push(format!(
+                "spec.webhook.{name}: {} {} on port {port} is spec.webhook.{}'s already",
+                route.method, route.endpoint, other.event
+            ));
+            continue;
+        }
+        routes.push(route);
     }
+    (routes, out)
+}
+
+impl WebhookRoute {
+    /// Whether two routes would take the same requests.
+    pub fn clashes(&self, other: &WebhookRoute) -> bool {
+        (self.port, &self.endpoint, &self.method) == (other.port, &other.endpoint, &other.method)
+    }
+}
+
+/// A stored EventSource's problems that stop it from running, in its fields' words.
+pub fn check_event_source(source: &Value) -> Vec<String> {
+    let (_, mut out) = webhook_routes(source);
     for (name, cal) in source["spec"]["calendar"].as_object().into_iter().flatten() {
         let schedule = cal["schedule"].as_str().unwrap_or_default();
         let interval = cal["interval"].as_str().unwrap_or_default();

@@ -308,6 +308,66 @@ fn event_sources_are_checked_in_their_fields_words() {
 }
 
 #[test]
+fn webhook_events_are_served_only_as_they_can_be() {
+    let source = json!({"spec": {"webhook": {
+        "a": {"port": 12000, "endpoint": "/hook", "method": "post",
+              "authSecret": {"name": "hooks", "key": "token"}},
+        "b": {"port": "12000", "endpoint": "/hook", "method": "GET"},
+        "c": {"port": "12000", "endpoint": "/hook", "method": "POST"},
+        "d": {"port": "12001", "endpoint": "/{x}"},
+        "e": {"port": "12001", "endpoint": "/a b"},
+        "f": {"port": "12001", "endpoint": "/%2e%2e"},
+        "g": {"port": "0", "endpoint": "/g"},
+        "h": {"port": "12001", "endpoint": "/h", "method": "PO ST"},
+        "i": {"port": "12001", "endpoint": "/i", "authSecret": {"name": "x"}},
+        "j": {"port": "12001", "endpoint": "/j"}}}});
+    let (routes, problems) = webhook_routes(&source);
+    assert_eq!(
+        routes,
+        [
+            WebhookRoute {
+                event: "a".into(),
+                port: 12000,
+                endpoint: "/hook".into(),
+                method: "POST".into(),
+                auth_secret: Some(("hooks".into(), "token".into())),
+            },
+            WebhookRoute {
+                event: "b".into(),
+                port: 12000,
+                endpoint: "/hook".into(),
+                method: "GET".into(),
+                auth_secret: None,
+            },
+            WebhookRoute {
+                event: "j".into(),
+                port: 12001,
+                endpoint: "/j".into(),
+                method: "POST".into(),
+                auth_secret: None,
+            },
+        ]
+    );
+    let said = problems.join("\n");
+    assert_eq!(problems.len(), 7, "{said}");
+    assert!(
+        said.contains("spec.webhook.c: POST /hook on port 12000 is spec.webhook.a's already"),
+        "{said}"
+    );
+    for p in [
+        "spec.webhook.d.endpoint \"/{x}\"",
+        "spec.webhook.e.endpoint",
+        "spec.webhook.f.endpoint",
+        "spec.webhook.g.port",
+        "spec.webhook.h.method",
+        "spec.webhook.i.authSecret",
+    ] {
+        assert!(said.contains(p), "{p}: {said}");
+    }
+    assert_eq!(check_event_source(&source), problems);
+}
+
+#[test]
 fn sensors_are_checked_in_their_fields_words() {
     let bad = json!({"spec": {"dependencies": [{"name": "a", "eventSourceName": "x"}, {"name": "a", "eventSourceName": "x", "eventName": "y"}],
                               "triggers": [{"template": {"conditions": "a && b"}}]}});

@@ -4,19 +4,34 @@
 //! authorization code with PKCE, callback at Argo's `/oauth2/callback`, the token kept in the
 //! `authorization` cookie as Argo's server keeps it). What a user may do is `access`'s rules.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::http::{header, HeaderMap};
 use base64::Engine as _;
 use sha2::Digest as _;
+use subtle::ConstantTimeEq as _;
 
 use crate::config::{AuthMode, ServerConfig};
 use crate::error::ApiError;
 
 /// The cookie a signed-in browser sends, as Argo's server names it.
 pub const COOKIE: &str = "authorization";
+
+/// The cookie that binds a sign-in under way to the browser that started it (its value is the
+/// OAuth `state`), as Argo's server names it.
+pub const STATE_COOKIE: &str = "oauthState";
+
+/// At most this many sign-ins under way are remembered (the oldest are forgotten first) …
+const MAX_PENDING: usize = 10_000;
+/// … each for this long.
+const PENDING_TTL: Duration = Duration::from_secs(600);
+
+/// Whether two secrets are equal, in time that depends on their lengths only.
+pub fn same_secret(a: &str, b: &str) -> bool {
+    bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
 
 pub struct Auth {
     pub mode: AuthMode,
@@ -34,8 +49,82 @@ struct Sso {
     client_id: String,
     client_secret: String,
     redirect_url: String,
-    /// Sign-ins under way: `state` → (PKCE verifier, where to go after, when started).
-    pending: Mutex<HashMap<String, (String, String, Instant)>>,
+    pending: Mutex<Pending>,
+}
+
+/// Sign-ins under way: `state` → (PKCE verifier, where to go after, when started), at most
+/// [`MAX_PENDING`] of them, none older than [`PENDING_TTL`].
+#[derive(Default)]
+struct Pending {
+    by_state: HashMap<String, (String, String, Instant)>,
+    /// States in the order they were made (some may be gone from `by_state` already).
+    order: VecDeque<(String, Instant)>,
+}
+
+impl Pending {
+    fn insert(&mut self, state: String, pkce: String, back: String, now: Instant) {
+        while let Some((s, at)) = self.order.front() {
+            if self.order.len() < MAX_PENDING && now.duration_since(*at) < PENDING_TTL {
+                break;
+            }
+            self.by_state.remove(s);
+            self.order.pop_front();
+        }
+        self.order.push_back((state.clone(), now));
+        self.by_state.insert(state, (pkce, back, now));
+    }
+
+    /// The sign-in that `state` names, if it is under way and `cookie` (the browser's
+    /// [`STATE_COOKIE`]) is that state: the browser that comes back is the one that left.
+    fn take(
+        &mut self,
+        state: &str,
+        cookie: Option<&str>,
+        now: Instant,
+    ) -> Result<(String, String), ApiError> {
+        if !cookie.is_some_and(|c| same_secret(c, state)) {
+            return Err(ApiError::Unauthenticated(
+                "sign-in: this browser did not start this sign-in (the state does not match its cookie; start again at /oauth2/redirect)".into(),
+            ));
+        }
+        match self.by_state.remove(state) {
+            Some((pkce, back, at)) if now.duration_since(at) < PENDING_TTL => Ok((pkce, back)),
+            _ => Err(ApiError::Unauthenticated(
+                "sign-in: unknown or expired state (start again at /oauth2/redirect)".into(),
+            )),
+        }
+    }
+}
+
+/// Whether `path` is a safe place to send a browser after signing in: a path on this server
+/// (one leading '/', visible ASCII only, no backslash), which stays one when decoded — so neither
+/// `//host`, `/\host` nor their percent-encoded forms, which browsers or the UI's router may
+/// take for another site.
+pub fn safe_redirect(path: &str) -> bool {
+    let on_this_server = |p: &str| {
+        p.starts_with('/')
+            && !p.starts_with("//")
+            && !p.starts_with("/\\")
+            && !p.contains('\\')
+            && !p.chars().any(char::is_control)
+    };
+    if !(on_this_server(path) && path.bytes().all(|b| b.is_ascii_graphic())) {
+        return false;
+    }
+    let mut p = path.to_string();
+    // Decoded again and again, as a chain of decoders might, until nothing changes.
+    for _ in 0..4 {
+        let decoded = unpercent(&p);
+        if decoded == p {
+            return true;
+        }
+        if !on_this_server(&decoded) {
+            return false;
+        }
+        p = decoded;
+    }
+    // Encoded more times over than any honest link is.
+    false
 }
 
 fn random_token(bytes: usize) -> String {
@@ -86,7 +175,7 @@ impl Auth {
                     client_id: a.client_id.clone().unwrap_or_default(),
                     client_secret: secret.trim().to_string(),
                     redirect_url: a.redirect_url.clone().unwrap_or_default(),
-                    pending: Mutex::new(HashMap::new()),
+                    pending: Mutex::new(Pending::default()),
                 })
             }
             _ => None,
@@ -135,7 +224,7 @@ impl Auth {
     pub async fn principal(&self, headers: &HeaderMap) -> Result<access::Principal, ApiError> {
         let given = bearer(headers);
         if let (Some(t), Some(g)) = (&self.static_token, &given) {
-            if t == g {
+            if same_secret(t, g) {
                 return Ok(access::Principal {
                     name: token_name(t),
                     groups: Vec::new(),
@@ -184,8 +273,9 @@ impl Auth {
         })
     }
 
-    /// `sso`: where to send a browser to sign in, remembering where it came from.
-    pub fn sign_in(&self, return_to: &str) -> Result<String, ApiError> {
+    /// `sso`: where to send a browser to sign in, remembering where it came from, and the
+    /// cookie (`Set-Cookie`) that binds the sign-in to that browser.
+    pub fn sign_in(&self, return_to: &str) -> Result<(String, String), ApiError> {
         let (Some(sso), Some(v)) = (&self.sso, &self.verifier) else {
             return Err(ApiError::NotFound(
                 "single sign-on is off: the server's auth mode is not sso".into(),
@@ -195,16 +285,17 @@ impl Auth {
         let verifier = random_token(32);
         let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .encode(sha2::Sha256::digest(verifier.as_bytes()));
-        {
-            let mut pending = sso.pending.lock().expect("pending sign-ins");
-            pending.retain(|_, (_, _, at)| at.elapsed() < Duration::from_secs(600));
-            let back = if return_to.starts_with('/') && !return_to.starts_with("//") {
-                return_to
-            } else {
-                "/"
-            };
-            pending.insert(state.clone(), (verifier, back.to_string(), Instant::now()));
-        }
+        let back = if safe_redirect(return_to) {
+            return_to
+        } else {
+            "/"
+        };
+        sso.pending.lock().expect("pending sign-ins").insert(
+            state.clone(),
+            verifier,
+            back.to_string(),
+            Instant::now(),
+        );
         let q = [
             ("client_id", sso.client_id.as_str()),
             ("response_type", "code"),
@@ -218,22 +309,42 @@ impl Auth {
             .iter()
             .map(|(k, v)| format!("{k}={}", percent(v)))
             .collect();
-        Ok(format!("{}?{}", v.endpoints.authorization, query.join("&")))
+        let cookie = format!(
+            "{STATE_COOKIE}={state}; Path={}; Max-Age={}; HttpOnly; SameSite=Lax{}",
+            sso.cookie_path(),
+            PENDING_TTL.as_secs(),
+            sso.secure()
+        );
+        Ok((
+            format!("{}?{}", v.endpoints.authorization, query.join("&")),
+            cookie,
+        ))
     }
 
-    /// `sso`: the issuer sent the browser back with a code: trade it for the ID token (checked
-    /// like any other) and answer the cookie to set and where to go.
-    pub async fn callback(&self, code: &str, state: &str) -> Result<(String, String), ApiError> {
+    /// `sso`: the issuer sent the browser back with a code: if the browser is the one that
+    /// started the sign-in (its [`STATE_COOKIE`] is `state`), trade the code for the ID token
+    /// (checked like any other) and answer the cookies to set and where to go.
+    pub async fn callback(
+        &self,
+        code: &str,
+        state: &str,
+        headers: &HeaderMap,
+    ) -> Result<(Vec<String>, String), ApiError> {
         let (Some(sso), Some(v)) = (&self.sso, &self.verifier) else {
             return Err(ApiError::NotFound(
                 "single sign-on is off: the server's auth mode is not sso".into(),
             ));
         };
-        let Some((pkce, back, _)) = sso.pending.lock().expect("pending sign-ins").remove(state)
-        else {
-            return Err(ApiError::Unauthenticated(
-                "sign-in: unknown or expired state (start again at /oauth2/redirect)".into(),
-            ));
+        let cookie = cookie(headers, STATE_COOKIE);
+        let (pkce, back) = sso.pending.lock().expect("pending sign-ins").take(
+            state,
+            cookie.as_deref(),
+            Instant::now(),
+        )?;
+        let back = if safe_redirect(&back) {
+            back
+        } else {
+            "/".into()
         };
         let url = v.endpoints.token.clone();
         let form = [
@@ -266,16 +377,48 @@ impl Auth {
         })?;
         v.verify(id_token, now_secs())
             .map_err(|e| ApiError::Unauthenticated(format!("sign-in: {e}")))?;
-        let secure = if sso.redirect_url.starts_with("https://") {
+        let signed_in = format!(
+            "{COOKIE}={}; Path=/; HttpOnly; SameSite=Lax{}",
+            percent(&format!("Bearer {id_token}")),
+            sso.secure()
+        );
+        let spent = format!(
+            "{STATE_COOKIE}=; Path={}; Max-Age=0; HttpOnly; SameSite=Lax{}",
+            sso.cookie_path(),
+            sso.secure()
+        );
+        Ok((vec![signed_in, spent], back))
+    }
+}
+
+impl Sso {
+    /// `; Secure` when the callback is https.
+    fn secure(&self) -> &'static str {
+        if self.redirect_url.starts_with("https://") {
             "; Secure"
         } else {
             ""
-        };
-        let cookie = format!(
-            "{COOKIE}={}; Path=/; HttpOnly; SameSite=Lax{secure}",
-            percent(&format!("Bearer {id_token}"))
-        );
-        Ok((cookie, back))
+        }
+    }
+
+    /// The state cookie's path: the callback's folder (`/oauth2`), so that only the sign-in's
+    /// own paths see it.
+    fn cookie_path(&self) -> String {
+        let path = self
+            .redirect_url
+            .split_once("://")
+            .map(|(_, rest)| rest.find('/').map_or("", |i| &rest[i..]))
+            .unwrap_or_default();
+        let path = path.split(['?', '#']).next().unwrap_or_default();
+        match path.rsplit_once('/') {
+            Some((dir, _))
+                if dir.starts_with('/')
+                    && dir.bytes().all(|b| b.is_ascii_graphic() && b != b';') =>
+            {
+                dir.to_string()
+            }
+            _ => "/oauth2".into(),
+        }
     }
 }
 
@@ -300,13 +443,18 @@ fn percent(s: &str) -> String {
 }
 
 fn unpercent(s: &str) -> String {
+    String::from_utf8_lossy(&unpercent_raw(s)).into_owned()
+}
+
+fn unpercent_raw(s: &str) -> Vec<u8> {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(b);
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push(h << 4 | l);
                 i += 3;
                 continue;
             }
@@ -314,7 +462,20 @@ fn unpercent(s: &str) -> String {
         out.push(bytes[i]);
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
+}
+
+/// A cookie's value (as sent, not decoded).
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| {
+            let (k, v) = c.trim().split_once('=')?;
+            (k == name).then(|| v.trim().to_string())
+        })
 }
 
 /// The bearer token of a request: the `Authorization` header, else the sign-in cookie.
@@ -325,14 +486,159 @@ pub fn bearer(headers: &HeaderMap) -> Option<String> {
     {
         return v.strip_prefix("Bearer ").map(|t| t.trim().to_string());
     }
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|c| {
-            let (k, v) = c.trim().split_once('=')?;
-            (k == COOKIE).then(|| unpercent(v))
-        })
+    cookie(headers, COOKIE)
+        .map(|v| unpercent(&v))
         .and_then(|v| v.strip_prefix("Bearer ").map(|t| t.trim().to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn static_tokens_compare_whole() {
+        assert!(same_secret("s3cret-token", "s3cret-token"));
+        assert!(!same_secret("s3cret-token", "s3cret-tokem"));
+        assert!(!same_secret("s3cret-token", "s3cret"));
+        assert!(!same_secret("", "x"));
+    }
+
+    #[test]
+    fn only_paths_on_this_server_are_redirected_to() {
+        for good in [
+            "/",
+            "/workflows",
+            "/workflows/team-a?phase=Running&x=%20y",
+            "/a/b%2Fc",
+            "/archived-workflows/default/5f1b#logs",
+        ] {
+            assert!(safe_redirect(good), "{good:?} should be accepted");
+        }
+        for bad in [
+            "",
+            "workflows",
+            "https://evil.example.com",
+            "//evil.example.com",
+            "/\\evil.example.com",
+            "\\/evil.example.com",
+            "/\\/evil.example.com",
+            "/a\\b",
+            "/%2Fevil.example.com",
+            "/%2fevil.example.com",
+            "/%5Cevil.example.com",
+            "/%5cevil.example.com",
+            "/%252F%252Fevil.example.com",
+            "/%25252F%25252Fevil.example.com",
+            "/\t/evil.example.com",
+            "/\n/evil.example.com",
+            "/%09/evil.example.com",
+            "/%0d%0aSet-Cookie:%20x=y",
+            "/\r\nSet-Cookie: x=y",
+            "/ /evil.example.com",
+            "/\u{7f}",
+            "/caf\u{e9}",
+            "/%2525252525252F",
+        ] {
+            assert!(!safe_redirect(bad), "{bad:?} should be refused");
+        }
+    }
+
+    fn pending_with(state: &str) -> Pending {
+        let mut p = Pending::default();
+        p.insert(
+            state.into(),
+            "pkce".into(),
+            "/workflows".into(),
+            Instant::now(),
+        );
+        p
+    }
+
+    #[test]
+    fn a_callback_needs_the_browser_that_started_the_sign_in() {
+        let now = Instant::now();
+        // No state cookie, or another browser's: refused, and the sign-in stays for its owner.
+        let mut p = pending_with("the-state");
+        let e = p.take("the-state", None, now).unwrap_err().to_string();
+        assert!(e.contains("did not start this sign-in"), "{e}");
+        let e = p
+            .take("the-state", Some("another-state"), now)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("did not start this sign-in"), "{e}");
+        assert!(p.take("the-state", Some(""), now).is_err());
+        assert_eq!(
+            p.take("the-state", Some("the-state"), now).unwrap(),
+            ("pkce".to_string(), "/workflows".to_string())
+        );
+        // Once only.
+        let e = p
+            .take("the-state", Some("the-state"), now)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown or expired"), "{e}");
+        // A cookie that matches a state the server never made is no better.
+        let e = p
+            .take("forged", Some("forged"), now)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown or expired"), "{e}");
+    }
+
+    #[test]
+    fn sign_ins_under_way_expire_and_are_capped() {
+        let mut p = pending_with("old");
+        let later = Instant::now() + PENDING_TTL + Duration::from_secs(1);
+        assert!(p.take("old", Some("old"), later).is_err(), "expired");
+        let t0 = Instant::now();
+        let mut p = Pending::default();
+        for i in 0..MAX_PENDING + 5 {
+            p.insert(format!("s{i}"), "v".into(), "/".into(), t0);
+        }
+        assert_eq!(p.by_state.len(), MAX_PENDING);
+        assert!(p.order.len() <= MAX_PENDING);
+        // The oldest were forgotten first.
+        assert!(p.take("s0", Some("s0"), t0).is_err());
+        assert!(p.take("s4", Some("s4"), t0).is_err());
+        assert!(p.take("s5", Some("s5"), t0).is_ok());
+        // Entries older than the TTL go when the next sign-in starts.
+        p.insert("new".into(), "v".into(), "/".into(), later);
+        assert_eq!(p.by_state.len(), 1);
+    }
+
+    #[test]
+    fn the_state_cookie_is_scoped_to_the_callback() {
+        let sso = |url: &str| Sso {
+            client_id: String::new(),
+            client_secret: String::new(),
+            redirect_url: url.into(),
+            pending: Default::default(),
+        };
+        let s = sso("https://argo.example.com/oauth2/callback");
+        assert_eq!(
+            (s.cookie_path().as_str(), s.secure()),
+            ("/oauth2", "; Secure")
+        );
+        let s = sso("http://127.0.0.1:2746/argo/oauth2/callback?x=1");
+        assert_eq!((s.cookie_path().as_str(), s.secure()), ("/argo/oauth2", ""));
+        assert_eq!(sso("nonsense").cookie_path(), "/oauth2");
+    }
+
+    #[test]
+    fn a_cookie_of_any_bytes_is_read_without_panicking() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            axum::http::HeaderValue::from_bytes(b"authorization=Bearer%20t%a\xc3\xa9%").unwrap(),
+        );
+        let _ = bearer(&h);
+        h.insert(
+            header::COOKIE,
+            "a=b; authorization=Bearer%20tok; oauthState=xyz"
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(bearer(&h).as_deref(), Some("tok"));
+        assert_eq!(cookie(&h, STATE_COOKIE).as_deref(), Some("xyz"));
+    }
 }

@@ -121,6 +121,11 @@ pub struct Policy {
     /// Image prefixes allowed, such as `harbor.onyx.internal/`.
     #[serde(default)]
     pub allowed_registries: Option<Vec<String>>,
+    /// The Pod Security Standards level its pods are held to, as Kubernetes' Pod Security
+    /// admission: `baseline` (default: no hostPath, privileged, host namespaces or added
+    /// capabilities), `restricted`, or `privileged` (anything; for trusted namespaces only).
+    #[serde(default)]
+    pub pod_security: admission::PodSecurityLevel,
 }
 
 /// The spec's data-governance namespace, which runs without network unless configured.
@@ -159,6 +164,7 @@ impl Default for Policy {
             allowed_priority_classes: None,
             allowed_registries: None,
             weight: 1,
+            pod_security: Default::default(),
         }
     }
 }
@@ -241,9 +247,20 @@ pub struct ServerConfig {
     /// Where pods' `secretKeyRef`s and secret volumes are read from.
     #[serde(default)]
     pub secrets: SecretsConfig,
+    /// `[event_sources]`: where webhook EventSources may listen.
+    #[serde(default)]
+    pub event_sources: EventSourcesConfig,
     /// The `onyx` executable that runs pods (`onyx exec-pod`); the running one by default.
     #[serde(skip)]
     pub exe: PathBuf,
+    /// What one workflow may grow to: `[limits] max_stack_depth` (Argo's 100),
+    /// `max_loop_items` (100,000 items in one loop) and `max_nodes` (200,000). A workflow
+    /// past one ends Error, naming it.
+    #[serde(default)]
+    pub limits: workflow_engine::EngineLimits,
+    /// The file this config was read from.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -268,6 +285,75 @@ fn default_max_body() -> usize {
 pub struct ArtifactRepositoryConfig {
     #[serde(default)]
     pub s3: Option<artifact_repo::S3Config>,
+}
+
+/// `[event_sources]`: tenants' webhook EventSources listen on the server's host, so only on
+/// this address and these ports.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventSourcesConfig {
+    /// The address their listeners bind: `127.0.0.1` unless set (`0.0.0.0` for every one).
+    #[serde(default = "default_event_source_address")]
+    pub listen_address: std::net::IpAddr,
+    /// The ports they may name, `LOW-HIGH` (or one port): `12000-12999` unless set.
+    #[serde(default)]
+    pub ports: PortRange,
+}
+
+fn default_event_source_address() -> std::net::IpAddr {
+    std::net::Ipv4Addr::LOCALHOST.into()
+}
+
+impl Default for EventSourcesConfig {
+    fn default() -> Self {
+        EventSourcesConfig {
+            listen_address: default_event_source_address(),
+            ports: PortRange::default(),
+        }
+    }
+}
+
+/// Ports `LOW-HIGH`, both included.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(try_from = "String")]
+pub struct PortRange {
+    pub low: u16,
+    pub high: u16,
+}
+
+impl Default for PortRange {
+    fn default() -> Self {
+        PortRange {
+            low: 12000,
+            high: 12999,
+        }
+    }
+}
+
+impl PortRange {
+    pub fn contains(&self, port: u16) -> bool {
+        (self.low..=self.high).contains(&port)
+    }
+}
+
+impl std::fmt::Display for PortRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.low, self.high)
+    }
+}
+
+impl TryFrom<String> for PortRange {
+    type Error = String;
+    fn try_from(s: String) -> Result<PortRange, String> {
+        let (low, high) = s.split_once('-').unwrap_or((&s, &s));
+        let port = |p: &str| p.trim().parse::<u16>().ok().filter(|p| *p > 0);
+        match (port(low), port(high)) {
+            (Some(low), Some(high)) if low <= high => Ok(PortRange { low, high }),
+            _ => Err(format!(
+                "ports {s:?}: expected LOW-HIGH, ports from 1 to 65535, such as \"12000-12999\""
+            )),
+        }
+    }
 }
 
 /// `[secrets]`: Kubernetes Secrets for pods.
@@ -399,12 +485,42 @@ impl Default for ServerConfig {
             artifact_repository: Default::default(),
             artifact_repositories: BTreeMap::new(),
             secrets: Default::default(),
+            event_sources: Default::default(),
             exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("onyx")),
+            limits: Default::default(),
+            source: None,
         }
     }
 }
 
 impl ServerConfig {
+    /// Files no pod may see: this config, and the token, secrets and credentials it names.
+    pub fn private_files(&self) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = [
+            self.source.as_ref(),
+            self.auth_token_file.as_ref(),
+            self.secrets.file.as_ref(),
+            self.auth.client_secret_file.as_ref(),
+            self.power
+                .redfish
+                .as_ref()
+                .and_then(|r| r.credentials_file.as_ref()),
+        ]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
+        out.extend(
+            self.notifications
+                .webhooks
+                .iter()
+                .filter_map(|w| w.secret_file.clone()),
+        );
+        out.iter()
+            .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()))
+            .collect()
+    }
+
     pub fn load(path: &Path) -> Result<ServerConfig, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Parse {
             path: path.display().to_string(),
@@ -415,6 +531,7 @@ impl ServerConfig {
             message: e.to_string(),
         })?;
         c.exe = ServerConfig::default().exe;
+        c.source = Some(std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()));
         Ok(c)
     }
 

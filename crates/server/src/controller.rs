@@ -182,7 +182,93 @@ impl Controller {
         Ok(n)
     }
 
+    /// End a workflow whose processing panicked: phase Error with the panic's words, finished
+    /// (so no restart replays it again), counted in `argo_workflows_error_count`
+    /// (`OperationPanic`, as Argo counts its own).
+    async fn quarantine(
+        &self,
+        uid: &str,
+        namespace: &str,
+        name: &str,
+        mut status: Value,
+        why: &str,
+    ) {
+        self.metrics
+            .error(crate::metrics::ErrorCause::OperationPanic);
+        tracing::error!("workflow {namespace}/{name}: processing it panicked: {why}");
+        if !status.is_object() {
+            status = json!({"metadata": {"name": name, "namespace": namespace, "uid": uid}});
+        }
+        let message = format!("the controller failed processing this workflow: {why}");
+        let at = now();
+        status["status"]["phase"] = json!("Error");
+        status["status"]["message"] = json!(message);
+        status["status"]["finishedAt"] =
+            json!(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        if let Err(e) = self
+            .store
+            .update_status(uid, "Error", Some(nanos(at)), status.to_string())
+            .await
+        {
+            tracing::error!("workflow {namespace}/{name}: saving its Error: {e}");
+        }
+        let _ = self.watch.send(WatchEvent {
+            kind: "MODIFIED",
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            object: Arc::new(status),
+        });
+    }
+
     async fn recover_one(self: &Arc<Self>, row: WorkflowRow) -> Result<(), ApiError> {
+        // A workflow whose replay panics is ended, not the server (which would panic again at
+        // every start).
+        let (uid, namespace, name) = (row.uid.clone(), row.namespace.clone(), row.name.clone());
+        let status: Value = serde_json::from_str(&row.status).unwrap_or(Value::Null);
+        match self.replay(row).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e),
+            Err(why) => {
+                self.quarantine(&uid, &namespace, &name, status, &why).await;
+                Ok(())
+            }
+        }
+    }
+
+    /// Rebuild a workflow from its log and go on; `Err` with the panic's words if the engine
+    /// panicked doing it.
+    async fn replay(self: &Arc<Self>, row: WorkflowRow) -> Result<Result<(), ApiError>, String> {
+        let log = match self.store.events(&row.uid).await {
+            Ok(l) => l,
+            Err(e) => return Ok(Err(e.into())),
+        };
+        let built = contain(|| self.rebuild(&row, &log));
+        match built {
+            Ok(Ok((engine, pending))) => {
+                let seq = log.len() as i64;
+                let fresh = log.is_empty();
+                self.spawn(
+                    row.uid,
+                    row.namespace,
+                    row.name,
+                    engine,
+                    seq,
+                    pending,
+                    fresh,
+                );
+                Ok(Ok(()))
+            }
+            Ok(Err(e)) => Ok(Err(e)),
+            Err(why) => Err(why),
+        }
+    }
+
+    /// The engine of a stored workflow after its logged events, and what it still waits on.
+    fn rebuild(
+        &self,
+        row: &WorkflowRow,
+        log: &[store::EventRow],
+    ) -> Result<(Engine, Vec<Action>), ApiError> {
         let manifest: Value =
             serde_json::from_str(&row.manifest).map_err(|e| ApiError::Internal(e.to_string()))?;
         let wf = workflow_of(load_object("stored Workflow", &manifest)?)?;
@@ -199,13 +285,11 @@ impl Controller {
             from_nanos(row.created_ns),
         )
         .map_err(|e| ApiError::Internal(e.to_string()))?;
-        let log = self.store.events(&row.uid).await?;
-        let fresh = log.is_empty();
         // Replay, keeping track of what the engine asked for and has not heard back about.
         let mut pods: BTreeMap<String, PodRequest> = BTreeMap::new();
         let mut killed: HashSet<String> = HashSet::new();
         let mut other: BTreeMap<String, Action> = BTreeMap::new();
-        for e in &log {
+        for e in log {
             let entry: Logged = serde_json::from_str(&e.body)
                 .map_err(|err| ApiError::Internal(format!("event {}: {err}", e.seq)))?;
             let at = from_nanos(e.at_ns);
@@ -250,17 +334,7 @@ impl Controller {
             pending.push(Action::StartPod(Box::new(r)));
         }
         pending.extend(other.into_values());
-        let seq = log.len() as i64;
-        self.spawn(
-            row.uid,
-            row.namespace,
-            row.name,
-            engine,
-            seq,
-            pending,
-            fresh,
-        );
-        Ok(())
+        Ok((engine, pending))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -346,11 +420,13 @@ impl Controller {
         let status: Value = serde_json::from_str(&row.status).unwrap_or(Value::Null);
         self.store.delete_workflow(&row.uid).await?;
         let repo = self.pods.repository_for(
+            &row.namespace,
             status
                 .pointer("/spec/artifactRepositoryRef/key")
                 .and_then(Value::as_str),
         );
         for key in collectable(&status, "OnWorkflowDeletion") {
+            let Ok(repo) = &repo else { break };
             if let Err(e) = repo.delete(&key).await {
                 tracing::warn!("artifact GC of {}: {e}", repo.describe(&key));
             }
@@ -524,9 +600,14 @@ impl Controller {
         out
     }
 
-    /// The artifact repository of a workflow (`artifactRepositoryRef.key`, else the default).
-    pub fn repository_for(&self, key: Option<&str>) -> &artifact_repo::Repository {
-        self.pods.repository_for(key)
+    /// The artifact repository of a workflow in `namespace` (`artifactRepositoryRef.key`,
+    /// else the default), narrowed to the namespace's keys.
+    pub fn repository_for(
+        &self,
+        namespace: &str,
+        key: Option<&str>,
+    ) -> Result<artifact_repo::Repository, artifact_repo::RepoError> {
+        self.pods.repository_for(namespace, key)
     }
 
     /// A pod's directory (its logs, its result).
@@ -598,7 +679,10 @@ impl Run {
             if self.log(vec![(at, Logged::Start)]).await.is_err() {
                 return self.abandon();
             }
-            let actions = self.engine.start(at);
+            let actions = match contain(|| self.engine.start(at)) {
+                Ok(a) => a,
+                Err(why) => return self.panicked(why).await,
+            };
             self.dispatch(actions);
             self.notify().await;
         }
@@ -665,7 +749,10 @@ impl Run {
                     if let Event::PodDone(r) = &ev {
                         self.pods.remove(&r.node_id);
                     }
-                    let actions = self.engine.handle(ev, at);
+                    let actions = match contain(|| self.engine.handle(ev, at)) {
+                        Ok(a) => a,
+                        Err(why) => return self.panicked(why).await,
+                    };
                     self.dispatch(actions);
                 }
             }
@@ -681,6 +768,19 @@ impl Run {
                 }
             }
         }
+    }
+
+    /// The engine panicked on this workflow: it ends in Error, saying so, and nothing else
+    /// stops (the server, the other workflows, the next restart).
+    async fn panicked(self, why: String) {
+        for pod in self.pods.values() {
+            self.ctl.pods.kill(pod);
+        }
+        self.ctl.live.lock().expect("live map").remove(&self.uid);
+        let status = contain(|| self.engine.to_json()).unwrap_or(Value::Null);
+        self.ctl
+            .quarantine(&self.uid, &self.namespace, &self.name, status, &why)
+            .await;
     }
 
     /// The store failed: leave the workflow to the next start of the server, which replays it.
@@ -780,8 +880,10 @@ impl Run {
                 Action::Http { node_id, template } => {
                     let tx = self.tx.clone();
                     let metrics = self.ctl.metrics.clone();
+                    let exe = self.ctl.pods.exe().to_path_buf();
+                    let no_network = self.ctl.pods.no_egress(&self.namespace);
                     tokio::task::spawn_blocking(move || {
-                        let ev = local_executor::actions::http_call(node_id, &template);
+                        let ev = http_agent(&exe, no_network, node_id, &template);
                         metrics.queued();
                         let _ = tx.send(Cmd::Event(ev, None));
                     });
@@ -899,36 +1001,46 @@ impl Run {
         self.notify().await;
         let json = self.engine.to_json();
         let mut artifacts = Vec::new();
-        let repo = self
-            .ctl
-            .pods
-            .repository_for(repository_key(&self.engine.spec().artifact_repository_ref).as_deref());
-        // Collected at once: not billed as storage.
-        let collected = collectable(&json, "OnWorkflowCompletion");
-        for key in stored_artifacts(&json)
-            .into_iter()
-            .filter(|k| !collected.contains(k))
-        {
-            let bytes = match repo.size(&key).await {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::warn!("artifact {key}: its size: {e}");
-                    0
+        // Namespaces are checked where they enter, so this names the namespace's part of a
+        // configured repository.
+        match self.ctl.pods.repository_for(
+            &self.namespace,
+            repository_key(&self.engine.spec().artifact_repository_ref).as_deref(),
+        ) {
+            Ok(repo) => {
+                // Collected at once: not billed as storage.
+                let collected = collectable(&json, "OnWorkflowCompletion");
+                for key in stored_artifacts(&json)
+                    .into_iter()
+                    .filter(|k| !collected.contains(k))
+                {
+                    let bytes = match repo.size(&key).await {
+                        Ok(b) => b,
+                        Err(e) => {
+                            tracing::warn!("artifact {key}: its size: {e}");
+                            0
+                        }
+                    };
+                    artifacts.push(store::ArtifactRow {
+                        uid: self.uid.clone(),
+                        key,
+                        namespace: self.namespace.clone(),
+                        workflow: self.name.clone(),
+                        bytes: bytes as i64,
+                        stored_ns: nanos(now()),
+                    });
                 }
-            };
-            artifacts.push(store::ArtifactRow {
-                uid: self.uid.clone(),
-                key,
-                namespace: self.namespace.clone(),
-                workflow: self.name.clone(),
-                bytes: bytes as i64,
-                stored_ns: nanos(now()),
-            });
-        }
-        for key in collected {
-            if let Err(e) = repo.delete(&key).await {
-                tracing::warn!("artifact GC of {}: {e}", repo.describe(&key));
+                for key in collected {
+                    if let Err(e) = repo.delete(&key).await {
+                        tracing::warn!("artifact GC of {}: {e}", repo.describe(&key));
+                    }
+                }
             }
+            Err(e) => tracing::error!(
+                "workflow {}/{}: its artifact repository: {e}",
+                self.namespace,
+                self.name
+            ),
         }
         if let Err(e) = self.ctl.store.artifacts_stored(artifacts).await {
             tracing::error!(
@@ -1014,7 +1126,7 @@ fn collectable(wf: &Value, when: &str) -> Vec<String> {
             if let (true, false, Some(key)) =
                 (strategy == when, own_bucket, a["local"]["key"].as_str())
             {
-                if !key.contains("..") {
+                if artifact_repo::check_key(key).is_ok() {
                     out.insert(key.to_string());
                 }
             }
@@ -1030,11 +1142,83 @@ fn stored_artifacts(wf: &Value) -> Vec<String> {
     for n in nodes.into_iter().flat_map(|m| m.values()) {
         for a in n["outputs"]["artifacts"].as_array().into_iter().flatten() {
             if let Some(key) = a["local"]["key"].as_str() {
-                if !key.contains("..") {
+                if artifact_repo::check_key(key).is_ok() {
                     out.insert(key.to_string());
                 }
             }
         }
     }
     out.into_iter().collect()
+}
+
+/// An `http` template's call, made by ONYX's agent in a process of its own (`onyx exec-http`)
+/// under the namespace's egress rule, as Argo makes it in an agent pod: never in the server.
+fn http_agent(
+    exe: &std::path::Path,
+    no_network: bool,
+    node_id: String,
+    template: &workflow_model::Template,
+) -> Event {
+    use std::io::Write;
+    let failed = |node_id: String, why: String| Event::HttpDone {
+        node_id,
+        status: 0,
+        body: String::new(),
+        headers: Default::default(),
+        error: Some(why),
+    };
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("exec-http");
+    if no_network {
+        cmd.arg("--no-network");
+    }
+    let child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => return failed(node_id, format!("starting the HTTP agent: {e}")),
+    };
+    let input = serde_json::to_vec(&(&node_id, template)).unwrap_or_default();
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(&input);
+    }
+    match child.wait_with_output() {
+        Ok(out) if out.status.success() => serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| failed(node_id.clone(), format!("the HTTP agent's answer: {e}"))),
+        Ok(out) => failed(
+            node_id,
+            format!(
+                "the HTTP agent failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        ),
+        Err(e) => failed(node_id, format!("the HTTP agent: {e}")),
+    }
+}
+
+/// Run `f`, turning a panic into its message: one workflow's bug is that workflow's Error.
+fn contain<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|p| {
+        p.downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::contain;
+
+    #[test]
+    fn a_panic_is_contained_with_its_words() {
+        assert_eq!(contain(|| 7), Ok(7));
+        let literal = contain(|| -> u8 { panic!("engine bug") });
+        let formatted = contain(|| -> u8 { panic!("node {} is gone", "n1") });
+        assert_eq!(literal, Err("engine bug".into()));
+        assert_eq!(formatted, Err("node n1 is gone".into()));
+    }
 }

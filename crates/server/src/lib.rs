@@ -89,6 +89,54 @@ fn cluster(cfg: &ServerConfig) -> Result<Nodes, ServerError> {
     Ok((scheduling::Cluster::virtual_nodes(&c, policy), bmcs))
 }
 
+/// The file in a server's home holding the token it made for itself (mode 0600): the CLI on the
+/// same machine reads it, and so does the UI through the link the server prints.
+pub const LOCAL_TOKEN_FILE: &str = "token";
+
+/// The server's own token: read from `HOME/token`, or made there (random, mode 0600).
+pub fn local_token(home: &std::path::Path) -> std::io::Result<String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = home.join(LOCAL_TOKEN_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(t) if t.trim().len() >= 16 => return Ok(t.trim().to_string()),
+        Ok(_) => {
+            return Err(std::io::Error::other(format!(
+                "{} holds no token (at least 16 characters): remove it to make a new one",
+                path.display()
+            )))
+        }
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        Err(_) => {}
+    }
+    let token: String = (0..32)
+        .map(|_| format!("{:02x}", rand::random::<u8>()))
+        .collect();
+    let tmp = home.join(format!("{LOCAL_TOKEN_FILE}.{}", std::process::id()));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(token.as_bytes())?;
+    f.sync_all()?;
+    // Two servers starting on one home at once: the first token stays.
+    match std::fs::hard_link(&tmp, &path) {
+        Ok(()) => {
+            let _ = std::fs::remove_file(&tmp);
+            Ok(token)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let _ = std::fs::remove_file(&tmp);
+            Ok(std::fs::read_to_string(&path)?.trim().to_string())
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
 /// Run the server until SIGINT or SIGTERM. `ready` is called with the bound address once the
 /// API accepts connections.
 ///
@@ -101,6 +149,20 @@ pub async fn serve(
     let token = cfg.check()?;
     let io = |what: String| move |source| ServerError::Io { what, source };
     std::fs::create_dir_all(&cfg.home).map_err(io(format!("creating {}", cfg.home.display())))?;
+    // The home holds every tenant's logs, pods and the store: its owner's only.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&cfg.home, std::fs::Permissions::from_mode(0o700))
+            .map_err(io(format!("making {} private", cfg.home.display())))?;
+    }
+    // No token configured and no issuer: the server makes its own at first start, so that
+    // no other local user can call it (its steps run as root).
+    let token = match token {
+        None if cfg.auth.mode == config::AuthMode::Server => Some(
+            local_token(&cfg.home).map_err(io(format!("the token in {}", cfg.home.display())))?,
+        ),
+        t => t,
+    };
     let location = match &cfg.store {
         Some(url) => store::Location::parse(url),
         None => store::Location::Sqlite(cfg.home.join("onyx.db")),
@@ -288,7 +350,10 @@ impl Assembled {
             })
         };
         tokio::spawn(notify::run(notifier.clone(), submitter));
-        tokio::spawn(event_bus::run(notifier));
+        tokio::spawn(event_bus::run(
+            notifier,
+            event_bus::Settings::of(&state.cfg),
+        ));
         // Namespaces granted by approved requests keep their GPU quotas.
         for row in ctl.store.objects(requests::KIND, Some("")).await? {
             if let Some((ns, quota)) = requests::quota_of(&row.body) {

@@ -36,11 +36,15 @@ pub struct Pods {
     per_namespace: HashMap<String, Arc<Semaphore>>,
     /// Namespaces whose pods run without network.
     no_egress: std::collections::HashSet<String>,
+    /// Namespaces at Pod Security level `privileged`: their pods' root is the host's.
+    privileged: std::collections::HashSet<String>,
     /// Where artifacts are kept.
     pub repository: artifact_repo::Repository,
     /// Named repositories (`artifactRepositoryRef.key`).
     repositories: HashMap<String, artifact_repo::Repository>,
     secrets_file: Option<PathBuf>,
+    /// Host files no pod may see (the server's config, token and secrets).
+    hidden: Vec<PathBuf>,
 }
 
 fn limit(n: usize) -> Option<Arc<Semaphore>> {
@@ -98,6 +102,7 @@ impl Pods {
             repository,
             repositories,
             secrets_file: cfg.secrets.file.clone(),
+            hidden: cfg.private_files(),
             cluster: Arc::new(cluster),
             cancelled: std::sync::Mutex::new(std::collections::HashSet::new()),
             evicted: std::sync::Mutex::new(HashMap::new()),
@@ -119,14 +124,35 @@ impl Pods {
                 .filter(|ns| cfg.no_egress(ns))
                 .map(str::to_string)
                 .collect(),
+            privileged: cfg
+                .namespaces
+                .iter()
+                .filter(|(_, p)| p.pod_security == admission::PodSecurityLevel::Privileged)
+                .map(|(ns, _)| ns.clone())
+                .collect(),
         })
     }
 
-    /// The repository of a workflow: the named one its `artifactRepositoryRef` picks, else
-    /// the default.
-    pub fn repository_for(&self, key: Option<&str>) -> &artifact_repo::Repository {
+    /// The repository of a workflow in `namespace`: the named one its
+    /// `artifactRepositoryRef` picks, else the default — the namespace's part of it only.
+    pub fn repository_for(
+        &self,
+        namespace: &str,
+        key: Option<&str>,
+    ) -> Result<artifact_repo::Repository, artifact_repo::RepoError> {
         key.and_then(|k| self.repositories.get(k))
             .unwrap_or(&self.repository)
+            .for_namespace(namespace)
+    }
+
+    /// Whether `namespace`'s pods (and `http` templates) run without network.
+    pub fn no_egress(&self, namespace: &str) -> bool {
+        self.no_egress.contains(namespace)
+    }
+
+    /// The `onyx` executable that runs pods and `http` templates.
+    pub fn exe(&self) -> &std::path::Path {
+        &self.exe
     }
 
     /// A pod's directory, by its key ([`pod_key`]).
@@ -263,6 +289,7 @@ impl Pods {
         let _permits = self.permits(&namespace).await;
         let me = self.clone();
         let no_network = self.no_egress.contains(&namespace);
+        let host_users = self.privileged.contains(&namespace);
         let pod_namespace = namespace.clone();
         let prepared = {
             let req = req.clone();
@@ -286,8 +313,14 @@ impl Pods {
                 spec.no_network = no_network;
                 spec.namespace = pod_namespace;
                 spec.secrets_file = me.secrets_file.clone();
-                if let artifact_repo::Repository::S3(c) = me.repository_for(repository.as_deref()) {
-                    spec.s3 = Some(c.clone());
+                spec.hidden = me.hidden.clone();
+                spec.host_users = host_users;
+                match me
+                    .repository_for(&spec.namespace, repository.as_deref())
+                    .map_err(|e| e.to_string())?
+                {
+                    artifact_repo::Repository::S3(c) => spec.s3 = Some(c),
+                    artifact_repo::Repository::Local(dir) => spec.artifacts_dir = Some(dir),
                 }
                 {
                     let g = &grant;

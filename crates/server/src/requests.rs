@@ -11,16 +11,7 @@ use serde_json::{json, Value};
 /// The stored objects' kind (cluster-scoped: namespace "").
 pub const KIND: &str = "NamespaceRequest";
 
-/// A Kubernetes namespace name (a DNS-1123 label).
-fn valid_namespace(ns: &str) -> bool {
-    !ns.is_empty()
-        && ns.len() <= 63
-        && ns
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && !ns.starts_with('-')
-        && !ns.ends_with('-')
-}
+use access::is_namespace as valid_namespace;
 
 /// A new request from `body` (`namespace`, `ticketId`, `gpuQuota`, `group`, `reason`) by
 /// `requester`, who belongs to `groups`.

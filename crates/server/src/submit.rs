@@ -225,16 +225,16 @@ pub fn check_admission(
     ctx: &BuildContext,
 ) -> Result<(), ApiError> {
     let rules = policy.admission();
-    if rules.is_empty() {
-        return Ok(());
-    }
     let templates: Vec<Value> = ctx
         .workflow_templates
         .iter()
         .chain(&ctx.cluster_workflow_templates)
         .cloned()
         .collect();
-    let refused = admission::check(&rules, manifest, &templates);
+    let mut refused = admission::check_pod_security(policy.pod_security, manifest, &templates);
+    if !rules.is_empty() {
+        refused.extend(admission::check(&rules, manifest, &templates));
+    }
     if refused.is_empty() {
         return Ok(());
     }
@@ -291,7 +291,8 @@ pub async fn submit(
     }
     apply_parameters(&mut manifest, params);
     let name = resolve_name(&manifest)?;
-    let ctx = gather_templates(&s.ctl.store, ns, &manifest).await?;
+    let mut ctx = gather_templates(&s.ctl.store, ns, &manifest).await?;
+    ctx.config.limits = s.cfg.limits.clone();
     check_policy(s.cfg.policy(ns), &name, &manifest, &ctx)?;
     check_admission(s.cfg.policy(ns), ns, "workflow", &name, &manifest, &ctx)?;
     if let Some(key) = manifest

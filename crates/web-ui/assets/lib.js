@@ -92,12 +92,27 @@ export async function stream(path, onItem, signal) {
   }
 }
 
+// `onyx server` prints a link to `/#token=…` when it made its own token at first start:
+// opening that link signs this browser in (the fragment never reaches the server or its logs,
+// and is removed from the address bar at once).
+if (typeof location !== 'undefined' && location.hash.startsWith('#token=')) {
+  localStorage.setItem(TOKEN_KEY, decodeURIComponent(location.hash.slice('#token='.length)));
+  history.replaceState(null, '', location.pathname + location.search);
+}
+
 export function setToken(token) {
   if (token) localStorage.setItem(TOKEN_KEY, token);
   else localStorage.removeItem(TOKEN_KEY);
 }
 
-/** `h('div.cls', {attrs}, children...)`: a small element builder. */
+/** Whether a link target is one the UI may make: in-page (`#…`), this server's (`/…`, `./…`)
+ * or http(s). Names come from workflows, a tenant's words: no `javascript:` or `data:` link. */
+export function safeUrl(url) {
+  return /^(#|\/(?![\/\\])|\.\/|https?:\/\/)/i.test(String(url));
+}
+
+/** `h('div.cls', {attrs}, children...)`: a small element builder. Text is always text (never
+ * HTML), and `href`/`src` take only what `safeUrl` allows. */
 export function h(tag, attrs, ...children) {
   const [name, ...classes] = tag.split('.');
   const el = document.createElement(name || 'div');
@@ -110,6 +125,7 @@ export function h(tag, attrs, ...children) {
     if (v === undefined || v === null || v === false) continue;
     if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
     else if (k === 'dataset') Object.assign(el.dataset, v);
+    else if ((k === 'href' || k === 'src') && !safeUrl(v)) continue;
     else el.setAttribute(k, v === true ? '' : v);
   }
   append(el, children);

@@ -9,6 +9,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+/// The token a server with its state in `state` made for itself, if it made one.
+pub fn own_token(state: &Path) -> Option<String> {
+    std::fs::read_to_string(state.join("token"))
+        .ok()
+        .map(|t| t.trim().to_string())
+}
+
 pub fn temp_home(name: &str) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join("onyx-server")
@@ -43,10 +50,25 @@ pub struct Server {
     pub child: Child,
     pub base: String,
     pub home: PathBuf,
+    /// The token the server made for itself at first start (`state/token`), sent by
+    /// [`Server::call`] and [`Server::request`].
+    pub token: Option<String>,
 }
 
 impl Server {
     /// Start `onyx server` on a free port with its state in `home/state`.
+    /// A config file whose namespace `default` is at Pod Security level `privileged`, for tests
+    /// whose steps leave witnesses on the host through hostPath volumes.
+    pub fn privileged_default_config(home: &Path) -> String {
+        let cfg = home.join("privileged.toml");
+        std::fs::write(
+            &cfg,
+            "[namespaces.default]\npod_security = \"privileged\"\n",
+        )
+        .expect("config written");
+        cfg.display().to_string()
+    }
+
     pub fn start(home: &Path, extra: &[&str]) -> Server {
         Server::start_on(home, "127.0.0.1:0", extra)
     }
@@ -83,6 +105,16 @@ impl Server {
             child,
             base,
             home: home.to_path_buf(),
+            token: own_token(&home.join("state")),
+        }
+    }
+
+    /// A request to the server with its own token (when it made one).
+    pub fn request(&self, method: &str, path: &str) -> ureq::Request {
+        let req = ureq::request(method, &format!("{}{path}", self.base));
+        match &self.token {
+            Some(t) => req.set("Authorization", &format!("Bearer {t}")),
+            None => req,
         }
     }
 
@@ -92,7 +124,7 @@ impl Server {
     }
 
     pub fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        self.call_as(None, method, path, body)
+        self.call_as(self.token.as_deref(), method, path, body)
     }
 
     /// A call with `Authorization: Bearer TOKEN` when a token is given.
@@ -162,10 +194,10 @@ impl Server {
     /// A pod's main log, as one string.
     pub fn log(&self, ns: &str, workflow: &str, pod: &str) -> String {
         let url = format!(
-            "{}/api/v1/workflows/{ns}/{workflow}/log?podName={pod}&logOptions.container=main",
-            self.base
+            "/api/v1/workflows/{ns}/{workflow}/log?podName={pod}&logOptions.container=main"
         );
-        let body = ureq::get(&url)
+        let body = self
+            .request("GET", &url)
             .call()
             .expect("the log")
             .into_string()

@@ -110,6 +110,7 @@ pub(super) async fn retry_archived(
 pub(super) async fn resubmit_archived(
     State(s): St,
     Path(uid): Path<String>,
+    caller: Caller,
     JsonBody(body): JsonBody,
 ) -> ApiResult {
     let a = archived(&s, &uid).await?;
@@ -119,5 +120,23 @@ pub(super) async fn resubmit_archived(
         .filter(|n| !n.is_empty())
         .unwrap_or(&a.namespace)
         .to_string();
+    if !access::is_namespace(&ns) {
+        return Err(ApiError::InvalidArgument(format!(
+            "namespace {ns:?} is not a namespace name (a DNS-1123 label)"
+        )));
+    }
+    // Copying a workflow into a namespace is creating one there: the caller needs that too,
+    // beyond reading the archived one (checked by the authentication layer).
+    if let Some(p) = &caller {
+        let need = access::Need {
+            verb: "create",
+            resource: "workflows",
+            scope: access::Scope::Namespace(ns.clone()),
+        };
+        s.auth
+            .rules()
+            .check(&p.0, &need, None)
+            .map_err(|d| ApiError::Forbidden(d.message))?;
+    }
     resubmit_manifest(&s, &ns, wf, &a.name, &body).await
 }

@@ -171,6 +171,28 @@ async fn put(
         })
 }
 
+/// An EventSource's webhooks may listen only on the server's ports, and only where no other
+/// EventSource does (409, naming it when it is in the same namespace).
+async fn check_webhooks(
+    s: &AppState,
+    ns: &str,
+    name: &str,
+    obj: &Value,
+    k: Kind,
+) -> Result<(), ApiError> {
+    if k.kind != EVENT_SOURCE.kind || obj["spec"]["webhook"].is_null() {
+        return Ok(());
+    }
+    let stored = s.ctl.store.objects(k.kind, None).await?;
+    let settings = crate::event_bus::Settings::of(&s.cfg);
+    crate::event_bus::check_new(&settings, ns, name, obj, &stored).map_err(|e| match e {
+        crate::event_bus::Refusal::Invalid(m) => {
+            ApiError::InvalidArgument(format!("{}: {m}", k.field))
+        }
+        crate::event_bus::Refusal::Clash(m) => ApiError::AlreadyExists(format!("{}: {m}", k.field)),
+    })
+}
+
 async fn create(
     State(s): St,
     Path(ns): Path<String>,
@@ -178,6 +200,7 @@ async fn create(
     k: Kind,
 ) -> ApiResult {
     let (name, mut obj) = object_of(body, &ns, k)?;
+    check_webhooks(&s, &ns, &name, &obj, k).await?;
     obj["metadata"]["uid"] = json!(crate::controller::new_uid());
     obj["metadata"]["creationTimestamp"] =
         json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
@@ -215,6 +238,7 @@ async fn update(
     for keep in ["uid", "creationTimestamp"] {
         obj["metadata"][keep] = old["metadata"][keep].clone();
     }
+    check_webhooks(&s, &ns, &name, &obj, k).await?;
     put(&s, &ns, &name, &obj, false, k).await?;
     Ok(Json(obj))
 }

@@ -112,7 +112,7 @@ async fn locate(
         })?;
     let key = a["local"]["key"]
         .as_str()
-        .filter(|k| !k.contains(".."))
+        .filter(|k| artifact_repo::check_key(k).is_ok())
         .ok_or_else(|| {
             ApiError::NotFound(format!(
                 "artifact {name:?} is not in an artifact repository (a raw or http artifact)"
@@ -125,10 +125,11 @@ async fn locate(
         None => s
             .ctl
             .repository_for(
+                ns,
                 wf.pointer("/spec/artifactRepositoryRef/key")
                     .and_then(Value::as_str),
             )
-            .clone(),
+            .map_err(|e| ApiError::InvalidArgument(e.to_string()))?,
     };
     Ok((key, repo))
 }
@@ -268,6 +269,11 @@ async fn files(
                 .map_err(|e| ApiError::Internal(e.to_string()))
         }
     };
+    if path.split('/').any(|p| p == ".." || p == ".") {
+        return Err(ApiError::InvalidArgument(
+            "artifact-files: \"..\" or \".\" in the path".into(),
+        ));
+    }
     if path.is_empty() || path.ends_with('/') {
         let files = listing_of(path).await?;
         if files.is_empty() {
@@ -287,14 +293,18 @@ async fn files(
         let mut dirs = std::collections::BTreeSet::new();
         for f in &files {
             match f.split_once('/') {
+                // `./` first and the name percent-encoded: a file named `javascript:…` is
+                // a relative link like any other.
                 None => html.push_str(&format!(
-                    "<li><a href=\"{f}\">{f}</a></li>\n",
+                    "<li><a href=\"./{href}\">{f}</a></li>\n",
+                    href = encode_segment(f),
                     f = escape(f)
                 )),
                 Some((d, _)) => {
                     if dirs.insert(d.to_string()) {
                         html.push_str(&format!(
-                            "<li><a href=\"{d}/\">{d}/</a></li>\n",
+                            "<li><a href=\"./{href}/\">{d}/</a></li>\n",
+                            href = encode_segment(d),
                             d = escape(d)
                         ));
                     }
@@ -302,17 +312,36 @@ async fn files(
             }
         }
         html.push_str("</ul></body></html>");
-        return Ok((StatusCode::OK, [(header::CONTENT_TYPE, "text/html")], html).into_response());
-    }
-    if path.split('/').any(|p| p == "..") {
-        return Err(ApiError::InvalidArgument(
-            "artifact-files: \"..\" in the path".into(),
-        ));
+        // The listing shows tenants' file names: no script of any kind runs in it.
+        return Ok((
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                (
+                    header::CONTENT_SECURITY_POLICY,
+                    "sandbox; default-src 'none'; base-uri 'none'",
+                ),
+            ],
+            html,
+        )
+            .into_response());
     }
     if !listing_of(path).await?.is_empty() {
         return Ok(Redirect::temporary(&format!("{here}/")).into_response());
     }
     stream(&repo, &format!("{key}/{path}")).await
+}
+
+/// A file name as one URL path segment: every byte but unreserved ones percent-encoded.
+fn encode_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 fn escape(s: &str) -> String {

@@ -144,7 +144,7 @@ pub(super) fn identity(token: Option<&str>, headers: &HeaderMap) -> String {
         .and_then(|v| v.strip_prefix("Bearer "));
     match (token, given) {
         (None, _) => "anonymous".into(),
-        (Some(t), Some(g)) if t == g => crate::auth::token_name(t),
+        (Some(t), Some(g)) if crate::auth::same_secret(t, g) => crate::auth::token_name(t),
         _ => "unauthenticated".into(),
     }
 }

@@ -78,7 +78,12 @@ fn sso_routes() -> Router<Arc<AppState>> {
                 |State(s): St, Query(q): Query<HashMap<String, String>>| async move {
                     let back = q.get("redirect").map_or("/", String::as_str);
                     match s.auth.sign_in(back) {
-                        Ok(url) => axum::response::Redirect::to(&url).into_response(),
+                        // The state cookie binds the sign-in to this browser (login CSRF).
+                        Ok((url, cookie)) => (
+                            [(header::SET_COOKIE, cookie)],
+                            axum::response::Redirect::to(&url),
+                        )
+                            .into_response(),
                         Err(e) => e.into_response(),
                     }
                 },
@@ -87,7 +92,9 @@ fn sso_routes() -> Router<Arc<AppState>> {
         .route(
             "/oauth2/callback",
             get(
-                |State(s): St, Query(q): Query<HashMap<String, String>>| async move {
+                |State(s): St,
+                 headers: axum::http::HeaderMap,
+                 Query(q): Query<HashMap<String, String>>| async move {
                     if let Some(e) = q.get("error") {
                         return ApiError::Unauthenticated(format!(
                             "sign-in refused by the issuer: {e}: {}",
@@ -101,9 +108,11 @@ fn sso_routes() -> Router<Arc<AppState>> {
                         )
                         .into_response();
                     };
-                    match s.auth.callback(code, state).await {
-                        Ok((cookie, back)) => (
-                            [(header::SET_COOKIE, cookie)],
+                    match s.auth.callback(code, state, &headers).await {
+                        Ok((cookies, back)) => (
+                            axum::response::AppendHeaders(
+                                cookies.into_iter().map(|c| (header::SET_COOKIE, c)),
+                            ),
                             axum::response::Redirect::to(&back),
                         )
                             .into_response(),
@@ -139,7 +148,23 @@ async fn authenticate(State(s): St, mut req: Request, next: Next) -> Response {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    let need = access::need(req.method().as_str(), req.uri().path(), req.uri().query());
+    // Authorize what the router will route: the path decoded as its extractors decode it.
+    let Some(path) = access::decoded_path(req.uri().path()) else {
+        return ApiError::InvalidArgument(format!(
+            "{}: a path segment is '.', '..' or holds an encoded '/' or NUL",
+            req.uri().path()
+        ))
+        .into_response();
+    };
+    let need = access::need(req.method().as_str(), &path, req.uri().query());
+    if let access::Scope::Namespace(ns) = &need.scope {
+        if !access::is_namespace(ns) {
+            return ApiError::InvalidArgument(format!(
+                "namespace {ns:?} is not a namespace name (a DNS-1123 label: lower-case letters, digits and '-', at most 63)"
+            ))
+            .into_response();
+        }
+    }
     let archived_in = match &need.scope {
         access::Scope::ArchivedUid(uid) if !principal.admin => namespace_of(&s, uid, false).await,
         access::Scope::WorkflowUid(uid) if !principal.admin => namespace_of(&s, uid, true).await,

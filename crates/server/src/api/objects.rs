@@ -104,6 +104,14 @@ pub(super) async fn prepare_object(
         obj["metadata"]["namespace"] = json!(ns);
     }
     if k.kind == "CronWorkflow" {
+        // Argo's limit (maxCronWorkflowNameLength): the name becomes a label value of every
+        // workflow it makes (at most 63), with a suffix.
+        if name.len() > 52 {
+            return Err(ApiError::InvalidArgument(format!(
+                "cron workflow name {name:?} must not be more than 52 characters long (currently {})",
+                name.len()
+            )));
+        }
         crate::cron::validate(&obj)?;
         let wf = crate::cron::workflow_from(&obj, &name);
         let ctx = submit::gather_templates(&s.ctl.store, ns, &wf).await?;

@@ -48,6 +48,18 @@ async fn create(State(s): St, caller: Caller, JsonBody(body): JsonBody) -> ApiRe
             "namespace {ns:?} already exists (it is in the server's config)"
         )));
     }
+    if s.ctl.store.object(KIND, "", ns).await?.is_some() {
+        return Err(ApiError::AlreadyExists(format!(
+            "namespace {ns:?} has already been requested"
+        )));
+    }
+    // A namespace someone already works in is theirs: asking for it would give it (and what
+    // is in it) to another group. Said without naming who.
+    if in_use(&s, ns).await? {
+        return Err(ApiError::AlreadyExists(format!(
+            "namespace {ns:?} already exists (it is in use)"
+        )));
+    }
     s.ctl
         .store
         .put_object(
@@ -68,6 +80,35 @@ async fn create(State(s): St, caller: Caller, JsonBody(body): JsonBody) -> ApiRe
             other => other.into(),
         })?;
     Ok(Json(request))
+}
+
+/// Whether a namespace is granted by the server's config or holds workflows or templates.
+async fn in_use(s: &AppState, ns: &str) -> Result<bool, ApiError> {
+    let granted = s
+        .auth
+        .rules()
+        .grants
+        .iter()
+        .any(|g| g.namespaces.iter().any(|n| n == ns));
+    if granted || ns == "default" {
+        return Ok(true);
+    }
+    let live = s
+        .ctl
+        .store
+        .count_by_phase()
+        .await?
+        .iter()
+        .any(|(n, _, count)| n == ns && *count > 0);
+    if live {
+        return Ok(true);
+    }
+    for kind in ["WorkflowTemplate", "CronWorkflow", "EventSource", "Sensor"] {
+        if !s.ctl.store.objects(kind, Some(ns)).await?.is_empty() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 async fn list(State(s): St, caller: Caller) -> ApiResult {
