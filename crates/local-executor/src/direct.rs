@@ -30,8 +30,8 @@ pub fn eligible(spec: &PodSpec) -> bool {
     if std::env::var_os("ONYX_NO_DIRECT").is_some() {
         return false;
     }
-    // A root's pods run in the OCI sandbox, through the wrapper.
-    if nix::unistd::Uid::effective().is_root() && !crate::sandbox::disabled() {
+    // Sandboxed pods (rootless too) run in the OCI sandbox, through the wrapper.
+    if !crate::sandbox::disabled() {
         return false;
     }
     let c = &spec.main[0];

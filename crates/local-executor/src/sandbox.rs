@@ -156,7 +156,12 @@ pub fn runtime() -> Option<PathBuf> {
 /// Why pods cannot be sandboxed here, or `None` when they can.
 pub fn unavailable() -> Option<String> {
     if !nix::unistd::Uid::effective().is_root() {
-        return Some("the server does not run as root".into());
+        return Some(match ROOTLESS_REFUSED.get() {
+            Some(why) => format!(
+                "the server is not root and a user namespace for a rootless sandbox was refused ({why}); ONYX_NO_SANDBOX=1 runs pods as the server's own processes, for trusted workflows only"
+            ),
+            None => "the wrapper is not root and did not enter a user namespace".into(),
+        });
     }
     if runtime().is_none() {
         return Some(
@@ -165,6 +170,49 @@ pub fn unavailable() -> Option<String> {
         );
     }
     None
+}
+
+static ROOTLESS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static ROOTLESS_REFUSED: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Where the server is not root, the wrapper's first act: make this process the root of a
+/// user namespace of its own, mapping that root to the server's uid and gid (the only host ids
+/// an unprivileged process may map), with a mount namespace it owns. The pod's root is then
+/// built and its containers run as for a root server, except that the runtime makes no user
+/// namespace of its own: inside, root is the server's user on the host — rootless containers,
+/// as Podman and rootless runc make them. Call it before the process starts a thread
+/// (`unshare(CLONE_NEWUSER)` refuses a threaded process). Does nothing as root.
+pub fn enter_rootless() -> Result<(), String> {
+    use nix::sched::{unshare, CloneFlags};
+    use nix::unistd::{Gid, Uid};
+    if Uid::effective().is_root() {
+        return Ok(());
+    }
+    let (uid, gid) = (Uid::effective(), Gid::effective());
+    let entered = unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS)
+        .map_err(|e| format!("unshare(CLONE_NEWUSER): {e}"))
+        .and_then(|()| {
+            // `setgroups` denied first: an unprivileged process may write a gid map only then.
+            fs::write("/proc/self/setgroups", "deny")
+                .and_then(|()| fs::write("/proc/self/uid_map", format!("0 {uid} 1")))
+                .and_then(|()| fs::write("/proc/self/gid_map", format!("0 {gid} 1")))
+                .map_err(|e| format!("mapping the server's user in its user namespace: {e}"))
+        });
+    match entered {
+        Ok(()) => {
+            ROOTLESS.store(true, std::sync::atomic::Ordering::Release);
+            Ok(())
+        }
+        Err(why) => {
+            let _ = ROOTLESS_REFUSED.set(why.clone());
+            Err(why)
+        }
+    }
+}
+
+/// Whether this process entered the user namespace of [`enter_rootless`].
+pub fn rootless() -> bool {
+    ROOTLESS.load(std::sync::atomic::Ordering::Acquire)
 }
 
 /// Whether pods run without a sandbox because the operator said so (`ONYX_NO_SANDBOX`):
@@ -238,7 +286,8 @@ pub struct Sandbox {
     hostname: String,
     masked: Vec<String>,
     devices: Vec<PathBuf>,
-    /// The pod's root is the host's (no user namespace).
+    /// The runtime makes no user namespace: the pod's root is the host's (`host_users`), or
+    /// the server's user where the wrapper runs rootless (its own user namespace maps them).
     host_users: bool,
 }
 
@@ -294,6 +343,8 @@ impl Sandbox {
             None::<&str>,
         )
         .map_err(nix_err("making / private"))?;
+        // Rootless, the pod's root is the wrapper's own user namespace's: its only uid is 0.
+        let host_users = host_users || rootless();
         let owner = if host_users { 0 } else { UID_BASE };
         let give = |p: &Path| give_to(owner, p);
         let root = dir.join("root");
@@ -425,7 +476,9 @@ impl Sandbox {
             }
             devices.sort();
         }
-        let runtime_root = expose(&root)?;
+        // Rootless, the pod's root is the home's owner: it may enter the home (and may not
+        // make `/run/onyx-pods`).
+        let runtime_root = if rootless() { root.clone() } else { expose(&root)? };
         let bundles = dir.join("bundles");
         let state = dir.join("runtime-state");
         for d in [&bundles, &state] {

@@ -166,6 +166,11 @@ fn main() -> ExitCode {
                     1
                 }
             };
+            // Not root: a user namespace of the wrapper's own first (rootless pods); where it
+            // is refused, the pod fails saying so (`sandbox::unavailable`).
+            if !local_executor::sandbox::disabled() {
+                let _ = local_executor::sandbox::enter_rootless();
+            }
             // The pod's containers die with the wrapper (see local_executor::sandbox).
             let code = if nix::unistd::Uid::effective().is_root()
                 && !local_executor::sandbox::disabled()

@@ -46,6 +46,31 @@ fn a_root_step_reaches_neither_the_host_nor_onyx_nor_other_pods() {
     }
     let home = temp_home("security-sandbox");
     let s = Server::start(&home, &[]);
+    let log = attack_from_a_pod(&s, &home);
+    // Its root is an unprivileged range of host uids.
+    assert!(log.contains("uid_map=0 1000000000 65536"), "{log}");
+}
+
+/// The same attack on a server run by an unprivileged user: its pods run rootless (a user
+/// namespace of the wrapper's own, the server's uid as the containers' root) and see no more
+/// of the host, or of the server's files their root could otherwise read, than a root server's.
+#[test]
+fn a_server_that_is_not_root_runs_its_pods_rootless_and_as_contained() {
+    if !sandboxed() {
+        return;
+    }
+    let home = temp_home("security-rootless");
+    let s = Server::start_as_user(&home, NOBODY, &[]);
+    let log = attack_from_a_pod(&s, &home);
+    // Its root is the server's user on the host, and nothing else is mapped.
+    assert!(log.contains(&format!("uid_map=0 {NOBODY} 1")), "{log}");
+}
+
+/// `nobody`: an account with nothing of its own on the host.
+const NOBODY: u32 = 65_534;
+
+/// The attack, its common verdicts, and what the attacker saw.
+fn attack_from_a_pod(s: &Server, home: &std::path::Path) -> String {
     let state = home.join("state").canonicalize().unwrap();
     let token = s.token.clone().expect("the server made its own token");
     let marker = format!("/usr/bin/onyx-escape-{}", std::process::id());
@@ -53,6 +78,7 @@ fn a_root_step_reaches_neither_the_host_nor_onyx_nor_other_pods() {
         r#"set +e
 echo "pid1=$(tr '\0' ' ' < /proc/1/cmdline)"
 echo "procs=$(ls /proc | grep -c '^[0-9]')"
+echo "uid_map=$(cat /proc/self/uid_map | tr -s ' ' | sed 's/^ //')"
 ls /proc/1/root/ | tr '\n' ' '; echo
 cat {state}/token; echo "token=$?"
 ls {state} 2>&1; echo "home=$?"
@@ -114,6 +140,7 @@ echo done
         .and_then(|n| n.parse().ok())
         .unwrap();
     assert!(procs < 10, "{log}");
+    log
 }
 
 /// Pod Security admission, `baseline` by default: hostPath volumes, privileged containers,

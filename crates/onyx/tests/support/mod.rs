@@ -75,7 +75,24 @@ impl Server {
 
     /// Start `onyx server` listening on `listen`.
     pub fn start_on(home: &Path, listen: &str, extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_onyx"))
+        Server::spawn(home, listen, extra, None)
+    }
+
+    /// Start `onyx server` as an unprivileged user (`uid`, its group the same number), as a
+    /// server run by an ordinary account is: `home` becomes that user's.
+    pub fn start_as_user(home: &Path, uid: u32, extra: &[&str]) -> Server {
+        std::os::unix::fs::chown(home, Some(uid), Some(uid)).expect("home given to the user");
+        Server::spawn(home, "127.0.0.1:0", extra, Some(uid))
+    }
+
+    fn spawn(home: &Path, listen: &str, extra: &[&str], user: Option<u32>) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_onyx"));
+        if let Some(id) = user {
+            // std drops the supplementary groups too when root changes user.
+            use std::os::unix::process::CommandExt;
+            cmd.uid(id).gid(id);
+        }
+        let mut child = cmd
             .args(["server", "--listen", listen])
             .args(extra)
             .env("ONYX_HOME", home.join("state"))
