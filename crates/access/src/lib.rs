@@ -227,10 +227,21 @@ pub fn need(method: &str, path: &str, query: Option<&str>) -> Need {
             resource: "metrics",
             scope: Scope::Cluster,
         },
+        // What every signed-in user may call: the server's version and settings, who they
+        // are, and the UI's usage beacon (Argo's `tracking/event`).
+        ["api", "v1", "info" | "version" | "userinfo"] | ["api", "v1", "tracking", "event"] => {
+            Need {
+                verb: if reading { "get" } else { write_verb(method) },
+                resource: "info",
+                scope: Scope::Anyone,
+            }
+        }
+        // Anything else a route serves has not said what it needs: an admin's only, so that a
+        // route added without its entry here is closed, never open.
         _ => Need {
             verb: if reading { "get" } else { write_verb(method) },
-            resource: "info",
-            scope: Scope::Anyone,
+            resource: "undeclared",
+            scope: Scope::Cluster,
         },
     }
 }
@@ -472,6 +483,12 @@ mod tests {
         assert_eq!(n("GET", "/metrics").scope, Scope::Cluster);
         assert_eq!(n("GET", "/api/v1/onyx/usage").scope, Scope::Cluster);
         assert_eq!(n("GET", "/api/v1/version").scope, Scope::Anyone);
+        assert_eq!(n("GET", "/api/v1/userinfo").scope, Scope::Anyone);
+        assert_eq!(n("POST", "/api/v1/tracking/event").scope, Scope::Anyone);
+        // A path no entry names is closed: a route added without one serves admins only.
+        assert_eq!(n("GET", "/api/v1/some-new-route").scope, Scope::Cluster);
+        assert_eq!(n("POST", "/api/v1/info/x").scope, Scope::Cluster);
+        assert_eq!(n("GET", "/").scope, Scope::Cluster);
         assert_eq!(
             n("PUT", "/api/v1/cluster-workflow-templates/t").scope,
             Scope::Cluster

@@ -478,7 +478,11 @@ impl Sandbox {
         }
         // Rootless, the pod's root is the home's owner: it may enter the home (and may not
         // make `/run/onyx-pods`).
-        let runtime_root = if rootless() { root.clone() } else { expose(&root)? };
+        let runtime_root = if rootless() {
+            root.clone()
+        } else {
+            expose(&root)?
+        };
         let bundles = dir.join("bundles");
         let state = dir.join("runtime-state");
         for d in [&bundles, &state] {

@@ -48,7 +48,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(artifacts::routes())
         .merge(events::routes())
         .merge(argo_events::routes())
+        // Authorization after routing, on the routes only: a path no route serves is a 404
+        // (for the signed-in), and what each route needs is decided on the path as its
+        // extractors decode it (`access::need`, closed for a route it does not name).
+        .route_layer(middleware::from_fn_with_state(state.clone(), authorize))
         .fallback(not_found)
+        // Authentication before routing, everywhere: 401 for any path without credentials.
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         // Outside authentication, so that refused attempts are audited too.
         .layer(middleware::from_fn_with_state(
@@ -143,12 +148,26 @@ async fn namespace_of(s: &AppState, uid: &str, live: bool) -> Option<String> {
         .map(|r| r.namespace)
 }
 
+/// Who calls: every API path needs a principal (or answers 401), before routing.
 async fn authenticate(State(s): St, mut req: Request, next: Next) -> Response {
     let principal = match s.auth.principal(req.headers()).await {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    // Authorize what the router will route: the path decoded as its extractors decode it.
+    let name = principal.name.clone();
+    req.extensions_mut().insert(Arc::new(principal));
+    let mut resp = next.run(req).await;
+    resp.extensions_mut().insert(common::CallerName(name));
+    resp
+}
+
+/// What the routed call needs, and whether its caller has it: after routing (a route layer),
+/// on the path decoded as the route's extractors decode it.
+async fn authorize(State(s): St, req: Request, next: Next) -> Response {
+    let Some(principal) = req.extensions().get::<Arc<access::Principal>>().cloned() else {
+        // Unreachable behind `authenticate`; refused rather than assumed.
+        return ApiError::Unauthenticated("no principal".into()).into_response();
+    };
     let Some(path) = access::decoded_path(req.uri().path()) else {
         return ApiError::InvalidArgument(format!(
             "{}: a path segment is '.', '..' or holds an encoded '/' or NUL",
@@ -178,14 +197,7 @@ async fn authenticate(State(s): St, mut req: Request, next: Next) -> Response {
         .rules()
         .check(&principal, &need, archived_in.as_deref())
     {
-        let mut resp = ApiError::Forbidden(denied.message).into_response();
-        resp.extensions_mut()
-            .insert(common::CallerName(principal.name));
-        return resp;
+        return ApiError::Forbidden(denied.message).into_response();
     }
-    let name = principal.name.clone();
-    req.extensions_mut().insert(Arc::new(principal));
-    let mut resp = next.run(req).await;
-    resp.extensions_mut().insert(common::CallerName(name));
-    resp
+    next.run(req).await
 }
