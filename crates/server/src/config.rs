@@ -196,7 +196,7 @@ pub struct ServerConfig {
     /// Scheduling queues; `default`, `dedicated` (whole nodes) and `shared` (MIG slices) exist
     /// unless configured otherwise.
     #[serde(default)]
-    pub queues: BTreeMap<String, crate::scheduling::QueueConfig>,
+    pub queues: BTreeMap<String, cluster_shell::QueueConfig>,
     /// Priority classes by name (`priorityClassName`), higher first.
     #[serde(default)]
     pub priority_classes: BTreeMap<String, i64>,
@@ -536,10 +536,10 @@ impl ServerConfig {
     }
 
     /// What the scheduler needs from this configuration.
-    pub fn scheduling_policy(&self) -> crate::scheduling::Policy {
-        let mut queues = crate::scheduling::builtin_queues();
+    pub fn scheduling_policy(&self) -> cluster_shell::Policy {
+        let mut queues = cluster_shell::builtin_queues();
         queues.extend(self.queues.clone());
-        crate::scheduling::Policy {
+        cluster_shell::Policy {
             queues,
             priority_classes: self.priority_classes.clone(),
             tenants: self

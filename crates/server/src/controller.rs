@@ -564,7 +564,7 @@ impl Controller {
         self.pods.evict(pod, why);
     }
 
-    pub fn cluster(&self) -> &crate::scheduling::Cluster {
+    pub fn cluster(&self) -> &cluster_shell::Cluster {
         &self.pods.cluster
     }
 
@@ -838,10 +838,10 @@ impl Run {
                     let running_since = Mutex::new(None::<Instant>);
                     let pods = self.ctl.pods.clone();
                     let spec = self.engine.spec();
-                    let ask = crate::scheduling::ask_of(
+                    let ask = cluster_shell::ask_of(
                         &self.namespace,
                         &req.template,
-                        &crate::scheduling::PodDefaults::of(spec),
+                        &cluster_shell::PodDefaults::of(spec),
                     );
                     let repository = repository_key(&spec.artifact_repository_ref);
                     tokio::spawn(pods.run(

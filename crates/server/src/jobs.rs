@@ -14,7 +14,7 @@ use workflow_engine::{Event, PodRequest};
 use workflow_model::Template;
 
 use crate::pods::Pods;
-use crate::scheduling::{ask_of, PodDefaults, GROUP_MIN_MEMBER, GROUP_NAME, QUEUE_NAME};
+use cluster_shell::{ask_of, PodDefaults, GROUP_MIN_MEMBER, GROUP_NAME, QUEUE_NAME};
 
 /// The Volcano Job a resource template creates, if it creates one.
 pub fn volcano_manifest(t: &Template) -> Option<Value> {

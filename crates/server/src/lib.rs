@@ -17,7 +17,7 @@ pub mod notify;
 pub mod pods;
 pub mod requests;
 pub mod schedule;
-pub mod scheduling;
+
 pub mod standby;
 pub mod state;
 pub mod submit;
@@ -45,7 +45,7 @@ pub enum ServerError {
 /// The GPUs pods are placed on: this machine's (`local`) or a cluster file's GPU nodes.
 /// The cluster pods are placed on, and the BMC address of each node that has one.
 type Nodes = (
-    scheduling::Cluster,
+    cluster_shell::Cluster,
     std::collections::BTreeMap<String, String>,
 );
 
@@ -62,7 +62,13 @@ fn cluster(cfg: &ServerConfig) -> Result<Nodes, ServerError> {
                 "dynamic_mig: this machine's GPUs keep the MIG layout they have (set it with nvidia-smi mig); dynamic MIG works on --cluster onyx or a cluster file".into(),
             )));
         }
-        return Ok((scheduling::Cluster::local(policy), Default::default()));
+        return Ok((
+            cluster_shell::Cluster::local(
+                policy,
+                local_executor::actions::node_config().node_labels,
+            ),
+            Default::default(),
+        ));
     }
     let name = &cfg.cluster;
     let text = match cluster_model::builtin(name) {
@@ -86,7 +92,7 @@ fn cluster(cfg: &ServerConfig) -> Result<Nodes, ServerError> {
         .iter()
         .filter_map(|n| Some((n.name.clone(), n.bmc?.to_string())))
         .collect();
-    Ok((scheduling::Cluster::virtual_nodes(&c, policy), bmcs))
+    Ok((cluster_shell::Cluster::virtual_nodes(&c, policy), bmcs))
 }
 
 /// The file in a server's home holding the token it made for itself (mode 0600): the CLI on the
@@ -259,7 +265,7 @@ struct Parts {
 struct Assembled {
     state: Arc<state::AppState>,
     notifier: Arc<notify::Notifier>,
-    ledger: tokio::sync::mpsc::UnboundedReceiver<scheduling::Ledger>,
+    ledger: tokio::sync::mpsc::UnboundedReceiver<cluster_shell::Ledger>,
 }
 
 impl Parts {

@@ -29,7 +29,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use workflow_engine::{GaugeOperation, MetricUpdate, MetricValue};
 
-use crate::scheduling::{GpuUsage, Holder, NodeUsage, QueueUsage};
+use cluster_shell::{GpuUsage, Holder, NodeUsage, QueueUsage};
 
 /// Argo's phases that `argo_workflows_count` always reports, zero or not.
 const WORKFLOW_PHASES: [&str; 5] = ["Pending", "Running", "Succeeded", "Failed", "Error"];
@@ -389,32 +389,20 @@ pub fn modelled_gpus(nodes: &[NodeUsage]) -> Vec<GpuSample> {
 
 /// This machine's GPUs through NVML (none when the library or a GPU is missing).
 pub fn local_gpus(node: &str) -> Vec<GpuSample> {
-    use nvml_wrapper::enum_wrappers::device::TemperatureSensor;
-    static NVML: std::sync::OnceLock<Option<nvml_wrapper::Nvml>> = std::sync::OnceLock::new();
-    let Some(nvml) = NVML.get_or_init(|| nvml_wrapper::Nvml::init().ok()) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for i in 0..nvml.device_count().unwrap_or(0) {
-        let Ok(d) = nvml.device_by_index(i) else {
-            continue;
-        };
-        let mem = d.memory_info().ok();
-        out.push(GpuSample {
+    gpu_discovery::readings()
+        .into_iter()
+        .map(|r| GpuSample {
             node: node.to_string(),
-            index: i as usize,
-            uuid: d.uuid().unwrap_or_default(),
-            model: d.name().unwrap_or_default(),
-            util_percent: d.utilization_rates().map_or(0.0, |u| u.gpu as f64),
-            fb_used_mib: mem.as_ref().map_or(0.0, |m| (m.used >> 20) as f64),
-            fb_free_mib: mem.as_ref().map_or(0.0, |m| (m.free >> 20) as f64),
-            temp_celsius: d
-                .temperature(TemperatureSensor::Gpu)
-                .map_or(0.0, |t| t as f64),
-            power_watts: d.power_usage().map_or(0.0, |mw| mw as f64 / 1000.0),
-        });
-    }
-    out
+            index: r.index,
+            uuid: r.uuid,
+            model: r.model,
+            util_percent: r.util_percent,
+            fb_used_mib: r.fb_used_mib,
+            fb_free_mib: r.fb_free_mib,
+            temp_celsius: r.temp_celsius,
+            power_watts: r.power_watts,
+        })
+        .collect()
 }
 
 /// Render every metric: the controller's counters with this scrape's snapshot.
@@ -1090,7 +1078,7 @@ mod tests {
 
     #[test]
     fn modelled_gpus_are_busy_as_far_as_they_are_held() {
-        use crate::scheduling::{GpuUsage, Holder, InstanceUsage};
+        use cluster_shell::{GpuUsage, Holder, InstanceUsage};
         let holder = Holder {
             pod: "p".into(),
             namespace: "ns".into(),

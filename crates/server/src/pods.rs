@@ -14,7 +14,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use workflow_engine::{Event, PodRequest, PodResult};
 
 use crate::config::ServerConfig;
-use crate::scheduling::{Ask, Cluster, Grant, Standing};
+use cluster_shell::{Ask, Cluster, Grant, Standing};
 
 /// Where a pod's grant is kept in its directory.
 const GRANT_FILE: &str = "grant.json";

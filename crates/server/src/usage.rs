@@ -12,7 +12,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::config::Prices;
 use crate::error::ApiError;
-use crate::scheduling::Ledger;
+use cluster_shell::Ledger;
 
 /// Write the ledger's changes to the store, in order. First, holds left open by pods that
 /// ended while the server was down are closed (at this start: an upper bound).

@@ -110,7 +110,7 @@ pub(super) async fn maintenance_start(State(s): St) -> ApiResult {
     Ok(Json(s.maint.status()))
 }
 
-pub(super) fn queue_json(q: crate::scheduling::QueueUsage) -> Value {
+pub(super) fn queue_json(q: cluster_shell::QueueUsage) -> Value {
     serde_json::to_value(q).unwrap_or_default()
 }
 
