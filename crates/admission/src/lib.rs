@@ -10,6 +10,8 @@
 use serde::Deserialize;
 use serde_json::Value;
 
+#[cfg(test)]
+mod arbitrary_json;
 pub mod pod_security;
 
 pub use pod_security::{check as check_pod_security, Level as PodSecurityLevel};
@@ -352,8 +354,11 @@ pub fn qualified(image: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use proptest::prelude::*;
     use serde_json::json;
+
+    use super::*;
+    use crate::arbitrary_json::workflow_shaped;
 
     fn rules() -> Rules {
         Rules {
@@ -508,9 +513,8 @@ mod tests {
     }
 
     /// JSON shaped like workflows: the fields the rules read, holding anything.
-    fn json() -> impl proptest::strategy::Strategy<Value = Value> {
-        use proptest::prelude::*;
-        let keys = proptest::sample::select(vec![
+    fn json() -> impl Strategy<Value = Value> {
+        let keys = vec![
             "spec",
             "templates",
             "container",
@@ -535,22 +539,9 @@ mod tests {
             "podPriorityClassName",
             "name",
             "kind",
-        ]);
-        let leaf = prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::from),
-            any::<i64>().prop_map(Value::from),
-            any::<f64>().prop_map(Value::from),
-            "[a-z0-9./:g-]{0,12}".prop_map(Value::from),
         ];
-        leaf.prop_recursive(5, 96, 6, move |inner| {
-            prop_oneof![
-                proptest::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
-                proptest::collection::btree_map(keys.clone(), inner, 0..6).prop_map(|m| {
-                    Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
-                }),
-            ]
-        })
+        let texts = vec!["[a-z0-9./:g-]{0,12}".prop_map(Value::from).boxed()];
+        workflow_shaped(keys, texts)
     }
 
     proptest::proptest! {
