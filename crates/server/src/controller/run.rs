@@ -1,0 +1,573 @@
+//! One running workflow's task: its events logged, then handed to the engine, then the
+//! engine's actions carried out (pods, HTTP calls, metrics, notifications), its status
+//! persisted and, at its end, archived and its artifacts collected.
+
+use crate::pods::pod_key;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use serde_json::{json, Value};
+use store::{ArchivedRow, EventRow};
+use tokio::sync::{mpsc, oneshot};
+use workflow_engine::{Action, Engine, Event, Time};
+
+use super::{collectable, contain, labels_of, nanos, now, Cmd, Controller, Logged, WatchEvent};
+
+impl Controller {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn spawn(
+        self: &Arc<Self>,
+        uid: String,
+        namespace: String,
+        name: String,
+        engine: Engine,
+        seq: i64,
+        pending: Vec<Action>,
+        fresh: bool,
+    ) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.live
+            .lock()
+            .expect("live map")
+            .insert(uid.clone(), tx.clone());
+        let run = Run {
+            ctl: self.clone(),
+            uid,
+            namespace,
+            name,
+            engine,
+            seq,
+            tx,
+            pods: HashMap::new(),
+            last_phase: String::new(),
+            dirty: true,
+            last_persist: Instant::now(),
+        };
+        tokio::spawn(run.drive(rx, pending, fresh));
+    }
+}
+
+/// One running workflow.
+struct Run {
+    ctl: Arc<Controller>,
+    uid: String,
+    namespace: String,
+    name: String,
+    engine: Engine,
+    seq: i64,
+    tx: mpsc::UnboundedSender<Cmd>,
+    /// node id → pod name, of pods started and not reported done.
+    pods: HashMap<String, String>,
+    last_phase: String,
+    dirty: bool,
+    last_persist: Instant,
+}
+
+/// Status snapshots of a busy workflow are written at most this often (its engine is always
+/// asked for reads, so readers never see them stale; only lists and watchers do).
+const PERSIST_EVERY: Duration = Duration::from_millis(500);
+
+impl Run {
+    async fn drive(
+        mut self,
+        mut rx: mpsc::UnboundedReceiver<Cmd>,
+        pending: Vec<Action>,
+        fresh: bool,
+    ) {
+        if fresh {
+            let at = now();
+            if self.log(vec![(at, Logged::Start)]).await.is_err() {
+                return self.abandon();
+            }
+            let actions = match contain(|| self.engine.start(at)) {
+                Ok(a) => a,
+                Err(why) => return self.panicked(why).await,
+            };
+            self.dispatch(actions);
+            self.notify().await;
+        }
+        self.dispatch(pending);
+        loop {
+            self.dirty |= !self.engine.take_changed().is_empty();
+            if self.engine.is_finished() {
+                self.finish().await;
+                return;
+            }
+            self.persist(false).await;
+            let wake = self.engine.next_wakeup();
+            let mut wait = wake
+                .map(|t| (t - now()).to_std().unwrap_or(Duration::ZERO))
+                .unwrap_or(Duration::from_secs(3600));
+            if self.dirty {
+                wait = wait.min(PERSIST_EVERY);
+            }
+            let first = tokio::select! {
+                c = rx.recv() => match c {
+                    Some(c) => Some(c),
+                    None => return,
+                },
+                _ = tokio::time::sleep(wait) => None,
+            };
+            let mut cmds: Vec<Cmd> = first.into_iter().collect();
+            while let Ok(c) = rx.try_recv() {
+                cmds.push(c);
+            }
+            let at = now();
+            let handled_at = Instant::now();
+            let mut events: Vec<Event> = Vec::new();
+            let mut replies: Vec<oneshot::Sender<Value>> = Vec::new();
+            let queued = cmds.iter().filter(|c| matches!(c, Cmd::Event(..))).count();
+            for c in cmds {
+                match c {
+                    Cmd::Event(ev, reply) => {
+                        events.push(ev);
+                        replies.extend(reply);
+                    }
+                    Cmd::Snapshot(reply) => replies.push(reply),
+                    Cmd::Stop(reply) => {
+                        for pod in self.pods.values() {
+                            self.ctl.pods.kill(pod);
+                        }
+                        self.ctl.live.lock().expect("live map").remove(&self.uid);
+                        let _ = reply.send(());
+                        return;
+                    }
+                }
+            }
+            if self.engine.next_wakeup().is_some_and(|t| t <= at) {
+                events.push(Event::Tick);
+            }
+            if !events.is_empty() {
+                let entries = events
+                    .iter()
+                    .map(|e| (at, Logged::Event(e.clone())))
+                    .collect();
+                if self.log(entries).await.is_err() {
+                    return self.abandon();
+                }
+                for ev in events {
+                    if let Event::PodDone(r) = &ev {
+                        self.pods.remove(&r.node_id);
+                    }
+                    let actions = match contain(|| self.engine.handle(ev, at)) {
+                        Ok(a) => a,
+                        Err(why) => return self.panicked(why).await,
+                    };
+                    self.dispatch(actions);
+                }
+            }
+            if queued > 0 || !replies.is_empty() {
+                self.ctl
+                    .metrics
+                    .operated(queued, handled_at.elapsed().as_secs_f64());
+            }
+            if !replies.is_empty() {
+                let snapshot = self.engine.to_json();
+                for r in replies {
+                    let _ = r.send(snapshot.clone());
+                }
+            }
+        }
+    }
+
+    /// The engine panicked on this workflow: it ends in Error, saying so, and nothing else
+    /// stops (the server, the other workflows, the next restart).
+    async fn panicked(self, why: String) {
+        for pod in self.pods.values() {
+            self.ctl.pods.kill(pod);
+        }
+        self.ctl.live.lock().expect("live map").remove(&self.uid);
+        let status = contain(|| self.engine.to_json()).unwrap_or(Value::Null);
+        self.ctl
+            .quarantine(&self.uid, &self.namespace, &self.name, status, &why)
+            .await;
+    }
+
+    /// The store failed: leave the workflow to the next start of the server, which replays it.
+    fn abandon(self) {
+        tracing::error!(
+            "workflow {}/{}: the store refused its event log; it stops here and resumes when the server restarts",
+            self.namespace,
+            self.name
+        );
+        self.ctl.live.lock().expect("live map").remove(&self.uid);
+    }
+
+    async fn log(&mut self, entries: Vec<(Time, Logged)>) -> Result<(), store::StoreError> {
+        let ticket = self
+            .engine
+            .spec()
+            .arguments
+            .parameters
+            .iter()
+            .find(|p| p.name == "ticket_id")
+            .and_then(|p| p.value.as_ref().map(|v| v.0.clone()));
+        for (at, e) in &entries {
+            let (event, node) = event_summary(e);
+            self.ctl.audit.record(audit::Record::new(
+                "workflow",
+                *at,
+                json!({"namespace": self.namespace, "name": self.name, "uid": self.uid,
+                       "event": event, "node": node, "ticketId": ticket}),
+            ));
+        }
+        let rows: Vec<EventRow> = entries
+            .into_iter()
+            .map(|(at, e)| {
+                let row = EventRow {
+                    seq: self.seq,
+                    at_ns: nanos(at),
+                    body: serde_json::to_string(&e).unwrap_or_default(),
+                };
+                self.seq += 1;
+                row
+            })
+            .collect();
+        self.ctl.store.append_events(&self.uid, rows).await
+    }
+
+    fn dispatch(&mut self, actions: Vec<Action>) {
+        for a in actions {
+            match a {
+                Action::StartPod(req) => {
+                    self.pods
+                        .insert(req.node_id.clone(), pod_key(&self.namespace, &req.pod_name));
+                    let tx = self.tx.clone();
+                    let metrics = self.ctl.metrics.clone();
+                    let namespace = self.namespace.clone();
+                    let running_since = Mutex::new(None::<Instant>);
+                    let pods = self.ctl.pods.clone();
+                    let spec = self.engine.spec();
+                    let ask = cluster_shell::ask_of(
+                        &self.namespace,
+                        &req.template,
+                        &cluster_shell::PodDefaults::of(spec),
+                    );
+                    let repository = repository_key(&spec.artifact_repository_ref);
+                    tokio::spawn(pods.run(
+                        self.namespace.clone(),
+                        self.name.clone(),
+                        repository,
+                        *req,
+                        ask,
+                        move |ev| {
+                            match &ev {
+                                Event::PodRunning { .. } => {
+                                    *running_since.lock().expect("pod clock") =
+                                        Some(Instant::now());
+                                }
+                                Event::PodDone(_) => {
+                                    let since = running_since.lock().expect("pod clock").take();
+                                    if let Some(t) = since {
+                                        metrics.pod_finished(&namespace, t.elapsed().as_secs_f64());
+                                    }
+                                }
+                                _ => {}
+                            }
+                            metrics.queued();
+                            let _ = tx.send(Cmd::Event(ev, None));
+                        },
+                    ));
+                }
+                Action::KillPod { pod_name, .. } => {
+                    self.ctl.pods.kill(&pod_key(&self.namespace, &pod_name))
+                }
+                Action::Metric(m) => {
+                    if let Err(e) = self.ctl.metrics.apply(&self.uid, &m) {
+                        tracing::warn!("workflow {}/{}: {e}", self.namespace, self.name);
+                    }
+                }
+                Action::Http { node_id, template } => {
+                    let tx = self.tx.clone();
+                    let metrics = self.ctl.metrics.clone();
+                    let exe = self.ctl.pods.exe().to_path_buf();
+                    let no_network = self.ctl.pods.no_egress(&self.namespace);
+                    tokio::task::spawn_blocking(move || {
+                        let ev = http_agent(&exe, no_network, node_id, &template);
+                        metrics.queued();
+                        let _ = tx.send(Cmd::Event(ev, None));
+                    });
+                }
+                Action::Resource {
+                    node_id,
+                    pod_name,
+                    template,
+                } => match crate::jobs::volcano_manifest(&template) {
+                    Some(manifest) => {
+                        self.pods
+                            .insert(node_id.clone(), pod_key(&self.namespace, &pod_name));
+                        let tx = self.tx.clone();
+                        let metrics = self.ctl.metrics.clone();
+                        let job = crate::jobs::JobStart {
+                            namespace: self.namespace.clone(),
+                            workflow: self.name.clone(),
+                            node_id,
+                            pod_name,
+                            template,
+                            manifest,
+                        };
+                        tokio::spawn(self.ctl.pods.clone().run_job(job, move |ev| {
+                            metrics.queued();
+                            let _ = tx.send(Cmd::Event(ev, None));
+                        }));
+                    }
+                    None => {
+                        self.ctl.metrics.queued();
+                        let _ = self.tx.send(Cmd::Event(
+                            Event::ResourceDone {
+                                node_id,
+                                phase_ok: false,
+                                message: "resource templates other than Volcano Jobs (batch.volcano.sh/v1alpha1) run under `onyx run`; the server does not run them yet".into(),
+                                outputs: Vec::new(),
+                            },
+                            None,
+                        ));
+                    }
+                },
+            }
+        }
+    }
+
+    async fn persist(&mut self, force: bool) {
+        let phase = self.engine.phase().as_str().to_string();
+        let phase_changed = phase != self.last_phase;
+        if !(force || phase_changed || (self.dirty && self.last_persist.elapsed() >= PERSIST_EVERY))
+        {
+            return;
+        }
+        let json = self.engine.to_json();
+        let finished = self.engine.is_finished().then(|| nanos(now()));
+        if let Err(e) = self
+            .ctl
+            .store
+            .update_status(&self.uid, &phase, finished, json.to_string())
+            .await
+        {
+            tracing::error!(
+                "workflow {}/{}: saving its status: {e}",
+                self.namespace,
+                self.name
+            );
+            return;
+        }
+        self.last_phase = phase;
+        self.dirty = false;
+        self.last_persist = Instant::now();
+        let _ = self.ctl.watch.send(WatchEvent {
+            kind: "MODIFIED",
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            object: Arc::new(json),
+        });
+    }
+
+    /// Queue the webhooks' messages for the workflow's phase now.
+    async fn notify(&mut self) {
+        let mut json = self.engine.to_json();
+        json["metadata"]["namespace"] = Value::String(self.namespace.clone());
+        let ev = crate::notify::WorkflowEvent::of(&json, &self.uid);
+        if let Err(e) = self.ctl.notifier.enqueue(&ev).await {
+            tracing::error!(
+                "workflow {}/{}: queueing notifications: {e}",
+                self.namespace,
+                self.name
+            );
+        }
+        // Sensors watching workflows: ADD when it starts, UPDATE when it ends.
+        let ended = matches!(
+            json["status"]["phase"].as_str(),
+            Some("Succeeded" | "Failed" | "Error")
+        );
+        let event_type = if ended { "UPDATE" } else { "ADD" };
+        if let Err(e) =
+            crate::event_bus::workflow_event(&self.ctl.notifier, event_type, &json, &self.uid).await
+        {
+            tracing::error!(
+                "workflow {}/{}: queueing sensor triggers: {e}",
+                self.namespace,
+                self.name
+            );
+        }
+    }
+
+    async fn finish(mut self) {
+        // Daemons and anything else still running end with the workflow.
+        for pod in self.pods.values() {
+            self.ctl.pods.kill(pod);
+        }
+        self.persist(true).await;
+        // Committed before the archive marks the workflow finished: a crash in between
+        // replays the workflow, whose messages are then already queued (by key).
+        self.notify().await;
+        let json = self.engine.to_json();
+        let mut artifacts = Vec::new();
+        // Namespaces are checked where they enter, so this names the namespace's part of a
+        // configured repository.
+        match self.ctl.pods.repository_for(
+            &self.namespace,
+            repository_key(&self.engine.spec().artifact_repository_ref).as_deref(),
+        ) {
+            Ok(repo) => {
+                // Collected at once: not billed as storage.
+                let collected = collectable(&json, "OnWorkflowCompletion");
+                for key in stored_artifacts(&json)
+                    .into_iter()
+                    .filter(|k| !collected.contains(k))
+                {
+                    let bytes = match repo.size(&key).await {
+                        Ok(b) => b,
+                        Err(e) => {
+                            tracing::warn!("artifact {key}: its size: {e}");
+                            0
+                        }
+                    };
+                    artifacts.push(store::ArtifactRow {
+                        uid: self.uid.clone(),
+                        key,
+                        namespace: self.namespace.clone(),
+                        workflow: self.name.clone(),
+                        bytes: bytes as i64,
+                        stored_ns: nanos(now()),
+                    });
+                }
+                for key in collected {
+                    if let Err(e) = repo.delete(&key).await {
+                        tracing::warn!("artifact GC of {}: {e}", repo.describe(&key));
+                    }
+                }
+            }
+            Err(e) => tracing::error!(
+                "workflow {}/{}: its artifact repository: {e}",
+                self.namespace,
+                self.name
+            ),
+        }
+        if let Err(e) = self.ctl.store.artifacts_stored(artifacts).await {
+            tracing::error!(
+                "workflow {}/{}: recording artifact sizes: {e}",
+                self.namespace,
+                self.name
+            );
+        }
+        if let (Some(s), Some(f)) = (self.engine.started_at(), self.engine.finished_at()) {
+            self.ctl.metrics.workflow_finished(
+                &self.namespace,
+                self.engine.phase().as_str(),
+                (f - s).num_milliseconds() as f64 / 1000.0,
+            );
+        }
+        let labels = labels_of(&json);
+        let created = json
+            .pointer("/metadata/creationTimestamp")
+            .and_then(Value::as_str)
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| nanos(t.with_timezone(&Utc)))
+            .unwrap_or_default();
+        let archived = ArchivedRow {
+            uid: self.uid.clone(),
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            phase: self.engine.phase().as_str().to_string(),
+            created_ns: created,
+            finished_ns: Some(nanos(now())),
+            labels,
+            body: json.to_string(),
+        };
+        if let Err(e) = self.ctl.store.archive(archived).await {
+            tracing::error!("workflow {}/{}: archiving: {e}", self.namespace, self.name);
+        }
+        self.ctl.live.lock().expect("live map").remove(&self.uid);
+    }
+}
+
+/// A logged entry's name (`Start`, `PodDone`, `Suspend`, …) and the node it is about.
+fn event_summary(e: &Logged) -> (String, Option<String>) {
+    match e {
+        Logged::Start => ("Start".into(), None),
+        Logged::Event(ev) => match serde_json::to_value(ev).unwrap_or(Value::Null) {
+            Value::String(name) => (name, None),
+            Value::Object(m) => match m.into_iter().next() {
+                Some((name, body)) => {
+                    let node = body["node_id"]
+                        .as_str()
+                        .or(body["node"].as_str())
+                        .map(str::to_string);
+                    (name, node)
+                }
+                None => ("Event".into(), None),
+            },
+            _ => ("Event".into(), None),
+        },
+    }
+}
+
+/// The named repository a workflow's `artifactRepositoryRef` picks.
+fn repository_key(r: &Option<Value>) -> Option<String> {
+    r.as_ref()?.get("key")?.as_str().map(String::from)
+}
+
+/// The keys of the output artifacts a workflow's nodes stored in the repository.
+fn stored_artifacts(wf: &Value) -> Vec<String> {
+    let mut out: std::collections::BTreeSet<String> = Default::default();
+    let nodes = wf.pointer("/status/nodes").and_then(Value::as_object);
+    for n in nodes.into_iter().flat_map(|m| m.values()) {
+        for a in n["outputs"]["artifacts"].as_array().into_iter().flatten() {
+            if let Some(key) = a["local"]["key"].as_str() {
+                if artifact_repo::check_key(key).is_ok() {
+                    out.insert(key.to_string());
+                }
+            }
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// An `http` template's call, made by ONYX's agent in a process of its own (`onyx exec-http`)
+/// under the namespace's egress rule, as Argo makes it in an agent pod: never in the server.
+fn http_agent(
+    exe: &std::path::Path,
+    no_network: bool,
+    node_id: String,
+    template: &workflow_model::Template,
+) -> Event {
+    use std::io::Write;
+    let failed = |node_id: String, why: String| Event::HttpDone {
+        node_id,
+        status: 0,
+        body: String::new(),
+        headers: Default::default(),
+        error: Some(why),
+    };
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("exec-http");
+    if no_network {
+        cmd.arg("--no-network");
+    }
+    let child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => return failed(node_id, format!("starting the HTTP agent: {e}")),
+    };
+    let input = serde_json::to_vec(&(&node_id, template)).unwrap_or_default();
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(&input);
+    }
+    match child.wait_with_output() {
+        Ok(out) if out.status.success() => serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| failed(node_id.clone(), format!("the HTTP agent's answer: {e}"))),
+        Ok(out) => failed(
+            node_id,
+            format!(
+                "the HTTP agent failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        ),
+        Err(e) => failed(node_id, format!("the HTTP agent: {e}")),
+    }
+}
