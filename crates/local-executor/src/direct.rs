@@ -570,7 +570,7 @@ pub fn start(
         crate::images::plant_image_files(&layout.view, [c.image.as_str()], IN_ROOT_HOME)?;
     }
     // Inputs go straight to where the pod will see them.
-    crate::pod::stage_inputs(spec, &dir.join("scratch"), |p| layout.host_path(p))
+    crate::wrapper::stage_inputs(spec, &dir.join("scratch"), |p| layout.host_path(p))
         .map_err(DirectError::Input)?;
     let workdir = c.working_dir.clone().unwrap_or_else(|| {
         if isolated {
@@ -779,7 +779,7 @@ pub fn finish(mut pod: DirectPod, dir: &Path) -> PodOutcome {
             .map(|b| String::from_utf8_lossy(&b).into_owned());
         outcome.parameters.push((name.clone(), v));
     }
-    crate::pod::save_outputs(
+    crate::wrapper::save_outputs(
         &pod.spec,
         &dir.join("scratch"),
         |p| pod.layout.host_path(p),

@@ -25,5 +25,7 @@ pub mod resource;
 pub mod sandbox;
 pub mod secrets;
 mod spawn;
+mod wrapper;
 
 pub use pod::*;
+pub use wrapper::run_pod;
