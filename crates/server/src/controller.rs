@@ -17,8 +17,8 @@ use workflow_engine::{Action, Engine, Event, PodRequest, Time};
 use workflow_model::WorkflowObject;
 
 use crate::error::ApiError;
+use crate::executor::Executor;
 use crate::manifest::{apply_parameters, load_object, template_store, workflow_of, BuildContext};
-use crate::pods::Pods;
 
 /// One entry of a workflow's event log.
 #[derive(Debug, Serialize, Deserialize)]
@@ -45,7 +45,10 @@ pub struct WatchEvent {
 
 pub struct Controller {
     pub store: Store,
-    pods: Arc<Pods>,
+    /// Where pods, jobs and HTTP calls run.
+    executor: Arc<dyn Executor>,
+    /// The scheduler's view of the cluster (nodes, queues, what pods hold).
+    cluster: Arc<cluster_shell::Cluster>,
     live: Mutex<HashMap<String, mpsc::UnboundedSender<Cmd>>>,
     watch: broadcast::Sender<WatchEvent>,
     /// Nodes being drained: cordoned, their pods given their grace, not yet empty.
@@ -81,7 +84,8 @@ pub struct Accepted {
 impl Controller {
     pub fn new(
         store: Store,
-        pods: Pods,
+        executor: Arc<dyn Executor>,
+        cluster: Arc<cluster_shell::Cluster>,
         notifier: Arc<crate::notify::Notifier>,
         audit: audit::AuditLog,
     ) -> Arc<Controller> {
@@ -89,9 +93,10 @@ impl Controller {
         Arc::new(Controller {
             store,
             metrics: Arc::new(crate::metrics::Metrics::with_scheduling(
-                pods.cluster.latency.clone(),
+                cluster.latency.clone(),
             )),
-            pods: Arc::new(pods),
+            executor,
+            cluster,
             live: Mutex::new(HashMap::new()),
             watch,
             draining: Mutex::new(HashSet::new()),
@@ -328,7 +333,7 @@ impl Controller {
         let mut pending: Vec<Action> = Vec::new();
         for (node_id, r) in pods {
             if killed.contains(&node_id) {
-                self.pods.kill(&pod_key(&row.namespace, &r.pod_name));
+                self.executor.kill(&pod_key(&row.namespace, &r.pod_name));
             }
             pending.push(Action::StartPod(Box::new(r)));
         }
@@ -386,7 +391,7 @@ impl Controller {
         }
         let status: Value = serde_json::from_str(&row.status).unwrap_or(Value::Null);
         self.store.delete_workflow(&row.uid).await?;
-        let repo = self.pods.repository_for(
+        let repo = self.executor.repository_for(
             &row.namespace,
             status
                 .pointer("/spec/artifactRepositoryRef/key")
@@ -400,7 +405,7 @@ impl Controller {
         }
         self.metrics.forget(&row.uid);
         for pod in pod_names(&row.name, &status) {
-            self.pods.remove(&pod_key(&row.namespace, &pod));
+            self.executor.forget(&pod_key(&row.namespace, &pod));
         }
         let _ = self.watch.send(WatchEvent {
             kind: "DELETED",
@@ -455,7 +460,7 @@ impl Controller {
                         n["name"].as_str().unwrap_or_default(),
                         n["templateName"].as_str().unwrap_or_default(),
                     );
-                    self.pods.remove(&pod_key(&row.namespace, &pod));
+                    self.executor.forget(&pod_key(&row.namespace, &pod));
                 }
             }
         }
@@ -528,11 +533,11 @@ impl Controller {
 
     /// Kill a pod to free its node; its step fails with `why`.
     pub fn evict(&self, pod: &str, why: String) {
-        self.pods.evict(pod, why);
+        self.executor.evict(pod, why);
     }
 
     pub fn cluster(&self) -> &cluster_shell::Cluster {
-        &self.pods.cluster
+        &self.cluster
     }
 
     pub fn notifier(&self) -> &Arc<crate::notify::Notifier> {
@@ -574,12 +579,12 @@ impl Controller {
         namespace: &str,
         key: Option<&str>,
     ) -> Result<artifact_repo::Repository, artifact_repo::RepoError> {
-        self.pods.repository_for(namespace, key)
+        self.executor.repository_for(namespace, key)
     }
 
     /// A pod's directory (its logs, its result).
     pub fn pod_dir(&self, namespace: &str, pod: &str) -> std::path::PathBuf {
-        self.pods.pod_dir(&pod_key(namespace, pod))
+        self.executor.pod_dir(&pod_key(namespace, pod))
     }
 }
 

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use workflow_engine::{Event, PodRequest};
 use workflow_model::Template;
 
+use crate::executor::JobStart;
 use crate::pods::Pods;
 use cluster_shell::{ask_of, PodDefaults, GROUP_MIN_MEMBER, GROUP_NAME, QUEUE_NAME};
 
@@ -55,17 +56,6 @@ fn replica_template(
         t["tolerations"] = tol.clone();
     }
     serde_json::from_value(t).map_err(|e| format!("task {}: {e}", r.task))
-}
-
-/// A resource node that creates a Volcano Job.
-pub struct JobStart {
-    pub namespace: String,
-    pub workflow: String,
-    pub node_id: String,
-    /// The resource node's pod name; replicas are `<pod_name>-<task>-<index>`.
-    pub pod_name: String,
-    pub template: Arc<Template>,
-    pub manifest: Value,
 }
 
 impl Pods {

@@ -9,6 +9,8 @@ pub mod cron;
 pub mod error;
 pub mod event_bus;
 pub mod events;
+pub mod executor;
+mod http_agent;
 pub mod jobs;
 pub mod maintenance;
 pub mod manifest;
@@ -299,9 +301,11 @@ impl Parts {
             &cfg.notifications,
             self.store.clone(),
         )?);
+        let cluster = pods.cluster.clone();
         let ctl = controller::Controller::new(
             self.store.clone(),
-            pods,
+            Arc::new(pods),
+            cluster,
             notifier.clone(),
             self.audit.clone(),
         );

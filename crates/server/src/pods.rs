@@ -14,7 +14,9 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use workflow_engine::{Event, PodRequest, PodResult};
 
 use crate::config::ServerConfig;
+use crate::executor::{Executor, JobStart, PodStart, Report};
 use cluster_shell::{Ask, Cluster, Grant, Standing};
+use workflow_model::Template;
 
 /// Where a pod's grant is kept in its directory.
 const GRANT_FILE: &str = "grant.json";
@@ -480,6 +482,67 @@ impl Pods {
     /// Remove a pod's directory (its workflow was deleted).
     pub fn remove(&self, pod: &str) {
         let _ = std::fs::remove_dir_all(self.pod_dir(pod));
+    }
+}
+
+/// This machine's pods as the controller's executor.
+impl Executor for Pods {
+    fn start_pod(self: Arc<Self>, pod: PodStart, report: Report) {
+        let PodStart {
+            namespace,
+            workflow,
+            repository,
+            request,
+            ask,
+        } = pod;
+        tokio::spawn(
+            self.run(namespace, workflow, repository, request, ask, move |ev| {
+                report(ev)
+            }),
+        );
+    }
+
+    fn start_job(self: Arc<Self>, job: JobStart, report: Report) {
+        tokio::spawn(self.run_job(job, move |ev| report(ev)));
+    }
+
+    fn call_http(
+        self: Arc<Self>,
+        namespace: &str,
+        node_id: String,
+        template: Arc<Template>,
+        report: Report,
+    ) {
+        let no_network = self.no_egress(namespace);
+        tokio::task::spawn_blocking(move || {
+            report(crate::http_agent::http_agent(
+                &self.exe, no_network, node_id, &template,
+            ));
+        });
+    }
+
+    fn kill(&self, pod: &str) {
+        Pods::kill(self, pod)
+    }
+
+    fn evict(&self, pod: &str, why: String) {
+        Pods::evict(self, pod, why)
+    }
+
+    fn forget(&self, pod: &str) {
+        self.remove(pod)
+    }
+
+    fn repository_for(
+        &self,
+        namespace: &str,
+        key: Option<&str>,
+    ) -> Result<artifact_repo::Repository, artifact_repo::RepoError> {
+        Pods::repository_for(self, namespace, key)
+    }
+
+    fn pod_dir(&self, pod: &str) -> PathBuf {
+        Pods::pod_dir(self, pod)
     }
 }
 

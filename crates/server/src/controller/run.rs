@@ -13,6 +13,8 @@ use store::{ArchivedRow, EventRow};
 use tokio::sync::{mpsc, oneshot};
 use workflow_engine::{Action, Engine, Event, Time};
 
+use crate::executor::{JobStart, PodStart};
+
 use super::{collectable, contain, labels_of, nanos, now, Cmd, Controller, Logged, WatchEvent};
 
 impl Controller {
@@ -128,7 +130,7 @@ impl Run {
                     Cmd::Snapshot(reply) => replies.push(reply),
                     Cmd::Stop(reply) => {
                         for pod in self.pods.values() {
-                            self.ctl.pods.kill(pod);
+                            self.ctl.executor.kill(pod);
                         }
                         self.ctl.live.lock().expect("live map").remove(&self.uid);
                         let _ = reply.send(());
@@ -176,7 +178,7 @@ impl Run {
     /// stops (the server, the other workflows, the next restart).
     async fn panicked(self, why: String) {
         for pod in self.pods.values() {
-            self.ctl.pods.kill(pod);
+            self.ctl.executor.kill(pod);
         }
         self.ctl.live.lock().expect("live map").remove(&self.uid);
         let status = contain(|| self.engine.to_json()).unwrap_or(Value::Null);
@@ -238,21 +240,22 @@ impl Run {
                     let metrics = self.ctl.metrics.clone();
                     let namespace = self.namespace.clone();
                     let running_since = Mutex::new(None::<Instant>);
-                    let pods = self.ctl.pods.clone();
                     let spec = self.engine.spec();
                     let ask = cluster_shell::ask_of(
                         &self.namespace,
                         &req.template,
                         &cluster_shell::PodDefaults::of(spec),
                     );
-                    let repository = repository_key(&spec.artifact_repository_ref);
-                    tokio::spawn(pods.run(
-                        self.namespace.clone(),
-                        self.name.clone(),
-                        repository,
-                        *req,
+                    let pod = PodStart {
+                        namespace: self.namespace.clone(),
+                        workflow: self.name.clone(),
+                        repository: repository_key(&spec.artifact_repository_ref),
+                        request: *req,
                         ask,
-                        move |ev| {
+                    };
+                    self.ctl.executor.clone().start_pod(
+                        pod,
+                        Arc::new(move |ev| {
                             match &ev {
                                 Event::PodRunning { .. } => {
                                     *running_since.lock().expect("pod clock") =
@@ -268,11 +271,11 @@ impl Run {
                             }
                             metrics.queued();
                             let _ = tx.send(Cmd::Event(ev, None));
-                        },
-                    ));
+                        }),
+                    );
                 }
                 Action::KillPod { pod_name, .. } => {
-                    self.ctl.pods.kill(&pod_key(&self.namespace, &pod_name))
+                    self.ctl.executor.kill(&pod_key(&self.namespace, &pod_name))
                 }
                 Action::Metric(m) => {
                     if let Err(e) = self.ctl.metrics.apply(&self.uid, &m) {
@@ -282,13 +285,15 @@ impl Run {
                 Action::Http { node_id, template } => {
                     let tx = self.tx.clone();
                     let metrics = self.ctl.metrics.clone();
-                    let exe = self.ctl.pods.exe().to_path_buf();
-                    let no_network = self.ctl.pods.no_egress(&self.namespace);
-                    tokio::task::spawn_blocking(move || {
-                        let ev = http_agent(&exe, no_network, node_id, &template);
-                        metrics.queued();
-                        let _ = tx.send(Cmd::Event(ev, None));
-                    });
+                    self.ctl.executor.clone().call_http(
+                        &self.namespace,
+                        node_id,
+                        template,
+                        Arc::new(move |ev| {
+                            metrics.queued();
+                            let _ = tx.send(Cmd::Event(ev, None));
+                        }),
+                    );
                 }
                 Action::Resource {
                     node_id,
@@ -300,7 +305,7 @@ impl Run {
                             .insert(node_id.clone(), pod_key(&self.namespace, &pod_name));
                         let tx = self.tx.clone();
                         let metrics = self.ctl.metrics.clone();
-                        let job = crate::jobs::JobStart {
+                        let job = JobStart {
                             namespace: self.namespace.clone(),
                             workflow: self.name.clone(),
                             node_id,
@@ -308,10 +313,13 @@ impl Run {
                             template,
                             manifest,
                         };
-                        tokio::spawn(self.ctl.pods.clone().run_job(job, move |ev| {
-                            metrics.queued();
-                            let _ = tx.send(Cmd::Event(ev, None));
-                        }));
+                        self.ctl.executor.clone().start_job(
+                            job,
+                            Arc::new(move |ev| {
+                                metrics.queued();
+                                let _ = tx.send(Cmd::Event(ev, None));
+                            }),
+                        );
                     }
                     None => {
                         self.ctl.metrics.queued();
@@ -395,7 +403,7 @@ impl Run {
     async fn finish(mut self) {
         // Daemons and anything else still running end with the workflow.
         for pod in self.pods.values() {
-            self.ctl.pods.kill(pod);
+            self.ctl.executor.kill(pod);
         }
         self.persist(true).await;
         // Committed before the archive marks the workflow finished: a crash in between
@@ -405,7 +413,7 @@ impl Run {
         let mut artifacts = Vec::new();
         // Namespaces are checked where they enter, so this names the namespace's part of a
         // configured repository.
-        match self.ctl.pods.repository_for(
+        match self.ctl.executor.repository_for(
             &self.namespace,
             repository_key(&self.engine.spec().artifact_repository_ref).as_deref(),
         ) {
@@ -522,52 +530,4 @@ fn stored_artifacts(wf: &Value) -> Vec<String> {
         }
     }
     out.into_iter().collect()
-}
-
-/// An `http` template's call, made by ONYX's agent in a process of its own (`onyx exec-http`)
-/// under the namespace's egress rule, as Argo makes it in an agent pod: never in the server.
-fn http_agent(
-    exe: &std::path::Path,
-    no_network: bool,
-    node_id: String,
-    template: &workflow_model::Template,
-) -> Event {
-    use std::io::Write;
-    let failed = |node_id: String, why: String| Event::HttpDone {
-        node_id,
-        status: 0,
-        body: String::new(),
-        headers: Default::default(),
-        error: Some(why),
-    };
-    let mut cmd = std::process::Command::new(exe);
-    cmd.arg("exec-http");
-    if no_network {
-        cmd.arg("--no-network");
-    }
-    let child = cmd
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn();
-    let mut child = match child {
-        Ok(c) => c,
-        Err(e) => return failed(node_id, format!("starting the HTTP agent: {e}")),
-    };
-    let input = serde_json::to_vec(&(&node_id, template)).unwrap_or_default();
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(&input);
-    }
-    match child.wait_with_output() {
-        Ok(out) if out.status.success() => serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| failed(node_id.clone(), format!("the HTTP agent's answer: {e}"))),
-        Ok(out) => failed(
-            node_id,
-            format!(
-                "the HTTP agent failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ),
-        ),
-        Err(e) => failed(node_id, format!("the HTTP agent: {e}")),
-    }
 }
