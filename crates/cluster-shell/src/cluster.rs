@@ -8,9 +8,10 @@ use tokio::sync::Notify;
 
 use crate::ask::Ask;
 use crate::grant::{Grant, Standing};
-use crate::ledger::{granted_cpus, granted_gpu_equivalents, ledgered, now_ns, Ledger};
+use crate::ledger::{granted_cpus, granted_gpu_equivalents, ledgered, Ledger};
 use crate::queues::Policy;
 use crate::records::{Node, Pod};
+use store::now_ns;
 
 pub(crate) struct Inner {
     pub(crate) nodes: Vec<Node>,

@@ -7,8 +7,9 @@ use scheduler::{GroupSpec, PodSpec, PriorityClass, Quantity, Scenario, TenantSpe
 
 use crate::cluster::{plain, Cluster, Inner, WAIT_BUCKETS};
 use crate::grant::{Grant, Standing};
-use crate::ledger::{gpu_equivalents, now_ns};
+use crate::ledger::gpu_equivalents;
 use crate::records::Pod;
+use store::now_ns;
 
 impl Cluster {
     /// One scheduling cycle over everything the server knows.

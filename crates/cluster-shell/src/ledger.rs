@@ -27,10 +27,6 @@ pub(crate) fn ledgered(grant: &Grant) -> bool {
     !grant.devices.is_empty() || grant.gpu_milli.is_some() || granted_cpus(grant) > 0.0
 }
 
-pub(crate) fn now_ns() -> i64 {
-    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
-}
-
 /// What a grant holds in GPU equivalents: a whole GPU 1, a fraction its share, a MIG
 /// instance its compute slices over 7 (an instance of an unknown profile counts whole).
 pub(crate) fn granted_gpu_equivalents(grant: &Grant, node: Option<&Node>) -> f64 {

@@ -114,7 +114,7 @@ pub fn safe_redirect(path: &str) -> bool {
     let mut p = path.to_string();
     // Decoded again and again, as a chain of decoders might, until nothing changes.
     for _ in 0..4 {
-        let decoded = unpercent(&p);
+        let decoded = access::decode_component_lossy(&p);
         if decoded == p {
             return true;
         }
@@ -307,7 +307,7 @@ impl Auth {
         ];
         let query: Vec<String> = q
             .iter()
-            .map(|(k, v)| format!("{k}={}", percent(v)))
+            .map(|(k, v)| format!("{k}={}", access::encode_component(v)))
             .collect();
         let cookie = format!(
             "{STATE_COOKIE}={state}; Path={}; Max-Age={}; HttpOnly; SameSite=Lax{}",
@@ -379,7 +379,7 @@ impl Auth {
             .map_err(|e| ApiError::Unauthenticated(format!("sign-in: {e}")))?;
         let signed_in = format!(
             "{COOKIE}={}; Path=/; HttpOnly; SameSite=Lax{}",
-            percent(&format!("Bearer {id_token}")),
+            access::encode_component(&format!("Bearer {id_token}")),
             sso.secure()
         );
         let spent = format!(
@@ -429,42 +429,6 @@ pub fn token_name(token: &str) -> String {
     format!("token:{hex}")
 }
 
-fn percent(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
-
-fn unpercent(s: &str) -> String {
-    String::from_utf8_lossy(&unpercent_raw(s)).into_owned()
-}
-
-fn unpercent_raw(s: &str) -> Vec<u8> {
-    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push(h << 4 | l);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    out
-}
-
 /// A cookie's value (as sent, not decoded).
 fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
@@ -487,7 +451,7 @@ pub fn bearer(headers: &HeaderMap) -> Option<String> {
         return v.strip_prefix("Bearer ").map(|t| t.trim().to_string());
     }
     cookie(headers, COOKIE)
-        .map(|v| unpercent(&v))
+        .map(|v| access::decode_component_lossy(&v))
         .and_then(|v| v.strip_prefix("Bearer ").map(|t| t.trim().to_string()))
 }
 

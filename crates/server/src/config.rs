@@ -81,6 +81,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+/// The parameter that names the ticket a workflow was run for (the spec's change
+/// management): required by default, and copied into audit records and notifications.
+pub const TICKET_PARAMETER: &str = "ticket_id";
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{path}: {message}")]
@@ -148,7 +152,7 @@ fn one() -> u32 {
 }
 
 fn default_required() -> Vec<String> {
-    vec!["ticket_id".into()]
+    vec![TICKET_PARAMETER.into()]
 }
 
 impl Default for Policy {

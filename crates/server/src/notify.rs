@@ -85,7 +85,10 @@ impl WorkflowEvent {
         };
         let ticket_id = wf["spec"]["arguments"]["parameters"]
             .as_array()
-            .and_then(|ps| ps.iter().find(|p| p["name"] == "ticket_id"))
+            .and_then(|ps| {
+                ps.iter()
+                    .find(|p| p["name"] == crate::config::TICKET_PARAMETER)
+            })
             .and_then(|p| p["value"].as_str().map(str::to_string));
         WorkflowEvent {
             namespace: text(&wf["metadata"]["namespace"]).unwrap_or_default(),
@@ -169,10 +172,6 @@ pub fn signature(key: &[u8], body: &[u8]) -> String {
 pub fn backoff(cfg: &WebhookConfig, attempt: i64) -> Duration {
     let exp = (attempt.max(1) - 1).min(30) as i32;
     Duration::from_secs_f64((cfg.retry_seconds * 2f64.powi(exp)).min(cfg.max_retry_seconds))
-}
-
-fn now_ns() -> i64 {
-    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
 }
 
 impl Notifier {
@@ -262,7 +261,7 @@ impl Notifier {
         if calls.is_empty() {
             return Ok(());
         }
-        let created_ns = now_ns();
+        let created_ns = store::now_ns();
         let rows = calls
             .into_iter()
             .map(|(key, call)| NewNotification {
@@ -279,7 +278,7 @@ impl Notifier {
 
     /// The messages a workflow reaching its phase gives, one per webhook that listens.
     pub fn messages(&self, e: &WorkflowEvent) -> Vec<NewNotification> {
-        let created_ns = now_ns();
+        let created_ns = store::now_ns();
         self.hooks
             .iter()
             .filter(|h| h.cfg.phases.contains(&e.phase))
@@ -309,7 +308,7 @@ impl Notifier {
 /// blocking task, the outcome committed before the next look.
 pub async fn run(n: Arc<Notifier>, submitter: Submitter) {
     loop {
-        let due = match n.store.due_notifications(now_ns(), 64).await {
+        let due = match n.store.due_notifications(store::now_ns(), 64).await {
             Ok(d) => d,
             Err(e) => {
                 tracing::error!("notifications: reading the outbox: {e}");
@@ -325,11 +324,11 @@ pub async fn run(n: Arc<Notifier>, submitter: Submitter) {
                 };
                 n.say_delivered(&m.key, error);
                 let write = match outcome {
-                    Outcome::Done => n.store.notification_sent(m.id, now_ns()).await,
+                    Outcome::Done => n.store.notification_sent(m.id, store::now_ns()).await,
                     Outcome::Retry(error) => {
                         let delay = Duration::from_secs(1 << m.attempts.clamp(0, 8));
                         tracing::warn!("sensor call {}: {error}; retrying in {delay:?}", m.key);
-                        let next = now_ns() + delay.as_nanos() as i64;
+                        let next = store::now_ns() + delay.as_nanos() as i64;
                         n.store.notification_failed(m.id, next, error).await
                     }
                     Outcome::GiveUp(error) => {
@@ -375,7 +374,7 @@ pub async fn run(n: Arc<Notifier>, submitter: Submitter) {
             .await
             .unwrap_or_else(|e| Err(e.to_string()));
             let write = match outcome {
-                Ok(()) => n.store.notification_sent(m.id, now_ns()).await,
+                Ok(()) => n.store.notification_sent(m.id, store::now_ns()).await,
                 Err(error) => {
                     let delay = backoff(&n.hooks[hook].cfg, m.attempts + 1);
                     tracing::warn!(
@@ -384,7 +383,7 @@ pub async fn run(n: Arc<Notifier>, submitter: Submitter) {
                         m.webhook,
                         delay.as_secs_f64()
                     );
-                    let next = now_ns() + delay.as_nanos() as i64;
+                    let next = store::now_ns() + delay.as_nanos() as i64;
                     n.store.notification_failed(m.id, next, error).await
                 }
             };

@@ -154,10 +154,6 @@ async fn forward(leader: &str, me: &str, mut req: Request) -> Response {
     }
 }
 
-fn now_ns() -> i64 {
-    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
-}
-
 /// Follow until the lease is free, then take it, fence the store by its token, keep it
 /// renewed, and run `promote` (which starts the controllers and returns the leader's router).
 ///
@@ -181,7 +177,7 @@ pub async fn elect<F, Fut, E>(
     let tick = lease / 4;
     let mut settled = Some(settled);
     let token = loop {
-        let now = now_ns();
+        let now = store::now_ns();
         match store
             .acquire_lease(LEASE, &holder, &address, now, now + ttl)
             .await
@@ -229,7 +225,7 @@ async fn keep(store: store::Store, holder: String, token: i64, lease: Duration) 
     loop {
         tokio::time::sleep(lease / 4).await;
         let attempt = Instant::now();
-        let now = now_ns();
+        let now = store::now_ns();
         match tokio::time::timeout(
             lease / 2,
             store.renew_lease(LEASE, &holder, token, now + ttl),

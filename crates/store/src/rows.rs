@@ -223,3 +223,8 @@ pub fn plural(kind: &str) -> &'static str {
         _ => "workflows",
     }
 }
+
+/// Now, in nanoseconds since the epoch: the unit of every time the store keeps.
+pub fn now_ns() -> i64 {
+    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
+}

@@ -145,14 +145,5 @@ pub(super) fn wait_for(api: &Api, ns: &str, name: &str, watch: bool) -> anyhow::
 }
 
 pub(super) fn enc(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
+    access::encode_component(s)
 }

@@ -204,7 +204,7 @@ impl Run {
             .arguments
             .parameters
             .iter()
-            .find(|p| p.name == "ticket_id")
+            .find(|p| p.name == crate::config::TICKET_PARAMETER)
             .and_then(|p| p.value.as_ref().map(|v| v.0.clone()));
         for (at, e) in &entries {
             let (event, node) = event_summary(e);
