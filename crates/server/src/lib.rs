@@ -1,29 +1,29 @@
 //! `onyx server`: Argo Server's REST API on port 2746 over a durable controller that drives
 //! the workflow engine, with state in SQLite under `$ONYX_HOME` and pods as local processes.
 
-pub mod api;
-pub mod auth;
+mod api;
+mod auth;
 pub mod config;
-pub mod controller;
-pub mod cron;
-pub mod error;
-pub mod event_bus;
-pub mod events;
+mod controller;
+mod cron;
+mod error;
+mod event_bus;
+mod events;
 pub mod executor;
 mod http_agent;
-pub mod jobs;
-pub mod maintenance;
-pub mod manifest;
-pub mod metrics;
-pub mod notify;
-pub mod pods;
-pub mod requests;
-pub mod schedule;
+mod jobs;
+mod maintenance;
+mod manifest;
+mod metrics;
+mod notify;
+mod pods;
+mod requests;
+mod schedule;
 
-pub mod standby;
-pub mod state;
-pub mod submit;
-pub mod usage;
+mod standby;
+mod state;
+mod submit;
+mod usage;
 
 use std::sync::Arc;
 

@@ -152,11 +152,6 @@ impl Pods {
         self.no_egress.contains(namespace)
     }
 
-    /// The `onyx` executable that runs pods and `http` templates.
-    pub fn exe(&self) -> &std::path::Path {
-        &self.exe
-    }
-
     /// A pod's directory, by its key ([`pod_key`]).
     pub fn pod_dir(&self, key: &str) -> PathBuf {
         self.layout.pod_dir(key)

@@ -68,10 +68,6 @@ impl Roles {
     fn lead(&self, router: Router) {
         *self.role.write().expect("role") = Role::Leading(router);
     }
-
-    pub fn is_leading(&self) -> bool {
-        matches!(*self.role.read().expect("role"), Role::Leading(_))
-    }
 }
 
 /// The server's router in hot-standby mode: the role decides who answers.

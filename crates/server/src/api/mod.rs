@@ -30,7 +30,6 @@ mod requests;
 mod usage;
 mod workflows;
 
-pub use common::JsonBody;
 use common::St;
 
 pub fn router(state: Arc<AppState>) -> Router {
