@@ -2,7 +2,7 @@
 //! to the workflow's log before the engine handles it, and the engine's actions (starting
 //! pods) happen only after that commit; after a crash, replaying the log through a new engine
 //! rebuilds the same state and the same outstanding actions, which the idempotent pod runner
-//! then re-adopts (see ARCHITECTURE.md, "Crash recovery").
+//! then re-adopts (ARCHITECTURE.md, "Invariants").
 
 use crate::pods::pod_key;
 use std::collections::{BTreeMap, HashMap, HashSet};
