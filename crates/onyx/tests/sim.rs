@@ -149,17 +149,21 @@ fn onyx_beats_fgd_on_the_paper_trace_and_fgd_matches_the_paper() {
     );
 }
 
-/// The scheduler's scenario files (tests/scenarios/) all pass through `onyx sim scenario`.
+/// `onyx sim scenario` runs the scheduler's scenario files (crates/scheduler/scenarios/, whose
+/// own test checks each) and says what differed when one fails.
 #[test]
 fn scenario_files_pass() {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
-    // ONYX's own rules, and Volcano's action tests translated (tests/scenarios/volcano/).
-    let mut files: Vec<String> = ["tests/scenarios", "tests/scenarios/volcano"]
-        .iter()
-        .flat_map(|d| std::fs::read_dir(format!("{root}/{d}")).unwrap())
-        .map(|e| e.unwrap().path().display().to_string())
-        .filter(|p| p.ends_with(".yaml"))
-        .collect();
+    // ONYX's own rules, and Volcano's action tests translated (scenarios/volcano/).
+    let mut files: Vec<String> = [
+        "crates/scheduler/scenarios",
+        "crates/scheduler/scenarios/volcano",
+    ]
+    .iter()
+    .flat_map(|d| std::fs::read_dir(format!("{root}/{d}")).unwrap())
+    .map(|e| e.unwrap().path().display().to_string())
+    .filter(|p| p.ends_with(".yaml"))
+    .collect();
     assert!(
         files.iter().filter(|f| f.contains("/volcano/")).count() >= 5,
         "the Volcano translations are missing"
@@ -179,8 +183,10 @@ fn scenario_files_pass() {
     let dir = std::env::temp_dir().join(format!("onyx-scen-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let wrong = dir.join("wrong.yaml");
-    let text =
-        std::fs::read_to_string(format!("{root}/tests/scenarios/two-gangs-compete.yaml")).unwrap();
+    let text = std::fs::read_to_string(format!(
+        "{root}/crates/scheduler/scenarios/two-gangs-compete.yaml"
+    ))
+    .unwrap();
     std::fs::write(
         &wrong,
         text.replace(

@@ -6,18 +6,24 @@
 //! or MIG instances with the real geometry (H100/A100 80 GB), re-partitioned when
 //! `dynamic-mig` is on.
 
+mod action;
+mod allocate;
 mod cycle;
+mod drain;
 mod enqueue;
 mod expect;
 pub mod mig;
 pub mod model;
 mod outcome;
 mod placement;
+mod preempt;
 mod reasons;
 mod resources;
+mod session;
 mod shares;
 mod state;
 
+pub use action::Action;
 pub use cycle::run;
 pub use expect::{compare, load};
 pub use model::*;
