@@ -22,6 +22,7 @@ mod resources;
 mod session;
 mod shares;
 mod state;
+mod statement;
 
 pub use action::Action;
 pub use cycle::run;

@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use crate::model::{untolerated, Taint};
 use crate::resources::{gpu_milli, take_on, Req};
 use crate::state::State;
+use crate::statement::Statement;
 
 impl State {
     pub(crate) fn selector_ok(&self, p: usize, n: usize) -> bool {
@@ -118,7 +119,7 @@ impl State {
         if pending.is_empty() {
             return None;
         }
-        let saved_nodes = self.nodes.clone();
+        let stmt = Statement::begin(self);
         let mut placed = Vec::new();
         for p in pending {
             // A task that fits nowhere is passed over; the next is tried (Volcano's allocate
@@ -152,9 +153,10 @@ impl State {
                 self.pods[*p].node = Some(*n);
                 self.pods[*p].phase = "Bound".into();
             }
+            stmt.commit();
             Some(placed)
         } else {
-            self.nodes = saved_nodes;
+            stmt.discard(self);
             None
         }
     }
@@ -181,7 +183,7 @@ impl State {
         g: usize,
         exclude: &BTreeSet<usize>,
     ) -> Option<Vec<(usize, usize)>> {
-        let saved_nodes = self.nodes.clone();
+        let stmt = Statement::begin(self);
         let mut placed = Vec::new();
         for p in self.best_effort_pending(g) {
             let Some(n) = self.best_node(p, exclude) else {
@@ -199,9 +201,10 @@ impl State {
                 self.pods[*p].node = Some(*n);
                 self.pods[*p].phase = "Bound".into();
             }
+            stmt.commit();
             Some(placed)
         } else {
-            self.nodes = saved_nodes;
+            stmt.discard(self);
             None
         }
     }

@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use crate::resources::{add, gpu_milli, usage};
 use crate::session::Session;
 use crate::state::State;
+use crate::statement::Statement;
 
 /// Run `preempt`, or `reclaim` when `reclaim` is set.
 pub(crate) fn execute(s: &mut Session, reclaim: bool) {
@@ -69,7 +70,7 @@ pub(crate) fn execute(s: &mut Session, reclaim: bool) {
         // A preemptor that fits as things are takes nothing (Volcano preempts only
         // where the node's future idle resources fall short).
         {
-            let trial = st.nodes.clone();
+            let trial = Statement::begin(st);
             let mut ok = 0;
             for p in st.pending_pods(g) {
                 if let Some(n) = st.best_node(p, &BTreeSet::new()) {
@@ -79,7 +80,7 @@ pub(crate) fn execute(s: &mut Session, reclaim: bool) {
                     }
                 }
             }
-            st.nodes = trial;
+            trial.discard(st);
             let need = st.pending_need(g);
             let (qused, _) = st.used_vectors();
             let queue_room = st.queue_chain(q).iter().all(|a| {
@@ -107,7 +108,8 @@ pub(crate) fn execute(s: &mut Session, reclaim: bool) {
                 std::cmp::Reverse(st.groups[*v].order),
             )
         });
-        let saved_nodes = st.nodes.clone();
+        // Victims are released tentatively: what they free is for the trial fits only.
+        let evictions = Statement::begin(st);
         // Victims, one unit at a time: first the tasks a victim gang has beyond its
         // minMember (Volcano's gang plugin: a job is preempted down to its
         // minAvailable, newest task first), then — ONYX's priority preemption,
@@ -185,7 +187,7 @@ pub(crate) fn execute(s: &mut Session, reclaim: bool) {
             }
             chosen.extend(unit);
             // Would the gang fit now?
-            let trial = st.nodes.clone();
+            let trial = Statement::begin(st);
             let pend = st.pending_pods(g);
             let mut ok = 0;
             for p in &pend {
@@ -196,7 +198,7 @@ pub(crate) fn execute(s: &mut Session, reclaim: bool) {
                     }
                 }
             }
-            st.nodes = trial;
+            trial.discard(st);
             if (st.ready_count(g) + ok) as u32 >= st.groups[g].min_member.max(1) {
                 fits = true;
                 break;
@@ -239,12 +241,12 @@ pub(crate) fn execute(s: &mut Session, reclaim: bool) {
             }
             // The freed resources stay with the victims until they are gone: the gang
             // is pipelined onto those nodes and binds in a later cycle.
-            st.nodes = saved_nodes;
+            evictions.discard(st);
             out.pipelined
                 .insert(st.groups[g].key.clone(), nodes_used.into_iter().collect());
         } else {
             // Nothing is evicted: the victims keep what they hold.
-            st.nodes = saved_nodes;
+            evictions.discard(st);
         }
     }
 }

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::resources::{add, gpu_milli, usage};
 use crate::state::State;
+use crate::statement::Statement;
 
 impl State {
     pub(crate) fn pending_pods(&self, g: usize) -> Vec<usize> {
@@ -92,7 +93,7 @@ impl State {
             format!("gang {key} waits for its pods: {size} of minMember {min_member} exist")
         } else {
             // Place what fits, as a trial, to say how far the gang gets and what stops it.
-            let saved = self.nodes.clone();
+            let trial = Statement::begin(self);
             let dynamic = self.plugins.contains("dynamic-mig");
             let mut fit = 0;
             let mut stop = None;
@@ -107,7 +108,7 @@ impl State {
                     }
                 }
             }
-            self.nodes = saved;
+            trial.discard(self);
             format!(
                 "gang {key} cannot place {min_member} pods at once ({fit} fit now): {}",
                 stop.unwrap_or_default()
