@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use scheduler::{GroupSpec, PodSpec, PriorityClass, Quantity, Scenario, TenantSpec};
+use scheduler::{
+    GroupPhase, GroupSpec, PodPhase, PodSpec, PriorityClass, Quantity, Scenario, TenantSpec,
+};
 
 use crate::cluster::{plain, Cluster, Inner, WAIT_BUCKETS};
 use crate::grant::{Grant, Standing};
@@ -187,12 +189,12 @@ impl Cluster {
                             min_task_member: BTreeMap::new(),
                             min_resources: BTreeMap::new(),
                             priority_class: p.ask.priority_class.clone(),
-                            phase: "Pending".into(),
+                            phase: GroupPhase::Pending,
                         });
                         s.groups.len() - 1
                     });
                     if matches!(p.standing, Standing::Bound(_)) {
-                        s.groups[i].phase = "Running".into();
+                        s.groups[i].phase = GroupPhase::Running;
                     }
                     s.groups[i].min_member = s.groups[i].min_member.max(*min);
                     g.clone()
@@ -201,16 +203,16 @@ impl Cluster {
             };
             let (phase, node, devices) = match &p.standing {
                 Standing::Bound(g) if inner.releasing.contains(name.as_str()) => {
-                    ("Releasing", g.node.clone(), g.devices.clone())
+                    (PodPhase::Releasing, g.node.clone(), g.devices.clone())
                 }
-                Standing::Bound(g) => ("Running", g.node.clone(), g.devices.clone()),
-                _ => ("Pending", String::new(), Vec::new()),
+                Standing::Bound(g) => (PodPhase::Running, g.node.clone(), g.devices.clone()),
+                _ => (PodPhase::Pending, String::new(), Vec::new()),
             };
             s.pods.push(PodSpec {
                 name: plain(name).to_string(),
                 namespace: p.ask.namespace.clone(),
                 group,
-                phase: phase.into(),
+                phase,
                 node,
                 requests: p
                     .ask

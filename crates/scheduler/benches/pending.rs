@@ -56,7 +56,7 @@ fn main() {
             name: format!("p{i}"),
             namespace: "t".into(),
             group: String::new(),
-            phase: "Pending".into(),
+            phase: scheduler::PodPhase::Pending,
             requests: r,
             preemptable: true,
             ..Default::default()

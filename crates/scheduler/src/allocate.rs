@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::action::Action;
+use crate::model::GroupPhase;
 use crate::resources::{add, usage};
 use crate::session::Session;
 
@@ -46,7 +47,7 @@ pub(crate) fn execute(s: &mut Session, mode: Action) {
         let Some(g) = lanes.get_mut(&lane).and_then(|l| l.pop_front()) else {
             break;
         };
-        if mode == Action::Allocate && st.groups[g].phase == "Pending" && enqueue_runs {
+        if mode == Action::Allocate && st.groups[g].phase == GroupPhase::Pending && enqueue_runs {
             // Not admitted: its queue's capability (or an ancestor's) is taken.
             let need = st.pending_gpu(g);
             let chain = st.queue_chain(st.groups[g].queue);
@@ -78,7 +79,7 @@ pub(crate) fn execute(s: &mut Session, mode: Action) {
         // gangs already admitted.
         if mode == Action::Backfill
             && (st.best_effort_pending(g).is_empty()
-                || st.groups[g].phase == "Pending" && enqueue_runs)
+                || st.groups[g].phase == GroupPhase::Pending && enqueue_runs)
         {
             continue;
         }
@@ -156,7 +157,7 @@ pub(crate) fn execute(s: &mut Session, mode: Action) {
                     }
                     add(&mut tused[t], u, 1);
                 }
-                st.groups[g].phase = "Running".into();
+                st.groups[g].phase = GroupPhase::Running;
                 if !st.pending_pods(g).is_empty() {
                     if let Some(l) = lanes.get_mut(&lane) {
                         l.push_front(g);

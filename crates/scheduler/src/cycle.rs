@@ -117,7 +117,7 @@ pub fn run(s: &Scenario) -> Result<Outcome, ScenarioError> {
         let phase = if out.refused.contains_key(&g.key) {
             "Refused".to_string()
         } else {
-            g.phase.clone()
+            g.phase.as_str().to_string()
         };
         out.group_phases.insert(g.key.clone(), phase);
     }

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::model::{GroupPhase, PodPhase};
 use crate::session::Session;
 
 pub(crate) fn execute(s: &mut Session) {
@@ -14,16 +15,16 @@ pub(crate) fn execute(s: &mut Session) {
     let gangs: BTreeSet<usize> = st
         .pods
         .iter()
-        .filter(|p| p.phase == "Running" && p.node.is_some_and(|n| cordoned.contains(&n)))
+        .filter(|p| p.phase == PodPhase::Running && p.node.is_some_and(|n| cordoned.contains(&n)))
         .map(|p| p.group)
         .collect();
     for g in gangs {
         for p in st.groups[g].pods.clone() {
-            if st.pods[p].phase == "Running" {
+            if st.pods[p].phase == PodPhase::Running {
                 out.evictions.insert(st.pods[p].key.clone());
-                st.pods[p].phase = "Releasing".into();
+                st.pods[p].phase = PodPhase::Releasing;
             }
         }
-        st.groups[g].phase = "Pending".into();
+        st.groups[g].phase = GroupPhase::Pending;
     }
 }

@@ -14,6 +14,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::model::GroupPhase;
 use crate::outcome::Outcome;
 use crate::resources::add;
 use crate::state::State;
@@ -23,7 +24,7 @@ impl State {
         let (used, _) = self.used_vectors();
         let mut reserved = vec![[0i128; 3]; self.queues.len()];
         for g in &self.groups {
-            if let (Some(min), "Inqueue") = (g.min_res, g.phase.as_str()) {
+            if let (Some(min), GroupPhase::Inqueue) = (g.min_res, g.phase) {
                 for a in self.queue_chain(g.queue) {
                     add(&mut reserved[a], min, 1);
                 }
@@ -34,7 +35,7 @@ impl State {
             add(&mut guaranteed, q.guarantee_res.map(|x| x.unwrap_or(0)), 1);
         }
         for g in self.group_order() {
-            if self.groups[g].phase != "Pending" || refused.contains(&g) {
+            if self.groups[g].phase != GroupPhase::Pending || refused.contains(&g) {
                 continue;
             }
             let q = self.groups[g].queue;
@@ -42,7 +43,7 @@ impl State {
                 continue;
             }
             let Some(min) = self.groups[g].min_res else {
-                self.groups[g].phase = "Inqueue".into();
+                self.groups[g].phase = GroupPhase::Inqueue;
                 continue;
             };
             let chain = self.queue_chain(q);
@@ -64,7 +65,7 @@ impl State {
                 })
             });
             if fits {
-                self.groups[g].phase = "Inqueue".into();
+                self.groups[g].phase = GroupPhase::Inqueue;
                 for a in chain {
                     add(&mut reserved[a], min, 1);
                 }

@@ -227,8 +227,8 @@ pub struct GroupSpec {
     pub min_resources: BTreeMap<String, Quantity>,
     #[serde(default)]
     pub priority_class: String,
-    #[serde(default = "pending")]
-    pub phase: String,
+    #[serde(default)]
+    pub phase: GroupPhase,
 }
 
 fn default_ns() -> String {
@@ -237,8 +237,55 @@ fn default_ns() -> String {
 fn default_queue() -> String {
     "default".into()
 }
-fn pending() -> String {
-    "Pending".into()
+/// A PodGroup's phase, as Volcano's: waiting to be admitted, admitted, running.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub enum GroupPhase {
+    #[default]
+    Pending,
+    Inqueue,
+    Running,
+}
+
+impl GroupPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GroupPhase::Pending => "Pending",
+            GroupPhase::Inqueue => "Inqueue",
+            GroupPhase::Running => "Running",
+        }
+    }
+}
+
+/// A pod's phase as the scheduler sees it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub enum PodPhase {
+    #[default]
+    Pending,
+    /// Bound to a node in this cycle (it holds its resources from now on).
+    Bound,
+    Running,
+    /// Being evicted: it holds its resources until it is gone.
+    Releasing,
+    Succeeded,
+    Failed,
+}
+
+impl PodPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PodPhase::Pending => "Pending",
+            PodPhase::Bound => "Bound",
+            PodPhase::Running => "Running",
+            PodPhase::Releasing => "Releasing",
+            PodPhase::Succeeded => "Succeeded",
+            PodPhase::Failed => "Failed",
+        }
+    }
+
+    /// Whether it holds what it was given on its node.
+    pub fn holds(self) -> bool {
+        matches!(self, PodPhase::Running | PodPhase::Bound)
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -251,8 +298,8 @@ pub struct PodSpec {
     pub group: String,
     #[serde(default)]
     pub task: String,
-    #[serde(default = "pending")]
-    pub phase: String,
+    #[serde(default)]
+    pub phase: PodPhase,
     #[serde(default)]
     pub node: String,
     #[serde(default)]

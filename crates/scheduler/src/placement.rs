@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::model::PodPhase;
 use crate::model::{untolerated, Taint};
 use crate::resources::{gpu_milli, take_on, Req};
 use crate::state::State;
@@ -142,8 +143,7 @@ impl State {
                 .iter()
                 .filter(|p| {
                     self.pods[**p].task == *task
-                        && (matches!(self.pods[**p].phase.as_str(), "Running" | "Bound")
-                            || placed.iter().any(|(x, _)| x == *p))
+                        && (self.pods[**p].phase.holds() || placed.iter().any(|(x, _)| x == *p))
                 })
                 .count();
             have as u32 >= *min
@@ -151,7 +151,7 @@ impl State {
         if ready as u32 >= self.groups[g].min_member && tasks_ok && !placed.is_empty() {
             for (p, n) in &placed {
                 self.pods[*p].node = Some(*n);
-                self.pods[*p].phase = "Bound".into();
+                self.pods[*p].phase = PodPhase::Bound;
             }
             stmt.commit();
             Some(placed)
@@ -199,7 +199,7 @@ impl State {
         {
             for (p, n) in &placed {
                 self.pods[*p].node = Some(*n);
-                self.pods[*p].phase = "Bound".into();
+                self.pods[*p].phase = PodPhase::Bound;
             }
             stmt.commit();
             Some(placed)

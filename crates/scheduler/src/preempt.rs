@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::model::{GroupPhase, PodPhase};
 use crate::resources::{add, gpu_milli, usage};
 use crate::session::Session;
 use crate::state::State;
@@ -27,7 +28,7 @@ pub(crate) fn execute(s: &mut Session, reclaim: bool) {
     for g in st.group_order() {
         if refused_groups.contains(&g)
             || st.pending_pods(g).is_empty()
-            || st.groups[g].phase == "Pending" && enqueue_runs
+            || st.groups[g].phase == GroupPhase::Pending && enqueue_runs
         {
             continue;
         }
@@ -49,7 +50,7 @@ pub(crate) fn execute(s: &mut Session, reclaim: bool) {
                     && st.groups[*v]
                         .pods
                         .iter()
-                        .any(|p| st.pods[*p].phase == "Running")
+                        .any(|p| st.pods[*p].phase == PodPhase::Running)
             })
             .filter(|v| {
                 let vq = st.groups[*v].queue;
@@ -121,7 +122,7 @@ pub(crate) fn execute(s: &mut Session, reclaim: bool) {
                 .pods
                 .iter()
                 .copied()
-                .filter(|p| st.pods[*p].phase == "Running")
+                .filter(|p| st.pods[*p].phase == PodPhase::Running)
                 .collect();
             let slack = running
                 .len()
@@ -149,7 +150,7 @@ pub(crate) fn execute(s: &mut Session, reclaim: bool) {
         for unit in units {
             let unit: Vec<usize> = unit
                 .into_iter()
-                .filter(|p| st.pods[*p].phase == "Running" && !chosen.contains(p))
+                .filter(|p| st.pods[*p].phase == PodPhase::Running && !chosen.contains(p))
                 .collect();
             if unit.is_empty() {
                 continue;
@@ -229,14 +230,14 @@ pub(crate) fn execute(s: &mut Session, reclaim: bool) {
                 if let Some(n) = st.pods[p].node {
                     nodes_used.insert(st.nodes[n].name.clone());
                 }
-                st.pods[p].phase = "Releasing".into();
+                st.pods[p].phase = PodPhase::Releasing;
                 let left = st.groups[v]
                     .pods
                     .iter()
-                    .filter(|x| st.pods[**x].phase == "Running")
+                    .filter(|x| st.pods[**x].phase == PodPhase::Running)
                     .count();
                 if (left as u32) < st.groups[v].min_member.max(1) {
-                    st.groups[v].phase = "Pending".into();
+                    st.groups[v].phase = GroupPhase::Pending;
                 }
             }
             // The freed resources stay with the victims until they are gone: the gang

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::model::PodPhase;
 use crate::resources::{add, gpu_milli, usage};
 use crate::state::State;
 use crate::statement::Statement;
@@ -13,7 +14,7 @@ impl State {
             .pods
             .iter()
             .copied()
-            .filter(|p| self.pods[*p].phase == "Pending" && self.pods[*p].node.is_none())
+            .filter(|p| self.pods[*p].phase == PodPhase::Pending && self.pods[*p].node.is_none())
             .collect()
     }
 
@@ -23,8 +24,8 @@ impl State {
             .iter()
             .filter(|p| {
                 matches!(
-                    self.pods[**p].phase.as_str(),
-                    "Running" | "Bound" | "Succeeded"
+                    self.pods[**p].phase,
+                    PodPhase::Running | PodPhase::Bound | PodPhase::Succeeded
                 )
             })
             .count()

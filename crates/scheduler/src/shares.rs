@@ -13,9 +13,7 @@ impl State {
         self.pods
             .iter()
             .filter(|p| {
-                self.is_within(self.groups[p.group].queue, q)
-                    && p.node.is_some()
-                    && matches!(p.phase.as_str(), "Running" | "Bound")
+                self.is_within(self.groups[p.group].queue, q) && p.node.is_some() && p.phase.holds()
             })
             .map(|p| gpu_milli(&p.req))
             .sum()
@@ -153,7 +151,7 @@ impl State {
         let mut by_queue = vec![[0i128; 3]; self.queues.len()];
         let mut by_tenant = vec![[0i128; 3]; self.tenants.len()];
         for p in &self.pods {
-            if p.node.is_some() && matches!(p.phase.as_str(), "Running" | "Bound") {
+            if p.node.is_some() && p.phase.holds() {
                 let g = &self.groups[p.group];
                 add(&mut by_queue[g.queue], usage(&p.req), 1);
                 add(&mut by_tenant[g.tenant], usage(&p.req), 1);

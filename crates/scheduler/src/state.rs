@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::mig;
+use crate::model::{GroupPhase, PodPhase};
 use crate::model::{Quantity, QueueSpec, QueueUnit, Scenario, Toleration};
 use crate::outcome::{Outcome, ScenarioError};
 use crate::resources::{describe, parse_req, take_devices, Gpu, Node, Req};
@@ -16,7 +17,7 @@ pub(crate) struct Pod {
     /// Its own priority class's value, else its gang's.
     pub(crate) priority: i64,
     pub(crate) task: String,
-    pub(crate) phase: String,
+    pub(crate) phase: PodPhase,
     pub(crate) node: Option<usize>,
     pub(crate) req: Req,
     pub(crate) preemptable: bool,
@@ -34,7 +35,7 @@ pub(crate) struct Group {
     pub(crate) min_member: u32,
     pub(crate) min_task: BTreeMap<String, u32>,
     pub(crate) priority: i64,
-    pub(crate) phase: String,
+    pub(crate) phase: GroupPhase,
     pub(crate) pods: Vec<usize>,
     pub(crate) order: usize,
 }
@@ -398,7 +399,7 @@ impl State {
                 min_member: g.min_member,
                 min_task: g.min_task_member.clone(),
                 priority: *prio.get(g.priority_class.as_str()).unwrap_or(&0),
-                phase: g.phase.clone(),
+                phase: g.phase,
                 pods: Vec::new(),
                 order: i,
             });
@@ -430,10 +431,10 @@ impl State {
                     min_member: 1,
                     min_task: BTreeMap::new(),
                     priority: *prio.get(p.priority_class.as_str()).unwrap_or(&0),
-                    phase: if p.phase == "Running" {
-                        "Running".into()
+                    phase: if p.phase == PodPhase::Running {
+                        GroupPhase::Running
                     } else {
-                        "Pending".into()
+                        GroupPhase::Pending
                     },
                     pods: Vec::new(),
                     order: s.groups.len() + pods.len(),
@@ -492,7 +493,7 @@ impl State {
                 group,
                 priority,
                 task: p.task.clone(),
-                phase: p.phase.clone(),
+                phase: p.phase,
                 node,
                 req,
                 preemptable: p.preemptable,
@@ -531,7 +532,7 @@ impl State {
             .map(|p| (format!("{}/{}", p.namespace, p.name), &p.devices))
             .collect();
         for i in 0..st.pods.len() {
-            let holds = matches!(st.pods[i].phase.as_str(), "Running" | "Releasing");
+            let holds = matches!(st.pods[i].phase, PodPhase::Running | PodPhase::Releasing);
             if let (true, Some(n)) = (holds, st.pods[i].node) {
                 let req = st.pods[i].req.clone();
                 let taken = match spec_devices.get(&st.pods[i].key) {
@@ -547,7 +548,9 @@ impl State {
                 if !taken {
                     return Err(bad(format!(
                         "pod {} is {} on {} but the node cannot hold it",
-                        st.pods[i].key, st.pods[i].phase, st.nodes[n].name
+                        st.pods[i].key,
+                        st.pods[i].phase.as_str(),
+                        st.nodes[n].name
                     )));
                 }
             }

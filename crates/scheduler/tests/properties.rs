@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
-use scheduler::{run, GroupSpec, NodeSpec, PodSpec, Quantity, Scenario, TenantSpec};
+use scheduler::{
+    run, GroupPhase, GroupSpec, NodeSpec, PodPhase, PodSpec, Quantity, Scenario, TenantSpec,
+};
 
 fn q(v: f64) -> Quantity {
     Quantity::Number(v)
@@ -52,7 +54,7 @@ fn scenario() -> impl Strategy<Value = Scenario> {
                 min_task_member: BTreeMap::new(),
                 min_resources: BTreeMap::new(),
                 priority_class: String::new(),
-                phase: "Pending".into(),
+                phase: GroupPhase::Pending,
             });
             for pi in 0..*size {
                 let mut req = BTreeMap::new();
@@ -62,7 +64,7 @@ fn scenario() -> impl Strategy<Value = Scenario> {
                     name: format!("g{gi}-p{pi}"),
                     namespace: "t".into(),
                     group: format!("g{gi}"),
-                    phase: "Pending".into(),
+                    phase: PodPhase::Pending,
                     requests: req,
                     preemptable: true,
                     ..Default::default()
@@ -124,25 +126,25 @@ proptest! {
         s2.tenants.clear();
         for p in &mut s2.pods {
             if let Some(n) = first.binds.get(&format!("t/{}", p.name)) {
-                p.phase = "Running".into();
+                p.phase = PodPhase::Running;
                 p.node = n.clone();
                 p.devices = first.devices.get(&format!("t/{}", p.name)).cloned().unwrap_or_default();
             }
         }
         for g in &mut s2.groups {
-            if s2.pods.iter().any(|p| p.group == g.name && p.phase == "Running") {
-                g.phase = "Running".into();
+            if s2.pods.iter().any(|p| p.group == g.name && p.phase == PodPhase::Running) {
+                g.phase = GroupPhase::Running;
             }
         }
         s2.groups.push(GroupSpec {
             name: "hi".into(), namespace: "t".into(), queue: "default".into(), min_member: size,
             min_task_member: BTreeMap::new(), min_resources: BTreeMap::new(),
-            priority_class: "high".into(), phase: "Inqueue".into(),
+            priority_class: "high".into(), phase: GroupPhase::Inqueue,
         });
         for i in 0..size {
             s2.pods.push(PodSpec {
                 name: format!("hi-{i}"), namespace: "t".into(), group: "hi".into(),
-                phase: "Pending".into(),
+                phase: PodPhase::Pending,
                 requests: BTreeMap::from([("cpu".to_string(), q(1.0)), ("nvidia.com/gpu".to_string(), q(want as f64))]),
                 preemptable: true, ..Default::default()
             });
@@ -150,12 +152,12 @@ proptest! {
         let out = run(&s2).expect("the second cycle runs");
         for e in &out.evictions {
             let p = s2.pods.iter().find(|p| format!("t/{}", p.name) == *e).expect("an evicted pod");
-            prop_assert_eq!(p.phase.as_str(), "Running", "{} evicted though not running", e);
+            prop_assert_eq!(p.phase, PodPhase::Running, "{} evicted though not running", e);
             prop_assert!(p.group != "hi", "the preemptor evicted itself");
         }
         for g in &s2.groups {
-            let running = s2.pods.iter().filter(|p| p.group == g.name && p.phase == "Running").count() as u32;
-            let left = s2.pods.iter().filter(|p| p.group == g.name && p.phase == "Running" && !out.evictions.contains(&format!("t/{}", p.name))).count() as u32;
+            let running = s2.pods.iter().filter(|p| p.group == g.name && p.phase == PodPhase::Running).count() as u32;
+            let left = s2.pods.iter().filter(|p| p.group == g.name && p.phase == PodPhase::Running && !out.evictions.contains(&format!("t/{}", p.name))).count() as u32;
             prop_assert!(left == running || left == 0 || left >= g.min_member, "gang {} left with {} of min {}", g.name, left, g.min_member);
         }
     }
