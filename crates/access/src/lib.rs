@@ -4,6 +4,8 @@
 //!
 //! Pure: the server finds the user (from a verified token) and the call, this crate decides.
 
+#![forbid(unsafe_code)]
+
 use std::collections::BTreeSet;
 
 use serde::Deserialize;

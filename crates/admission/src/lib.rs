@@ -7,6 +7,8 @@
 //! the rule, the field (a path into the object) and the value. It never panics on any JSON
 //! (property-tested).
 
+#![forbid(unsafe_code)]
+
 use serde::Deserialize;
 use serde_json::Value;
 

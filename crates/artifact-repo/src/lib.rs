@@ -9,6 +9,8 @@
 //! Every S3 call has a connect timeout, a request timeout and a bounded number of retries,
 //! so a store that goes away fails the call with its error rather than hanging the step.
 
+#![forbid(unsafe_code)]
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;

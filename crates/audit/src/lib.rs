@@ -9,6 +9,8 @@
 //! reach the file in the order they were recorded; nothing is dropped without being counted
 //! (`Stats`) and logged.
 
+#![forbid(unsafe_code)]
+
 use std::collections::VecDeque;
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -3,6 +3,8 @@
 //! catalogue and the date; each finding carries its rule id, severity, the numbers it computed
 //! and what would fix it.
 
+#![forbid(unsafe_code)]
+
 mod finding;
 mod rules;
 

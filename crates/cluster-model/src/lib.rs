@@ -3,6 +3,8 @@
 //! reference (racks, nodes, catalogue ids, networks) resolved; the component catalogue; the
 //! seed's cluster built in.
 
+#![forbid(unsafe_code)]
+
 pub mod catalogue;
 pub mod model;
 pub mod quantity;

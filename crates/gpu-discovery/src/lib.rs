@@ -88,8 +88,8 @@ fn local_mig(nvml: &nvml_wrapper::Nvml, d: &nvml_wrapper::Device) -> (Vec<String
     if !on {
         return (profiles, uuids);
     }
-    // SAFETY: the library is NVML itself (already loaded by `nvml`); each call gets a live
-    // device handle and out-pointers to locals of the types the C API declares.
+    // SAFETY: the library loaded is NVML itself, already loaded and initialised by `nvml`;
+    // loading it again runs no initialiser of its own.
     let Ok(lib) = (unsafe { NvmlLib::new("libnvidia-ml.so.1") }) else {
         return (profiles, uuids);
     };
@@ -100,14 +100,18 @@ fn local_mig(nvml: &nvml_wrapper::Nvml, d: &nvml_wrapper::Device) -> (Vec<String
         return (profiles, uuids);
     };
     let mut count = 0u32;
+    // SAFETY: `d` is a live device handle of this NVML session, and `count` a local u32, the
+    // out-parameter the C API declares.
     if unsafe { max(d.handle(), &mut count) } != nvmlReturn_enum_NVML_SUCCESS {
         return (profiles, uuids);
     }
     for i in 0..count {
         let mut handle: nvmlDevice_t = std::ptr::null_mut();
+        // SAFETY: as above; `i` is below the count NVML gave, and `handle` a local out-pointer.
         if unsafe { by_index(d.handle(), i, &mut handle) } != nvmlReturn_enum_NVML_SUCCESS {
             continue;
         }
+        // SAFETY: NVML returned `handle` for this session (`nvml`), which outlives `m`.
         let m = unsafe { nvml_wrapper::Device::new(handle, nvml) };
         let Ok(attr) = m.attributes() else { continue };
         // Profiles name memory in 5 or 10 GB steps (1g.10gb has 9.75 GiB usable).

@@ -374,8 +374,10 @@ fn remove_within_mount(path: &Path) -> std::io::Result<()> {
 fn is_mount_root(path: &Path) -> std::io::Result<bool> {
     use nix::libc;
     let c = cstr(path)?;
-    // SAFETY: statx writes into the zeroed buffer it is given, nothing else.
+    // SAFETY: `statx` is plain old data, for which all-zero bytes are a valid value.
     let mut st: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a NUL-terminated path that outlives the call, and statx writes only
+    // into `st`, the buffer of the type it declares.
     let r = unsafe {
         libc::statx(
             libc::AT_FDCWD,

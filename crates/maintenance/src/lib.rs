@@ -6,6 +6,8 @@
 //! cannot finish inside the window, and it stops — leaving that node cordoned — when a node
 //! does not come back, so a bad patch never takes down more than one node.
 
+#![forbid(unsafe_code)]
+
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde::Serialize;
 

@@ -13,6 +13,8 @@
 //! around a ring: the workspace's test refuses any. Reading never panics on a file; a file
 //! that does not parse is an error naming its path, line and column.
 
+#![forbid(unsafe_code)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 

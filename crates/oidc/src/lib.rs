@@ -9,6 +9,8 @@
 //! The network is only touched by [`Verifier::discover`] and [`Verifier::refresh`], which
 //! block: async callers run them on a blocking thread.
 
+#![forbid(unsafe_code)]
+
 use std::collections::HashMap;
 use std::sync::RwLock;
 use std::time::{Duration, Instant};

@@ -7,6 +7,8 @@
 //! classes and scores each class once per decision; that is what makes a decision cost
 //! O(distinct states) instead of O(nodes).
 
+#![forbid(unsafe_code)]
+
 mod frag;
 
 use fnv::FnvHashMap;

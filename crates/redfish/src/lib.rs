@@ -7,6 +7,8 @@
 //! manages one server). The Reset target is read from the system's `Actions`, as the
 //! specification asks, falling back to the conventional path.
 
+#![forbid(unsafe_code)]
+
 use std::time::Duration;
 
 use base64::Engine as _;

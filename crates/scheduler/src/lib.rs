@@ -6,6 +6,8 @@
 //! or MIG instances with the real geometry (H100/A100 80 GB), re-partitioned when
 //! `dynamic-mig` is on.
 
+#![forbid(unsafe_code)]
+
 mod action;
 mod allocate;
 mod cycle;

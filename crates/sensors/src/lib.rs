@@ -13,6 +13,8 @@
 //! - parameters (`src.dependencyName` with `dataKey`, `contextKey` or a default `value`) are
 //!   set at `dest` as strings unless `useRawData`, with `overwrite`/`append`/`prepend`.
 
+#![forbid(unsafe_code)]
+
 mod condition;
 mod event;
 mod filter;

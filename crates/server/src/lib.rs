@@ -1,6 +1,8 @@
 //! `onyx server`: Argo Server's REST API on port 2746 over a durable controller that drives
 //! the workflow engine, with state in SQLite under `$ONYX_HOME` and pods as local processes.
 
+#![forbid(unsafe_code)]
+
 mod api;
 mod auth;
 pub mod config;

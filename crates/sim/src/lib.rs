@@ -6,6 +6,8 @@
 //! cluster's capacity; pods arrive one at a time and are placed at once or fail; there are no
 //! departures. The metric is the GPU allocation ratio against the arrived GPU demand.
 
+#![forbid(unsafe_code)]
+
 pub mod jobs;
 
 use std::path::Path;

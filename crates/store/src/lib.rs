@@ -15,6 +15,8 @@
 //! process being killed at any moment (the WAL is in the kernel's page cache); after a power
 //! loss the database is consistent but the last commits may be missing.
 
+#![forbid(unsafe_code)]
+
 mod artifacts;
 mod error;
 mod location;

@@ -9,6 +9,8 @@
 //! * [`govaluate`] evaluates `when` conditions with govaluate's rules, where bare words are
 //!   strings.
 
+#![forbid(unsafe_code)]
+
 mod error;
 pub mod expr;
 pub mod govaluate;

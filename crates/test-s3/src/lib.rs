@@ -5,6 +5,8 @@
 //! Without moto, [`Moto::start`] says so: under CI (`CI` set) that fails the test; elsewhere
 //! it returns `None` and the test says it was skipped.
 
+#![forbid(unsafe_code)]
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 

@@ -6,6 +6,8 @@
 //! Volcano's rules (`minSuccess`, the `TaskCompleted → CompleteJob` policy, a failed replica
 //! fails the job). Pure: the server runs the replicas and feeds their ends back.
 
+#![forbid(unsafe_code)]
+
 use serde_json::{json, Map, Value};
 
 #[derive(Debug, thiserror::Error, PartialEq)]

@@ -6,6 +6,8 @@
 //! vendor` copies them into `assets/vendor/`, which is committed, so `cargo build` is the only
 //! command a user types.
 
+#![forbid(unsafe_code)]
+
 use axum::extract::Path;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};

@@ -12,6 +12,8 @@
 //! * A node's phase only moves forward: Pending → Running → a fulfilled phase, never back.
 //! * Every fulfilled node is reported to its owner exactly once (through the work queue).
 
+#![forbid(unsafe_code)]
+
 mod completion;
 mod dag;
 mod deadlines;

@@ -5,6 +5,8 @@
 //! names the file, the line and column, and the field path; unknown fields are warnings and
 //! stay in the object's raw JSON.
 
+#![forbid(unsafe_code)]
+
 pub mod lint;
 pub mod schema;
 pub mod types;
