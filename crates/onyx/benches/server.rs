@@ -29,6 +29,15 @@ struct Server {
     base: String,
 }
 
+/// The token the server made for itself at its first start (a server on loopback with none
+/// configured makes one): every request carries it.
+/// (The latest server's: one bench runs one server at a time.)
+static TOKEN: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+
+fn authorization() -> String {
+    format!("Bearer {}", TOKEN.lock().unwrap())
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -58,6 +67,8 @@ fn start_with(home: &PathBuf, extra: &[&str]) -> Server {
         }
     };
     std::thread::spawn(move || for _ in lines {});
+    let token = std::fs::read_to_string(home.join("token")).expect("the server's own token");
+    *TOKEN.lock().unwrap() = token.trim().to_string();
     Server { child, base }
 }
 
@@ -72,6 +83,7 @@ fn post(agent: &ureq::Agent, url: &str, body: &Value) -> u16 {
     match agent
         .post(url)
         .set("Content-Type", "application/json")
+        .set("Authorization", &authorization())
         .send_string(&body.to_string())
     {
         Ok(r) => r.status(),
@@ -174,8 +186,16 @@ fn count_archived(agent: &ureq::Agent, base: &str) -> usize {
         let url = format!(
             "{base}/api/v1/archived-workflows?namespace=default&listOptions.limit=5000&listOptions.continue={token}"
         );
-        let v: Value =
-            serde_json::from_str(&agent.get(&url).call().unwrap().into_string().unwrap()).unwrap();
+        let v: Value = serde_json::from_str(
+            &agent
+                .get(&url)
+                .set("Authorization", &authorization())
+                .call()
+                .unwrap()
+                .into_string()
+                .unwrap(),
+        )
+        .unwrap();
         total += v["items"].as_array().map_or(0, Vec::len);
         match v["metadata"]["continue"].as_str() {
             Some(t) => token = t.to_string(),
@@ -238,8 +258,16 @@ fn archive(n: usize) {
             ),
         };
         let t0 = Instant::now();
-        let v: Value =
-            serde_json::from_str(&agent.get(&url).call().unwrap().into_string().unwrap()).unwrap();
+        let v: Value = serde_json::from_str(
+            &agent
+                .get(&url)
+                .set("Authorization", &authorization())
+                .call()
+                .unwrap()
+                .into_string()
+                .unwrap(),
+        )
+        .unwrap();
         times.push(t0.elapsed().as_secs_f64() * 1000.0);
         assert_eq!(v["items"].as_array().unwrap().len(), 100);
         token = v["metadata"]["continue"]
@@ -262,7 +290,13 @@ fn scrape(s: &Server) -> (usize, usize, f64, f64) {
     let mut text = String::new();
     for _ in 0..200 {
         let t0 = Instant::now();
-        text = agent.get(&url).call().unwrap().into_string().unwrap();
+        text = agent
+            .get(&url)
+            .set("Authorization", &authorization())
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap();
         times.push(t0.elapsed().as_secs_f64() * 1000.0);
     }
     times.sort_by(f64::total_cmp);
