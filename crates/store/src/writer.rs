@@ -340,8 +340,10 @@ async fn apply(tx: &mut AnyConnection, w: &Write) -> Result<Option<i64>, StoreEr
             }
         }
         Write::AppendEvents { uid, events } => {
+            // Idempotent: an append tried again after its answer was lost (the connection
+            // dropped after the commit) adds nothing twice.
             for e in events {
-                sqlx::query("INSERT INTO events (uid, seq, at_ns, body) VALUES ($1, $2, $3, $4)")
+                sqlx::query("INSERT INTO events (uid, seq, at_ns, body) VALUES ($1, $2, $3, $4) ON CONFLICT (uid, seq) DO NOTHING")
                     .bind(uid)
                     .bind(e.seq)
                     .bind(e.at_ns)

@@ -110,6 +110,17 @@ async fn workflows_events_and_pages_survive_reopening(at: Location) {
             .unwrap();
     }
     let s = open(&at).await;
+    // An append tried again (its first answer lost) adds nothing twice.
+    s.append_events(
+        "uid-0001",
+        vec![EventRow {
+            seq: 1,
+            at_ns: 7,
+            body: "done".into(),
+        }],
+    )
+    .await
+    .unwrap();
     let events = s.events("uid-0001").await.unwrap();
     assert_eq!(events.len(), 2);
     assert_eq!(events[1].body, "done");

@@ -227,7 +227,23 @@ impl Run {
                 row
             })
             .collect();
-        self.ctl.store.append_events(&self.uid, rows).await
+        // A failure that may pass (a dropped connection, a busy database) is tried again,
+        // backing off, before the workflow is left to the next start; appends are idempotent.
+        let mut attempt = 0;
+        loop {
+            match self.ctl.store.append_events(&self.uid, rows.clone()).await {
+                Err(e) if transient(&e) && attempt + 1 < STORE_TRIES => {
+                    tracing::warn!(
+                        "workflow {}/{}: logging its events: {e}; trying again",
+                        self.namespace,
+                        self.name
+                    );
+                    tokio::time::sleep(store_backoff(attempt)).await;
+                    attempt += 1;
+                }
+                done => return done,
+            }
+        }
     }
 
     fn dispatch(&mut self, actions: Vec<Action>) {
@@ -509,6 +525,22 @@ fn event_summary(e: &Logged) -> (String, Option<String>) {
             _ => ("Event".into(), None),
         },
     }
+}
+
+/// How many times a workflow tries to log its events before it is left to the next start of
+/// the server (which replays it): with [`store_backoff`], some 40 s in all.
+const STORE_TRIES: u32 = 10;
+
+/// The wait before try `attempt + 2`: doubling from 100 ms, at most 15 s.
+pub(super) fn store_backoff(attempt: u32) -> Duration {
+    Duration::from_millis(100u64 << attempt.min(8)).min(Duration::from_secs(15))
+}
+
+/// Whether a store failure may pass if tried again (the database itself failed: a dropped
+/// connection, a lock, a full disk), rather than say something final (fenced by a newer
+/// leader, the writer gone, a row that exists or does not).
+pub(super) fn transient(e: &store::StoreError) -> bool {
+    matches!(e, store::StoreError::Db(_))
 }
 
 /// The named repository a workflow's `artifactRepositoryRef` picks.

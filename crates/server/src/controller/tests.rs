@@ -24,6 +24,29 @@ fn a_panic_is_contained_with_its_words() {
     assert_eq!(formatted, Err("node n1 is gone".into()));
 }
 
+/// The controller's store policy: failures of the database are tried again, backing off,
+/// final answers are not.
+#[test]
+fn store_failures_that_may_pass_are_tried_again_backing_off() {
+    use super::run::{store_backoff, transient};
+    let waits: Vec<u128> = (0..10).map(|a| store_backoff(a).as_millis()).collect();
+    assert_eq!(
+        waits,
+        [100, 200, 400, 800, 1600, 3200, 6400, 12800, 15000, 15000]
+    );
+    assert!(transient(&store::StoreError::Db(sqlx_error())));
+    assert!(!transient(&store::StoreError::WriterGone));
+    assert!(!transient(&store::StoreError::Fenced {
+        lease: "controller".into(),
+        token: 3
+    }));
+    assert!(!transient(&store::StoreError::AlreadyExists("x".into())));
+}
+
+fn sqlx_error() -> sqlx::Error {
+    sqlx::Error::PoolTimedOut
+}
+
 /// An executor that runs nothing: it keeps each pod it is given, with its report, until the
 /// test finishes it.
 #[derive(Default)]
