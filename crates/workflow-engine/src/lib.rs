@@ -38,6 +38,7 @@ mod steps;
 mod suspend;
 mod sync;
 mod templates;
+pub mod tree;
 mod variables;
 
 pub use deadlines::parse_duration;
