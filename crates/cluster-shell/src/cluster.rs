@@ -9,7 +9,7 @@ use tokio::sync::Notify;
 use crate::ask::Ask;
 use crate::grant::{Grant, Standing};
 use crate::ledger::{granted_cpus, granted_gpu_equivalents, ledgered, Ledger};
-use crate::queues::Policy;
+use crate::queues::SchedulingPolicy;
 use crate::records::{Node, Pod};
 use store::now_ns;
 
@@ -28,7 +28,7 @@ pub(crate) struct Inner {
 
 pub struct Cluster {
     pub(crate) inner: Mutex<Inner>,
-    pub(crate) policy: Policy,
+    pub(crate) policy: SchedulingPolicy,
     pub(crate) local: bool,
     pub(crate) changed: Notify,
     /// Every grant that holds GPUs or CPU and every release of one, for the usage ledger.
@@ -54,7 +54,7 @@ pub(crate) const WAIT_BUCKETS: [f64; 10] = [
 ];
 
 impl Cluster {
-    pub(crate) fn new(nodes: Vec<Node>, policy: Policy, local: bool) -> Cluster {
+    pub(crate) fn new(nodes: Vec<Node>, policy: SchedulingPolicy, local: bool) -> Cluster {
         let cordoned = vec![false; nodes.len()];
         let (ledger, ledger_rx) = tokio::sync::mpsc::unbounded_channel();
         Cluster {
@@ -139,7 +139,7 @@ impl Cluster {
 
     /// This machine: its CPUs, memory and GPUs (and MIG instances, of the profiles the
     /// scheduler knows) through NVML, its node labels `labels`.
-    pub fn local(policy: Policy, labels: BTreeMap<String, String>) -> Cluster {
+    pub fn local(policy: SchedulingPolicy, labels: BTreeMap<String, String>) -> Cluster {
         let host = std::fs::read_to_string("/etc/hostname")
             .map(|s| s.trim().to_string())
             .unwrap_or_else(|_| "localhost".into());
@@ -182,7 +182,7 @@ impl Cluster {
     }
 
     /// A cluster file's GPU nodes, virtual: pods are placed on them and run here.
-    pub fn virtual_nodes(c: &cluster_model::Cluster, policy: Policy) -> Cluster {
+    pub fn virtual_nodes(c: &cluster_model::Cluster, policy: SchedulingPolicy) -> Cluster {
         let cat = cluster_model::Catalogue::builtin();
         let mut nodes = Vec::new();
         for n in &c.nodes {

@@ -64,7 +64,7 @@ pub fn builtin_queues() -> BTreeMap<String, QueueConfig> {
 
 /// Scheduling policy from the server's configuration.
 #[derive(Debug, Clone, Default)]
-pub struct Policy {
+pub struct SchedulingPolicy {
     pub queues: BTreeMap<String, QueueConfig>,
     pub priority_classes: BTreeMap<String, i64>,
     /// Per namespace: GPU quota and fair-share weight.
@@ -77,7 +77,7 @@ pub struct Policy {
     pub volcano: Option<String>,
 }
 
-impl Policy {
+impl SchedulingPolicy {
     /// The configured queues as the scheduler takes them.
     pub(crate) fn queue_specs(&self) -> Vec<QueueSpec> {
         let gpus = |v: Option<u32>| {

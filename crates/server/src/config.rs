@@ -95,7 +95,7 @@ pub enum ConfigError {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Policy {
+pub struct NamespacePolicy {
     /// Parameters every workflow must carry in `spec.arguments.parameters`, with a value.
     #[serde(default = "default_required")]
     pub required_parameters: Vec<String>,
@@ -135,7 +135,7 @@ pub struct Policy {
 /// The spec's data-governance namespace, which runs without network unless configured.
 pub const DATA_NAMESPACE: &str = "onyx-data";
 
-impl Policy {
+impl NamespacePolicy {
     pub fn admission(&self) -> admission::Rules {
         admission::Rules {
             max_gpus_per_step: self.max_gpus_per_step,
@@ -155,9 +155,9 @@ fn default_required() -> Vec<String> {
     vec![TICKET_PARAMETER.into()]
 }
 
-impl Default for Policy {
+impl Default for NamespacePolicy {
     fn default() -> Self {
-        Policy {
+        NamespacePolicy {
             required_parameters: default_required(),
             parallelism: 0,
             gpu_quota: None,
@@ -194,9 +194,9 @@ pub struct ServerConfig {
     #[serde(default = "default_cluster")]
     pub cluster: String,
     #[serde(default)]
-    pub policy: Policy,
+    pub policy: NamespacePolicy,
     #[serde(default)]
-    pub namespaces: BTreeMap<String, Policy>,
+    pub namespaces: BTreeMap<String, NamespacePolicy>,
     /// Scheduling queues; `default`, `dedicated` (whole nodes) and `shared` (MIG slices) exist
     /// unless configured otherwise.
     #[serde(default)]
@@ -471,7 +471,7 @@ impl Default for ServerConfig {
             auth_token_file: None,
             max_body_bytes: default_max_body(),
             cluster: default_cluster(),
-            policy: Policy::default(),
+            policy: NamespacePolicy::default(),
             namespaces: BTreeMap::new(),
             queues: BTreeMap::new(),
             priority_classes: BTreeMap::new(),
@@ -540,10 +540,10 @@ impl ServerConfig {
     }
 
     /// What the scheduler needs from this configuration.
-    pub fn scheduling_policy(&self) -> cluster_shell::Policy {
+    pub fn scheduling_policy(&self) -> cluster_shell::SchedulingPolicy {
         let mut queues = cluster_shell::builtin_queues();
         queues.extend(self.queues.clone());
-        cluster_shell::Policy {
+        cluster_shell::SchedulingPolicy {
             queues,
             priority_classes: self.priority_classes.clone(),
             tenants: self
@@ -557,7 +557,7 @@ impl ServerConfig {
         }
     }
 
-    pub fn policy(&self, namespace: &str) -> &Policy {
+    pub fn policy(&self, namespace: &str) -> &NamespacePolicy {
         self.namespaces.get(namespace).unwrap_or(&self.policy)
     }
 

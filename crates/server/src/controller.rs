@@ -16,9 +16,9 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use workflow_engine::{Action, Engine, Event, PodRequest, Time};
 use workflow_model::WorkflowObject;
 
+use crate::build::{apply_parameters, load_object, template_store, workflow_of, BuildContext};
 use crate::error::ApiError;
 use crate::executor::Executor;
-use crate::manifest::{apply_parameters, load_object, template_store, workflow_of, BuildContext};
 
 /// One entry of a workflow's event log.
 #[derive(Debug, Serialize, Deserialize)]

@@ -20,8 +20,8 @@ use store::ListQuery;
 use workflow_engine::Event;
 
 use crate::controller::now;
+pub use crate::cron_schedule::Schedule;
 use crate::error::ApiError;
-pub use crate::schedule::Schedule;
 use crate::state::AppState;
 
 /// How late our own loop may fire a schedule and still call it on time.

@@ -616,7 +616,7 @@ async fn authorize(
 
 /// A calendar event's times: a cron schedule, or a fixed interval after the last tick.
 enum Tick {
-    Schedule(Box<crate::schedule::Schedule>),
+    Schedule(Box<crate::cron_schedule::Schedule>),
     Every(chrono::Duration),
 }
 
@@ -625,7 +625,7 @@ impl Tick {
         let tz = cal["timezone"].as_str().unwrap_or_default();
         match (cal["schedule"].as_str(), cal["interval"].as_str()) {
             (Some(s), _) if !s.is_empty() => {
-                crate::schedule::Schedule::parse(s, tz).map(|s| Tick::Schedule(Box::new(s)))
+                crate::cron_schedule::Schedule::parse(s, tz).map(|s| Tick::Schedule(Box::new(s)))
             }
             (_, Some(i)) if !i.is_empty() => workflow_engine::parse_duration(i)
                 .filter(|d| *d > chrono::Duration::zero())

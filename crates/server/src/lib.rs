@@ -5,22 +5,22 @@
 
 mod api;
 mod auth;
+mod build;
 pub mod config;
 mod controller;
 mod cron;
+mod cron_schedule;
 mod error;
 mod event_bus;
 mod events;
 pub mod executor;
 mod http_agent;
 mod jobs;
-mod maintenance;
-mod manifest;
+mod maintenance_runner;
 mod metrics;
 mod notify;
 mod pods;
 mod requests;
-mod schedule;
 
 mod standby;
 mod state;
@@ -278,12 +278,12 @@ impl Parts {
     fn assemble(&self, adopt: bool) -> Result<Assembled, ServerError> {
         let cfg = &self.cfg;
         let (cluster, bmcs) = cluster(cfg)?;
-        let power = maintenance::Power::new(
+        let power = maintenance_runner::Power::new(
             &cfg.power,
             bmcs,
             std::time::Duration::from_secs(cfg.maintenance.simulated_reboot_seconds),
         )?;
-        let maint = Arc::new(maintenance::Maintenance::new(
+        let maint = Arc::new(maintenance_runner::Maintenance::new(
             cfg.maintenance.clone(),
             power,
         ));
@@ -380,7 +380,7 @@ impl Assembled {
                 ctl.store.location().describe()
             );
         }
-        tokio::spawn(maintenance::run(ctl.clone(), state.maint.clone()));
+        tokio::spawn(maintenance_runner::run(ctl.clone(), state.maint.clone()));
         tokio::spawn(cron::run(state.clone()));
         Ok(state)
     }

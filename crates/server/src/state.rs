@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::config::ServerConfig;
 use crate::controller::Controller;
-use crate::maintenance::Maintenance;
+use crate::maintenance_runner::Maintenance;
 
 pub struct AppState {
     pub audit: audit::AuditLog,

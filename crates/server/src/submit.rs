@@ -6,9 +6,9 @@ use std::collections::BTreeSet;
 use serde_json::{json, Value};
 use workflow_model::lint::Registry;
 
-use crate::config::Policy;
+use crate::build::{apply_parameters, load_object, BuildContext};
+use crate::config::NamespacePolicy;
 use crate::error::ApiError;
-use crate::manifest::{apply_parameters, load_object, BuildContext};
 use crate::state::AppState;
 
 /// Parse `name=value` (Argo's `parameters` strings in submit options and retry requests).
@@ -164,7 +164,7 @@ pub fn validate(
 
 /// The spec's audit rule and its kin: parameters every workflow of the namespace must carry.
 pub fn check_policy(
-    policy: &Policy,
+    policy: &NamespacePolicy,
     name: &str,
     manifest: &Value,
     ctx: &BuildContext,
@@ -217,7 +217,7 @@ pub fn check_policy(
 /// CronWorkflow makes: `what` names it, e.g. `workflowtemplate`), refusing with every broken
 /// rule.
 pub fn check_admission(
-    policy: &Policy,
+    policy: &NamespacePolicy,
     namespace: &str,
     what: &str,
     name: &str,
@@ -338,7 +338,7 @@ mod tests {
 
     #[test]
     fn ticket_id_is_required_by_default() {
-        let policy = Policy::default();
+        let policy = NamespacePolicy::default();
         let ctx = BuildContext::default();
         let without = json!({"spec": {"arguments": {"parameters": [{"name": "x", "value": "1"}]}}});
         let e = check_policy(&policy, "w", &without, &ctx)

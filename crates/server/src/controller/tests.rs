@@ -12,8 +12,8 @@ use workflow_engine::{Event, PodResult};
 use workflow_model::Template;
 
 use super::{contain, Controller};
+use crate::build::{load_object, workflow_of, BuildContext};
 use crate::executor::{Executor, JobStart, PodStart, Report};
-use crate::manifest::{load_object, workflow_of, BuildContext};
 
 #[test]
 fn a_panic_is_contained_with_its_words() {
@@ -161,7 +161,7 @@ fn temp_dir(name: &str) -> PathBuf {
 async fn controller(dir: &Path, fake: Arc<FakeExecutor>) -> Arc<Controller> {
     let store = store::Store::open(&dir.join("onyx.db")).await.unwrap();
     let cluster = Arc::new(cluster_shell::Cluster::local(
-        cluster_shell::Policy::default(),
+        cluster_shell::SchedulingPolicy::default(),
         BTreeMap::new(),
     ));
     let notifier =
