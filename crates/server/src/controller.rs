@@ -383,13 +383,15 @@ impl Controller {
 
     /// Stop a workflow's task (killing its pods), remove it and its pods' directories.
     pub async fn delete(&self, row: &WorkflowRow) -> Result<(), ApiError> {
+        // The running engine's status, not the last persisted snapshot (written at most every
+        // `PERSIST_EVERY`), which may miss a pod started since: its directory would be left.
+        let status = self.current(row).await;
         if let Some(h) = self.handle(&row.uid) {
             let (tx, rx) = oneshot::channel();
             if h.send(Cmd::Stop(tx)).is_ok() {
                 let _ = rx.await;
             }
         }
-        let status: Value = serde_json::from_str(&row.status).unwrap_or(Value::Null);
         self.store.delete_workflow(&row.uid).await?;
         let repo = self.executor.repository_for(
             &row.namespace,
