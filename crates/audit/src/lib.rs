@@ -23,6 +23,10 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
 
+/// The parameter that names the ticket a workflow was run for (the spec's change
+/// management): required by default, and copied into audit records and notifications.
+pub const TICKET_PARAMETER: &str = "ticket_id";
+
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
     #[error("audit directory {path}: {source}")]

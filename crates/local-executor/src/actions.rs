@@ -47,18 +47,6 @@ pub fn run_http_agent(no_network: bool) -> i32 {
     }
 }
 
-/// A Kubernetes-style object uid (a random version-4 UUID).
-pub fn new_uid() -> String {
-    format!(
-        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
-        rand::random::<u32>(),
-        rand::random::<u16>(),
-        rand::random::<u16>() & 0xfff,
-        rand::random::<u16>() & 0xfff,
-        rand::random::<u64>() & 0xffff_ffff_ffff
-    )
-}
-
 /// Labels and name of this machine as a Kubernetes node, for `nodeSelector` and `hostNodeName`.
 pub fn node_config() -> EngineConfig {
     let mut labels = BTreeMap::new();

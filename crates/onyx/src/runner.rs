@@ -99,7 +99,7 @@ pub fn run(
     // Config maps visible to the engine: those loaded plus those resources created.
     let mut store = (*shared.store).clone();
     store.config_maps.extend(shared.objects.config_maps());
-    let uid = local_executor::actions::new_uid();
+    let uid = workflow_runtime::new_uid();
     let mut engine = Engine::new(
         wf,
         name,

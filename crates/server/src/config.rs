@@ -81,10 +81,6 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-/// The parameter that names the ticket a workflow was run for (the spec's change
-/// management): required by default, and copied into audit records and notifications.
-pub const TICKET_PARAMETER: &str = "ticket_id";
-
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{path}: {message}")]
@@ -152,7 +148,7 @@ fn one() -> u32 {
 }
 
 fn default_required() -> Vec<String> {
-    vec![TICKET_PARAMETER.into()]
+    vec![audit::TICKET_PARAMETER.into()]
 }
 
 impl Default for NamespacePolicy {
@@ -498,6 +494,46 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
+    /// Where and how this machine's pods run, as the local executor takes it.
+    pub fn pod_settings(&self) -> local_executor::pods::PodSettings {
+        let namespaces = self.namespaces.keys().map(String::as_str);
+        local_executor::pods::PodSettings {
+            home: self.home.clone(),
+            exe: self.exe.clone(),
+            repository: self
+                .artifact_repository
+                .s3
+                .clone()
+                .map(artifact_repo::Repository::S3),
+            repositories: self
+                .artifact_repositories
+                .iter()
+                .filter_map(|(k, r)| {
+                    Some((k.clone(), artifact_repo::Repository::S3(r.s3.clone()?)))
+                })
+                .collect(),
+            secrets_file: self.secrets.file.clone(),
+            hidden: self.private_files(),
+            parallelism: self.parallelism,
+            namespace_parallelism: self
+                .namespaces
+                .iter()
+                .map(|(ns, p)| (ns.clone(), p.parallelism))
+                .collect(),
+            no_egress: namespaces
+                .chain([DATA_NAMESPACE])
+                .filter(|ns| self.no_egress(ns))
+                .map(str::to_string)
+                .collect(),
+            privileged: self
+                .namespaces
+                .iter()
+                .filter(|(_, p)| p.pod_security == admission::PodSecurityLevel::Privileged)
+                .map(|(ns, _)| ns.clone())
+                .collect(),
+        }
+    }
+
     /// Files no pod may see: this config, and the token, secrets and credentials it names.
     pub fn private_files(&self) -> Vec<PathBuf> {
         let mut out: Vec<PathBuf> = [

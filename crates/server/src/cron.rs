@@ -19,10 +19,10 @@ use serde_json::{json, Value};
 use store::ListQuery;
 use workflow_engine::Event;
 
-use crate::controller::now;
 pub use crate::cron_schedule::Schedule;
 use crate::error::ApiError;
 use crate::state::AppState;
+use workflow_runtime::now;
 
 /// How late our own loop may fire a schedule and still call it on time.
 const ON_TIME: i64 = 10;

@@ -73,3 +73,15 @@ impl From<store::StoreError> for ApiError {
         }
     }
 }
+
+impl From<workflow_runtime::RuntimeError> for ApiError {
+    fn from(e: workflow_runtime::RuntimeError) -> Self {
+        use workflow_runtime::RuntimeError;
+        match e {
+            RuntimeError::Invalid(m) => ApiError::InvalidArgument(m),
+            RuntimeError::Precondition(m) => ApiError::FailedPrecondition(m),
+            e @ RuntimeError::Corrupt(_) => ApiError::Internal(e.to_string()),
+            RuntimeError::Store(e) => e.into(),
+        }
+    }
+}

@@ -49,6 +49,39 @@ async fn bodies(n: &Notifier, kind: &str, ns: &str) -> Result<Vec<Value>, StoreE
         .collect())
 }
 
+/// Tells the webhooks and the Sensors watching workflows of a workflow's phase: the
+/// workflow runtime's [`workflow_runtime::PhaseListener`]. Both queue by key, so a phase told
+/// twice (after a crash) is queued once.
+pub struct Announcer(pub Arc<Notifier>);
+
+impl workflow_runtime::PhaseListener for Announcer {
+    fn phase(&self, workflow: Value, uid: String) -> futures::future::BoxFuture<'static, ()> {
+        let n = self.0.clone();
+        Box::pin(async move {
+            let who = format!(
+                "{}/{}",
+                workflow["metadata"]["namespace"]
+                    .as_str()
+                    .unwrap_or_default(),
+                workflow["metadata"]["name"].as_str().unwrap_or_default()
+            );
+            let ev = crate::notify::WorkflowEvent::of(&workflow, &uid);
+            if let Err(e) = n.enqueue(&ev).await {
+                tracing::error!("workflow {who}: queueing notifications: {e}");
+            }
+            // Sensors watching workflows: ADD when it starts, UPDATE when it ends.
+            let ended = matches!(
+                workflow["status"]["phase"].as_str(),
+                Some("Succeeded" | "Failed" | "Error")
+            );
+            let event_type = if ended { "UPDATE" } else { "ADD" };
+            if let Err(e) = workflow_event(&n, event_type, &workflow, &uid).await {
+                tracing::error!("workflow {who}: queueing sensor triggers: {e}");
+            }
+        })
+    }
+}
+
 /// A workflow's start (`ADD`) or end (`UPDATE`), for the namespace's resource EventSources.
 pub async fn workflow_event(
     n: &Notifier,
@@ -555,7 +588,7 @@ async fn webhook(
         source: served.source.clone(),
         name: served.route.event.clone(),
         kind: "webhook".into(),
-        id: local_executor::actions::new_uid(),
+        id: workflow_runtime::new_uid(),
         time: now_rfc3339(),
         data,
     };

@@ -5,21 +5,14 @@
 
 mod api;
 mod auth;
-mod build;
 pub mod config;
-mod controller;
 mod cron;
 mod cron_schedule;
 mod error;
 mod event_bus;
 mod events;
-pub mod executor;
-mod http_agent;
-mod jobs;
 mod maintenance_runner;
-mod metrics;
 mod notify;
-mod pods;
 mod requests;
 
 mod standby;
@@ -43,7 +36,7 @@ pub enum ServerError {
         source: std::io::Error,
     },
     #[error("recovering workflows: {0}")]
-    Recover(error::ApiError),
+    Recover(workflow_runtime::RuntimeError),
 }
 
 /// The GPUs pods are placed on: this machine's (`local`) or a cluster file's GPU nodes.
@@ -208,7 +201,7 @@ pub async fn serve(
         let holder = format!(
             "{address} pid {} {}",
             std::process::id(),
-            controller::new_uid()
+            workflow_runtime::new_uid()
         );
         let lease = std::time::Duration::from_secs_f64(parts.cfg.standby.lease_seconds);
         let follower = parts.assemble(false)?;
@@ -295,20 +288,22 @@ impl Parts {
             );
         }
         let ledger = cluster.take_ledger().expect("the ledger is taken once");
-        let pods = pods::Pods::new(cfg, cluster, adopt).map_err(|source| ServerError::Io {
-            what: "installing the image stand-ins".into(),
-            source,
-        })?;
+        let pods = local_executor::pods::Pods::new(cfg.pod_settings(), cluster, adopt).map_err(
+            |source| ServerError::Io {
+                what: "installing the image stand-ins".into(),
+                source,
+            },
+        )?;
         let notifier = Arc::new(notify::Notifier::new(
             &cfg.notifications,
             self.store.clone(),
         )?);
         let cluster = pods.cluster.clone();
-        let ctl = controller::Controller::new(
+        let ctl = workflow_runtime::Controller::new(
             self.store.clone(),
             Arc::new(pods),
             cluster,
-            notifier.clone(),
+            Arc::new(event_bus::Announcer(notifier.clone())),
             self.audit.clone(),
         );
         let state = Arc::new(state::AppState {
@@ -318,6 +313,7 @@ impl Parts {
             cfg: cfg.clone(),
             token: self.token.clone(),
             auth: self.auth.clone(),
+            notifier: notifier.clone(),
         });
         Ok(Assembled {
             state,

@@ -16,7 +16,7 @@ use maintenance::{Action, NodeBudget, NodeFacts, Rollout, Window};
 use serde_json::{json, Value};
 
 use crate::config::{BmcCredentials, ConfigError, MaintenanceConfig, PowerConfig, RedfishConfig};
-use crate::controller::Controller;
+use workflow_runtime::Controller;
 
 /// How the server reaches the BMCs.
 enum Driver {

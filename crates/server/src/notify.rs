@@ -85,10 +85,7 @@ impl WorkflowEvent {
         };
         let ticket_id = wf["spec"]["arguments"]["parameters"]
             .as_array()
-            .and_then(|ps| {
-                ps.iter()
-                    .find(|p| p["name"] == crate::config::TICKET_PARAMETER)
-            })
+            .and_then(|ps| ps.iter().find(|p| p["name"] == audit::TICKET_PARAMETER))
             .and_then(|p| p["value"].as_str().map(str::to_string));
         WorkflowEvent {
             namespace: text(&wf["metadata"]["namespace"]).unwrap_or_default(),

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use crate::config::ServerConfig;
-use crate::controller::Controller;
 use crate::maintenance_runner::Maintenance;
+use workflow_runtime::Controller;
 
 pub struct AppState {
     pub audit: audit::AuditLog,
@@ -15,4 +15,6 @@ pub struct AppState {
     pub token: Option<String>,
     /// Who is calling and what they may do.
     pub auth: Arc<crate::auth::Auth>,
+    /// The webhooks' and Sensors' outbox.
+    pub notifier: Arc<crate::notify::Notifier>,
 }

@@ -6,10 +6,10 @@ use std::collections::BTreeSet;
 use serde_json::{json, Value};
 use workflow_model::lint::Registry;
 
-use crate::build::{apply_parameters, load_object, BuildContext};
 use crate::config::NamespacePolicy;
 use crate::error::ApiError;
 use crate::state::AppState;
+use workflow_runtime::{apply_parameters, load_object, BuildContext};
 
 /// Parse `name=value` (Argo's `parameters` strings in submit options and retry requests).
 pub fn parse_parameters(list: &[String]) -> Result<Vec<(String, String)>, ApiError> {
@@ -314,7 +314,7 @@ pub async fn submit(
     if dry_run {
         return Ok(accepted.json);
     }
-    s.ctl.create(accepted).await
+    Ok(s.ctl.create(accepted).await?)
 }
 
 #[cfg(test)]

@@ -201,7 +201,7 @@ async fn create(
 ) -> ApiResult {
     let (name, mut obj) = object_of(body, &ns, k)?;
     check_webhooks(&s, &ns, &name, &obj, k).await?;
-    obj["metadata"]["uid"] = json!(crate::controller::new_uid());
+    obj["metadata"]["uid"] = json!(workflow_runtime::new_uid());
     obj["metadata"]["creationTimestamp"] =
         json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
     put(&s, &ns, &name, &obj, true, k).await?;
@@ -325,7 +325,7 @@ async fn watch_events(State(s): St, Path(ns): Path<String>) -> Result<Response, 
             last.insert(ev.name.clone(), phase.clone());
             let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
             let event = json!({
-                "metadata": {"name": format!("{}.{}", ev.name, crate::controller::new_uid()), "namespace": ns},
+                "metadata": {"name": format!("{}.{}", ev.name, workflow_runtime::new_uid()), "namespace": ns},
                 "involvedObject": {"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
                                    "name": ev.name, "namespace": ns,
                                    "uid": ev.object["metadata"]["uid"]},
@@ -367,7 +367,7 @@ async fn logs(
             _ => None,
         })
         .collect();
-    let rx = s.ctl.notifier().activity();
+    let rx = s.notifier.activity();
     let stream = tokio_stream::wrappers::BroadcastStream::new(rx).filter_map(move |entry| {
         let keep = entry.ok().filter(|e| {
             e["namespace"] == ns.as_str()

@@ -195,7 +195,7 @@ fn ticket_in(v: &Value, depth: usize) -> Option<String> {
     }
     match v {
         Value::Object(m) => {
-            if m.get("name").and_then(Value::as_str) == Some(crate::config::TICKET_PARAMETER) {
+            if m.get("name").and_then(Value::as_str) == Some(audit::TICKET_PARAMETER) {
                 if let Some(t) = m.get("value").and_then(Value::as_str) {
                     return Some(t.to_string());
                 }

@@ -10,8 +10,8 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 
-use crate::metrics::{local_gpus, modelled_gpus, render, store_disk, Snapshot};
 use crate::state::AppState;
+use metric_families::{local_gpus, modelled_gpus, render, store_disk, Snapshot};
 
 use super::common::St;
 

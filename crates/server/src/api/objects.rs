@@ -12,7 +12,6 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use store::ObjectRow;
 
-use crate::controller;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::submit::{self};
@@ -140,8 +139,8 @@ pub(super) fn scope<'a>(k: &Kind, ns: &'a str) -> &'a str {
 
 pub(super) async fn create_obj(s: &AppState, k: &Kind, ns: &str, body: &Value) -> ApiResult {
     let mut obj = prepare_object(s, k, ns, body, None).await?;
-    let created = controller::now();
-    obj["metadata"]["uid"] = json!(controller::new_uid());
+    let created = workflow_runtime::now();
+    obj["metadata"]["uid"] = json!(workflow_runtime::new_uid());
     obj["metadata"]["creationTimestamp"] = json!(created.format("%Y-%m-%dT%H:%M:%SZ").to_string());
     let row = ObjectRow {
         kind: k.kind.into(),

@@ -31,7 +31,7 @@ async fn pod_usage(State(s): St, Path(pod): Path<String>, Query(q): Q) -> ApiRes
     let items: Vec<Value> = s
         .ctl
         .store
-        .usage_of_pod(&crate::pods::pod_key(namespace, &pod))
+        .usage_of_pod(&workflow_runtime::pod_key(namespace, &pod))
         .await?
         .into_iter()
         .map(|u| {

@@ -4,7 +4,7 @@
 //! Volcano job or an `http` call, kill or evict a pod, forget a deleted workflow's pods — and
 //! what happens to them comes back as the engine's events through a [`Report`]. Nothing the
 //! controller decides depends on which executor runs the work: this machine's sandboxed pods
-//! (`crate::pods::Pods`), a Kubernetes cluster, or a test's fake.
+//! (`local_executor`'s pods), a Kubernetes cluster, or a test's fake.
 //!
 //! Contract (what the controller relies on, and a fake must honour):
 //! - `start_pod` is idempotent by pod key: a pod that already started (before a crash of the
@@ -58,7 +58,7 @@ pub trait Executor: Send + Sync {
         template: Arc<Template>,
         report: Report,
     );
-    /// Kill a pod by its key ([`crate::pods::pod_key`]), or keep it from starting.
+    /// Kill a pod by its key ([`pod_key`]), or keep it from starting.
     fn kill(&self, pod: &str);
     /// Kill a pod to free its node; its step fails with `why`.
     fn evict(&self, pod: &str, why: String);
@@ -72,4 +72,18 @@ pub trait Executor: Send + Sync {
     ) -> Result<artifact_repo::Repository, artifact_repo::RepoError>;
     /// Where a pod's logs and files are kept.
     fn pod_dir(&self, pod: &str) -> PathBuf;
+}
+
+/// The key a pod is known by to an executor: `NAMESPACE/POD`.
+pub fn pod_key(namespace: &str, pod: &str) -> String {
+    format!("{namespace}/{pod}")
+}
+
+/// The Volcano Job a resource template creates, if it creates one (the controller hands such
+/// a node to [`Executor::start_job`]; other resources it runs itself).
+pub fn volcano_manifest(t: &Template) -> Option<Value> {
+    let r = t.resource.as_ref()?;
+    let text = r.manifest.as_deref()?;
+    let doc = manifest::parse_documents(text).ok()?.into_iter().next()?;
+    volcano_job::is_volcano_job(&doc.value).then_some(doc.value)
 }

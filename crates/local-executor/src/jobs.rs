@@ -8,22 +8,14 @@
 
 use std::sync::Arc;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::sync::mpsc;
 use workflow_engine::{Event, PodRequest};
 use workflow_model::Template;
 
-use crate::executor::JobStart;
 use crate::pods::Pods;
 use cluster_shell::{ask_of, PodDefaults, GROUP_MIN_MEMBER, GROUP_NAME, QUEUE_NAME};
-
-/// The Volcano Job a resource template creates, if it creates one.
-pub fn volcano_manifest(t: &Template) -> Option<Value> {
-    let r = t.resource.as_ref()?;
-    let text = r.manifest.as_deref()?;
-    let doc = manifest::parse_documents(text).ok()?.into_iter().next()?;
-    volcano_job::is_volcano_job(&doc.value).then_some(doc.value)
-}
+use workflow_runtime::JobStart;
 
 /// The step template of one replica: its pod spec's containers, in the job's gang.
 fn replica_template(
@@ -109,7 +101,7 @@ impl Pods {
                 },
             );
             let pod = format!("{pod_name}-{}-{}", r.task, r.index);
-            pods.push(super::pods::pod_key(&namespace, &pod));
+            pods.push(workflow_runtime::pod_key(&namespace, &pod));
             let req = PodRequest {
                 node_id: r.name.clone(),
                 pod_name: pod,
@@ -134,7 +126,7 @@ impl Pods {
             ));
         }
         drop(tx);
-        let job_key = super::pods::pod_key(&namespace, &pod_name);
+        let job_key = workflow_runtime::pod_key(&namespace, &pod_name);
         self.set_job_pods(&job_key, pods.clone());
         let mut ends: Vec<Option<bool>> = vec![None; plan.replicas.len()];
         let mut running = 0;
@@ -186,31 +178,30 @@ impl Pods {
             cond(r.and_then(|r| r.success_condition.as_ref())),
             cond(r.and_then(|r| r.failure_condition.as_ref())),
         );
-        let (ok, message) =
-            if let Some(f) = failure.filter(|f| local_executor::resource::matches(&obj, f)) {
-                (false, format!("failure condition '{f}' met"))
-            } else if let Some(s) = success {
-                let ok = local_executor::resource::matches(&obj, &s);
-                (
-                    ok,
-                    if ok {
-                        String::new()
-                    } else {
-                        format!(
-                            "success condition '{s}' not met: the job ended {}",
-                            phase.name()
-                        )
-                    },
-                )
-            } else {
-                match &phase {
-                    volcano_job::JobPhase::Failed(why) => {
-                        (false, format!("Volcano job {} Failed: {why}", plan.name))
-                    }
-                    _ => (true, String::new()),
+        let (ok, message) = if let Some(f) = failure.filter(|f| crate::resource::matches(&obj, f)) {
+            (false, format!("failure condition '{f}' met"))
+        } else if let Some(s) = success {
+            let ok = crate::resource::matches(&obj, &s);
+            (
+                ok,
+                if ok {
+                    String::new()
+                } else {
+                    format!(
+                        "success condition '{s}' not met: the job ended {}",
+                        phase.name()
+                    )
+                },
+            )
+        } else {
+            match &phase {
+                volcano_job::JobPhase::Failed(why) => {
+                    (false, format!("Volcano job {} Failed: {why}", plan.name))
                 }
-            };
-        let outputs = match local_executor::resource::outputs(&obj, &template) {
+                _ => (true, String::new()),
+            }
+        };
+        let outputs = match crate::resource::outputs(&obj, &template) {
             Ok(o) => o,
             Err(e) => return report(done(false, e, Vec::new())),
         };

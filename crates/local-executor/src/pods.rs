@@ -1,22 +1,21 @@
-//! Pods for the server: every pod runs through the `onyx exec-pod` wrapper, whose claim on
-//! the pod directory (see `local_executor::durable`) outlives a crash of the server. Starting a
+//! The server's executor on this machine ([`workflow_runtime::Executor`]): every pod runs through the `onyx exec-pod` wrapper, whose claim on
+//! the pod directory (see `crate::durable`) outlives a crash of the server. Starting a
 //! pod is therefore idempotent by pod name: a pod that already started is waited for (or its
 //! result collected), never started again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use local_executor::durable::{probe, PodState};
-use local_executor::{Layout, PodInput};
+use crate::durable::{probe, PodState};
+use crate::{Layout, PodInput};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use workflow_engine::{Event, PodRequest, PodResult};
 
-use crate::config::ServerConfig;
-use crate::executor::{Executor, JobStart, PodStart, Report};
 use cluster_shell::{Ask, Cluster, Grant, Standing};
 use workflow_model::Template;
+use workflow_runtime::{pod_key, Executor, JobStart, PodStart, Report};
 
 /// Where a pod's grant is kept in its directory.
 const GRANT_FILE: &str = "grant.json";
@@ -24,7 +23,7 @@ const GRANT_FILE: &str = "grant.json";
 pub struct Pods {
     pub cluster: Arc<Cluster>,
     /// Pods killed while they waited to be scheduled: they must not start.
-    cancelled: std::sync::Mutex<std::collections::HashSet<String>>,
+    cancelled: std::sync::Mutex<HashSet<String>>,
     /// The replica pods of each Volcano job, by the job's pod: killing the job kills them.
     job_pods: std::sync::Mutex<HashMap<String, Vec<String>>>,
     /// Woken by every kill, so that a pod killed while its process was being started is
@@ -37,9 +36,9 @@ pub struct Pods {
     global: Option<Arc<Semaphore>>,
     per_namespace: HashMap<String, Arc<Semaphore>>,
     /// Namespaces whose pods run without network.
-    no_egress: std::collections::HashSet<String>,
+    no_egress: HashSet<String>,
     /// Namespaces at Pod Security level `privileged`: their pods' root is the host's.
-    privileged: std::collections::HashSet<String>,
+    privileged: HashSet<String>,
     /// Where artifacts are kept.
     pub repository: artifact_repo::Repository,
     /// Named repositories (`artifactRepositoryRef.key`).
@@ -47,6 +46,31 @@ pub struct Pods {
     secrets_file: Option<PathBuf>,
     /// Host files no pod may see (the server's config, token and secrets).
     hidden: Vec<PathBuf>,
+}
+
+/// What the server's configuration says of where and how pods run.
+#[derive(Debug, Clone, Default)]
+pub struct PodSettings {
+    /// `$ONYX_HOME`: pods' directories and the local artifact repository are under it.
+    pub home: PathBuf,
+    /// The `onyx` binary, whose `exec-pod` and `exec-http` run pods and calls.
+    pub exe: PathBuf,
+    /// The default artifact repository; `None` keeps artifacts under `home`.
+    pub repository: Option<artifact_repo::Repository>,
+    /// Named repositories (`artifactRepositoryRef.key`).
+    pub repositories: HashMap<String, artifact_repo::Repository>,
+    /// The file Kubernetes-style secrets are read from.
+    pub secrets_file: Option<PathBuf>,
+    /// Host files no pod may see (the server's config, token and secrets).
+    pub hidden: Vec<PathBuf>,
+    /// Pods running at once across all namespaces (0: no limit).
+    pub parallelism: usize,
+    /// Pods running at once per namespace, where a namespace has a limit of its own.
+    pub namespace_parallelism: HashMap<String, usize>,
+    /// Namespaces whose pods (and `http` calls) run without network.
+    pub no_egress: HashSet<String>,
+    /// Namespaces at Pod Security level `privileged`: their pods' root is the host's.
+    pub privileged: HashSet<String>,
 }
 
 fn limit(n: usize) -> Option<Arc<Semaphore>> {
@@ -57,7 +81,7 @@ impl Pods {
     /// The pods of the server that runs the controllers: it adopts pods still running from an
     /// earlier life (or an earlier leader). A standby (`adopt` false) reads pods' logs and
     /// files but runs none.
-    pub fn new(cfg: &ServerConfig, cluster: Cluster, adopt: bool) -> std::io::Result<Pods> {
+    pub fn new(cfg: PodSettings, cluster: Cluster, adopt: bool) -> std::io::Result<Pods> {
         let layout = Layout::new(cfg.home.clone());
         if adopt {
             layout.install_stand_ins()?;
@@ -91,47 +115,29 @@ impl Pods {
                 cluster.hold(&key, &g);
             }
         }
-        let repository = match &cfg.artifact_repository.s3 {
-            Some(c) => artifact_repo::Repository::S3(c.clone()),
-            None => artifact_repo::Repository::Local(layout.repository()),
-        };
-        let repositories = cfg
-            .artifact_repositories
-            .iter()
-            .filter_map(|(k, r)| Some((k.clone(), artifact_repo::Repository::S3(r.s3.clone()?))))
-            .collect();
+        let repository = cfg
+            .repository
+            .unwrap_or_else(|| artifact_repo::Repository::Local(layout.repository()));
         Ok(Pods {
             repository,
-            repositories,
-            secrets_file: cfg.secrets.file.clone(),
-            hidden: cfg.private_files(),
+            repositories: cfg.repositories,
+            secrets_file: cfg.secrets_file,
+            hidden: cfg.hidden,
             cluster: Arc::new(cluster),
-            cancelled: std::sync::Mutex::new(std::collections::HashSet::new()),
+            cancelled: std::sync::Mutex::new(HashSet::new()),
             evicted: std::sync::Mutex::new(HashMap::new()),
             job_pods: std::sync::Mutex::new(HashMap::new()),
             kills: Notify::new(),
             layout,
-            exe: cfg.exe.clone(),
+            exe: cfg.exe,
             global: limit(cfg.parallelism),
             per_namespace: cfg
-                .namespaces
-                .iter()
-                .filter_map(|(ns, p)| limit(p.parallelism).map(|s| (ns.clone(), s)))
+                .namespace_parallelism
+                .into_iter()
+                .filter_map(|(ns, n)| limit(n).map(|s| (ns, s)))
                 .collect(),
-            no_egress: cfg
-                .namespaces
-                .keys()
-                .map(String::as_str)
-                .chain([crate::config::DATA_NAMESPACE])
-                .filter(|ns| cfg.no_egress(ns))
-                .map(str::to_string)
-                .collect(),
-            privileged: cfg
-                .namespaces
-                .iter()
-                .filter(|(_, p)| p.pod_security == admission::PodSecurityLevel::Privileged)
-                .map(|(ns, _)| ns.clone())
-                .collect(),
+            no_egress: cfg.no_egress,
+            privileged: cfg.privileged,
         })
     }
 
@@ -186,8 +192,8 @@ impl Pods {
         let pod = pod_key(&namespace, &req.pod_name);
         let dir = self.pod_dir(&pod);
         let node_id = req.node_id.clone();
-        let done = |outcome: Option<local_executor::PodOutcome>| {
-            Event::PodDone(local_executor::actions::pod_result(
+        let done = |outcome: Option<crate::PodOutcome>| {
+            Event::PodDone(crate::actions::pod_result(
                 node_id.clone(),
                 outcome,
                 &req.output_artifacts,
@@ -305,8 +311,7 @@ impl Pods {
                     capture_result: req.capture_result,
                 };
                 let dir = me.layout.pod_dir(&key);
-                let mut spec =
-                    local_executor::prepare_pod(&me.layout, &input).map_err(|e| e.to_string())?;
+                let mut spec = crate::prepare_pod(&me.layout, &input).map_err(|e| e.to_string())?;
                 spec.no_network = no_network;
                 spec.namespace = pod_namespace;
                 spec.secrets_file = me.secrets_file.clone();
@@ -330,7 +335,7 @@ impl Pods {
                         c.env.extend(g.env());
                     }
                 }
-                local_executor::wrapper_command(&me.exe, &dir, &spec).map_err(|e| e.to_string())
+                crate::wrapper_command(&me.exe, &dir, &spec).map_err(|e| e.to_string())
             })
             .await
         };
@@ -379,7 +384,7 @@ impl Pods {
             let wake = self.kills.notified();
             if self.cancelled.lock().expect("cancelled").remove(&pod) {
                 if let Some(id) = pgid {
-                    local_executor::kill_group(id);
+                    crate::kill_group(id);
                 }
             }
             tokio::select! {
@@ -387,8 +392,8 @@ impl Pods {
                 _ = wake => {}
             }
         }
-        let outcome = local_executor::read_outcome(&dir);
-        local_executor::clean_pod_dir(&dir);
+        let outcome = crate::read_outcome(&dir);
+        crate::clean_pod_dir(&dir);
         self.cluster.release(&pod);
         self.settle();
         let mut ev = done(outcome);
@@ -406,8 +411,8 @@ impl Pods {
             match probe(dir) {
                 PodState::Running => tokio::time::sleep(Duration::from_millis(100)).await,
                 PodState::Finished(o) => {
-                    local_executor::clean_pod_dir(dir);
-                    return Event::PodDone(local_executor::actions::pod_result(
+                    crate::clean_pod_dir(dir);
+                    return Event::PodDone(crate::actions::pod_result(
                         node_id.to_string(),
                         Some(o),
                         &req.output_artifacts,
@@ -442,7 +447,7 @@ impl Pods {
             .and_then(|s| s.trim().parse::<u32>().ok())
         {
             if matches!(probe(&self.pod_dir(pod)), PodState::Running) {
-                local_executor::kill_group(pid);
+                crate::kill_group(pid);
             }
         }
     }
@@ -539,11 +544,6 @@ impl Executor for Pods {
     fn pod_dir(&self, pod: &str) -> PathBuf {
         Pods::pod_dir(self, pod)
     }
-}
-
-/// The key a pod is known by on this server: `NAMESPACE/POD`.
-pub fn pod_key(namespace: &str, pod: &str) -> String {
-    format!("{namespace}/{pod}")
 }
 
 fn lost(node_id: &str) -> PodResult {

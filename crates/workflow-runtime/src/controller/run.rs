@@ -2,7 +2,6 @@
 //! engine's actions carried out (pods, HTTP calls, metrics, notifications), its status
 //! persisted and, at its end, archived and its artifacts collected.
 
-use crate::pods::pod_key;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,7 +12,7 @@ use store::{ArchivedRow, EventRow};
 use tokio::sync::{mpsc, oneshot};
 use workflow_engine::{Action, Engine, Event, Time};
 
-use crate::executor::{JobStart, PodStart};
+use crate::executor::{pod_key, volcano_manifest, JobStart, PodStart};
 
 use super::{collectable, contain, labels_of, nanos, now, Cmd, Controller, Logged, WatchEvent};
 
@@ -204,7 +203,7 @@ impl Run {
             .arguments
             .parameters
             .iter()
-            .find(|p| p.name == crate::config::TICKET_PARAMETER)
+            .find(|p| p.name == audit::TICKET_PARAMETER)
             .and_then(|p| p.value.as_ref().map(|v| v.0.clone()));
         for (at, e) in &entries {
             let (event, node) = event_summary(e);
@@ -315,7 +314,7 @@ impl Run {
                     node_id,
                     pod_name,
                     template,
-                } => match crate::jobs::volcano_manifest(&template) {
+                } => match volcano_manifest(&template) {
                     Some(manifest) => {
                         self.pods
                             .insert(node_id.clone(), pod_key(&self.namespace, &pod_name));
@@ -387,33 +386,11 @@ impl Run {
         });
     }
 
-    /// Queue the webhooks' messages for the workflow's phase now.
+    /// Tell the listener of the workflow's phase now (its start, its end).
     async fn notify(&mut self) {
         let mut json = self.engine.to_json();
         json["metadata"]["namespace"] = Value::String(self.namespace.clone());
-        let ev = crate::notify::WorkflowEvent::of(&json, &self.uid);
-        if let Err(e) = self.ctl.notifier.enqueue(&ev).await {
-            tracing::error!(
-                "workflow {}/{}: queueing notifications: {e}",
-                self.namespace,
-                self.name
-            );
-        }
-        // Sensors watching workflows: ADD when it starts, UPDATE when it ends.
-        let ended = matches!(
-            json["status"]["phase"].as_str(),
-            Some("Succeeded" | "Failed" | "Error")
-        );
-        let event_type = if ended { "UPDATE" } else { "ADD" };
-        if let Err(e) =
-            crate::event_bus::workflow_event(&self.ctl.notifier, event_type, &json, &self.uid).await
-        {
-            tracing::error!(
-                "workflow {}/{}: queueing sensor triggers: {e}",
-                self.namespace,
-                self.name
-            );
-        }
+        self.ctl.listener.phase(json, self.uid.clone()).await;
     }
 
     async fn finish(mut self) {

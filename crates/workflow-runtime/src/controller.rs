@@ -4,7 +4,6 @@
 //! rebuilds the same state and the same outstanding actions, which the idempotent pod runner
 //! then re-adopts (ARCHITECTURE.md, "Invariants").
 
-use crate::pods::pod_key;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
@@ -17,8 +16,8 @@ use workflow_engine::{Action, Engine, Event, PodRequest, Time};
 use workflow_model::WorkflowObject;
 
 use crate::build::{apply_parameters, load_object, template_store, workflow_of, BuildContext};
-use crate::error::ApiError;
-use crate::executor::Executor;
+use crate::error::RuntimeError;
+use crate::executor::{pod_key, Executor};
 
 /// One entry of a workflow's event log.
 #[derive(Debug, Serialize, Deserialize)]
@@ -54,9 +53,9 @@ pub struct Controller {
     /// Nodes being drained: cordoned, their pods given their grace, not yet empty.
     draining: Mutex<HashSet<String>>,
     /// What `/metrics` reports of the controller's work, and the custom metrics.
-    pub metrics: Arc<crate::metrics::Metrics>,
-    /// The webhooks told of workflows' phases, and the Sensors' outbox.
-    notifier: Arc<crate::notify::Notifier>,
+    pub metrics: Arc<metric_families::Metrics>,
+    /// Who else hears when a workflow starts and ends (webhooks, Sensors).
+    listener: Arc<dyn PhaseListener>,
     /// The audit trail, which gets every workflow event as it is logged.
     audit: audit::AuditLog,
 }
@@ -73,6 +72,15 @@ fn from_nanos(n: i64) -> Time {
     Utc.timestamp_nanos(n)
 }
 
+/// Who else hears of a workflow's phase: told when it starts and when it ends, each time after
+/// its status is committed. A crash between the commit and the telling tells again after the
+/// restart, so a listener keys what it queues by workflow and phase.
+pub trait PhaseListener: Send + Sync {
+    /// `workflow` is the workflow's JSON as it is now (with its namespace), `uid` its uid.
+    /// Failures are the listener's to log: the workflow goes on regardless.
+    fn phase(&self, workflow: Value, uid: String) -> futures::future::BoxFuture<'static, ()>;
+}
+
 /// A workflow accepted for running, not yet committed.
 pub struct Accepted {
     pub row: NewWorkflow,
@@ -86,13 +94,13 @@ impl Controller {
         store: Store,
         executor: Arc<dyn Executor>,
         cluster: Arc<cluster_shell::Cluster>,
-        notifier: Arc<crate::notify::Notifier>,
+        listener: Arc<dyn PhaseListener>,
         audit: audit::AuditLog,
     ) -> Arc<Controller> {
         let (watch, _) = broadcast::channel(4096);
         Arc::new(Controller {
             store,
-            metrics: Arc::new(crate::metrics::Metrics::with_scheduling(
+            metrics: Arc::new(metric_families::Metrics::with_scheduling(
                 cluster.latency.clone(),
             )),
             executor,
@@ -100,7 +108,7 @@ impl Controller {
             live: Mutex::new(HashMap::new()),
             watch,
             draining: Mutex::new(HashSet::new()),
-            notifier,
+            listener,
             audit,
         })
     }
@@ -117,7 +125,7 @@ impl Controller {
         namespace: &str,
         name: &str,
         ctx: BuildContext,
-    ) -> Result<Accepted, ApiError> {
+    ) -> Result<Accepted, RuntimeError> {
         let store = template_store(&ctx)?;
         let uid = new_uid();
         let created = now();
@@ -130,7 +138,7 @@ impl Controller {
             ctx.config.clone(),
             created,
         )
-        .map_err(|e| ApiError::InvalidArgument(e.to_string()))?;
+        .map_err(|e| RuntimeError::Invalid(e.to_string()))?;
         let mut manifest = manifest.clone();
         manifest["metadata"]["name"] = json!(name);
         manifest["metadata"]["namespace"] = json!(namespace);
@@ -157,7 +165,7 @@ impl Controller {
     }
 
     /// Commit an accepted workflow, then start it. Returns the workflow as created.
-    pub async fn create(self: &Arc<Self>, a: Accepted) -> Result<Value, ApiError> {
+    pub async fn create(self: &Arc<Self>, a: Accepted) -> Result<Value, RuntimeError> {
         let json = a.json;
         let uid = a.row.uid.clone();
         let ns = a.row.namespace.clone();
@@ -174,7 +182,7 @@ impl Controller {
     }
 
     /// After a restart: rebuild every unfinished workflow from its log and go on.
-    pub async fn recover(self: &Arc<Self>) -> Result<usize, ApiError> {
+    pub async fn recover(self: &Arc<Self>) -> Result<usize, RuntimeError> {
         let rows = self.store.unfinished_workflows().await?;
         let n = rows.len();
         for row in rows {
@@ -198,7 +206,7 @@ impl Controller {
         why: &str,
     ) {
         self.metrics
-            .error(crate::metrics::ErrorCause::OperationPanic);
+            .error(metric_families::ErrorCause::OperationPanic);
         tracing::error!("workflow {namespace}/{name}: processing it panicked: {why}");
         if !status.is_object() {
             status = json!({"metadata": {"name": name, "namespace": namespace, "uid": uid}});
@@ -224,7 +232,7 @@ impl Controller {
         });
     }
 
-    async fn recover_one(self: &Arc<Self>, row: WorkflowRow) -> Result<(), ApiError> {
+    async fn recover_one(self: &Arc<Self>, row: WorkflowRow) -> Result<(), RuntimeError> {
         // A workflow whose replay panics is ended, not the server (which would panic again at
         // every start).
         let (uid, namespace, name) = (row.uid.clone(), row.namespace.clone(), row.name.clone());
@@ -241,7 +249,10 @@ impl Controller {
 
     /// Rebuild a workflow from its log and go on; `Err` with the panic's words if the engine
     /// panicked doing it.
-    async fn replay(self: &Arc<Self>, row: WorkflowRow) -> Result<Result<(), ApiError>, String> {
+    async fn replay(
+        self: &Arc<Self>,
+        row: WorkflowRow,
+    ) -> Result<Result<(), RuntimeError>, String> {
         let log = match self.store.events(&row.uid).await {
             Ok(l) => l,
             Err(e) => return Ok(Err(e.into())),
@@ -272,12 +283,12 @@ impl Controller {
         &self,
         row: &WorkflowRow,
         log: &[store::EventRow],
-    ) -> Result<(Engine, Vec<Action>), ApiError> {
-        let manifest: Value =
-            serde_json::from_str(&row.manifest).map_err(|e| ApiError::Internal(e.to_string()))?;
+    ) -> Result<(Engine, Vec<Action>), RuntimeError> {
+        let manifest: Value = serde_json::from_str(&row.manifest)
+            .map_err(|e| RuntimeError::Corrupt(e.to_string()))?;
         let wf = workflow_of(load_object("stored Workflow", &manifest)?)?;
         let ctx: BuildContext =
-            serde_json::from_str(&row.context).map_err(|e| ApiError::Internal(e.to_string()))?;
+            serde_json::from_str(&row.context).map_err(|e| RuntimeError::Corrupt(e.to_string()))?;
         let params: Vec<(String, String)> = serde_json::from_str(&row.params).unwrap_or_default();
         let mut engine = Engine::new(
             &wf,
@@ -288,14 +299,14 @@ impl Controller {
             ctx.config.clone(),
             from_nanos(row.created_ns),
         )
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        .map_err(|e| RuntimeError::Corrupt(e.to_string()))?;
         // Replay, keeping track of what the engine asked for and has not heard back about.
         let mut pods: BTreeMap<String, PodRequest> = BTreeMap::new();
         let mut killed: HashSet<String> = HashSet::new();
         let mut other: BTreeMap<String, Action> = BTreeMap::new();
         for e in log {
             let entry: Logged = serde_json::from_str(&e.body)
-                .map_err(|err| ApiError::Internal(format!("event {}: {err}", e.seq)))?;
+                .map_err(|err| RuntimeError::Corrupt(format!("event {}: {err}", e.seq)))?;
             let at = from_nanos(e.at_ns);
             let actions = match entry {
                 Logged::Start => engine.start(at),
@@ -364,9 +375,9 @@ impl Controller {
     }
 
     /// Hand an event to a running workflow and return the workflow after it was handled.
-    pub async fn send(&self, row: &WorkflowRow, ev: Event) -> Result<Value, ApiError> {
+    pub async fn send(&self, row: &WorkflowRow, ev: Event) -> Result<Value, RuntimeError> {
         let Some(h) = self.handle(&row.uid) else {
-            return Err(ApiError::FailedPrecondition(format!(
+            return Err(RuntimeError::Precondition(format!(
                 "workflow {} has completed (phase {})",
                 row.name, row.phase
             )));
@@ -374,15 +385,14 @@ impl Controller {
         let (tx, rx) = oneshot::channel();
         self.metrics.queued();
         h.send(Cmd::Event(ev, Some(tx))).map_err(|_| {
-            ApiError::FailedPrecondition(format!("workflow {} has completed", row.name))
+            RuntimeError::Precondition(format!("workflow {} has completed", row.name))
         })?;
-        rx.await.map_err(|_| {
-            ApiError::FailedPrecondition(format!("workflow {} has completed", row.name))
-        })
+        rx.await
+            .map_err(|_| RuntimeError::Precondition(format!("workflow {} has completed", row.name)))
     }
 
     /// Stop a workflow's task (killing its pods), remove it and its pods' directories.
-    pub async fn delete(&self, row: &WorkflowRow) -> Result<(), ApiError> {
+    pub async fn delete(&self, row: &WorkflowRow) -> Result<(), RuntimeError> {
         // The running engine's status, not the last persisted snapshot (written at most every
         // `PERSIST_EVERY`), which may miss a pod started since: its directory would be left.
         let status = self.current(row).await;
@@ -429,9 +439,9 @@ impl Controller {
         restart_successful: bool,
         selector: &str,
         params: &[(String, String)],
-    ) -> Result<Value, ApiError> {
+    ) -> Result<Value, RuntimeError> {
         if self.handle(&row.uid).is_some() || !matches!(row.phase.as_str(), "Failed" | "Error") {
-            return Err(ApiError::FailedPrecondition(format!(
+            return Err(RuntimeError::Precondition(format!(
                 "workflow must be Failed/Error to retry (workflow {} is {})",
                 row.name, row.phase
             )));
@@ -443,7 +453,7 @@ impl Controller {
                 p.split_once('=')
                     .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
                     .ok_or_else(|| {
-                        ApiError::InvalidArgument(format!(
+                        RuntimeError::Invalid(format!(
                             "nodeFieldSelector: expected field=value, got {p:?}"
                         ))
                     })
@@ -466,12 +476,12 @@ impl Controller {
                 }
             }
         }
-        let mut manifest: Value =
-            serde_json::from_str(&row.manifest).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let mut manifest: Value = serde_json::from_str(&row.manifest)
+            .map_err(|e| RuntimeError::Corrupt(e.to_string()))?;
         apply_parameters(&mut manifest, params);
         let wf = workflow_of(load_object("stored Workflow", &manifest)?)?;
         let ctx: BuildContext =
-            serde_json::from_str(&row.context).map_err(|e| ApiError::Internal(e.to_string()))?;
+            serde_json::from_str(&row.context).map_err(|e| RuntimeError::Corrupt(e.to_string()))?;
         let engine = Engine::new(
             &wf,
             &row.name,
@@ -481,7 +491,7 @@ impl Controller {
             ctx.config.clone(),
             from_nanos(row.created_ns),
         )
-        .map_err(|e| ApiError::InvalidArgument(e.to_string()))?;
+        .map_err(|e| RuntimeError::Invalid(e.to_string()))?;
         let json = engine.to_json();
         self.store
             .reset_workflow(&row.uid, manifest.to_string(), json.to_string())
@@ -540,10 +550,6 @@ impl Controller {
 
     pub fn cluster(&self) -> &cluster_shell::Cluster {
         &self.cluster
-    }
-
-    pub fn notifier(&self) -> &Arc<crate::notify::Notifier> {
-        &self.notifier
     }
 
     /// Suspend every running workflow (the emergency stop's Argo half); returns their names.
@@ -617,8 +623,9 @@ fn labels_of(obj: &Value) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
+/// A new object's `metadata.uid`: a random (version 4) UUID, as Kubernetes makes them.
 pub fn new_uid() -> String {
-    local_executor::actions::new_uid()
+    uuid::Uuid::new_v4().to_string()
 }
 
 /// Argo's artifact garbage collection: the keys in the repository whose strategy (the

@@ -158,14 +158,49 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// A listener that records the phases it is told of.
+#[derive(Default)]
+struct Phases(Mutex<Vec<String>>);
+
+impl super::PhaseListener for Phases {
+    fn phase(&self, workflow: Value, _uid: String) -> futures::future::BoxFuture<'static, ()> {
+        let phase = workflow["status"]["phase"].as_str().unwrap_or_default();
+        self.0.lock().unwrap().push(phase.to_string());
+        Box::pin(async {})
+    }
+}
+
+impl Phases {
+    /// The phases told, once `n` have been.
+    async fn wait(&self, n: usize) -> Vec<String> {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let told = self.0.lock().unwrap().clone();
+                if told.len() >= n {
+                    return told;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("the listener is told")
+    }
+}
+
 async fn controller(dir: &Path, fake: Arc<FakeExecutor>) -> Arc<Controller> {
+    controller_told(dir, fake, Arc::new(Phases::default())).await
+}
+
+async fn controller_told(
+    dir: &Path,
+    fake: Arc<FakeExecutor>,
+    listener: Arc<Phases>,
+) -> Arc<Controller> {
     let store = store::Store::open(&dir.join("onyx.db")).await.unwrap();
     let cluster = Arc::new(cluster_shell::Cluster::local(
         cluster_shell::SchedulingPolicy::default(),
         BTreeMap::new(),
     ));
-    let notifier =
-        Arc::new(crate::notify::Notifier::new(&Default::default(), store.clone()).unwrap());
     let audit = audit::AuditLog::start(audit::AuditConfig {
         dir: dir.join("audit"),
         max_bytes: 1 << 20,
@@ -173,7 +208,7 @@ async fn controller(dir: &Path, fake: Arc<FakeExecutor>) -> Arc<Controller> {
         loki: None,
     })
     .unwrap();
-    Controller::new(store, fake, cluster, notifier, audit)
+    Controller::new(store, fake, cluster, listener, audit)
 }
 
 /// Submit `wf` (JSON) as `default/NAME`; the watch stream it will end on.
@@ -228,7 +263,8 @@ fn steps(name: &str, retries: Option<u32>) -> Value {
 async fn steps_run_one_pod_each_in_order_and_the_workflow_succeeds() {
     let dir = temp_dir("steps");
     let fake = Arc::new(FakeExecutor::default());
-    let ctl = controller(&dir, fake.clone()).await;
+    let phases = Arc::new(Phases::default());
+    let ctl = controller_told(&dir, fake.clone(), phases.clone()).await;
     let mut watch = submit(&ctl, steps("two-steps", None)).await;
     let first = fake.wait_started(1).await;
     assert_eq!(first.len(), 1, "the second step waits for the first");
@@ -242,6 +278,11 @@ async fn steps_run_one_pod_each_in_order_and_the_workflow_succeeds() {
     assert_eq!(pods.len(), 2);
     assert!(pods.iter().all(|n| n["phase"] == "Succeeded"), "{wf}");
     assert_eq!(fake.started().len(), 2, "no pod was started twice");
+    assert_eq!(
+        phases.wait(2).await,
+        ["Running", "Succeeded"],
+        "the listener hears of the start and the end, once each"
+    );
 }
 
 /// A failed pod with a retry strategy is retried as a new pod of a new name; without one the

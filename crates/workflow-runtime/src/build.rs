@@ -1,14 +1,14 @@
 //! A workflow's manifest as the server keeps it: parsed to the model the way files are read,
 //! with the templates it was built from stored beside it so that a replay after a crash builds
 //! the same engine even if the stored templates changed since. A leaf: it imports no other
-//! module of the server but the error type.
+//! module of the runtime but the error type.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use workflow_engine::{EngineConfig, TemplateStore};
 use workflow_model::WorkflowObject;
 
-use crate::error::ApiError;
+use crate::error::RuntimeError;
 
 /// What a workflow was built from, besides its manifest: stored with it, so that a replay
 /// builds the same engine even if templates changed since.
@@ -20,8 +20,8 @@ pub struct BuildContext {
 }
 
 /// Parse a stored or submitted object (JSON) the way files are read.
-pub fn load_object(what: &str, v: &Value) -> Result<workflow_model::Loaded, ApiError> {
-    let text = serde_json::to_string(v).map_err(|e| ApiError::Internal(e.to_string()))?;
+pub fn load_object(what: &str, v: &Value) -> Result<workflow_model::Loaded, RuntimeError> {
+    let text = serde_json::to_string(v).map_err(|e| RuntimeError::Corrupt(e.to_string()))?;
     let (mut objs, diags) = workflow_model::load_str(what, &text);
     let errors: Vec<String> = diags
         .iter()
@@ -35,26 +35,26 @@ pub fn load_object(what: &str, v: &Value) -> Result<workflow_model::Loaded, ApiE
         })
         .collect();
     if !errors.is_empty() {
-        return Err(ApiError::InvalidArgument(errors.join("; ")));
+        return Err(RuntimeError::Invalid(errors.join("; ")));
     }
     if objs.is_empty() {
-        return Err(ApiError::InvalidArgument(format!("{what} is empty")));
+        return Err(RuntimeError::Invalid(format!("{what} is empty")));
     }
     Ok(objs.remove(0))
 }
 
-pub fn workflow_of(l: workflow_model::Loaded) -> Result<WorkflowObject, ApiError> {
+pub fn workflow_of(l: workflow_model::Loaded) -> Result<WorkflowObject, RuntimeError> {
     match l.object {
         workflow_model::Object::Workflow(w)
         | workflow_model::Object::WorkflowTemplate(w)
         | workflow_model::Object::ClusterWorkflowTemplate(w) => Ok(w),
-        _ => Err(ApiError::InvalidArgument(
+        _ => Err(RuntimeError::Invalid(
             "expected an argoproj.io/v1alpha1 Workflow".into(),
         )),
     }
 }
 
-pub fn template_store(ctx: &BuildContext) -> Result<TemplateStore, ApiError> {
+pub fn template_store(ctx: &BuildContext) -> Result<TemplateStore, RuntimeError> {
     let mut store = TemplateStore::default();
     for v in &ctx.workflow_templates {
         let w = workflow_of(load_object("stored WorkflowTemplate", v)?)?;

@@ -1,6 +1,15 @@
 //! The metrics' tests: families, labels and values as a scrape reads them.
 
 use super::*;
+use workflow_engine::{GaugeOperation, MetricUpdate, MetricValue};
+
+/// The value of the first sample line that starts with `prefix`.
+fn sample_line(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
 
 fn update(name: &str, labels: &[(&str, &str)], value: MetricValue) -> MetricUpdate {
     MetricUpdate {
@@ -130,7 +139,7 @@ fn realtime_gauges_follow_the_clock_and_go_with_their_workflow() {
 
 #[test]
 fn modelled_gpus_are_busy_as_far_as_they_are_held() {
-    use cluster_shell::{GpuUsage, Holder, InstanceUsage};
+    use cluster_shell::{GpuUsage, Holder, InstanceUsage, NodeUsage};
     let holder = Holder {
         pod: "p".into(),
         namespace: "ns".into(),
