@@ -9,6 +9,7 @@
 use std::collections::BTreeSet;
 
 use serde::Deserialize;
+use subtle::ConstantTimeEq as _;
 
 /// Kubernetes' verbs, as RBAC rules name them.
 pub const VERBS: [&str; 7] = [
@@ -427,6 +428,12 @@ impl Rules {
             ),
         }
     }
+}
+
+/// Whether two secrets are equal, in time that depends on their lengths only (a token, a
+/// webhook's bearer secret, sign-in state).
+pub fn same_secret(a: &str, b: &str) -> bool {
+    bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
 #[cfg(test)]

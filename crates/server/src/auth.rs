@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use axum::http::{header, HeaderMap};
 use base64::Engine as _;
 use sha2::Digest as _;
-use subtle::ConstantTimeEq as _;
 
 use crate::config::{AuthMode, ServerConfig};
 use crate::error::ApiError;
@@ -28,10 +27,7 @@ const MAX_PENDING: usize = 10_000;
 /// … each for this long.
 const PENDING_TTL: Duration = Duration::from_secs(600);
 
-/// Whether two secrets are equal, in time that depends on their lengths only.
-pub fn same_secret(a: &str, b: &str) -> bool {
-    bool::from(a.as_bytes().ct_eq(b.as_bytes()))
-}
+pub use access::same_secret;
 
 pub struct Auth {
     pub mode: AuthMode,

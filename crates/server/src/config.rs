@@ -75,6 +75,7 @@
 //! credentials_file = "/etc/onyx/bmc-credentials.toml"  # [default] and [nodes.NAME]: username, password
 //! ```
 
+use event_runtime::{EventSourcesConfig, NotificationsConfig};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -287,75 +288,6 @@ pub struct ArtifactRepositoryConfig {
     pub s3: Option<artifact_repo::S3Config>,
 }
 
-/// `[event_sources]`: tenants' webhook EventSources listen on the server's host, so only on
-/// this address and these ports.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EventSourcesConfig {
-    /// The address their listeners bind: `127.0.0.1` unless set (`0.0.0.0` for every one).
-    #[serde(default = "default_event_source_address")]
-    pub listen_address: std::net::IpAddr,
-    /// The ports they may name, `LOW-HIGH` (or one port): `12000-12999` unless set.
-    #[serde(default)]
-    pub ports: PortRange,
-}
-
-fn default_event_source_address() -> std::net::IpAddr {
-    std::net::Ipv4Addr::LOCALHOST.into()
-}
-
-impl Default for EventSourcesConfig {
-    fn default() -> Self {
-        EventSourcesConfig {
-            listen_address: default_event_source_address(),
-            ports: PortRange::default(),
-        }
-    }
-}
-
-/// Ports `LOW-HIGH`, both included.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(try_from = "String")]
-pub struct PortRange {
-    pub low: u16,
-    pub high: u16,
-}
-
-impl Default for PortRange {
-    fn default() -> Self {
-        PortRange {
-            low: 12000,
-            high: 12999,
-        }
-    }
-}
-
-impl PortRange {
-    pub fn contains(&self, port: u16) -> bool {
-        (self.low..=self.high).contains(&port)
-    }
-}
-
-impl std::fmt::Display for PortRange {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}-{}", self.low, self.high)
-    }
-}
-
-impl TryFrom<String> for PortRange {
-    type Error = String;
-    fn try_from(s: String) -> Result<PortRange, String> {
-        let (low, high) = s.split_once('-').unwrap_or((&s, &s));
-        let port = |p: &str| p.trim().parse::<u16>().ok().filter(|p| *p > 0);
-        match (port(low), port(high)) {
-            (Some(low), Some(high)) if low <= high => Ok(PortRange { low, high }),
-            _ => Err(format!(
-                "ports {s:?}: expected LOW-HIGH, ports from 1 to 65535, such as \"12000-12999\""
-            )),
-        }
-    }
-}
-
 /// `[secrets]`: Kubernetes Secrets for pods.
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -494,6 +426,15 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
+    /// Where webhook EventSources may listen, and the secrets their `authSecret`s name.
+    pub fn event_settings(&self) -> event_runtime::Settings {
+        event_runtime::Settings {
+            listen_address: self.event_sources.listen_address,
+            ports: self.event_sources.ports,
+            secrets_file: self.secrets.file.clone(),
+        }
+    }
+
     /// Where and how this machine's pods run, as the local executor takes it.
     pub fn pod_settings(&self) -> local_executor::pods::PodSettings {
         let namespaces = self.namespaces.keys().map(String::as_str);
@@ -867,64 +808,6 @@ impl BmcCredentials {
 
 #[cfg(test)]
 mod tests;
-
-/// `[notifications]`: webhooks and when they are called.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NotificationsConfig {
-    #[serde(default)]
-    pub webhooks: Vec<WebhookConfig>,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum WebhookFormat {
-    /// ONYX's event as JSON.
-    #[default]
-    Generic,
-    /// Slack's incoming-webhook message (`text` and an attachment).
-    Slack,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookConfig {
-    pub name: String,
-    pub url: String,
-    #[serde(default)]
-    pub format: WebhookFormat,
-    #[serde(default = "default_webhook_phases")]
-    pub phases: Vec<String>,
-    /// Only workflows of these namespaces (empty: all).
-    #[serde(default)]
-    pub namespaces: Vec<String>,
-    /// A file holding the HMAC key the body is signed with.
-    #[serde(default)]
-    pub secret_file: Option<PathBuf>,
-    /// The first retry's delay; each retry doubles it, up to `max_retry_seconds`.
-    #[serde(default = "default_retry")]
-    pub retry_seconds: f64,
-    #[serde(default = "default_max_retry")]
-    pub max_retry_seconds: f64,
-    #[serde(default = "default_webhook_timeout")]
-    pub timeout_seconds: u64,
-}
-
-fn default_webhook_phases() -> Vec<String> {
-    vec!["Succeeded".into(), "Failed".into(), "Error".into()]
-}
-
-fn default_retry() -> f64 {
-    1.0
-}
-
-fn default_max_retry() -> f64 {
-    300.0
-}
-
-fn default_webhook_timeout() -> u64 {
-    10
-}
 
 /// `[audit]`.
 #[derive(Debug, Clone, Deserialize)]

@@ -19,9 +19,9 @@ use serde_json::{json, Value};
 use store::ListQuery;
 use workflow_engine::Event;
 
-pub use crate::cron_schedule::Schedule;
 use crate::error::ApiError;
 use crate::state::AppState;
+pub use cron_schedule::Schedule;
 use workflow_runtime::now;
 
 /// How late our own loop may fire a schedule and still call it on time.

@@ -7,12 +7,8 @@ mod api;
 mod auth;
 pub mod config;
 mod cron;
-mod cron_schedule;
 mod error;
-mod event_bus;
-mod events;
 mod maintenance_runner;
-mod notify;
 mod requests;
 
 mod standby;
@@ -28,6 +24,8 @@ pub use config::ServerConfig;
 pub enum ServerError {
     #[error("{0}")]
     Config(#[from] config::ConfigError),
+    #[error("{0}")]
+    Events(#[from] event_runtime::EventError),
     #[error("{0}")]
     Store(#[from] store::StoreError),
     #[error("{what}: {source}")]
@@ -261,7 +259,7 @@ struct Parts {
 /// A server's state, and what its controllers need once it leads.
 struct Assembled {
     state: Arc<state::AppState>,
-    notifier: Arc<notify::Notifier>,
+    notifier: Arc<event_runtime::notify::Notifier>,
     ledger: tokio::sync::mpsc::UnboundedReceiver<cluster_shell::Ledger>,
 }
 
@@ -294,7 +292,7 @@ impl Parts {
                 source,
             },
         )?;
-        let notifier = Arc::new(notify::Notifier::new(
+        let notifier = Arc::new(event_runtime::notify::Notifier::new(
             &cfg.notifications,
             self.store.clone(),
         )?);
@@ -303,7 +301,7 @@ impl Parts {
             self.store.clone(),
             Arc::new(pods),
             cluster,
-            Arc::new(event_bus::Announcer(notifier.clone())),
+            Arc::new(event_runtime::event_bus::Announcer(notifier.clone())),
             self.audit.clone(),
         );
         let state = Arc::new(state::AppState {
@@ -339,28 +337,30 @@ impl Assembled {
             ctl.cluster().ledgered_pods(),
             ledger,
         ));
-        let submitter: notify::Submitter = {
+        let submitter: event_runtime::notify::Submitter = {
             let state = state.clone();
             Arc::new(move |ns: String, workflow: serde_json::Value| {
                 let state = state.clone();
                 Box::pin(async move {
                     match submit::submit(&state, &ns, workflow, &[], false).await {
                         // A retry after a crash finds its first submission (`notify`).
-                        Ok(_) | Err(error::ApiError::AlreadyExists(_)) => notify::Outcome::Done,
+                        Ok(_) | Err(error::ApiError::AlreadyExists(_)) => {
+                            event_runtime::notify::Outcome::Done
+                        }
                         Err(
                             e @ (error::ApiError::InvalidArgument(_)
                             | error::ApiError::Forbidden(_)
                             | error::ApiError::FailedPrecondition(_)),
-                        ) => notify::Outcome::GiveUp(e.to_string()),
-                        Err(e) => notify::Outcome::Retry(e.to_string()),
+                        ) => event_runtime::notify::Outcome::GiveUp(e.to_string()),
+                        Err(e) => event_runtime::notify::Outcome::Retry(e.to_string()),
                     }
                 })
             })
         };
-        tokio::spawn(notify::run(notifier.clone(), submitter));
-        tokio::spawn(event_bus::run(
+        tokio::spawn(event_runtime::notify::run(notifier.clone(), submitter));
+        tokio::spawn(event_runtime::event_bus::run(
             notifier,
-            event_bus::Settings::of(&state.cfg),
+            state.cfg.event_settings(),
         ));
         // Namespaces granted by approved requests keep their GPU quotas.
         for row in ctl.store.objects(requests::KIND, Some("")).await? {

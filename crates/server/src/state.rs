@@ -16,5 +16,5 @@ pub struct AppState {
     /// Who is calling and what they may do.
     pub auth: Arc<crate::auth::Auth>,
     /// The webhooks' and Sensors' outbox.
-    pub notifier: Arc<crate::notify::Notifier>,
+    pub notifier: Arc<event_runtime::notify::Notifier>,
 }

@@ -184,12 +184,14 @@ async fn check_webhooks(
         return Ok(());
     }
     let stored = s.ctl.store.objects(k.kind, None).await?;
-    let settings = crate::event_bus::Settings::of(&s.cfg);
-    crate::event_bus::check_new(&settings, ns, name, obj, &stored).map_err(|e| match e {
-        crate::event_bus::Refusal::Invalid(m) => {
+    let settings = s.cfg.event_settings();
+    event_runtime::event_bus::check_new(&settings, ns, name, obj, &stored).map_err(|e| match e {
+        event_runtime::event_bus::Refusal::Invalid(m) => {
             ApiError::InvalidArgument(format!("{}: {m}", k.field))
         }
-        crate::event_bus::Refusal::Clash(m) => ApiError::AlreadyExists(format!("{}: {m}", k.field)),
+        event_runtime::event_bus::Refusal::Clash(m) => {
+            ApiError::AlreadyExists(format!("{}: {m}", k.field))
+        }
     })
 }
 

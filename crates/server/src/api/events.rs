@@ -11,9 +11,9 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
-use crate::events::{self, KIND};
 use crate::state::AppState;
 use crate::submit;
+use event_runtime::events::{self, KIND};
 
 use super::common::{ApiResult, JsonBody, St};
 

@@ -55,3 +55,21 @@ fn a_public_address_needs_a_token() {
     assert!(e.contains("refusing to listen on 0.0.0.0:2746"), "{e}");
     assert!(ServerConfig::default().check().unwrap().is_none());
 }
+
+#[test]
+fn the_config_says_where_webhooks_listen() {
+    let c = ServerConfig::default();
+    assert_eq!(c.event_sources.listen_address.to_string(), "127.0.0.1");
+    assert_eq!(c.event_sources.ports.to_string(), "12000-12999");
+    let c: ServerConfig =
+        toml::from_str("[event_sources]\nlisten_address = \"0.0.0.0\"\nports = \"20000-20100\"\n")
+            .unwrap();
+    assert_eq!(c.event_sources.listen_address.to_string(), "0.0.0.0");
+    assert!(c.event_sources.ports.contains(20100) && !c.event_sources.ports.contains(20101));
+    for bad in ["\"20100-20000\"", "\"0-10\"", "\"x\"", "\"1-70000\""] {
+        let e = toml::from_str::<ServerConfig>(&format!("[event_sources]\nports = {bad}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("expected LOW-HIGH"), "{bad}: {e}");
+    }
+}

@@ -18,7 +18,68 @@ use sha2::{Digest, Sha256};
 use store::{NewNotification, Store};
 use tokio::sync::Notify;
 
-use crate::config::{ConfigError, NotificationsConfig, WebhookConfig, WebhookFormat};
+use serde::Deserialize;
+use std::path::PathBuf;
+
+use crate::EventError;
+
+/// `[notifications]`: webhooks and when they are called.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationsConfig {
+    #[serde(default)]
+    pub webhooks: Vec<WebhookConfig>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookFormat {
+    /// ONYX's event as JSON.
+    #[default]
+    Generic,
+    /// Slack's incoming-webhook message (`text` and an attachment).
+    Slack,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub name: String,
+    pub url: String,
+    #[serde(default)]
+    pub format: WebhookFormat,
+    #[serde(default = "default_webhook_phases")]
+    pub phases: Vec<String>,
+    /// Only workflows of these namespaces (empty: all).
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+    /// A file holding the HMAC key the body is signed with.
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+    /// The first retry's delay; each retry doubles it, up to `max_retry_seconds`.
+    #[serde(default = "default_retry")]
+    pub retry_seconds: f64,
+    #[serde(default = "default_max_retry")]
+    pub max_retry_seconds: f64,
+    #[serde(default = "default_webhook_timeout")]
+    pub timeout_seconds: u64,
+}
+
+fn default_webhook_phases() -> Vec<String> {
+    vec!["Succeeded".into(), "Failed".into(), "Error".into()]
+}
+
+fn default_retry() -> f64 {
+    1.0
+}
+
+fn default_max_retry() -> f64 {
+    300.0
+}
+
+fn default_webhook_timeout() -> u64 {
+    10
+}
 
 struct Hook {
     cfg: WebhookConfig,
@@ -172,11 +233,11 @@ pub fn backoff(cfg: &WebhookConfig, attempt: i64) -> Duration {
 }
 
 impl Notifier {
-    pub fn new(cfg: &NotificationsConfig, store: Store) -> Result<Notifier, ConfigError> {
+    pub fn new(cfg: &NotificationsConfig, store: Store) -> Result<Notifier, EventError> {
         let mut hooks = Vec::new();
         for h in &cfg.webhooks {
             if hooks.iter().any(|o: &Hook| o.cfg.name == h.name) {
-                return Err(ConfigError::Invalid(format!(
+                return Err(EventError::Config(format!(
                     "notifications.webhooks: two webhooks are named {:?}",
                     h.name
                 )));
@@ -185,7 +246,7 @@ impl Notifier {
                 Some(f) => Some(
                     std::fs::read_to_string(f)
                         .map_err(|e| {
-                            ConfigError::Invalid(format!(
+                            EventError::Config(format!(
                                 "notifications.webhooks {:?}: secret_file {}: {e}",
                                 h.name,
                                 f.display()

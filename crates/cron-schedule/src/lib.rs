@@ -1,6 +1,8 @@
 //! Cron schedules (five fields or a descriptor like `@hourly`) in a time zone: CronWorkflows'
 //! and calendar EventSources' times.
 
+#![forbid(unsafe_code)]
+
 use chrono::{DateTime, Utc};
 
 #[derive(Debug)]

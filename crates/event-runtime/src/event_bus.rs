@@ -27,6 +27,7 @@ use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
 use sensors::{Event, Held, EVENT_SOURCE, SENSOR};
+use serde::Deserialize;
 use serde_json::{json, Value};
 use store::{ObjectRow, StoreError};
 use tokio::task::JoinHandle;
@@ -172,22 +173,81 @@ async fn save_held(
     n.store().put_object(row, !exists).await
 }
 
+/// `[event_sources]`: tenants' webhook EventSources listen on the server's host, so only on
+/// this address and these ports.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventSourcesConfig {
+    /// The address their listeners bind: `127.0.0.1` unless set (`0.0.0.0` for every one).
+    #[serde(default = "default_event_source_address")]
+    pub listen_address: std::net::IpAddr,
+    /// The ports they may name, `LOW-HIGH` (or one port): `12000-12999` unless set.
+    #[serde(default)]
+    pub ports: PortRange,
+}
+
+fn default_event_source_address() -> std::net::IpAddr {
+    std::net::Ipv4Addr::LOCALHOST.into()
+}
+
+impl Default for EventSourcesConfig {
+    fn default() -> Self {
+        EventSourcesConfig {
+            listen_address: default_event_source_address(),
+            ports: PortRange::default(),
+        }
+    }
+}
+
+/// Ports `LOW-HIGH`, both included.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(try_from = "String")]
+pub struct PortRange {
+    pub low: u16,
+    pub high: u16,
+}
+
+impl Default for PortRange {
+    fn default() -> Self {
+        PortRange {
+            low: 12000,
+            high: 12999,
+        }
+    }
+}
+
+impl PortRange {
+    pub fn contains(&self, port: u16) -> bool {
+        (self.low..=self.high).contains(&port)
+    }
+}
+
+impl std::fmt::Display for PortRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.low, self.high)
+    }
+}
+
+impl TryFrom<String> for PortRange {
+    type Error = String;
+    fn try_from(s: String) -> Result<PortRange, String> {
+        let (low, high) = s.split_once('-').unwrap_or((&s, &s));
+        let port = |p: &str| p.trim().parse::<u16>().ok().filter(|p| *p > 0);
+        match (port(low), port(high)) {
+            (Some(low), Some(high)) if low <= high => Ok(PortRange { low, high }),
+            _ => Err(format!(
+                "ports {s:?}: expected LOW-HIGH, ports from 1 to 65535, such as \"12000-12999\""
+            )),
+        }
+    }
+}
+
 /// Where webhook listeners may listen, and the secrets their `authSecret`s name.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub listen_address: std::net::IpAddr,
-    pub ports: crate::config::PortRange,
+    pub ports: PortRange,
     pub secrets_file: Option<std::path::PathBuf>,
-}
-
-impl Settings {
-    pub fn of(cfg: &crate::config::ServerConfig) -> Settings {
-        Settings {
-            listen_address: cfg.event_sources.listen_address,
-            ports: cfg.event_sources.ports,
-            secrets_file: cfg.secrets.file.clone(),
-        }
-    }
 }
 
 /// Why an EventSource's webhooks cannot be served.
@@ -641,7 +701,7 @@ async fn authorize(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or_else(|| answer(StatusCode::UNAUTHORIZED, "Invalid Authorization Header"))?;
-    if !crate::auth::same_secret(given, &token) {
+    if !access::same_secret(given, &token) {
         return Err(answer(StatusCode::UNAUTHORIZED, "Invalid Auth token"));
     }
     Ok(())
@@ -649,7 +709,7 @@ async fn authorize(
 
 /// A calendar event's times: a cron schedule, or a fixed interval after the last tick.
 enum Tick {
-    Schedule(Box<crate::cron_schedule::Schedule>),
+    Schedule(Box<cron_schedule::Schedule>),
     Every(chrono::Duration),
 }
 
@@ -658,7 +718,7 @@ impl Tick {
         let tz = cal["timezone"].as_str().unwrap_or_default();
         match (cal["schedule"].as_str(), cal["interval"].as_str()) {
             (Some(s), _) if !s.is_empty() => {
-                crate::cron_schedule::Schedule::parse(s, tz).map(|s| Tick::Schedule(Box::new(s)))
+                cron_schedule::Schedule::parse(s, tz).map(|s| Tick::Schedule(Box::new(s)))
             }
             (_, Some(i)) if !i.is_empty() => workflow_engine::parse_duration(i)
                 .filter(|d| *d > chrono::Duration::zero())
@@ -717,7 +777,7 @@ mod tests {
     fn settings() -> Settings {
         Settings {
             listen_address: std::net::Ipv4Addr::LOCALHOST.into(),
-            ports: crate::config::PortRange::default(),
+            ports: PortRange::default(),
             secrets_file: None,
         }
     }
@@ -732,27 +792,6 @@ mod tests {
 
     fn hook(port: u16, endpoint: &str, method: &str) -> Value {
         json!({"port": port.to_string(), "endpoint": endpoint, "method": method})
-    }
-
-    #[test]
-    fn the_config_says_where_webhooks_listen() {
-        let c = crate::config::ServerConfig::default();
-        assert_eq!(c.event_sources.listen_address.to_string(), "127.0.0.1");
-        assert_eq!(c.event_sources.ports.to_string(), "12000-12999");
-        let c: crate::config::ServerConfig = toml::from_str(
-            "[event_sources]\nlisten_address = \"0.0.0.0\"\nports = \"20000-20100\"\n",
-        )
-        .unwrap();
-        assert_eq!(c.event_sources.listen_address.to_string(), "0.0.0.0");
-        assert!(c.event_sources.ports.contains(20100) && !c.event_sources.ports.contains(20101));
-        for bad in ["\"20100-20000\"", "\"0-10\"", "\"x\"", "\"1-70000\""] {
-            let e = toml::from_str::<crate::config::ServerConfig>(&format!(
-                "[event_sources]\nports = {bad}\n"
-            ))
-            .unwrap_err()
-            .to_string();
-            assert!(e.contains("expected LOW-HIGH"), "{bad}: {e}");
-        }
     }
 
     /// Any stored set of sources is planned without a panic: clashing ones (in one source or
