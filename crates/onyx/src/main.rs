@@ -1,6 +1,5 @@
 //! `onyx`: the ONYX command line.
 
-mod client;
 mod cluster;
 mod conformance;
 mod corpus;
@@ -11,14 +10,14 @@ mod render;
 mod resource;
 mod runner;
 mod sim;
-mod usage;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use argo_cli::Format;
+use clap::{Parser, Subcommand};
 use workflow_model::{Object, Severity};
 
 use crate::inputs::Inputs;
@@ -39,17 +38,9 @@ struct Cli {
     #[arg(long, global = true, env = "ONYX_HOME", default_value = ".onyx")]
     home: PathBuf,
     #[command(flatten)]
-    client: client::ClientOpts,
+    client: argo_cli::ClientOpts,
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(Clone, Copy, ValueEnum, PartialEq)]
-enum Output {
-    Wide,
-    Json,
-    Yaml,
-    Name,
 }
 
 #[derive(Subcommand)]
@@ -64,7 +55,7 @@ enum Command {
         parameters: Vec<String>,
         /// Output format: the final status as a tree (wide), JSON, YAML or the name.
         #[arg(short, long, value_enum, default_value = "wide")]
-        output: Output,
+        output: Format,
         /// Print each pod's log when it finishes.
         #[arg(long)]
         log: bool,
@@ -128,7 +119,7 @@ enum Command {
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
     #[command(flatten)]
-    Client(client::ClientCommand),
+    Client(argo_cli::ClientCommand),
     /// Run a prepared pod (used by ONYX itself, like Argo's argoexec).
     #[command(hide = true)]
     ExecPod { dir: PathBuf },
@@ -192,13 +183,13 @@ fn main() -> ExitCode {
         Command::Client(c) => {
             // A local server's own token, when none is given (never sent elsewhere).
             let mut opts = cli.client.clone();
-            if opts.token.is_none() && client::is_local(&opts.server) {
+            if opts.token.is_none() && argo_cli::is_local(&opts.server) {
                 opts.token = std::fs::read_to_string(home.join(server::LOCAL_TOKEN_FILE))
                     .ok()
                     .map(|t| t.trim().to_string())
                     .filter(|t| !t.is_empty());
             }
-            client::run(&opts, c)
+            argo_cli::run(&opts, c)
         }
         Command::Cluster(c) => cluster::run(c),
         Command::Sim(c) => sim::run(c),
@@ -368,7 +359,7 @@ fn run(
     home: &std::path::Path,
     files: &[PathBuf],
     parameters: &[String],
-    output: Output,
+    output: Format,
     log: bool,
     auto_resume: bool,
 ) -> ExitCode {
@@ -437,7 +428,7 @@ fn run(
     };
     let name = runner::workflow_name(&wf);
     runner::handle_interrupts();
-    let outcome = if output == Output::Wide {
+    let outcome = if output == Format::Wide {
         eprintln!("Name: {name}");
         use std::io::IsTerminal;
         if std::io::stderr().is_terminal() {
@@ -461,16 +452,16 @@ fn run(
         print_logs(home, &outcome.workflow);
     }
     match output {
-        Output::Wide => print!("\n{}", render::summary(&outcome.workflow)),
-        Output::Json => println!(
+        Format::Wide => print!("\n{}", render::summary(&outcome.workflow)),
+        Format::Json => println!(
             "{}",
             serde_json::to_string_pretty(&outcome.workflow).unwrap_or_default()
         ),
-        Output::Yaml => print!(
+        Format::Yaml => print!(
             "{}",
             serde_yaml_ng::to_string(&outcome.workflow).unwrap_or_default()
         ),
-        Output::Name => println!("{name}"),
+        Format::Name => println!("{name}"),
     }
     if outcome.phase == workflow_engine::Phase::Succeeded {
         ExitCode::SUCCESS

@@ -3,45 +3,11 @@
 use std::collections::HashMap;
 use std::io::Write;
 
-use serde_json::Value;
 use workflow_engine::Engine;
 
 use crate::runner::Watcher;
 
-pub use workflow_engine::tree::{duration, icon, tree};
-
-/// `argo get`: the header and the node tree.
-pub fn summary(wf: &Value) -> String {
-    let mut out = String::new();
-    let meta = &wf["metadata"];
-    let st = &wf["status"];
-    let line = |k: &str, v: &str| format!("{:<20} {}\n", format!("{k}:"), v);
-    out += &line("Name", meta["name"].as_str().unwrap_or_default());
-    out += &line("Namespace", meta["namespace"].as_str().unwrap_or("default"));
-    out += &line("Status", st["phase"].as_str().unwrap_or_default());
-    if let Some(m) = st["message"].as_str() {
-        out += &line("Message", m);
-    }
-    out += &line(
-        "Created",
-        meta["creationTimestamp"].as_str().unwrap_or_default(),
-    );
-    out += &line("Started", st["startedAt"].as_str().unwrap_or_default());
-    out += &line("Finished", st["finishedAt"].as_str().unwrap_or_default());
-    out += &line("Duration", &duration(st));
-    out += &line("Progress", st["progress"].as_str().unwrap_or_default());
-    if let Some(Value::Array(ps)) = st.pointer("/outputs/parameters") {
-        for p in ps {
-            out += &line(
-                &format!("Output {}", p["name"].as_str().unwrap_or_default()),
-                p["value"].as_str().unwrap_or_default(),
-            );
-        }
-    }
-    out += "\n";
-    out += &tree(wf);
-    out
-}
+pub use workflow_engine::tree::{icon, summary};
 
 /// Prints each node's phase changes as they happen.
 pub struct LineWatcher<W: Write> {
@@ -121,9 +87,4 @@ impl<W: Write> Watcher for TreeWatcher<W> {
         let _ = write!(self.out, "\x1b[H\x1b[2J{view}");
         let _ = self.out.flush();
     }
-}
-
-/// YAML for printing.
-pub fn to_yaml(v: &serde_json::Value) -> String {
-    serde_yaml_ng::to_string(v).unwrap_or_default()
 }

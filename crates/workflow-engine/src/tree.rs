@@ -253,6 +253,39 @@ fn pod_name_of(n: &Value) -> String {
     crate::pod_name(wf, name, tname)
 }
 
+/// `argo get`: the header and the node tree.
+pub fn summary(wf: &Value) -> String {
+    let mut out = String::new();
+    let meta = &wf["metadata"];
+    let st = &wf["status"];
+    let line = |k: &str, v: &str| format!("{:<20} {}\n", format!("{k}:"), v);
+    out += &line("Name", meta["name"].as_str().unwrap_or_default());
+    out += &line("Namespace", meta["namespace"].as_str().unwrap_or("default"));
+    out += &line("Status", st["phase"].as_str().unwrap_or_default());
+    if let Some(m) = st["message"].as_str() {
+        out += &line("Message", m);
+    }
+    out += &line(
+        "Created",
+        meta["creationTimestamp"].as_str().unwrap_or_default(),
+    );
+    out += &line("Started", st["startedAt"].as_str().unwrap_or_default());
+    out += &line("Finished", st["finishedAt"].as_str().unwrap_or_default());
+    out += &line("Duration", &duration(st));
+    out += &line("Progress", st["progress"].as_str().unwrap_or_default());
+    if let Some(Value::Array(ps)) = st.pointer("/outputs/parameters") {
+        for p in ps {
+            out += &line(
+                &format!("Output {}", p["name"].as_str().unwrap_or_default()),
+                p["value"].as_str().unwrap_or_default(),
+            );
+        }
+    }
+    out += "\n";
+    out += &tree(wf);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

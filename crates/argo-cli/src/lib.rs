@@ -1,5 +1,8 @@
 //! `onyx` as a client of `onyx server` (or of any Argo Server): `argo`'s verbs and flags over
-//! the REST API.
+//! the REST API, and the printing of what it answers (`argo get`'s tree, YAML, JSON, the
+//! usage report).
+
+#![forbid(unsafe_code)]
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::ExitCode;
@@ -7,12 +10,13 @@ use std::process::ExitCode;
 use anyhow::{anyhow, bail, Context};
 use serde_json::{json, Value};
 
-use crate::render;
+use workflow_engine::tree as render;
 
 mod api;
 mod commands;
 mod files;
 mod print;
+pub mod usage;
 
 pub use api::is_local;
 use api::*;
@@ -94,7 +98,7 @@ fn run_inner(o: &ClientOpts, cmd: ClientCommand) -> anyhow::Result<ExitCode> {
                     bail!("name a workflow file, or --from workflowtemplate/NAME");
                 }
                 for mut wf in read_objects(&files)? {
-                    crate::client::apply(
+                    crate::apply(
                         &mut wf,
                         &parameters,
                         labels.as_deref(),
@@ -387,7 +391,7 @@ fn run_inner(o: &ClientOpts, cmd: ClientCommand) -> anyhow::Result<ExitCode> {
                     api.json("POST", "/api/v1/onyx/maintenance/start", Some(&json!({})))?
                 }
             };
-            print!("{}", render::to_yaml(&v));
+            print!("{}", print::to_yaml(&v));
             Ok(ExitCode::SUCCESS)
         }
         ClientCommand::Usage(UsageCommand::Report { month, output }) => {
@@ -490,7 +494,7 @@ fn run_inner(o: &ClientOpts, cmd: ClientCommand) -> anyhow::Result<ExitCode> {
                 let v = api.json("GET", &format!("/api/v1/onyx/queues/{}", enc(&name)), None)?;
                 match output {
                     Format::Json => println!("{}", serde_json::to_string_pretty(&v)?),
-                    _ => print!("{}", render::to_yaml(&v)),
+                    _ => print!("{}", print::to_yaml(&v)),
                 }
                 Ok(ExitCode::SUCCESS)
             }
@@ -772,7 +776,7 @@ fn objects(api: &Api, base: &str, field: &str, c: ObjectCommand) -> anyhow::Resu
             let items = v["items"].as_array().cloned().unwrap_or_default();
             match output {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&items)?),
-                Format::Yaml => print!("{}", render::to_yaml(&json!(items))),
+                Format::Yaml => print!("{}", print::to_yaml(&json!(items))),
                 _ => {
                     let mut rows = vec![vec!["NAME".to_string(), "AGE".into()]];
                     for i in &items {
@@ -791,7 +795,7 @@ fn objects(api: &Api, base: &str, field: &str, c: ObjectCommand) -> anyhow::Resu
             match output {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&v)?),
                 Format::Name => println!("{name}"),
-                _ => print!("{}", render::to_yaml(&v)),
+                _ => print!("{}", print::to_yaml(&v)),
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -2,14 +2,14 @@
 
 use serde_json::{json, Value};
 
-use crate::render;
+use workflow_engine::tree as render;
 
 use super::commands::Format;
 
 pub(super) fn print_obj(v: &Value, f: Format) -> anyhow::Result<()> {
     match f {
         Format::Json => println!("{}", serde_json::to_string_pretty(v)?),
-        Format::Yaml => print!("{}", render::to_yaml(v)),
+        Format::Yaml => print!("{}", to_yaml(v)),
         Format::Name => println!("{}", v["metadata"]["name"].as_str().unwrap_or_default()),
         Format::Wide => println!("{}", render::summary(v)),
     }
@@ -63,7 +63,7 @@ pub(super) fn age(t: &Value) -> String {
 pub(super) fn list_workflows(items: &[Value], f: Format, all_ns: bool) -> anyhow::Result<()> {
     match f {
         Format::Json => println!("{}", serde_json::to_string_pretty(&json!(items))?),
-        Format::Yaml => print!("{}", render::to_yaml(&json!(items))),
+        Format::Yaml => print!("{}", to_yaml(&json!(items))),
         Format::Name => {
             for w in items {
                 println!("{}", w["metadata"]["name"].as_str().unwrap_or_default());
@@ -108,4 +108,9 @@ pub(super) fn list_workflows(items: &[Value], f: Format, all_ns: bool) -> anyhow
         }
     }
     Ok(())
+}
+
+/// YAML for printing.
+pub fn to_yaml(v: &Value) -> String {
+    serde_yaml_ng::to_string(v).unwrap_or_default()
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 use serde_json::Value;
 
-use crate::render;
+use workflow_engine::tree as render;
 
 use super::commands::ClientOpts;
 
