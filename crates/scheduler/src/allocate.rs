@@ -61,7 +61,7 @@ pub(crate) fn execute(s: &mut Session, mode: Action) {
                         "queue {} is at its capability; the gang waits to be admitted",
                         st.queues[a].name
                     ),
-                    None if st.queues[chain[0]].capability_res.iter().any(Option::is_some) => format!(
+                    None if st.queues[chain[0]].capability_res.iter().any(|c| c.is_some()) => format!(
                         "queue {} is at its capability; the gang waits to be admitted",
                         st.queues[chain[0]].name
                     ),
@@ -88,7 +88,7 @@ pub(crate) fn execute(s: &mut Session, mode: Action) {
         if let Some(full) = st.queue_chain(q).into_iter().find(|a| {
             st.queues[*a]
                 .capability_gpu
-                .is_some_and(|c| qused[*a][2] as i64 + need > c)
+                .is_some_and(|c| qused[*a].gpu as i64 + need > c)
         }) {
             for p in st.pending_pods(g) {
                 out.reasons.insert(
@@ -102,7 +102,7 @@ pub(crate) fn execute(s: &mut Session, mode: Action) {
         if kept > 0 {
             let used: i64 = (0..st.queues.len())
                 .filter(|a| st.queues[*a].parent.is_none())
-                .map(|a| qused[a][2] as i64)
+                .map(|a| qused[a].gpu as i64)
                 .sum();
             if st.cluster_gpu() - used - need < kept {
                 for p in st.pending_pods(g) {

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::action::Action;
 use crate::model::Scenario;
 use crate::outcome::{Outcome, ScenarioError};
-use crate::resources::{add, usage};
+use crate::resources::{add, usage, Resources};
 use crate::session::Session;
 use crate::state::State;
 
@@ -43,11 +43,11 @@ pub fn run(s: &Scenario) -> Result<Outcome, ScenarioError> {
             );
         }
         let t = st.groups[g].tenant;
-        let mut gang = [0i128; 3];
+        let mut gang = Resources::default();
         for p in &st.groups[g].pods {
             add(&mut gang, usage(&st.pods[*p].req), 1);
         }
-        if let Some(why) = st.over_quota(t, &[0; 3], &gang) {
+        if let Some(why) = st.over_quota(t, &Resources::default(), &gang) {
             out.refused.insert(
                 st.groups[g].key.clone(),
                 format!("the gang can never run: {why}"),

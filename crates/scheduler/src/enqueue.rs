@@ -16,13 +16,13 @@ use std::collections::BTreeSet;
 
 use crate::model::GroupPhase;
 use crate::outcome::Outcome;
-use crate::resources::add;
+use crate::resources::{add, Dim, Resources};
 use crate::state::State;
 
 impl State {
     pub(crate) fn enqueue(&mut self, refused: &BTreeSet<usize>, out: &mut Outcome) {
         let (used, _) = self.used_vectors();
-        let mut reserved = vec![[0i128; 3]; self.queues.len()];
+        let mut reserved = vec![Resources::default(); self.queues.len()];
         for g in &self.groups {
             if let (Some(min), GroupPhase::Inqueue) = (g.min_res, g.phase) {
                 for a in self.queue_chain(g.queue) {
@@ -30,7 +30,7 @@ impl State {
                 }
             }
         }
-        let mut guaranteed = [0i128; 3];
+        let mut guaranteed = Resources::default();
         for q in self.queues.iter().filter(|q| !q.missing) {
             add(&mut guaranteed, q.guarantee_res.map(|x| x.unwrap_or(0)), 1);
         }
@@ -48,7 +48,7 @@ impl State {
             };
             let chain = self.queue_chain(q);
             let fits = chain.iter().all(|&a| {
-                (0..3).all(|d| {
+                Dim::ALL.into_iter().all(|d| {
                     if self.volcano_1_10 && min[d] == 0 {
                         return true;
                     }

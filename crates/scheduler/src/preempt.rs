@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use crate::model::{GroupPhase, PodPhase};
-use crate::resources::{add, gpu_milli, usage};
+use crate::resources::{add, gpu_milli, usage, Dim};
 use crate::session::Session;
 use crate::state::State;
 use crate::statement::Statement;
@@ -58,7 +58,9 @@ pub(crate) fn execute(s: &mut Session, reclaim: bool) {
                     vq != q
                         && st.queues[vq].reclaimable
                         && if by_resources {
-                            !(0..3).all(|d| held0[vq][d] <= deserved_res[vq][d])
+                            !Dim::ALL
+                                .into_iter()
+                                .all(|d| held0[vq][d] <= deserved_res[vq][d])
                         } else {
                             st.queue_used(vq) > st.deserved(vq)
                         }
@@ -85,7 +87,7 @@ pub(crate) fn execute(s: &mut Session, reclaim: bool) {
             let need = st.pending_need(g);
             let (qused, _) = st.used_vectors();
             let queue_room = st.queue_chain(q).iter().all(|a| {
-                (0..3).all(|d| {
+                Dim::ALL.into_iter().all(|d| {
                     st.queues[*a].capability_res[d].is_none_or(|c| qused[*a][d] + need[d] <= c)
                 })
             });
@@ -168,7 +170,7 @@ pub(crate) fn execute(s: &mut Session, reclaim: bool) {
                     {
                         add(&mut left, usage(&st.pods[*p].req), -1);
                     }
-                    if (0..3).all(|d| left[d] <= deserved_res[vq][d]) {
+                    if Dim::ALL.into_iter().all(|d| left[d] <= deserved_res[vq][d]) {
                         continue;
                     }
                 } else {

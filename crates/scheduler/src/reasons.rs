@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::model::PodPhase;
-use crate::resources::{add, gpu_milli, usage};
+use crate::resources::{add, gpu_milli, usage, Resources};
 use crate::state::State;
 use crate::statement::Statement;
 
@@ -127,8 +127,8 @@ impl State {
     }
 
     /// What a group's pending pods ask for, as one vector.
-    pub(crate) fn pending_need(&self, g: usize) -> [i128; 3] {
-        let mut need = [0i128; 3];
+    pub(crate) fn pending_need(&self, g: usize) -> Resources {
+        let mut need = Resources::default();
         for p in self.pending_pods(g) {
             add(&mut need, usage(&self.pods[p].req), 1);
         }

@@ -51,19 +51,92 @@ pub(crate) struct Node {
     pub(crate) exclusive: bool,
 }
 
-/// What a pod holds, as one vector: CPU (thousandths), memory (bytes), GPU equivalents
-/// (thousandths). Dominant-resource fair share compares these against the cluster's totals.
-pub(crate) fn usage(r: &Req) -> [i128; 3] {
-    [r.cpu, r.mem, gpu_milli(r) as i128]
+/// One of the resources queues, tenants and fair share count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dim {
+    Cpu,
+    Memory,
+    Gpu,
 }
 
-pub(crate) fn add(a: &mut [i128; 3], b: [i128; 3], sign: i128) {
-    for i in 0..3 {
-        a[i] += sign * b[i];
+impl Dim {
+    pub(crate) const ALL: [Dim; 3] = [Dim::Cpu, Dim::Memory, Dim::Gpu];
+
+    /// Its name in messages.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Dim::Cpu => "cpu",
+            Dim::Memory => "memory",
+            Dim::Gpu => "GPU",
+        }
     }
 }
 
-pub(crate) const RESOURCE_NAMES: [&str; 3] = ["cpu", "memory", "GPU"];
+/// A value per resource: CPU (thousandths), memory (bytes), GPU equivalents (thousandths).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct PerResource<T> {
+    pub(crate) cpu: T,
+    pub(crate) memory: T,
+    pub(crate) gpu: T,
+}
+
+/// Amounts of every resource: what a pod, a gang or a queue holds or may hold.
+pub(crate) type Resources = PerResource<i128>;
+
+/// Bounds per resource (a queue's capability or guarantee, a tenant's quota): `None` where
+/// the resource is not bounded.
+pub(crate) type Bounds = PerResource<Option<i128>>;
+
+impl<T: Copy> PerResource<T> {
+    pub(crate) fn map<U>(self, f: impl Fn(T) -> U) -> PerResource<U> {
+        PerResource {
+            cpu: f(self.cpu),
+            memory: f(self.memory),
+            gpu: f(self.gpu),
+        }
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = T> + '_ {
+        Dim::ALL.into_iter().map(|d| self[d])
+    }
+}
+
+impl<T> std::ops::Index<Dim> for PerResource<T> {
+    type Output = T;
+    fn index(&self, d: Dim) -> &T {
+        match d {
+            Dim::Cpu => &self.cpu,
+            Dim::Memory => &self.memory,
+            Dim::Gpu => &self.gpu,
+        }
+    }
+}
+
+impl<T> std::ops::IndexMut<Dim> for PerResource<T> {
+    fn index_mut(&mut self, d: Dim) -> &mut T {
+        match d {
+            Dim::Cpu => &mut self.cpu,
+            Dim::Memory => &mut self.memory,
+            Dim::Gpu => &mut self.gpu,
+        }
+    }
+}
+
+/// What a pod holds. Dominant-resource fair share compares these against the cluster's
+/// totals.
+pub(crate) fn usage(r: &Req) -> Resources {
+    Resources {
+        cpu: r.cpu,
+        memory: r.mem,
+        gpu: gpu_milli(r) as i128,
+    }
+}
+
+pub(crate) fn add(a: &mut Resources, b: Resources, sign: i128) {
+    for d in Dim::ALL {
+        a[d] += sign * b[d];
+    }
+}
 
 /// GPU-equivalents in thousandths: whole GPUs, fractions, MIG instances by compute slices.
 pub(crate) fn gpu_milli(r: &Req) -> i64 {

@@ -1,7 +1,7 @@
 //! Fairness: what each queue and tenant uses, deserves and is guaranteed (Volcano's
 //! proportion, capacity and drf plugins), and the order gangs are served in.
 
-use crate::resources::{add, gpu_milli, usage, RESOURCE_NAMES};
+use crate::resources::{add, gpu_milli, usage, Dim, Resources};
 use crate::state::{queue_chain, State};
 
 /// Queue share, tenant share, negated priority, submission order: smaller is served first.
@@ -23,15 +23,15 @@ impl State {
     /// cluster is handed out by weight, round after round, each queue capped at what it asks
     /// for (what it holds plus its pending pods), until nothing is left or every queue has
     /// what it asks.
-    pub(crate) fn proportion_deserved(&self, used: &[[i128; 3]]) -> Vec<[i128; 3]> {
+    pub(crate) fn proportion_deserved(&self, used: &[Resources]) -> Vec<Resources> {
         let n = self.queues.len();
-        let mut request: Vec<[i128; 3]> = used.to_vec();
+        let mut request: Vec<Resources> = used.to_vec();
         for g in 0..self.groups.len() {
             let need = self.pending_need(g);
             add(&mut request[self.groups[g].queue], need, 1);
         }
         let takes = |q: usize| !self.queues[q].missing && self.queues[q].children.is_empty();
-        let mut deserved = vec![[0i128; 3]; n];
+        let mut deserved = vec![Resources::default(); n];
         let mut met: Vec<bool> = (0..n).map(|q| !takes(q)).collect();
         for _ in 0..16 {
             let mut remaining = self.total;
@@ -42,17 +42,19 @@ impl State {
                 .filter(|q| !met[*q])
                 .map(|q| self.queues[q].weight as i128)
                 .sum();
-            if weight == 0 || remaining.iter().all(|r| *r <= 0) {
+            if weight == 0 || remaining.iter().all(|r| r <= 0) {
                 break;
             }
             let open: Vec<usize> = (0..n).filter(|q| !met[*q]).collect();
             for q in open {
                 let w = self.queues[q].weight as i128;
-                for d in 0..3 {
+                for d in Dim::ALL {
                     let more = remaining[d].max(0) * w / weight;
                     deserved[q][d] = (deserved[q][d] + more).min(request[q][d]);
                 }
-                met[q] = (0..3).all(|d| deserved[q][d] >= request[q][d]);
+                met[q] = Dim::ALL
+                    .into_iter()
+                    .all(|d| deserved[q][d] >= request[q][d]);
             }
         }
         deserved
@@ -60,8 +62,8 @@ impl State {
 
     /// Whether a queue holds at least what it deserves in every resource (proportion's
     /// `Overused`).
-    pub(crate) fn overused(deserved: &[i128; 3], held: &[i128; 3]) -> bool {
-        (0..3).all(|d| deserved[d] <= held[d])
+    pub(crate) fn overused(deserved: &Resources, held: &Resources) -> bool {
+        Dim::ALL.into_iter().all(|d| deserved[d] <= held[d])
     }
 
     pub(crate) fn cluster_gpu(&self) -> i64 {
@@ -96,7 +98,7 @@ impl State {
     /// GPUs (thousandths) that queue `q` may not take because other queues' guarantees keep
     /// them: the unused part of each outermost guarantee whose subtree `q` is not in, and the
     /// queue names, for the waiting reason.
-    pub(crate) fn guaranteed_to_others(&self, q: usize, qused: &[[i128; 3]]) -> (i64, Vec<String>) {
+    pub(crate) fn guaranteed_to_others(&self, q: usize, qused: &[Resources]) -> (i64, Vec<String>) {
         let mut kept = 0;
         let mut names = Vec::new();
         for (r, queue) in self.queues.iter().enumerate() {
@@ -109,7 +111,7 @@ impl State {
             if !outermost || self.is_within(q, r) {
                 continue;
             }
-            let unused = g - qused[r][2] as i64;
+            let unused = g - qused[r].gpu as i64;
             if unused > 0 {
                 kept += unused;
                 names.push(queue.name.clone());
@@ -136,8 +138,8 @@ impl State {
     }
 
     /// Usage per queue summed over its subtree (a parent holds what its children hold).
-    pub(crate) fn rolled_up(&self, direct: &[[i128; 3]]) -> Vec<[i128; 3]> {
-        let mut out = vec![[0i128; 3]; self.queues.len()];
+    pub(crate) fn rolled_up(&self, direct: &[Resources]) -> Vec<Resources> {
+        let mut out = vec![Resources::default(); self.queues.len()];
         for (q, u) in direct.iter().enumerate() {
             for a in self.queue_chain(q) {
                 add(&mut out[a], *u, 1);
@@ -147,9 +149,9 @@ impl State {
     }
 
     /// What the pods that hold resources hold, per queue and per tenant.
-    pub(crate) fn used_vectors(&self) -> (Vec<[i128; 3]>, Vec<[i128; 3]>) {
-        let mut by_queue = vec![[0i128; 3]; self.queues.len()];
-        let mut by_tenant = vec![[0i128; 3]; self.tenants.len()];
+    pub(crate) fn used_vectors(&self) -> (Vec<Resources>, Vec<Resources>) {
+        let mut by_queue = vec![Resources::default(); self.queues.len()];
+        let mut by_tenant = vec![Resources::default(); self.tenants.len()];
         for p in &self.pods {
             if p.node.is_some() && p.phase.holds() {
                 let g = &self.groups[p.group];
@@ -163,15 +165,16 @@ impl State {
     /// A queue's share (thousandths): its dominant resource against what it deserves — the
     /// explicit `deserved` GPUs, else the cluster's resources split by queue weight (Volcano's
     /// proportion plugin).
-    pub(crate) fn queue_share(&self, q: usize, used: &[i128; 3]) -> i128 {
+    pub(crate) fn queue_share(&self, q: usize, used: &Resources) -> i128 {
         let fraction: f64 = self
             .queue_chain(q)
             .iter()
             .map(|a| self.weight_fraction_among_siblings(*a))
             .product();
-        (0..3)
+        Dim::ALL
+            .into_iter()
             .map(|r| {
-                let deserved = if r == 2 {
+                let deserved = if r == Dim::Gpu {
                     self.deserved(q) as i128
                 } else {
                     (self.total[r] as f64 * fraction) as i128
@@ -183,8 +186,9 @@ impl State {
     }
 
     /// A tenant's dominant share (thousandths of the cluster), divided by its weight (DRF).
-    pub(crate) fn tenant_share(&self, t: usize, used: &[i128; 3]) -> i128 {
-        (0..3)
+    pub(crate) fn tenant_share(&self, t: usize, used: &Resources) -> i128 {
+        Dim::ALL
+            .into_iter()
             .map(|r| used[r] * 1000 / self.total[r].max(1))
             .max()
             .unwrap_or(0)
@@ -194,7 +198,7 @@ impl State {
     /// The order gangs are served in: queues furthest below their fair share first, in a
     /// queue the tenant with the smallest dominant share (DRF), then higher priority, then
     /// submission order.
-    pub(crate) fn group_key(&self, g: usize, qused: &[[i128; 3]], tused: &[[i128; 3]]) -> GroupKey {
+    pub(crate) fn group_key(&self, g: usize, qused: &[Resources], tused: &[Resources]) -> GroupKey {
         let group = &self.groups[g];
         // Hierarchical queues compare top-down: siblings under the root by their shares, then
         // the children of the lower one, down to the gang's own queue.
@@ -222,21 +226,21 @@ impl State {
     pub(crate) fn over_quota(
         &self,
         t: usize,
-        used: &[i128; 3],
-        need: &[i128; 3],
+        used: &Resources,
+        need: &Resources,
     ) -> Option<String> {
         let tenant = &self.tenants[t];
-        (0..3).find_map(|r| {
+        Dim::ALL.into_iter().find_map(|r| {
             let q = tenant.quota[r]?;
             (used[r] + need[r] > q).then(|| {
                 let show = |v: i128| match r {
-                    1 => format!("{}Gi", v / (1 << 30)),
+                    Dim::Memory => format!("{}Gi", v / (1 << 30)),
                     _ => format!("{}", v as f64 / 1000.0),
                 };
                 format!(
                     "namespace {} is at its {} quota (holds {} of {}, asks {})",
                     tenant.namespace,
-                    RESOURCE_NAMES[r],
+                    r.name(),
                     show(used[r]),
                     show(q),
                     show(need[r])

@@ -9,7 +9,7 @@ use crate::mig;
 use crate::model::{GroupPhase, PodPhase};
 use crate::model::{Quantity, QueueSpec, QueueUnit, Scenario, Toleration};
 use crate::outcome::{Outcome, ScenarioError};
-use crate::resources::{describe, parse_req, take_devices, Gpu, Node, Req};
+use crate::resources::{describe, parse_req, take_devices, Bounds, Gpu, Node, Req, Resources};
 
 pub(crate) struct Pod {
     pub(crate) key: String,
@@ -30,7 +30,7 @@ pub(crate) struct Group {
     pub(crate) queue: usize,
     /// The PodGroup's `minResources` (CPU thousandths, memory bytes, GPU thousandths): what
     /// the enqueue action weighs against its queue; `None` lets it in (Volcano's proportion).
-    pub(crate) min_res: Option<[i128; 3]>,
+    pub(crate) min_res: Option<Resources>,
     pub(crate) tenant: usize,
     pub(crate) min_member: u32,
     pub(crate) min_task: BTreeMap<String, u32>,
@@ -52,8 +52,8 @@ pub(crate) struct Queue {
     /// Volcano's queue priority: reclaim takes from lower ones first.
     pub(crate) priority: i64,
     /// `capability` and `guarantee` in every resource (unset: unbounded), for enqueue.
-    pub(crate) capability_res: [Option<i128>; 3],
-    pub(crate) guarantee_res: [Option<i128>; 3],
+    pub(crate) capability_res: Bounds,
+    pub(crate) guarantee_res: Bounds,
     /// Named by a group but not defined: its groups are never enqueued (Volcano's enqueue
     /// skips a job whose queue it cannot find).
     pub(crate) missing: bool,
@@ -68,7 +68,7 @@ pub(crate) struct Tenant {
     pub(crate) weight: u32,
     /// Upper bounds on what the tenant's pods hold: CPU (thousandths), memory (bytes), GPU
     /// equivalents (thousandths).
-    pub(crate) quota: [Option<i128>; 3],
+    pub(crate) quota: Bounds,
 }
 
 pub(crate) struct State {
@@ -81,24 +81,21 @@ pub(crate) struct State {
     /// Volcano 1.10's rules where they differ from 1.7's.
     pub(crate) volcano_1_10: bool,
     /// The cluster's allocatable CPU, memory and GPU equivalents.
-    pub(crate) total: [i128; 3],
+    pub(crate) total: Resources,
 }
 
 /// CPU (thousandths), memory (bytes) and GPU equivalents (thousandths) of a resource list;
 /// `None` where it names none.
-fn resource_vector(
-    m: &BTreeMap<String, Quantity>,
-    what: &str,
-) -> Result<[Option<i128>; 3], ScenarioError> {
-    let mut out = [None; 3];
+fn resource_vector(m: &BTreeMap<String, Quantity>, what: &str) -> Result<Bounds, ScenarioError> {
+    let mut out = Bounds::default();
     for (k, v) in m {
         let milli = v
             .milli()
             .map_err(|e| ScenarioError::Invalid(format!("{what}.{k}: {e}")))?;
         match k.as_str() {
-            "cpu" => out[0] = Some(milli),
-            "memory" => out[1] = Some(milli / 1000),
-            "nvidia.com/gpu" => out[2] = Some(milli),
+            "cpu" => out.cpu = Some(milli),
+            "memory" => out.memory = Some(milli / 1000),
+            "nvidia.com/gpu" => out.gpu = Some(milli),
             // Pods, ephemeral storage and the like do not bound ONYX's queues.
             _ => {}
         }
@@ -260,8 +257,8 @@ impl State {
                 guarantee_gpu: None,
                 reclaimable: true,
                 priority: 0,
-                capability_res: [None; 3],
-                guarantee_res: [None; 3],
+                capability_res: Bounds::default(),
+                guarantee_res: Bounds::default(),
                 missing: false,
                 unit: QueueUnit::Any,
                 parent: None,
@@ -271,15 +268,15 @@ impl State {
         link_queue_tree(&mut queues, &s.queues)?;
         let mut tenants: Vec<Tenant> = Vec::new();
         for t in &s.tenants {
-            let mut quota = [None; 3];
+            let mut quota = Bounds::default();
             for (k, v) in &t.quota {
                 let milli = v
                     .milli()
                     .map_err(|e| bad(format!("tenant {}: quota.{k}: {e}", t.namespace)))?;
                 match k.as_str() {
-                    "cpu" => quota[0] = Some(milli),
-                    "memory" => quota[1] = Some(milli / 1000),
-                    "nvidia.com/gpu" => quota[2] = Some(milli),
+                    "cpu" => quota.cpu = Some(milli),
+                    "memory" => quota.memory = Some(milli / 1000),
+                    "nvidia.com/gpu" => quota.gpu = Some(milli),
                     other => {
                         return Err(bad(format!(
                             "tenant {}: quota.{other}: expected cpu, memory or nvidia.com/gpu",
@@ -301,7 +298,7 @@ impl State {
             tenants.push(Tenant {
                 namespace: ns.to_string(),
                 weight: 1,
-                quota: [None; 3],
+                quota: Bounds::default(),
             });
             tenants.len() - 1
         };
@@ -374,8 +371,8 @@ impl State {
                         guarantee_gpu: None,
                         reclaimable: true,
                         priority: 0,
-                        capability_res: [None; 3],
-                        guarantee_res: [None; 3],
+                        capability_res: Bounds::default(),
+                        guarantee_res: Bounds::default(),
                         missing: true,
                         unit: QueueUnit::Any,
                         parent: None,
@@ -501,11 +498,11 @@ impl State {
                 tolerations: p.tolerations.clone(),
             });
         }
-        let total = [
-            nodes.iter().map(|n| n.cpu_free).sum(),
-            nodes.iter().map(|n| n.mem_free).sum(),
-            nodes.iter().map(|n| n.gpus.len() as i128 * 1000).sum(),
-        ];
+        let total = Resources {
+            cpu: nodes.iter().map(|n| n.cpu_free).sum(),
+            memory: nodes.iter().map(|n| n.mem_free).sum(),
+            gpu: nodes.iter().map(|n| n.gpus.len() as i128 * 1000).sum(),
+        };
         let mut st = State {
             nodes,
             pods,
