@@ -261,6 +261,18 @@ pub fn is_namespace(ns: &str) -> bool {
         && !ns.ends_with('-')
 }
 
+/// A Kubernetes object name: a lowercase RFC 1123 subdomain (letters, digits, '-' and '.', at
+/// most 253, starting and ending with a letter or digit).
+pub fn is_object_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'.')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
 /// The path of a request with each segment percent-decoded once, as the router decodes
 /// them; `None` when a decoded segment is `.`, `..` or holds a `/` or a NUL (no resource is
 /// named so, and authorizing one spelling while the handler reads another is how bypasses

@@ -178,10 +178,11 @@ impl Pods {
             cond(r.and_then(|r| r.success_condition.as_ref())),
             cond(r.and_then(|r| r.failure_condition.as_ref())),
         );
-        let (ok, message) = if let Some(f) = failure.filter(|f| crate::resource::matches(&obj, f)) {
+        let (ok, message) = if let Some(f) = failure.filter(|f| resource_template::matches(&obj, f))
+        {
             (false, format!("failure condition '{f}' met"))
         } else if let Some(s) = success {
-            let ok = crate::resource::matches(&obj, &s);
+            let ok = resource_template::matches(&obj, &s);
             (
                 ok,
                 if ok {
@@ -201,7 +202,7 @@ impl Pods {
                 _ => (true, String::new()),
             }
         };
-        let outputs = match crate::resource::outputs(&obj, &template) {
+        let outputs = match resource_template::outputs(&obj, &template) {
             Ok(o) => o,
             Err(e) => return report(done(false, e, Vec::new())),
         };

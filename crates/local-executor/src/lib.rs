@@ -24,7 +24,6 @@ pub mod namespace;
 mod network;
 mod pod;
 pub mod pods;
-pub mod resource;
 pub mod sandbox;
 pub mod secrets;
 mod spawn;

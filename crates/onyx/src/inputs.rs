@@ -64,7 +64,7 @@ impl Inputs {
                         .insert(w.metadata.name.clone(), w.clone());
                 }
                 Object::Other(o) if o.kind == "ConfigMap" => {
-                    let data = crate::resource::config_map_data(&o.raw);
+                    let data = resource_template::config_map_data(&o.raw);
                     s.config_maps.insert(o.metadata.name.clone(), data);
                 }
                 _ => {}

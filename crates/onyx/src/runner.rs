@@ -438,12 +438,13 @@ impl Dispatch {
                             Arc::new(move |obj: Value| spawn_child(&shared, &opts, obj))
                         };
                         let deadline = opts.timeout.map(|t| Instant::now() + t);
-                        let out = crate::resource::run_resource(
-                            &shared.objects,
-                            &template,
-                            &workflow,
-                            &spawner,
-                            deadline,
+                        let objects = crate::resource::RunObjects {
+                            store: &shared.objects,
+                            spawn: &spawner,
+                        };
+                        let owner = format!("{workflow}/{node_id}");
+                        let out = resource_template::run(
+                            &objects, &template, &workflow, &owner, deadline,
                         );
                         let _ = tx.send(Event::ResourceDone {
                             node_id,

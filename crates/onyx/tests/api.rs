@@ -5,6 +5,8 @@ mod support;
 
 #[path = "api/policy.rs"]
 mod policy;
+#[path = "api/resources.rs"]
+mod resources;
 #[path = "api/scheduling.rs"]
 mod scheduling;
 

@@ -151,7 +151,7 @@ fn resource_templates_keep_config_maps_and_refuse_other_kinds() {
     assert!(node(&wf, "deploy")["message"]
         .as_str()
         .unwrap()
-        .contains("resource kind 'Deployment' cannot be honoured on one machine"));
+        .contains("resource kind 'Deployment' cannot be honoured without Kubernetes"));
 }
 
 #[test]

@@ -358,6 +358,20 @@ impl Assembled {
             })
         };
         tokio::spawn(event_runtime::notify::run(notifier.clone(), submitter));
+        // Workflows that resource templates create go through the API's own submission: the
+        // namespace's admission and Pod Security rules hold for them too.
+        ctl.set_child_submitter({
+            let state = state.clone();
+            Arc::new(move |ns: String, workflow: serde_json::Value| {
+                let state = state.clone();
+                Box::pin(async move {
+                    submit::submit(&state, &ns, workflow, &[], false)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                })
+            })
+        });
         tokio::spawn(event_runtime::event_bus::run(
             notifier,
             state.cfg.event_settings(),

@@ -26,14 +26,7 @@ pub fn parse_parameters(list: &[String]) -> Result<Vec<(String, String)>, ApiErr
 
 /// Kubernetes object names: DNS-1123 subdomain, at most 253 characters.
 pub fn check_name(name: &str) -> Result<(), ApiError> {
-    let ok = !name.is_empty()
-        && name.len() <= 253
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
-        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
-    if ok {
+    if access::is_object_name(name) {
         Ok(())
     } else {
         Err(ApiError::InvalidArgument(format!(

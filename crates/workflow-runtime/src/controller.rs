@@ -58,6 +58,8 @@ pub struct Controller {
     listener: Arc<dyn PhaseListener>,
     /// The audit trail, which gets every workflow event as it is logged.
     audit: audit::AuditLog,
+    /// How workflows that resource templates create are submitted (set by the server).
+    children: std::sync::OnceLock<ChildSubmitter>,
 }
 
 pub fn now() -> Time {
@@ -110,7 +112,13 @@ impl Controller {
             draining: Mutex::new(HashSet::new()),
             listener,
             audit,
+            children: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Submit the workflows resource templates create through `submit` (the API's checks).
+    pub fn set_child_submitter(&self, submit: ChildSubmitter) {
+        let _ = self.children.set(submit);
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<WatchEvent> {
@@ -667,6 +675,9 @@ fn contain<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     })
 }
 
+mod resources;
 mod run;
 #[cfg(test)]
 mod tests;
+
+pub use resources::ChildSubmitter;

@@ -3,6 +3,7 @@
 //! persisted and, at its end, archived and its artifacts collected.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -42,6 +43,7 @@ impl Controller {
             seq,
             tx,
             pods: HashMap::new(),
+            resources: HashMap::new(),
             last_phase: String::new(),
             dirty: true,
             last_persist: Instant::now(),
@@ -61,6 +63,8 @@ struct Run {
     tx: mpsc::UnboundedSender<Cmd>,
     /// node id → pod name, of pods started and not reported done.
     pods: HashMap<String, String>,
+    /// node id → the stop flag of a resource node still running (see `resources`).
+    resources: HashMap<String, Arc<AtomicBool>>,
     last_phase: String,
     dirty: bool,
     last_persist: Instant,
@@ -128,9 +132,7 @@ impl Run {
                     }
                     Cmd::Snapshot(reply) => replies.push(reply),
                     Cmd::Stop(reply) => {
-                        for pod in self.pods.values() {
-                            self.ctl.executor.kill(pod);
-                        }
+                        self.stop_all();
                         self.ctl.live.lock().expect("live map").remove(&self.uid);
                         let _ = reply.send(());
                         return;
@@ -149,8 +151,14 @@ impl Run {
                     return self.abandon();
                 }
                 for ev in events {
-                    if let Event::PodDone(r) = &ev {
-                        self.pods.remove(&r.node_id);
+                    match &ev {
+                        Event::PodDone(r) => {
+                            self.pods.remove(&r.node_id);
+                        }
+                        Event::ResourceDone { node_id, .. } => {
+                            self.resources.remove(node_id);
+                        }
+                        _ => {}
                     }
                     let actions = match contain(|| self.engine.handle(ev, at)) {
                         Ok(a) => a,
@@ -289,7 +297,12 @@ impl Run {
                         }),
                     );
                 }
-                Action::KillPod { pod_name, .. } => {
+                Action::KillPod {
+                    node_id, pod_name, ..
+                } => {
+                    if let Some(stop) = self.resources.remove(&node_id) {
+                        stop.store(true, Ordering::Relaxed);
+                    }
                     self.ctl.executor.kill(&pod_key(&self.namespace, &pod_name))
                 }
                 Action::Metric(m) => {
@@ -337,16 +350,33 @@ impl Run {
                         );
                     }
                     None => {
-                        self.ctl.metrics.queued();
-                        let _ = self.tx.send(Cmd::Event(
-                            Event::ResourceDone {
-                                node_id,
-                                phase_ok: false,
-                                message: "resource templates other than Volcano Jobs (batch.volcano.sh/v1alpha1) run under `onyx run`; the server does not run them yet".into(),
-                                outputs: Vec::new(),
-                            },
-                            None,
-                        ));
+                        let stop = Arc::new(AtomicBool::new(false));
+                        self.resources.insert(node_id.clone(), stop.clone());
+                        let objects = super::resources::StoreObjects {
+                            ctl: self.ctl.clone(),
+                            namespace: self.namespace.clone(),
+                            handle: tokio::runtime::Handle::current(),
+                            cancelled: stop,
+                        };
+                        let owner = format!("{}/{node_id}", self.uid);
+                        let workflow = self.name.clone();
+                        let tx = self.tx.clone();
+                        let metrics = self.ctl.metrics.clone();
+                        tokio::task::spawn_blocking(move || {
+                            let out = resource_template::run(
+                                &objects, &template, &workflow, &owner, None,
+                            );
+                            metrics.queued();
+                            let _ = tx.send(Cmd::Event(
+                                Event::ResourceDone {
+                                    node_id,
+                                    phase_ok: out.ok,
+                                    message: out.message,
+                                    outputs: out.outputs,
+                                },
+                                None,
+                            ));
+                        });
                     }
                 },
             }
@@ -393,11 +423,19 @@ impl Run {
         self.ctl.listener.phase(json, self.uid.clone()).await;
     }
 
-    async fn finish(mut self) {
-        // Daemons and anything else still running end with the workflow.
+    /// Kill every pod still running and stop every resource node.
+    fn stop_all(&self) {
         for pod in self.pods.values() {
             self.ctl.executor.kill(pod);
         }
+        for stop in self.resources.values() {
+            stop.store(true, Ordering::Relaxed);
+        }
+    }
+
+    async fn finish(mut self) {
+        // Daemons and anything else still running end with the workflow.
+        self.stop_all();
         self.persist(true).await;
         // Committed before the archive marks the workflow finished: a crash in between
         // replays the workflow, whose messages are then already queued (by key).

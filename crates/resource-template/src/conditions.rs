@@ -1,6 +1,5 @@
 //! What a `resource` template's object says: Argo's success and failure conditions, and
-//! output parameters read from the object (`jsonPath`, `jqFilter`). Shared by `onyx run`'s
-//! object store and the server's Volcano jobs.
+//! output parameters read from the object (`jsonPath`, `jqFilter`).
 
 use serde_json::Value;
 use workflow_model::Template;
