@@ -57,10 +57,26 @@ pub(crate) fn annotation(t: &Template, key: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// A template's scheduling field that cannot be read: the field's path in the template and
+/// what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {problem}")]
+pub struct AskError {
+    pub field: String,
+    pub problem: String,
+}
+
+fn bad(field: impl Into<String>, problem: impl std::fmt::Display) -> AskError {
+    AskError {
+        field: field.into(),
+        problem: problem.to_string(),
+    }
+}
+
 /// What a pod of template `t` asks for. Each of the template's scheduling fields replaces the
 /// workflow's default as a whole (Argo's `addSchedulingConstraints`: a template's
 /// `nodeSelector` or `tolerations` are not merged with the workflow's).
-pub fn ask_of(namespace: &str, t: &Template, defaults: &PodDefaults) -> Result<Ask, String> {
+pub fn ask_of(namespace: &str, t: &Template, defaults: &PodDefaults) -> Result<Ask, AskError> {
     let scheduler_name = defaults.scheduler_name;
     let priority_class = defaults.priority_class;
     let mut containers = Vec::new();
@@ -88,7 +104,7 @@ pub fn ask_of(namespace: &str, t: &Template, defaults: &PodDefaults) -> Result<A
             };
             let milli = Quantity::Text(text)
                 .milli()
-                .map_err(|e| format!("resources.{k}: {e}"))?;
+                .map_err(|e| bad(format!("resources.{k}"), e))?;
             *sums.entry(k).or_default() += milli;
         }
     }
@@ -109,7 +125,10 @@ pub fn ask_of(namespace: &str, t: &Template, defaults: &PodDefaults) -> Result<A
         (true, Some(name)) => {
             let min = match annotation(t, GROUP_MIN_MEMBER) {
                 Some(v) => v.trim().parse::<u32>().map_err(|_| {
-                    format!("metadata.annotations.{GROUP_MIN_MEMBER}: expected a whole number, got {v:?}")
+                    bad(
+                        format!("metadata.annotations.{GROUP_MIN_MEMBER}"),
+                        format!("expected a whole number, got {v:?}"),
+                    )
                 })?,
                 None => 1,
             };
@@ -144,35 +163,40 @@ pub fn ask_of(namespace: &str, t: &Template, defaults: &PodDefaults) -> Result<A
 }
 
 /// Kubernetes tolerations, each checked field by field.
-fn tolerations_of(list: &[serde_json::Value]) -> Result<Vec<Toleration>, String> {
+fn tolerations_of(list: &[serde_json::Value]) -> Result<Vec<Toleration>, AskError> {
     list.iter()
         .enumerate()
         .map(|(i, v)| {
             let tol: Toleration = serde_json::from_value(v.clone())
-                .map_err(|e| format!("tolerations[{i}]: {e}"))?;
+                .map_err(|e| bad(format!("tolerations[{i}]"), e))?;
             if !matches!(tol.operator.as_str(), "" | "Equal" | "Exists") {
-                return Err(format!(
-                    "tolerations[{i}].operator: expected Equal or Exists, got {:?}",
-                    tol.operator
+                return Err(bad(
+                    format!("tolerations[{i}].operator"),
+                    format!("expected Equal or Exists, got {:?}", tol.operator),
                 ));
             }
             if tol.operator == "Exists" && !tol.value.is_empty() {
-                return Err(format!(
-                    "tolerations[{i}].value: must be empty when operator is Exists"
+                return Err(bad(
+                    format!("tolerations[{i}].value"),
+                    "must be empty when operator is Exists",
                 ));
             }
             if tol.key.is_empty() && tol.operator != "Exists" {
-                return Err(format!(
-                    "tolerations[{i}].operator: must be Exists when key is empty"
+                return Err(bad(
+                    format!("tolerations[{i}].operator"),
+                    "must be Exists when key is empty",
                 ));
             }
             if !matches!(
                 tol.effect.as_str(),
                 "" | "NoSchedule" | "PreferNoSchedule" | "NoExecute"
             ) {
-                return Err(format!(
-                    "tolerations[{i}].effect: expected NoSchedule, PreferNoSchedule or NoExecute, got {:?}",
-                    tol.effect
+                return Err(bad(
+                    format!("tolerations[{i}].effect"),
+                    format!(
+                        "expected NoSchedule, PreferNoSchedule or NoExecute, got {:?}",
+                        tol.effect
+                    ),
                 ));
             }
             Ok(tol)

@@ -13,7 +13,7 @@ use crate::{Layout, PodInput};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use workflow_engine::{Event, PodRequest, PodResult};
 
-use cluster_shell::{Ask, Cluster, Grant, Standing};
+use cluster_shell::{Ask, AskError, Cluster, Grant, Standing};
 use workflow_model::Template;
 use workflow_runtime::{pod_key, Executor, JobStart, PodStart, Report};
 
@@ -184,7 +184,7 @@ impl Pods {
         workflow: String,
         repository: Option<String>,
         req: PodRequest,
-        ask: Result<Ask, String>,
+        ask: Result<Ask, AskError>,
         report: impl Fn(Event) + Send + 'static,
     ) {
         // Everything of the pod — its directory, its place in the scheduler, the ledger — is
@@ -240,7 +240,7 @@ impl Pods {
         };
         let ask = match ask {
             Ok(a) => a,
-            Err(message) => return report(fail(node_id, message)),
+            Err(e) => return report(fail(node_id, e.to_string())),
         };
         self.cluster.ask(&pod, ask);
         self.settle();

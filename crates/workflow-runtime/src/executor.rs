@@ -33,7 +33,7 @@ pub struct PodStart {
     pub repository: Option<String>,
     pub request: PodRequest,
     /// What the pod asks of the scheduler (or why its scheduling fields are wrong).
-    pub ask: Result<cluster_shell::Ask, String>,
+    pub ask: Result<cluster_shell::Ask, cluster_shell::AskError>,
 }
 
 /// A resource node that creates a Volcano Job.
