@@ -150,3 +150,194 @@ spec:
         "#]],
     );
 }
+
+/// Argo compares the substituted words as strings (`heads == tails`) and names the comparison in the skipped node's message.
+#[test]
+fn when_false_skips_the_step_and_says_what_it_compared() {
+    check(
+        r#"
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {name: wf}
+spec:
+  entrypoint: main
+  arguments: {parameters: [{name: coin, value: heads}]}
+  templates:
+  - name: main
+    steps:
+    - - name: h
+        template: say
+        when: '{{workflow.parameters.coin}} == heads'
+        arguments: {parameters: [{name: msg, value: H}]}
+      - name: t
+        template: say
+        when: '{{workflow.parameters.coin}} == tails'
+        arguments: {parameters: [{name: msg, value: T}]}
+  - name: say
+    inputs: {parameters: [{name: msg}]}
+    container: {image: argosay, args: [echo, '{{inputs.parameters.msg}}']}
+  - name: fail
+    container: {image: argosay, args: [exit, '1']}
+"#,
+        expect![[r#"
+            Succeeded
+            STEP   TEMPLATE  PODNAME            DURATION  MESSAGE
+            ✔ wf   main                         0s
+            ├─✔ h  say       wf-say-3835213644  0s
+            └─○ t  say                          0s        when 'heads == tails' evaluated false
+        "#]],
+    );
+}
+
+/// `continueOn: {failed: true}`: the failed task does not fail the DAG, and tasks that depend on it run.
+#[test]
+fn a_dag_task_continuing_on_failure_lets_its_dependents_run_and_the_dag_succeed() {
+    check(
+        r#"
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {name: wf}
+spec:
+  entrypoint: main
+  templates:
+  - name: main
+    dag:
+      tasks:
+      - {name: B, template: fail, continueOn: {failed: true}}
+      - {name: C, template: say, dependencies: [B], arguments: {parameters: [{name: msg, value: c}]}}
+  - name: say
+    inputs: {parameters: [{name: msg}]}
+    container: {image: argosay, args: [echo, '{{inputs.parameters.msg}}']}
+  - name: fail
+    container: {image: argosay, args: [exit, '1']}
+"#,
+        expect![[r#"
+            Succeeded
+            STEP   TEMPLATE  PODNAME             DURATION  MESSAGE
+            ✔ wf   main                          0s
+            ├─✖ B  fail      wf-fail-3448666408  0s        Error (exit code 1)
+            └─✔ C  say       wf-say-3465444027   0s
+        "#]],
+    );
+}
+
+/// With `dependencies` (not `depends`), a failed dependency without `continueOn` omits the dependent and fails the DAG.
+#[test]
+fn legacy_dependencies_omit_a_task_whose_dependency_failed() {
+    check(
+        r#"
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {name: wf}
+spec:
+  entrypoint: main
+  templates:
+  - name: main
+    dag:
+      tasks:
+      - {name: A, template: fail}
+      - {name: B, template: say, dependencies: [A], arguments: {parameters: [{name: msg, value: b}]}}
+  - name: say
+    inputs: {parameters: [{name: msg}]}
+    container: {image: argosay, args: [echo, '{{inputs.parameters.msg}}']}
+  - name: fail
+    container: {image: argosay, args: [exit, '1']}
+"#,
+        expect![[r#"
+            Failed
+            STEP   TEMPLATE  PODNAME             DURATION  MESSAGE
+            ✖ wf   main                          0s
+            ├─✖ A  fail      wf-fail-3498999265  0s        Error (exit code 1)
+            └─○ B  say                           0s        omitted: depends condition not met
+        "#]],
+    );
+}
+
+/// The exit handler's failure is the workflow's (Argo: `onExit` node failed).
+#[test]
+fn a_failing_exit_handler_fails_a_workflow_that_succeeded() {
+    check(
+        r#"
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {name: wf}
+spec:
+  entrypoint: ok
+  onExit: fail
+  templates:
+  - name: ok
+    container: {image: argosay, args: [echo, hi]}
+  - name: say
+    inputs: {parameters: [{name: msg}]}
+    container: {image: argosay, args: [echo, '{{inputs.parameters.msg}}']}
+  - name: fail
+    container: {image: argosay, args: [exit, '1']}
+"#,
+        expect![[r#"
+            Failed
+            STEP         TEMPLATE  PODNAME            DURATION  MESSAGE
+            ✔ wf         ok        wf                 0s
+            ✖ wf.onExit  fail      wf-fail-403321795  0s        Error (exit code 1)
+        "#]],
+    );
+}
+
+/// A step's own `onExit` runs once the step ends, as `STEP.onExit`.
+#[test]
+fn a_step_exit_handler_runs_after_its_step() {
+    check(
+        r#"
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {name: wf}
+spec:
+  entrypoint: main
+  templates:
+  - name: main
+    steps:
+    - - name: a
+        template: say
+        onExit: bye
+        arguments: {parameters: [{name: msg, value: a}]}
+  - name: bye
+    container: {image: argosay, args: [echo, bye]}
+  - name: say
+    inputs: {parameters: [{name: msg}]}
+    container: {image: argosay, args: [echo, '{{inputs.parameters.msg}}']}
+  - name: fail
+    container: {image: argosay, args: [exit, '1']}
+"#,
+        expect![[r#"
+            Succeeded
+            STEP            TEMPLATE  PODNAME            DURATION  MESSAGE
+            ✔ wf            main                         0s
+            └─✔ a           say       wf-say-3986212215  0s
+              └─✔ a.onExit  bye       wf-bye-1635936830  0s
+        "#]],
+    );
+}
+
+/// A step that names no template is an Error node with Argo's message, and fails the workflow.
+#[test]
+fn an_unknown_template_is_an_error_node_naming_it() {
+    check(
+        r#"
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {name: wf}
+spec:
+  entrypoint: main
+  templates:
+  - name: main
+    steps:
+    - - name: a
+        template: nope
+"#,
+        expect![[r#"
+            Failed
+            STEP   TEMPLATE  PODNAME  DURATION  MESSAGE
+            ✖ wf   main               0s        child 'wf-3986212215' failed
+            └─⚠ a  nope               0s        template nope not found
+        "#]],
+    );
+}
