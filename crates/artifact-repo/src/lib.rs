@@ -11,6 +11,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod archive;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;

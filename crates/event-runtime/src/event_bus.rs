@@ -676,7 +676,7 @@ async fn authorize(
         );
         tokio::task::spawn_blocking(move || {
             let file = file.ok_or("this server keeps no secrets ([secrets] file)")?;
-            let secrets = local_executor::secrets::Secrets::load(&file)?;
+            let secrets = pod_secrets::Secrets::load(&file)?;
             let v = secrets.value(&ns, &secret, &key)?;
             // As Argo Events reads a secret's file: without the newline an editor leaves.
             let v = v.strip_suffix('\n').unwrap_or(&v).to_string();

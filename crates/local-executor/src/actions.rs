@@ -28,7 +28,7 @@ pub fn run_http_agent(no_network: bool) -> i32 {
         }
     };
     let ev = if no_network {
-        match crate::network::enter_empty_network() {
+        match pod_sandbox::network::enter_empty_network() {
             Ok(()) => http_call(node_id, &template),
             Err(e) => Event::HttpDone {
                 node_id,

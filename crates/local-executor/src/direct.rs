@@ -31,7 +31,7 @@ pub fn eligible(spec: &PodSpec) -> bool {
         return false;
     }
     // Sandboxed pods (rootless too) run in the OCI sandbox, through the wrapper.
-    if !crate::sandbox::disabled() {
+    if !pod_sandbox::disabled() {
         return false;
     }
     let c = &spec.main[0];
@@ -175,7 +175,7 @@ impl Sandboxes {
                 POOLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             )),
             home: home.to_path_buf(),
-            mounted: crate::namespace::entered(),
+            mounted: pod_sandbox::namespace::entered(),
             free: std::sync::Mutex::new(Vec::new()),
             made: std::sync::atomic::AtomicUsize::new(0),
         }

@@ -29,7 +29,7 @@ pub enum PodState {
 }
 
 /// The pod's process group as the host sees it (its leader's pid), when the wrapper runs in a
-/// pid namespace of its own, where its own pid is 1 (see `sandbox::run_in_own_pid_namespace`).
+/// pid namespace of its own, where its own pid is 1 (see `run_in_own_pid_namespace`).
 static GROUP: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 /// Record the pod's process group as the host sees it, for `started`.

@@ -131,16 +131,7 @@ pub fn which(name: &str) -> Option<String> {
     )
 }
 
-/// The first executable file called `name` in the `:`-separated directories of `path`.
-pub fn which_in(name: &str, path: &str) -> Option<String> {
-    use std::os::unix::fs::PermissionsExt;
-    path.split(':').filter(|d| !d.is_empty()).find_map(|dir| {
-        let p = std::path::Path::new(dir).join(name);
-        let meta = std::fs::metadata(&p).ok()?;
-        (meta.is_file() && meta.permissions().mode() & 0o111 != 0)
-            .then(|| p.to_string_lossy().into_owned())
-    })
-}
+pub use pod_sandbox::which_in;
 
 #[cfg(test)]
 mod tests {

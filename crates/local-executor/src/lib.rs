@@ -13,21 +13,18 @@
 //! pod.
 
 pub mod actions;
-pub mod artifacts;
 mod container;
 pub mod direct;
 pub mod durable;
 mod http_agent;
 pub mod images;
 mod jobs;
-pub mod namespace;
-mod network;
+mod pid_namespace;
 mod pod;
 pub mod pods;
-pub mod sandbox;
-pub mod secrets;
 mod spawn;
 mod wrapper;
 
+pub use pid_namespace::run_in_own_pid_namespace;
 pub use pod::*;
 pub use wrapper::run_pod;

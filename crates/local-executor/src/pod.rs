@@ -138,7 +138,7 @@ pub struct PodSpec {
     #[serde(default)]
     pub secrets_file: Option<PathBuf>,
     #[serde(default)]
-    pub secret_volumes: Vec<crate::secrets::SecretVolume>,
+    pub secret_volumes: Vec<pod_secrets::SecretVolume>,
     /// Host files the pod must not see even where its image directories hold them (the
     /// server's config, token and secrets files).
     #[serde(default)]
@@ -250,10 +250,10 @@ fn container_run(
     let mut secret_env = Vec::new();
     for e in &c.env {
         if let Some((secret, key, optional)) =
-            e.value_from.as_ref().and_then(crate::secrets::secret_ref)
+            e.value_from.as_ref().and_then(pod_secrets::secret_ref)
         {
             if e.value.is_none() {
-                secret_env.push(crate::secrets::SecretEnv {
+                secret_env.push(pod_secrets::SecretEnv {
                     name: e.name.clone(),
                     secret,
                     key,
@@ -332,7 +332,7 @@ pub fn prepare_pod(layout: &Layout, input: &PodInput) -> Result<PodSpec, ExecErr
         };
         // Names that become directories: one path part each, as Kubernetes' names are.
         let part = |what: &str, n: &str| -> Result<(), ExecError> {
-            if crate::sandbox::is_path_part(n) {
+            if pod_sandbox::is_path_part(n) {
                 Ok(())
             } else {
                 Err(setup(format!(
@@ -360,7 +360,7 @@ pub fn prepare_pod(layout: &Layout, input: &PodInput) -> Result<PodSpec, ExecErr
         } else if let Some(secret) = v.pointer("/secret/secretName").and_then(Value::as_str) {
             // Filled by the wrapper when the pod starts, emptied when it ends.
             let p = dir.join("volumes").join(name);
-            secret_volumes.push(crate::secrets::SecretVolume {
+            secret_volumes.push(pod_secrets::SecretVolume {
                 dir: p.clone(),
                 secret: secret.to_string(),
                 items: v
@@ -413,7 +413,7 @@ pub fn prepare_pod(layout: &Layout, input: &PodInput) -> Result<PodSpec, ExecErr
                 })?;
                 let src = match &m.sub_path {
                     Some(s) if !s.is_empty() => {
-                        let rel = crate::sandbox::confined_relative(s).ok_or_else(|| {
+                        let rel = pod_sandbox::confined_relative(s).ok_or_else(|| {
                             setup(format!(
                                 "volumeMount '{}': subPath {s:?} leaves the volume",
                                 m.name
@@ -605,7 +605,7 @@ pub fn prepare_pod(layout: &Layout, input: &PodInput) -> Result<PodSpec, ExecErr
                 .map(|m| ("volumeMount mountPath", c.name.as_str(), m.target.as_str()))
         }));
     for (what, name, path) in container_paths {
-        if crate::sandbox::confined_relative(path).is_none() {
+        if pod_sandbox::confined_relative(path).is_none() {
             return Err(setup(format!(
                 "{what} '{name}': path {path:?} has '..': paths name places inside the container"
             )));

@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
-use crate::artifacts;
 pub use crate::container::{ContainerRun, Mount};
 use crate::pod::*;
+use artifact_repo::archive as artifacts;
 
 /// Largest stdout kept for `outputs.result`.
 const MAX_CAPTURE: usize = 256 * 1024 + 1;
@@ -88,10 +88,10 @@ pub(crate) fn resolve_secrets(spec: &mut PodSpec) -> Result<(), String> {
         .chain(spec.output_artifacts.iter().filter_map(|a| a.s3.as_ref()))
         .any(|b| b.access_key.is_some());
     let secrets = match &spec.secrets_file {
-        Some(f) if !none_wanted || buckets_with_secrets => Some(crate::secrets::Secrets::load(f)?),
+        Some(f) if !none_wanted || buckets_with_secrets => Some(pod_secrets::Secrets::load(f)?),
         _ => None,
     };
-    let mut env: Vec<crate::secrets::EnvTarget> = Vec::new();
+    let mut env: Vec<pod_secrets::EnvTarget> = Vec::new();
     let PodSpec {
         init,
         sidecars,
@@ -149,10 +149,10 @@ pub(crate) fn resolve_secrets(spec: &mut PodSpec) -> Result<(), String> {
         }
         env.push((&c.secret_env, &mut c.env));
     }
-    crate::secrets::resolve(&namespace, secrets.as_ref(), &mut env, secret_volumes)
+    pod_secrets::resolve(&namespace, secrets.as_ref(), &mut env, secret_volumes)
 }
 
-use crate::sandbox::Sandbox;
+use pod_sandbox::Sandbox;
 
 /// Put every input artifact where the pod will see it; `place` maps a container path to the
 /// path to write.
@@ -252,10 +252,10 @@ fn rebase_spec(spec: &mut PodSpec, new_home: &Path) {
 /// How a pod's containers run: in an OCI sandbox (rootless where the server is not root), or,
 /// only where the operator said so (`ONYX_NO_SANDBOX`), as plain processes on the host's paths.
 fn sandbox_for(spec: &PodSpec, dir: &Path, volumes: &[Mount]) -> Result<Option<Sandbox>, String> {
-    if crate::sandbox::disabled() {
+    if pod_sandbox::disabled() {
         return Ok(None);
     }
-    if let Some(why) = crate::sandbox::unavailable() {
+    if let Some(why) = pod_sandbox::unavailable() {
         return Err(format!("pods run in an OCI sandbox, and {why}"));
     }
     let gpus = spec
@@ -265,7 +265,7 @@ fn sandbox_for(spec: &PodSpec, dir: &Path, volumes: &[Mount]) -> Result<Option<S
         .chain(&spec.sidecars)
         .any(|c| c.env.iter().any(|(k, _)| k == "NVIDIA_VISIBLE_DEVICES"));
     let script = spec.script.as_ref().map(|_| dir.join("script"));
-    Sandbox::prepare(&crate::sandbox::PodRoot {
+    Sandbox::prepare(&pod_sandbox::PodRoot {
         dir,
         home: &spec.home,
         pod: &spec.pod_name,
@@ -282,7 +282,7 @@ fn sandbox_for(spec: &PodSpec, dir: &Path, volumes: &[Mount]) -> Result<Option<S
             .chain(&spec.init)
             .chain(&spec.sidecars)
             .map(|c| c.image.as_str());
-        crate::images::plant_image_files(&sb.root, images, crate::sandbox::IN_ROOT_HOME)
+        crate::images::plant_image_files(&sb.root, images, pod_sandbox::IN_ROOT_HOME)
             .map_err(|e| format!("image files: {e}"))?;
         Ok(Some(sb))
     })
@@ -292,7 +292,7 @@ fn sandbox_for(spec: &PodSpec, dir: &Path, volumes: &[Mount]) -> Result<Option<S
 /// the pod's root, when sandboxed, where outputs are read).
 fn execute(spec: &PodSpec, dir: &mut PathBuf, home: &mut PathBuf) -> Result<PodOutcome, String> {
     if spec.no_network {
-        crate::network::enter_empty_network()?;
+        pod_sandbox::network::enter_empty_network()?;
     }
     // Volume mounts of every container are visible to the whole pod.
     let mut all_mounts: Vec<Mount> = Vec::new();
@@ -316,7 +316,7 @@ fn execute(spec: &PodSpec, dir: &mut PathBuf, home: &mut PathBuf) -> Result<PodO
     match &sandbox {
         Some(sb) => {
             let place = |p: &str| {
-                crate::sandbox::inside(&sb.root, p).unwrap_or_else(|| sb.root.join(".invalid"))
+                pod_sandbox::inside(&sb.root, p).unwrap_or_else(|| sb.root.join(".invalid"))
             };
             stage_inputs(spec, &scratch, place)?;
             for a in &spec.inputs {
@@ -349,7 +349,7 @@ fn execute(spec: &PodSpec, dir: &mut PathBuf, home: &mut PathBuf) -> Result<PodO
     // Inside the sandbox, ONYX's home (its stand-ins and the script) is at IN_ROOT_HOME.
     let mut running = spec.clone();
     if sandbox.is_some() {
-        rebase_spec(&mut running, Path::new(crate::sandbox::IN_ROOT_HOME));
+        rebase_spec(&mut running, Path::new(pod_sandbox::IN_ROOT_HOME));
     }
     let spec_for_outputs = spec;
     let spec = &running;
@@ -473,7 +473,7 @@ impl Runner<'_> {
             if !found_in_root(&sb.root, prog, c) {
                 return Err(std::io::Error::from(std::io::ErrorKind::NotFound));
             }
-            let mut cmd = sb.command(c, n).map_err(std::io::Error::other)?;
+            let mut cmd = sb.command(&c.process(), n).map_err(std::io::Error::other)?;
             cmd.stdin(Stdio::null()).stdout(out).stderr(err);
             return cmd.spawn();
         }
@@ -502,7 +502,7 @@ impl Runner<'_> {
 fn found_in_root(root: &Path, prog: &str, c: &ContainerRun) -> bool {
     let exists = |p: &Path| fs::metadata(p).is_ok_and(|m| m.is_file());
     if prog.contains('/') {
-        return crate::sandbox::inside(root, prog).is_some_and(|p| exists(&p));
+        return pod_sandbox::inside(root, prog).is_some_and(|p| exists(&p));
     }
     let path = c
         .env
@@ -512,7 +512,7 @@ fn found_in_root(root: &Path, prog: &str, c: &ContainerRun) -> bool {
         .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/usr/games");
     path.split(':')
         .filter(|d| d.starts_with('/'))
-        .any(|d| crate::sandbox::inside(root, d).is_some_and(|dir| exists(&dir.join(prog))))
+        .any(|d| pod_sandbox::inside(root, d).is_some_and(|dir| exists(&dir.join(prog))))
 }
 
 /// Download `key` from a bucket into `scratch`, then place it at `dest` (unpacking a tar.gz).

@@ -143,7 +143,7 @@ fn main() -> ExitCode {
     {
         // Before any thread starts (see `namespace`). Where it is refused (a container without
         // CAP_SYS_ADMIN) each pod mounts its own root, or runs through the wrapper, as before.
-        let _ = local_executor::namespace::enter_private_mount_namespace();
+        let _ = pod_sandbox::namespace::enter_private_mount_namespace();
     }
     match cli.command {
         Command::ExecHttp { no_network } => {
@@ -158,15 +158,13 @@ fn main() -> ExitCode {
                 }
             };
             // Not root: a user namespace of the wrapper's own first (rootless pods); where it
-            // is refused, the pod fails saying so (`sandbox::unavailable`).
-            if !local_executor::sandbox::disabled() {
-                let _ = local_executor::sandbox::enter_rootless();
+            // is refused, the pod fails saying so (`pod_sandbox::unavailable`).
+            if !pod_sandbox::disabled() {
+                let _ = pod_sandbox::enter_rootless();
             }
-            // The pod's containers die with the wrapper (see local_executor::sandbox).
-            let code = if nix::unistd::Uid::effective().is_root()
-                && !local_executor::sandbox::disabled()
-            {
-                local_executor::sandbox::run_in_own_pid_namespace(run)
+            // The pod's containers die with the wrapper (see pod_sandbox).
+            let code = if nix::unistd::Uid::effective().is_root() && !pod_sandbox::disabled() {
+                local_executor::run_in_own_pid_namespace(run)
             } else {
                 run()
             };

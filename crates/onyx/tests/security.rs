@@ -20,7 +20,7 @@ fn params() -> Value {
 /// cannot run rather than passing.
 fn sandboxed() -> bool {
     let root = nix::unistd::Uid::effective().is_root();
-    let runtime = local_executor::sandbox::runtime().is_some();
+    let runtime = pod_sandbox::runtime().is_some();
     assert!(
         root && runtime || std::env::var_os("CI").is_none(),
         "CI runs the security suite as root with runc installed"

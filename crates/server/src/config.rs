@@ -612,7 +612,7 @@ impl ServerConfig {
         }
         if let Some(f) = &self.secrets.file {
             // Read by every pod's wrapper; checked here so that a broken file is said at start.
-            local_executor::secrets::Secrets::load(f).map_err(ConfigError::Invalid)?;
+            pod_secrets::Secrets::load(f).map_err(ConfigError::Invalid)?;
         }
         let lease = self.standby.lease_seconds;
         if !(lease.is_finite() && (0.2..=3600.0).contains(&lease)) {

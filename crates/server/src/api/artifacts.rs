@@ -146,7 +146,7 @@ fn own_bucket(s: &AppState, ns: &str, s3: &Value) -> Result<artifact_repo::Repos
                     .into(),
             )
         })?;
-        let secrets = local_executor::secrets::Secrets::load(file).map_err(ApiError::Internal)?;
+        let secrets = pod_secrets::Secrets::load(file).map_err(ApiError::Internal)?;
         secrets
             .value(
                 ns,

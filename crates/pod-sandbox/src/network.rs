@@ -12,7 +12,7 @@ use nix::sched::{unshare, CloneFlags};
 pub fn enter_empty_network() -> Result<(), String> {
     // Not root (a rootless server's HTTP agent): a user namespace of its own gives it the
     // right to make a network namespace.
-    crate::sandbox::enter_rootless().map_err(|e| {
+    crate::enter_rootless().map_err(|e| {
         format!("this pod must run without network (no-egress namespace), and a user namespace to make one in could not be made: {e}")
     })?;
     unshare(CloneFlags::CLONE_NEWNET).map_err(|e| {

@@ -20,8 +20,11 @@
 //!
 //! The runtime puts each container in a session of its own, so killing the wrapper's process
 //! group would leave it running: the wrapper therefore runs as the init of a pid namespace of
-//! its own ([`run_in_own_pid_namespace`]), whose end the kernel turns into a SIGKILL of every
-//! process inside, containers included.
+//! its own (`local_executor::run_in_own_pid_namespace`), whose end the kernel turns into a
+//! SIGKILL of every process inside, containers included.
+//!
+//! Also here: the server's own mount namespace ([`namespace`]) and the empty network
+//! namespace of no-egress pods ([`network`]).
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -30,7 +33,33 @@ use std::process::Command;
 
 use serde_json::{json, Value};
 
-use crate::container::{ContainerRun, Mount};
+pub mod namespace;
+pub mod network;
+
+/// A volume bound into a pod's containers: a host path at a path of the container.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Mount {
+    pub source: PathBuf,
+    pub target: String,
+}
+
+/// What one container of a pod runs: its command line, environment and working directory.
+#[derive(Debug, Clone, Copy)]
+pub struct Process<'a> {
+    pub command: &'a [String],
+    pub env: &'a [(String, String)],
+    pub working_dir: Option<&'a str>,
+}
+
+/// The first executable file called `name` in the `:`-separated directories of `path`.
+pub fn which_in(name: &str, path: &str) -> Option<String> {
+    path.split(':').filter(|d| !d.is_empty()).find_map(|dir| {
+        let p = Path::new(dir).join(name);
+        let meta = fs::metadata(&p).ok()?;
+        (meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+            .then(|| p.to_string_lossy().into_owned())
+    })
+}
 
 /// The host uid (and gid) a pod's root is mapped to; the pod's uids 0..[`ID_RANGE`] are
 /// `UID_BASE..UID_BASE + ID_RANGE` on the host, a range no host account uses.
@@ -145,7 +174,7 @@ pub fn runtime() -> Option<PathBuf> {
         return Some(PathBuf::from(r));
     }
     ["runc", "crun"].iter().find_map(|name| {
-        crate::images::which_in(
+        which_in(
             name,
             "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         )
@@ -513,10 +542,10 @@ impl Sandbox {
 
     /// The command that runs container `c` (the `n`th of the pod) to its end, its stdio
     /// being the command's.
-    pub fn command(&self, c: &ContainerRun, n: usize) -> Result<Command, String> {
+    pub fn command(&self, c: &Process<'_>, n: usize) -> Result<Command, String> {
         let bundle = self.bundles.join(n.to_string());
         fs::create_dir_all(&bundle).map_err(io(bundle.display()))?;
-        let cwd = c.working_dir.clone().unwrap_or_else(|| "/".into());
+        let cwd = c.working_dir.unwrap_or("/").to_string();
         let cwd_at = inside(&self.root, &cwd)
             .ok_or_else(|| format!("workingDir {cwd:?} leaves the container's root"))?;
         if !cwd_at.exists() {
@@ -545,13 +574,13 @@ impl Sandbox {
     }
 
     /// The OCI runtime config of one container.
-    pub fn config(&self, c: &ContainerRun, cwd: &str) -> Value {
+    pub fn config(&self, c: &Process<'_>, cwd: &str) -> Value {
         let mut env: Vec<String> = vec![
             "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/usr/games".into(),
             "HOME=/root".into(),
             format!("HOSTNAME={}", self.hostname),
         ];
-        for (k, v) in &c.env {
+        for (k, v) in c.env {
             env.retain(|e| !e.starts_with(&format!("{k}=")));
             env.push(format!("{k}={v}"));
         }
@@ -739,60 +768,6 @@ fn bind(source: &Path, target: &Path, read_only: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// Run `f` as the init of a new pid namespace (in a child; this process waits for it and
-/// returns its exit code), so that every process the pod starts — containers the runtime put
-/// in sessions of their own included — dies with it. Call it before any thread starts.
-pub fn run_in_own_pid_namespace(f: impl FnOnce() -> i32) -> i32 {
-    use nix::sched::{unshare, CloneFlags};
-    use nix::sys::wait::{waitpid, WaitStatus};
-    use nix::unistd::{fork, ForkResult};
-    if unshare(CloneFlags::CLONE_NEWPID).is_err() {
-        return f();
-    }
-    // This process leads the pod's process group; inside the new namespace the child's own
-    // pid is 1, which must never be taken for the group to kill.
-    crate::durable::set_host_group(std::process::id());
-    // SAFETY: called before the process starts any thread (see `onyx exec-pod`).
-    match unsafe { fork() } {
-        Ok(ForkResult::Child) => {
-            // Die with the parent: the controller kills the pod by its process group, but a
-            // signal to the parent alone must end the pod too.
-            let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
-            // The runtime finds its children under /proc by the pids it sees: this
-            // namespace's, so /proc must be this namespace's too.
-            if let Err(e) = own_proc() {
-                eprintln!("onyx exec-pod: a /proc of the pod's pid namespace: {e}");
-                std::process::exit(1)
-            }
-            let code = f();
-            std::process::exit(code)
-        }
-        Ok(ForkResult::Parent { child }) => loop {
-            match waitpid(child, None) {
-                Ok(WaitStatus::Exited(_, code)) => return code,
-                Ok(WaitStatus::Signaled(_, sig, _)) => return 128 + sig as i32,
-                Ok(_) => continue,
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(_) => return 1,
-            }
-        },
-        Err(_) => f(),
-    }
-}
-
-/// Mount a /proc of this process's pid namespace, in a mount namespace of its own.
-fn own_proc() -> nix::Result<()> {
-    use nix::mount::{mount, MsFlags};
-    crate::namespace::enter_private_mount_namespace()?;
-    mount(
-        Some("proc"),
-        "/proc",
-        Some("proc"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV,
-        None::<&str>,
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -821,15 +796,12 @@ mod tests {
             devices: vec![],
             host_users: false,
         };
-        let c = ContainerRun {
-            name: "main".into(),
-            image: "alpine".into(),
-            command: vec!["sh".into()],
-            env: vec![("PATH".into(), "/x".into())],
-            secret_env: vec![],
+        let command = vec!["sh".to_string()];
+        let env = vec![("PATH".to_string(), "/x".to_string())];
+        let c = Process {
+            command: &command,
+            env: &env,
             working_dir: None,
-            dependencies: vec![],
-            mounts: vec![],
         };
         let cfg = s.config(&c, "/");
         assert_eq!(cfg["linux"]["uidMappings"][0]["hostID"], UID_BASE);
