@@ -1,6 +1,6 @@
 //! The workspace's structure rules, read from its code: no import loop between the files of
 //! any crate (each root: library, binary, tests, benches), no source file over 1,000 lines,
-//! and no crate's `src/` over 4,000 lines but the few still being split, each held to the
+//! and no crate's `src/` over 4,000 lines but the one still being split, each held to the
 //! size it has (a ratchet). A failure names the files and what to do.
 
 use std::path::{Path, PathBuf};
@@ -12,12 +12,10 @@ const MAX_CRATE_LINES: usize = 4000;
 
 /// Crates over [`MAX_CRATE_LINES`] and the most each may have until it is split: a crate may
 /// shrink under its ceiling, never grow past it; one under the limit leaves this list.
-const OVER_LIMIT: [(&str, usize); 2] = [
+const OVER_LIMIT: [(&str, usize); 1] = [
     // The engine is one state machine (`impl Engine` across its files); a split needs its
     // template kinds (DAG, steps, loops) behind an interface of their own first.
     ("workflow-engine", 7300),
-    // The HTTP API (3,600 lines) and its config, auth, submission, cron and usage.
-    ("server", 7100),
 ];
 
 fn workspace() -> PathBuf {

@@ -4,17 +4,13 @@
 #![forbid(unsafe_code)]
 
 mod api;
-mod auth;
-pub mod config;
-mod cron;
-mod error;
-mod maintenance_runner;
-mod requests;
 
 mod standby;
-mod state;
-mod submit;
-mod usage;
+
+// What the API serves, from the crate below it; named here so that `control_plane::state` and the
+// like read the same in every module of the server.
+pub use control_plane::config;
+use control_plane::{auth, cron, error, maintenance_runner, requests, state, submit, usage};
 
 use std::sync::Arc;
 

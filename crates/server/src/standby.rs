@@ -26,7 +26,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tower::ServiceExt;
 
-use crate::error::ApiError;
+use control_plane::error::ApiError;
 
 /// The lease the controllers run under.
 pub const LEASE: &str = "controller";

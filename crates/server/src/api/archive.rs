@@ -8,8 +8,8 @@ use axum::routing::{get, put};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use crate::error::ApiError;
-use crate::state::AppState;
+use control_plane::error::ApiError;
+use control_plane::state::AppState;
 
 use super::common::{find, list_body, list_query, visible, ApiResult, Caller, JsonBody, St, Q};
 use super::workflows::{resubmit_manifest, retry_with};

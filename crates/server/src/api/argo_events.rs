@@ -3,7 +3,7 @@
 //! namespace's Kubernetes Events — here, one a workflow's every phase change.
 //!
 //! ONYX runs EventSources (resource on its workflows, webhook, calendar) and Sensors itself
-//! (`crate::event_bus`), not as pods.
+//! (`event_runtime::event_bus`), not as pods.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -18,9 +18,9 @@ use axum::{Json, Router};
 use futures::StreamExt;
 use serde_json::{json, Value};
 
-use crate::error::ApiError;
-use crate::state::AppState;
-use crate::submit;
+use control_plane::error::ApiError;
+use control_plane::state::AppState;
+use control_plane::submit;
 
 use super::common::{ApiResult, JsonBody, St};
 

@@ -15,8 +15,8 @@ use axum::Router;
 use futures::StreamExt;
 use serde_json::Value;
 
-use crate::error::ApiError;
-use crate::state::AppState;
+use control_plane::error::ApiError;
+use control_plane::state::AppState;
 
 use super::common::St;
 

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
 use super::common::St;
-use crate::error::ApiError;
+use control_plane::error::ApiError;
 
 pub(super) async fn audit_changes(State(s): St, req: Request, next: Next) -> Response {
     let method = req.method().clone();
@@ -91,7 +91,7 @@ fn caller(resp: &Response) -> Option<String> {
 
 #[allow(clippy::too_many_arguments)]
 fn record(
-    s: &crate::state::AppState,
+    s: &control_plane::state::AppState,
     who: &str,
     method: &Method,
     path: &str,
@@ -112,7 +112,7 @@ fn record(
 }
 
 fn record_full(
-    s: &crate::state::AppState,
+    s: &control_plane::state::AppState,
     who: &str,
     method: &Method,
     path: &str,
@@ -144,7 +144,9 @@ pub(super) fn identity(token: Option<&str>, headers: &HeaderMap) -> String {
         .and_then(|v| v.strip_prefix("Bearer "));
     match (token, given) {
         (None, _) => "anonymous".into(),
-        (Some(t), Some(g)) if crate::auth::same_secret(t, g) => crate::auth::token_name(t),
+        (Some(t), Some(g)) if control_plane::auth::same_secret(t, g) => {
+            control_plane::auth::token_name(t)
+        }
         _ => "unauthenticated".into(),
     }
 }

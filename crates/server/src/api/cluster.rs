@@ -10,8 +10,8 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use crate::error::ApiError;
-use crate::state::AppState;
+use control_plane::error::ApiError;
+use control_plane::state::AppState;
 
 use super::common::{ApiResult, St};
 

@@ -11,8 +11,8 @@ use axum::Json;
 use serde_json::{json, Value};
 use store::{ListQuery, WorkflowRow};
 
-use crate::error::ApiError;
-use crate::state::AppState;
+use control_plane::error::ApiError;
+use control_plane::state::AppState;
 
 pub(super) type St = State<Arc<AppState>>;
 pub(super) type Q = Query<HashMap<String, String>>;

@@ -1,6 +1,6 @@
 //! `workflow-event-bindings` (stored objects: Argo lists them; ONYX also creates and deletes
 //! them, the part `kubectl` plays for Argo) and `events`: a webhook submits the bound
-//! WorkflowTemplates (`crate::events`).
+//! WorkflowTemplates (`event_runtime::events`).
 
 use std::sync::Arc;
 
@@ -10,9 +10,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use crate::error::ApiError;
-use crate::state::AppState;
-use crate::submit;
+use control_plane::error::ApiError;
+use control_plane::state::AppState;
+use control_plane::submit;
 use event_runtime::events::{self, KIND};
 
 use super::common::{ApiResult, JsonBody, St};

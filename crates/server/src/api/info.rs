@@ -7,7 +7,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use crate::state::AppState;
+use control_plane::state::AppState;
 
 use super::common::St;
 
@@ -43,16 +43,15 @@ pub(super) async fn version() -> Json<Value> {
 /// Argo's `GetUserInfoResponse`: who the token says the caller is.
 pub(super) async fn userinfo(State(s): St, caller: super::common::Caller) -> Json<Value> {
     match (&caller, s.auth.mode) {
-        (Some(p), crate::config::AuthMode::Client | crate::config::AuthMode::Sso)
-            if !p.0.name.starts_with("token:") =>
-        {
-            Json(json!({
-                "issuer": s.cfg.auth.issuer,
-                "subject": p.0.name,
-                "email": p.0.name.contains('@').then_some(&p.0.name),
-                "groups": p.0.groups,
-            }))
-        }
+        (
+            Some(p),
+            control_plane::config::AuthMode::Client | control_plane::config::AuthMode::Sso,
+        ) if !p.0.name.starts_with("token:") => Json(json!({
+            "issuer": s.cfg.auth.issuer,
+            "subject": p.0.name,
+            "email": p.0.name.contains('@').then_some(&p.0.name),
+            "groups": p.0.groups,
+        })),
         _ if s.token.is_some() => Json(json!({"subject": "token", "serviceAccountName": "onyx"})),
         _ => Json(json!({})),
     }

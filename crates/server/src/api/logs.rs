@@ -15,8 +15,8 @@ use axum::Router;
 use serde_json::{json, Value};
 use store::WorkflowRow;
 
-use crate::error::ApiError;
-use crate::state::AppState;
+use control_plane::error::ApiError;
+use control_plane::state::AppState;
 
 use super::common::{find, St, Q};
 

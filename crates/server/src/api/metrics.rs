@@ -1,5 +1,5 @@
 //! `GET /metrics`: Prometheus' text exposition of the controller, scheduler and GPUs
-//! (`crate::metrics`). Behind the same authentication as the API: Prometheus sends the
+//! (`metric_families`). Behind the same authentication as the API: Prometheus sends the
 //! server's token with `authorization: {credentials: …}` in its scrape config.
 
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 
-use crate::state::AppState;
+use control_plane::state::AppState;
 use metric_families::{local_gpus, modelled_gpus, render, store_disk, Snapshot};
 
 use super::common::St;

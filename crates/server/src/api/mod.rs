@@ -1,8 +1,8 @@
 //! Argo Server's REST API (v3.5.6 paths and JSON bodies) over the controller and the store.
 //! One module a resource, each offering its routes; this one joins them behind the
 //! authentication and body-size layers. Handlers validate and translate; what a request does
-//! to a workflow is the controller's (`crate::controller`) and the submission pipeline's
-//! (`crate::submit`), so that the API, cron and any later trigger accept workflows the same way.
+//! to a workflow is the controller's (`workflow_runtime::Controller`) and the submission pipeline's
+//! (`control_plane::submit`), so that the API, cron and any later trigger accept workflows the same way.
 
 use std::sync::Arc;
 
@@ -12,8 +12,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 
-use crate::error::ApiError;
-use crate::state::AppState;
+use control_plane::error::ApiError;
+use control_plane::state::AppState;
 
 mod archive;
 mod argo_events;

@@ -12,9 +12,9 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use store::ObjectRow;
 
-use crate::error::ApiError;
-use crate::state::AppState;
-use crate::submit::{self};
+use control_plane::error::ApiError;
+use control_plane::state::AppState;
+use control_plane::submit::{self};
 
 use super::common::{list_body, list_query, visible, ApiResult, Caller, JsonBody, St, Q};
 
@@ -111,8 +111,8 @@ pub(super) async fn prepare_object(
                 name.len()
             )));
         }
-        crate::cron::validate(&obj)?;
-        let wf = crate::cron::workflow_from(&obj, &name);
+        control_plane::cron::validate(&obj)?;
+        let wf = control_plane::cron::workflow_from(&obj, &name);
         let ctx = submit::gather_templates(&s.ctl.store, ns, &wf).await?;
         submit::validate("cronWorkflow.spec.workflowSpec", &wf, &ctx)?;
         // Checked when it is created, as Gatekeeper checks objects, not only when it fires.

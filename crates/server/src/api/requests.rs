@@ -7,9 +7,9 @@ use axum::routing::{get, put};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use crate::error::ApiError;
-use crate::requests::{self, KIND};
-use crate::state::AppState;
+use control_plane::error::ApiError;
+use control_plane::requests::{self, KIND};
+use control_plane::state::AppState;
 
 use super::common::{ApiResult, Caller, JsonBody, St};
 

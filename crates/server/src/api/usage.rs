@@ -1,6 +1,6 @@
 //! `GET /api/v1/usage?month=YYYY-MM` (also under `/api/v1/onyx/`): GPU- and CPU-hours per
 //! namespace and queue, per day, and their cost at the configured prices, read from the usage
-//! ledger (`crate::usage`). Without `month`, the current one.
+//! ledger (`control_plane::usage`). Without `month`, the current one.
 
 use std::sync::Arc;
 
@@ -10,8 +10,8 @@ use axum::{Json, Router};
 use chrono::{Datelike, TimeZone, Utc};
 use serde_json::{json, Value};
 
-use crate::state::AppState;
-use crate::usage;
+use control_plane::state::AppState;
+use control_plane::usage;
 
 use super::common::{ApiResult, St, Q};
 

@@ -16,9 +16,9 @@ use serde_json::{json, Value};
 use store::WorkflowRow;
 use workflow_engine::Event;
 
-use crate::error::ApiError;
-use crate::state::AppState;
-use crate::submit::{self, normalize_workflow, submit};
+use control_plane::error::ApiError;
+use control_plane::state::AppState;
+use control_plane::submit::{self, normalize_workflow, submit};
 
 use super::common::{
     find, list_body, list_query, string_list, visible, ApiResult, Caller, JsonBody, St, Q,
@@ -170,7 +170,7 @@ pub(super) async fn submit_from(
             })?;
             let cron: Value = serde_json::from_str(&row.body).unwrap_or_default();
             labels.insert("workflows.argoproj.io/cron-workflow".into(), json!(name));
-            crate::cron::workflow_from(&cron, &name)
+            control_plane::cron::workflow_from(&cron, &name)
         }
         _ => {
             return Err(ApiError::InvalidArgument(format!(
