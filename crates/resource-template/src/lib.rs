@@ -185,6 +185,10 @@ pub fn run(
     let Some(r) = &t.resource else {
         return refuse("not a resource template".into());
     };
+    // Stopped before it began (it waited its turn): do nothing at all.
+    if objects.cancelled() {
+        return refuse("stopped".into());
+    }
     let manifest: Option<Value> = match r.manifest.as_deref() {
         Some(m) => match manifest::parse_documents(m) {
             Ok(docs) => docs.into_iter().next().map(|d| d.value),

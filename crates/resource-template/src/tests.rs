@@ -9,6 +9,7 @@ use super::*;
 struct Memory {
     objects: RefCell<BTreeMap<(String, String), Value>>,
     created_workflows: RefCell<Vec<String>>,
+    stopped: std::cell::Cell<bool>,
 }
 
 impl Objects for Memory {
@@ -51,6 +52,9 @@ impl Objects for Memory {
         Ok(())
     }
     fn wait_change(&self, _: Duration) {}
+    fn cancelled(&self) -> bool {
+        self.stopped.get()
+    }
 }
 
 fn template(yaml: &str) -> Template {
@@ -142,4 +146,16 @@ fn patches_merge_or_apply_json_operations() {
         m.get("workflow", "w").unwrap()["metadata"]["labels"],
         json!({"a": "1", "foo": "bar"})
     );
+}
+
+#[test]
+fn a_node_stopped_before_its_turn_creates_nothing() {
+    let t = template(
+        "      action: create\n      manifest: |\n        apiVersion: v1\n        kind: ConfigMap\n        metadata: {name: late}\n",
+    );
+    let m = Memory::default();
+    m.stopped.set(true);
+    let out = run(&m, &t, "w", "u/n", None);
+    assert_eq!(out.message, "stopped");
+    assert!(m.get("configmap", "late").is_none());
 }

@@ -60,7 +60,13 @@ pub struct Controller {
     audit: audit::AuditLog,
     /// How workflows that resource templates create are submitted (set by the server).
     children: std::sync::OnceLock<ChildSubmitter>,
+    /// Resource nodes carried out at once, each on a blocking thread while it waits.
+    resource_slots: Arc<tokio::sync::Semaphore>,
 }
+
+/// Resource nodes (ConfigMaps, Secrets, child Workflows) carried out at once, server-wide; the
+/// rest wait their turn without holding a thread.
+const RESOURCE_SLOTS: usize = 64;
 
 pub fn now() -> Time {
     Utc::now()
@@ -113,6 +119,7 @@ impl Controller {
             listener,
             audit,
             children: std::sync::OnceLock::new(),
+            resource_slots: Arc::new(tokio::sync::Semaphore::new(RESOURCE_SLOTS)),
         })
     }
 

@@ -362,20 +362,30 @@ impl Run {
                         let workflow = self.name.clone();
                         let tx = self.tx.clone();
                         let metrics = self.ctl.metrics.clone();
-                        tokio::task::spawn_blocking(move || {
-                            let out = resource_template::run(
-                                &objects, &template, &workflow, &owner, None,
-                            );
-                            metrics.queued();
-                            let _ = tx.send(Cmd::Event(
-                                Event::ResourceDone {
-                                    node_id,
-                                    phase_ok: out.ok,
-                                    message: out.message,
-                                    outputs: out.outputs,
-                                },
-                                None,
-                            ));
+                        let slots = self.ctl.resource_slots.clone();
+                        tokio::spawn(async move {
+                            // A node waits for a slot without a thread: however many resource
+                            // nodes tenants start, the blocking pool pods start on stays free.
+                            let Ok(slot) = slots.acquire_owned().await else {
+                                return;
+                            };
+                            let _ = tokio::task::spawn_blocking(move || {
+                                let _slot = slot;
+                                let out = resource_template::run(
+                                    &objects, &template, &workflow, &owner, None,
+                                );
+                                metrics.queued();
+                                let _ = tx.send(Cmd::Event(
+                                    Event::ResourceDone {
+                                        node_id,
+                                        phase_ok: out.ok,
+                                        message: out.message,
+                                        outputs: out.outputs,
+                                    },
+                                    None,
+                                ));
+                            })
+                            .await;
                         });
                     }
                 },
