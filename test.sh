@@ -30,6 +30,14 @@ else
   [ -z "${CI:-}" ] || exit 1
 fi
 
+# Argo's official Python SDK (argo-workflows 6.5, from Argo v3.5's swagger) against `onyx server`.
+if python3 -c 'import argo_workflows, pytest' 2>/dev/null; then
+  ONYX_BIN="$PWD/target/debug/onyx" python3 -m pytest -q -p no:cacheprovider tests/argo_sdk
+else
+  echo "Argo SDK tests: the Python packages argo-workflows (6.5) and pytest are not installed (pip install 'argo-workflows>=6.5,<6.6' pytest); skipped" >&2
+  [ -z "${CI:-}" ] || exit 1
+fi
+
 # The web UI in Debian's headless Chromium, driven by Playwright (.ci/run installs both).
 if python3 -c 'import playwright, pytest' 2>/dev/null && [ -x "${CHROMIUM:-/usr/bin/chromium}" ]; then
   ONYX_BIN="$PWD/target/debug/onyx" python3 -m pytest -q -p no:cacheprovider tests/ui

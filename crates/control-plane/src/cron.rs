@@ -138,6 +138,21 @@ pub async fn run(state: Arc<AppState>) {
     }
 }
 
+/// A CronWorkflow's `status` as Argo v3.5 sends it: always an object with `active`,
+/// `lastScheduledTime` and `conditions` (Go's `CronWorkflowStatus` has no `omitempty`), kept
+/// from `status` where it has them. The lists are `[]` rather than Go's `null`, which every Go
+/// client reads alike and the strict SDKs accept; `lastScheduledTime` is `null` until it fires.
+pub fn status_object(status: &Value) -> Value {
+    let mut out = status.as_object().cloned().unwrap_or_default();
+    for list in ["active", "conditions"] {
+        if !out.get(list).is_some_and(Value::is_array) {
+            out.insert(list.into(), json!([]));
+        }
+    }
+    out.entry("lastScheduledTime").or_insert(Value::Null);
+    Value::Object(out)
+}
+
 /// What one look at a CronWorkflow decides, given its runs (newest first) and the time.
 #[derive(Debug, Default, PartialEq)]
 pub struct Plan {
@@ -416,5 +431,18 @@ mod tests {
         );
         assert!(p.submit.is_none());
         assert_eq!(p.updated.unwrap()["status"]["active"][0]["name"], "r");
+    }
+
+    #[test]
+    fn a_status_is_always_an_object_with_argos_three_fields() {
+        assert_eq!(
+            status_object(&Value::Null),
+            json!({"active": [], "conditions": [], "lastScheduledTime": null})
+        );
+        let fired = json!({"active": [{"name": "r"}], "lastScheduledTime": "2026-01-05T09:00:00Z"});
+        assert_eq!(
+            status_object(&fired),
+            json!({"active": [{"name": "r"}], "conditions": [], "lastScheduledTime": "2026-01-05T09:00:00Z"})
+        );
     }
 }

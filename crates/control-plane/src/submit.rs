@@ -264,10 +264,24 @@ pub fn normalize_workflow(manifest: &mut Value) -> Result<(), ApiError> {
 pub async fn submit(
     s: &AppState,
     ns: &str,
-    mut manifest: Value,
+    manifest: Value,
     params: &[(String, String)],
     dry_run: bool,
 ) -> Result<Value, ApiError> {
+    let accepted = accept(s, ns, manifest, params).await?;
+    if dry_run {
+        return Ok(accepted.json);
+    }
+    Ok(s.ctl.create(accepted).await?)
+}
+
+/// A workflow through every check of [`submit`], ready for `Controller::create`.
+pub async fn accept(
+    s: &AppState,
+    ns: &str,
+    mut manifest: Value,
+    params: &[(String, String)],
+) -> Result<workflow_runtime::Accepted, ApiError> {
     normalize_workflow(&mut manifest)?;
     match manifest["metadata"]["namespace"].as_str() {
         Some(other) if !other.is_empty() && other != ns => {
@@ -303,11 +317,7 @@ pub async fn submit(
     let workflow_model::Object::Workflow(wf) = &loaded.object else {
         return Err(ApiError::InvalidArgument("expected a Workflow".into()));
     };
-    let accepted = s.ctl.accept(wf, &manifest, ns, &name, ctx)?;
-    if dry_run {
-        return Ok(accepted.json);
-    }
-    Ok(s.ctl.create(accepted).await?)
+    Ok(s.ctl.accept(wf, &manifest, ns, &name, ctx)?)
 }
 
 #[cfg(test)]

@@ -295,8 +295,8 @@ fn workflows() {
     let first_ok = node(&r1, "ok")["outputs"]["result"].clone();
     error(
         400,
-        9,
-        "workflow must be Failed/Error to retry (workflow w1 is Succeeded)",
+        3,
+        "To retry a succeeded workflow, set the options restartSuccessful and nodeFieldSelector",
     )(s.call("PUT", "/api/v1/workflows/default/w1/retry", Some(json!({}))));
     contains(400, "expected name=value")(s.call(
         "PUT",
@@ -596,9 +596,9 @@ fn cron_archive_info() {
     );
     assert_eq!(c, 200, "{re}");
     error(
-        400,
-        9,
-        &format!("workflow must be Failed/Error to retry (workflow {name} is Succeeded)"),
+        409,
+        6,
+        &format!("Workflow already exists on cluster, use argo retry {name} instead"),
     )(s.call(
         "PUT",
         &format!("/api/v1/archived-workflows/{uid}/retry"),

@@ -77,6 +77,14 @@ fn argo_verbs_end_to_end() {
     let json = ok(&s, &["get", &name, "-o", "json"]);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["status"]["phase"], "Succeeded");
+    // Argo's `@latest` names the newest workflow, wherever a workflow is named.
+    let latest = ok(&s, &["get", "@latest", "-o", "name"]);
+    assert_eq!(latest.trim(), name);
+    assert_eq!(
+        ok(&s, &["logs", "@latest"]).trim(),
+        format!("{name}: from the cli")
+    );
+    assert!(ok(&s, &["watch", "@latest"]).contains(&name));
     // A failing workflow: --wait exits 1; wait says how it ended.
     let bad = dir.join("bad.yaml");
     std::fs::write(

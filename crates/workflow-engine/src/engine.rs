@@ -170,6 +170,7 @@ impl Engine {
             root_phase: None,
             template_error: None,
             metrics_error: None,
+            kept: Default::default(),
         };
         e.init_globals()?;
         Ok(e)
@@ -358,6 +359,11 @@ impl Engine {
             } else {
                 spec.remove("suspend");
             }
+            // Likewise `argo stop` / `argo terminate` patch `spec.shutdown`.
+            if let Some(terminate) = self.shutdown {
+                let strategy = if terminate { "Terminate" } else { "Stop" };
+                spec.insert("shutdown".into(), Value::String(strategy.into()));
+            }
         }
         let mut nodes = Map::new();
         for n in &self.nodes {
@@ -366,12 +372,15 @@ impl Engine {
                 serde_json::to_value(&n.status).unwrap_or_default(),
             );
         }
-        let mut status = json!({
-            "phase": self.phase.as_str(),
-            "startedAt": self.started_at.map(|t| format_time(&t)),
-            "finishedAt": self.finished_at.map(|t| format_time(&t)),
-            "nodes": nodes,
-        });
+        let mut status = json!({"phase": self.phase.as_str(), "nodes": nodes});
+        // Argo writes a zero time as `null`, which its own Python SDK refuses (argo-workflows
+        // #9122); a time not yet known is left out instead, which every Go client reads alike.
+        if let Some(t) = self.started_at {
+            status["startedAt"] = Value::String(format_time(&t));
+        }
+        if let Some(t) = self.finished_at {
+            status["finishedAt"] = Value::String(format_time(&t));
+        }
         if let Some(m) = &self.message {
             status["message"] = Value::String(m.clone());
         }

@@ -21,6 +21,7 @@ mod depends;
 mod engine;
 mod execute;
 mod hooks;
+mod kept;
 mod loops;
 mod maps;
 mod memo;

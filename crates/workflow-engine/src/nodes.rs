@@ -40,7 +40,7 @@ impl Engine {
             phase: Phase::Pending,
             boundary_id: boundary,
             message: None,
-            started_at: Some(now),
+            started_at: Some(self.start_time(&id, now)),
             finished_at: None,
             inputs: None,
             outputs: None,
@@ -86,15 +86,16 @@ impl Engine {
 
     /// Mark a node fulfilled and queue the notification of its owner.
     pub(crate) fn finish(&mut self, i: usize, phase: Phase, message: Option<String>, now: Time) {
-        let n = &mut self.nodes[i];
-        if n.status.phase.fulfilled() {
+        if self.nodes[i].status.phase.fulfilled() {
             return;
         }
+        let ended = self.end_time(&self.nodes[i].status.id, phase, now);
+        let n = &mut self.nodes[i];
         n.status.phase = phase;
         if message.is_some() {
             n.status.message = message;
         }
-        n.status.finished_at = Some(now);
+        n.status.finished_at = Some(ended);
         if n.metrics.is_some() {
             self.emit_node_metrics(i, false, now);
         }

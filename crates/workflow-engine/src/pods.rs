@@ -46,6 +46,10 @@ impl Engine {
             if self.nodes[i].status.phase.fulfilled() || self.halted(i) {
                 continue;
             }
+            if !self.nodes[i].started && self.end_if_kept(i, now) {
+                progressed = true;
+                continue;
+            }
             if limit.is_some_and(|l| self.running_pods >= l) {
                 waiting.push_back(i);
                 waiting.extend(self.pod_queue.drain(..));

@@ -271,6 +271,8 @@ pub struct Engine {
     /// The last custom metric that could not be emitted, and why (Argo's `MetricsError`
     /// condition).
     pub(crate) metrics_error: Option<String>,
+    /// A retry's nodes of the run before it, by id (see `kept`).
+    pub(crate) kept: HashMap<String, crate::kept::Kept>,
 }
 
 pub(crate) fn err(msg: impl Into<String>) -> EngineError {

@@ -627,3 +627,25 @@ fn custom_metrics_are_emitted_when_nodes_and_the_workflow_end() {
         .unwrap()
         .contains("must contain a help string"));
 }
+
+/// Argo's retry keeps what succeeded (`FormulateRetryWorkflow`): a kept pod is not started
+/// again, ends with its old status (times and outputs), and what follows reads its outputs.
+#[test]
+fn a_retry_keeps_succeeded_pods_as_they_were() {
+    let yaml = wf(&format!(
+        "  entrypoint: main\n  templates:\n  - name: main\n    steps:\n    - - name: a\n        template: say\n        arguments: {{parameters: [{{name: msg, value: hello}}]}}\n    - - name: b\n        template: say\n        arguments: {{parameters: [{{name: msg, value: 'got {{{{steps.a.outputs.result}}}}'}}]}}\n{SAY}"
+    ));
+    let first = run(&yaml);
+    let a = first.node("a");
+    let id = a["id"].as_str().unwrap().to_string();
+    let mut kept = serde_json::Map::new();
+    kept.insert(id.clone(), a.clone());
+    let mut again = Sim::new(&yaml, &[]).unwrap();
+    again.now = first.now + chrono::Duration::hours(1);
+    again.engine.keep(&kept);
+    let again = again.run();
+    assert_eq!(again.phase(), "Succeeded");
+    assert_eq!(again.node("a"), a, "kept exactly");
+    assert_eq!(again.node("b")["outputs"]["result"], "got hello");
+    assert_eq!(again.started.len(), 1, "only b ran: {:?}", again.started);
+}

@@ -18,12 +18,16 @@ use workflow_model::WorkflowObject;
 use crate::build::{apply_parameters, load_object, template_store, workflow_of, BuildContext};
 use crate::error::RuntimeError;
 use crate::executor::{pod_key, Executor};
+use run::Begin;
 
 /// One entry of a workflow's event log.
 #[derive(Debug, Serialize, Deserialize)]
 enum Logged {
     Start,
     Event(Event),
+    /// A retry: the nodes of the run before it that it keeps (`Engine::keep`), logged just
+    /// before its `Start`.
+    Kept(serde_json::Map<String, Value>),
 }
 
 enum Cmd {
@@ -95,6 +99,19 @@ pub struct Accepted {
     pub engine: Engine,
     /// The workflow as accepted (its first status), also stored in `row.status`.
     pub json: Value,
+    /// For a retry re-creating a workflow: what it keeps and runs again.
+    retry: Option<crate::retry::Retry>,
+}
+
+impl Accepted {
+    /// The workflow re-created by a retry (of an archived workflow whose live copy is gone):
+    /// it starts with what the retry keeps, and shows the retry's status until it runs.
+    pub fn retried(mut self, retry: crate::retry::Retry) -> Accepted {
+        self.json["status"] = retry.status.clone();
+        self.row.status = self.json.to_string();
+        self.retry = Some(retry);
+        self
+    }
 }
 
 impl Controller {
@@ -176,6 +193,7 @@ impl Controller {
             },
             engine,
             json: status,
+            retry: None,
         })
     }
 
@@ -186,7 +204,22 @@ impl Controller {
         let ns = a.row.namespace.clone();
         let name = a.row.name.clone();
         self.store.insert_workflow(a.row).await?;
-        self.spawn(uid, ns.clone(), name.clone(), a.engine, 0, Vec::new(), true);
+        let begin = match a.retry {
+            Some(retry) => {
+                self.forget_pods(&ns, &name, &retry.rerun);
+                Begin::Retry(retry.kept)
+            }
+            None => Begin::Start,
+        };
+        self.spawn(
+            uid,
+            ns.clone(),
+            name.clone(),
+            a.engine,
+            0,
+            Vec::new(),
+            begin,
+        );
         let _ = self.watch.send(WatchEvent {
             kind: "ADDED",
             namespace: ns,
@@ -276,7 +309,11 @@ impl Controller {
         match built {
             Ok(Ok((engine, pending))) => {
                 let seq = log.len() as i64;
-                let fresh = log.is_empty();
+                let begin = if log.is_empty() {
+                    Begin::Start
+                } else {
+                    Begin::Replayed
+                };
                 self.spawn(
                     row.uid,
                     row.namespace,
@@ -284,7 +321,7 @@ impl Controller {
                     engine,
                     seq,
                     pending,
-                    fresh,
+                    begin,
                 );
                 Ok(Ok(()))
             }
@@ -325,6 +362,10 @@ impl Controller {
             let at = from_nanos(e.at_ns);
             let actions = match entry {
                 Logged::Start => engine.start(at),
+                Logged::Kept(nodes) => {
+                    engine.keep(&nodes);
+                    Vec::new()
+                }
                 Logged::Event(ev) => {
                     match &ev {
                         Event::PodDone(r) => {
@@ -443,11 +484,22 @@ impl Controller {
         Ok(())
     }
 
-    /// Argo's retry: run a Failed or Errored workflow again under the same name and uid, keeping
-    /// the results of its succeeded pods. Pods are idempotent by name, so a new engine over the
-    /// same workflow collects those results instead of running them again; the pods to re-run
-    /// (every pod that did not succeed, and with `restart_successful` the succeeded ones the
-    /// node selector picks) lose their directories first.
+    /// The pods of these nodes of workflow `namespace/name` run afresh: the executor forgets
+    /// what it kept of them.
+    fn forget_pods(&self, namespace: &str, name: &str, nodes: &[Value]) {
+        for n in nodes {
+            let pod = workflow_engine::pod_name(
+                name,
+                n["name"].as_str().unwrap_or_default(),
+                n["templateName"].as_str().unwrap_or_default(),
+            );
+            self.executor.forget(&pod_key(namespace, &pod));
+        }
+    }
+
+    /// Retry a workflow that ended (Argo's `retry`): what succeeded is kept as it was and not
+    /// run again (see [`crate::retry`]); the rest runs again, with `params` applied. Answers
+    /// the workflow as the retry left it: Running, with the kept nodes.
     pub async fn retry(
         self: &Arc<Self>,
         row: &WorkflowRow,
@@ -455,42 +507,24 @@ impl Controller {
         selector: &str,
         params: &[(String, String)],
     ) -> Result<Value, RuntimeError> {
-        if self.handle(&row.uid).is_some() || !matches!(row.phase.as_str(), "Failed" | "Error") {
-            return Err(RuntimeError::Precondition(format!(
-                "workflow must be Failed/Error to retry (workflow {} is {})",
-                row.name, row.phase
+        if self.handle(&row.uid).is_some() {
+            return Err(RuntimeError::Invalid(format!(
+                "Cannot retry a workflow in phase {}",
+                row.phase
             )));
         }
-        let matchers: Vec<(String, String)> = selector
-            .split(',')
-            .filter(|p| !p.trim().is_empty())
-            .map(|p| {
-                p.split_once('=')
-                    .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-                    .ok_or_else(|| {
-                        RuntimeError::Invalid(format!(
-                            "nodeFieldSelector: expected field=value, got {p:?}"
-                        ))
-                    })
-            })
-            .collect::<Result<_, _>>()?;
-        let status: Value = serde_json::from_str(&row.status).unwrap_or_default();
-        if let Some(nodes) = status.pointer("/status/nodes").and_then(Value::as_object) {
-            for n in nodes.values().filter(|n| n["type"] == "Pod") {
-                let selected = !matchers.is_empty()
-                    && matchers
-                        .iter()
-                        .all(|(k, v)| n[k.as_str()].as_str() == Some(v));
-                if n["phase"] != "Succeeded" || (restart_successful && selected) {
-                    let pod = workflow_engine::pod_name(
-                        &row.name,
-                        n["name"].as_str().unwrap_or_default(),
-                        n["templateName"].as_str().unwrap_or_default(),
-                    );
-                    self.executor.forget(&pod_key(&row.namespace, &pod));
-                }
-            }
-        }
+        let selector = crate::retry::parse_selector(selector)?;
+        let ended: Value =
+            serde_json::from_str(&row.status).map_err(|e| RuntimeError::Corrupt(e.to_string()))?;
+        let at = now();
+        let retry = crate::retry::formulate(
+            &row.name,
+            &ended["status"],
+            restart_successful,
+            &selector,
+            &workflow_engine::format_time(&at),
+        )?;
+        self.forget_pods(&row.namespace, &row.name, &retry.rerun);
         let mut manifest: Value = serde_json::from_str(&row.manifest)
             .map_err(|e| RuntimeError::Corrupt(e.to_string()))?;
         apply_parameters(&mut manifest, params);
@@ -507,7 +541,8 @@ impl Controller {
             from_nanos(row.created_ns),
         )
         .map_err(|e| RuntimeError::Invalid(e.to_string()))?;
-        let json = engine.to_json();
+        let mut json = engine.to_json();
+        json["status"] = retry.status;
         self.store
             .reset_workflow(&row.uid, manifest.to_string(), json.to_string())
             .await?;
@@ -518,7 +553,7 @@ impl Controller {
             engine,
             0,
             Vec::new(),
-            true,
+            Begin::Retry(retry.kept),
         );
         Ok(json)
     }

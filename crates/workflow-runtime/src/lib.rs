@@ -12,6 +12,7 @@ mod build;
 mod controller;
 mod error;
 mod executor;
+pub mod retry;
 
 pub use build::{apply_parameters, load_object, template_store, workflow_of, BuildContext};
 pub use controller::{new_uid, now, pod_names, Accepted, Controller, PhaseListener, WatchEvent};

@@ -11,8 +11,11 @@ use serde_json::{json, Value};
 use control_plane::error::ApiError;
 use control_plane::state::AppState;
 
+use super::common::string_list;
 use super::common::{find, list_body, list_query, visible, ApiResult, Caller, JsonBody, St, Q};
-use super::workflows::{resubmit_manifest, retry_with};
+use super::workflows::resubmit_manifest;
+use control_plane::submit;
+use workflow_runtime::retry;
 
 pub(super) fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -92,19 +95,72 @@ pub(super) async fn delete_archived(State(s): St, Path(uid): Path<String>) -> Ap
     Ok(Json(json!({})))
 }
 
+/// Making a workflow from an archived one (a resubmit, or a retry whose live copy is gone)
+/// is creating one in `ns`: the caller needs that too, beyond reading the archived one
+/// (checked by the authentication layer).
+fn may_create_in(s: &AppState, caller: &Caller, ns: &str) -> Result<(), ApiError> {
+    if let Some(p) = caller {
+        let need = access::Need {
+            verb: "create",
+            resource: "workflows",
+            scope: access::Scope::Namespace(ns.to_string()),
+        };
+        s.auth
+            .rules()
+            .check(&p.0, &need, None)
+            .map_err(|d| ApiError::Forbidden(d.message))?;
+    }
+    Ok(())
+}
+
 pub(super) async fn retry_archived(
     State(s): St,
     Path(uid): Path<String>,
+    caller: Caller,
     JsonBody(body): JsonBody,
 ) -> ApiResult {
     let a = archived(&s, &uid).await?;
-    let row = find(&s, &a.namespace, &a.name).await.map_err(|_| {
-        ApiError::FailedPrecondition(format!(
-            "workflow {:?} is no longer live; resubmit it instead (PUT /api/v1/archived-workflows/{uid}/resubmit)",
+    // As Argo: a workflow still live is retried as such; one whose live copy is gone is
+    // made again from the archive, through every check a submission passes, keeping what
+    // succeeded.
+    if find(&s, &a.namespace, &a.name).await.is_ok() {
+        return Err(ApiError::AlreadyExists(format!(
+            "Workflow already exists on cluster, use argo retry {} instead",
             a.name
-        ))
-    })?;
-    retry_with(&s, &row, &body).await
+        )));
+    }
+    let ended: Value = serde_json::from_str(&a.body)
+        .map_err(|e| ApiError::Internal(format!("archived workflow {uid}: {e}")))?;
+    let selector = retry::parse_selector(body["nodeFieldSelector"].as_str().unwrap_or_default())?;
+    let restart = body["restartSuccessful"].as_bool() == Some(true);
+    let at = workflow_runtime::now();
+    let retry = retry::formulate(
+        &a.name,
+        &ended["status"],
+        restart,
+        &selector,
+        &workflow_engine::format_time(&at),
+    )?;
+    let mut manifest = ended;
+    if let Some(m) = manifest.as_object_mut() {
+        m.remove("status");
+    }
+    if let Some(meta) = manifest["metadata"].as_object_mut() {
+        meta.retain(|k, _| matches!(k.as_str(), "name" | "namespace" | "labels" | "annotations"));
+    }
+    // What said it had ended goes, as Argo's retry drops it.
+    if let Some(labels) = manifest
+        .pointer_mut("/metadata/labels")
+        .and_then(Value::as_object_mut)
+    {
+        for done in ["completed", "workflow-archiving-status", "phase"] {
+            labels.remove(&format!("workflows.argoproj.io/{done}"));
+        }
+    }
+    may_create_in(&s, &caller, &a.namespace)?;
+    let params = submit::parse_parameters(&string_list(&body["parameters"]))?;
+    let accepted = submit::accept(&s, &a.namespace, manifest, &params).await?;
+    Ok(Json(s.ctl.create(accepted.retried(retry)).await?))
 }
 
 pub(super) async fn resubmit_archived(
@@ -125,18 +181,6 @@ pub(super) async fn resubmit_archived(
             "namespace {ns:?} is not a namespace name (a DNS-1123 label)"
         )));
     }
-    // Copying a workflow into a namespace is creating one there: the caller needs that too,
-    // beyond reading the archived one (checked by the authentication layer).
-    if let Some(p) = &caller {
-        let need = access::Need {
-            verb: "create",
-            resource: "workflows",
-            scope: access::Scope::Namespace(ns.clone()),
-        };
-        s.auth
-            .rules()
-            .check(&p.0, &need, None)
-            .map_err(|d| ApiError::Forbidden(d.message))?;
-    }
+    may_create_in(&s, &caller, &ns)?;
     resubmit_manifest(&s, &ns, wf, &a.name, &body).await
 }

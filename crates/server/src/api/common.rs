@@ -99,12 +99,52 @@ pub(super) fn list_body(items: Vec<String>, next: Option<String>, kind: &str) ->
     json!({"apiVersion": "argoproj.io/v1alpha1", "kind": kind, "metadata": meta, "items": items})
 }
 
+/// Argo's alias for a namespace's newest workflow (`argo get @latest`, `argo logs @latest`),
+/// read wherever a workflow is named.
+pub(super) const LATEST: &str = "@latest";
+
+/// The workflow `ns/name`, with `name` [`LATEST`] the newest one created in `ns`.
 pub(super) async fn find(s: &AppState, ns: &str, name: &str) -> Result<WorkflowRow, ApiError> {
+    let name = if name == LATEST && !ns.is_empty() {
+        let newest = ListQuery {
+            namespace: Some(ns.to_string()),
+            limit: 1,
+            ..Default::default()
+        };
+        let page = s.ctl.store.list_workflows(&newest).await?;
+        let first: Option<Value> = page
+            .items
+            .first()
+            .and_then(|w| serde_json::from_str(w).ok());
+        match first.as_ref().and_then(|w| w["metadata"]["name"].as_str()) {
+            Some(n) => n.to_string(),
+            None => {
+                return Err(ApiError::NotFound(format!(
+                    "{LATEST}: no workflows found in namespace {ns}"
+                )))
+            }
+        }
+    } else {
+        name.to_string()
+    };
     s.ctl
         .store
-        .workflow(ns, name)
+        .workflow(ns, &name)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("workflows.argoproj.io \"{name}\" not found")))
+}
+
+/// A boolean query parameter read as Go's `strconv.ParseBool` reads it, as Argo's gateway
+/// does (`1 t T TRUE true True` and `0 f F FALSE false False`); absent or empty is false.
+pub(super) fn query_bool(q: &HashMap<String, String>, key: &str) -> Result<bool, ApiError> {
+    match q.get(key).map(String::as_str) {
+        None | Some("") => Ok(false),
+        Some("1" | "t" | "T" | "TRUE" | "true" | "True") => Ok(true),
+        Some("0" | "f" | "F" | "FALSE" | "false" | "False") => Ok(false),
+        Some(other) => Err(ApiError::InvalidArgument(format!(
+            "{key}: expected a boolean (true, false, 1, 0, t, f), got {other:?}"
+        ))),
+    }
 }
 
 /// A JSON array of strings (other items ignored).
@@ -132,4 +172,27 @@ pub(super) fn visible(s: &AppState, caller: &Caller, verb: &str) -> Option<Vec<S
         .rules()
         .namespaces(&p.0, verb)
         .map(|set| set.into_iter().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::query_bool;
+    use std::collections::HashMap;
+
+    #[test]
+    fn booleans_read_as_gos_parse_bool_reads_them() {
+        let q = |v: &str| HashMap::from([("b".to_string(), v.to_string())]);
+        for yes in ["1", "t", "T", "TRUE", "true", "True"] {
+            assert!(query_bool(&q(yes), "b").unwrap(), "{yes}");
+        }
+        for no in ["0", "f", "F", "FALSE", "false", "False", ""] {
+            assert!(!query_bool(&q(no), "b").unwrap(), "{no}");
+        }
+        assert!(!query_bool(&HashMap::new(), "b").unwrap());
+        let e = query_bool(&q("yes"), "b").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "b: expected a boolean (true, false, 1, 0, t, f), got \"yes\""
+        );
+    }
 }

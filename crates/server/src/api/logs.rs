@@ -18,7 +18,7 @@ use store::WorkflowRow;
 use control_plane::error::ApiError;
 use control_plane::state::AppState;
 
-use super::common::{find, St, Q};
+use super::common::{find, query_bool, St, Q};
 
 pub(super) fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -62,7 +62,10 @@ pub(super) async fn stream_logs(
         .filter(|c| !c.is_empty())
         .cloned()
         .unwrap_or_else(|| "main".into());
-    let follow = q.get("logOptions.follow").map(String::as_str) == Some("true");
+    let follow = match query_bool(&q, "logOptions.follow") {
+        Ok(f) => f,
+        Err(e) => return e.into_response(),
+    };
     let grep = q.get("grep").filter(|g| !g.is_empty()).cloned();
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(64);
     tokio::spawn(async move {

@@ -22,6 +22,7 @@ mod audit;
 mod cluster;
 mod common;
 mod events;
+mod fields;
 mod info;
 mod logs;
 mod metrics;

@@ -142,6 +142,9 @@ pub(super) async fn create_obj(s: &AppState, k: &Kind, ns: &str, body: &Value) -
     let created = workflow_runtime::now();
     obj["metadata"]["uid"] = json!(workflow_runtime::new_uid());
     obj["metadata"]["creationTimestamp"] = json!(created.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+    if k.kind == "CronWorkflow" {
+        obj["status"] = control_plane::cron::status_object(&obj["status"]);
+    }
     let row = ObjectRow {
         kind: k.kind.into(),
         namespace: scope(k, ns).into(),
@@ -170,7 +173,18 @@ pub(super) async fn get_obj(
                 store::plural(k.kind)
             ))
         })?;
-    serde_json::from_str(&row.body).map_err(|e| ApiError::Internal(e.to_string()))
+    let obj: Value =
+        serde_json::from_str(&row.body).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(served(k, obj))
+}
+
+/// An object as the API sends it: a CronWorkflow stored before it had a status object (or
+/// by an older ONYX) is sent with one.
+fn served(k: &Kind, mut obj: Value) -> Value {
+    if k.kind == "CronWorkflow" && !obj["status"].is_object() {
+        obj["status"] = control_plane::cron::status_object(&obj["status"]);
+    }
+    obj
 }
 
 pub(super) async fn update_obj(
@@ -185,8 +199,14 @@ pub(super) async fn update_obj(
     for f in ["uid", "creationTimestamp"] {
         obj["metadata"][f] = old["metadata"][f].clone();
     }
-    if k.kind == "CronWorkflow" && obj.get("status").is_none() {
-        obj["status"] = old["status"].clone();
+    if k.kind == "CronWorkflow" {
+        // An update without a status (or with `null`, as clients send one they never read)
+        // keeps what the schedule recorded.
+        let status = match obj.get("status") {
+            Some(s) if s.is_object() => s.clone(),
+            _ => old["status"].clone(),
+        };
+        obj["status"] = control_plane::cron::status_object(&status);
     }
     let row = ObjectRow {
         kind: k.kind.into(),
@@ -217,7 +237,10 @@ pub(super) async fn list_obj(
                 .selector
                 .matches(|k| v["metadata"]["labels"][k].as_str().map(String::from))
         })
-        .map(|r| r.body)
+        .map(|r| match serde_json::from_str::<Value>(&r.body) {
+            Ok(v) if k.kind == "CronWorkflow" => served(k, v).to_string(),
+            _ => r.body,
+        })
         .collect();
     Ok(Json(list_body(items, None, k.list_kind)))
 }

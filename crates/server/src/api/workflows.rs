@@ -21,8 +21,9 @@ use control_plane::state::AppState;
 use control_plane::submit::{self, normalize_workflow, submit};
 
 use super::common::{
-    find, list_body, list_query, string_list, visible, ApiResult, Caller, JsonBody, St, Q,
+    find, list_body, list_query, string_list, visible, ApiResult, Caller, JsonBody, St, LATEST, Q,
 };
+use super::fields::Fields;
 
 pub(super) fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -62,15 +63,20 @@ pub(super) async fn list_workflows(
     let mut query = list_query(&q, (!ns.is_empty()).then_some(ns))?;
     query.within = visible(&s, &caller, "list");
     let page = s.ctl.store.list_workflows(&query).await?;
-    Ok(Json(list_body(page.items, page.next, "WorkflowList")))
+    let mut body = list_body(page.items, page.next, "WorkflowList");
+    Fields::of(&q).apply(&mut body);
+    Ok(Json(body))
 }
 
 pub(super) async fn get_workflow(
     State(s): St,
     Path((ns, name)): Path<(String, String)>,
+    Query(q): Q,
 ) -> ApiResult {
     let row = find(&s, &ns, &name).await?;
-    Ok(Json(s.ctl.current(&row).await))
+    let mut wf = s.ctl.current(&row).await;
+    Fields::of(&q).apply(&mut wf);
+    Ok(Json(wf))
 }
 
 pub(super) async fn delete_workflow(
@@ -350,12 +356,18 @@ pub(super) async fn watch_workflows(
 ) -> Result<Response, ApiError> {
     let mut query = list_query(&q, (!ns.is_empty()).then_some(ns.clone()))?;
     query.within = visible(&s, &caller, "watch");
+    // Argo's alias: a watch of `metadata.name=@latest` follows the newest workflow.
+    if query.name.as_deref() == Some(LATEST) {
+        query.name = Some(find(&s, &ns, LATEST).await?.name);
+    }
+    let fields = Fields::of(&q).without_prefix("result.object.");
     let mut rx = s.ctl.subscribe();
     let initial = s.ctl.store.list_workflows(&query).await?;
     let (tx, out) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(64);
     tokio::spawn(async move {
         for item in initial.items {
-            let v: Value = serde_json::from_str(&item).unwrap_or_default();
+            let mut v: Value = serde_json::from_str(&item).unwrap_or_default();
+            fields.apply(&mut v);
             let line = json!({"result": {"type": "ADDED", "object": v}}).to_string() + "\n";
             if tx.send(Ok(Bytes::from(line))).await.is_err() {
                 return;
@@ -376,8 +388,9 @@ pub(super) async fn watch_workflows(
             {
                 continue;
             }
-            let line =
-                json!({"result": {"type": ev.kind, "object": *ev.object}}).to_string() + "\n";
+            let mut object = (*ev.object).clone();
+            fields.apply(&mut object);
+            let line = json!({"result": {"type": ev.kind, "object": object}}).to_string() + "\n";
             if tx.send(Ok(Bytes::from(line))).await.is_err() {
                 return;
             }

@@ -27,7 +27,7 @@ impl Controller {
         engine: Engine,
         seq: i64,
         pending: Vec<Action>,
-        fresh: bool,
+        begin: Begin,
     ) {
         let (tx, rx) = mpsc::unbounded_channel();
         self.live
@@ -48,8 +48,18 @@ impl Controller {
             dirty: true,
             last_persist: Instant::now(),
         };
-        tokio::spawn(run.drive(rx, pending, fresh));
+        tokio::spawn(run.drive(rx, pending, begin));
     }
+}
+
+/// How a workflow's task begins.
+pub(super) enum Begin {
+    /// Its log was replayed: it goes on from there.
+    Replayed,
+    /// It has not started: log `Start` and start it.
+    Start,
+    /// A retry: log the nodes it keeps, then start it with them.
+    Retry(serde_json::Map<String, Value>),
 }
 
 /// One running workflow.
@@ -79,11 +89,21 @@ impl Run {
         mut self,
         mut rx: mpsc::UnboundedReceiver<Cmd>,
         pending: Vec<Action>,
-        fresh: bool,
+        begin: Begin,
     ) {
-        if fresh {
+        let first = match begin {
+            Begin::Replayed => None,
+            Begin::Start => Some(vec![]),
+            Begin::Retry(kept) => {
+                self.engine.keep(&kept);
+                Some(vec![Logged::Kept(kept)])
+            }
+        };
+        if let Some(mut entries) = first {
             let at = now();
-            if self.log(vec![(at, Logged::Start)]).await.is_err() {
+            entries.push(Logged::Start);
+            let entries = entries.into_iter().map(|e| (at, e)).collect();
+            if self.log(entries).await.is_err() {
                 return self.abandon();
             }
             let actions = match contain(|| self.engine.start(at)) {
@@ -535,6 +555,7 @@ impl Run {
 fn event_summary(e: &Logged) -> (String, Option<String>) {
     match e {
         Logged::Start => ("Start".into(), None),
+        Logged::Kept(_) => ("Retry".into(), None),
         Logged::Event(ev) => match serde_json::to_value(ev).unwrap_or(Value::Null) {
             Value::String(name) => (name, None),
             Value::Object(m) => match m.into_iter().next() {
