@@ -15,7 +15,7 @@ const MAX_CRATE_LINES: usize = 4000;
 const OVER_LIMIT: [(&str, usize); 1] = [
     // The engine is one state machine (`impl Engine` across its files); a split needs its
     // template kinds (DAG, steps, loops) behind an interface of their own first.
-    ("workflow-engine", 7300),
+    ("workflow-engine", 7100),
 ];
 
 fn workspace() -> PathBuf {

@@ -6,13 +6,13 @@
 //! and a list of dependents, so a finished task touches only its dependents — nothing here
 //! scans all tasks per event. Only tasks some target needs ever run.
 
+use dag_depends::{eval_depends_expr, expand_depends, parse_depends, DepResult, Outcome};
 use std::collections::VecDeque;
 use std::sync::Arc;
 
 use template_eval::{govaluate, substitute};
 use workflow_model::{Arguments, DagTask, Template, WorkflowStep};
 
-use crate::depends::{eval_depends_expr, expand_depends, parse_depends, DepResult};
 use crate::maps::{HashMap, HashSet};
 use crate::scope::{ArtMap, Scope, ScopeVars};
 use crate::state::{continues, dag_task, Ctx, Engine, Frame, Holder, Node, Owner, TaskState};
@@ -247,7 +247,14 @@ impl Engine {
             results.insert(
                 dag_task(template, j).name.clone(),
                 DepResult {
-                    phase: st.phase,
+                    outcome: match st.phase {
+                        Phase::Succeeded => Outcome::Succeeded,
+                        Phase::Failed => Outcome::Failed,
+                        Phase::Error => Outcome::Errored,
+                        Phase::Skipped => Outcome::Skipped,
+                        Phase::Omitted => Outcome::Omitted,
+                        Phase::Pending | Phase::Running => Outcome::Unfinished,
+                    },
                     any_succeeded: any_ok,
                     all_failed,
                 },

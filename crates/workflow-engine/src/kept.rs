@@ -5,20 +5,9 @@
 //! ones and those a retry's node selector resets are not).
 
 use serde_json::Value;
-use workflow_model::Outputs;
 
-use crate::state::Engine;
+use crate::state::{Engine, Kept};
 use crate::status::{Phase, Time};
-
-/// What a node of the run before the retry keeps.
-#[derive(Debug, Clone)]
-pub(crate) struct Kept {
-    phase: Option<Phase>,
-    started_at: Option<Time>,
-    finished_at: Option<Time>,
-    outputs: Option<Outputs>,
-    host_node_name: Option<String>,
-}
 
 fn time(v: &Value) -> Option<Time> {
     v.as_str()

@@ -17,7 +17,6 @@
 mod completion;
 mod dag;
 mod deadlines;
-mod depends;
 mod engine;
 mod execute;
 mod hooks;

@@ -9,6 +9,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use dag_depends::{DependsError, DependsExpr};
 use serde_json::Value;
 use template_eval::Vars;
 use workflow_model::{
@@ -16,7 +17,6 @@ use workflow_model::{
     TemplateRef, WorkflowSpec, WorkflowStep,
 };
 
-use crate::depends::DependsExpr;
 use crate::maps::{HashMap, HashSet};
 use crate::protocol::{Action, EngineConfig, EngineError, EngineLimits, TemplateStore};
 use crate::scope::{ArtMap, Scope};
@@ -143,7 +143,7 @@ pub(crate) struct TaskState {
     pub(crate) dependents: Vec<usize>,
     pub(crate) depends_logic: String,
     /// `depends_logic` compiled (None: no dependencies), or why it does not parse.
-    pub(crate) depends_expr: Result<Option<DependsExpr>, String>,
+    pub(crate) depends_expr: Result<Option<DependsExpr>, DependsError>,
     pub(crate) needed: bool,
     pub(crate) unfinished_deps: usize,
     pub(crate) node: Option<usize>,
@@ -212,6 +212,16 @@ pub(crate) struct Node {
     pub(crate) metrics: Option<Box<Metrics>>,
 }
 
+/// What a node of the run before a retry keeps (see `kept`).
+#[derive(Debug, Clone)]
+pub(crate) struct Kept {
+    pub(crate) phase: Option<Phase>,
+    pub(crate) started_at: Option<Time>,
+    pub(crate) finished_at: Option<Time>,
+    pub(crate) outputs: Option<Outputs>,
+    pub(crate) host_node_name: Option<String>,
+}
+
 /// One workflow's state.
 pub struct Engine {
     pub(crate) name: String,
@@ -272,7 +282,7 @@ pub struct Engine {
     /// condition).
     pub(crate) metrics_error: Option<String>,
     /// A retry's nodes of the run before it, by id (see `kept`).
-    pub(crate) kept: HashMap<String, crate::kept::Kept>,
+    pub(crate) kept: HashMap<String, Kept>,
 }
 
 pub(crate) fn err(msg: impl Into<String>) -> EngineError {

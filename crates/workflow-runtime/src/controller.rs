@@ -18,7 +18,6 @@ use workflow_model::WorkflowObject;
 use crate::build::{apply_parameters, load_object, template_store, workflow_of, BuildContext};
 use crate::error::RuntimeError;
 use crate::executor::{pod_key, Executor};
-use run::Begin;
 
 /// One entry of a workflow's event log.
 #[derive(Debug, Serialize, Deserialize)]
@@ -28,6 +27,16 @@ enum Logged {
     /// A retry: the nodes of the run before it that it keeps (`Engine::keep`), logged just
     /// before its `Start`.
     Kept(serde_json::Map<String, Value>),
+}
+
+/// How a workflow's task begins.
+enum Begin {
+    /// Its log was replayed: it goes on from there.
+    Replayed,
+    /// It has not started: log `Start` and start it.
+    Start,
+    /// A retry: log the nodes it keeps, then start it with them.
+    Retry(serde_json::Map<String, Value>),
 }
 
 enum Cmd {

@@ -22,7 +22,6 @@ mod audit;
 mod cluster;
 mod common;
 mod events;
-mod fields;
 mod info;
 mod logs;
 mod metrics;

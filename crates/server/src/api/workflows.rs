@@ -23,7 +23,7 @@ use control_plane::submit::{self, normalize_workflow, submit};
 use super::common::{
     find, list_body, list_query, string_list, visible, ApiResult, Caller, JsonBody, St, LATEST, Q,
 };
-use super::fields::Fields;
+use control_plane::fields::Fields;
 
 pub(super) fn routes() -> Router<Arc<AppState>> {
     Router::new()

@@ -15,7 +15,9 @@ use workflow_engine::{Action, Engine, Event, Time};
 
 use crate::executor::{pod_key, volcano_manifest, JobStart, PodStart};
 
-use super::{collectable, contain, labels_of, nanos, now, Cmd, Controller, Logged, WatchEvent};
+use super::{
+    collectable, contain, labels_of, nanos, now, Begin, Cmd, Controller, Logged, WatchEvent,
+};
 
 impl Controller {
     #[allow(clippy::too_many_arguments)]
@@ -50,16 +52,6 @@ impl Controller {
         };
         tokio::spawn(run.drive(rx, pending, begin));
     }
-}
-
-/// How a workflow's task begins.
-pub(super) enum Begin {
-    /// Its log was replayed: it goes on from there.
-    Replayed,
-    /// It has not started: log `Start` and start it.
-    Start,
-    /// A retry: log the nodes it keeps, then start it with them.
-    Retry(serde_json::Map<String, Value>),
 }
 
 /// One running workflow.

@@ -10,13 +10,13 @@ use serde_json::Value;
 
 /// A parsed `fields` parameter. The empty selection sends everything.
 #[derive(Debug, Default, Clone)]
-pub(super) struct Fields {
+pub struct Fields {
     exclude: bool,
     paths: Vec<String>,
 }
 
 impl Fields {
-    pub(super) fn parse(text: &str) -> Fields {
+    pub fn parse(text: &str) -> Fields {
         let (exclude, text) = match text.strip_prefix('-') {
             Some(rest) => (true, rest),
             None => (false, text),
@@ -30,14 +30,14 @@ impl Fields {
     }
 
     /// The `fields` of a request's query.
-    pub(super) fn of(q: &HashMap<String, String>) -> Fields {
+    pub fn of(q: &HashMap<String, String>) -> Fields {
         q.get("fields")
             .map_or_else(Fields::default, |f| Fields::parse(f))
     }
 
     /// The same selection with `prefix` taken off each path: a watch's `result.object.x`
     /// applies to each workflow as `x`.
-    pub(super) fn without_prefix(mut self, prefix: &str) -> Fields {
+    pub fn without_prefix(mut self, prefix: &str) -> Fields {
         for p in &mut self.paths {
             if let Some(rest) = p.strip_prefix(prefix) {
                 *p = rest.to_string();
@@ -46,12 +46,12 @@ impl Fields {
         self
     }
 
-    pub(super) fn is_everything(&self) -> bool {
+    pub fn is_everything(&self) -> bool {
         self.paths.is_empty()
     }
 
     /// Drop from `v` what the selection leaves out.
-    pub(super) fn apply(&self, v: &mut Value) {
+    pub fn apply(&self, v: &mut Value) {
         if !self.is_everything() {
             self.clean("", v);
         }

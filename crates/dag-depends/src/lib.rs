@@ -1,28 +1,64 @@
-//! Argo's `depends` language: bare task names expanded as Argo does
+//! Argo's DAG `depends` language: bare task names expanded as Argo does
 //! (`A` → `A.Succeeded || A.Skipped || A.Daemoned`, plus `Failed`/`Errored` under
 //! `continueOn`), compiled once per DAG into a [`DependsExpr`] and evaluated over the
 //! dependencies' results.
 //!
-//! Pure and engine-free; a malformed expression is an error that names it, never a panic.
+//! Pure and engine-free; a malformed expression is a [`DependsError`] that names it, never a
+//! panic, and nesting is held to the expression limit so neither parsing nor evaluating can
+//! exhaust the stack.
+
+#![forbid(unsafe_code)]
+
+use std::collections::HashMap;
+use std::hash::BuildHasher;
 
 use template_eval::MAX_EXPR_DEPTH;
 use workflow_model::ContinueOn;
 
-use crate::maps::HashMap;
-use crate::status::Phase;
+/// How a dependency ended, as `depends` names it (`A.Succeeded`, `A.Errored`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Succeeded,
+    Failed,
+    Errored,
+    Skipped,
+    Omitted,
+    /// Not ended (no `depends` result names it).
+    Unfinished,
+}
+
+/// Why a `depends` expression cannot be read or evaluated.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DependsError {
+    #[error("unexpected '{found}' in depends '{logic}'")]
+    Unexpected { found: char, logic: String },
+    #[error("missing ')' in depends '{logic}'")]
+    MissingParenthesis { logic: String },
+    #[error("'{word}' has no result in depends '{logic}'")]
+    NoResult { word: String, logic: String },
+    #[error("incomplete depends '{logic}'")]
+    Incomplete { logic: String },
+    #[error("unexpected text after the expression in depends '{logic}'")]
+    TrailingText { logic: String },
+    #[error("depends nests deeper than {MAX_EXPR_DEPTH} levels (MAX_EXPR_DEPTH)")]
+    TooDeep,
+    #[error("task '{0}' has no result yet")]
+    NotEnded(String),
+    #[error("unknown task result '{0}'")]
+    UnknownResult(String),
+}
 
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct DepResult {
-    pub(crate) phase: Phase,
-    pub(crate) any_succeeded: bool,
-    pub(crate) all_failed: bool,
+/// A dependency's result: how it ended, and for a task group (a task with items) whether any
+/// item succeeded and whether all failed.
+pub struct DepResult {
+    pub outcome: Outcome,
+    pub any_succeeded: bool,
+    pub all_failed: bool,
 }
 
 /// Rewrite bare task names in `depends` into Argo's expansion.
-pub(crate) fn expand_depends(
-    logic: &str,
-    continue_on: &dyn Fn(&str) -> Option<ContinueOn>,
-) -> String {
+pub fn expand_depends(logic: &str, continue_on: &dyn Fn(&str) -> Option<ContinueOn>) -> String {
     let mut out = String::new();
     let chars: Vec<char> = logic.chars().collect();
     let mut i = 0;
@@ -71,14 +107,16 @@ pub(crate) fn expand_depends(
 
 /// A compiled `depends` expression: parsed once per DAG, evaluated per task in O(size).
 #[derive(Debug, Clone)]
-pub(crate) enum DependsExpr {
+pub enum DependsExpr {
+    /// `task.Result`
     Result(String, String),
     Not(Box<DependsExpr>),
     And(Vec<DependsExpr>),
     Or(Vec<DependsExpr>),
 }
 
-pub(crate) fn parse_depends(logic: &str) -> Result<Option<DependsExpr>, String> {
+/// Parse an expanded `depends` expression; `None` when it is empty (no dependencies).
+pub fn parse_depends(logic: &str) -> Result<Option<DependsExpr>, DependsError> {
     #[derive(Debug, PartialEq)]
     enum Tok {
         Word(String),
@@ -120,7 +158,12 @@ pub(crate) fn parse_depends(logic: &str) -> Result<Option<DependsExpr>, String> 
                 }
                 toks.push(Tok::Word(chars[start..i].iter().collect()));
             }
-            other => return Err(format!("unexpected '{other}' in depends '{logic}'")),
+            other => {
+                return Err(DependsError::Unexpected {
+                    found: other,
+                    logic: logic.into(),
+                })
+            }
         }
     }
     if toks.is_empty() {
@@ -129,7 +172,12 @@ pub(crate) fn parse_depends(logic: &str) -> Result<Option<DependsExpr>, String> 
     // `depth`: how many parentheses and `!`s deep the parser is, held to the limit on
     // expressions so that neither parsing nor evaluating can exhaust the stack (`&&` and
     // `||` chains are flat lists).
-    fn or(t: &[Tok], p: &mut usize, logic: &str, depth: usize) -> Result<DependsExpr, String> {
+    fn or(
+        t: &[Tok],
+        p: &mut usize,
+        logic: &str,
+        depth: usize,
+    ) -> Result<DependsExpr, DependsError> {
         let mut parts = vec![and(t, p, logic, depth)?];
         while t.get(*p) == Some(&Tok::Or) {
             *p += 1;
@@ -141,7 +189,12 @@ pub(crate) fn parse_depends(logic: &str) -> Result<Option<DependsExpr>, String> 
             DependsExpr::Or(parts)
         })
     }
-    fn and(t: &[Tok], p: &mut usize, logic: &str, depth: usize) -> Result<DependsExpr, String> {
+    fn and(
+        t: &[Tok],
+        p: &mut usize,
+        logic: &str,
+        depth: usize,
+    ) -> Result<DependsExpr, DependsError> {
         let mut parts = vec![unary(t, p, logic, depth)?];
         while t.get(*p) == Some(&Tok::And) {
             *p += 1;
@@ -153,11 +206,14 @@ pub(crate) fn parse_depends(logic: &str) -> Result<Option<DependsExpr>, String> 
             DependsExpr::And(parts)
         })
     }
-    fn unary(t: &[Tok], p: &mut usize, logic: &str, depth: usize) -> Result<DependsExpr, String> {
+    fn unary(
+        t: &[Tok],
+        p: &mut usize,
+        logic: &str,
+        depth: usize,
+    ) -> Result<DependsExpr, DependsError> {
         if depth >= MAX_EXPR_DEPTH && matches!(t.get(*p), Some(Tok::Not | Tok::Open)) {
-            return Err(format!(
-                "depends nests deeper than {MAX_EXPR_DEPTH} levels (MAX_EXPR_DEPTH)"
-            ));
+            return Err(DependsError::TooDeep);
         }
         match t.get(*p) {
             Some(Tok::Not) => {
@@ -168,35 +224,41 @@ pub(crate) fn parse_depends(logic: &str) -> Result<Option<DependsExpr>, String> 
                 *p += 1;
                 let e = or(t, p, logic, depth + 1)?;
                 if t.get(*p) != Some(&Tok::Close) {
-                    return Err(format!("missing ')' in depends '{logic}'"));
+                    return Err(DependsError::MissingParenthesis {
+                        logic: logic.into(),
+                    });
                 }
                 *p += 1;
                 Ok(e)
             }
             Some(Tok::Word(w)) => {
                 *p += 1;
-                let (task, result) = w
-                    .rsplit_once('.')
-                    .ok_or_else(|| format!("'{w}' has no result in depends '{logic}'"))?;
+                let (task, result) = w.rsplit_once('.').ok_or_else(|| DependsError::NoResult {
+                    word: w.clone(),
+                    logic: logic.into(),
+                })?;
                 Ok(DependsExpr::Result(task.to_string(), result.to_string()))
             }
-            _ => Err(format!("incomplete depends '{logic}'")),
+            _ => Err(DependsError::Incomplete {
+                logic: logic.into(),
+            }),
         }
     }
     let mut p = 0;
     let e = or(&toks, &mut p, logic, 0)?;
     if p != toks.len() {
-        return Err(format!(
-            "unexpected text after the expression in depends '{logic}'"
-        ));
+        return Err(DependsError::TrailingText {
+            logic: logic.into(),
+        });
     }
     Ok(Some(e))
 }
 
-pub(crate) fn eval_depends_expr(
+/// Evaluate a parsed expression over the dependencies' results, by task name.
+pub fn eval_depends_expr<S: BuildHasher>(
     e: &DependsExpr,
-    results: &HashMap<String, DepResult>,
-) -> Result<bool, String> {
+    results: &HashMap<String, DepResult, S>,
+) -> Result<bool, DependsError> {
     Ok(match e {
         DependsExpr::Not(x) => !eval_depends_expr(x, results)?,
         DependsExpr::And(xs) => {
@@ -218,17 +280,17 @@ pub(crate) fn eval_depends_expr(
         DependsExpr::Result(task, result) => {
             let r = results
                 .get(task)
-                .ok_or_else(|| format!("task '{task}' has no result yet"))?;
+                .ok_or_else(|| DependsError::NotEnded(task.clone()))?;
             match result.as_str() {
-                "Succeeded" => r.phase == Phase::Succeeded,
-                "Failed" => r.phase == Phase::Failed,
-                "Errored" => r.phase == Phase::Error,
-                "Skipped" => r.phase == Phase::Skipped,
-                "Omitted" => r.phase == Phase::Omitted,
+                "Succeeded" => r.outcome == Outcome::Succeeded,
+                "Failed" => r.outcome == Outcome::Failed,
+                "Errored" => r.outcome == Outcome::Errored,
+                "Skipped" => r.outcome == Outcome::Skipped,
+                "Omitted" => r.outcome == Outcome::Omitted,
                 "Daemoned" => false,
                 "AnySucceeded" => r.any_succeeded,
                 "AllFailed" => r.all_failed,
-                other => return Err(format!("unknown task result '{other}'")),
+                other => return Err(DependsError::UnknownResult(other.into())),
             }
         }
     })
@@ -236,7 +298,7 @@ pub(crate) fn eval_depends_expr(
 
 /// Evaluate an expanded `depends` expression over the dependencies' results.
 #[cfg(test)]
-fn eval_depends(logic: &str, results: &HashMap<String, DepResult>) -> Result<bool, String> {
+fn eval_depends(logic: &str, results: &HashMap<String, DepResult>) -> Result<bool, DependsError> {
     match parse_depends(logic)? {
         None => Ok(true),
         Some(e) => eval_depends_expr(&e, results),
@@ -262,8 +324,7 @@ mod tests {
             "(".repeat(n) + "A.Succeeded" + &")".repeat(n),
             "!".repeat(n) + "A.Succeeded",
         ] {
-            let e = run(logic).unwrap_err();
-            assert!(e.contains("MAX_EXPR_DEPTH"), "{e}");
+            assert_eq!(run(logic).unwrap_err(), DependsError::TooDeep);
         }
         assert!(run("(".repeat(50) + "A.Succeeded" + &")".repeat(50)).is_ok());
         assert!(run(vec!["A.Succeeded"; n].join(" && ")).is_ok());
@@ -289,11 +350,11 @@ mod tests {
             expand_depends("B", &co),
             "(B.Succeeded || B.Skipped || B.Daemoned || B.Failed)"
         );
-        let mut r = HashMap::default();
+        let mut r = HashMap::new();
         r.insert(
             "A".to_string(),
             DepResult {
-                phase: Phase::Succeeded,
+                outcome: Outcome::Succeeded,
                 any_succeeded: false,
                 all_failed: false,
             },
@@ -301,7 +362,7 @@ mod tests {
         r.insert(
             "B".to_string(),
             DepResult {
-                phase: Phase::Failed,
+                outcome: Outcome::Failed,
                 any_succeeded: false,
                 all_failed: false,
             },
