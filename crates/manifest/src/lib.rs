@@ -353,6 +353,64 @@ fn measure(v: &Value) -> (usize, usize) {
     })
 }
 
+/// The string Kubernetes' YAML reader (sigs.k8s.io/yaml over go-yaml v2) puts in a string
+/// field that got a plain scalar YAML 1.1 reads as a boolean or a number: `true`/`false`, an
+/// integer's digits, a float as Go's `strconv.FormatFloat(f, 'g', -1, 32)` writes it. `None`
+/// for any other value.
+pub fn string_field_text(v: &Value) -> Option<String> {
+    match v {
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Number(n) if n.is_i64() || n.is_u64() => Some(n.to_string()),
+        Value::Number(n) => n.as_f64().map(go_float32_g),
+        _ => None,
+    }
+}
+
+/// Go's `strconv.FormatFloat(f, 'g', -1, 32)`: the shortest digits that read back as the
+/// same float32, in `%e` form when the exponent is below -4 or at least 6.
+fn go_float32_g(f: f64) -> String {
+    let f = f as f32;
+    if f == 0.0 {
+        return if f.is_sign_negative() { "-0" } else { "0" }.into();
+    }
+    if !f.is_finite() {
+        return if f.is_nan() {
+            "NaN".into()
+        } else if f > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
+    }
+    // Rust's `{:e}` gives the same shortest digits: `d.ddde±x`.
+    let e = format!("{:e}", f.abs());
+    let (mantissa, exp) = e.split_once('e').unwrap_or((&e, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let digits: String = mantissa.chars().filter(|c| c.is_ascii_digit()).collect();
+    let sign = if f < 0.0 { "-" } else { "" };
+    if !(-4..6).contains(&exp) {
+        let (first, rest) = digits.split_at(1);
+        let point = if rest.is_empty() {
+            String::new()
+        } else {
+            format!(".{rest}")
+        };
+        let esign = if exp < 0 { '-' } else { '+' };
+        return format!("{sign}{first}{point}e{esign}{:02}", exp.abs());
+    }
+    let point = exp + 1; // digits before the decimal point
+    let nd = digits.len() as i32;
+    let body = if point <= 0 {
+        format!("0.{}{digits}", "0".repeat((-point) as usize))
+    } else if point >= nd {
+        format!("{digits}{}", "0".repeat((point - nd) as usize))
+    } else {
+        let (a, b) = digits.split_at(point as usize);
+        format!("{a}.{b}")
+    };
+    format!("{sign}{body}")
+}
+
 /// Resolve one scalar the way go-yaml v2 (YAML 1.1) does. Quoted and block scalars are
 /// always strings; explicit `!!str`, `!!int`, ... tags win over the plain-scalar rules.
 pub fn resolve_scalar(text: &str, style: ScalarStyle, tag: Option<&str>) -> Value {
@@ -537,5 +595,28 @@ mod tests {
         fn never_panics_on_yamlish_input(s in "[-:\\[\\]{}&*!|>'\" \n#a-z0-9,?]{0,120}") {
             let _ = parse_documents(&s);
         }
+    }
+
+    #[test]
+    fn string_fields_get_the_text_kubernetes_makes_of_a_scalar() {
+        use serde_json::json;
+        let cases = [
+            (json!(false), "false"),
+            (json!(true), "true"),
+            (json!(511), "511"),
+            (json!(1.10), "1.1"),
+            (json!(1.0), "1"),
+            (json!(123456.0), "123456"),
+            (json!(1234567.0), "1.234567e+06"),
+            (json!(1e6), "1e+06"),
+            (json!(0.0001), "0.0001"),
+            (json!(0.00001), "1e-05"),
+            (json!(-2.5), "-2.5"),
+            (json!(1.2345678901), "1.2345679"),
+        ];
+        for (v, text) in cases {
+            assert_eq!(string_field_text(&v).as_deref(), Some(text), "{v}");
+        }
+        assert_eq!(string_field_text(&json!("n")), None);
     }
 }

@@ -255,6 +255,45 @@ fn unknown_fields_are_warnings_and_the_example_lints_clean() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
 
+/// YAML as Kubernetes reads it: a plain `n` in a string field is the boolean false, so the
+/// field reads "false" (and the template's `{{inputs.parameters.n}}` names nothing); lint
+/// warns at the scalar with the fix. A wrong shape is an error with its line and what was
+/// expected, in the document's words.
+#[test]
+fn yaml_1_1_scalars_warn_with_the_fix_and_wrong_shapes_say_what_was_expected() {
+    let h = home("yaml11");
+    let f = write(
+        &h,
+        "wf.yaml",
+        &format!("{HEAD}  entrypoint: main\n  templates:\n  - name: main\n    inputs:\n      parameters:\n      - name: n\n    container: {{image: alpine, args: [echo, '{{{{inputs.parameters.n}}}}']}}\n"),
+    );
+    let out = onyx(&h, &["lint", f.to_str().unwrap()]);
+    let e = stderr(&out);
+    assert!(
+        e.contains("wf.yaml:11:9: warning: spec.templates[0].inputs.parameters[0].name: the plain scalar n is read by YAML 1.1 (as Kubernetes reads it) as false, so this string field gets \"false\"; quote it (\"n\") to keep the text"),
+        "{e}"
+    );
+    let quoted = write(
+        &h,
+        "ok.yaml",
+        &std::fs::read_to_string(&f)
+            .unwrap()
+            .replace("name: n\n", "name: 'n'\n"),
+    );
+    let out = onyx(&h, &["lint", quoted.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
+    let shape = write(&h, "shape.yaml", &format!("{HEAD}  entrypoint: main\n  templates:\n  - name: main\n    steps:\n    - - name: a\n        template: main\n        arguments: {{parameters: {{name: x}}}}\n"));
+    let out = onyx(&h, &["lint", shape.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let e = stderr(&out);
+    assert!(
+        e.contains("shape.yaml:12:21: error: spec.templates[0].steps[0][0].arguments.parameters: expected a list, found a mapping"),
+        "{e}"
+    );
+    assert!(!e.contains("untagged") && !e.contains("struct "), "{e}");
+}
+
 #[test]
 fn raw_and_http_input_artifacts() {
     use std::io::{Read, Write};

@@ -155,7 +155,7 @@ fn missing_output_file_without_default_is_an_error() {
 #[test]
 fn expression_tags_and_input_enums() {
     let s = run(&wf(
-        "  entrypoint: main\n  arguments: {parameters: [{name: n, value: '4'}]}\n  templates:\n  - name: main\n    steps:\n    - - name: calc\n        template: say\n        arguments: {parameters: [{name: msg, value: \"{{=asInt(workflow.parameters.n) * 10 + 2}} {{=sprig.upper('x')}} {{=jsonpath('{\\\"a\\\": [5]}', '$.a[0]')}}\"}]}\n  - name: say\n    inputs: {parameters: [{name: msg}]}\n    container: {image: argosay, args: [echo, '{{inputs.parameters.msg}}']}\n",
+        "  entrypoint: main\n  arguments: {parameters: [{name: 'n', value: '4'}]}\n  templates:\n  - name: main\n    steps:\n    - - name: calc\n        template: say\n        arguments: {parameters: [{name: msg, value: \"{{=asInt(workflow.parameters.n) * 10 + 2}} {{=sprig.upper('x')}} {{=jsonpath('{\\\"a\\\": [5]}', '$.a[0]')}}\"}]}\n  - name: say\n    inputs: {parameters: [{name: msg}]}\n    container: {image: argosay, args: [echo, '{{inputs.parameters.msg}}']}\n",
     ));
     assert_eq!(s.node("calc")["outputs"]["result"], "42 X 5");
     let err = Sim::new(&wf("  entrypoint: m\n  arguments: {parameters: [{name: c, value: red, enum: [blue, green]}]}\n  templates:\n  - name: m\n    container: {image: x}\n"), &[]).err().unwrap();

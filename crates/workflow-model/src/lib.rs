@@ -216,8 +216,9 @@ fn load_document(file: &str, doc: Document, diags: &mut Vec<Diagnostic>) -> Opti
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
+    let mut converted = Vec::new();
     let metadata: ObjectMeta = match map.get("metadata") {
-        Some(m) => match decode_document(&doc, m, "metadata") {
+        Some(m) => match decode_document(&doc, m, "metadata", &mut converted) {
             Ok(m) => m,
             Err((path, msg)) => {
                 diags.push(err(&doc, &prefixed("metadata", &path), msg));
@@ -266,7 +267,7 @@ fn load_document(file: &str, doc: Document, diags: &mut Vec<Diagnostic>) -> Opti
             .cloned()
             .unwrap_or(Value::Object(Default::default()));
         if kind == "CronWorkflow" {
-            match decode_document::<CronWorkflowSpec>(&doc, &spec_value, "spec") {
+            match decode_document::<CronWorkflowSpec>(&doc, &spec_value, "spec", &mut converted) {
                 Ok(spec) => Object::CronWorkflow(CronWorkflowObject {
                     metadata,
                     spec,
@@ -278,7 +279,7 @@ fn load_document(file: &str, doc: Document, diags: &mut Vec<Diagnostic>) -> Opti
                 }
             }
         } else {
-            match decode_document::<WorkflowSpec>(&doc, &spec_value, "spec") {
+            match decode_document::<WorkflowSpec>(&doc, &spec_value, "spec", &mut converted) {
                 Ok(spec) => {
                     // The raw object keeps the text Kubernetes would keep for string fields.
                     let mut raw = doc.value.clone();
@@ -308,6 +309,15 @@ fn load_document(file: &str, doc: Document, diags: &mut Vec<Diagnostic>) -> Opti
             raw: doc.value.clone(),
         })
     };
+    for c in converted.iter().filter(|c| c.surprises()) {
+        diags.push(Diagnostic {
+            severity: Severity::Warning,
+            file: file.to_string(),
+            location: doc.location_of(&c.path),
+            path: c.path.clone(),
+            message: c.warning(),
+        });
+    }
     Some(Loaded {
         object,
         file: file.to_string(),
@@ -366,13 +376,43 @@ fn prefixed(prefix: &str, path: &str) -> String {
     }
 }
 
+/// A plain scalar that YAML 1.1 read as a boolean or number and that landed in a string field:
+/// the field gets the text Kubernetes makes of it (`manifest::string_field_text`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Converted {
+    /// The field's path (`spec.templates[1].inputs.parameters[0].name`).
+    pub path: String,
+    /// The scalar as written (`n`).
+    pub written: String,
+    /// What the field reads (`false`).
+    pub reads: String,
+}
+
+impl Converted {
+    /// Whether the field reads other text than was written (`n` → `false`, `1.10` → `1.1`),
+    /// which is worth a warning; `true` → `true` is not.
+    pub fn surprises(&self) -> bool {
+        self.written != self.reads
+    }
+
+    /// The lint warning for it, with the fix.
+    pub fn warning(&self) -> String {
+        format!(
+            "the plain scalar {} is read by YAML 1.1 (as Kubernetes reads it) as {}, so this string field gets \"{}\"; quote it (\"{}\") to keep the text",
+            self.written, self.reads, self.reads, self.written
+        )
+    }
+}
+
 /// Decode the part of a YAML document at `prefix` into a typed struct. Where a string field
-/// got a plain scalar that YAML 1.1 read as a boolean or number, the scalar's original text is
-/// used, as Kubernetes' decoder does for string fields.
+/// got a plain scalar that YAML 1.1 read as a boolean or number, the field gets the text
+/// Kubernetes' YAML reader makes of it (`false` for `n`, `1.1` for `1.10`); each such field is
+/// added to `converted`.
 pub fn decode_document<T: DeserializeOwned>(
     doc: &Document,
     value: &Value,
     prefix: &str,
+    converted: &mut Vec<Converted>,
 ) -> Result<T, (String, String)> {
     struct Strict;
     impl Drop for Strict {
@@ -415,8 +455,14 @@ pub fn decode_document<T: DeserializeOwned>(
                     }
                 }
                 if msg.contains("expected a string") {
-                    if let Some(orig) = doc.original_text(&full) {
-                        if set_at(&mut v, &segments, Value::String(orig.to_string())) {
+                    let text = value_at(&v, &segments).and_then(manifest::string_field_text);
+                    if let (Some(written), Some(text)) = (doc.original_text(&full), text) {
+                        if set_at(&mut v, &segments, Value::String(text.clone())) {
+                            converted.push(Converted {
+                                path: full,
+                                written: written.to_string(),
+                                reads: text,
+                            });
                             continue;
                         }
                     }
@@ -425,10 +471,10 @@ pub fn decode_document<T: DeserializeOwned>(
                 types::STRICT_STRINGS.with(|s| s.set(false));
                 return Err((
                     if path == "." { String::new() } else { path },
-                    msg.replace(
+                    plain_message(&msg.replace(
                         "invalid type: scalar, expected a string",
                         "expected a string",
-                    ),
+                    )),
                 ));
             }
         }
@@ -439,6 +485,69 @@ pub fn decode_document<T: DeserializeOwned>(
 enum PathPart {
     Index(usize),
     Key(String),
+}
+
+fn value_at<'a>(v: &'a Value, path: &[PathPart]) -> Option<&'a Value> {
+    path.iter().try_fold(v, |cur, p| match (p, cur) {
+        (PathPart::Index(i), Value::Array(a)) => a.get(*i),
+        (PathPart::Key(k), Value::Object(m)) => m.get(k),
+        _ => None,
+    })
+}
+
+/// serde's message in the words of the document: what was expected there and what was found,
+/// never a Rust type (`expected i64` is `expected an integer`, `expected struct Template` is
+/// `expected a mapping`).
+pub fn plain_message(msg: &str) -> String {
+    fn expected(what: &str) -> String {
+        let what = what.trim();
+        if what.starts_with("struct ") || what == "a map" || what.starts_with("map") {
+            return "a mapping".into();
+        }
+        match what {
+            "i8" | "i16" | "i32" | "i64" | "i128" | "isize" | "u8" | "u16" | "u32" | "u64"
+            | "u128" | "usize" => "an integer".into(),
+            "f32" | "f64" => "a number".into(),
+            "a sequence" => "a list".into(),
+            "a boolean" | "bool" => "a boolean (true or false)".into(),
+            other => other.into(),
+        }
+    }
+    fn found(what: &str) -> String {
+        let what = what.trim();
+        for (serde, plain) in [
+            ("string ", "the string "),
+            ("integer ", "the number "),
+            ("floating point ", "the number "),
+            ("boolean ", "the boolean "),
+        ] {
+            if let Some(rest) = what.strip_prefix(serde) {
+                return format!("{plain}{}", rest.trim_matches('`'));
+            }
+        }
+        match what {
+            "sequence" => "a list".into(),
+            "map" => "a mapping".into(),
+            "unit value" | "null" => "null".into(),
+            other => other.into(),
+        }
+    }
+    if let Some(rest) = msg.strip_prefix("invalid type: ") {
+        if let Some((got, want)) = rest.split_once(", expected ") {
+            return format!("expected {}, found {}", expected(want), found(got));
+        }
+    }
+    if let Some(rest) = msg.strip_prefix("invalid value: ") {
+        if let Some((got, want)) = rest.split_once(", expected ") {
+            return format!("expected {}, found {}", expected(want), found(got));
+        }
+    }
+    if let Some((head, want)) = msg.split_once("expected ") {
+        if head.is_empty() || head.ends_with(": ") || head.ends_with(", ") {
+            return format!("{head}expected {}", expected(want));
+        }
+    }
+    msg.to_string()
 }
 
 fn set_at(v: &mut Value, path: &[PathPart], new: Value) -> bool {
@@ -497,40 +606,85 @@ mod tests {
         assert_eq!(diags[0].path, "spec.parallelism");
         assert_eq!(diags[0].location.line, 5);
         assert!(
-            diags[0].message.contains("expected i64"),
+            diags[0].message.contains("expected an integer, found"),
             "{}",
             diags[0].message
         );
     }
 
+    /// Kubernetes' YAML reader (sigs.k8s.io/yaml over go-yaml v2) reads YAML 1.1: a plain `n`,
+    /// `yes` or `on` is a boolean and `017` an octal number, and a string field that gets one
+    /// holds `"false"`, `"true"`, `"15"`. ONYX reads them so, and warns where the text changed.
     #[test]
-    fn yaml11_scalars_in_string_fields_keep_their_text() {
-        let text = "apiVersion: argoproj.io/v1alpha1\nkind: Workflow\nmetadata: {name: a, labels: {x: yes}}\nspec:\n  entrypoint: n\n  arguments: {parameters: [{name: n, value: 017}]}\n  parallelism: 0x10\n  templates:\n  - name: n\n    container: {image: x, args: [echo, on]}\n";
+    fn yaml11_scalars_in_string_fields_read_as_kubernetes_reads_them() {
+        let text = "apiVersion: argoproj.io/v1alpha1\nkind: Workflow\nmetadata: {name: a, labels: {x: yes}}\nspec:\n  entrypoint: n\n  arguments: {parameters: [{name: n, value: 017}, {name: t, value: true}]}\n  parallelism: 0x10\n  templates:\n  - name: n\n    container: {image: x, args: [echo, on]}\n";
         let (objs, diags) = load_str("wf.yaml", text);
-        assert!(diags.is_empty(), "{diags:?}");
         let Object::Workflow(w) = &objs[0].object else {
-            panic!()
+            panic!("{diags:?}")
         };
-        assert_eq!(w.spec.arguments.parameters[0].name, "n");
-        assert_eq!(
-            w.spec.arguments.parameters[0].value.as_ref().unwrap().0,
-            "017"
-        );
+        let params = &w.spec.arguments.parameters;
+        assert_eq!(params[0].name, "false");
+        assert_eq!(params[0].value.as_ref().unwrap().0, "15");
+        assert_eq!(params[1].value.as_ref().unwrap().0, "true");
         assert_eq!(w.spec.parallelism, Some(16));
-        assert_eq!(w.metadata.labels["x"].0, "yes");
+        assert_eq!(w.metadata.labels["x"].0, "true");
+        assert_eq!(w.spec.entrypoint.as_deref(), Some("false"));
+        let args = w.spec.templates[0]
+            .container
+            .as_ref()
+            .unwrap()
+            .args
+            .as_ref()
+            .unwrap();
+        assert_eq!(args[1].0, "true");
+        assert_eq!(w.raw["spec"]["templates"][0]["name"], "false");
         assert_eq!(
-            w.spec.templates[0]
-                .container
-                .as_ref()
-                .unwrap()
-                .args
-                .as_ref()
-                .unwrap()[1]
-                .0,
-            "on"
+            w.raw["spec"]["templates"][0]["container"]["args"][1],
+            "true"
         );
-        assert_eq!(w.raw["spec"]["templates"][0]["name"], "n");
-        assert_eq!(w.raw["spec"]["templates"][0]["container"]["args"][1], "on");
+        // A warning wherever the field reads other text than was written (not `true`).
+        let warned: Vec<(&str, usize)> = diags
+            .iter()
+            .map(|d| {
+                assert_eq!(d.severity, Severity::Warning, "{d:?}");
+                (d.path.as_str(), d.location.line)
+            })
+            .collect();
+        assert_eq!(
+            warned,
+            [
+                ("metadata.labels.x", 3),
+                ("spec.entrypoint", 5),
+                ("spec.arguments.parameters[0].name", 6),
+                ("spec.arguments.parameters[0].value", 6),
+                ("spec.templates[0].name", 9),
+                ("spec.templates[0].container.args[1]", 10),
+            ]
+        );
+        assert_eq!(
+            diags[2].message,
+            "the plain scalar n is read by YAML 1.1 (as Kubernetes reads it) as false, so this string field gets \"false\"; quote it (\"n\") to keep the text"
+        );
+    }
+
+    /// A wrong shape anywhere is an error at its line that names the field and what was
+    /// expected there, never a Rust type or an untagged enum.
+    #[test]
+    fn wrong_shapes_name_the_field_and_the_expected_shape() {
+        let head = "apiVersion: argoproj.io/v1alpha1\nkind: Workflow\nmetadata: {name: a}\nspec:\n  entrypoint: m\n  templates:\n  - name: m\n";
+        for (body, line, expected) in [
+            ("    steps: 5\n", 8, "spec.templates[0].steps: expected a list, found the number 5"),
+            ("    steps:\n    - - name: a\n        arguments: {parameters: {name: x}}\n", 10, "spec.templates[0].steps[0][0].arguments.parameters: expected a list, found a mapping"),
+            ("    inputs: {parameters: 5}\n", 8, "spec.templates[0].inputs.parameters: expected a list, found the number 5"),
+            ("    retryStrategy: {limit: [1]}\n", 8, "spec.templates[0].retryStrategy.limit: expected an integer or a string, found a list"),
+            ("    dag: {tasks: [{name: a, continueOn: {failed: maybe}}]}\n", 8, "spec.templates[0].dag.tasks[0].continueOn.failed: expected a boolean (true or false), found the string \"maybe\""),
+        ] {
+            let (_, diags) = load_str("wf.yaml", &format!("{head}{body}"));
+            assert_eq!(diags.len(), 1, "{diags:?}");
+            let d = &diags[0];
+            assert_eq!(format!("{}: {}", d.path, d.message), expected);
+            assert_eq!(d.location.line, line, "{expected}");
+        }
     }
 
     #[test]

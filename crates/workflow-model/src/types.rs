@@ -470,16 +470,30 @@ pub struct ParallelSteps(pub Vec<WorkflowStep>);
 
 impl<'de> Deserialize<'de> for ParallelSteps {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Shape {
-            Many(Vec<WorkflowStep>),
-            One(Box<WorkflowStep>),
+        // Dispatched on the shape the document has, so that an error inside a step keeps its
+        // own field and message (an untagged enum would only say that no shape matched).
+        struct Shape;
+        impl<'de> serde::de::Visitor<'de> for Shape {
+            type Value = ParallelSteps;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of steps that run in parallel (or one step)")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                a: A,
+            ) -> Result<ParallelSteps, A::Error> {
+                Vec::<WorkflowStep>::deserialize(serde::de::value::SeqAccessDeserializer::new(a))
+                    .map(ParallelSteps)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                a: A,
+            ) -> Result<ParallelSteps, A::Error> {
+                WorkflowStep::deserialize(serde::de::value::MapAccessDeserializer::new(a))
+                    .map(|s| ParallelSteps(vec![s]))
+            }
         }
-        Ok(match Shape::deserialize(d)? {
-            Shape::Many(v) => ParallelSteps(v),
-            Shape::One(s) => ParallelSteps(vec![*s]),
-        })
+        d.deserialize_any(Shape)
     }
 }
 
