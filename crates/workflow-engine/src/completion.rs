@@ -55,12 +55,13 @@ impl Engine {
                     depth: 0,
                 };
                 let name = format!("{}.onExit", self.name);
-                let args = self
+                let hook = self
                     .spec
-                    .hooks
-                    .get("exit")
-                    .map(|h| h.arguments.clone())
-                    .unwrap_or_default();
+                    .on_exit
+                    .is_none()
+                    .then(|| self.spec.hooks.get("exit"))
+                    .flatten();
+                let args = self.exit_arguments(hook);
                 let args = resolve_arguments(&args, &self.globals, &self.global_artifacts)
                     .unwrap_or_default();
                 let e = self.execute(

@@ -626,21 +626,33 @@ impl Engine {
         let exit_handler = match &self.nodes[d].frame {
             Frame::Dag { template, .. } if phase.completed() => {
                 let task = dag_task(template, i);
+                let hook = task
+                    .on_exit
+                    .is_none()
+                    .then(|| task.hooks.get("exit"))
+                    .flatten();
                 task.on_exit
                     .clone()
-                    .or_else(|| task.hooks.get("exit").and_then(|h| h.template.clone()))
-                    .map(|t| (t, task.hooks.clone()))
+                    .or_else(|| hook.and_then(|h| h.template.clone()))
+                    .map(|t| (t, hook.cloned()))
             }
             _ => None,
         };
         if phase.completed() {
-            if let Some((exit_t, hooks)) = exit_handler {
+            if let Some((exit_t, hook)) = exit_handler {
                 match exit {
                     None => {
                         let display = format!("{name}.onExit");
                         let owner = Owner::TaskExit { dag: d, task: i };
-                        let e =
-                            self.start_exit_handler(d, node, &exit_t, &hooks, owner, display, now);
+                        let e = self.start_exit_handler(
+                            d,
+                            node,
+                            &exit_t,
+                            hook.as_ref(),
+                            owner,
+                            display,
+                            now,
+                        );
                         if let Frame::Dag { tasks, .. } = &mut self.nodes[d].frame {
                             tasks[i].exit = Some(e);
                         }

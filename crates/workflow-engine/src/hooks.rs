@@ -5,26 +5,45 @@
 //! A step or task is not done until its exit handler and running hooks are fulfilled, so
 //! its successors never start ahead of them.
 
-use std::collections::BTreeMap;
-
 use serde_json::Value;
 use template_eval::Lookup;
-use workflow_model::LifecycleHook;
+use workflow_model::{Arguments, LifecycleHook};
 
 use crate::state::{dag_task, Ctx, Engine, Frame, Holder, Owner, TScope};
 use crate::status::{Phase, Time};
 use crate::templates::resolve_arguments;
 
 impl Engine {
-    /// Start the exit handler of a step's or task's node (`onExit`, or its `exit` hook with
-    /// that hook's arguments), in the context of the block that ran it.
+    /// The arguments an exit handler gets (Argo's `GetExitHook(spec.arguments)`): an `onExit`
+    /// template the workflow's arguments; an `exit` hook its own, or the workflow's when it
+    /// has none. The workflow's parameters carry the values the workflow runs with.
+    pub(crate) fn exit_arguments(&self, hook: Option<&LifecycleHook>) -> Arguments {
+        if let Some(own) = hook
+            .map(|h| &h.arguments)
+            .filter(|a| !a.parameters.is_empty() || !a.artifacts.is_empty())
+        {
+            return own.clone();
+        }
+        let mut args = self.spec.arguments.clone();
+        for p in &mut args.parameters {
+            if let Some(v) = self.globals.get(&format!("workflow.parameters.{}", p.name)) {
+                p.value = Some(workflow_model::AnyString(v.clone()));
+                p.value_from = None;
+            }
+        }
+        args
+    }
+
+    /// Start the exit handler of a step's or task's node (`onExit`, or its `exit` hook), with
+    /// the arguments `hook` gives it (see [`Engine::exit_arguments`]; `None` for `onExit`), in
+    /// the context of the block that ran it.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn start_exit_handler(
         &mut self,
         block: usize,
         node: usize,
         template: &str,
-        hooks: &BTreeMap<String, LifecycleHook>,
+        hook: Option<&LifecycleHook>,
         owner: Owner,
         display: String,
         now: Time,
@@ -40,10 +59,7 @@ impl Engine {
         };
         ctx.on_exit = true;
         let name = format!("{}.onExit", self.nodes[node].status.name);
-        let args = hooks
-            .get("exit")
-            .map(|h| h.arguments.clone())
-            .unwrap_or_default();
+        let args = self.exit_arguments(hook);
         let vars = self.block_vars(block);
         let args = resolve_arguments(&args, &self.layered(&vars), &self.scope_artifacts(block))
             .unwrap_or_default();

@@ -355,14 +355,13 @@ impl Engine {
                     None => {
                         let display = format!("{}.onExit", step.name);
                         let owner = Owner::StepExit { group: g, slot };
+                        let hook = step
+                            .on_exit
+                            .is_none()
+                            .then(|| step.hooks.get("exit"))
+                            .flatten();
                         let e = self.start_exit_handler(
-                            steps_node,
-                            node,
-                            &exit_t,
-                            &step.hooks,
-                            owner,
-                            display,
-                            now,
+                            steps_node, node, &exit_t, hook, owner, display, now,
                         );
                         if let Frame::StepGroup { slots, .. } = &mut self.nodes[g].frame {
                             slots[slot].exit = Some(e);

@@ -649,3 +649,23 @@ fn a_retry_keeps_succeeded_pods_as_they_were() {
     assert_eq!(again.node("b")["outputs"]["result"], "got hello");
     assert_eq!(again.started.len(), 1, "only b ran: {:?}", again.started);
 }
+
+/// Argo passes the workflow's `spec.arguments` to exit handlers (`GetExitHook(spec.arguments)`):
+/// a `spec.onExit` template, a step's `onExit`, and an `exit` hook without arguments of its own
+/// get the workflow's parameters as inputs; an `exit` hook with arguments gets its own.
+#[test]
+fn exit_handlers_get_the_workflows_arguments() {
+    let s = Sim::new(
+        &wf(&format!(
+            "  entrypoint: main\n  onExit: notify\n  arguments: {{parameters: [{{name: who, value: ops}}, {{name: msg, value: '{{{{workflow.name}}}} done'}}]}}\n  templates:\n  - name: main\n    steps:\n    - - name: a\n        template: say\n        arguments: {{parameters: [{{name: msg, value: hi}}]}}\n        onExit: notify\n      - name: b\n        template: say\n        arguments: {{parameters: [{{name: msg, value: hi}}]}}\n        hooks: {{exit: {{template: say}}}}\n      - name: c\n        template: say\n        arguments: {{parameters: [{{name: msg, value: hi}}]}}\n        hooks: {{exit: {{template: say, arguments: {{parameters: [{{name: msg, value: own}}]}}}}}}\n  - name: notify\n    inputs: {{parameters: [{{name: who}}]}}\n    container: {{image: argosay, args: [echo, 'to {{{{inputs.parameters.who}}}}']}}\n{SAY}"
+        )),
+        &[("who", "team-a")],
+    )
+    .expect("engine accepts the workflow")
+    .run();
+    assert_eq!(s.phase(), "Succeeded", "{}", s.json());
+    assert_eq!(s.node("wf.onExit")["outputs"]["result"], "to team-a");
+    assert_eq!(s.node("a.onExit")["outputs"]["result"], "to team-a");
+    assert_eq!(s.node("b.onExit")["outputs"]["result"], "wf done");
+    assert_eq!(s.node("c.onExit")["outputs"]["result"], "own");
+}
