@@ -288,6 +288,44 @@ def test_an_archived_workflow_opens_as_its_graph_and_resubmits(local_server, pag
     assert page.locator(".bar h1").inner_text().startswith("ui-arch")
 
 
+def test_argo_addresses_open_the_matching_page(local_server, page):
+    """The links Argo users bookmark and paste (`/workflows/NS/NAME`, `/workflow-templates/...`,
+    `/cron-workflows/...`, `/archived-workflows/...`) open this UI's page for the same thing,
+    never the API's JSON."""
+    params = {"parameters": [{"name": "ticket_id", "value": "T-URL"}]}
+    body = [{"name": "main", "container": {"image": "alpine", "command": ["true"]}}]
+    spec = {"entrypoint": "main", "arguments": params, "templates": body}
+    submit(local_server, {"metadata": {"name": "ui-url-live"}, "spec": spec})
+    api(local_server, "POST", "/api/v1/workflow-templates/default",
+        {"template": {"metadata": {"name": "ui-url-tmpl"}, "spec": spec}})
+    api(local_server, "POST", "/api/v1/cron-workflows/default",
+        {"cronWorkflow": {"metadata": {"name": "ui-url-cron"}, "spec": {"schedule": "0 3 * * *", "workflowSpec": spec}}})
+    uid = submit(local_server, {"metadata": {"name": "ui-url-gone"}, "spec": spec})["metadata"]["uid"]
+    deadline = time.time() + 20
+    for name in ("ui-url-live", "ui-url-gone"):
+        while api(local_server, "GET", f"/api/v1/workflows/default/{name}")["status"].get("phase") != "Succeeded":
+            assert time.time() < deadline
+            time.sleep(0.2)
+    api(local_server, "DELETE", "/api/v1/workflows/default/ui-url-gone")
+    node = api(local_server, "GET", "/api/v1/workflows/default/ui-url-live")["metadata"]["name"]
+
+    def opens(path, check):
+        page.goto(local_server + path)
+        assert "#/" in page.url, page.url
+        assert not page.locator("body > pre").count(), page.content()
+        check()
+        shot(page, "argo-url" + re.sub(r"[^a-z]+", "-", path.split("?")[0]).rstrip("-"))
+
+    opens("/workflows/default/ui-url-live?tab=workflow&nodeId=" + node,
+          lambda: expect(page.locator(".bar h1")).to_have_text("ui-url-live"))
+    opens("/workflows/default", lambda: expect(page.locator("#workflows")).to_contain_text("ui-url-live"))
+    opens("/workflows", lambda: expect(page.locator("#workflows")).to_contain_text("ui-url-live"))
+    opens("/workflow-templates/default/ui-url-tmpl", lambda: expect(page.locator("main")).to_contain_text("ui-url-tmpl"))
+    opens("/cron-workflows/default/ui-url-cron", lambda: expect(page.locator("main")).to_contain_text("ui-url-cron"))
+    opens("/cron-workflows", lambda: expect(page.locator('article.card[data-name="ui-url-cron"]')).to_be_visible())
+    opens(f"/archived-workflows/default/{uid}", lambda: expect(page.locator(".bar .badge")).to_have_text("archived"))
+
+
 def test_names_are_text_and_links_only_go_to_safe_places(local_server, page):
     """A workflow named like markup shows as its text, and the UI's element builder makes no
     `javascript:` or `data:` link whatever a name holds."""
