@@ -24,45 +24,50 @@ use crate::state::AppState;
 pub use cron_schedule::Schedule;
 use workflow_runtime::now;
 
-/// How late our own loop may fire a schedule and still call it on time.
-const ON_TIME: i64 = 10;
-
 /// What to do about a CronWorkflow now.
 #[derive(Debug, PartialEq)]
 pub enum Decision {
     Nothing,
     /// Run the schedule of this time.
     Run(DateTime<Utc>),
-    /// A missed schedule outside its starting deadline: not run.
+    /// A schedule past its starting deadline (or missed while no server ran, without one):
+    /// not run.
     Missed(DateTime<Utc>),
 }
 
-/// Argo's firing rule, as a function of the spec, the last run and the time.
+/// Argo's firing rule (`cron/operator.go`), as a function of the spec, the last run, when
+/// this server's cron loop started (`up_since`) and the time:
+/// - a time that came due while the loop ran is run, however late the loop saw it, unless a
+///   `startingDeadlineSeconds` has passed since;
+/// - of the times that came due before it started (while no server ran), only the latest is
+///   run, and only if `startingDeadlineSeconds` is set and has not passed
+///   (`shouldOutstandingWorkflowsBeRun`); it is run before anything that came due since.
 pub fn decide(
     schedule: &Schedule,
     suspended: bool,
     starting_deadline: Option<i64>,
     last_scheduled: Option<DateTime<Utc>>,
     created: DateTime<Utc>,
+    up_since: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Decision {
     if suspended {
         return Decision::Nothing;
     }
-    let anchor = last_scheduled.unwrap_or(created);
-    let Some(t) = schedule.latest_in(anchor, now) else {
-        return Decision::Nothing;
-    };
-    let late = (now - t).num_seconds();
-    if late <= ON_TIME || starting_deadline.is_some_and(|d| late < d) {
-        // On time; or missed while we were down and still within the starting deadline.
-        // (A deadline shorter than our own lateness also skips an on-time run, as Argo does.)
-        if starting_deadline.is_some_and(|d| late >= d) {
-            return Decision::Missed(t);
+    let within = |t: DateTime<Utc>| starting_deadline.is_none_or(|d| (now - t).num_seconds() < d);
+    let mut anchor = last_scheduled.unwrap_or(created);
+    let outstanding = schedule.latest_in(anchor, up_since.min(now));
+    if let Some(m) = outstanding {
+        if starting_deadline.is_some() && within(m) {
+            return Decision::Run(m);
         }
-        Decision::Run(t)
-    } else {
-        Decision::Missed(t)
+        // Skipped; what came due since is judged on its own.
+        anchor = m;
+    }
+    match schedule.latest_in(anchor, now) {
+        Some(t) if within(t) => Decision::Run(t),
+        Some(t) => Decision::Missed(t),
+        None => outstanding.map_or(Decision::Nothing, Decision::Missed),
     }
 }
 
@@ -120,6 +125,8 @@ fn parse_time(v: &Value) -> Option<DateTime<Utc>> {
 
 /// Fire due CronWorkflows, once a second, for as long as the server runs.
 pub async fn run(state: Arc<AppState>) {
+    // Times that came due before now came due while no server fired them.
+    let up_since = now();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
@@ -131,7 +138,7 @@ pub async fn run(state: Arc<AppState>) {
             }
         };
         for row in rows {
-            if let Err(e) = step(&state, &row).await {
+            if let Err(e) = step(&state, &row, up_since).await {
                 tracing::warn!("cron {}/{}: {e}", row.namespace, row.name);
             }
         }
@@ -173,8 +180,15 @@ fn is_done(w: &Value) -> bool {
     )
 }
 
-/// Argo's CronWorkflow rules as a pure function of the object, its runs and the time.
-pub fn plan(cron: &Value, runs: &[Value], created: DateTime<Utc>, now: DateTime<Utc>) -> Plan {
+/// Argo's CronWorkflow rules as a pure function of the object, its runs, when the cron loop
+/// started and the time.
+pub fn plan(
+    cron: &Value,
+    runs: &[Value],
+    created: DateTime<Utc>,
+    up_since: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Plan {
     let mut out = Plan::default();
     let spec = &cron["spec"];
     let name = cron["metadata"]["name"].as_str().unwrap_or_default();
@@ -193,6 +207,7 @@ pub fn plan(cron: &Value, runs: &[Value], created: DateTime<Utc>, now: DateTime<
         spec["startingDeadlineSeconds"].as_i64(),
         parse_time(&cron["status"]["lastScheduledTime"]),
         created,
+        up_since,
         now,
     );
     if let Decision::Run(t) = decision {
@@ -248,7 +263,11 @@ pub fn plan(cron: &Value, runs: &[Value], created: DateTime<Utc>, now: DateTime<
 }
 
 /// Carry out one CronWorkflow's plan.
-async fn step(state: &Arc<AppState>, row: &store::ObjectRow) -> Result<(), ApiError> {
+async fn step(
+    state: &Arc<AppState>,
+    row: &store::ObjectRow,
+    up_since: DateTime<Utc>,
+) -> Result<(), ApiError> {
     let cron: Value = serde_json::from_str(&row.body).unwrap_or_default();
     let created = parse_time(&cron["metadata"]["creationTimestamp"])
         .unwrap_or_else(|| Utc.timestamp_nanos(row.created_ns));
@@ -269,7 +288,7 @@ async fn step(state: &Arc<AppState>, row: &store::ObjectRow) -> Result<(), ApiEr
         .iter()
         .filter_map(|s| serde_json::from_str(s).ok())
         .collect();
-    let mut p = plan(&cron, &runs, created, now());
+    let mut p = plan(&cron, &runs, created, up_since, now());
     for name in &p.terminate {
         if let Some(r) = state.ctl.store.workflow(&ns, name).await? {
             let _ = state
@@ -314,20 +333,28 @@ mod tests {
         let s = Schedule::parse("*/10 * * * *", "").unwrap();
         let created = at(9, 55, 0);
         assert_eq!(
-            decide(&s, false, None, None, created, at(9, 59, 0)),
+            decide(&s, false, None, None, created, created, at(9, 59, 0)),
             Decision::Nothing
         );
         assert_eq!(
-            decide(&s, false, None, None, created, at(10, 0, 1)),
+            decide(&s, false, None, None, created, created, at(10, 0, 1)),
             Decision::Run(at(10, 0, 0))
         );
         // Once run, the same time is not due again.
         assert_eq!(
-            decide(&s, false, None, Some(at(10, 0, 0)), created, at(10, 0, 5)),
+            decide(
+                &s,
+                false,
+                None,
+                Some(at(10, 0, 0)),
+                created,
+                created,
+                at(10, 0, 5)
+            ),
             Decision::Nothing
         );
         assert_eq!(
-            decide(&s, true, None, None, created, at(10, 0, 1)),
+            decide(&s, true, None, None, created, created, at(10, 0, 1)),
             Decision::Nothing
         );
     }
@@ -336,18 +363,81 @@ mod tests {
     fn missed_schedules_run_once_only_within_the_starting_deadline() {
         let s = Schedule::parse("0 * * * *", "").unwrap();
         let last = Some(at(6, 0, 0));
-        // Down from 06:30 to 09:20: 07:00, 08:00 and 09:00 were missed.
+        let created = at(5, 0, 0);
+        // Down from 06:30, up again at 09:20: 07:00, 08:00 and 09:00 were missed.
+        let up = at(9, 20, 0);
         assert_eq!(
-            decide(&s, false, None, last, at(5, 0, 0), at(9, 20, 0)),
+            decide(&s, false, None, last, created, up, at(9, 20, 1)),
             Decision::Missed(at(9, 0, 0))
         );
         assert_eq!(
-            decide(&s, false, Some(3600), last, at(5, 0, 0), at(9, 20, 0)),
+            decide(&s, false, Some(3600), last, created, up, at(9, 20, 1)),
             Decision::Run(at(9, 0, 0))
         );
         assert_eq!(
-            decide(&s, false, Some(600), last, at(5, 0, 0), at(9, 20, 0)),
+            decide(&s, false, Some(600), last, created, up, at(9, 20, 1)),
             Decision::Missed(at(9, 0, 0))
+        );
+        // Once run (or skipped), the schedule goes on from what came due since the start.
+        assert_eq!(
+            decide(
+                &s,
+                false,
+                Some(3600),
+                Some(at(9, 0, 0)),
+                created,
+                up,
+                at(10, 0, 2)
+            ),
+            Decision::Run(at(10, 0, 0))
+        );
+        assert_eq!(
+            decide(&s, false, None, last, created, up, at(10, 0, 2)),
+            Decision::Run(at(10, 0, 0))
+        );
+    }
+
+    /// The outstanding run comes first, even when a new time came due before the loop's first
+    /// look (Argo runs outstanding workflows when the controller starts).
+    #[test]
+    fn an_outstanding_run_comes_before_what_came_due_since_the_start() {
+        let s = Schedule::parse("@every 2s", "").unwrap();
+        let last = Some(at(10, 0, 0));
+        let up = at(10, 0, 7);
+        // 10:00:02, :04, :06 came due while down; :08 after the start, before the first look.
+        assert_eq!(
+            decide(&s, false, Some(60), last, at(9, 0, 0), up, at(10, 0, 9)),
+            Decision::Run(at(10, 0, 6))
+        );
+        assert_eq!(
+            decide(
+                &s,
+                false,
+                Some(60),
+                Some(at(10, 0, 6)),
+                at(9, 0, 0),
+                up,
+                at(10, 0, 9)
+            ),
+            Decision::Run(at(10, 0, 8))
+        );
+        // Without a deadline the outstanding ones are skipped, the new one runs.
+        assert_eq!(
+            decide(&s, false, None, last, at(9, 0, 0), up, at(10, 0, 9)),
+            Decision::Run(at(10, 0, 8))
+        );
+        // A time this server saw come due runs however late its loop looked.
+        assert_eq!(
+            decide(
+                &s,
+                false,
+                None,
+                Some(at(10, 0, 8)),
+                at(9, 0, 0),
+                up,
+                at(10, 0, 40)
+            ),
+            Decision::Run(at(10, 0, 40))
         );
     }
 
@@ -385,7 +475,7 @@ mod tests {
         let created = at(0, 0, 0);
         let now = at(10, 0, 2);
         let busy = vec![run("c-1", "Running")];
-        let allow = plan(&cron("Allow"), &busy, created, now);
+        let allow = plan(&cron("Allow"), &busy, created, created, now);
         let submitted = allow.submit.expect("Allow runs alongside");
         assert_eq!(
             submitted["metadata"]["name"],
@@ -395,17 +485,23 @@ mod tests {
             submitted["metadata"]["labels"]["workflows.argoproj.io/cron-workflow"],
             "c"
         );
-        let forbid = plan(&cron("Forbid"), &busy, created, now);
+        let forbid = plan(&cron("Forbid"), &busy, created, created, now);
         assert!(forbid.submit.is_none(), "Forbid skips while one runs");
         assert_eq!(
             forbid.updated.unwrap()["status"]["lastScheduledTime"],
             "2026-01-05T10:00:00Z",
             "the skipped time is not tried again"
         );
-        let replace = plan(&cron("Replace"), &busy, created, now);
+        let replace = plan(&cron("Replace"), &busy, created, created, now);
         assert_eq!(replace.terminate, vec!["c-1"]);
         assert!(replace.submit.is_some());
-        let idle = plan(&cron("Forbid"), &[run("c-0", "Succeeded")], created, now);
+        let idle = plan(
+            &cron("Forbid"),
+            &[run("c-0", "Succeeded")],
+            created,
+            created,
+            now,
+        );
         assert!(idle.submit.is_some(), "Forbid runs when nothing is active");
     }
 
@@ -423,7 +519,7 @@ mod tests {
             run("r", "Running"),
             run("s1", "Succeeded"),
         ];
-        let p = plan(&c, &runs, at(0, 0, 0), at(9, 30, 0));
+        let p = plan(&c, &runs, at(0, 0, 0), at(0, 0, 0), at(9, 30, 0));
         assert_eq!(
             p.delete,
             vec!["s2", "s1", "e1"],
