@@ -1,0 +1,421 @@
+//! A throwaway Kubernetes control plane for tests: `etcd` and `kube-apiserver` of the release
+//! in `testenv/kubernetes/go.mod`, built from Kubernetes' Go modules by
+//! `testenv/kubernetes/build.sh` into a cache outside the repository.
+//!
+//! The first caller in a test process starts one control plane (in a temporary directory, on
+//! free loopback ports, with a CA and serving certificate made here by `openssl`, a static
+//! administrator token, RBAC on); every caller shares it, each test in namespaces of its own.
+//! The servers die with the test process (parent-death signal). Nothing here fakes the API:
+//! requests go to the real API server over TLS.
+//!
+//! `ONYX_KUBERNETES_BIN` names a directory with `etcd` and `kube-apiserver` to use instead of
+//! the build cache; without it, the first caller runs `build.sh` (which returns at once when
+//! its cache has them), and an error says what is missing when it cannot build them.
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A running control plane and how to reach it as its administrator.
+pub struct ControlPlane {
+    /// `https://127.0.0.1:PORT`.
+    pub url: String,
+    /// A bearer token in `system:masters`.
+    pub token: String,
+    /// The CA that signed the API server's certificate (PEM).
+    pub ca_file: PathBuf,
+    /// A kubeconfig for `url` with `token` and `ca_file`, for clients that read one.
+    pub kubeconfig: PathBuf,
+    /// The API server's `/version` `gitVersion`.
+    pub version: String,
+    agent: ureq::Agent,
+}
+
+static PLANE: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
+
+/// The process's control plane, started on first use.
+pub fn control_plane() -> Result<&'static ControlPlane, String> {
+    PLANE.get_or_init(start).as_ref().map_err(Clone::clone)
+}
+
+impl ControlPlane {
+    /// One request as the administrator: the status and the JSON answer (`null` if none).
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, Value), String> {
+        let req = self
+            .agent
+            .request(method, &format!("{}{path}", self.url))
+            .set("Authorization", &format!("Bearer {}", self.token));
+        let res = match body {
+            Some(b) => req
+                .set("Content-Type", "application/json")
+                .send_string(&b.to_string()),
+            None => req.call(),
+        };
+        let res = match res {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => return Err(format!("{method} {path}: {e}")),
+        };
+        let status = res.status();
+        let text = res
+            .into_string()
+            .map_err(|e| format!("{method} {path}: {e}"))?;
+        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+    }
+}
+
+impl ControlPlane {
+    /// A new namespace with its `default` ServiceAccount, which kube-controller-manager's
+    /// service-account controller would make (it is not run here) and without which the
+    /// ServiceAccount admission plugin refuses pods.
+    pub fn namespace(&self, name: &str) -> Result<(), String> {
+        let (code, body) = self.call(
+            "POST",
+            "/api/v1/namespaces",
+            Some(&serde_json::json!({"metadata": {"name": name}})),
+        )?;
+        if code != 201 {
+            return Err(format!("creating namespace {name}: {code} {body}"));
+        }
+        let (code, body) = self.call(
+            "POST",
+            &format!("/api/v1/namespaces/{name}/serviceaccounts"),
+            Some(&serde_json::json!({"metadata": {"name": "default"}})),
+        )?;
+        if code != 201 {
+            return Err(format!(
+                "creating {name}/default ServiceAccount: {code} {body}"
+            ));
+        }
+        // Admission reads ServiceAccounts from its informer's cache: ready once a dry-run
+        // pod is admitted.
+        let probe = serde_json::json!({"metadata": {"name": "probe"},
+            "spec": {"containers": [{"name": "c", "image": "probe"}]}});
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (code, body) = self.call(
+                "POST",
+                &format!("/api/v1/namespaces/{name}/pods?dryRun=All"),
+                Some(&probe),
+            )?;
+            if code == 201 {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "namespace {name}: pods still refused: {code} {body}"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Where the binaries are: `ONYX_KUBERNETES_BIN`, else what `testenv/kubernetes/build.sh`
+/// prints (it builds them first if its cache does not have them yet).
+fn bin_dir() -> Result<PathBuf, String> {
+    if let Some(d) = std::env::var_os("ONYX_KUBERNETES_BIN") {
+        return Ok(PathBuf::from(d));
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testenv/kubernetes/build.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("running {}: {e}", script.display()))?;
+    let dir = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string();
+    if !out.status.success() || dir.is_empty() {
+        return Err(format!(
+            "{} could not build kube-apiserver and etcd (it needs Go and the Go module proxy); or point ONYX_KUBERNETES_BIN at a directory with both",
+            script.display()
+        ));
+    }
+    Ok(PathBuf::from(dir))
+}
+
+fn free_port() -> Result<u16, String> {
+    let l =
+        std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("finding a port: {e}"))?;
+    Ok(l.local_addr().map_err(|e| e.to_string())?.port())
+}
+
+fn remove_stale(tmp: &Path) {
+    for e in std::fs::read_dir(tmp).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let Some(pid) = name
+            .strip_prefix("onyx-k8s-")
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+fn openssl(dir: &Path, args: &[&str]) -> Result<(), String> {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .map_err(|e| format!("running openssl (Debian's openssl): {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "openssl {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// A CA, the API server's certificate for 127.0.0.1 signed by it, and the service-account key.
+fn certificates(dir: &Path) -> Result<(), String> {
+    let days = ["-days", "2"];
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-subj",
+            "/CN=onyx-test-ca",
+            days[0],
+            days[1],
+        ],
+    )?;
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "apiserver.key",
+            "-out",
+            "apiserver.csr",
+            "-subj",
+            "/CN=kube-apiserver",
+        ],
+    )?;
+    std::fs::write(
+        dir.join("apiserver.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n",
+    )
+    .map_err(|e| e.to_string())?;
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "apiserver.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "apiserver.crt",
+            "-extfile",
+            "apiserver.ext",
+            days[0],
+            days[1],
+        ],
+    )?;
+    openssl(dir, &["genrsa", "-out", "sa.key", "2048"])
+}
+
+/// Start `cmd`, which dies with this process. The parent-death signal fires when the
+/// *thread* that forked exits, so a thread that lives as long as the process starts it.
+fn spawn_tied(mut cmd: Command, what: &str) -> Result<u32, String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // SAFETY: the closure only calls prctl, which is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                    .map_err(std::io::Error::from)
+            });
+        }
+        let child = cmd.spawn();
+        let _ = tx.send(child.as_ref().map(|c| c.id()).map_err(|e| e.to_string()));
+        if let Ok(mut c) = child {
+            let _ = c.wait();
+        }
+        loop {
+            std::thread::park();
+        }
+    });
+    rx.recv()
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("starting {what}: {e}"))
+}
+
+fn log_file(dir: &Path, name: &str) -> Result<std::fs::File, String> {
+    std::fs::File::create(dir.join(name)).map_err(|e| format!("creating {name}: {e}"))
+}
+
+fn agent(ca_file: &Path) -> Result<ureq::Agent, String> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in
+        rustls_pki_types::CertificateDer::pem_file_iter(ca_file).map_err(|e| e.to_string())?
+    {
+        roots
+            .add(cert.map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(ureq::AgentBuilder::new()
+        .tls_config(Arc::new(tls))
+        .timeout(Duration::from_secs(30))
+        .build())
+}
+
+fn start() -> Result<ControlPlane, String> {
+    let bin = bin_dir()?;
+    let tmp = std::env::temp_dir();
+    remove_stale(&tmp);
+    let dir = tmp.join(format!("onyx-k8s-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    certificates(&dir)?;
+    let token = format!("onyx-test-{}", std::process::id());
+    std::fs::write(
+        dir.join("tokens.csv"),
+        format!("{token},onyx-test-admin,onyx-test-admin,\"system:masters\"\n"),
+    )
+    .map_err(|e| e.to_string())?;
+
+    let (client, peer, secure) = (free_port()?, free_port()?, free_port()?);
+    let mut etcd = Command::new(bin.join("etcd"));
+    etcd.arg("--data-dir")
+        .arg(dir.join("etcd"))
+        .args([
+            "--listen-client-urls",
+            &format!("http://127.0.0.1:{client}"),
+        ])
+        .args([
+            "--advertise-client-urls",
+            &format!("http://127.0.0.1:{client}"),
+        ])
+        .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
+        .args([
+            "--initial-advertise-peer-urls",
+            &format!("http://127.0.0.1:{peer}"),
+        ])
+        .args([
+            "--initial-cluster",
+            &format!("default=http://127.0.0.1:{peer}"),
+        ])
+        .args(["--unsafe-no-fsync", "--quota-backend-bytes", "4294967296"])
+        .stdout(Stdio::null())
+        .stderr(log_file(&dir, "etcd.log")?);
+    spawn_tied(etcd, "etcd")?;
+
+    let mut apiserver = Command::new(bin.join("kube-apiserver"));
+    apiserver
+        .args(["--etcd-servers", &format!("http://127.0.0.1:{client}")])
+        .args([
+            "--bind-address",
+            "127.0.0.1",
+            "--advertise-address",
+            "127.0.0.1",
+        ])
+        .args(["--secure-port", &secure.to_string()])
+        .arg(format!(
+            "--tls-cert-file={}",
+            dir.join("apiserver.crt").display()
+        ))
+        .arg(format!(
+            "--tls-private-key-file={}",
+            dir.join("apiserver.key").display()
+        ))
+        .arg(format!(
+            "--token-auth-file={}",
+            dir.join("tokens.csv").display()
+        ))
+        .args(["--authorization-mode", "Node,RBAC"])
+        .arg(format!(
+            "--service-account-key-file={}",
+            dir.join("sa.key").display()
+        ))
+        .arg(format!(
+            "--service-account-signing-key-file={}",
+            dir.join("sa.key").display()
+        ))
+        .args(["--service-account-issuer", "https://kubernetes.default.svc"])
+        .args(["--service-cluster-ip-range", "10.96.0.0/16"])
+        .stdout(Stdio::null())
+        .stderr(log_file(&dir, "kube-apiserver.log")?);
+    spawn_tied(apiserver, "kube-apiserver")?;
+
+    let ca_file = dir.join("ca.crt");
+    let url = format!("https://127.0.0.1:{secure}");
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: onyx-test\n  cluster: {{server: \"{url}\", certificate-authority: \"{}\"}}\nusers:\n- name: admin\n  user: {{token: \"{token}\"}}\ncontexts:\n- name: onyx-test\n  context: {{cluster: onyx-test, user: admin}}\ncurrent-context: onyx-test\n",
+            ca_file.display()
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let mut plane = ControlPlane {
+        url,
+        token,
+        ca_file: ca_file.clone(),
+        kubeconfig,
+        version: String::new(),
+        agent: agent(&ca_file)?,
+    };
+    // Ready when every check passes (etcd reached, RBAC's bootstrap roles made, ...).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Ok((200, _)) = plane.call("GET", "/readyz", None) {
+            break;
+        }
+        if Instant::now() > deadline {
+            let log = std::fs::read_to_string(dir.join("kube-apiserver.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(20).collect();
+            return Err(format!(
+                "kube-apiserver was not ready in 120 s (logs in {}):\n{}",
+                dir.display(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (_, v) = plane.call("GET", "/version", None)?;
+    plane.version = v["gitVersion"].as_str().unwrap_or_default().to_string();
+    Ok(plane)
+}
