@@ -347,6 +347,28 @@ fn workflows() {
     let ev: Value = serde_json::from_str(&first).unwrap();
     assert_eq!(ev["result"]["type"], "ADDED");
     assert_eq!(ev["result"]["object"]["metadata"]["name"], "w1");
+    // Argo's `fields` on a watch: `result.object.` paths select what each event's workflow
+    // carries.
+    let r = s
+        .request(
+            "GET",
+            "/api/v1/workflow-events/default?listOptions.fieldSelector=metadata.name%3Dw1&fields=result.object.metadata.name,result.object.status.phase",
+        )
+        .call()
+        .unwrap();
+    let mut reader = std::io::BufReader::new(r.into_reader());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut reader, &mut first).unwrap();
+    let ev: Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(
+        ev["result"]["object"],
+        json!({"metadata": {"name": "w1"}, "status": {"phase": "Succeeded"}})
+    );
+    contains(400, "logOptions.follow: expected a boolean")(s.call(
+        "GET",
+        "/api/v1/workflows/default/w1/log?logOptions.follow=maybe",
+        None,
+    ));
     contains(400, "unsupported field selector")(s.call(
         "GET",
         "/api/v1/workflow-events/default?listOptions.fieldSelector=spec.x%3D1",

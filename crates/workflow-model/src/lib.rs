@@ -577,7 +577,7 @@ pub fn decode<T: DeserializeOwned>(value: &Value) -> Result<T, (String, String)>
     }
     serde_path_to_error::deserialize(value.clone()).map_err(|e| {
         let path = e.path().to_string();
-        let msg = e.into_inner().to_string();
+        let msg = plain_message(&e.into_inner().to_string());
         (if path == "." { String::new() } else { path }, msg)
     })
 }
