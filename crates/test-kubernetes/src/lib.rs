@@ -74,6 +74,23 @@ impl ControlPlane {
 }
 
 impl ControlPlane {
+    /// What `kubectl get` shows of `path` (a list or one object): the API server's Table,
+    /// with the resource's printer columns.
+    pub fn table(&self, path: &str) -> Result<Value, String> {
+        let res = self
+            .agent
+            .get(&format!("{}{path}", self.url))
+            .set("Authorization", &format!("Bearer {}", self.token))
+            .set(
+                "Accept",
+                "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
+            )
+            .call()
+            .map_err(|e| format!("GET {path} as a table: {e}"))?;
+        let text = res.into_string().map_err(|e| e.to_string())?;
+        serde_json::from_str(&text).map_err(|e| format!("GET {path} as a table: {e}"))
+    }
+
     /// A new namespace with its `default` ServiceAccount, which kube-controller-manager's
     /// service-account controller would make (it is not run here) and without which the
     /// ServiceAccount admission plugin refuses pods.
