@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
-# Build the Kubernetes control plane the tests run against (etcd, kube-apiserver) from the Go
-# module proxy, by the versions in go.mod, into a cache outside the repository keyed by those
-# versions and this recipe: a second run with the same ones does nothing. Prints the directory
-# (crates/test-kubernetes runs this to find it).
+# Build what the Kubernetes tests run against from the Go module proxy, by the versions in the
+# go.mod files here: the control plane (etcd, kube-apiserver; go.mod) and kwok for fake nodes
+# (kwok/go.mod), into a cache outside the repository keyed by those versions and this recipe:
+# a second run with the same ones does nothing. Prints the directory (crates/test-kubernetes
+# runs this to find it).
 #   ONYX_TESTENV_CACHE  where the cache lives (default: ~/.cache/onyx-testenv)
 set -euo pipefail
 cd "$(dirname "$0")"
 
-k8s=$(awk '$1 == "k8s.io/kubernetes" {print $2}' go.mod)
-etcd=$(awk '$1 == "go.etcd.io/etcd/server/v3" {print $2}' go.mod)
-recipe=$(cat build.sh go.mod go.sum | sha256sum | cut -c1-12)
-out="${ONYX_TESTENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/onyx-testenv}/kubernetes-$k8s-etcd-$etcd-$recipe"
-if [ -x "$out/kube-apiserver" ] && [ -x "$out/etcd" ]; then
+# The version FILE requires of MODULE (inside a require block, or on a require line).
+version_of() {
+  awk -v m="$2" '$1 == m {print $2; exit} $1 == "require" && $2 == m {print $3; exit}' "$1"
+}
+k8s=$(version_of go.mod k8s.io/kubernetes)
+etcd=$(version_of go.mod go.etcd.io/etcd/server/v3)
+kwok=$(version_of kwok/go.mod sigs.k8s.io/kwok)
+recipe=$(cat build.sh go.mod go.sum kwok/go.mod kwok/go.sum | sha256sum | cut -c1-12)
+out="${ONYX_TESTENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/onyx-testenv}/kubernetes-$k8s-etcd-$etcd-kwok-$kwok-$recipe"
+if [ -x "$out/kube-apiserver" ] && [ -x "$out/etcd" ] && [ -x "$out/kwok" ]; then
   echo "$out"
   exit 0
 fi
@@ -30,7 +36,8 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
 done
 go build -trimpath -ldflags "$stamp" -o "$out.partial/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
 go build -trimpath -ldflags "-s -w" -o "$out.partial/etcd" go.etcd.io/etcd/server/v3
+(cd kwok && go build -trimpath -ldflags "-s -w" -o "$out.partial/kwok" sigs.k8s.io/kwok/cmd/kwok)
 rm -rf "$out"
 mv "$out.partial" "$out"
-echo "build.sh: built kube-apiserver $k8s and etcd $etcd in $(( $(date +%s) - started )) s" >&2
+echo "build.sh: built kube-apiserver $k8s, etcd $etcd and kwok $kwok in $(( $(date +%s) - started )) s" >&2
 echo "$out"

@@ -33,7 +33,13 @@ pub struct ControlPlane {
     /// The API server's `/version` `gitVersion`.
     pub version: String,
     agent: ureq::Agent,
+    bin: PathBuf,
+    dir: PathBuf,
+    kwok: OnceLock<Result<(), String>>,
 }
+
+/// The annotation that puts a Node in kwok's care (`ControlPlane::kwok`).
+pub const FAKE_NODE: (&str, &str) = ("kwok.x-k8s.io/node", "fake");
 
 static PLANE: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
 
@@ -74,6 +80,27 @@ impl ControlPlane {
 }
 
 impl ControlPlane {
+    /// Start kwok (once) for this control plane: it keeps every Node annotated [`FAKE_NODE`]
+    /// Ready, with heartbeats, and runs the pods bound to them, as kubelets would, without
+    /// running anything. Fake nodes are made through the API like any Node.
+    pub fn kwok(&self) -> Result<(), String> {
+        self.kwok
+            .get_or_init(|| {
+                let mut kwok = Command::new(self.bin.join("kwok"));
+                kwok.arg(format!("--kubeconfig={}", self.kubeconfig.display()))
+                    .arg("--manage-all-nodes=false")
+                    .arg(format!(
+                        "--manage-nodes-with-annotation-selector={}={}",
+                        FAKE_NODE.0, FAKE_NODE.1
+                    ))
+                    .arg("--server-address=")
+                    .stdout(Stdio::null())
+                    .stderr(log_file(&self.dir, "kwok.log")?);
+                spawn_tied(kwok, "kwok").map(|_| ())
+            })
+            .clone()
+    }
+
     /// What `kubectl get` shows of `path` (a list or one object): the API server's Table,
     /// with the resource's printer columns.
     pub fn table(&self, path: &str) -> Result<Value, String> {
@@ -414,6 +441,9 @@ fn start() -> Result<ControlPlane, String> {
         kubeconfig,
         version: String::new(),
         agent: agent(&ca_file)?,
+        bin,
+        dir: dir.clone(),
+        kwok: OnceLock::new(),
     };
     // Ready when every check passes (etcd reached, RBAC's bootstrap roles made, ...).
     let deadline = Instant::now() + Duration::from_secs(120);

@@ -1,0 +1,77 @@
+//! The spec's 16 GPU nodes (8 × H100 each) as kwok nodes on the real API server: they turn
+//! Ready and stay so, report their GPUs as allocatable, and a pod bound to one runs there.
+//! This is the cluster the Kubernetes mode's scheduler tests place gangs on.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use test_kubernetes::FAKE_NODE;
+
+fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not happen in {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn ready(node: &Value) -> bool {
+    node["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+}
+
+#[test]
+fn sixteen_fake_h100_nodes_turn_ready_and_run_a_bound_pod() {
+    let k = test_kubernetes::control_plane().unwrap_or_else(|e| panic!("{e}"));
+    k.kwok().unwrap();
+    for i in 0..16 {
+        let node = json!({
+            "metadata": {
+                "name": format!("gpu-{i:02}"),
+                "annotations": {FAKE_NODE.0: FAKE_NODE.1},
+                "labels": {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3",
+                           "kubernetes.io/hostname": format!("gpu-{i:02}")}
+            },
+            "spec": {},
+            "status": {
+                "capacity": {"cpu": "96", "memory": "2Ti", "pods": "110", "nvidia.com/gpu": "8"},
+                "allocatable": {"cpu": "96", "memory": "2Ti", "pods": "110", "nvidia.com/gpu": "8"}
+            }
+        });
+        let (code, body) = k.call("POST", "/api/v1/nodes", Some(&node)).unwrap();
+        assert_eq!(code, 201, "{body}");
+    }
+    wait_until("16 nodes Ready", Duration::from_secs(60), || {
+        let (_, list) = k.call("GET", "/api/v1/nodes", None).unwrap();
+        let items = list["items"].as_array().cloned().unwrap_or_default();
+        items.len() == 16 && items.iter().all(ready)
+    });
+    let (_, list) = k.call("GET", "/api/v1/nodes", None).unwrap();
+    for n in list["items"].as_array().unwrap() {
+        assert_eq!(n["status"]["allocatable"]["nvidia.com/gpu"], "8", "{n}");
+    }
+
+    k.namespace("fake").unwrap();
+    let pod = json!({
+        "metadata": {"name": "step-0"},
+        "spec": {"nodeName": "gpu-07", "restartPolicy": "Never",
+                 "containers": [{"name": "main", "image": "onyx-test:1",
+                     "resources": {"limits": {"nvidia.com/gpu": "8"}}}]}
+    });
+    let (code, body) = k
+        .call("POST", "/api/v1/namespaces/fake/pods", Some(&pod))
+        .unwrap();
+    assert_eq!(code, 201, "{body}");
+    wait_until("the pod Running on gpu-07", Duration::from_secs(60), || {
+        let (_, p) = k
+            .call("GET", "/api/v1/namespaces/fake/pods/step-0", None)
+            .unwrap();
+        p["status"]["phase"] == "Running"
+    });
+}
