@@ -40,6 +40,10 @@ pub struct ControlPlane {
 
 /// The annotation that puts a Node in kwok's care (`ControlPlane::kwok`).
 pub const FAKE_NODE: (&str, &str) = ("kwok.x-k8s.io/node", "fake");
+/// The annotation with which a pod on a fake node ends (its exit code).
+pub const FAKE_EXIT_CODE: &str = "onyx.io/fake-exit-code";
+/// The annotation with how long a pod on a fake node runs before it ends (`3s`).
+pub const FAKE_RUN_TIME: &str = "onyx.io/fake-run-time";
 
 static PLANE: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
 
@@ -82,7 +86,9 @@ impl ControlPlane {
 impl ControlPlane {
     /// Start kwok (once) for this control plane: it keeps every Node annotated [`FAKE_NODE`]
     /// Ready, with heartbeats, and runs the pods bound to them, as kubelets would, without
-    /// running anything. Fake nodes are made through the API like any Node.
+    /// running anything: a pod annotated [`FAKE_EXIT_CODE`] ends with that code (after
+    /// [`FAKE_RUN_TIME`], a duration), as a container would (`testenv/kubernetes/
+    /// kwok-stages.yaml`). Fake nodes are made through the API like any Node.
     pub fn kwok(&self) -> Result<(), String> {
         self.kwok
             .get_or_init(|| {
@@ -94,6 +100,12 @@ impl ControlPlane {
                         FAKE_NODE.0, FAKE_NODE.1
                     ))
                     .arg("--server-address=")
+                    .arg(format!(
+                        "--config={}",
+                        Path::new(env!("CARGO_MANIFEST_DIR"))
+                            .join("../../testenv/kubernetes/kwok-stages.yaml")
+                            .display()
+                    ))
                     .stdout(Stdio::null())
                     .stderr(log_file(&self.dir, "kwok.log")?);
                 spawn_tied(kwok, "kwok").map(|_| ())

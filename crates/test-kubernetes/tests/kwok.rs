@@ -1,11 +1,12 @@
 //! The spec's 16 GPU nodes (8 × H100 each) as kwok nodes on the real API server: they turn
-//! Ready and stay so, report their GPUs as allocatable, and a pod bound to one runs there.
+//! Ready and stay so, report their GPUs as allocatable, and pods bound to them run there and
+//! end with the exit code they are given, as containers would.
 //! This is the cluster the Kubernetes mode's scheduler tests place gangs on.
 
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use test_kubernetes::FAKE_NODE;
+use test_kubernetes::{FAKE_EXIT_CODE, FAKE_NODE, FAKE_RUN_TIME};
 
 fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
@@ -27,7 +28,7 @@ fn ready(node: &Value) -> bool {
 }
 
 #[test]
-fn sixteen_fake_h100_nodes_turn_ready_and_run_a_bound_pod() {
+fn sixteen_fake_h100_nodes_turn_ready_and_run_bound_pods_to_their_exit_codes() {
     let k = test_kubernetes::control_plane().unwrap_or_else(|e| panic!("{e}"));
     k.kwok().unwrap();
     for i in 0..16 {
@@ -73,5 +74,60 @@ fn sixteen_fake_h100_nodes_turn_ready_and_run_a_bound_pod() {
             .call("GET", "/api/v1/namespaces/fake/pods/step-0", None)
             .unwrap();
         p["status"]["phase"] == "Running"
+    });
+
+    // Pods that end: with exit code 0 after a second, and 3 at once.
+    for (name, code, run) in [("ok", "0", "1s"), ("bad", "3", "0s")] {
+        let pod = json!({
+            "metadata": {"name": name, "annotations": {FAKE_EXIT_CODE: code, FAKE_RUN_TIME: run}},
+            "spec": {"nodeName": "gpu-03", "restartPolicy": "Never",
+                     "containers": [{"name": "main", "image": "onyx-test:1"}]}
+        });
+        let (code, body) = k
+            .call("POST", "/api/v1/namespaces/fake/pods", Some(&pod))
+            .unwrap();
+        assert_eq!(code, 201, "{body}");
+    }
+    let ended = |name: &str| {
+        let mut last = Value::Null;
+        wait_until(&format!("{name} to end"), Duration::from_secs(60), || {
+            last = k
+                .call("GET", &format!("/api/v1/namespaces/fake/pods/{name}"), None)
+                .unwrap()
+                .1;
+            matches!(
+                last["status"]["phase"].as_str(),
+                Some("Succeeded" | "Failed")
+            )
+        });
+        last
+    };
+    let ok = ended("ok");
+    assert_eq!(ok["status"]["phase"], "Succeeded");
+    let state = &ok["status"]["containerStatuses"][0]["state"]["terminated"];
+    assert_eq!(
+        (state["exitCode"].as_i64(), state["reason"].as_str()),
+        (Some(0), Some("Completed"))
+    );
+    let bad = ended("bad");
+    assert_eq!(bad["status"]["phase"], "Failed");
+    assert_eq!(
+        bad["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"],
+        3
+    );
+    // A pod without an exit code runs until it is deleted; deleted, it goes.
+    let (_, still) = k
+        .call("GET", "/api/v1/namespaces/fake/pods/step-0", None)
+        .unwrap();
+    assert_eq!(still["status"]["phase"], "Running");
+    let (code, body) = k
+        .call("DELETE", "/api/v1/namespaces/fake/pods/step-0", None)
+        .unwrap();
+    assert_eq!(code, 200, "{body}");
+    wait_until("step-0 gone", Duration::from_secs(60), || {
+        k.call("GET", "/api/v1/namespaces/fake/pods/step-0", None)
+            .unwrap()
+            .0
+            == 404
     });
 }
