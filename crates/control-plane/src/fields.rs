@@ -8,6 +8,11 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
+use crate::error::ApiError;
+
+/// The most paths one `fields` parameter may name.
+pub const MAX_FIELDS: usize = 100;
+
 /// A parsed `fields` parameter. The empty selection sends everything.
 #[derive(Debug, Default, Clone)]
 pub struct Fields {
@@ -29,10 +34,19 @@ impl Fields {
         Fields { exclude, paths }
     }
 
-    /// The `fields` of a request's query.
-    pub fn of(q: &HashMap<String, String>) -> Fields {
-        q.get("fields")
-            .map_or_else(Fields::default, |f| Fields::parse(f))
+    /// The `fields` of a request's query. Applying a selection costs each key of the answer a
+    /// look at every path, so at most [`MAX_FIELDS`] paths are taken.
+    pub fn of(q: &HashMap<String, String>) -> Result<Fields, ApiError> {
+        let fields = q
+            .get("fields")
+            .map_or_else(Fields::default, |f| Fields::parse(f));
+        if fields.paths.len() > MAX_FIELDS {
+            return Err(ApiError::InvalidArgument(format!(
+                "fields: {} paths, more than the {MAX_FIELDS} a request may select",
+                fields.paths.len()
+            )));
+        }
+        Ok(fields)
     }
 
     /// The same selection with `prefix` taken off each path: a watch's `result.object.x`
@@ -163,6 +177,23 @@ mod tests {
         assert_eq!(
             wf,
             json!({"metadata": {"name": "a"}, "status": {"phase": "Succeeded"}})
+        );
+    }
+
+    #[test]
+    fn a_request_selects_at_most_max_fields_paths() {
+        use std::collections::HashMap;
+        let q = |n: usize| {
+            let paths: Vec<String> = (0..n).map(|i| format!("items.p{i}")).collect();
+            HashMap::from([("fields".to_string(), paths.join(","))])
+        };
+        assert!(Fields::of(&q(super::MAX_FIELDS)).is_ok());
+        let e = Fields::of(&q(super::MAX_FIELDS + 1))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "fields: 101 paths, more than the 100 a request may select"
         );
     }
 }

@@ -60,11 +60,12 @@ pub(super) async fn list_workflows(
     Query(q): Q,
     caller: Caller,
 ) -> ApiResult {
+    let fields = Fields::of(&q)?;
     let mut query = list_query(&q, (!ns.is_empty()).then_some(ns))?;
     query.within = visible(&s, &caller, "list");
     let page = s.ctl.store.list_workflows(&query).await?;
     let mut body = list_body(page.items, page.next, "WorkflowList");
-    Fields::of(&q).apply(&mut body);
+    fields.apply(&mut body);
     Ok(Json(body))
 }
 
@@ -73,9 +74,10 @@ pub(super) async fn get_workflow(
     Path((ns, name)): Path<(String, String)>,
     Query(q): Q,
 ) -> ApiResult {
+    let fields = Fields::of(&q)?;
     let row = find(&s, &ns, &name).await?;
     let mut wf = s.ctl.current(&row).await;
-    Fields::of(&q).apply(&mut wf);
+    fields.apply(&mut wf);
     Ok(Json(wf))
 }
 
@@ -360,7 +362,7 @@ pub(super) async fn watch_workflows(
     if query.name.as_deref() == Some(LATEST) {
         query.name = Some(find(&s, &ns, LATEST).await?.name);
     }
-    let fields = Fields::of(&q).without_prefix("result.object.");
+    let fields = Fields::of(&q)?.without_prefix("result.object.");
     let mut rx = s.ctl.subscribe();
     let initial = s.ctl.store.list_workflows(&query).await?;
     let (tx, out) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(64);
