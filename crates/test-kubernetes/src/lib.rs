@@ -12,13 +12,13 @@
 //! the build cache; without it, the first caller runs `build.sh` (which returns at once when
 //! its cache has them), and an error says what is missing when it cannot build them.
 
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use test_process::{free_port, remove_stale, spawn_tied};
 
 /// A running control plane and how to reach it as its administrator.
 pub struct ControlPlane {
@@ -202,27 +202,6 @@ fn bin_dir() -> Result<PathBuf, String> {
     Ok(PathBuf::from(dir))
 }
 
-fn free_port() -> Result<u16, String> {
-    let l =
-        std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("finding a port: {e}"))?;
-    Ok(l.local_addr().map_err(|e| e.to_string())?.port())
-}
-
-fn remove_stale(tmp: &Path) {
-    for e in std::fs::read_dir(tmp).into_iter().flatten().flatten() {
-        let name = e.file_name().to_string_lossy().to_string();
-        let Some(pid) = name
-            .strip_prefix("onyx-k8s-")
-            .and_then(|p| p.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err() {
-            let _ = std::fs::remove_dir_all(e.path());
-        }
-    }
-}
-
 fn openssl(dir: &Path, args: &[&str]) -> Result<(), String> {
     let out = Command::new("openssl")
         .current_dir(dir)
@@ -304,32 +283,6 @@ fn certificates(dir: &Path) -> Result<(), String> {
     openssl(dir, &["genrsa", "-out", "sa.key", "2048"])
 }
 
-/// Start `cmd`, which dies with this process. The parent-death signal fires when the
-/// *thread* that forked exits, so a thread that lives as long as the process starts it.
-fn spawn_tied(mut cmd: Command, what: &str) -> Result<u32, String> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        // SAFETY: the closure only calls prctl, which is async-signal-safe.
-        unsafe {
-            cmd.pre_exec(|| {
-                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-                    .map_err(std::io::Error::from)
-            });
-        }
-        let child = cmd.spawn();
-        let _ = tx.send(child.as_ref().map(|c| c.id()).map_err(|e| e.to_string()));
-        if let Ok(mut c) = child {
-            let _ = c.wait();
-        }
-        loop {
-            std::thread::park();
-        }
-    });
-    rx.recv()
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("starting {what}: {e}"))
-}
-
 fn log_file(dir: &Path, name: &str) -> Result<std::fs::File, String> {
     std::fs::File::create(dir.join(name)).map_err(|e| format!("creating {name}: {e}"))
 }
@@ -360,7 +313,7 @@ fn agent(ca_file: &Path) -> Result<ureq::Agent, String> {
 fn start() -> Result<ControlPlane, String> {
     let bin = bin_dir()?;
     let tmp = std::env::temp_dir();
-    remove_stale(&tmp);
+    remove_stale(&tmp, "onyx-k8s-");
     let dir = tmp.join(format!("onyx-k8s-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;

@@ -9,11 +9,13 @@
 //! server instead. Without either, callers get an error saying what to install.
 
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+use test_process::{free_port, remove_stale, spawn_tied};
 
 /// A running server: where to reach it, and how to run its client.
 pub struct Server {
@@ -149,32 +151,10 @@ fn account() -> Option<(u32, u32)> {
     })
 }
 
-fn free_port() -> Result<u16, String> {
-    let l =
-        std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("finding a port: {e}"))?;
-    Ok(l.local_addr().map_err(|e| e.to_string())?.port())
-}
-
-fn remove_stale(tmp: &Path) {
-    for e in std::fs::read_dir(tmp).into_iter().flatten().flatten() {
-        let name = e.file_name().to_string_lossy().to_string();
-        let Some(pid) = name
-            .strip_prefix("onyx-pg-")
-            .and_then(|p| p.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
-        if !alive {
-            let _ = std::fs::remove_dir_all(e.path());
-        }
-    }
-}
-
 fn start() -> Result<Server, String> {
     let bin = bin_dir()?;
     let tmp = std::env::temp_dir();
-    remove_stale(&tmp);
+    remove_stale(&tmp, "onyx-pg-");
     let dir = tmp.join(format!("onyx-pg-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
@@ -243,30 +223,8 @@ fn start() -> Result<Server, String> {
         .stdout(Stdio::null())
         .stderr(log);
     as_owner(&mut postgres);
-    // The server dies with this process. The parent-death signal fires when the *thread*
-    // that forked exits, so a thread that lives as long as the process starts it.
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        // SAFETY: the closure only calls prctl, which is async-signal-safe.
-        unsafe {
-            postgres.pre_exec(|| {
-                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-                    .map_err(std::io::Error::from)
-            });
-        }
-        let child = postgres.spawn();
-        let _ = tx.send(child.as_ref().map(|c| c.id()).map_err(|e| e.to_string()));
-        if let Ok(mut c) = child {
-            let _ = c.wait();
-        }
-        loop {
-            std::thread::park();
-        }
-    });
-    let pid = rx
-        .recv()
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("starting postgres: {e}"))?;
+    // The server dies with this process.
+    let pid = spawn_tied(postgres, "postgres")?;
     let server = Server {
         base_url: format!("postgres://onyx@127.0.0.1:{port}"),
         port,
