@@ -270,7 +270,10 @@ pub async fn run(ctl: Arc<Controller>, m: Arc<Maintenance>) {
                 }
             }
         }
-        let actions = {
+        // Cordons and uncordons are applied while the rollout is locked, so that no reader sees
+        // the rollout `finished` (or past a node) with that node still cordoned. Only the power
+        // command, which may block on a BMC, runs after the lock is released.
+        let power_cycles = {
             let mut guard = m.rollout.lock().expect("rollout");
             let Some(r) = guard.as_mut().filter(|r| !r.is_over()) else {
                 continue;
@@ -289,25 +292,27 @@ pub async fn run(ctl: Arc<Controller>, m: Arc<Maintenance>) {
             if r.is_over() {
                 tracing::warn!("maintenance: {:?}", r.step);
             }
-            actions
-        };
-        for a in actions {
-            tracing::warn!("maintenance: {a:?}");
-            match a {
-                Action::Drain {
-                    node,
-                    grace_seconds,
-                } => {
-                    ctl.drain(&node, Duration::from_secs(grace_seconds.max(0) as u64));
-                }
-                Action::PowerCycle { node } => {
-                    if let Err(e) = m.power.cycle(&node) {
-                        tracing::error!("maintenance: power cycle of {node}: {e}");
+            let mut power_cycles = Vec::new();
+            for a in actions {
+                tracing::warn!("maintenance: {a:?}");
+                match a {
+                    Action::Drain {
+                        node,
+                        grace_seconds,
+                    } => {
+                        ctl.drain(&node, Duration::from_secs(grace_seconds.max(0) as u64));
                     }
+                    Action::Uncordon { node } => {
+                        ctl.cluster().cordon(&node, false);
+                    }
+                    Action::PowerCycle { node } => power_cycles.push(node),
                 }
-                Action::Uncordon { node } => {
-                    ctl.cluster().cordon(&node, false);
-                }
+            }
+            power_cycles
+        };
+        for node in power_cycles {
+            if let Err(e) = m.power.cycle(&node) {
+                tracing::error!("maintenance: power cycle of {node}: {e}");
             }
         }
     }

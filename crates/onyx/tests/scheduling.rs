@@ -418,6 +418,9 @@ fn maintenance_reboots_nodes_one_after_another_and_the_emergency_stop_powers_off
     let t0 = Instant::now();
     let mut most_cordoned = 0;
     loop {
+        // The rollout's state first, the nodes after: a rollout seen finished has uncordoned
+        // its last node already, whatever it did between the two reads.
+        let (_, st) = s.call("GET", "/api/v1/onyx/maintenance", None);
         let (_, nodes) = s.call("GET", "/api/v1/onyx/nodes", None);
         let cordoned = nodes["items"]
             .as_array()
@@ -426,7 +429,6 @@ fn maintenance_reboots_nodes_one_after_another_and_the_emergency_stop_powers_off
             .filter(|n| n["cordoned"] == true)
             .count();
         most_cordoned = most_cordoned.max(cordoned);
-        let (_, st) = s.call("GET", "/api/v1/onyx/maintenance", None);
         if st["rollout"]["step"]["step"] == "finished" {
             assert_eq!(st["rollout"]["done"], json!(["a", "b"]), "{st}");
             assert_eq!(cordoned, 0, "every node is uncordoned at the end");
