@@ -43,6 +43,22 @@ pub struct Cluster {
     pub(crate) granted_tenants: Mutex<BTreeMap<String, (Option<u32>, u32)>>,
 }
 
+/// A node read from a cluster's API, its devices named by slot (`NODE/GPU/INSTANCE`).
+fn api_node(spec: NodeSpec) -> Node {
+    let uuids = spec
+        .mig
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, layout)| {
+            let gpu = format!("{}/{i}", spec.name);
+            let inst = (0..layout.len()).map(|k| format!("{gpu}/{k}")).collect();
+            (gpu, inst)
+        })
+        .collect();
+    Node { spec, uuids }
+}
+
 /// A pod's name from its key (`namespace/name`).
 pub(crate) fn plain(key: &str) -> &str {
     key.split_once('/').map_or(key, |(_, name)| name)
@@ -242,6 +258,30 @@ impl Cluster {
             nodes.push(Node { spec, uuids });
         }
         Cluster::new(nodes, policy, false)
+    }
+
+    /// A Kubernetes cluster's nodes (`NodeSpec`s read from its API): pods are placed on them
+    /// and bound there; the kubelet's device plugin picks the devices, so the grant names
+    /// device slots, not UUIDs. [`Cluster::set_node`] keeps them as the API shows them.
+    pub fn kubernetes_nodes(specs: Vec<NodeSpec>, policy: SchedulingPolicy) -> Cluster {
+        let nodes = specs.into_iter().map(api_node).collect();
+        Cluster::new(nodes, policy, false)
+    }
+
+    /// A node as a cluster's API now shows it: a known node takes the new spec (its labels,
+    /// taints, readiness, allocatable), a new one joins; a cycle runs, so pods waiting for
+    /// what changed are placed at once.
+    pub fn set_node(&self, spec: NodeSpec) {
+        let mut inner = self.inner.lock().expect("cluster");
+        match inner.nodes.iter().position(|n| n.spec.name == spec.name) {
+            Some(i) => inner.nodes[i] = api_node(spec),
+            None => {
+                inner.nodes.push(api_node(spec));
+                inner.cordoned.push(false);
+                inner.light_load.push(0);
+            }
+        }
+        self.cycle(&mut inner);
     }
 
     /// How long pods waited for their grant, per queue (the histograms are shared handles).

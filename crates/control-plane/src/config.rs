@@ -190,6 +190,12 @@ pub struct ServerConfig {
     /// (`onyx`: the seed's 16 GPU nodes, virtual; steps run here) or a cluster file.
     #[serde(default = "default_cluster")]
     pub cluster: String,
+    /// Where steps run: this machine (`local`) or the nodes of a Kubernetes cluster, placed by
+    /// ONYX's scheduler (`kubernetes`; `cluster` is then read from the cluster's API).
+    #[serde(default)]
+    pub executor: ExecutorKind,
+    #[serde(default)]
+    pub kubernetes: KubernetesConfig,
     #[serde(default)]
     pub policy: NamespacePolicy,
     #[serde(default)]
@@ -273,6 +279,43 @@ fn default_home() -> PathBuf {
 fn default_parallelism() -> usize {
     std::thread::available_parallelism().map_or(4, |n| n.get() * 4)
 }
+/// Where a server's steps run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutorKind {
+    /// Sandboxed processes on this machine.
+    #[default]
+    Local,
+    /// Pods on a Kubernetes cluster's nodes.
+    Kubernetes,
+}
+
+impl std::str::FromStr for ExecutorKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "local" => Ok(ExecutorKind::Local),
+            "kubernetes" => Ok(ExecutorKind::Kubernetes),
+            _ => Err(format!("{s}: expected local or kubernetes")),
+        }
+    }
+}
+
+/// How the Kubernetes executor reaches its cluster and what it puts in pods.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesConfig {
+    /// A kubeconfig; without one, the pod's in-cluster ServiceAccount, else `$KUBECONFIG` or
+    /// `~/.kube/config`.
+    #[serde(default)]
+    pub kubeconfig: Option<PathBuf>,
+    /// ONYX's executor image: with it, each step's command runs under `onyx emissary`, which
+    /// reports `result` and output parameters; without it, containers run as written and a
+    /// step's result is its exit code.
+    #[serde(default)]
+    pub executor_image: Option<String>,
+}
+
 fn default_cluster() -> String {
     "local".into()
 }
@@ -399,6 +442,8 @@ impl Default for ServerConfig {
             auth_token_file: None,
             max_body_bytes: default_max_body(),
             cluster: default_cluster(),
+            executor: ExecutorKind::default(),
+            kubernetes: KubernetesConfig::default(),
             policy: NamespacePolicy::default(),
             namespaces: BTreeMap::new(),
             queues: BTreeMap::new(),

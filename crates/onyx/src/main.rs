@@ -101,6 +101,14 @@ enum Command {
         /// virtual) or a cluster file.
         #[arg(long)]
         cluster: Option<String>,
+        /// Where steps run: local (sandboxed processes here) or kubernetes (pods on a
+        /// cluster's nodes, placed and bound by ONYX; the nodes are read from its API).
+        #[arg(long)]
+        executor: Option<server::config::ExecutorKind>,
+        /// The cluster's kubeconfig (--executor kubernetes); default: in-cluster, then
+        /// $KUBECONFIG, then ~/.kube/config.
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
         /// Where state lives: `postgres://USER:PASSWORD@HOST/DB` (production: any number of
         /// servers share it, one leads, the others stand by) or a SQLite file (default:
         /// $ONYX_HOME/onyx.db).
@@ -175,9 +183,22 @@ fn main() -> ExitCode {
             listen,
             config,
             cluster,
+            executor,
+            kubeconfig,
             store,
             auth_mode,
-        } => serve(&home, listen, config, cluster, store, auth_mode),
+        } => serve(
+            &home,
+            listen,
+            config,
+            Placement {
+                cluster,
+                executor,
+                kubeconfig,
+            },
+            store,
+            auth_mode,
+        ),
         Command::Client(c) => {
             // A local server's own token, when none is given (never sent elsewhere).
             let mut opts = cli.client.clone();
@@ -231,11 +252,18 @@ fn main() -> ExitCode {
     }
 }
 
+/// Where a server's steps are placed and run (its command-line flags).
+struct Placement {
+    cluster: Option<String>,
+    executor: Option<server::config::ExecutorKind>,
+    kubeconfig: Option<PathBuf>,
+}
+
 fn serve(
     home: &std::path::Path,
     listen: Option<std::net::SocketAddr>,
     config: Option<PathBuf>,
-    cluster: Option<String>,
+    placement: Placement,
     store: Option<String>,
     auth_mode: Option<server::config::AuthMode>,
 ) -> ExitCode {
@@ -263,8 +291,14 @@ fn serve(
     if let Some(l) = listen {
         cfg.listen = l;
     }
-    if let Some(c) = cluster {
+    if let Some(c) = placement.cluster {
         cfg.cluster = c;
+    }
+    if let Some(e) = placement.executor {
+        cfg.executor = e;
+    }
+    if let Some(k) = placement.kubeconfig {
+        cfg.kubernetes.kubeconfig = Some(k);
     }
     if let Some(s) = store {
         cfg.store = Some(s);

@@ -86,6 +86,35 @@ fn cluster(cfg: &ServerConfig) -> Result<Nodes, ServerError> {
     Ok((cluster_shell::Cluster::virtual_nodes(&c, policy), bmcs))
 }
 
+/// The Kubernetes executor on the configured cluster, its nodes read from the API.
+async fn kubernetes_pods(
+    cfg: &ServerConfig,
+) -> Result<Arc<kubernetes_executor::KubernetesExecutor>, ServerError> {
+    let unreachable = |e: kubernetes_executor::ClusterError| {
+        ServerError::Config(config::ConfigError::Invalid(format!(
+            "--executor kubernetes: {e}"
+        )))
+    };
+    let client = kubernetes_executor::client(cfg.kubernetes.kubeconfig.as_deref())
+        .await
+        .map_err(unreachable)?;
+    let cluster = kubernetes_executor::read_nodes(&client, cfg.scheduling_policy())
+        .await
+        .map_err(unreachable)?;
+    let local = cfg.pod_settings();
+    let settings = kubernetes_executor::KubernetesSettings {
+        home: cfg.home.clone(),
+        executor_image: cfg.kubernetes.executor_image.clone(),
+        repository: local
+            .repository
+            .unwrap_or_else(|| artifact_repo::Repository::Local(cfg.home.join("artifacts"))),
+        repositories: local.repositories,
+    };
+    Ok(kubernetes_executor::KubernetesExecutor::new(
+        client, cluster, settings,
+    ))
+}
+
 /// The file in a server's home holding the token it made for itself (mode 0600): the CLI on the
 /// same machine reads it, and so does the UI through the link the server prints.
 pub const LOCAL_TOKEN_FILE: &str = "token";
@@ -198,7 +227,7 @@ pub async fn serve(
             workflow_runtime::new_uid()
         );
         let lease = std::time::Duration::from_secs_f64(parts.cfg.standby.lease_seconds);
-        let follower = parts.assemble(false)?;
+        let follower = parts.assemble(false).await?;
         let roles = standby::Roles::following(api::router(follower.state), address.clone());
         tracing::info!(
             "standby on {}: leading once the {} lease is free",
@@ -215,7 +244,7 @@ pub async fn serve(
             lease,
             settled,
             move || async move {
-                let leader = parts.assemble(true)?;
+                let leader = parts.assemble(true).await?;
                 let state = leader.lead().await?;
                 Ok::<_, ServerError>(api::router(state))
             },
@@ -225,7 +254,7 @@ pub async fn serve(
         let _ = tokio::time::timeout(lease * 2, known).await;
         standby::router(roles)
     } else {
-        let state = parts.assemble(true)?.lead().await?;
+        let state = parts.assemble(true).await?.lead().await?;
         api::router(state)
     };
     ready(addr);
@@ -262,9 +291,26 @@ struct Assembled {
 impl Parts {
     /// The request handlers' state. `adopt`: the leader's, whose pods adopt those still
     /// running; a follower's runs nothing.
-    fn assemble(&self, adopt: bool) -> Result<Assembled, ServerError> {
+    async fn assemble(&self, adopt: bool) -> Result<Assembled, ServerError> {
         let cfg = &self.cfg;
-        let (cluster, bmcs) = cluster(cfg)?;
+        let (executor, cluster, bmcs): (Arc<dyn workflow_runtime::Executor>, _, _) =
+            match cfg.executor {
+                config::ExecutorKind::Local => {
+                    let (cluster, bmcs) = cluster(cfg)?;
+                    let pods = local_executor::pods::Pods::new(cfg.pod_settings(), cluster, adopt)
+                        .map_err(|source| ServerError::Io {
+                            what: "installing the image stand-ins".into(),
+                            source,
+                        })?;
+                    let cluster = pods.cluster.clone();
+                    (Arc::new(pods), cluster, bmcs)
+                }
+                config::ExecutorKind::Kubernetes => {
+                    let pods = kubernetes_pods(cfg).await?;
+                    let cluster = pods.cluster.clone();
+                    (pods, cluster, Default::default())
+                }
+            };
         let power = maintenance_runner::Power::new(
             &cfg.power,
             bmcs,
@@ -276,26 +322,22 @@ impl Parts {
         ));
         if adopt {
             tracing::info!(
-                "{} GPU(s) to place pods on (--cluster {})",
+                "{} GPU(s) to place pods on ({})",
                 cluster.total_gpus(),
-                cfg.cluster
+                match cfg.executor {
+                    config::ExecutorKind::Local => format!("--cluster {}", cfg.cluster),
+                    config::ExecutorKind::Kubernetes => "the Kubernetes cluster's nodes".into(),
+                }
             );
         }
         let ledger = cluster.take_ledger().expect("the ledger is taken once");
-        let pods = local_executor::pods::Pods::new(cfg.pod_settings(), cluster, adopt).map_err(
-            |source| ServerError::Io {
-                what: "installing the image stand-ins".into(),
-                source,
-            },
-        )?;
         let notifier = Arc::new(event_runtime::notify::Notifier::new(
             &cfg.notifications,
             self.store.clone(),
         )?);
-        let cluster = pods.cluster.clone();
         let ctl = workflow_runtime::Controller::new(
             self.store.clone(),
-            Arc::new(pods),
+            executor,
             cluster,
             Arc::new(event_runtime::event_bus::Announcer(notifier.clone())),
             self.audit.clone(),

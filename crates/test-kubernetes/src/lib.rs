@@ -1,4 +1,5 @@
-//! A throwaway Kubernetes control plane for tests: `etcd` and `kube-apiserver` of the release
+//! A throwaway Kubernetes control plane for tests: `etcd`, `kube-apiserver` and
+//! `kube-controller-manager` of the release
 //! in `testenv/kubernetes/go.mod`, built from Kubernetes' Go modules by
 //! `testenv/kubernetes/build.sh` into a cache outside the repository.
 //!
@@ -8,7 +9,7 @@
 //! The servers die with the test process (parent-death signal). Nothing here fakes the API:
 //! requests go to the real API server over TLS.
 //!
-//! `ONYX_KUBERNETES_BIN` names a directory with `etcd` and `kube-apiserver` to use instead of
+//! `ONYX_KUBERNETES_BIN` names a directory with these (and `kwok`) to use instead of
 //! the build cache; without it, the first caller runs `build.sh` (which returns at once when
 //! its cache has them), and an error says what is missing when it cannot build them.
 
@@ -44,6 +45,9 @@ pub const FAKE_NODE: (&str, &str) = ("kwok.x-k8s.io/node", "fake");
 pub const FAKE_EXIT_CODE: &str = "onyx.io/fake-exit-code";
 /// The annotation with how long a pod on a fake node runs before it ends (`3s`).
 pub const FAKE_RUN_TIME: &str = "onyx.io/fake-run-time";
+/// The annotation with the termination message the container `main` of a pod on a fake node
+/// ends with (what ONYX's executor reports there: `result`, output parameters).
+pub const FAKE_TERMINATION_MESSAGE: &str = "onyx.io/fake-termination-message";
 
 static PLANE: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
 
@@ -429,5 +433,18 @@ fn start() -> Result<ControlPlane, String> {
     }
     let (_, v) = plane.call("GET", "/version", None)?;
     plane.version = v["gitVersion"].as_str().unwrap_or_default().to_string();
+    // The controllers a cluster's objects rely on here: node lifecycle (a Ready node loses
+    // the not-ready taint the API server puts on new nodes; one that stops reporting gets
+    // it back), garbage collection (owner references) and namespace deletion.
+    let mut kcm = Command::new(plane.bin.join("kube-controller-manager"));
+    kcm.arg(format!("--kubeconfig={}", plane.kubeconfig.display()))
+        .arg("--controllers=nodelifecycle,garbagecollector,namespace")
+        .arg("--leader-elect=false")
+        .arg("--bind-address=127.0.0.1")
+        .arg(format!("--secure-port={}", free_port()?))
+        .arg(format!("--cert-dir={}", dir.join("kcm").display()))
+        .stdout(Stdio::null())
+        .stderr(log_file(&dir, "kube-controller-manager.log")?);
+    spawn_tied(kcm, "kube-controller-manager")?;
     Ok(plane)
 }

@@ -1,0 +1,304 @@
+//! `onyx server --executor kubernetes` against a real API server (etcd and kube-apiserver
+//! built from Kubernetes' Go modules, `crates/test-kubernetes`) and the spec's 16 GPU nodes
+//! (8 × H100 each) plus two MIG nodes, faked by kwok: ONYX makes each step's pod as Argo
+//! would, binds it where its scheduler placed it (a gang all at once or not at all), follows
+//! it through the API, and takes its outputs from what the executor reports in the pod's
+//! termination message (on kwok's nodes, the message the pod is annotated with; see
+//! `testenv/kubernetes/kwok-stages.yaml`).
+
+mod support;
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::{node, temp_home, Server};
+use test_kubernetes::{
+    ControlPlane, FAKE_EXIT_CODE, FAKE_NODE, FAKE_RUN_TIME, FAKE_TERMINATION_MESSAGE,
+};
+
+/// The control plane, with kwok and the nodes made once for the whole test binary.
+fn cluster() -> &'static ControlPlane {
+    static NODES: OnceLock<()> = OnceLock::new();
+    let k = test_kubernetes::control_plane().unwrap_or_else(|e| panic!("{e}"));
+    NODES.get_or_init(|| {
+        k.kwok().unwrap();
+        let gpu = |name: String, allocatable: Value, product: &str| {
+            json!({
+                "metadata": {"name": name, "annotations": {FAKE_NODE.0: FAKE_NODE.1},
+                    "labels": {"nvidia.com/gpu.product": product, "kubernetes.io/hostname": name}},
+                "spec": {},
+                "status": {"capacity": allocatable, "allocatable": allocatable}
+            })
+        };
+        let mut nodes: Vec<Value> = (0..16)
+            .map(|i| {
+                gpu(
+                    format!("gpu-{i:02}"),
+                    json!({"cpu": "96", "memory": "2Ti", "pods": "110", "nvidia.com/gpu": "8"}),
+                    "NVIDIA-H100-80GB-HBM3",
+                )
+            })
+            .collect();
+        // NVIDIA's device plugin, `mixed` strategy: one GPU partitioned 7 × 1g.10gb, the
+        // others whole.
+        nodes.push(gpu(
+            "mig-00".into(),
+            json!({"cpu": "96", "memory": "2Ti", "pods": "110", "nvidia.com/gpu": "7",
+                   "nvidia.com/mig-1g.10gb": "7"}),
+            "NVIDIA-H100-80GB-HBM3",
+        ));
+        for n in &nodes {
+            let (code, body) = k.call("POST", "/api/v1/nodes", Some(n)).unwrap();
+            assert_eq!(code, 201, "{body}");
+        }
+        wait_until("17 nodes Ready", Duration::from_secs(60), || {
+            let (_, list) = k.call("GET", "/api/v1/nodes", None).unwrap();
+            let items = list["items"].as_array().cloned().unwrap_or_default();
+            items.len() == 17
+                && items.iter().all(|n| {
+                    n["status"]["conditions"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                })
+        });
+    });
+    k
+}
+
+fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not happen in {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// An ONYX server running its steps on the cluster, with namespace `ns` made there.
+fn server(name: &str, ns: &str) -> Server {
+    let k = cluster();
+    k.namespace(ns).unwrap();
+    let home = temp_home(name);
+    Server::start(
+        &home,
+        &[
+            "--executor",
+            "kubernetes",
+            "--kubeconfig",
+            k.kubeconfig.to_str().unwrap(),
+        ],
+    )
+}
+
+/// The pods of namespace `ns` in the API.
+fn pods(ns: &str) -> Vec<Value> {
+    let (code, list) = cluster()
+        .call("GET", &format!("/api/v1/namespaces/{ns}/pods"), None)
+        .unwrap();
+    assert_eq!(code, 200, "{list}");
+    list["items"].as_array().cloned().unwrap_or_default()
+}
+
+fn pod_of<'a>(pods: &'a [Value], wf: &Value, display: &str) -> &'a Value {
+    let id = node(wf, display)["id"].as_str().unwrap().to_string();
+    pods.iter()
+        .find(|p| p["metadata"]["annotations"]["workflows.argoproj.io/node-id"] == id.as_str())
+        .unwrap_or_else(|| panic!("no pod of {display} ({id}) among {pods:?}"))
+}
+
+/// Annotations that make a pod on a kwok node end with `code` after `run_time`, its
+/// executor reporting `report`.
+fn ends(code: i32, run_time: &str, report: Value) -> Value {
+    json!({FAKE_EXIT_CODE: code.to_string(), FAKE_RUN_TIME: run_time,
+           FAKE_TERMINATION_MESSAGE: report.to_string()})
+}
+
+#[test]
+fn hello_world_and_a_dag_passing_outputs_run_as_pods_bound_by_onyx() {
+    let s = server("k8s-dag", "k8s-dag");
+    let wf = json!({"metadata": {"name": "hello"}, "spec": {"entrypoint": "main",
+        "arguments": {"parameters": [{"name": "ticket_id", "value": "T"}]},
+        "templates": [
+            {"name": "main", "dag": {"tasks": [
+                {"name": "make", "template": "make"},
+                {"name": "use", "template": "use", "dependencies": ["make"],
+                 "arguments": {"parameters": [{"name": "word",
+                    "value": "{{tasks.make.outputs.parameters.word}}"}]}}]}},
+            {"name": "make",
+             "metadata": {"annotations": ends(0, "1s",
+                json!({"result": "made", "parameters": [["word", "kubernetes"]]}))},
+             "container": {"image": "busybox", "command": ["sh", "-c"],
+                "args": ["echo kubernetes > /tmp/word"],
+                "resources": {"limits": {"nvidia.com/gpu": "1"}}},
+             "outputs": {"parameters": [{"name": "word", "valueFrom": {"path": "/tmp/word"}}]}},
+            {"name": "use", "inputs": {"parameters": [{"name": "word"}]},
+             "metadata": {"labels": {"team": "vision"},
+                "annotations": ends(0, "0s", json!({"result": "hello kubernetes"}))},
+             "container": {"image": "busybox", "command": ["echo"],
+                "args": ["hello {{inputs.parameters.word}}"]}}]}});
+    s.submit("k8s-dag", wf);
+    let done = s.wait("k8s-dag", "hello", Duration::from_secs(60));
+    assert_eq!(done["status"]["phase"], "Succeeded", "{done}");
+    assert_eq!(node(&done, "make")["outputs"]["result"], "made", "{done}");
+    let pods = pods("k8s-dag");
+    let make = pod_of(&pods, &done, "make");
+    let used = pod_of(&pods, &done, "use");
+    // The second pod was made from the first one's reported output.
+    assert_eq!(
+        used["spec"]["containers"][0]["args"],
+        json!(["hello kubernetes"]),
+        "{used}"
+    );
+    // Argo's shape, ONYX's scheduler, the Binding to a GPU node.
+    for p in [make, used] {
+        assert_eq!(p["spec"]["schedulerName"], "onyx", "{p}");
+        assert_eq!(p["spec"]["restartPolicy"], "Never", "{p}");
+        assert_eq!(p["spec"]["containers"][0]["name"], "main", "{p}");
+        assert_eq!(
+            p["metadata"]["labels"]["workflows.argoproj.io/workflow"],
+            "hello"
+        );
+        assert_eq!(
+            p["metadata"]["labels"]["workflows.argoproj.io/completed"], "true",
+            "{p}"
+        );
+        assert!(
+            p["spec"]["nodeName"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("gpu-") || n.starts_with("mig-")),
+            "{p}"
+        );
+    }
+    assert_eq!(used["metadata"]["labels"]["team"], "vision");
+    assert_eq!(
+        make["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"],
+        "1"
+    );
+    assert_eq!(
+        node(&done, "make")["hostNodeName"],
+        make["spec"]["nodeName"],
+        "the step shows the node its pod was bound to: {done}"
+    );
+}
+
+#[test]
+fn a_failing_container_fails_its_step_with_the_exit_code() {
+    let s = server("k8s-fail", "k8s-fail");
+    let wf = json!({"metadata": {"name": "fails"}, "spec": {"entrypoint": "main",
+        "arguments": {"parameters": [{"name": "ticket_id", "value": "T"}]},
+        "templates": [{"name": "main", "metadata": {"annotations": ends(3, "0s", json!({}))},
+            "container": {"image": "busybox", "command": ["false"]}}]}});
+    s.submit("k8s-fail", wf);
+    let done = s.wait("k8s-fail", "fails", Duration::from_secs(60));
+    assert_eq!(done["status"]["phase"], "Failed", "{done}");
+    let msg = node(&done, "fails")["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("exit code 3"), "{done}");
+}
+
+#[test]
+fn a_gang_of_four_whole_nodes_is_bound_all_at_once_or_not_at_all() {
+    let s = server("k8s-gang", "k8s-gang");
+    let eight = json!({"limits": {"nvidia.com/gpu": "8"}});
+    let parallel = |name: &str, n: usize, template: Value| {
+        let steps: Vec<Value> = (0..n)
+            .map(|i| json!({"name": format!("s{i}"), "template": "work"}))
+            .collect();
+        let mut t = template;
+        t["name"] = json!("work");
+        json!({"metadata": {"name": name}, "spec": {"entrypoint": "main",
+            "arguments": {"parameters": [{"name": "ticket_id", "value": "T"}]},
+            "templates": [{"name": "main", "steps": [steps]}, t]}})
+    };
+    // 13 of the 16 H100 nodes taken by pods that run until stopped (and one GPU of the MIG
+    // node's whole ones cannot hold 8).
+    s.submit(
+        "k8s-gang",
+        parallel(
+            "blocker",
+            13,
+            json!({"container": {"image": "busybox", "command": ["sleep", "1d"],
+                "resources": eight.clone()}}),
+        ),
+    );
+    wait_until("13 blocking pods bound", Duration::from_secs(60), || {
+        pods("k8s-gang")
+            .iter()
+            .filter(|p| p["spec"]["nodeName"].is_string())
+            .count()
+            == 13
+    });
+    s.submit(
+        "k8s-gang",
+        parallel(
+            "gang",
+            4,
+            json!({"schedulerName": "volcano",
+                "metadata": {"annotations": {
+                    "scheduling.k8s.io/group-name": "gang",
+                    "scheduling.volcano.sh/group-min-member": "4",
+                    FAKE_EXIT_CODE: "0", FAKE_RUN_TIME: "1s"}},
+                "container": {"image": "busybox", "command": ["true"],
+                    "resources": eight.clone()}}),
+        ),
+    );
+    // Three nodes are free: none of the four is bound (nor made) while the gang cannot fit.
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(3) {
+        let gang: Vec<Value> = pods("k8s-gang")
+            .into_iter()
+            .filter(|p| p["metadata"]["labels"]["workflows.argoproj.io/workflow"] == "gang")
+            .collect();
+        assert!(
+            gang.is_empty(),
+            "a partial gang reached the cluster: {gang:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (c, b) = s.call(
+        "PUT",
+        "/api/v1/workflows/k8s-gang/blocker/terminate",
+        Some(json!({})),
+    );
+    assert_eq!(c, 200, "{b}");
+    let done = s.wait("k8s-gang", "gang", Duration::from_secs(60));
+    assert_eq!(done["status"]["phase"], "Succeeded", "{done}");
+    let gang: Vec<Value> = pods("k8s-gang")
+        .into_iter()
+        .filter(|p| p["metadata"]["labels"]["workflows.argoproj.io/workflow"] == "gang")
+        .collect();
+    assert_eq!(gang.len(), 4, "{gang:?}");
+    let mut nodes: Vec<&str> = gang
+        .iter()
+        .map(|p| p["spec"]["nodeName"].as_str().unwrap())
+        .collect();
+    nodes.sort();
+    nodes.dedup();
+    assert_eq!(
+        nodes.len(),
+        4,
+        "each member on a node of its own: {nodes:?}"
+    );
+    let blocker = s.wait("k8s-gang", "blocker", Duration::from_secs(60));
+    assert_eq!(blocker["status"]["phase"], "Failed", "{blocker}");
+}
+
+#[test]
+fn a_mig_step_lands_on_the_node_with_that_profile() {
+    let s = server("k8s-mig", "k8s-mig");
+    let wf = json!({"metadata": {"name": "slice"}, "spec": {"entrypoint": "main",
+        "arguments": {"parameters": [{"name": "ticket_id", "value": "T"}]},
+        "templates": [{"name": "main", "metadata": {"annotations": ends(0, "0s", json!({}))},
+            "container": {"image": "busybox", "command": ["true"],
+                "resources": {"limits": {"nvidia.com/mig-1g.10gb": "1"}}}}]}});
+    s.submit("k8s-mig", wf);
+    let done = s.wait("k8s-mig", "slice", Duration::from_secs(60));
+    assert_eq!(done["status"]["phase"], "Succeeded", "{done}");
+    let pods = pods("k8s-mig");
+    assert_eq!(pods.len(), 1);
+    assert_eq!(pods[0]["spec"]["nodeName"], "mig-00", "{}", pods[0]);
+}
