@@ -271,6 +271,8 @@ impl KubernetesExecutor {
         let phase = pod_phase(pod);
         let mut followed = self.followed.lock().expect("followed");
         let Some(f) = followed.get_mut(key) else {
+            drop(followed);
+            self.account(key, pod, &phase);
             return;
         };
         match phase {
@@ -302,6 +304,27 @@ impl KubernetesExecutor {
                     result.message = Some(why);
                 }
                 self.finish(key, pod, f, result);
+            }
+        }
+    }
+
+    /// A pod no step follows (yet): one made before a restart, whose step the resumed
+    /// workflow adopts later, still holds its node and devices, so the scheduler counts them
+    /// from the watch's first list on, before any pending pod could be given them; once it
+    /// ends, they are free again.
+    fn account(&self, key: &str, pod: &Value, phase: &PodPhase) {
+        match phase {
+            PodPhase::Done(_) => self.cluster.release(key),
+            PodPhase::Pending(_) | PodPhase::Running { .. } => {
+                if pod["metadata"]["deletionTimestamp"].is_string() {
+                    return;
+                }
+                let grant = pod["metadata"]["annotations"][pod_shape::GRANT_ANNOTATION]
+                    .as_str()
+                    .and_then(|g| serde_json::from_str::<Grant>(g).ok());
+                if let Some(g) = grant {
+                    self.cluster.hold(key, &g);
+                }
             }
         }
     }
@@ -417,6 +440,7 @@ async fn watch(me: std::sync::Weak<KubernetesExecutor>, client: kube::Client) {
                 // Its last state first: a pod that ended and was then deleted ended.
                 me.observe(&key, &serde_json::to_value(&pod).unwrap_or_default());
                 me.gone(&key);
+                me.cluster.release(&key);
             }
             Ok(watcher::Event::Init | watcher::Event::InitDone) => {}
             Err(e) => tracing::warn!("watching ONYX's pods: {e}"),

@@ -302,3 +302,61 @@ fn a_mig_step_lands_on_the_node_with_that_profile() {
     assert_eq!(pods.len(), 1);
     assert_eq!(pods[0]["spec"]["nodeName"], "mig-00", "{}", pods[0]);
 }
+
+#[test]
+fn a_leader_killed_while_its_pods_run_adopts_them_and_runs_none_twice() {
+    let k = cluster();
+    k.namespace("k8s-crash").unwrap();
+    let home = temp_home("k8s-crash");
+    let args = [
+        "--executor",
+        "kubernetes",
+        "--kubeconfig",
+        k.kubeconfig.to_str().unwrap(),
+    ];
+    let mut s = Server::start(&home, &args);
+    let steps: Vec<Value> = (0..6)
+        .map(|i| json!({"name": format!("s{i}"), "template": "work"}))
+        .collect();
+    let wf = json!({"metadata": {"name": "long"}, "spec": {"entrypoint": "main",
+        "arguments": {"parameters": [{"name": "ticket_id", "value": "T"}]},
+        "templates": [{"name": "main", "steps": [steps, [{"name": "after", "template": "work"}]]},
+            {"name": "work", "metadata": {"annotations": ends(0, "4s", json!({"result": "ok"}))},
+             "container": {"image": "busybox", "command": ["sleep", "4"],
+                "resources": {"limits": {"nvidia.com/gpu": "4"}}}}]}});
+    s.submit("k8s-crash", wf);
+    wait_until("six pods running", Duration::from_secs(30), || {
+        pods("k8s-crash")
+            .iter()
+            .filter(|p| p["status"]["phase"] == "Running")
+            .count()
+            == 6
+    });
+    s.kill9();
+    let s = Server::start(&home, &args);
+    // The new leader counts the running pods' GPUs from its first look at the cluster on.
+    let (c, nodes) = s.call("GET", "/api/v1/onyx/nodes", None);
+    assert_eq!(c, 200, "{nodes}");
+    assert_eq!(nodes["cluster"], "kubernetes");
+    let held = nodes["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["name"].as_str().unwrap().starts_with("gpu-"))
+        .map(|n| n["gpus"].as_u64().unwrap() - n["freeGpus"].as_u64().unwrap())
+        .sum::<u64>();
+    assert_eq!(held, 24, "six adopted pods hold 4 GPUs each: {nodes}");
+    let done = s.wait("k8s-crash", "long", Duration::from_secs(60));
+    assert_eq!(done["status"]["phase"], "Succeeded", "{done}");
+    let pods = pods("k8s-crash");
+    assert_eq!(pods.len(), 7, "one pod per step, none made twice: {pods:?}");
+    for i in 0..6 {
+        let step = node(&done, &format!("s{i}"));
+        assert_eq!(step["outputs"]["result"], "ok", "{done}");
+        let pod = pod_of(&pods, &done, &format!("s{i}"));
+        assert_eq!(
+            step["hostNodeName"], pod["spec"]["nodeName"],
+            "adopted where it ran: {done}"
+        );
+    }
+}

@@ -42,7 +42,12 @@ pub(super) async fn list_nodes(State(s): St) -> Json<Value> {
                    "labels": n.labels, "taints": n.taints, "devices": n.devices})
         })
         .collect();
-    Json(json!({"cluster": s.cfg.cluster, "items": items}))
+    // Which cluster the nodes are: the configured one, or the Kubernetes cluster's API.
+    let cluster = match s.cfg.executor {
+        crate::config::ExecutorKind::Local => s.cfg.cluster.as_str(),
+        crate::config::ExecutorKind::Kubernetes => "kubernetes",
+    };
+    Json(json!({"cluster": cluster, "items": items}))
 }
 
 /// Namespaces (tenants): the GPUs each holds now against its quota, and its fair-share weight.
