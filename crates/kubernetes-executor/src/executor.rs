@@ -65,12 +65,14 @@ pub struct KubernetesExecutor {
 
 impl KubernetesExecutor {
     /// An executor on `client`'s cluster, placing pods on `cluster` (its nodes read from the
-    /// same API). Starts the watch of ONYX's pods; call inside a Tokio runtime.
-    pub fn new(
+    /// same API). Every ONYX pod already running holds its grant again before this returns,
+    /// so nothing is placed on what they hold; then the watches of ONYX's pods and of the
+    /// Nodes start. Call inside a Tokio runtime.
+    pub async fn new(
         client: kube::Client,
         cluster: Cluster,
         settings: KubernetesSettings,
-    ) -> Arc<KubernetesExecutor> {
+    ) -> Result<Arc<KubernetesExecutor>, kube::Error> {
         let me = Arc::new(KubernetesExecutor {
             client,
             cluster: Arc::new(cluster),
@@ -79,9 +81,19 @@ impl KubernetesExecutor {
             cancelled: Mutex::new(HashSet::new()),
             evicted: Mutex::new(HashMap::new()),
         });
+        let api: Api<Pod> = Api::all(me.client.clone());
+        let running = api
+            .list(&kube::api::ListParams::default().labels(&format!("{MANAGED_LABEL}=true")))
+            .await?;
+        for pod in running.items {
+            me.observe(
+                &key_of(&pod),
+                &serde_json::to_value(&pod).unwrap_or_default(),
+            );
+        }
         tokio::spawn(watch(Arc::downgrade(&me), me.client.clone()));
         tokio::spawn(watch_nodes(Arc::downgrade(&me.cluster), me.client.clone()));
-        me
+        Ok(me)
     }
 
     fn pods(&self, namespace: &str) -> Api<Pod> {
@@ -416,6 +428,13 @@ fn chrono_now() -> workflow_engine::Time {
     workflow_engine::Time::from(std::time::SystemTime::now())
 }
 
+fn key_of(pod: &Pod) -> String {
+    pod_key(
+        pod.metadata.namespace.as_deref().unwrap_or_default(),
+        pod.metadata.name.as_deref().unwrap_or_default(),
+    )
+}
+
 /// One watch of every ONYX pod in the cluster, for as long as the executor lives. The
 /// watcher re-lists after a lost connection, so an end missed meanwhile is seen in the list.
 async fn watch(me: std::sync::Weak<KubernetesExecutor>, client: kube::Client) {
@@ -426,17 +445,13 @@ async fn watch(me: std::sync::Weak<KubernetesExecutor>, client: kube::Client) {
         let Some(me) = me.upgrade() else { return };
         match ev {
             Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => {
-                let key = pod_key(
-                    pod.metadata.namespace.as_deref().unwrap_or_default(),
-                    pod.metadata.name.as_deref().unwrap_or_default(),
+                me.observe(
+                    &key_of(&pod),
+                    &serde_json::to_value(&pod).unwrap_or_default(),
                 );
-                me.observe(&key, &serde_json::to_value(&pod).unwrap_or_default());
             }
             Ok(watcher::Event::Delete(pod)) => {
-                let key = pod_key(
-                    pod.metadata.namespace.as_deref().unwrap_or_default(),
-                    pod.metadata.name.as_deref().unwrap_or_default(),
-                );
+                let key = key_of(&pod);
                 // Its last state first: a pod that ended and was then deleted ended.
                 me.observe(&key, &serde_json::to_value(&pod).unwrap_or_default());
                 me.gone(&key);

@@ -109,6 +109,10 @@ enum Command {
         /// $KUBECONFIG, then ~/.kube/config.
         #[arg(long)]
         kubeconfig: Option<PathBuf>,
+        /// This server's API address as the other replicas reach it (they forward writes to
+        /// the leader); default http://LISTEN. On Kubernetes, the pod's IP.
+        #[arg(long, env = "ONYX_ADVERTISE")]
+        advertise: Option<String>,
         /// Where state lives: `postgres://USER:PASSWORD@HOST/DB` (production: any number of
         /// servers share it, one leads, the others stand by) or a SQLite file (default:
         /// $ONYX_HOME/onyx.db).
@@ -185,6 +189,7 @@ fn main() -> ExitCode {
             cluster,
             executor,
             kubeconfig,
+            advertise,
             store,
             auth_mode,
         } => serve(
@@ -195,6 +200,7 @@ fn main() -> ExitCode {
                 cluster,
                 executor,
                 kubeconfig,
+                advertise,
             },
             store,
             auth_mode,
@@ -257,6 +263,7 @@ struct Placement {
     cluster: Option<String>,
     executor: Option<server::config::ExecutorKind>,
     kubeconfig: Option<PathBuf>,
+    advertise: Option<String>,
 }
 
 fn serve(
@@ -299,6 +306,9 @@ fn serve(
     }
     if let Some(k) = placement.kubeconfig {
         cfg.kubernetes.kubeconfig = Some(k);
+    }
+    if let Some(a) = placement.advertise {
+        cfg.standby.advertise = Some(a);
     }
     if let Some(s) = store {
         cfg.store = Some(s);

@@ -342,9 +342,10 @@ fn a_leader_killed_while_its_pods_run_adopts_them_and_runs_none_twice() {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|n| n["name"].as_str().unwrap().starts_with("gpu-"))
-        .map(|n| n["gpus"].as_u64().unwrap() - n["freeGpus"].as_u64().unwrap())
-        .sum::<u64>();
+        .flat_map(|n| n["devices"].as_array().unwrap().iter())
+        .flat_map(|d| d["holders"].as_array().unwrap().iter())
+        .filter(|h| h["namespace"] == "k8s-crash")
+        .count();
     assert_eq!(held, 24, "six adopted pods hold 4 GPUs each: {nodes}");
     let done = s.wait("k8s-crash", "long", Duration::from_secs(60));
     assert_eq!(done["status"]["phase"], "Succeeded", "{done}");
@@ -359,4 +360,139 @@ fn a_leader_killed_while_its_pods_run_adopts_them_and_runs_none_twice() {
             "adopted where it ran: {done}"
         );
     }
+}
+
+/// `deploy/kubernetes/onyx.yaml`, as its documents.
+fn deployment() -> Vec<Value> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/kubernetes/onyx.yaml"
+    );
+    let text = std::fs::read_to_string(path).unwrap();
+    manifest::parse_documents(&text)
+        .unwrap()
+        .into_iter()
+        .map(|d| d.value)
+        .collect()
+}
+
+/// ONYX's deployment applies to the real API server: its replicas are made by the
+/// Deployment's controllers under the namespace's `restricted` Pod Security level; its
+/// ServiceAccount may do what the server does and nothing more; and an `onyx server` with the
+/// deployment's configuration and that ServiceAccount's token runs a workflow on the cluster.
+#[test]
+fn the_deployment_applies_and_runs_onyx_with_its_least_privilege() {
+    let k = cluster();
+    let docs = deployment();
+    for d in &docs {
+        let (code, body) = k.create(d).unwrap();
+        assert_eq!(code, 201, "{}: {body}", d["kind"]);
+    }
+    wait_until(
+        "the Deployment's two replicas made",
+        Duration::from_secs(60),
+        || {
+            let (_, list) = k
+                .call(
+                    "GET",
+                    "/api/v1/namespaces/onyx/pods?labelSelector=app.kubernetes.io%2Fname%3Donyx",
+                    None,
+                )
+                .unwrap();
+            list["items"].as_array().map_or(0, Vec::len) == 2
+        },
+    );
+    let (_, pdb) = k
+        .call(
+            "GET",
+            "/apis/policy/v1/namespaces/onyx/poddisruptionbudgets/onyx-server",
+            None,
+        )
+        .unwrap();
+    assert_eq!(pdb["spec"]["minAvailable"], 1, "{pdb}");
+    let (_, svc) = k
+        .call("GET", "/api/v1/namespaces/onyx/services/onyx-server", None)
+        .unwrap();
+    assert_eq!(svc["spec"]["ports"][0]["port"], 2746, "{svc}");
+
+    // Least privilege, as the API server's authorizer decides it.
+    let sa = "system:serviceaccount:onyx:onyx";
+    let groups = [
+        "system:serviceaccounts",
+        "system:serviceaccounts:onyx",
+        "system:authenticated",
+    ];
+    let may = |verb: &str, group: &str, resource: &str, ns: Option<&str>| {
+        k.may(sa, &groups, verb, group, resource, ns).unwrap()
+    };
+    for (verb, group, resource, ns) in [
+        ("create", "", "pods", Some("team-a")),
+        ("create", "", "pods/binding", Some("team-a")),
+        ("delete", "", "pods", Some("team-a")),
+        ("get", "", "pods/log", Some("team-a")),
+        ("watch", "", "pods", None),
+        ("watch", "", "nodes", None),
+        ("list", "argoproj.io", "workflowtemplates", Some("team-a")),
+    ] {
+        assert!(
+            may(verb, group, resource, ns),
+            "{verb} {resource} is needed"
+        );
+    }
+    for (verb, group, resource, ns) in [
+        ("get", "", "secrets", Some("team-a")),
+        ("create", "", "pods/exec", Some("team-a")),
+        ("patch", "", "nodes", None),
+        ("delete", "", "nodes", None),
+        ("create", "", "serviceaccounts/token", Some("team-a")),
+        (
+            "create",
+            "rbac.authorization.k8s.io",
+            "clusterrolebindings",
+            None,
+        ),
+    ] {
+        assert!(!may(verb, group, resource, ns), "{verb} {resource} is not");
+    }
+
+    // The deployment's configuration and ServiceAccount run a workflow.
+    let home = temp_home("k8s-deploy");
+    let config = docs
+        .iter()
+        .find(|d| d["kind"] == "ConfigMap")
+        .and_then(|d| d["data"]["onyx.toml"].as_str())
+        .unwrap()
+        .replace("/var/lib/onyx", home.join("state").to_str().unwrap())
+        .replace(
+            "/etc/onyx/token/token",
+            home.join("token").to_str().unwrap(),
+        );
+    std::fs::write(home.join("onyx.toml"), config).unwrap();
+    let token = "a-token-both-replicas-take";
+    std::fs::write(home.join("token"), token).unwrap();
+    let kubeconfig = home.join("onyx.kubeconfig");
+    k.service_account_kubeconfig("onyx", "onyx", &kubeconfig)
+        .unwrap();
+    k.namespace("k8s-deploy").unwrap();
+    let mut s = Server::start(
+        &home,
+        &[
+            "--config",
+            home.join("onyx.toml").to_str().unwrap(),
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+        ],
+    );
+    s.token = Some(token.into());
+    s.submit(
+        "k8s-deploy",
+        json!({"metadata": {"name": "hello"}, "spec": {"entrypoint": "main",
+            "arguments": {"parameters": [{"name": "ticket_id", "value": "T"}]},
+            "templates": [{"name": "main",
+                "metadata": {"annotations": ends(0, "0s", json!({"result": "hello world"}))},
+                "container": {"image": "busybox", "command": ["echo", "hello world"]}}]}}),
+    );
+    let done = s.wait("k8s-deploy", "hello", Duration::from_secs(60));
+    assert_eq!(done["status"]["phase"], "Succeeded", "{done}");
+    assert_eq!(node(&done, "hello")["outputs"]["result"], "hello world");
 }

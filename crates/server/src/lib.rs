@@ -110,9 +110,9 @@ async fn kubernetes_pods(
             .unwrap_or_else(|| artifact_repo::Repository::Local(cfg.home.join("artifacts"))),
         repositories: local.repositories,
     };
-    Ok(kubernetes_executor::KubernetesExecutor::new(
-        client, cluster, settings,
-    ))
+    kubernetes_executor::KubernetesExecutor::new(client, cluster, settings)
+        .await
+        .map_err(|e| unreachable(e.into()))
 }
 
 /// The file in a server's home holding the token it made for itself (mode 0600): the CLI on the

@@ -117,6 +117,82 @@ impl ControlPlane {
             .clone()
     }
 
+    /// Create `object` (any kind, as `kubectl create -f` would): its collection's path is
+    /// made from its `apiVersion`, `kind` (lower case, plural with `s`, which holds for the
+    /// kinds ONYX ships) and `metadata.namespace`. The status and the API's answer.
+    pub fn create(&self, object: &Value) -> Result<(u16, Value), String> {
+        let api = object["apiVersion"].as_str().unwrap_or_default();
+        let kind = object["kind"].as_str().unwrap_or_default().to_lowercase();
+        let root = if api == "v1" {
+            "/api/v1".to_string()
+        } else {
+            format!("/apis/{api}")
+        };
+        let path = match object["metadata"]["namespace"].as_str() {
+            Some(ns) => format!("{root}/namespaces/{ns}/{kind}s"),
+            None => format!("{root}/{kind}s"),
+        };
+        self.call("POST", &path, Some(object))
+    }
+
+    /// A kubeconfig for the ServiceAccount `namespace/name`, with a token the API server
+    /// issues for it (TokenRequest, an hour), written to `file`.
+    pub fn service_account_kubeconfig(
+        &self,
+        namespace: &str,
+        name: &str,
+        file: &Path,
+    ) -> Result<(), String> {
+        let (code, answer) = self.call(
+            "POST",
+            &format!("/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token"),
+            Some(
+                &serde_json::json!({"apiVersion": "authentication.k8s.io/v1",
+                "kind": "TokenRequest", "spec": {"expirationSeconds": 3600}}),
+            ),
+        )?;
+        let token = answer["status"]["token"]
+            .as_str()
+            .filter(|_| code == 201)
+            .ok_or_else(|| format!("TokenRequest for {namespace}/{name}: {code} {answer}"))?;
+        std::fs::write(
+            file,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: onyx-test\n  cluster: {{server: \"{}\", certificate-authority: \"{}\"}}\nusers:\n- name: {name}\n  user: {{token: \"{token}\"}}\ncontexts:\n- name: onyx-test\n  context: {{cluster: onyx-test, user: {name}}}\ncurrent-context: onyx-test\n",
+                self.url,
+                self.ca_file.display()
+            ),
+        )
+        .map_err(|e| format!("{}: {e}", file.display()))
+    }
+
+    /// Whether the API server's authorizer lets `user` (in `groups`) do `verb` on `resource`
+    /// (`pods`, `pods/binding`) of `group` in `namespace` (a SubjectAccessReview).
+    pub fn may(
+        &self,
+        user: &str,
+        groups: &[&str],
+        verb: &str,
+        group: &str,
+        resource: &str,
+        namespace: Option<&str>,
+    ) -> Result<bool, String> {
+        let (resource, subresource) = resource.split_once('/').unwrap_or((resource, ""));
+        let (code, answer) = self.call(
+            "POST",
+            "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+            Some(&serde_json::json!({"apiVersion": "authorization.k8s.io/v1",
+                "kind": "SubjectAccessReview",
+                "spec": {"user": user, "groups": groups, "resourceAttributes": {
+                    "verb": verb, "group": group, "resource": resource,
+                    "subresource": subresource, "namespace": namespace.unwrap_or("")}}})),
+        )?;
+        if code != 201 {
+            return Err(format!("SubjectAccessReview: {code} {answer}"));
+        }
+        Ok(answer["status"]["allowed"] == true)
+    }
+
     /// What `kubectl get` shows of `path` (a list or one object): the API server's Table,
     /// with the resource's printer columns.
     pub fn table(&self, path: &str) -> Result<Value, String> {
@@ -435,10 +511,11 @@ fn start() -> Result<ControlPlane, String> {
     plane.version = v["gitVersion"].as_str().unwrap_or_default().to_string();
     // The controllers a cluster's objects rely on here: node lifecycle (a Ready node loses
     // the not-ready taint the API server puts on new nodes; one that stops reporting gets
-    // it back), garbage collection (owner references) and namespace deletion.
+    // it back), garbage collection (owner references), namespace deletion, and Deployments'
+    // ReplicaSets and their pods (ONYX's own deployment).
     let mut kcm = Command::new(plane.bin.join("kube-controller-manager"));
     kcm.arg(format!("--kubeconfig={}", plane.kubeconfig.display()))
-        .arg("--controllers=nodelifecycle,garbagecollector,namespace")
+        .arg("--controllers=nodelifecycle,garbagecollector,namespace,deployment,replicaset")
         .arg("--leader-elect=false")
         .arg("--bind-address=127.0.0.1")
         .arg(format!("--secure-port={}", free_port()?))
