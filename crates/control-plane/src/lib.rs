@@ -14,6 +14,7 @@ pub mod cron;
 pub mod error;
 pub mod fields;
 pub mod maintenance_runner;
+pub mod objects;
 pub mod requests;
 pub mod state;
 pub mod submit;

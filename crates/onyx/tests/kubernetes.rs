@@ -52,6 +52,33 @@ fn cluster() -> &'static ControlPlane {
             let (code, body) = k.call("POST", "/api/v1/nodes", Some(n)).unwrap();
             assert_eq!(code, 201, "{body}");
         }
+        // ONYX's argoproj.io CRDs, as `kubectl apply -f deploy/kubernetes/crds/` makes them.
+        let crds = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/kubernetes/crds");
+        let mut names = Vec::new();
+        for f in std::fs::read_dir(crds).unwrap() {
+            let text = std::fs::read_to_string(f.unwrap().path()).unwrap();
+            for d in manifest::parse_documents(&text).unwrap() {
+                let (code, body) = k.create(&d.value).unwrap();
+                assert_eq!(code, 201, "{body}");
+                names.push(d.value["metadata"]["name"].as_str().unwrap().to_string());
+            }
+        }
+        wait_until("the CRDs established", Duration::from_secs(30), || {
+            names.iter().all(|n| {
+                let (_, crd) = k
+                    .call(
+                        "GET",
+                        &format!("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{n}"),
+                        None,
+                    )
+                    .unwrap();
+                crd["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c["type"] == "Established" && c["status"] == "True")
+            })
+        });
         wait_until("17 nodes Ready", Duration::from_secs(60), || {
             let (_, list) = k.call("GET", "/api/v1/nodes", None).unwrap();
             let items = list["items"].as_array().cloned().unwrap_or_default();
@@ -433,6 +460,7 @@ fn the_deployment_applies_and_runs_onyx_with_its_least_privilege() {
         ("watch", "", "pods", None),
         ("watch", "", "nodes", None),
         ("list", "argoproj.io", "workflowtemplates", Some("team-a")),
+        ("patch", "argoproj.io", "workflows", Some("team-a")),
     ] {
         assert!(
             may(verb, group, resource, ns),
@@ -451,6 +479,7 @@ fn the_deployment_applies_and_runs_onyx_with_its_least_privilege() {
             "clusterrolebindings",
             None,
         ),
+        ("update", "argoproj.io", "workflowtemplates", Some("team-a")),
     ] {
         assert!(!may(verb, group, resource, ns), "{verb} {resource} is not");
     }
@@ -495,4 +524,151 @@ fn the_deployment_applies_and_runs_onyx_with_its_least_privilege() {
     let done = s.wait("k8s-deploy", "hello", Duration::from_secs(60));
     assert_eq!(done["status"]["phase"], "Succeeded", "{done}");
     assert_eq!(node(&done, "hello")["outputs"]["result"], "hello world");
+}
+
+/// The onyx CLI against `s`, as on the server's machine (its own token from its home).
+fn onyx_cli(s: &Server, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_onyx"))
+        .args(args)
+        .env("ONYX_SERVER", &s.base)
+        .env("ONYX_HOME", s.home.join("state"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "onyx {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// GitOps as the spec has it: a WorkflowTemplate synced into the cluster (as Argo CD would)
+/// is taken by ONYX and submitted from with `onyx submit --from`; the workflow's phase is in
+/// the cluster, where `kubectl get workflows` reads it; deleting the template from the
+/// cluster deletes it from ONYX.
+#[test]
+fn a_template_synced_to_the_cluster_is_submitted_from_and_kubectl_shows_the_phase() {
+    let k = cluster();
+    let s = server("k8s-gitops", "k8s-gitops");
+    let template = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "WorkflowTemplate",
+        "metadata": {"name": "greet", "namespace": "k8s-gitops"},
+        "spec": {"entrypoint": "main",
+            "arguments": {"parameters": [{"name": "ticket_id"}]},
+            "templates": [{"name": "main",
+                "metadata": {"annotations": ends(0, "1s", json!({"result": "hello"}))},
+                "container": {"image": "busybox", "command": ["echo", "hello"]}}]}});
+    let (code, body) = k.create(&template).unwrap();
+    assert_eq!(code, 201, "{body}");
+    wait_until("ONYX has the template", Duration::from_secs(30), || {
+        s.call("GET", "/api/v1/workflow-templates/k8s-gitops/greet", None)
+            .0
+            == 200
+    });
+    let name = onyx_cli(
+        &s,
+        &[
+            "submit",
+            "-n",
+            "k8s-gitops",
+            "--from",
+            "workflowtemplate/greet",
+            "-p",
+            "ticket_id=T-9",
+            "--wait",
+            "-o",
+            "name",
+        ],
+    );
+    let name = name.trim();
+    let done = s.wait("k8s-gitops", name, Duration::from_secs(60));
+    assert_eq!(done["status"]["phase"], "Succeeded", "{done}");
+    // What `kubectl get workflows -n k8s-gitops` prints.
+    let mut shown = String::new();
+    wait_until(
+        "kubectl shows it Succeeded",
+        Duration::from_secs(30),
+        || {
+            let table = k
+                .table("/apis/argoproj.io/v1alpha1/namespaces/k8s-gitops/workflows")
+                .unwrap();
+            shown = table.to_string();
+            table["rows"].as_array().into_iter().flatten().any(|r| {
+                r["cells"][0] == name && r["cells"][1] == "Succeeded" && r["cells"][2] == "1/1"
+            })
+        },
+    );
+    let (code, _) = k
+        .call(
+            "DELETE",
+            "/apis/argoproj.io/v1alpha1/namespaces/k8s-gitops/workflowtemplates/greet",
+            None,
+        )
+        .unwrap();
+    assert_eq!(code, 200);
+    wait_until("ONYX drops the template", Duration::from_secs(30), || {
+        s.call("GET", "/api/v1/workflow-templates/k8s-gitops/greet", None)
+            .0
+            == 404
+    });
+    assert!(!shown.is_empty());
+}
+
+/// `kubectl create -f workflow.yaml`: ONYX runs it, and the object shows its phase; one that
+/// breaks a submission rule (no ticket_id) is marked Error with why, and never runs.
+#[test]
+fn a_workflow_created_with_kubectl_is_run_by_onyx() {
+    let k = cluster();
+    let _s = server("k8s-kubectl", "k8s-kubectl");
+    let wf = |name: &str, params: Value| {
+        json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
+            "metadata": {"name": name, "namespace": "k8s-kubectl"},
+            "spec": {"entrypoint": "main", "arguments": {"parameters": params},
+                "templates": [{"name": "main",
+                    "metadata": {"annotations": ends(0, "0s", json!({}))},
+                    "container": {"image": "busybox", "command": ["true"]}}]}})
+    };
+    for w in [
+        wf("by-kubectl", json!([{"name": "ticket_id", "value": "T-1"}])),
+        wf("no-ticket", json!([])),
+    ] {
+        let (code, body) = k.create(&w).unwrap();
+        assert_eq!(code, 201, "{body}");
+    }
+    let object = |name: &str| {
+        k.call(
+            "GET",
+            &format!("/apis/argoproj.io/v1alpha1/namespaces/k8s-kubectl/workflows/{name}"),
+            None,
+        )
+        .unwrap()
+        .1
+    };
+    wait_until(
+        "the kubectl workflow Succeeded",
+        Duration::from_secs(60),
+        || object("by-kubectl")["status"]["phase"] == "Succeeded",
+    );
+    assert_eq!(
+        object("by-kubectl")["metadata"]["labels"]["onyx.io/accepted"],
+        "true"
+    );
+    wait_until(
+        "the workflow without a ticket refused",
+        Duration::from_secs(30),
+        || object("no-ticket")["status"]["phase"] == "Error",
+    );
+    let refused = object("no-ticket");
+    assert_eq!(refused["metadata"]["labels"]["onyx.io/accepted"], "false");
+    assert!(
+        refused["status"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("ticket_id"),
+        "{refused}"
+    );
+    assert!(
+        pods("k8s-kubectl").len() == 1,
+        "only the accepted workflow ran a pod"
+    );
 }

@@ -89,7 +89,7 @@ fn cluster(cfg: &ServerConfig) -> Result<Nodes, ServerError> {
 /// The Kubernetes executor on the configured cluster, its nodes read from the API.
 async fn kubernetes_pods(
     cfg: &ServerConfig,
-) -> Result<Arc<kubernetes_executor::KubernetesExecutor>, ServerError> {
+) -> Result<(Arc<kubernetes_executor::KubernetesExecutor>, kube::Client), ServerError> {
     let unreachable = |e: kubernetes_executor::ClusterError| {
         ServerError::Config(config::ConfigError::Invalid(format!(
             "--executor kubernetes: {e}"
@@ -110,9 +110,10 @@ async fn kubernetes_pods(
             .unwrap_or_else(|| artifact_repo::Repository::Local(cfg.home.join("artifacts"))),
         repositories: local.repositories,
     };
-    kubernetes_executor::KubernetesExecutor::new(client, cluster, settings)
+    let pods = kubernetes_executor::KubernetesExecutor::new(client.clone(), cluster, settings)
         .await
-        .map_err(|e| unreachable(e.into()))
+        .map_err(|e| unreachable(e.into()))?;
+    Ok((pods, client))
 }
 
 /// The file in a server's home holding the token it made for itself (mode 0600): the CLI on the
@@ -284,6 +285,8 @@ struct Parts {
 /// A server's state, and what its controllers need once it leads.
 struct Assembled {
     state: Arc<state::AppState>,
+    /// The cluster's API, with `--executor kubernetes`: Argo's objects are synced with it.
+    kubernetes: Option<kube::Client>,
     notifier: Arc<event_runtime::notify::Notifier>,
     ledger: tokio::sync::mpsc::UnboundedReceiver<cluster_shell::Ledger>,
 }
@@ -293,6 +296,7 @@ impl Parts {
     /// running; a follower's runs nothing.
     async fn assemble(&self, adopt: bool) -> Result<Assembled, ServerError> {
         let cfg = &self.cfg;
+        let mut kubernetes = None;
         let (executor, cluster, bmcs): (Arc<dyn workflow_runtime::Executor>, _, _) =
             match cfg.executor {
                 config::ExecutorKind::Local => {
@@ -306,7 +310,8 @@ impl Parts {
                     (Arc::new(pods), cluster, bmcs)
                 }
                 config::ExecutorKind::Kubernetes => {
-                    let pods = kubernetes_pods(cfg).await?;
+                    let (pods, client) = kubernetes_pods(cfg).await?;
+                    kubernetes = Some(client);
                     let cluster = pods.cluster.clone();
                     (pods, cluster, Default::default())
                 }
@@ -353,6 +358,7 @@ impl Parts {
         });
         Ok(Assembled {
             state,
+            kubernetes,
             notifier,
             ledger,
         })
@@ -365,9 +371,13 @@ impl Assembled {
     async fn lead(self) -> Result<Arc<state::AppState>, ServerError> {
         let Assembled {
             state,
+            kubernetes,
             notifier,
             ledger,
         } = self;
+        if let Some(client) = kubernetes {
+            kubernetes_sync::start(state.clone(), client);
+        }
         let ctl = state.ctl.clone();
         // Pods adopted from before a restart hold their GPUs again by now.
         tokio::spawn(usage::record(
