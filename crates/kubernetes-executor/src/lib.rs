@@ -7,7 +7,10 @@
 //! - [`pod_status`]: what a Pod's status says of its step (pure).
 //! - [`nodes`]: the cluster's Nodes as the scheduler sees them (pure).
 //! - [`executor`]: the executor itself, behind `workflow_runtime::Executor`.
+//! - [`emissary`]: `onyx emissary`, ONYX's executor inside a pod (outputs to the termination
+//!   message).
 
+pub mod emissary;
 pub mod executor;
 pub mod nodes;
 pub mod pod_shape;

@@ -368,3 +368,74 @@ fn nodes_are_read_as_the_scheduler_counts_gpus_and_mig_instances() {
         expect![[r#"down gpu=None mig=Some([]) unschedulable=true taints=[] left_out=[]"#]],
     );
 }
+
+/// `onyx emissary` over a real `sh`: what it writes to the termination message, and the
+/// exit code it passes on.
+fn check_emissary(outputs: Value, script: Option<&str>, command: &[&str], expect: Expect) {
+    let dir = std::env::temp_dir().join(format!(
+        "onyx-emissary-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let e = crate::emissary::Emissary {
+        outputs: serde_json::from_str(&outputs.to_string().replace("DIR", dir.to_str().unwrap()))
+            .unwrap(),
+        script: script.map(String::from),
+        script_dir: dir.clone(),
+        termination_log: dir.join("termination-log"),
+    };
+    let command = command
+        .iter()
+        .map(|a| a.replace("DIR", dir.to_str().unwrap()))
+        .collect();
+    let code = e.run(command);
+    let message = std::fs::read_to_string(dir.join("termination-log")).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    expect.assert_eq(&format!("exit {code}: {message}"));
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+#[test]
+fn the_emissary_reports_result_and_parameters_in_the_termination_message() {
+    check_emissary(
+        json!({"result": true, "parameters": [{"name": "p", "path": "DIR/p"},
+            {"name": "gone", "path": "DIR/none"}]}),
+        None,
+        &["sh", "-c", "echo hello; printf v1 > DIR/p"],
+        expect![[r#"exit 0: {"result":"hello\n","parameters":[["p","v1"],["gone",null]]}"#]],
+    );
+    check_emissary(
+        json!({}),
+        None,
+        &["sh", "-c", "exit 3"],
+        expect!["exit 3: {}"],
+    );
+    check_emissary(
+        json!({"result": true}),
+        Some("echo from the script $0 | sed s,/.*/,/,"),
+        &["sh"],
+        expect![[r#"exit 0: {"result":"from the script /script\n"}"#]],
+    );
+    check_emissary(
+        json!({}),
+        None,
+        &["/no/such/program"],
+        expect![[
+            r#"exit 1: {"error":"starting /no/such/program: No such file or directory (os error 2)"}"#
+        ]],
+    );
+    check_emissary(
+        json!({"result": true}),
+        None,
+        &["sh", "-c", "head -c 5000 /dev/zero | tr '\\0' x"],
+        expect![[
+            r#"exit 0: {"error":"the step's outputs are 5013 bytes, more than the 4096 bytes Kubernetes keeps of a termination message: put large outputs in artifacts"}"#
+        ]],
+    );
+}

@@ -124,6 +124,20 @@ enum Command {
         #[arg(long)]
         auth_mode: Option<server::config::AuthMode>,
     },
+    /// ONYX's executor inside a step's pod on Kubernetes (the pod's `main` runs its command
+    /// under it): runs COMMAND, reports `result` and output parameters in the container's
+    /// termination message, exits with COMMAND's code.
+    #[command(hide = true)]
+    Emissary {
+        /// Run a script template: its source is in ONYX_SCRIPT.
+        #[arg(long)]
+        script: bool,
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+    /// Copy this binary to DIR/onyx (a step pod's init container, for `onyx emissary`).
+    #[command(hide = true)]
+    InstallExecutor { dir: PathBuf },
     /// Simulators on the scheduler's own code.
     #[command(subcommand)]
     Sim(sim::SimCommand),
@@ -183,6 +197,25 @@ fn main() -> ExitCode {
             ExitCode::from(code.clamp(0, 255) as u8)
         }
         Command::Lint { files } => lint(&files),
+        Command::Emissary { script, command } => {
+            match kubernetes_executor::emissary::Emissary::from_env(script) {
+                Ok(e) => ExitCode::from(e.run(command).clamp(0, 255) as u8),
+                Err(message) => {
+                    eprintln!("onyx emissary: {message}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::InstallExecutor { dir } => match kubernetes_executor::emissary::install(&dir) {
+            Ok(to) => {
+                eprintln!("onyx: installed {}", to.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("onyx install-executor {}: {e}", dir.display());
+                ExitCode::from(1)
+            }
+        },
         Command::Server {
             listen,
             config,
