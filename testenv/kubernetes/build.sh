@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Build what the Kubernetes tests run against from the Go module proxy, by the versions in the
 # go.mod files here: the control plane (etcd, kube-apiserver, kube-controller-manager for node
-# lifecycle and garbage collection; go.mod) and kwok for fake nodes
-# (kwok/go.mod), into a cache outside the repository keyed by those versions and this recipe:
-# a second run with the same ones does nothing. Prints the directory (crates/test-kubernetes
-# runs this to find it).
+# lifecycle and garbage collection; go.mod), the kubelet of the same release for the real node
+# (crates/test-kubernetes/src/real_node.rs runs it against Debian's containerd; go.mod) and
+# kwok for fake nodes (kwok/go.mod), into a cache outside the repository keyed by those
+# versions and this recipe: a second run with the same ones does nothing. Prints the directory
+# (crates/test-kubernetes runs this to find it).
 #   ONYX_TESTENV_CACHE  where the cache lives (default: ~/.cache/onyx-testenv)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -18,7 +19,7 @@ etcd=$(version_of go.mod go.etcd.io/etcd/server/v3)
 kwok=$(version_of kwok/go.mod sigs.k8s.io/kwok)
 recipe=$(cat build.sh go.mod go.sum kwok/go.mod kwok/go.sum | sha256sum | cut -c1-12)
 out="${ONYX_TESTENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/onyx-testenv}/kubernetes-$k8s-etcd-$etcd-kwok-$kwok-$recipe"
-if [ -x "$out/kube-apiserver" ] && [ -x "$out/kube-controller-manager" ] && [ -x "$out/etcd" ] && [ -x "$out/kwok" ]; then
+if [ -x "$out/kube-apiserver" ] && [ -x "$out/kube-controller-manager" ] && [ -x "$out/kubelet" ] && [ -x "$out/etcd" ] && [ -x "$out/kwok" ]; then
   echo "$out"
   exit 0
 fi
@@ -37,9 +38,10 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
 done
 go build -trimpath -ldflags "$stamp" -o "$out.partial/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
 go build -trimpath -ldflags "$stamp" -o "$out.partial/kube-controller-manager" k8s.io/kubernetes/cmd/kube-controller-manager
+go build -trimpath -ldflags "$stamp" -o "$out.partial/kubelet" k8s.io/kubernetes/cmd/kubelet
 go build -trimpath -ldflags "-s -w" -o "$out.partial/etcd" go.etcd.io/etcd/server/v3
 (cd kwok && go build -trimpath -ldflags "-s -w" -o "$out.partial/kwok" sigs.k8s.io/kwok/cmd/kwok)
 rm -rf "$out"
 mv "$out.partial" "$out"
-echo "build.sh: built kube-apiserver and kube-controller-manager $k8s, etcd $etcd and kwok $kwok in $(( $(date +%s) - started )) s" >&2
+echo "build.sh: built kube-apiserver, kube-controller-manager and kubelet $k8s, etcd $etcd and kwok $kwok in $(( $(date +%s) - started )) s" >&2
 echo "$out"

@@ -303,7 +303,7 @@ pub async fn run(ctl: Arc<Controller>, m: Arc<Maintenance>) {
                         ctl.drain(&node, Duration::from_secs(grace_seconds.max(0) as u64));
                     }
                     Action::Uncordon { node } => {
-                        ctl.cluster().cordon(&node, false);
+                        ctl.cordon(&node, false);
                     }
                     Action::PowerCycle { node } => power_cycles.push(node),
                 }

@@ -542,7 +542,48 @@ impl Executor for KubernetesExecutor {
             .lock()
             .expect("evicted")
             .insert(pod.to_string(), why);
-        self.kill(pod);
+        let followed = self.followed.lock().expect("followed").contains_key(pod);
+        if !followed {
+            // Not made yet: it must not be.
+            return self.kill(pod);
+        }
+        // Through the Eviction API, as `kubectl drain` evicts: a PodDisruptionBudget that
+        // allows no disruption now answers 429, and the eviction is tried again until it does.
+        let (namespace, name) = pod.split_once('/').unwrap_or(("", pod));
+        let api = self.pods(namespace);
+        let name = name.to_string();
+        tokio::spawn(async move {
+            loop {
+                match api.evict(&name, &Default::default()).await {
+                    Ok(_) | Err(kube::Error::Api(kube::error::ErrorResponse { code: 404, .. })) => {
+                        return
+                    }
+                    Err(kube::Error::Api(kube::error::ErrorResponse { code: 429, .. })) => {
+                        tracing::info!("evicting pod {name}: its disruption budget says not yet");
+                        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                    }
+                    Err(e) => {
+                        tracing::warn!("evicting pod {name}: {e}; deleting it");
+                        let _ = api.delete(&name, &DeleteParams::default()).await;
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
+    fn cordon(&self, node: &str, on: bool) {
+        let api: Api<k8s_openapi::api::core::v1::Node> = Api::all(self.client.clone());
+        let node = node.to_string();
+        tokio::spawn(async move {
+            let patch = json!({"spec": {"unschedulable": on}});
+            if let Err(e) = api
+                .patch(&node, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                tracing::warn!("marking node {node} unschedulable={on}: {e}");
+            }
+        });
     }
 
     fn forget(&self, pod: &str) {

@@ -48,6 +48,14 @@ fn cluster() -> &'static ControlPlane {
                    "nvidia.com/mig-1g.10gb": "7"}),
             "NVIDIA-H100-80GB-HBM3",
         ));
+        // One node for the drain test alone: its taint keeps every other test's pods off.
+        let mut drained = gpu(
+            "drain-00".into(),
+            json!({"cpu": "96", "memory": "2Ti", "pods": "110", "nvidia.com/gpu": "8"}),
+            "NVIDIA-H100-80GB-HBM3",
+        );
+        drained["spec"]["taints"] = json!([{"key": "onyx.io/drain-test", "effect": "NoSchedule"}]);
+        nodes.push(drained);
         for n in &nodes {
             let (code, body) = k.call("POST", "/api/v1/nodes", Some(n)).unwrap();
             assert_eq!(code, 201, "{body}");
@@ -79,10 +87,10 @@ fn cluster() -> &'static ControlPlane {
                     .any(|c| c["type"] == "Established" && c["status"] == "True")
             })
         });
-        wait_until("17 nodes Ready", Duration::from_secs(60), || {
+        wait_until("18 nodes Ready", Duration::from_secs(60), || {
             let (_, list) = k.call("GET", "/api/v1/nodes", None).unwrap();
             let items = list["items"].as_array().cloned().unwrap_or_default();
-            items.len() == 17
+            items.len() == 18
                 && items.iter().all(|n| {
                     n["status"]["conditions"]
                         .as_array()
@@ -459,6 +467,8 @@ fn the_deployment_applies_and_runs_onyx_with_its_least_privilege() {
         ("get", "", "pods/log", Some("team-a")),
         ("watch", "", "pods", None),
         ("watch", "", "nodes", None),
+        ("patch", "", "nodes", None),
+        ("create", "", "pods/eviction", Some("team-a")),
         ("list", "argoproj.io", "workflowtemplates", Some("team-a")),
         ("patch", "argoproj.io", "workflows", Some("team-a")),
     ] {
@@ -470,7 +480,6 @@ fn the_deployment_applies_and_runs_onyx_with_its_least_privilege() {
     for (verb, group, resource, ns) in [
         ("get", "", "secrets", Some("team-a")),
         ("create", "", "pods/exec", Some("team-a")),
-        ("patch", "", "nodes", None),
         ("delete", "", "nodes", None),
         ("create", "", "serviceaccounts/token", Some("team-a")),
         (
@@ -671,4 +680,60 @@ fn a_workflow_created_with_kubectl_is_run_by_onyx() {
         pods("k8s-kubectl").len() == 1,
         "only the accepted workflow ran a pod"
     );
+}
+
+/// ONYX's drain on a cluster: the Node is marked unschedulable in the API, its pod is
+/// evicted through the Eviction API and its step fails saying so; uncordon clears the mark.
+#[test]
+fn a_drain_cordons_the_node_in_the_cluster_and_evicts_its_pods() {
+    let k = cluster();
+    let s = server("k8s-drain", "k8s-drain");
+    s.submit(
+        "k8s-drain",
+        json!({"metadata": {"name": "held"}, "spec": {"entrypoint": "main",
+            "arguments": {"parameters": [{"name": "ticket_id", "value": "T"}]},
+            "templates": [{"name": "main",
+                "nodeSelector": {"kubernetes.io/hostname": "drain-00"},
+                "tolerations": [{"key": "onyx.io/drain-test", "operator": "Exists"}],
+                "container": {"image": "busybox", "command": ["sleep", "1d"],
+                    "resources": {"limits": {"nvidia.com/gpu": "8"}}}}]}}),
+    );
+    wait_until("the pod runs on drain-00", Duration::from_secs(30), || {
+        pods("k8s-drain")
+            .iter()
+            .any(|p| p["status"]["phase"] == "Running" && p["spec"]["nodeName"] == "drain-00")
+    });
+    let (c, b) = s.call(
+        "PUT",
+        "/api/v1/onyx/nodes/drain-00/drain?graceSeconds=0",
+        None,
+    );
+    assert_eq!(c, 200, "{b}");
+    let node = |k: &ControlPlane| k.call("GET", "/api/v1/nodes/drain-00", None).unwrap().1;
+    wait_until(
+        "drain-00 unschedulable in the API",
+        Duration::from_secs(30),
+        || node(k)["spec"]["unschedulable"] == true,
+    );
+    let done = s.wait("k8s-drain", "held", Duration::from_secs(60));
+    // kwok removes an evicted pod at once, leaving no terminated container: a step whose pod
+    // is gone without an exit code ends in Error, as Argo ends one whose pod was deleted.
+    assert_eq!(done["status"]["phase"], "Error", "{done}");
+    let msg = node_msg(&done, "held");
+    assert!(msg.contains("drain-00 is being drained"), "{done}");
+    assert!(pods("k8s-drain").is_empty(), "the pod was evicted");
+    let (c, b) = s.call("PUT", "/api/v1/onyx/nodes/drain-00/uncordon", None);
+    assert_eq!(c, 200, "{b}");
+    wait_until(
+        "drain-00 schedulable again",
+        Duration::from_secs(30),
+        || node(k)["spec"]["unschedulable"] != true,
+    );
+}
+
+fn node_msg(wf: &Value, display: &str) -> String {
+    node(wf, display)["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }

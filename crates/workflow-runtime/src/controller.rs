@@ -570,8 +570,19 @@ impl Controller {
     /// Drain a node: cordon it, give its pods `grace` to end, then evict what is left — and
     /// every other bound pod of the same gangs, so that a gang moves whole. The pods on the
     /// node when the drain began, or `None` if there is no such node.
+    /// Cordon (`true`) or uncordon a node: the scheduler places nothing new on a cordoned
+    /// node, and the executor tells the cluster (a Kubernetes Node's `spec.unschedulable`).
+    /// `false` if there is no such node.
+    pub fn cordon(&self, node: &str, on: bool) -> bool {
+        if !self.cluster().cordon(node, on) {
+            return false;
+        }
+        self.executor.cordon(node, on);
+        true
+    }
+
     pub fn drain(self: &Arc<Self>, node: &str, grace: std::time::Duration) -> Option<Vec<String>> {
-        if !self.cluster().cordon(node, true) {
+        if !self.cordon(node, true) {
             return None;
         }
         let on_node = self.cluster().pods_on(node);

@@ -72,6 +72,10 @@ pub trait Executor: Send + Sync {
     ) -> Result<artifact_repo::Repository, artifact_repo::RepoError>;
     /// Where a pod's logs and files are kept.
     fn pod_dir(&self, pod: &str) -> PathBuf;
+    /// A node was cordoned (`true`) or uncordoned by ONYX (a drain, the maintenance window,
+    /// an operator): an executor whose nodes belong to a cluster tells it. The scheduler's
+    /// own cordon is already in place.
+    fn cordon(&self, _node: &str, _on: bool) {}
 }
 
 /// The key a pod is known by to an executor: `NAMESPACE/POD`.

@@ -63,7 +63,7 @@ pub(super) fn no_node(s: &AppState, name: &str) -> ApiError {
 }
 
 pub(super) async fn set_cordon(s: &AppState, name: &str, on: bool) -> ApiResult {
-    if !s.ctl.cluster().cordon(name, on) {
+    if !s.ctl.cordon(name, on) {
         return Err(no_node(s, name));
     }
     Ok(Json(json!({"name": name, "cordoned": on})))
@@ -146,7 +146,7 @@ pub(super) async fn get_queue(State(s): St, Path(name): Path<String>) -> ApiResu
 pub(super) async fn emergency_stop(State(s): St) -> ApiResult {
     let nodes = s.ctl.cluster().node_names();
     for n in &nodes {
-        s.ctl.cluster().cordon(n, true);
+        s.ctl.cordon(n, true);
     }
     let suspended = s.ctl.suspend_all().await;
     // The spec's last step: power the GPU nodes off through their BMCs, where configured —
