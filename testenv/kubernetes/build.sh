@@ -19,7 +19,20 @@ etcd=$(version_of go.mod go.etcd.io/etcd/server/v3)
 kwok=$(version_of kwok/go.mod sigs.k8s.io/kwok)
 recipe=$(cat build.sh go.mod go.sum kwok/go.mod kwok/go.sum | sha256sum | cut -c1-12)
 out="${ONYX_TESTENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/onyx-testenv}/kubernetes-$k8s-etcd-$etcd-kwok-$kwok-$recipe"
-if [ -x "$out/kube-apiserver" ] && [ -x "$out/kube-controller-manager" ] && [ -x "$out/kubelet" ] && [ -x "$out/etcd" ] && [ -x "$out/kwok" ]; then
+cached() {
+  [ -x "$out/kube-apiserver" ] && [ -x "$out/kube-controller-manager" ] && [ -x "$out/kubelet" ] &&
+    [ -x "$out/etcd" ] && [ -x "$out/kwok" ]
+}
+if cached; then
+  echo "$out"
+  exit 0
+fi
+# Test processes that start at once (cargo runs several) build once: the others wait here and
+# then find the cache.
+mkdir -p "$(dirname "$out")"
+exec 9>"$out.lock"
+flock 9
+if cached; then
   echo "$out"
   exit 0
 fi

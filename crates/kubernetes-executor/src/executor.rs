@@ -304,6 +304,8 @@ impl KubernetesExecutor {
                         node_id: f.node_id.clone(),
                         host: node,
                     });
+                    drop(followed);
+                    self.stream_log(key);
                 }
             }
             PodPhase::Done(mut result) => {
@@ -339,6 +341,40 @@ impl KubernetesExecutor {
                 }
             }
         }
+    }
+
+    /// Copy a running pod's `main` log into its directory as the kubelet serves it, so that
+    /// a followed log (`argo logs --follow`, the UI) shows lines as they come; the whole log
+    /// replaces it when the pod ends.
+    fn stream_log(&self, key: &str) {
+        let (namespace, name) = key.split_once('/').unwrap_or(("", key));
+        let api = self.pods(namespace);
+        let dir = self.pod_dir(key);
+        let name = name.to_string();
+        tokio::spawn(async move {
+            use futures::AsyncBufReadExt;
+            use tokio::io::AsyncWriteExt;
+            let params = LogParams {
+                container: Some("main".into()),
+                follow: true,
+                ..Default::default()
+            };
+            let Ok(stream) = api.log_stream(&name, &params).await else {
+                return;
+            };
+            let _ = tokio::fs::create_dir_all(&dir).await;
+            let Ok(mut file) = tokio::fs::File::create(dir.join("main.log")).await else {
+                return;
+            };
+            let mut lines = stream.lines();
+            while let Some(Ok(line)) = lines.next().await {
+                if dir.join("result.json").exists() {
+                    return;
+                }
+                let _ = file.write_all(format!("{line}\n").as_bytes()).await;
+                let _ = file.flush().await;
+            }
+        });
     }
 
     /// A followed pod is gone from the API before it ended.
@@ -381,7 +417,12 @@ impl KubernetesExecutor {
                     )
                     .await
                     .unwrap_or_default();
-                let _ = tokio::fs::write(dir.join("main.log"), logs).await;
+                // Renamed into place: a log still being streamed into the old file (see
+                // `stream_log`) writes to what is then no longer the pod's log.
+                let tmp = dir.join("main.log.tmp");
+                if tokio::fs::write(&tmp, logs).await.is_ok() {
+                    let _ = tokio::fs::rename(&tmp, dir.join("main.log")).await;
+                }
                 let patch = json!({"metadata": {"labels": {pod_shape::COMPLETED_LABEL: "true"}}});
                 if let Err(e) = api
                     .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
