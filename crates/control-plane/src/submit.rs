@@ -300,6 +300,11 @@ pub async fn accept(
     let name = resolve_name(&manifest)?;
     let mut ctx = gather_templates(&s.ctl.store, ns, &manifest).await?;
     ctx.config.limits = s.cfg.limits.clone();
+    if s.cfg.executor == crate::config::ExecutorKind::Kubernetes {
+        // A step's `hostNodeName` is the node its pod is bound to, known once it runs; not
+        // this server's machine.
+        ctx.config.node_name = String::new();
+    }
     check_policy(s.cfg.policy(ns), &name, &manifest, &ctx)?;
     check_admission(s.cfg.policy(ns), ns, "workflow", &name, &manifest, &ctx)?;
     if let Some(key) = manifest
