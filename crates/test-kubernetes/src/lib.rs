@@ -9,7 +9,11 @@
 //! The servers die with the test process (parent-death signal). Nothing here fakes the API:
 //! requests go to the real API server over TLS.
 //!
-//! `ONYX_KUBERNETES_BIN` names a directory with these (and `kwok`) to use instead of
+//! Nodes: fake ones run by kwok ([`ControlPlane::kwok`]), which only move pods through their
+//! phases, and one real node ([`ControlPlane::real_node`], `real_node.rs`): Debian's containerd
+//! and the kubelet of the same release, where pods run as containers.
+//!
+//! `ONYX_KUBERNETES_BIN` names a directory with these (and `kwok`, `kubelet`) to use instead of
 //! the build cache; without it, the first caller runs `build.sh` (which returns at once when
 //! its cache has them), and an error says what is missing when it cannot build them.
 
@@ -20,6 +24,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use test_process::{free_port, remove_stale, spawn_tied};
+
+pub mod real_node;
+
+pub use real_node::{RealNode, PAUSE_IMAGE, REAL_NODE_LABEL, REAL_NODE_NAME};
 
 /// A running control plane and how to reach it as its administrator.
 pub struct ControlPlane {
@@ -37,6 +45,7 @@ pub struct ControlPlane {
     bin: PathBuf,
     dir: PathBuf,
     kwok: OnceLock<Result<(), String>>,
+    node: OnceLock<Result<RealNode, String>>,
 }
 
 /// The annotation that puts a Node in kwok's care (`ControlPlane::kwok`).
@@ -464,6 +473,10 @@ fn start() -> Result<ControlPlane, String> {
         ))
         .args(["--service-account-issuer", "https://kubernetes.default.svc"])
         .args(["--service-cluster-ip-range", "10.96.0.0/16"])
+        // Logs (and exec, port-forward) go through the API server to the kubelet, which it
+        // reaches by the Node's address: InternalIP first, since the default order tries the
+        // Hostname first, and a node's name (the real node's `onyx-node`) resolves nowhere.
+        .arg("--kubelet-preferred-address-types=InternalIP,Hostname")
         .stdout(Stdio::null())
         .stderr(log_file(&dir, "kube-apiserver.log")?);
     spawn_tied(apiserver, "kube-apiserver")?;
@@ -489,6 +502,7 @@ fn start() -> Result<ControlPlane, String> {
         bin,
         dir: dir.clone(),
         kwok: OnceLock::new(),
+        node: OnceLock::new(),
     };
     // Ready when every check passes (etcd reached, RBAC's bootstrap roles made, ...).
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -511,11 +525,13 @@ fn start() -> Result<ControlPlane, String> {
     plane.version = v["gitVersion"].as_str().unwrap_or_default().to_string();
     // The controllers a cluster's objects rely on here: node lifecycle (a Ready node loses
     // the not-ready taint the API server puts on new nodes; one that stops reporting gets
-    // it back), garbage collection (owner references), namespace deletion, and Deployments'
-    // ReplicaSets and their pods (ONYX's own deployment).
+    // it back), garbage collection (owner references), namespace deletion, Deployments'
+    // ReplicaSets and their pods (ONYX's own deployment), and each namespace's
+    // `kube-root-ca.crt`, without which a pod's service-account token volume cannot mount.
     let mut kcm = Command::new(plane.bin.join("kube-controller-manager"));
     kcm.arg(format!("--kubeconfig={}", plane.kubeconfig.display()))
-        .arg("--controllers=nodelifecycle,garbagecollector,namespace,deployment,replicaset")
+        .arg("--controllers=nodelifecycle,garbagecollector,namespace,deployment,replicaset,root-ca-cert-publisher")
+        .arg(format!("--root-ca-file={}", plane.ca_file.display()))
         .arg("--leader-elect=false")
         .arg("--bind-address=127.0.0.1")
         .arg(format!("--secure-port={}", free_port()?))
