@@ -193,12 +193,57 @@ fn read_capped(path: &Path) -> Option<String> {
     Some(String::from_utf8_lossy(&out).into_owned())
 }
 
-/// `onyx install-executor DIR`: this binary, copied to `DIR/onyx` (mode 0755).
+/// `onyx install-executor DIR`: this binary, copied to `DIR/onyx`, with the shared libraries
+/// it runs with in `DIR/lib` and its dynamic loader as `DIR/lib/ld.so`. A step's image may
+/// have no C library at all (busybox, distroless) or another one; the pod runs
+/// `DIR/lib/ld.so --library-path DIR/lib DIR/onyx emissary …`, which needs nothing of the
+/// image. The libraries are those mapped into this process now (`/proc/self/maps`): what
+/// the binary was linked against, loader included.
 pub fn install(dir: &Path) -> std::io::Result<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let me = std::env::current_exe()?;
     let to = dir.join("onyx");
     std::fs::copy(&me, &to)?;
     std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755))?;
+    let lib = dir.join("lib");
+    std::fs::create_dir_all(&lib)?;
+    let maps = std::fs::read_to_string("/proc/self/maps")?;
+    let mut loader = None;
+    for path in shared_objects(&maps) {
+        let Some(name) = Path::new(&path).file_name() else {
+            continue;
+        };
+        std::fs::copy(&path, lib.join(name))?;
+        if name.to_string_lossy().starts_with("ld-") {
+            loader = Some(lib.join(name));
+        }
+    }
+    let loader = loader.ok_or_else(|| {
+        std::io::Error::other(
+            "no dynamic loader is mapped into this process (a static build needs no install)",
+        )
+    })?;
+    std::fs::copy(&loader, lib.join("ld.so"))?;
+    std::fs::set_permissions(lib.join("ld.so"), std::fs::Permissions::from_mode(0o755))?;
     Ok(to)
+}
+
+/// The shared objects (`*.so`, `*.so.N`) among a `/proc/PID/maps` text's mapped files, once
+/// each, in order.
+pub fn shared_objects(maps: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for line in maps.lines() {
+        // address perms offset dev inode path
+        let Some(path) = line.split_whitespace().nth(5) else {
+            continue;
+        };
+        let name = path.rsplit('/').next().unwrap_or(path);
+        if path.starts_with('/')
+            && (name.ends_with(".so") || name.contains(".so."))
+            && !out.iter().any(|p| p == path)
+        {
+            out.push(path.to_string());
+        }
+    }
+    out
 }

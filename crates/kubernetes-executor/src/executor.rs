@@ -404,6 +404,8 @@ impl KubernetesExecutor {
         let dir = self.pod_dir(key);
         let name = name.to_string();
         let exists = !pod.is_null();
+        // A pod that ran and ended between two looks of the watch was never seen running.
+        let host = pod["spec"]["nodeName"].as_str().map(String::from);
         tokio::spawn(async move {
             let _ = tokio::fs::create_dir_all(&dir).await;
             if exists {
@@ -436,7 +438,7 @@ impl KubernetesExecutor {
             if !f.running_said && exists {
                 (f.report)(Event::PodRunning {
                     node_id: f.node_id.clone(),
-                    host: None,
+                    host,
                 });
             }
             (f.report)(Event::PodDone(result));

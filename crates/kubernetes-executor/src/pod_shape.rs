@@ -13,7 +13,8 @@
 //!   `schedulerName: onyx`: ONYX binds the pod itself (the `Binding` subresource), so no
 //!   other scheduler may take it.
 //! - With ONYX's executor image configured, an init container `init` copies the `onyx` binary
-//!   into the emptyDir `/var/run/onyx` and `main` runs its command under `onyx emissary`, which
+//!   (with its loader and libraries) into the emptyDir `/var/run/onyx` and `main` runs its
+//!   command under `onyx emissary`, which
 //!   reports `result` and the output parameters through the container's termination message
 //!   (what Argo's emissary does with its `wait` container; ONYX needs no second container and
 //!   no pod-patching RBAC for it).
@@ -115,7 +116,15 @@ pub fn pod_manifest(req: &PodRequest, cx: &PodContext) -> Result<Value, ShapeErr
                    "command": ["onyx", "install-executor", EXECUTOR_DIR],
                    "volumeMounts": [mount.clone()]}),
         );
-        let mut command = vec![json!(format!("{EXECUTOR_DIR}/onyx")), json!("emissary")];
+        // Through the loader `install-executor` put beside the binary: the step's image need
+        // not have a C library (see `emissary::install`).
+        let mut command = vec![
+            json!(format!("{EXECUTOR_DIR}/lib/ld.so")),
+            json!("--library-path"),
+            json!(format!("{EXECUTOR_DIR}/lib")),
+            json!(format!("{EXECUTOR_DIR}/onyx")),
+            json!("emissary"),
+        ];
         if script.is_some() {
             command.push(json!("--script"));
         }

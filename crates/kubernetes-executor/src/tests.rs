@@ -149,6 +149,9 @@ fn with_the_executor_image_main_runs_under_onyx_emissary() {
                   {
                     "image": "python",
                     "command": [
+                      "/var/run/onyx/lib/ld.so",
+                      "--library-path",
+                      "/var/run/onyx/lib",
                       "/var/run/onyx/onyx",
                       "emissary",
                       "--script",
@@ -438,4 +441,19 @@ fn the_emissary_reports_result_and_parameters_in_the_termination_message() {
             r#"exit 0: {"error":"the step's outputs are 5013 bytes, more than the 4096 bytes Kubernetes keeps of a termination message: put large outputs in artifacts"}"#
         ]],
     );
+}
+
+#[test]
+fn the_executor_installs_the_shared_objects_it_is_mapped_with() {
+    let maps = "\
+5555-6666 r--p 00000000 fd:01 12 /usr/local/bin/onyx
+7f00-7f01 r--p 00000000 fd:01 13 /usr/lib/x86_64-linux-gnu/libc.so.6
+7f01-7f02 r-xp 00001000 fd:01 13 /usr/lib/x86_64-linux-gnu/libc.so.6
+7f02-7f03 rw-p 00000000 00:00 0
+7f03-7f04 r--p 00000000 fd:01 14 /usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2
+7ffd-7ffe rw-p 00000000 00:00 0 [stack]
+7f05-7f06 r--p 00000000 fd:01 15 /usr/lib/locale/C.utf8/LC_CTYPE
+";
+    expect![[r#"["/usr/lib/x86_64-linux-gnu/libc.so.6", "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"]"#]]
+        .assert_eq(&format!("{:?}", crate::emissary::shared_objects(maps)));
 }
