@@ -1,9 +1,9 @@
 //! ONYX on a real Kubernetes node: the control plane of `crates/test-kubernetes` with one node
 //! that runs containers — kubelet built from Kubernetes' Go modules, Debian's containerd, runc
-//! and CNI plugins — and images built here (busybox for the steps, ONYX's executor image from
-//! this build's `onyx` binary). Hello-world and a DAG passing an output parameter run as real
-//! containers: `onyx emissary` reports their outputs through the termination message, their
-//! logs come from the kubelet.
+//! and CNI plugins — and images built here: busybox for the steps, ONYX's image by its build
+//! script (`deploy/image/build.sh`) from this build's `onyx` binary. Hello-world and a DAG
+//! passing an output parameter run as real containers: `onyx emissary` reports their outputs
+//! through the termination message, their logs come from the kubelet.
 
 mod support;
 
@@ -22,12 +22,12 @@ fn cluster() -> &'static ControlPlane {
     IMAGES.get_or_init(|| {
         n.import_image("onyx.local/busybox:1", &[], &[], true)
             .unwrap_or_else(|e| panic!("{e}"));
-        // ONYX's executor image: the binary at /usr/local/bin/onyx, where the pod's init
-        // container runs it from.
-        // Stripped of its debug information first (binutils' strip), which is most of a
-        // debug build's size; the binary as built where strip is missing.
+        // ONYX's image as its build script makes it (deploy/image/build.sh), from this
+        // build's binary stripped of its debug information (binutils' strip), which is most
+        // of a debug build's size.
         let built = Path::new(env!("CARGO_BIN_EXE_onyx"));
-        let stripped = temp_home("node-image").join("onyx");
+        let work = temp_home("node-image");
+        let stripped = work.join("onyx");
         let onyx = match std::process::Command::new("strip")
             .arg("-o")
             .arg(&stripped)
@@ -37,13 +37,18 @@ fn cluster() -> &'static ControlPlane {
             Ok(st) if st.success() => stripped.as_path(),
             _ => built,
         };
-        n.import_image(
-            "onyx.local/onyx:dev",
-            &[],
-            &[("/usr/local/bin/onyx", onyx)],
-            false,
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+        let archive = work.join("onyx-image.tar");
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/image/build.sh");
+        let st = std::process::Command::new("bash")
+            .arg(script)
+            .arg(onyx)
+            .arg(&archive)
+            .env("ONYX_IMAGE_TAG", "dev")
+            .status()
+            .unwrap();
+        assert!(st.success(), "deploy/image/build.sh failed");
+        n.import_archive("onyx.local/onyx", &archive)
+            .unwrap_or_else(|e| panic!("{e}"));
     });
     k
 }

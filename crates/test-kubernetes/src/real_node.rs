@@ -161,6 +161,18 @@ impl RealNode {
         })
     }
 
+    /// Import an OCI image archive made elsewhere (ONYX's own, `deploy/image/build.sh`) into
+    /// the node's containerd as `name:TAG`, TAG being the tag its index names.
+    pub fn import_archive(&self, name: &str, archive: &Path) -> Result<(), String> {
+        output(
+            ctr(&self.tools, &self.containerd_socket)
+                .args(["images", "import", "--base-name", name])
+                .arg(archive),
+        )
+        .map(|_| ())
+        .map_err(|e| format!("importing {} as {name}: {e}", archive.display()))
+    }
+
     /// Import `reference` once per process: `make` gives its root and `umoci config`
     /// arguments; `contents` tells one call's image from another's.
     fn import(
