@@ -32,6 +32,10 @@ use workflow_runtime::{pod_key, Executor, JobStart, PodStart, Report};
 use crate::pod_shape::{self, PodContext, MANAGED_LABEL, WORKFLOW_LABEL};
 use crate::pod_status::{pod_phase, PodPhase};
 
+/// The most of a pod's log the server keeps (the kubelet's own rotation keeps 10 MiB a file by
+/// default): a step that prints without end fills neither the server's memory nor its disk.
+const LOG_LIMIT: i64 = 64 * 1024 * 1024;
+
 /// Where pods run and what they are given beside their template.
 #[derive(Debug, Clone)]
 pub struct KubernetesSettings {
@@ -357,6 +361,7 @@ impl KubernetesExecutor {
             let params = LogParams {
                 container: Some("main".into()),
                 follow: true,
+                limit_bytes: Some(LOG_LIMIT),
                 ..Default::default()
             };
             let Ok(stream) = api.log_stream(&name, &params).await else {
@@ -414,6 +419,7 @@ impl KubernetesExecutor {
                         &name,
                         &LogParams {
                             container: Some("main".into()),
+                            limit_bytes: Some(LOG_LIMIT),
                             ..Default::default()
                         },
                     )

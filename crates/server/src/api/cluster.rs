@@ -44,8 +44,8 @@ pub(super) async fn list_nodes(State(s): St) -> Json<Value> {
         .collect();
     // Which cluster the nodes are: the configured one, or the Kubernetes cluster's API.
     let cluster = match s.cfg.executor {
-        crate::config::ExecutorKind::Local => s.cfg.cluster.as_str(),
-        crate::config::ExecutorKind::Kubernetes => "kubernetes",
+        control_plane::config::ExecutorKind::Local => s.cfg.cluster.as_str(),
+        control_plane::config::ExecutorKind::Kubernetes => "kubernetes",
     };
     Json(json!({"cluster": cluster, "items": items}))
 }
