@@ -14,7 +14,11 @@ use serde_json::{json, Value};
 use support::{node, temp_home, Server};
 use test_kubernetes::ControlPlane;
 
-/// The control plane with its real node and the two images on it.
+/// ONYX's image in the node's local registry.
+static ONYX_IMAGE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// The control plane with its real node and the two images: busybox imported into the node,
+/// ONYX's pushed to its registry.
 fn cluster() -> &'static ControlPlane {
     static IMAGES: std::sync::OnceLock<()> = std::sync::OnceLock::new();
     let k = test_kubernetes::control_plane().unwrap_or_else(|e| panic!("{e}"));
@@ -47,8 +51,11 @@ fn cluster() -> &'static ControlPlane {
             .status()
             .unwrap();
         assert!(st.success(), "deploy/image/build.sh failed");
-        n.import_archive("onyx.local/onyx", &archive)
+        // Pushed to the node's local registry, from which the pods pull it.
+        let image = n
+            .push_archive(&archive, "onyx", "dev")
             .unwrap_or_else(|e| panic!("{e}"));
+        ONYX_IMAGE.set(image).unwrap();
     });
     k
 }
@@ -61,9 +68,10 @@ fn server(name: &str, ns: &str) -> Server {
     std::fs::write(
         &config,
         format!(
-            "home = {:?}\nexecutor = \"kubernetes\"\n[kubernetes]\nkubeconfig = {:?}\nexecutor_image = \"onyx.local/onyx:dev\"\n",
+            "home = {:?}\nexecutor = \"kubernetes\"\n[kubernetes]\nkubeconfig = {:?}\nexecutor_image = {:?}\n",
             home.join("state"),
-            k.kubeconfig
+            k.kubeconfig,
+            ONYX_IMAGE.get().unwrap()
         ),
     )
     .unwrap();

@@ -82,6 +82,8 @@ pub struct RealNode {
     images: Mutex<HashMap<String, Arc<Image>>>,
     /// The machine's real-node lock ([`machine_lock`]), held while the process lives.
     _lock: UnixListener,
+    /// The local registry, once started: its `HOST:PORT`.
+    registry: OnceLock<Result<String, String>>,
 }
 
 /// An image imported once per process: what it was asked to hold, and how its import went.
@@ -171,6 +173,74 @@ impl RealNode {
         )
         .map(|_| ())
         .map_err(|e| format!("importing {} as {name}: {e}", archive.display()))
+    }
+
+    /// A local registry the node pulls from (Debian's `docker-registry`, plain HTTP on
+    /// loopback, its storage under the node's directory), started once: its `HOST:PORT`.
+    /// containerd is told to pull from it over HTTP through its `certs.d` hosts file.
+    pub fn registry(&self) -> Result<&str, String> {
+        self.registry
+            .get_or_init(|| {
+                let bin = which("docker-registry").ok_or_else(|| {
+                    "docker-registry is not installed: apt-get install docker-registry".to_string()
+                })?;
+                let port = free_port()?;
+                let host = format!("127.0.0.1:{port}");
+                let config = self.dir.join("registry.yml");
+                write(
+                    &config,
+                    &format!(
+                        "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {host}\n",
+                        self.dir.join("registry").display()
+                    ),
+                )?;
+                let mut registry = Command::new(bin);
+                registry
+                    .arg("serve")
+                    .arg(&config)
+                    .stdout(Stdio::null())
+                    .stderr(log_file(&self.dir, "registry.log")?);
+                spawn_tied(registry, "docker-registry")?;
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while std::net::TcpStream::connect(&host).is_err() {
+                    if Instant::now() > deadline {
+                        return Err(format!("docker-registry did not listen on {host} in 30 s"));
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                mkdir(&self.dir.join("certs.d").join(&host))?;
+                write(
+                    &self.dir.join("certs.d").join(&host).join("hosts.toml"),
+                    &format!(
+                        "server = \"http://{host}\"\n\n[host.\"http://{host}\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
+                    ),
+                )?;
+                Ok(host)
+            })
+            .as_deref()
+            .map_err(Clone::clone)
+    }
+
+    /// Push an OCI image archive (ONYX's, `deploy/image/build.sh`) to the local registry as
+    /// `repository:tag` (`skopeo copy`); the reference pods name it by.
+    pub fn push_archive(
+        &self,
+        archive: &Path,
+        repository: &str,
+        tag: &str,
+    ) -> Result<String, String> {
+        let host = self.registry()?;
+        let skopeo = which("skopeo")
+            .ok_or_else(|| "skopeo is not installed: apt-get install skopeo".to_string())?;
+        let reference = format!("{host}/{repository}:{tag}");
+        output(
+            Command::new(skopeo)
+                .args(["copy", "--dest-tls-verify=false", "--quiet"])
+                .arg(format!("oci-archive:{}", archive.display()))
+                .arg(format!("docker://{reference}")),
+        )
+        .map_err(|e| format!("pushing {} as {reference}: {e}", archive.display()))?;
+        Ok(reference)
     }
 
     /// Import `reference` once per process: `make` gives its root and `umoci config`
@@ -312,7 +382,8 @@ fn start(plane: &ControlPlane) -> Result<RealNode, String> {
     // that a CI container may not have; restricted, containers get containerd's score at
     // least. Network namespaces under the state directory, where the janitor unmounts them
     // (not in /var/run/netns). runc's state under `dir` too, where the janitor finds the
-    // containers (`Root`/k8s.io).
+    // containers (`Root`/k8s.io). Registries' settings in `certs.d`, read at each pull: the
+    // local registry ([`RealNode::registry`]) is added there once it runs.
     let config = dir.join("containerd.toml");
     write(
         &config,
@@ -334,6 +405,8 @@ state = {state}
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = {cni_bin}
     conf_dir = {cni_conf}
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = {certs}
   [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
     runtime_type = "io.containerd.runc.v2"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
@@ -348,6 +421,7 @@ state = {state}
             cni_conf = quoted(&dir.join("cni/net.d")),
             runc = quoted(&tools.runc),
             runc_root = quoted(&dir.join("runc")),
+            certs = quoted(&dir.join("certs.d")),
         ),
     )?;
     let mut containerd = Command::new(&tools.containerd);
@@ -383,6 +457,7 @@ state = {state}
         tools,
         images: Mutex::new(HashMap::new()),
         _lock: lock,
+        registry: OnceLock::new(),
     };
     node.import(PAUSE_IMAGE, "pause".to_string(), || {
         let mut root = Root::default();
@@ -856,6 +931,18 @@ fn tail(file: &Path, lines: usize) -> String {
 /// `path` as a TOML basic string.
 fn quoted(path: &Path) -> String {
     format!("{:?}", path.display().to_string())
+}
+
+/// A program on `PATH` or in the system's directories.
+fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let found = path
+        .split(':')
+        .filter(|d| !d.is_empty())
+        .chain(["/usr/local/bin", "/usr/bin", "/usr/sbin", "/bin", "/sbin"])
+        .map(|d| Path::new(d).join(name))
+        .find(|p| executable(p));
+    found
 }
 
 fn mkdir(dir: &Path) -> Result<(), String> {
