@@ -260,32 +260,69 @@ fn check_resource(checker: &mut Checker, t: &Value, at: &str) {
             }
         }
         for (spec_at, spec, meta_at, meta) in pods {
-            let spec_at = join(&base, &spec_at);
-            let mut containers = Vec::new();
-            for list in ["initContainers", "containers", "ephemeralContainers"] {
-                for (j, c) in spec[list].as_array().into_iter().flatten().enumerate() {
-                    let field = format!("{spec_at}.{list}[{j}]");
-                    containers.push(Ctr {
-                        name: c["name"].as_str().unwrap_or("").to_string(),
-                        at: field.clone(),
-                        layers: vec![(field, c)],
-                    });
-                }
-            }
-            let layer = Layer {
-                at: spec_at,
-                v: spec,
-                kind: LayerKind::Template,
-                namespaces: &["hostNetwork", "hostPID", "hostIPC"],
-                annotations: Some((
-                    join(&base, &format!("{meta_at}.annotations")),
-                    &meta["annotations"],
-                )),
-            };
-            checker.pod(&Pod {
-                layers: vec![layer],
-                containers,
+            check_pod_spec(checker, &base, &spec_at, spec, &meta_at, meta);
+        }
+    }
+}
+
+/// Every refusal of a whole Pod (as the API takes it) at `level`: what the pod-security
+/// admission controller would refuse, checked by a shell before it creates the pod — the pod
+/// as it is finally made, after parameters and patches, which submission cannot see.
+pub fn check_pod(level: Level, pod: &Value) -> Vec<Refusal> {
+    let mut checker = Checker::new(level);
+    if level != Level::Privileged {
+        check_pod_spec(
+            &mut checker,
+            "",
+            "spec",
+            &pod["spec"],
+            "metadata",
+            &pod["metadata"],
+        );
+    }
+    checker.into_refusals()
+}
+
+/// One pod of a manifest (`spec_at` and `meta_at` are its paths, after `base`).
+fn check_pod_spec(
+    checker: &mut Checker,
+    base: &str,
+    spec_at: &str,
+    spec: &Value,
+    meta_at: &str,
+    meta: &Value,
+) {
+    let under = |at: &str| {
+        if base.is_empty() {
+            at.to_string()
+        } else {
+            join(base, at)
+        }
+    };
+    let spec_at = under(spec_at);
+    let mut containers = Vec::new();
+    for list in ["initContainers", "containers", "ephemeralContainers"] {
+        for (j, c) in spec[list].as_array().into_iter().flatten().enumerate() {
+            let field = format!("{spec_at}.{list}[{j}]");
+            containers.push(Ctr {
+                name: c["name"].as_str().unwrap_or("").to_string(),
+                at: field.clone(),
+                layers: vec![(field, c)],
             });
         }
     }
+    let layer = Layer {
+        at: spec_at,
+        v: spec,
+        kind: LayerKind::Template,
+        namespaces: &["hostNetwork", "hostPID", "hostIPC"],
+        annotations: Some((
+            under(&format!("{meta_at}.annotations")),
+            &meta["annotations"],
+        )),
+    };
+    checker.pod(&Pod {
+        layers: vec![layer],
+        containers,
+    });
 }

@@ -46,6 +46,17 @@ pub struct KubernetesSettings {
     /// The default artifact repository, and the named ones.
     pub repository: artifact_repo::Repository,
     pub repositories: HashMap<String, artifact_repo::Repository>,
+    /// Each namespace's Pod Security level (others: `default_pod_security`): every pod is
+    /// checked at it as it is finally made, before it is created.
+    pub pod_security: HashMap<String, admission::PodSecurityLevel>,
+    pub default_pod_security: admission::PodSecurityLevel,
+    /// `(namespace, workflow)` of the workflows ONYX runs, when the server started: only their
+    /// pods found running then hold what they were granted before the workflows resume. Any
+    /// other pod labelled as ONYX's is not trusted with a grant (anyone who may create a pod
+    /// can label it so).
+    pub live_workflows: HashSet<(String, String)>,
+    /// Namespaces no step may run in beside the cluster's own (`kube-*`): the server's.
+    pub forbidden_namespaces: HashSet<String>,
 }
 
 /// A pod being followed to its end.
@@ -90,9 +101,10 @@ impl KubernetesExecutor {
             .list(&kube::api::ListParams::default().labels(&format!("{MANAGED_LABEL}=true")))
             .await?;
         for pod in running.items {
-            me.observe(
+            me.observe_at(
                 &key_of(&pod),
                 &serde_json::to_value(&pod).unwrap_or_default(),
+                true,
             );
         }
         tokio::spawn(watch(Arc::downgrade(&me), me.client.clone()));
@@ -121,6 +133,18 @@ impl KubernetesExecutor {
                 ..Default::default()
             })
         };
+        if namespace.starts_with("kube-") || self.settings.forbidden_namespaces.contains(&namespace)
+        {
+            return report(fail(format!(
+                "namespace {namespace} is the cluster's or ONYX's own: no step runs there"
+            )));
+        }
+        let level = self
+            .settings
+            .pod_security
+            .get(&namespace)
+            .copied()
+            .unwrap_or(self.settings.default_pod_security);
         let api = self.pods(&namespace);
         // A pod that exists is adopted, never made again.
         match api.get_opt(&req.pod_name).await {
@@ -132,6 +156,7 @@ impl KubernetesExecutor {
             Ok(a) => a,
             Err(e) => return report(fail(e.to_string())),
         };
+        let asked = ask.clone();
         self.cluster.ask(&key, ask);
         self.settle();
         let mut said = String::new();
@@ -174,9 +199,27 @@ impl KubernetesExecutor {
                 grant: serde_json::to_string(&grant).ok(),
                 pod_spec_patch: req.template.pod_spec_patch.as_deref(),
                 now: chrono_now(),
+                restricted: level == admission::PodSecurityLevel::Restricted,
             },
         );
-        let pod: Pod = match manifest.map_err(|e| e.to_string()).and_then(|m| {
+        // The pod as it is finally made — parameters substituted, patch merged — which
+        // submission could not see: checked at the namespace's level, and against what the
+        // scheduler placed it with.
+        let checked = manifest.map_err(|e| e.to_string()).and_then(|m| {
+            let refusals = admission::pod_security::check_pod(level, &m);
+            if !refusals.is_empty() {
+                let each: Vec<String> = refusals.iter().map(|r| r.to_string()).collect();
+                return Err(format!(
+                    "the pod is refused at Pod Security level {level}: {}",
+                    each.join("; ")
+                ));
+            }
+            match pod_shape::beyond_grant(&m, &asked) {
+                Some(why) => Err(why),
+                None => Ok(m),
+            }
+        });
+        let pod: Pod = match checked.and_then(|m| {
             serde_json::from_value(m).map_err(|e| format!("the pod is not a valid Pod: {e}"))
         }) {
             Ok(p) => p,
@@ -284,11 +327,16 @@ impl KubernetesExecutor {
 
     /// A pod as the API last showed it: report what changed for its step.
     fn observe(&self, key: &str, pod: &Value) {
+        self.observe_at(key, pod, false)
+    }
+
+    /// `at_start`: the pod is in the list read before anything is placed.
+    fn observe_at(&self, key: &str, pod: &Value, at_start: bool) {
         let phase = pod_phase(pod);
         let mut followed = self.followed.lock().expect("followed");
         let Some(f) = followed.get_mut(key) else {
             drop(followed);
-            self.account(key, pod, &phase);
+            self.account(key, pod, &phase, at_start);
             return;
         };
         match phase {
@@ -330,17 +378,30 @@ impl KubernetesExecutor {
     /// workflow adopts later, still holds its node and devices, so the scheduler counts them
     /// from the watch's first list on, before any pending pod could be given them; once it
     /// ends, they are free again.
-    fn account(&self, key: &str, pod: &Value, phase: &PodPhase) {
+    fn account(&self, key: &str, pod: &Value, phase: &PodPhase, at_start: bool) {
         match phase {
             PodPhase::Done(_) => self.cluster.release(key),
             PodPhase::Pending(_) | PodPhase::Running { .. } => {
-                if pod["metadata"]["deletionTimestamp"].is_string() {
+                if !at_start || pod["metadata"]["deletionTimestamp"].is_string() {
+                    return;
+                }
+                // Only a pod of a workflow ONYX runs in that very namespace, whose grant is
+                // that namespace's.
+                let namespace = pod["metadata"]["namespace"].as_str().unwrap_or_default();
+                let workflow = pod["metadata"]["labels"][WORKFLOW_LABEL]
+                    .as_str()
+                    .unwrap_or_default();
+                if !self
+                    .settings
+                    .live_workflows
+                    .contains(&(namespace.to_string(), workflow.to_string()))
+                {
                     return;
                 }
                 let grant = pod["metadata"]["annotations"][pod_shape::GRANT_ANNOTATION]
                     .as_str()
                     .and_then(|g| serde_json::from_str::<Grant>(g).ok());
-                if let Some(g) = grant {
+                if let Some(g) = grant.filter(|g| g.ask.namespace == namespace) {
                     self.cluster.hold(key, &g);
                 }
             }
@@ -356,7 +417,7 @@ impl KubernetesExecutor {
         let dir = self.pod_dir(key);
         let name = name.to_string();
         tokio::spawn(async move {
-            use futures::AsyncBufReadExt;
+            use futures::AsyncReadExt;
             use tokio::io::AsyncWriteExt;
             let params = LogParams {
                 container: Some("main".into()),
@@ -364,20 +425,26 @@ impl KubernetesExecutor {
                 limit_bytes: Some(LOG_LIMIT),
                 ..Default::default()
             };
-            let Ok(stream) = api.log_stream(&name, &params).await else {
+            let Ok(mut stream) = api.log_stream(&name, &params).await else {
                 return;
             };
             let _ = tokio::fs::create_dir_all(&dir).await;
             let Ok(mut file) = tokio::fs::File::create(dir.join("main.log")).await else {
                 return;
             };
-            let mut lines = stream.lines();
-            while let Some(Ok(line)) = lines.next().await {
-                if dir.join("result.json").exists() {
-                    return;
+            // Bytes as they come, in bounded chunks: a line without end is never held whole.
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => {
+                        if dir.join("result.json").exists() {
+                            return;
+                        }
+                        let _ = file.write_all(&buf[..n]).await;
+                        let _ = file.flush().await;
+                    }
                 }
-                let _ = file.write_all(format!("{line}\n").as_bytes()).await;
-                let _ = file.flush().await;
             }
         });
     }
@@ -414,21 +481,28 @@ impl KubernetesExecutor {
         tokio::spawn(async move {
             let _ = tokio::fs::create_dir_all(&dir).await;
             if exists {
-                let logs = api
-                    .logs(
-                        &name,
-                        &LogParams {
-                            container: Some("main".into()),
-                            limit_bytes: Some(LOG_LIMIT),
-                            ..Default::default()
-                        },
-                    )
-                    .await
-                    .unwrap_or_default();
-                // Renamed into place: a log still being streamed into the old file (see
-                // `stream_log`) writes to what is then no longer the pod's log.
+                // Copied in bounded chunks (a finished pod's whole log is never held in
+                // memory), then renamed into place: a log still being streamed into the old
+                // file (see `stream_log`) writes to what is then no longer the pod's log.
                 let tmp = dir.join("main.log.tmp");
-                if tokio::fs::write(&tmp, logs).await.is_ok() {
+                let params = LogParams {
+                    container: Some("main".into()),
+                    limit_bytes: Some(LOG_LIMIT),
+                    ..Default::default()
+                };
+                if let (Ok(mut stream), Ok(mut file)) = (
+                    api.log_stream(&name, &params).await,
+                    tokio::fs::File::create(&tmp).await,
+                ) {
+                    use futures::AsyncReadExt;
+                    use tokio::io::AsyncWriteExt;
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while let Ok(n) = stream.read(&mut buf).await {
+                        if n == 0 || file.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                    let _ = file.flush().await;
                     let _ = tokio::fs::rename(&tmp, dir.join("main.log")).await;
                 }
                 let patch = json!({"metadata": {"labels": {pod_shape::COMPLETED_LABEL: "true"}}});

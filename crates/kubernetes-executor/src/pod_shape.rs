@@ -56,6 +56,10 @@ pub struct PodContext<'a> {
     pub pod_spec_patch: Option<&'a str>,
     /// When the pod is made (the step's deadline is counted from it).
     pub now: workflow_engine::Time,
+    /// The namespace is at Pod Security level `restricted`: the pod gets that level's
+    /// settings (non-root, no privilege escalation, no capabilities, the runtime's seccomp
+    /// profile) unless a patch sets them otherwise, as the final check then sees.
+    pub restricted: bool,
 }
 
 /// Why a pod cannot be made.
@@ -179,14 +183,36 @@ pub fn pod_manifest(req: &PodRequest, cx: &PodContext) -> Result<Value, ShapeErr
         let left = (d - cx.now).num_seconds().max(1);
         spec["activeDeadlineSeconds"] = json!(left);
     }
+    // A step runs without the namespace's API credentials: ONYX makes pods on a tenant's
+    // behalf, and a tenant who may submit need not be one who may act in the cluster.
+    spec["automountServiceAccountToken"] = json!(false);
+    if cx.restricted {
+        spec["securityContext"] =
+            json!({"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}});
+        for list in ["initContainers", "containers"] {
+            for c in spec
+                .get_mut(list)
+                .and_then(Value::as_array_mut)
+                .into_iter()
+                .flatten()
+            {
+                c["securityContext"] = json!({"allowPrivilegeEscalation": false,
+                    "capabilities": {"drop": ["ALL"]}});
+            }
+        }
+    }
     if let Some(patch) = cx.pod_spec_patch.filter(|p| !p.trim().is_empty()) {
         let patch = parse_patch(patch).map_err(|e| ShapeError::Patch(t.name.clone(), e))?;
         merge_pod_spec(&mut spec, &patch);
-        // The patch may not take the pod from ONYX's scheduler or pick its node.
-        spec["schedulerName"] = json!(SCHEDULER_NAME);
-        if let Some(o) = spec.as_object_mut() {
-            o.remove("nodeName");
-        }
+    }
+    // Neither the template nor its patch takes the pod from ONYX's scheduler, picks its
+    // node, or lends it an identity in the cluster.
+    spec["schedulerName"] = json!(SCHEDULER_NAME);
+    spec["automountServiceAccountToken"] = json!(false);
+    if let Some(o) = spec.as_object_mut() {
+        o.remove("nodeName");
+        o.remove("serviceAccountName");
+        o.remove("serviceAccount");
     }
     Ok(json!({
         "apiVersion": "v1",
@@ -228,7 +254,11 @@ fn container_json(c: &workflow_model::Container) -> Value {
     drop_empty(&mut v);
     // Quantities are strings to the API's clients (YAML's `nvidia.com/gpu: 1` is a number).
     for part in ["limits", "requests"] {
-        if let Some(q) = v["resources"][part].as_object_mut() {
+        if let Some(q) = v
+            .get_mut("resources")
+            .and_then(|r| r.get_mut(part))
+            .and_then(Value::as_object_mut)
+        {
             for x in q.values_mut() {
                 if let Some(t) = text(x) {
                     *x = json!(t);
@@ -325,5 +355,89 @@ pub fn merge_pod_spec(target: &mut Value, patch: &Value) {
                 t.insert(k.clone(), pv.clone());
             }
         }
+    }
+}
+
+/// Why the pod as finally made (its patch, init containers and sidecars included) asks for
+/// more than the scheduler placed it with, if it does: more of an extended resource (GPUs,
+/// MIG instances: Kubernetes counts the containers' sum, or the largest init container's when
+/// that is more), another priority class, or GPUs named through `NVIDIA_VISIBLE_DEVICES`
+/// (which NVIDIA's runtime may honour without a device request). The kubelet's device
+/// plugin hands out what the pod asks, not what ONYX granted: such a pod would take another
+/// tenant's devices.
+pub fn beyond_grant(pod: &Value, ask: &cluster_shell::Ask) -> Option<String> {
+    let spec = &pod["spec"];
+    let asked = |c: &Value| -> std::collections::BTreeMap<String, i128> {
+        let mut out = std::collections::BTreeMap::new();
+        for part in ["limits", "requests"] {
+            for (k, v) in c["resources"][part].as_object().into_iter().flatten() {
+                if !k.contains('/') {
+                    continue;
+                }
+                let milli = text(v)
+                    .and_then(|t| scheduler::Quantity::Text(t).milli().ok())
+                    .unwrap_or(i128::MAX);
+                let e = out.entry(k.clone()).or_insert(0);
+                *e = (*e).max(milli);
+            }
+        }
+        out
+    };
+    let mut total: std::collections::BTreeMap<String, i128> = Default::default();
+    for c in spec["containers"].as_array().into_iter().flatten() {
+        for (k, v) in asked(c) {
+            *total.entry(k).or_insert(0) += v;
+        }
+    }
+    for c in spec["initContainers"].as_array().into_iter().flatten() {
+        for (k, v) in asked(c) {
+            let e = total.entry(k).or_insert(0);
+            *e = (*e).max(v);
+        }
+    }
+    for (k, v) in &total {
+        let granted = ask
+            .requests
+            .get(k)
+            .and_then(|q| scheduler::Quantity::Text(q.clone()).milli().ok())
+            .unwrap_or(0);
+        if *v > granted {
+            return Some(format!(
+                "the pod asks for {} of {k} and was placed with {}: resources are set in the template's container, not by a patch, a sidecar or an init container",
+                show_milli(*v),
+                show_milli(granted)
+            ));
+        }
+    }
+    if let Some(p) = spec["priorityClassName"].as_str() {
+        if p != ask.priority_class {
+            return Some(format!(
+                "the pod's priority class {p:?} is not the one it was scheduled with ({:?})",
+                ask.priority_class
+            ));
+        }
+    }
+    for list in ["initContainers", "containers"] {
+        for c in spec[list].as_array().into_iter().flatten() {
+            for e in c["env"].as_array().into_iter().flatten() {
+                if e["name"] == "NVIDIA_VISIBLE_DEVICES" {
+                    return Some(format!(
+                        "container {}: NVIDIA_VISIBLE_DEVICES is the device plugin's to set: ask for GPUs in resources",
+                        c["name"].as_str().unwrap_or("?")
+                    ));
+                }
+            }
+        }
+    }
+    None
+}
+
+fn show_milli(m: i128) -> String {
+    if m == i128::MAX {
+        "an unreadable quantity".into()
+    } else if m % 1000 == 0 {
+        (m / 1000).to_string()
+    } else {
+        format!("{m}m")
     }
 }

@@ -17,6 +17,11 @@ fn at(s: &str) -> workflow_engine::Time {
 
 /// The pod of `template` (JSON), with ONYX's executor image or without.
 fn check_pod(template: Value, executor_image: Option<&str>, expect: Expect) {
+    check_pod_at(template, executor_image, false, expect)
+}
+
+/// The pod of `template` in a namespace at level `restricted` or not.
+fn check_pod_at(template: Value, executor_image: Option<&str>, restricted: bool, expect: Expect) {
     let t: Template = workflow_model::decode(&template).unwrap();
     let req = PodRequest {
         node_id: "wf-123".into(),
@@ -35,6 +40,7 @@ fn check_pod(template: Value, executor_image: Option<&str>, expect: Expect) {
         grant: Some(r#"{"node":"gpu-01"}"#.into()),
         pod_spec_patch: req.template.pod_spec_patch.as_deref(),
         now: at("2026-12-07T10:00:00Z"),
+        restricted,
     };
     let out = match pod_manifest(&req, &cx) {
         Ok(pod) => serde_json::to_string_pretty(&pod).unwrap(),
@@ -95,8 +101,7 @@ fn a_container_template_becomes_argos_pod_bound_by_onyx() {
                       "limits": {
                         "nvidia.com/gpu": "8",
                         "memory": "1Gi"
-                      },
-                      "requests": null
+                      }
                     },
                     "name": "main"
                   }
@@ -112,7 +117,8 @@ fn a_container_template_becomes_argos_pod_bound_by_onyx() {
                 "nodeSelector": {
                   "nvidia.com/gpu.product": "H100"
                 },
-                "activeDeadlineSeconds": 90
+                "activeDeadlineSeconds": 90,
+                "automountServiceAccountToken": false
               }
             }"#]],
     );
@@ -158,10 +164,6 @@ fn with_the_executor_image_main_runs_under_onyx_emissary() {
                       "--",
                       "python"
                     ],
-                    "resources": {
-                      "limits": null,
-                      "requests": null
-                    },
                     "name": "main",
                     "volumeMounts": [
                       {
@@ -210,7 +212,8 @@ fn with_the_executor_image_main_runs_under_onyx_emissary() {
                     "emptyDir": {}
                   }
                 ],
-                "activeDeadlineSeconds": 90
+                "activeDeadlineSeconds": 90,
+                "automountServiceAccountToken": false
               }
             }"#]],
     );
@@ -456,4 +459,136 @@ fn the_executor_installs_the_shared_objects_it_is_mapped_with() {
 ";
     expect![[r#"["/usr/lib/x86_64-linux-gnu/libc.so.6", "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"]"#]]
         .assert_eq(&format!("{:?}", crate::emissary::shared_objects(maps)));
+}
+
+fn check_grant(pod_spec: Value, requests: &[(&str, &str)], priority: &str, expect: Expect) {
+    let ask = cluster_shell::Ask {
+        namespace: "team-a".into(),
+        requests: requests
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        priority_class: priority.into(),
+        ..Default::default()
+    };
+    let out = crate::pod_shape::beyond_grant(&json!({"spec": pod_spec}), &ask);
+    expect.assert_eq(&format!("{out:?}"));
+}
+
+#[test]
+fn a_pod_may_not_ask_for_more_than_it_was_placed_with() {
+    let gpus = |n: &str| json!({"limits": {"nvidia.com/gpu": n}});
+    check_grant(
+        json!({"containers": [{"name": "main", "resources": gpus("2")}]}),
+        &[("nvidia.com/gpu", "2")],
+        "",
+        expect!["None"],
+    );
+    // A sidecar's GPUs count with main's.
+    check_grant(
+        json!({"containers": [{"name": "main", "resources": gpus("2")},
+            {"name": "hog", "resources": gpus("8")}]}),
+        &[("nvidia.com/gpu", "2")],
+        "",
+        expect![[
+            r#"Some("the pod asks for 10 of nvidia.com/gpu and was placed with 2: resources are set in the template's container, not by a patch, a sidecar or an init container")"#
+        ]],
+    );
+    // An init container's, when larger than the containers' sum.
+    check_grant(
+        json!({"initContainers": [{"name": "i", "resources": {"limits": {"nvidia.com/mig-1g.10gb": 1}}}],
+            "containers": [{"name": "main"}]}),
+        &[],
+        "",
+        expect![[
+            r#"Some("the pod asks for 1 of nvidia.com/mig-1g.10gb and was placed with 0: resources are set in the template's container, not by a patch, a sidecar or an init container")"#
+        ]],
+    );
+    check_grant(
+        json!({"priorityClassName": "system-node-critical", "containers": [{"name": "main"}]}),
+        &[],
+        "",
+        expect![[
+            r#"Some("the pod's priority class \"system-node-critical\" is not the one it was scheduled with (\"\")")"#
+        ]],
+    );
+    check_grant(
+        json!({"containers": [{"name": "main", "env": [{"name": "NVIDIA_VISIBLE_DEVICES", "value": "all"}]}]}),
+        &[],
+        "",
+        expect![[
+            r#"Some("container main: NVIDIA_VISIBLE_DEVICES is the device plugin's to set: ask for GPUs in resources")"#
+        ]],
+    );
+    // CPU and memory are the kubelet's to account; only extended resources are compared.
+    check_grant(
+        json!({"containers": [{"name": "main", "resources": {"limits": {"cpu": "64", "memory": "1Ti"}}}]}),
+        &[],
+        "",
+        expect!["None"],
+    );
+}
+
+#[test]
+fn a_restricted_namespaces_pod_gets_that_levels_settings() {
+    check_pod_at(
+        json!({"name": "r", "container": {"image": "a", "command": ["x"]}}),
+        None,
+        true,
+        expect![[r#"
+            {
+              "apiVersion": "v1",
+              "kind": "Pod",
+              "metadata": {
+                "name": "wf-step-123",
+                "namespace": "team-a",
+                "labels": {
+                  "workflows.argoproj.io/workflow": "wf",
+                  "workflows.argoproj.io/completed": "false",
+                  "onyx.io/managed": "true"
+                },
+                "annotations": {
+                  "workflows.argoproj.io/node-id": "wf-123",
+                  "onyx.io/grant": "{\"node\":\"gpu-01\"}"
+                }
+              },
+              "spec": {
+                "restartPolicy": "Never",
+                "schedulerName": "onyx",
+                "containers": [
+                  {
+                    "image": "a",
+                    "command": [
+                      "x"
+                    ],
+                    "name": "main",
+                    "securityContext": {
+                      "allowPrivilegeEscalation": false,
+                      "capabilities": {
+                        "drop": [
+                          "ALL"
+                        ]
+                      }
+                    }
+                  }
+                ],
+                "volumes": [
+                  {
+                    "name": "data",
+                    "persistentVolumeClaim": {
+                      "claimName": "d"
+                    }
+                  }
+                ],
+                "activeDeadlineSeconds": 90,
+                "automountServiceAccountToken": false,
+                "securityContext": {
+                  "runAsNonRoot": true,
+                  "seccompProfile": {
+                    "type": "RuntimeDefault"
+                  }
+                }
+              }
+            }"#]],
+    );
 }

@@ -367,6 +367,21 @@ fn a_leader_killed_while_its_pods_run_adopts_them_and_runs_none_twice() {
             .count()
             == 6
     });
+    // A pod anyone could make, labelled as ONYX's with a grant charged to this namespace:
+    // the new leader does not trust it with GPUs.
+    k.namespace("k8s-squat").unwrap();
+    let squat = json!({"metadata": {"name": "squat", "namespace": "k8s-squat",
+        "labels": {"onyx.io/managed": "true", "workflows.argoproj.io/workflow": "long"},
+        "annotations": {"onyx.io/grant": json!({"node": "gpu-00",
+            "devices": ["0","1","2","3","4","5","6","7"], "uuids": [], "local": false,
+            "ask": {"namespace": "k8s-crash", "queue": "default",
+                "requests": {"nvidia.com/gpu": "8"}}}).to_string()}},
+        "spec": {"schedulerName": "onyx",
+            "containers": [{"name": "c", "image": "busybox", "command": ["true"]}]}});
+    let (code, body) = k
+        .call("POST", "/api/v1/namespaces/k8s-squat/pods", Some(&squat))
+        .unwrap();
+    assert_eq!(code, 201, "{body}");
     s.kill9();
     let s = Server::start(&home, &args);
     // The new leader counts the running pods' GPUs from its first look at the cluster on.
@@ -736,4 +751,51 @@ fn node_msg(wf: &Value, display: &str) -> String {
         .as_str()
         .unwrap_or_default()
         .to_string()
+}
+
+/// A hostile tenant's pod as ONYX would finally make it — a podSpecPatch filled from a
+/// parameter, which submission cannot check; GPUs asked by a sidecar the scheduler never
+/// counted — is refused before it reaches the cluster, and its step fails saying why.
+#[test]
+fn a_pod_beyond_its_namespaces_level_or_its_grant_is_never_made() {
+    let s = server("k8s-hostile", "k8s-hostile");
+    let patch = r#"{"hostPID":true,"volumes":[{"name":"host","hostPath":{"path":"/"}}],"containers":[{"name":"main","securityContext":{"privileged":true},"volumeMounts":[{"name":"host","mountPath":"/host"}]}]}"#;
+    s.submit(
+        "k8s-hostile",
+        json!({"metadata": {"name": "escape"}, "spec": {"entrypoint": "main",
+            "arguments": {"parameters": [{"name": "ticket_id", "value": "T"},
+                {"name": "patch", "value": patch}]},
+            "templates": [{"name": "main", "podSpecPatch": "{{workflow.parameters.patch}}",
+                "container": {"image": "busybox", "command": ["chroot", "/host", "id"]}}]}}),
+    );
+    let done = s.wait("k8s-hostile", "escape", Duration::from_secs(60));
+    // A pod that could not be made leaves no exit code: Error, as Argo ends such a step.
+    assert_eq!(done["status"]["phase"], "Error", "{done}");
+    let msg = node_msg(&done, "escape");
+    assert!(
+        msg.contains("refused at Pod Security level baseline")
+            && msg.contains("hostPID")
+            && msg.contains("hostPath")
+            && msg.contains("privileged"),
+        "{msg}"
+    );
+    s.submit(
+        "k8s-hostile",
+        json!({"metadata": {"name": "hog"}, "spec": {"entrypoint": "main",
+            "arguments": {"parameters": [{"name": "ticket_id", "value": "T"}]},
+            "templates": [{"name": "main",
+                "sidecars": [{"name": "hog", "image": "busybox",
+                    "resources": {"limits": {"nvidia.com/gpu": "8"}}}],
+                "container": {"image": "busybox", "command": ["true"]}}]}}),
+    );
+    let done = s.wait("k8s-hostile", "hog", Duration::from_secs(60));
+    assert_eq!(done["status"]["phase"], "Error", "{done}");
+    assert!(
+        node_msg(&done, "hog").contains("asks for 8 of nvidia.com/gpu and was placed with 0"),
+        "{done}"
+    );
+    assert!(
+        pods("k8s-hostile").is_empty(),
+        "neither pod reached the cluster"
+    );
 }

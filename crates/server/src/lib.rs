@@ -89,6 +89,7 @@ fn cluster(cfg: &ServerConfig) -> Result<Nodes, ServerError> {
 /// The Kubernetes executor on the configured cluster, its nodes read from the API.
 async fn kubernetes_pods(
     cfg: &ServerConfig,
+    store: &store::Store,
 ) -> Result<(Arc<kubernetes_executor::KubernetesExecutor>, kube::Client), ServerError> {
     let unreachable = |e: kubernetes_executor::ClusterError| {
         ServerError::Config(config::ConfigError::Invalid(format!(
@@ -109,11 +110,40 @@ async fn kubernetes_pods(
             .repository
             .unwrap_or_else(|| artifact_repo::Repository::Local(cfg.home.join("artifacts"))),
         repositories: local.repositories,
+        pod_security: cfg
+            .namespaces
+            .iter()
+            .map(|(ns, p)| (ns.clone(), p.pod_security))
+            .collect(),
+        default_pod_security: cfg.policy.pod_security,
+        live_workflows: live_workflows(store).await?,
+        // The server's own namespace, where it runs in the cluster (its ServiceAccount's).
+        forbidden_namespaces: std::fs::read_to_string(
+            "/var/run/secrets/kubernetes.io/serviceaccount/namespace",
+        )
+        .ok()
+        .map(|ns| ns.trim().to_string())
+        .filter(|ns| !ns.is_empty())
+        .into_iter()
+        .collect(),
     };
     let pods = kubernetes_executor::KubernetesExecutor::new(client.clone(), cluster, settings)
         .await
         .map_err(|e| unreachable(e.into()))?;
     Ok((pods, client))
+}
+
+/// `(namespace, name)` of every workflow the store has unfinished: the ones whose pods a
+/// starting server may find running.
+async fn live_workflows(
+    store: &store::Store,
+) -> Result<std::collections::HashSet<(String, String)>, ServerError> {
+    let rows = store.unfinished_workflows().await.map_err(|e| {
+        ServerError::Config(config::ConfigError::Invalid(format!(
+            "reading the store: {e}"
+        )))
+    })?;
+    Ok(rows.into_iter().map(|r| (r.namespace, r.name)).collect())
 }
 
 /// The file in a server's home holding the token it made for itself (mode 0600): the CLI on the
@@ -310,7 +340,7 @@ impl Parts {
                     (Arc::new(pods), cluster, bmcs)
                 }
                 config::ExecutorKind::Kubernetes => {
-                    let (pods, client) = kubernetes_pods(cfg).await?;
+                    let (pods, client) = kubernetes_pods(cfg, &self.store).await?;
                     kubernetes = Some(client);
                     let cluster = pods.cluster.clone();
                     (pods, cluster, Default::default())

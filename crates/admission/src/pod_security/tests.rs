@@ -514,3 +514,31 @@ proptest::proptest! {
         }
     }
 }
+
+/// The pod as a shell finally makes it — after parameters and patches — checked whole: what
+/// submission could not see is refused here.
+#[test]
+fn a_whole_pod_is_checked_as_it_is_made() {
+    let pod = json!({"metadata": {"name": "p"}, "spec": {
+        "hostPID": true,
+        "volumes": [{"name": "host", "hostPath": {"path": "/"}}],
+        "containers": [{"name": "main", "image": "busybox",
+            "securityContext": {"privileged": true}}]}});
+    let fields: Vec<String> = check_pod(Level::Baseline, &pod)
+        .into_iter()
+        .map(|r| r.field)
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "spec.hostPID",
+            "spec.volumes[0].hostPath",
+            "spec.containers[0].securityContext.privileged"
+        ],
+        "{fields:?}"
+    );
+    assert!(check_pod(Level::Privileged, &pod).is_empty());
+    let plain = json!({"spec": {"containers": [{"name": "main", "image": "busybox"}]}});
+    assert!(check_pod(Level::Baseline, &plain).is_empty());
+    assert!(!check_pod(Level::Restricted, &plain).is_empty());
+}
