@@ -711,6 +711,9 @@ impl Executor for KubernetesExecutor {
 
     fn forget(&self, pod: &str) {
         let _ = std::fs::remove_dir_all(self.pod_dir(pod));
+        // What was kept of a kill or an eviction goes with the workflow.
+        self.cancelled.lock().expect("cancelled").remove(pod);
+        self.evicted.lock().expect("evicted").remove(pod);
         self.delete(pod);
     }
 
