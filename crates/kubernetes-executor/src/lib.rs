@@ -51,11 +51,9 @@ pub enum ClusterError {
     Api(#[from] kube::Error),
 }
 
-/// The cluster's Nodes, read once, as ONYX's scheduler places pods on them.
-pub async fn read_nodes(
-    client: &kube::Client,
-    policy: cluster_shell::SchedulingPolicy,
-) -> Result<cluster_shell::Cluster, ClusterError> {
+/// The cluster's Nodes, read once, as ONYX's scheduler sees them (what of each it left out is
+/// logged).
+pub async fn node_specs(client: &kube::Client) -> Result<Vec<scheduler::NodeSpec>, ClusterError> {
     let api: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client.clone());
     let list = api.list(&Default::default()).await?;
     let mut specs = Vec::new();
@@ -66,7 +64,18 @@ pub async fn read_nodes(
         }
         specs.push(spec);
     }
-    Ok(cluster_shell::Cluster::kubernetes_nodes(specs, policy))
+    Ok(specs)
+}
+
+/// The cluster's Nodes, read once, as ONYX's scheduler places pods on them.
+pub async fn read_nodes(
+    client: &kube::Client,
+    policy: cluster_shell::SchedulingPolicy,
+) -> Result<cluster_shell::Cluster, ClusterError> {
+    Ok(cluster_shell::Cluster::kubernetes_nodes(
+        node_specs(client).await?,
+        policy,
+    ))
 }
 
 #[cfg(test)]

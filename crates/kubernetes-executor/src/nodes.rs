@@ -108,3 +108,67 @@ pub fn node_spec(node: &Value) -> (NodeSpec, Vec<String>) {
     };
     (spec, left_out)
 }
+
+/// `onyx cluster nodes`: one line per node as the scheduler sees it — its GPUs (whole, and
+/// partitioned with their MIG instances), GPU model, whether it takes pods, its taints.
+pub fn table(specs: &[NodeSpec]) -> String {
+    let mut rows = vec![[
+        "NAME".to_string(),
+        "GPUS".into(),
+        "MIG".into(),
+        "MODEL".into(),
+        "SCHEDULABLE".into(),
+        "TAINTS".into(),
+    ]];
+    for n in specs {
+        let gpus = n.mig.as_ref().map_or(0, Vec::len);
+        let mig: Vec<String> = n
+            .mig
+            .iter()
+            .flatten()
+            .filter(|l| !l.is_empty())
+            .map(|l| l.join("+"))
+            .collect();
+        let taints: Vec<String> = n
+            .taints
+            .iter()
+            .map(|t| {
+                if t.value.is_empty() {
+                    format!("{}:{}", t.key, t.effect)
+                } else {
+                    format!("{}={}:{}", t.key, t.value, t.effect)
+                }
+            })
+            .collect();
+        rows.push([
+            n.name.clone(),
+            gpus.to_string(),
+            if mig.is_empty() {
+                "-".into()
+            } else {
+                mig.join(" ")
+            },
+            n.gpu.as_ref().map_or("-".into(), |g| g.model.clone()),
+            if n.unschedulable { "no" } else { "yes" }.into(),
+            if taints.is_empty() {
+                "-".into()
+            } else {
+                taints.join(",")
+            },
+        ]);
+    }
+    let widths: Vec<usize> = (0..6)
+        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for r in &rows {
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}

@@ -592,3 +592,26 @@ fn a_restricted_namespaces_pod_gets_that_levels_settings() {
             }"#]],
     );
 }
+
+#[test]
+fn onyx_cluster_nodes_prints_what_the_scheduler_sees() {
+    let ready = json!([{"type": "Ready", "status": "True"}]);
+    let specs: Vec<scheduler::NodeSpec> = [
+        json!({"metadata": {"name": "gpu-01", "labels": {"nvidia.com/gpu.product": "H100"}},
+            "status": {"conditions": ready, "allocatable": {"nvidia.com/gpu": "8"}}}),
+        json!({"metadata": {"name": "mig-01", "labels": {"nvidia.com/gpu.product": "H100"}},
+            "spec": {"unschedulable": true,
+                "taints": [{"key": "gpu", "value": "shared", "effect": "NoSchedule"}]},
+            "status": {"conditions": ready, "allocatable": {"nvidia.com/gpu": "1",
+                "nvidia.com/mig-3g.40gb": "2"}}}),
+    ]
+    .iter()
+    .map(|n| node_spec(n).0)
+    .collect();
+    expect![[r#"
+        NAME    GPUS  MIG              MODEL  SCHEDULABLE  TAINTS
+        gpu-01  8     -                H100   yes          -
+        mig-01  2     3g.40gb+3g.40gb  H100   no           gpu=shared:NoSchedule
+    "#]]
+    .assert_eq(&crate::nodes::table(&specs));
+}

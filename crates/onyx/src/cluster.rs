@@ -1,4 +1,4 @@
-//! `onyx cluster schema|show|check`.
+//! `onyx cluster schema|show|check|nodes`.
 
 use std::process::ExitCode;
 
@@ -25,6 +25,14 @@ pub enum ClusterCommand {
         /// The date support windows are judged against (default: today).
         #[arg(long)]
         today: Option<String>,
+    },
+    /// A Kubernetes cluster's Nodes, read from its API, as ONYX's scheduler sees them: GPUs
+    /// (whole, and partitioned with their MIG instances), model, schedulable, taints.
+    Nodes {
+        /// The cluster's kubeconfig; default: in-cluster, then $KUBECONFIG, then
+        /// ~/.kube/config.
+        #[arg(long)]
+        kubeconfig: Option<std::path::PathBuf>,
     },
 }
 
@@ -68,6 +76,32 @@ fn load(name: &str, cat: &Catalogue) -> Result<(Cluster, String), ExitCode> {
 pub fn run(cmd: ClusterCommand) -> ExitCode {
     let cat = Catalogue::builtin();
     match cmd {
+        ClusterCommand::Nodes { kubeconfig } => {
+            let read = async {
+                let client = kubernetes_executor::client(kubeconfig.as_deref()).await?;
+                kubernetes_executor::node_specs(&client).await
+            };
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("onyx cluster nodes: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            match runtime.block_on(read) {
+                Ok(specs) => {
+                    print!("{}", kubernetes_executor::nodes::table(&specs));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("onyx cluster nodes: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         ClusterCommand::Schema => {
             println!(
                 "{}",

@@ -799,3 +799,52 @@ fn a_pod_beyond_its_namespaces_level_or_its_grant_is_never_made() {
         "neither pod reached the cluster"
     );
 }
+
+/// `onyx cluster nodes` reads the cluster's Nodes as the scheduler sees them.
+#[test]
+fn onyx_cluster_nodes_describes_the_cluster_from_its_api() {
+    let k = cluster();
+    let nodes = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_onyx"))
+            .args(["cluster", "nodes", "--kubeconfig"])
+            .arg(&k.kubeconfig)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // Until the node lifecycle controller has seen them Ready, new nodes keep the API
+    // server's not-ready taint.
+    let mut text = String::new();
+    wait_until(
+        "the nodes' not-ready taints lifted",
+        Duration::from_secs(60),
+        || {
+            text = nodes();
+            !text.contains("node.kubernetes.io/not-ready")
+        },
+    );
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(
+        line("gpu-00"),
+        "gpu-00 8 - NVIDIA-H100-80GB-HBM3 yes -",
+        "{text}"
+    );
+    assert!(
+        line("mig-00").starts_with(
+            "mig-00 8 1g.10gb+1g.10gb+1g.10gb+1g.10gb+1g.10gb+1g.10gb+1g.10gb NVIDIA-H100-80GB-HBM3"
+        ),
+        "{text}"
+    );
+    assert!(
+        line("drain-00").ends_with("onyx.io/drain-test:NoSchedule"),
+        "{text}"
+    );
+}
