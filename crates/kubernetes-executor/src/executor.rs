@@ -65,6 +65,9 @@ struct Followed {
     report: Report,
     running_said: bool,
     waiting_said: Option<String>,
+    /// When the pod was known to exist (made, or found): a re-list that misses it after
+    /// that means it is gone.
+    exists_since: Option<std::time::Instant>,
 }
 
 pub struct KubernetesExecutor {
@@ -232,7 +235,7 @@ impl KubernetesExecutor {
         // Followed before it exists, so that no event of it is missed.
         self.follow(&key, node_id.clone(), report.clone());
         match api.create(&PostParams::default(), &pod).await {
-            Ok(_) => {}
+            Ok(_) => self.exists(&key),
             Err(kube::Error::Api(e)) if e.code == 409 => {
                 // Made between the read above and now (a second start of the same step).
                 self.unfollow(&key);
@@ -306,6 +309,7 @@ impl KubernetesExecutor {
             self.cluster.hold(key, g);
         }
         self.follow(key, node_id, report);
+        self.exists(key);
         self.observe(key, &serde_json::to_value(&pod).unwrap_or_default());
     }
 
@@ -317,8 +321,43 @@ impl KubernetesExecutor {
                 report,
                 running_said: false,
                 waiting_said: None,
+                exists_since: None,
             },
         );
+    }
+
+    /// The pod is known to exist from now on.
+    fn exists(&self, key: &str) {
+        if let Some(f) = self.followed.lock().expect("followed").get_mut(key) {
+            f.exists_since.get_or_insert_with(std::time::Instant::now);
+        }
+    }
+
+    /// After the watch listed the pods again (it lost its connection): a followed pod that
+    /// existed before the list began and is not in it may have been deleted meanwhile, its
+    /// deletion event lost. Each is read once more; one that is gone ends its step.
+    fn relisted(self: &Arc<Self>, began: std::time::Instant, seen: &HashSet<String>) {
+        let candidates = {
+            let followed = self.followed.lock().expect("followed");
+            missed(
+                followed.iter().map(|(k, f)| (k.as_str(), f.exists_since)),
+                began,
+                seen,
+            )
+        };
+        for key in candidates {
+            let me = self.clone();
+            tokio::spawn(async move {
+                let (namespace, name) = key.split_once('/').unwrap_or(("", &key));
+                match me.pods(namespace).get_opt(name).await {
+                    Ok(Some(pod)) => {
+                        me.observe(&key, &serde_json::to_value(&pod).unwrap_or_default())
+                    }
+                    Ok(None) => me.gone(&key),
+                    Err(e) => tracing::warn!("reading pod {key} after a re-list: {e}"),
+                }
+            });
+        }
     }
 
     fn unfollow(&self, key: &str) -> Option<Followed> {
@@ -564,10 +603,19 @@ async fn watch(me: std::sync::Weak<KubernetesExecutor>, client: kube::Client) {
     let api: Api<Pod> = Api::all(client);
     let config = watcher::Config::default().labels(&format!("{MANAGED_LABEL}=true"));
     let mut events = watcher(api, config).default_backoff().boxed();
+    // A list under way: when it began, and the pods it has shown.
+    let mut relist: Option<(std::time::Instant, HashSet<String>)> = None;
     while let Some(ev) = events.next().await {
         let Some(me) = me.upgrade() else { return };
         match ev {
-            Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => {
+            Ok(watcher::Event::InitApply(pod)) => {
+                let key = key_of(&pod);
+                if let Some((_, seen)) = relist.as_mut() {
+                    seen.insert(key.clone());
+                }
+                me.observe(&key, &serde_json::to_value(&pod).unwrap_or_default());
+            }
+            Ok(watcher::Event::Apply(pod)) => {
                 me.observe(
                     &key_of(&pod),
                     &serde_json::to_value(&pod).unwrap_or_default(),
@@ -580,7 +628,14 @@ async fn watch(me: std::sync::Weak<KubernetesExecutor>, client: kube::Client) {
                 me.gone(&key);
                 me.cluster.release(&key);
             }
-            Ok(watcher::Event::Init | watcher::Event::InitDone) => {}
+            Ok(watcher::Event::Init) => {
+                relist = Some((std::time::Instant::now(), HashSet::new()));
+            }
+            Ok(watcher::Event::InitDone) => {
+                if let Some((began, seen)) = relist.take() {
+                    me.relisted(began, &seen);
+                }
+            }
             Err(e) => tracing::warn!("watching ONYX's pods: {e}"),
         }
     }
@@ -730,4 +785,19 @@ impl Executor for KubernetesExecutor {
     fn pod_dir(&self, pod: &str) -> PathBuf {
         self.settings.home.join("pods").join(pod)
     }
+}
+
+/// The followed pods a list that `began` then and showed `seen` missed, though they existed
+/// before it began (a pod still being made may not be in it yet).
+pub(crate) fn missed<'a>(
+    followed: impl Iterator<Item = (&'a str, Option<std::time::Instant>)>,
+    began: std::time::Instant,
+    seen: &HashSet<String>,
+) -> Vec<String> {
+    let mut out: Vec<String> = followed
+        .filter(|(k, since)| since.is_some_and(|t| t < began) && !seen.contains(*k))
+        .map(|(k, _)| k.to_string())
+        .collect();
+    out.sort();
+    out
 }

@@ -615,3 +615,22 @@ fn onyx_cluster_nodes_prints_what_the_scheduler_sees() {
     "#]]
     .assert_eq(&crate::nodes::table(&specs));
 }
+
+#[test]
+fn a_relist_misses_only_pods_that_existed_before_it_began() {
+    use std::time::{Duration, Instant};
+    let began = Instant::now();
+    let before = Some(began - Duration::from_secs(1));
+    let after = Some(began + Duration::from_secs(1));
+    let seen: std::collections::HashSet<String> = ["ns/listed".to_string()].into();
+    let followed = [
+        ("ns/listed", before),
+        ("ns/deleted-meanwhile", before),
+        ("ns/made-during-the-list", after),
+        ("ns/still-being-made", None),
+    ];
+    expect![[r#"["ns/deleted-meanwhile"]"#]].assert_eq(&format!(
+        "{:?}",
+        crate::executor::missed(followed.into_iter(), began, &seen)
+    ));
+}
