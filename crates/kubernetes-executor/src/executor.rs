@@ -222,7 +222,7 @@ impl KubernetesExecutor {
                 None => Ok(m),
             }
         });
-        let pod: Pod = match checked.and_then(|m| {
+        let mut pod: Pod = match checked.and_then(|m| {
             serde_json::from_value(m).map_err(|e| format!("the pod is not a valid Pod: {e}"))
         }) {
             Ok(p) => p,
@@ -232,6 +232,12 @@ impl KubernetesExecutor {
                 return report(fail(message));
             }
         };
+        // Owned by the workflow's Workflow object where the cluster has one (kubectl's, or the
+        // one ONYX keeps for `kubectl get workflows`), as Argo's pods are: deleting it there
+        // lets the cluster's garbage collector take the pods.
+        if let Some(owner) = self.workflow_owner(&namespace, &workflow).await {
+            pod.metadata.owner_references = Some(vec![owner]);
+        }
         // Followed before it exists, so that no event of it is missed.
         self.follow(&key, node_id.clone(), report.clone());
         match api.create(&PostParams::default(), &pod).await {
@@ -279,6 +285,34 @@ impl KubernetesExecutor {
         if self.cancelled.lock().expect("cancelled").remove(&key) {
             self.delete(&key);
         }
+    }
+
+    /// A reference to the Workflow object `namespace/workflow` in the cluster, if there is one.
+    async fn workflow_owner(
+        &self,
+        namespace: &str,
+        workflow: &str,
+    ) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference> {
+        let ar = kube::api::ApiResource {
+            group: "argoproj.io".into(),
+            version: "v1alpha1".into(),
+            api_version: "argoproj.io/v1alpha1".into(),
+            kind: "Workflow".into(),
+            plural: "workflows".into(),
+        };
+        let api: Api<kube::api::DynamicObject> =
+            Api::namespaced_with(self.client.clone(), namespace, &ar);
+        let wf = api.get_opt(workflow).await.ok()??;
+        Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                api_version: "argoproj.io/v1alpha1".into(),
+                kind: "Workflow".into(),
+                name: workflow.to_string(),
+                uid: wf.metadata.uid?,
+                controller: Some(true),
+                block_owner_deletion: None,
+            },
+        )
     }
 
     /// Follow a pod that exists: hold what it was granted again, and report where it stands.

@@ -677,6 +677,16 @@ fn a_workflow_created_with_kubectl_is_run_by_onyx() {
         object("by-kubectl")["metadata"]["labels"]["onyx.io/accepted"],
         "true"
     );
+    // Its pod is the Workflow object's, as Argo's pods are.
+    let pod = pods("k8s-kubectl")
+        .into_iter()
+        .find(|p| p["metadata"]["labels"]["workflows.argoproj.io/workflow"] == "by-kubectl")
+        .expect("the pod of by-kubectl");
+    let owner = &pod["metadata"]["ownerReferences"][0];
+    assert_eq!(owner["kind"], "Workflow", "{pod}");
+    assert_eq!(owner["name"], "by-kubectl");
+    assert_eq!(owner["uid"], object("by-kubectl")["metadata"]["uid"]);
+    assert_eq!(owner["controller"], true);
     wait_until(
         "the workflow without a ticket refused",
         Duration::from_secs(30),
