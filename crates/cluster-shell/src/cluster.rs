@@ -448,6 +448,41 @@ impl Cluster {
         }
     }
 
+    /// Wait until `pod`, asked for already, is bound, with every executor's rules: `cancelled`
+    /// is asked at each change (a kill while the pod waits), `waiting` hears each new reason
+    /// it waits for. A cancelled or refused pod's ask is released here.
+    pub async fn wait_for_grant(
+        &self,
+        pod: &str,
+        mut cancelled: impl FnMut() -> bool,
+        mut waiting: impl FnMut(&str),
+    ) -> crate::grant::Waited {
+        use crate::grant::Waited;
+        let mut said = String::new();
+        loop {
+            let wake = self.changed().notified();
+            if cancelled() {
+                self.release(pod);
+                return Waited::Cancelled;
+            }
+            match self.standing(pod) {
+                Some(Standing::Bound(g)) => return Waited::Granted(g),
+                Some(Standing::Refused(message)) => {
+                    self.release(pod);
+                    return Waited::Refused(message);
+                }
+                Some(Standing::Waiting(why)) => {
+                    if why != said {
+                        waiting(&why);
+                        said = why;
+                    }
+                }
+                None => return Waited::Evicted,
+            }
+            wake.await;
+        }
+    }
+
     /// Cordon (`true`) or uncordon a node; `false` if there is no such node.
     pub fn cordon(&self, node: &str, on: bool) -> bool {
         let mut inner = self.inner.lock().expect("cluster");

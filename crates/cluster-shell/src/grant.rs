@@ -52,3 +52,15 @@ impl Grant {
         env
     }
 }
+
+/// How a pod's wait for the scheduler ended ([`crate::Cluster::wait_for_grant`]).
+#[derive(Debug)]
+pub enum Waited {
+    Granted(Box<Grant>),
+    /// The executor cancelled the wait (a kill); the pod's ask is released.
+    Cancelled,
+    /// It can never run here; the pod's ask is released.
+    Refused(String),
+    /// The pod is gone from the cluster (evicted before it started).
+    Evicted,
+}

@@ -19,7 +19,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use cluster_shell::{Cluster, Grant, Standing};
+use cluster_shell::{Cluster, Grant, Waited};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, LogParams, Patch, PatchParams, PostParams};
@@ -162,36 +162,33 @@ impl KubernetesExecutor {
         let asked = ask.clone();
         self.cluster.ask(&key, ask);
         self.settle();
-        let mut said = String::new();
-        let grant: Grant = loop {
-            let wake = self.cluster.changed().notified();
-            if self.cancelled.lock().expect("cancelled").remove(&key) {
-                self.cluster.release(&key);
+        let waited = self
+            .cluster
+            .wait_for_grant(
+                &key,
+                || self.cancelled.lock().expect("cancelled").remove(&key),
+                |why| {
+                    report(Event::PodWaiting {
+                        node_id: node_id.clone(),
+                        message: why.to_string(),
+                    })
+                },
+            )
+            .await;
+        let grant: Grant = match waited {
+            Waited::Granted(g) => *g,
+            Waited::Cancelled => {
                 self.settle();
                 let why = self.evicted.lock().expect("evicted").remove(&key);
                 return report(fail(why.unwrap_or_else(|| {
                     "pod was killed while it waited to be scheduled".into()
                 })));
             }
-            match self.cluster.standing(&key) {
-                Some(Standing::Bound(g)) => break *g,
-                Some(Standing::Refused(message)) => {
-                    self.cluster.release(&key);
-                    self.settle();
-                    return report(fail(message));
-                }
-                Some(Standing::Waiting(why)) => {
-                    if why != said {
-                        report(Event::PodWaiting {
-                            node_id: node_id.clone(),
-                            message: why.clone(),
-                        });
-                        said = why;
-                    }
-                }
-                None => return report(fail("pod was evicted before it started".into())),
+            Waited::Refused(message) => {
+                self.settle();
+                return report(fail(message));
             }
-            wake.await;
+            Waited::Evicted => return report(fail("pod was evicted before it started".into())),
         };
         let manifest = pod_shape::pod_manifest(
             &req,

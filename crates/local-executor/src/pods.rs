@@ -13,7 +13,7 @@ use crate::{Layout, PodInput};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use workflow_engine::{Event, PodRequest, PodResult};
 
-use cluster_shell::{Ask, AskError, Cluster, Grant, Standing};
+use cluster_shell::{Ask, AskError, Cluster, Grant, Waited};
 use workflow_model::Template;
 use workflow_runtime::{pod_key, Executor, JobStart, PodStart, Report};
 
@@ -244,11 +244,22 @@ impl Pods {
         };
         self.cluster.ask(&pod, ask);
         self.settle();
-        let mut said = String::new();
-        let grant = loop {
-            let wake = self.cluster.changed().notified();
-            if self.cancelled.lock().expect("cancelled").remove(&pod) {
-                self.cluster.release(&pod);
+        let waited = self
+            .cluster
+            .wait_for_grant(
+                &pod,
+                || self.cancelled.lock().expect("cancelled").remove(&pod),
+                |why| {
+                    report(Event::PodWaiting {
+                        node_id: node_id.clone(),
+                        message: why.to_string(),
+                    })
+                },
+            )
+            .await;
+        let grant = match waited {
+            Waited::Granted(g) => *g,
+            Waited::Cancelled => {
                 self.settle();
                 // An eviction (a drain) can reach a pod already bound but not yet started;
                 // its step fails with the eviction's reason, as a started pod's does.
@@ -258,27 +269,13 @@ impl Pods {
                     why.unwrap_or_else(|| "pod was killed while it waited to be scheduled".into()),
                 ));
             }
-            match self.cluster.standing(&pod) {
-                Some(Standing::Bound(g)) => break *g,
-                Some(Standing::Refused(message)) => {
-                    self.cluster.release(&pod);
-                    self.settle();
-                    return report(fail(node_id, message));
-                }
-                Some(Standing::Waiting(why)) => {
-                    if why != said {
-                        report(Event::PodWaiting {
-                            node_id: node_id.clone(),
-                            message: why.clone(),
-                        });
-                        said = why;
-                    }
-                }
-                None => {
-                    return report(fail(node_id, "pod was evicted before it started".into()));
-                }
+            Waited::Refused(message) => {
+                self.settle();
+                return report(fail(node_id, message));
             }
-            wake.await;
+            Waited::Evicted => {
+                return report(fail(node_id, "pod was evicted before it started".into()));
+            }
         };
         // A grant that holds nothing (no devices, no requests, no gang) need not survive a
         // restart; skipping its file keeps a plain pod's start as cheap as before.
