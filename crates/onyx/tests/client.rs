@@ -2,29 +2,16 @@
 
 mod support;
 
-use std::process::{Command, Output};
+use std::process::Command;
 
 use support::{temp_home, Server};
 
-fn onyx(s: &Server, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_onyx"))
-        .args(args)
-        .env("ONYX_SERVER", &s.base)
-        // The CLI on the server's machine: it reads the server's own token from its home.
-        .env("ONYX_HOME", s.home.join("state"))
-        .output()
-        .expect("onyx runs")
+fn onyx(s: &Server, args: &[&str]) -> std::process::Output {
+    s.cli(args)
 }
 
 fn ok(s: &Server, args: &[&str]) -> String {
-    let out = onyx(s, args);
-    assert!(
-        out.status.success(),
-        "onyx {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    s.cli_ok(args)
 }
 
 #[test]

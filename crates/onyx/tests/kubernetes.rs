@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use support::{node, temp_home, Server};
 use test_kubernetes::{
-    ControlPlane, FAKE_EXIT_CODE, FAKE_NODE, FAKE_RUN_TIME, FAKE_TERMINATION_MESSAGE,
+    node_ready, wait_until, ControlPlane, FAKE_EXIT_CODE, FAKE_NODE, FAKE_RUN_TIME,
+    FAKE_TERMINATION_MESSAGE,
 };
 
 /// The control plane, with kwok and the nodes made once for the whole test binary.
@@ -90,28 +91,10 @@ fn cluster() -> &'static ControlPlane {
         wait_until("18 nodes Ready", Duration::from_secs(60), || {
             let (_, list) = k.call("GET", "/api/v1/nodes", None).unwrap();
             let items = list["items"].as_array().cloned().unwrap_or_default();
-            items.len() == 18
-                && items.iter().all(|n| {
-                    n["status"]["conditions"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
-                })
+            items.len() == 18 && items.iter().all(node_ready)
         });
     });
     k
-}
-
-fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not happen in {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 /// An ONYX server running its steps on the cluster, with namespace `ns` made there.
@@ -550,23 +533,6 @@ fn the_deployment_applies_and_runs_onyx_with_its_least_privilege() {
     assert_eq!(node(&done, "hello")["outputs"]["result"], "hello world");
 }
 
-/// The onyx CLI against `s`, as on the server's machine (its own token from its home).
-fn onyx_cli(s: &Server, args: &[&str]) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_onyx"))
-        .args(args)
-        .env("ONYX_SERVER", &s.base)
-        .env("ONYX_HOME", s.home.join("state"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "onyx {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// GitOps as the spec has it: a WorkflowTemplate synced into the cluster (as Argo CD would)
 /// is taken by ONYX and submitted from with `onyx submit --from`; the workflow's phase is in
 /// the cluster, where `kubectl get workflows` reads it; deleting the template from the
@@ -589,21 +555,18 @@ fn a_template_synced_to_the_cluster_is_submitted_from_and_kubectl_shows_the_phas
             .0
             == 200
     });
-    let name = onyx_cli(
-        &s,
-        &[
-            "submit",
-            "-n",
-            "k8s-gitops",
-            "--from",
-            "workflowtemplate/greet",
-            "-p",
-            "ticket_id=T-9",
-            "--wait",
-            "-o",
-            "name",
-        ],
-    );
+    let name = s.cli_ok(&[
+        "submit",
+        "-n",
+        "k8s-gitops",
+        "--from",
+        "workflowtemplate/greet",
+        "-p",
+        "ticket_id=T-9",
+        "--wait",
+        "-o",
+        "name",
+    ]);
     let name = name.trim();
     let done = s.wait("k8s-gitops", name, Duration::from_secs(60));
     assert_eq!(done["status"]["phase"], "Succeeded", "{done}");

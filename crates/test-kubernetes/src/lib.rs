@@ -60,6 +60,28 @@ pub const FAKE_TERMINATION_MESSAGE: &str = "onyx.io/fake-termination-message";
 
 static PLANE: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
 
+/// Poll `done` every 200 ms until it holds; the test fails saying `what` did not happen in
+/// `limit`.
+pub fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not happen in {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Whether a Node (as the API returns it) is Ready.
+pub fn node_ready(node: &Value) -> bool {
+    node["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+}
+
 /// The process's control plane, started on first use.
 pub fn control_plane() -> Result<&'static ControlPlane, String> {
     PLANE.get_or_init(start).as_ref().map_err(Clone::clone)

@@ -42,7 +42,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::json;
 use test_process::{free_port, spawn_tied};
 
 use crate::{log_file, ControlPlane};
@@ -531,7 +531,7 @@ state = {state}
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let (code, n) = plane.call("GET", &format!("/api/v1/nodes/{REAL_NODE_NAME}"), None)?;
-        if code == 200 && ready(&n) {
+        if code == 200 && crate::node_ready(&n) {
             return Ok(node);
         }
         if Instant::now() > deadline {
@@ -562,30 +562,9 @@ struct Tools {
 
 impl Tools {
     fn find() -> Result<Tools, String> {
-        let mut dirs: Vec<String> = std::env::var("PATH")
-            .unwrap_or_default()
-            .split(':')
-            .filter(|d| !d.is_empty())
-            .map(str::to_string)
-            .collect();
-        for d in [
-            "/usr/local/sbin",
-            "/usr/local/bin",
-            "/usr/sbin",
-            "/usr/bin",
-            "/sbin",
-            "/bin",
-        ] {
-            if !dirs.iter().any(|x| x == d) {
-                dirs.push(d.to_string());
-            }
-        }
         let mut missing: Vec<String> = Vec::new();
         let mut find = |name: &str| {
-            let found = dirs
-                .iter()
-                .map(|d| Path::new(d).join(name))
-                .find(|p| executable(p));
+            let found = which(name);
             if found.is_none() {
                 missing.push(name.to_string());
             }
@@ -616,7 +595,7 @@ impl Tools {
             ));
         }
         Ok(Tools {
-            path: dirs.join(":"),
+            path: search_dirs().join(":"),
             containerd,
             ctr,
             runc,
@@ -886,14 +865,6 @@ fn ctr(tools: &Tools, socket: &Path) -> Command {
     ctr
 }
 
-fn ready(node: &Value) -> bool {
-    node["status"]["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|c| c["type"] == "Ready" && c["status"] == "True")
-}
-
 /// `cgroup v2` when /sys/fs/cgroup is the unified hierarchy, else `cgroup v1` (hybrid, as
 /// here); the kubelet uses the cgroupfs driver on either, so this only explains errors.
 fn cgroup_version() -> &'static str {
@@ -933,16 +904,36 @@ fn quoted(path: &Path) -> String {
     format!("{:?}", path.display().to_string())
 }
 
-/// A program on `PATH` or in the system's directories.
-fn which(name: &str) -> Option<PathBuf> {
-    let path = std::env::var("PATH").unwrap_or_default();
-    let found = path
+/// Where programs are looked for: `PATH`, then the system's directories (a test's PATH may
+/// lack the sbin ones); also the PATH the node's daemons get.
+fn search_dirs() -> Vec<String> {
+    let mut dirs: Vec<String> = std::env::var("PATH")
+        .unwrap_or_default()
         .split(':')
         .filter(|d| !d.is_empty())
-        .chain(["/usr/local/bin", "/usr/bin", "/usr/sbin", "/bin", "/sbin"])
+        .map(str::to_string)
+        .collect();
+    for d in [
+        "/usr/local/sbin",
+        "/usr/local/bin",
+        "/usr/sbin",
+        "/usr/bin",
+        "/sbin",
+        "/bin",
+    ] {
+        if !dirs.iter().any(|x| x == d) {
+            dirs.push(d.to_string());
+        }
+    }
+    dirs
+}
+
+/// A program in [`search_dirs`].
+fn which(name: &str) -> Option<PathBuf> {
+    search_dirs()
+        .iter()
         .map(|d| Path::new(d).join(name))
-        .find(|p| executable(p));
-    found
+        .find(|p| executable(p))
 }
 
 fn mkdir(dir: &Path) -> Result<(), String> {

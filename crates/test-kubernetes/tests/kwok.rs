@@ -3,29 +3,10 @@
 //! end with the exit code they are given, as containers would.
 //! This is the cluster the Kubernetes mode's scheduler tests place gangs on.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
-use test_kubernetes::{FAKE_EXIT_CODE, FAKE_NODE, FAKE_RUN_TIME};
-
-fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not happen in {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn ready(node: &Value) -> bool {
-    node["status"]["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|c| c["type"] == "Ready" && c["status"] == "True")
-}
+use test_kubernetes::{node_ready, wait_until, FAKE_EXIT_CODE, FAKE_NODE, FAKE_RUN_TIME};
 
 #[test]
 fn sixteen_fake_h100_nodes_turn_ready_and_run_bound_pods_to_their_exit_codes() {
@@ -51,7 +32,7 @@ fn sixteen_fake_h100_nodes_turn_ready_and_run_bound_pods_to_their_exit_codes() {
     wait_until("16 nodes Ready", Duration::from_secs(60), || {
         let (_, list) = k.call("GET", "/api/v1/nodes", None).unwrap();
         let items = list["items"].as_array().cloned().unwrap_or_default();
-        items.len() == 16 && items.iter().all(ready)
+        items.len() == 16 && items.iter().all(node_ready)
     });
     let (_, list) = k.call("GET", "/api/v1/nodes", None).unwrap();
     for n in list["items"].as_array().unwrap() {

@@ -126,6 +126,29 @@ impl Server {
         }
     }
 
+    /// The `onyx` client against this server, as on the server's machine (it reads the
+    /// server's own token from its home).
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_onyx"))
+            .args(args)
+            .env("ONYX_SERVER", &self.base)
+            .env("ONYX_HOME", self.home.join("state"))
+            .output()
+            .expect("onyx runs")
+    }
+
+    /// [`Server::cli`] that must succeed: its standard output.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "onyx {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// A request to the server with its own token (when it made one).
     pub fn request(&self, method: &str, path: &str) -> ureq::Request {
         let req = ureq::request(method, &format!("{}{path}", self.base));
